@@ -1,0 +1,125 @@
+//! Command-line types (clap derive). Parsing only: every command is a library
+//! function taking its own args struct.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Compression, ModulePolicy};
+
+/// Exit codes, also printed at the end of `--help` and in the man page.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure at run time (I/O error, a tool failed)
+  2  wrong command line
+  3  invalid configuration file (unknown key, wrong type, bad value)
+  4  the host lacks something the build needs (tool, kernel modules, compression support)
+  5  a corrupt or unusable input file (e.g. a truncated ELF binary)
+  6  the requested feature is not available in this version yet";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mkrescue",
+    version,
+    about = "Bare-metal disaster recovery: build a bootable rescue system of this host",
+    long_about = "mkrescue records this server's disk layout, backs up its files and builds a \
+bootable rescue system cloned from the host (kernel, modules, tools with their libraries). \
+Without a subcommand it builds the rescue system.",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Read this configuration file after /etc/mkrescue/site.toml and local.toml
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory holding site.toml and local.toml
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/mkrescue",
+        hide = true
+    )]
+    pub config_dir: PathBuf,
+
+    /// More output: -v lists steps, -vv every file and external command
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// kernel + initrd (DIR/vmlinuz, DIR/initrd.img)
+    Initramfs,
+    /// hybrid ISO for BIOS and UEFI
+    Iso,
+    /// USB disk image or device
+    Usb,
+    /// PXE tree for a TFTP/HTTP server
+    Pxe,
+    /// HP One-Button Disaster Recovery tape
+    Obdr,
+}
+
+/// Options of the default command: build the rescue system.
+#[derive(Debug, Args, Clone, Default)]
+pub struct BuildArgs {
+    /// What to build
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub output: Option<Output>,
+
+    /// Where to write the result
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Kernel to put into the rescue system (default: newest in /boot with modules)
+    #[arg(long, value_name = "KVER")]
+    pub kernel_version: Option<String>,
+
+    /// Which kernel modules to include
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub modules: Option<ModulePolicy>,
+
+    /// Compression of the initrd
+    #[arg(long, value_enum, value_name = "ALGO")]
+    pub compress: Option<Compression>,
+
+    /// Print the build report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration and the detected host facts
+    Dump(DumpArgs),
+    /// PID 1 of the rescue system (started by the kernel as /init)
+    #[command(hide = true)]
+    Init,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DumpArgs {
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}

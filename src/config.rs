@@ -1,0 +1,359 @@
+//! Layered TOML configuration.
+//!
+//! Built-in defaults < `/etc/mkrescue/site.toml` < `/etc/mkrescue/local.toml`
+//! < `--config FILE` < command-line flags. Each file is validated on its own
+//! (unknown keys and wrong types are errors naming file, line and key), then
+//! the files are merged table by table, so a later file only overrides the
+//! keys it sets.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{BuildArgs, GlobalArgs, Output};
+use crate::error::{Code, fail};
+
+/// Which kernel modules go into the rescue system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModulePolicy {
+    /// modules loaded on the host plus what its block and network devices need
+    Host,
+    /// storage, network, filesystem and crypto drivers (works on new hardware)
+    StorageNet,
+    /// every module of the kernel
+    All,
+}
+
+/// Compression of the initrd. The kernel must be able to unpack it
+/// (`CONFIG_RD_*` in its config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Xz,
+    Gzip,
+    None,
+}
+
+/// Fixed default for `SOURCE_DATE_EPOCH`: 2024-01-01T00:00:00Z. Every mtime in
+/// the image is clamped to it, so two builds of an unchanged host are
+/// byte-identical.
+pub const DEFAULT_EPOCH: u64 = 1_704_067_200;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub build: Build,
+    pub tools: Tools,
+    pub modules: Modules,
+    pub files: Files,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Build {
+    /// What `mkrescue` builds without `--output`.
+    pub output: Output,
+    /// Where the result goes.
+    pub out_dir: PathBuf,
+    /// Kernel version to use; empty: the newest in /boot with modules.
+    pub kernel_version: Option<String>,
+    pub compress: Compression,
+    /// Compression level (zstd 1-19, xz 0-9, gzip 1-9).
+    pub compress_level: Option<u32>,
+    /// Clamp of every mtime in the image (seconds since 1970);
+    /// `SOURCE_DATE_EPOCH` in the environment overrides it.
+    pub source_date_epoch: u64,
+    /// Directories searched for tools, in order.
+    pub path: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tools {
+    /// More tools (names looked up in `build.path`, or absolute paths) that
+    /// must be in the rescue system; a missing one is an error.
+    pub required: Vec<String>,
+    /// More tools taken when present.
+    pub optional: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Modules {
+    pub policy: ModulePolicy,
+    /// More modules by name, with their dependencies.
+    pub extra: Vec<String>,
+    /// Include the firmware files that modules name.
+    pub firmware: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Files {
+    /// Host files or directories (recursively) copied into the rescue system
+    /// at the same path; ELF files among them bring their libraries.
+    pub include: Vec<PathBuf>,
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build {
+            output: Output::Initramfs,
+            out_dir: PathBuf::from("/var/lib/mkrescue/output"),
+            kernel_version: None,
+            compress: Compression::Zstd,
+            compress_level: None,
+            source_date_epoch: DEFAULT_EPOCH,
+            path: [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        }
+    }
+}
+
+impl Default for Modules {
+    fn default() -> Self {
+        Modules {
+            policy: ModulePolicy::StorageNet,
+            extra: Vec::new(),
+            firmware: true,
+        }
+    }
+}
+
+/// One configuration file that was read, for `dump`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub path: PathBuf,
+    pub found: bool,
+}
+
+/// The effective configuration and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Loaded {
+    pub config: Config,
+    pub sources: Vec<Source>,
+}
+
+/// Reads the configuration layers and applies the command-line flags.
+pub fn load(global: &GlobalArgs, build: &BuildArgs) -> Result<Loaded> {
+    let mut merged = toml::Table::new();
+    let mut sources = Vec::new();
+    let site = global.config_dir.join("site.toml");
+    let local = global.config_dir.join("local.toml");
+    for path in [site, local] {
+        let found = merge_file(&mut merged, &path, false)?;
+        sources.push(Source { path, found });
+    }
+    if let Some(path) = &global.config {
+        merge_file(&mut merged, path, true)?;
+        sources.push(Source {
+            path: path.clone(),
+            found: true,
+        });
+    }
+    let mut config: Config =
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                fail(Code::Config, format!("configuration: {}", e.message()))
+            })?;
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        config.build.source_date_epoch = epoch.trim().parse().map_err(|_| {
+            fail(
+                Code::Config,
+                format!("SOURCE_DATE_EPOCH={epoch:?} is not a number of seconds since 1970"),
+            )
+        })?;
+    }
+    apply_flags(&mut config, build);
+    Ok(Loaded { config, sources })
+}
+
+fn apply_flags(config: &mut Config, build: &BuildArgs) {
+    if let Some(o) = build.output {
+        config.build.output = o;
+    }
+    if let Some(d) = &build.out {
+        config.build.out_dir = d.clone();
+    }
+    if let Some(k) = &build.kernel_version {
+        config.build.kernel_version = Some(k.clone());
+    }
+    if let Some(m) = build.modules {
+        config.modules.policy = m;
+    }
+    if let Some(c) = build.compress {
+        config.build.compress = c;
+    }
+}
+
+/// Validates one file and merges its tables into `merged`. Returns whether
+/// the file exists; a missing `--config` file is an error, a missing
+/// site/local file is not.
+fn merge_file(merged: &mut toml::Table, path: &Path, must_exist: bool) -> Result<bool> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(false),
+        Err(e) => {
+            return Err(fail(
+                Code::Config,
+                format!("cannot read configuration file {}: {e}", path.display()),
+            ));
+        }
+    };
+    let table = parse_str(&text, path)?;
+    deep_merge(merged, table);
+    Ok(true)
+}
+
+/// Parses and validates one configuration text; errors name `path`, the line
+/// and the key.
+pub fn parse_str(text: &str, path: &Path) -> Result<toml::Table> {
+    let describe = |e: toml::de::Error| {
+        let (line, key) = match e.span() {
+            Some(span) => locate(text, span.start),
+            None => (0, None),
+        };
+        let key = key.map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+        // toml's message can span lines (it quotes the source); keep line one.
+        let msg = e.message().lines().next().unwrap_or("invalid").to_string();
+        fail(
+            Code::Config,
+            format!("{}:{line}: {msg}{key}", path.display()),
+        )
+    };
+    let table: toml::Table = toml::from_str(text).map_err(describe)?;
+    // Validate this layer alone so the error points into this file.
+    toml::from_str::<Config>(text).map_err(describe)?;
+    Ok(table)
+}
+
+/// Line number (1-based) of a byte offset, and the dotted key on that line.
+fn locate(text: &str, offset: usize) -> (usize, Option<String>) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line_no = before.matches('\n').count() + 1;
+    let mut table = String::new();
+    for l in before.lines() {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let full = match (key, table.is_empty()) {
+        (Some(k), false) => Some(format!("{table}.{k}")),
+        (Some(k), true) => Some(k),
+        (None, false) => Some(table),
+        (None, true) => None,
+    };
+    (line_no, full)
+}
+
+fn deep_merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => deep_merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The effective configuration as TOML, for `dump`.
+pub fn to_toml(config: &Config) -> Result<String> {
+    toml::to_string_pretty(config).context("rendering configuration as TOML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(text: &str) -> String {
+        format!(
+            "{:#}",
+            parse_str(text, Path::new("/etc/mkrescue/site.toml")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err_of("[build]\ncompres = \"xz\"\n");
+        assert!(
+            e.starts_with("/etc/mkrescue/site.toml:2: unknown field `compres`"),
+            "{e}"
+        );
+        assert!(e.contains("build.compres"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let e = err_of("[build]\nsource_date_epoch = \"yesterday\"\n");
+        assert!(e.starts_with("/etc/mkrescue/site.toml:2:"), "{e}");
+        assert!(e.contains("build.source_date_epoch"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_choices() {
+        let e = err_of("[modules]\npolicy = \"some\"\n");
+        assert!(e.contains("storage-net"), "{e}");
+        assert!(e.contains(":2:"), "{e}");
+    }
+
+    #[test]
+    fn layers_override_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("site.toml"),
+            "[build]\ncompress = \"xz\"\nout_dir = \"/srv/rescue\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("local.toml"),
+            "[build]\ncompress = \"gzip\"\n",
+        )
+        .unwrap();
+        let global = GlobalArgs {
+            config_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let loaded = load(&global, &BuildArgs::default()).unwrap();
+        assert_eq!(loaded.config.build.compress, Compression::Gzip);
+        assert_eq!(loaded.config.build.out_dir, PathBuf::from("/srv/rescue"));
+        let flags = BuildArgs {
+            compress: Some(Compression::None),
+            ..Default::default()
+        };
+        let loaded = load(&global, &flags).unwrap();
+        assert_eq!(loaded.config.build.compress, Compression::None);
+    }
+
+    #[test]
+    fn missing_explicit_config_is_an_error() {
+        let global = GlobalArgs {
+            config_dir: PathBuf::from("/nonexistent"),
+            config: Some(PathBuf::from("/nonexistent/x.toml")),
+            ..Default::default()
+        };
+        let e = load(&global, &BuildArgs::default()).unwrap_err();
+        assert_eq!(crate::error::code_of(&e), Code::Config);
+    }
+}

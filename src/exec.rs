@@ -1,0 +1,144 @@
+//! The one way to run external tools.
+//!
+//! Logs the full command line, sets stdin to null, captures stderr and puts
+//! its tail into the error, and in dry-run mode prints the command instead of
+//! running it.
+
+use std::ffi::OsStr;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// How many bytes of a failed command's stderr go into the error.
+const STDERR_TAIL: usize = 2000;
+
+/// A command to run, built like `std::process::Command`.
+#[derive(Debug)]
+pub struct Cmd {
+    inner: Command,
+    dry_run: bool,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Cmd {
+            inner: Command::new(program),
+            dry_run: false,
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.inner.arg(a);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.inner.args(args);
+        self
+    }
+
+    pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Self {
+        self.inner.env(k, v);
+        self
+    }
+
+    /// Print instead of run.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+
+    /// The command line as a shell would show it.
+    pub fn display(&self) -> String {
+        let mut s = shell_quote(self.inner.get_program());
+        for a in self.inner.get_args() {
+            s.push(' ');
+            s.push_str(&shell_quote(a));
+        }
+        s
+    }
+
+    /// Runs the command; non-zero exit is an error carrying stderr's tail.
+    /// Returns stdout.
+    pub fn output(mut self) -> Result<Vec<u8>> {
+        let line = self.display();
+        if self.dry_run {
+            println!("would run: {line}");
+            return Ok(Vec::new());
+        }
+        log::debug!("running: {line}");
+        let out = self
+            .inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail = tail(err.trim(), STDERR_TAIL).replace('\n', " | ");
+            bail!("`{line}` failed ({}): {tail}", out.status);
+        }
+        Ok(out.stdout)
+    }
+
+    /// Runs the command and returns stdout as text.
+    pub fn read(self) -> Result<String> {
+        let out = self.output()?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut start = s.len() - n;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+fn shell_quote(s: &OsStr) -> String {
+    let s = s.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_carries_stderr_tail() {
+        let e = Cmd::new("sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .output()
+            .unwrap_err();
+        let s = format!("{e:#}");
+        assert!(s.contains("boom"), "{s}");
+        assert!(s.contains("sh -c 'echo boom >&2; exit 3'"), "{s}");
+    }
+
+    #[test]
+    fn dry_run_does_not_run() {
+        let out = Cmd::new("false").dry_run(true).output().unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn stdin_is_null() {
+        assert_eq!(Cmd::new("cat").read().unwrap(), "");
+    }
+}

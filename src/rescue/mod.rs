@@ -1,0 +1,300 @@
+//! What goes into the rescue system: the skeleton, mkrescue itself as /init,
+//! the tools recover needs with every library they load, kernel modules and
+//! firmware, and the host files they read. Hands on a filled [`Manifest`].
+
+pub mod tools;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::elf::{self, Missing};
+use crate::error::{Code, fail};
+use crate::host::HostFacts;
+use crate::image::{Kind, Manifest};
+use crate::kmod::{self, HostModules};
+
+/// Host files and directories that tools read at run time. Missing ones are
+/// skipped. Never secrets: no /etc/shadow, no SSH host keys.
+const SUPPORT_FILES: &[&str] = &[
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/hosts",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/os-release",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/mke2fs.conf",
+    "/etc/modprobe.d",
+    "/lib/modprobe.d",
+    "/etc/udev",
+    "/lib/udev",
+    "/etc/lvm/lvm.conf",
+    "/etc/default/grub",
+    "/etc/grub.d",
+    "/usr/lib/grub",
+    "/usr/share/grub",
+    "/etc/profile",
+    "/etc/bash.bashrc",
+    "/etc/inputrc",
+    "/lib/terminfo",
+    "/etc/dhcp/dhclient.conf",
+    "/usr/share/misc/magic.mgc",
+];
+
+/// Summary of the plan for the report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanReport {
+    pub tools: Vec<PathBuf>,
+    pub optional_missing: Vec<String>,
+    pub libraries_missing: Vec<Missing>,
+    pub modules: usize,
+    pub firmware: usize,
+    pub firmware_missing: Vec<String>,
+}
+
+/// Fills a Manifest for `host` as `config` asks. `root` is where the host's
+/// `/` is (a temp dir in tests).
+pub fn plan(
+    root: &Path,
+    config: &Config,
+    host: &HostFacts,
+    self_binary: &Path,
+) -> Result<(Manifest, PlanReport)> {
+    let mut m = Manifest::new(root, config.build.source_date_epoch);
+    let mut report = PlanReport::default();
+
+    skeleton(&mut m)?;
+
+    // mkrescue itself is /init (see src/init): the same binary recovers.
+    m.add_host_file_as(self_binary, "/usr/bin/mkrescue", "mkrescue")?;
+    m.add_symlink("/init", "usr/bin/mkrescue", "mkrescue")?;
+
+    // Tools: required ones must exist; optional ones are taken when present.
+    let mut missing_required = Vec::new();
+    // ELF inputs and the closure are paths as the host sees them (root `/`).
+    let mut elf_inputs: Vec<PathBuf> = vec![self_binary.to_path_buf()];
+    let mut wanted: Vec<(String, String, bool)> = tools::TOOLS
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.package.to_string(),
+                t.need.required(host),
+            )
+        })
+        .collect();
+    wanted.extend(
+        config
+            .tools
+            .required
+            .iter()
+            .map(|n| (n.clone(), "?".into(), true)),
+    );
+    wanted.extend(
+        config
+            .tools
+            .optional
+            .iter()
+            .map(|n| (n.clone(), "?".into(), false)),
+    );
+    for (name, package, required) in &wanted {
+        match tools::find(root, name, &config.build.path) {
+            Some(p) => {
+                m.add_host_path(&p, &format!("tool {name}"))?;
+                elf_inputs.push(p.clone());
+                report.tools.push(p);
+            }
+            None if *required => missing_required.push((name.clone(), package.clone())),
+            None => report.optional_missing.push(name.clone()),
+        }
+    }
+    if !missing_required.is_empty() {
+        let list: Vec<String> = missing_required
+            .iter()
+            .map(|(n, p)| {
+                if p == "?" {
+                    n.clone()
+                } else {
+                    format!("{n} (Debian package {p})")
+                }
+            })
+            .collect();
+        let pkgs: BTreeSet<&str> = missing_required
+            .iter()
+            .map(|(_, p)| p.as_str())
+            .filter(|p| *p != "?")
+            .collect();
+        let fix = if pkgs.is_empty() {
+            "install them or remove them from [tools] in the configuration".to_string()
+        } else {
+            format!(
+                "install them: apt-get install {}",
+                pkgs.into_iter().collect::<Vec<_>>().join(" ")
+            )
+        };
+        return Err(fail(
+            Code::Host,
+            format!(
+                "required tools missing on this host: {}; {fix}",
+                list.join(", ")
+            ),
+        ));
+    }
+    if !report.optional_missing.is_empty() {
+        log::warn!(
+            "optional tools not found, the rescue system will lack them: {}",
+            report.optional_missing.join(", ")
+        );
+    }
+
+    // Support files and configured extra files; executables among them
+    // bring their libraries too.
+    let extra: Vec<PathBuf> = config.files.include.clone();
+    for p in SUPPORT_FILES
+        .iter()
+        .map(PathBuf::from)
+        .chain(extra.iter().cloned())
+    {
+        let host = root.join(p.strip_prefix("/").unwrap_or(&p));
+        if std::fs::symlink_metadata(&host).is_err() {
+            if extra.contains(&p) {
+                return Err(fail(
+                    Code::Config,
+                    format!(
+                        "files.include: {} does not exist on this host; remove it from the configuration",
+                        p.display()
+                    ),
+                ));
+            }
+            continue;
+        }
+        let before: BTreeSet<PathBuf> = m.iter().map(|(p, _)| p.clone()).collect();
+        m.add_host_tree(&p, &format!("file {}", p.display()))?;
+        for (path, entry) in m.iter() {
+            if !before.contains(path)
+                && matches!(entry.kind, Kind::File { .. })
+                && entry.mode & 0o111 != 0
+            {
+                elf_inputs.push(path.clone());
+            }
+        }
+    }
+
+    // Libraries and modules are independent: resolve them side by side.
+    let resolver = elf::Resolver::new(root)?;
+    let modules_dir = &host.kernel.modules_dir;
+    let (closure, selection) = std::thread::scope(|s| {
+        let mods = s.spawn(|| -> Result<kmod::Selection> {
+            let host_mods = HostModules::detect(root)?;
+            let index = kmod::ModuleIndex::load(modules_dir)?;
+            let fw_dirs = if config.modules.firmware {
+                vec![root.join("lib/firmware/updates"), root.join("lib/firmware")]
+            } else {
+                Vec::new()
+            };
+            index.select(
+                config.modules.policy,
+                &host_mods,
+                &config.modules.extra,
+                &fw_dirs,
+            )
+        });
+        let closure = resolver.resolve(&elf_inputs);
+        let selection = mods
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("module selection panicked")));
+        (closure, selection)
+    });
+    let closure = closure?;
+    let selection = selection?;
+
+    for f in &closure.files {
+        if f == self_binary {
+            continue;
+        }
+        m.add_host_path(f, "library")?;
+    }
+    report.libraries_missing = closure.missing;
+    if !report.libraries_missing.is_empty() {
+        let list: Vec<String> = report
+            .libraries_missing
+            .iter()
+            .map(|x| format!("{} (needed by {})", x.name, x.needed_by.display()))
+            .collect();
+        log::warn!("libraries not found on this host: {}", list.join(", "));
+    }
+
+    for f in selection.index_files.iter().chain(&selection.modules) {
+        m.add_host_path(strip_root(root, f)?, "kernel module")?;
+    }
+    for f in &selection.firmware {
+        m.add_host_path(strip_root(root, f)?, "firmware")?;
+    }
+    report.modules = selection.modules.len();
+    report.firmware = selection.firmware.len();
+    report.firmware_missing = selection.firmware_missing;
+
+    // What the rescue system knows about the host it was cloned from.
+    let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
+    m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    Ok((m, report))
+}
+
+/// The directories and device nodes every rescue system has.
+fn skeleton(m: &mut Manifest) -> Result<()> {
+    const ORIGIN: &str = "skeleton";
+    for (dir, mode) in [
+        ("/dev", 0o755),
+        ("/dev/pts", 0o755),
+        ("/proc", 0o555),
+        ("/sys", 0o555),
+        ("/run", 0o755),
+        ("/tmp", 0o1777),
+        ("/mnt", 0o755),
+        ("/root", 0o700),
+        ("/var", 0o755),
+        ("/var/tmp", 0o1777),
+        ("/var/lib/mkrescue", 0o755),
+        ("/etc/mkrescue", 0o755),
+    ] {
+        m.add_dir(dir, mode, ORIGIN)?;
+    }
+    // The kernel opens /dev/console for init's stdin/stdout/stderr before
+    // init mounts devtmpfs (init/main.c console_on_rootfs), so the node must
+    // be in the archive: char 5:1. /dev/null is 1:3 (devices.txt).
+    m.add_device(
+        "/dev/console",
+        Kind::CharDev { major: 5, minor: 1 },
+        0o600,
+        ORIGIN,
+    )?;
+    m.add_device(
+        "/dev/null",
+        Kind::CharDev { major: 1, minor: 3 },
+        0o666,
+        ORIGIN,
+    )?;
+    Ok(())
+}
+
+fn strip_root(root: &Path, p: &Path) -> Result<PathBuf> {
+    let rel = p
+        .strip_prefix(root)
+        .with_context(|| format!("{} is outside {}", p.display(), root.display()))?;
+    Ok(Path::new("/").join(rel))
+}
+
+/// Whether a host file is executable by someone.
+pub fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
