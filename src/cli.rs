@@ -56,6 +56,17 @@ pub struct GlobalArgs {
     )]
     pub config_dir: PathBuf,
 
+    /// Treat this directory as the host's `/` (tests and chroots)
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/",
+        env = "MKRESCUE_ROOT",
+        hide = true
+    )]
+    pub root: PathBuf,
+
     /// More output: -v lists steps, -vv every file and external command
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -1,7 +1,6 @@
 //! The commands: each takes its own args and calls the steps of the data flow.
 
 use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -37,7 +36,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             ));
         }
     }
-    let root = Path::new("/");
+    let root = global.root.as_path();
     let host = HostFacts::detect(root, cfg.build.kernel_version.as_deref())?;
     if let Some(kconfig) = &host.kernel.config {
         crate::image::compress::check_kernel_support(kconfig, cfg.build.compress)?;
@@ -102,10 +101,7 @@ struct Dump<'a> {
 /// `mkrescue dump`: the effective configuration and the host facts.
 pub fn dump(global: &GlobalArgs, args: &DumpArgs) -> Result<()> {
     let loaded = config::load(global, &BuildArgs::default())?;
-    let host = HostFacts::detect(
-        Path::new("/"),
-        loaded.config.build.kernel_version.as_deref(),
-    )?;
+    let host = HostFacts::detect(&global.root, loaded.config.build.kernel_version.as_deref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let d = Dump {

@@ -1,3 +1,102 @@
-fn main() {
-    println!("Hello, world!");
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo
+//! does (rust-analyzer's xtask pattern).
+//!
+//! - `deps`: install the Debian packages the build and tests need
+//! - `rescue`: build a rescue image of this machine and boot it in QEMU
+//! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
+//! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
+//! - `dist`: man page and shell completions
+//! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
+
+mod bench;
+mod deps;
+mod dist;
+mod qemu;
+mod util;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the Debian packages needed to build, test and boot (apt-get)
+    Deps,
+    /// Build a rescue initramfs of this machine and boot it in QEMU
+    Rescue {
+        /// Where the image goes
+        #[arg(long, default_value = "target/rescue")]
+        out: PathBuf,
+    },
+    /// Everything CI checks: fmt, clippy, tests, QEMU boot
+    Ci,
+    /// QEMU tests
+    Qemu {
+        #[command(subcommand)]
+        what: QemuCmd,
+    },
+    /// Man page and shell completions into target/dist
+    Dist,
+    /// Compare build time, memory and size with dracut, mkinitramfs and ReaR
+    Bench {
+        /// Skip ReaR (it takes minutes)
+        #[arg(long)]
+        no_rear: bool,
+        /// Write the results into BENCHMARKS.md
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QemuCmd {
+    /// Build the initramfs and boot it until the ready marker
+    Boot,
+}
+
+fn main() -> Result<()> {
+    let x = Xtask::parse();
+    util::cd_workspace_root()?;
+    match x.cmd {
+        Cmd::Deps => deps::install(),
+        Cmd::Rescue { out } => {
+            deps::install()?;
+            qemu::build_and_boot(&out)
+        }
+        Cmd::Ci => ci(),
+        Cmd::Qemu { what: QemuCmd::Boot } => {
+            deps::install()?;
+            qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+        }
+        Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
+        Cmd::Bench { no_rear, write } => {
+            deps::install()?;
+            bench::run(!no_rear, write)
+        }
+    }
+}
+
+fn ci() -> Result<()> {
+    deps::install()?;
+    util::step("cargo fmt --check", || util::run("cargo", &["fmt", "--all", "--", "--check"]))?;
+    util::step("cargo clippy", || {
+        util::run(
+            "cargo",
+            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        )
+    })?;
+    util::step("cargo test", || util::run("cargo", &["test", "--workspace"]))?;
+    util::step("cargo xtask dist", || dist::generate(&PathBuf::from("target/dist")))?;
+    util::step("qemu boot", || {
+        qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+    })?;
+    Ok(())
 }

@@ -1,0 +1,82 @@
+//! Installs the Debian packages the build, the tests and the QEMU boots need,
+//! only when some are missing (apt-get update first, as a fresh machine has
+//! no package lists).
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::util;
+
+/// Packages and why:
+/// - linux-image-amd64: a kernel with modules in /boot and /lib/modules
+///   (the running kernel here has none)
+/// - qemu-system-x86, ovmf: boot tests
+/// - cpio, zstd, xz-utils: independent readers of our archives in tests
+/// - the disk tools: what the rescue system carries (their libraries are
+///   resolved and checked by the tests)
+/// - gcc: tests compile tiny ELF files
+const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "qemu-system-x86",
+    "ovmf",
+    "cpio",
+    "zstd",
+    "xz-utils",
+    "gzip",
+    "kmod",
+    "udev",
+    "e2fsprogs",
+    "xfsprogs",
+    "dosfstools",
+    "btrfs-progs",
+    "mdadm",
+    "lvm2",
+    "cryptsetup-bin",
+    "fdisk",
+    "iproute2",
+    "isc-dhcp-client",
+    "openssh-server",
+    "openssh-client",
+    "rsync",
+    "efibootmgr",
+    "grub2-common",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "gcc",
+    "libc6-dev",
+];
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+pub fn install() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    util::step(&format!("apt-get install {}", missing.join(" ")), || {
+        util::run("apt-get", &["update", "-q"])?;
+        let mut args = vec![
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "--allow-downgrades",
+        ];
+        args.extend(&missing);
+        // Some images carry qemu-utils from bookworm-backports, whose
+        // Breaks: rejects bookworm's qemu-system-x86; take both from
+        // bookworm so they match.
+        if missing.contains(&"qemu-system-x86") && installed("qemu-utils") {
+            args.push("qemu-utils/bookworm");
+        }
+        // SAFETY: setenv before any thread is spawned by this process.
+        unsafe { std::env::set_var("DEBIAN_FRONTEND", "noninteractive") };
+        util::run("apt-get", &args)
+    })
+}
