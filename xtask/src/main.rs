@@ -72,7 +72,9 @@ fn main() -> Result<()> {
             qemu::build_and_boot(&out)
         }
         Cmd::Ci => ci(),
-        Cmd::Qemu { what: QemuCmd::Boot } => {
+        Cmd::Qemu {
+            what: QemuCmd::Boot,
+        } => {
             deps::install()?;
             qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
         }
@@ -86,15 +88,28 @@ fn main() -> Result<()> {
 
 fn ci() -> Result<()> {
     deps::install()?;
-    util::step("cargo fmt --check", || util::run("cargo", &["fmt", "--all", "--", "--check"]))?;
+    util::step("cargo fmt --check", || {
+        util::run("cargo", &["fmt", "--all", "--", "--check"])
+    })?;
     util::step("cargo clippy", || {
         util::run(
             "cargo",
-            &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
         )
     })?;
-    util::step("cargo test", || util::run("cargo", &["test", "--workspace"]))?;
-    util::step("cargo xtask dist", || dist::generate(&PathBuf::from("target/dist")))?;
+    util::step("cargo test", || {
+        util::run("cargo", &["test", "--workspace"])
+    })?;
+    util::step("cargo xtask dist", || {
+        dist::generate(&PathBuf::from("target/dist"))
+    })?;
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;

@@ -23,13 +23,21 @@ pub fn build_and_boot(out: &Path) -> Result<()> {
     util::step("mkrescue --output initramfs", || {
         util::run(
             bin.to_str().context("non-UTF-8 target path")?,
-            &["--output", "initramfs", "--out", out.to_str().context("non-UTF-8 out path")?],
+            &[
+                "--output",
+                "initramfs",
+                "--out",
+                out.to_str().context("non-UTF-8 out path")?,
+            ],
         )
     })?;
     let log = PathBuf::from("target/qemu/boot-initramfs.log");
     util::step("boot the initramfs in QEMU", || {
         let secs = boot_kernel(out, &log, Duration::from_secs(300))?;
-        eprintln!("rescue system ready after {secs:.1}s wall (serial log: {})", log.display());
+        eprintln!(
+            "rescue system ready after {secs:.1}s wall (serial log: {})",
+            log.display()
+        );
         Ok(())
     })
 }
@@ -65,7 +73,9 @@ pub fn boot_kernel(dir: &Path, log: &Path, timeout: Duration) -> Result<f64> {
         ])
         .stdin(Stdio::null());
     eprintln!("$ {cmd:?}");
-    let child = cmd.spawn().context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+    let child = cmd
+        .spawn()
+        .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
     wait_for_marker(child, log, timeout)
 }
 
@@ -93,7 +103,11 @@ fn wait_for_marker(mut child: Child, log: &Path, timeout: Duration) -> Result<f6
             let _ = child.wait();
             bail!(
                 "no `{MARKER}`{} within {}s; serial log {}:\n{}",
-                if seen.is_some() { " then no power-off" } else { "" },
+                if seen.is_some() {
+                    " then no power-off"
+                } else {
+                    ""
+                },
                 timeout.as_secs(),
                 log.display(),
                 tail(&text, 40)

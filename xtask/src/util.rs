@@ -32,6 +32,10 @@ pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     eprintln!("==> {name}");
     let t = Instant::now();
     let r = f().with_context(|| format!("step `{name}` failed"));
-    eprintln!("==> {name}: {} in {:.1}s", if r.is_ok() { "ok" } else { "FAILED" }, t.elapsed().as_secs_f64());
+    eprintln!(
+        "==> {name}: {} in {:.1}s",
+        if r.is_ok() { "ok" } else { "FAILED" },
+        t.elapsed().as_secs_f64()
+    );
     r
 }

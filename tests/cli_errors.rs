@@ -1,0 +1,168 @@
+//! Bad input gets one clear error line and a meaningful exit code, and
+//! writes nothing: corrupt ELF in the tool list, missing required tool,
+//! kernel without modules, compression the kernel lacks, config typo.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mkrescue(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args(args)
+        // No site/local config of the machine running the tests.
+        .args(["--config-dir", "/nonexistent-mkrescue-test"])
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("running mkrescue")
+}
+
+/// The one error line; fails the test on panics or several error lines.
+fn error_line(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("mkrescue: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    errors[0].to_string()
+}
+
+fn assert_nothing_written(out: &Path) {
+    let entries: Vec<_> = std::fs::read_dir(out)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(entries.is_empty(), "output dir has {entries:?}");
+}
+
+#[test]
+fn config_typo_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("typo.toml");
+    std::fs::write(&cfg, "[build]\n\ncompres = \"xz\"\n").unwrap();
+    let out_dir = dir.path().join("out");
+    let out = mkrescue(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let line = error_line(&out, 3);
+    assert!(line.contains(&format!("{}:3:", cfg.display())), "{line}");
+    assert!(line.contains("build.compres"), "{line}");
+    assert_nothing_written(&out_dir);
+}
+
+#[test]
+fn kernel_without_modules_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = mkrescue(&[
+        "--kernel-version",
+        "0.0.1-no-such-kernel",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let line = error_line(&out, 4);
+    assert!(line.contains("0.0.1-no-such-kernel"), "{line}");
+    assert_nothing_written(&out_dir);
+}
+
+/// A sysroot whose only kernel was built without zstd initrd support.
+fn root_without_zstd() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    std::fs::create_dir_all(r.join("boot")).unwrap();
+    std::fs::create_dir_all(r.join("lib/modules/6.1.0-test")).unwrap();
+    std::fs::write(r.join("lib/modules/6.1.0-test/modules.dep"), "").unwrap();
+    std::fs::write(r.join("boot/vmlinuz-6.1.0-test"), "kernel").unwrap();
+    std::fs::write(
+        r.join("boot/config-6.1.0-test"),
+        "CONFIG_BLK_DEV_INITRD=y\nCONFIG_RD_GZIP=y\n# CONFIG_RD_ZSTD is not set\n",
+    )
+    .unwrap();
+    d
+}
+
+#[test]
+fn compression_the_kernel_lacks_is_refused() {
+    let root = root_without_zstd();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = mkrescue(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "--compress",
+        "zstd",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let line = error_line(&out, 4);
+    assert!(line.contains("CONFIG_RD_ZSTD"), "{line}");
+    assert!(line.contains("gzip"), "{line}");
+    assert_nothing_written(&out_dir);
+}
+
+#[test]
+fn missing_required_tool_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tools.toml");
+    std::fs::write(
+        &cfg,
+        "[tools]\nrequired = [\"mkrescue-test-no-such-tool\"]\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = mkrescue(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let line = error_line(&out, 4);
+    assert!(line.contains("mkrescue-test-no-such-tool"), "{line}");
+    assert_nothing_written(&out_dir);
+}
+
+#[test]
+fn corrupt_elf_in_tool_list_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first 200 bytes of a real program: a valid ELF header whose
+    // program and section headers point past the end of the file.
+    let ls = std::fs::read("/usr/bin/ls").unwrap();
+    let bad = dir.path().join("truncated-ls");
+    std::fs::write(&bad, &ls[..200]).unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = dir.path().join("tools.toml");
+    std::fs::write(
+        &cfg,
+        format!("[tools]\nrequired = [\"{}\"]\n", bad.display()),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = mkrescue(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let line = error_line(&out, 5);
+    assert!(line.contains(&bad.display().to_string()), "{line}");
+    assert_nothing_written(&out_dir);
+}
+
+#[test]
+fn later_output_kinds_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = mkrescue(&["--output", "iso", "--out", out_dir.to_str().unwrap()]);
+    let line = error_line(&out, 6);
+    assert!(line.contains("--output iso"), "{line}");
+}
+
+#[test]
+fn help_lists_exit_codes() {
+    let out = mkrescue(&["--help"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("Exit codes:"), "{s}");
+}

@@ -1,0 +1,273 @@
+//! The rescue initramfs of this machine, checked with independent tools:
+//! GNU cpio lists and extracts it, two builds are byte-identical, the image's
+//! own dynamic loader finds every library of every ELF file in a chroot of
+//! it, modprobe resolves every included module inside it, and manifest.json's
+//! hashes match the extracted files.
+//!
+//! Needs root (chroot) and a kernel with modules in /boot and /lib/modules
+//! (`apt-get install linux-image-amd64`); `cargo xtask ci` provides both.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+struct Built {
+    _dir: tempfile::TempDir,
+    out: PathBuf,
+    tree: PathBuf,
+}
+
+fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn build(out: &Path) {
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+            .args([
+                "--config-dir",
+                "/nonexistent-mkrescue-test",
+                "--output",
+                "initramfs",
+                "--out",
+            ])
+            .arg(out)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+}
+
+/// Builds the image once for all tests and extracts it with GNU cpio.
+fn built() -> &'static Built {
+    static B: OnceLock<Built> = OnceLock::new();
+    B.get_or_init(|| {
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "these tests need root (chroot); run them as root like CI does"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        build(&out);
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let cpio = decompressed(&out.join("initrd.img"));
+        let mut child = Command::new("cpio")
+            .args(["-idm", "--quiet", "--no-absolute-filenames"])
+            .current_dir(&tree)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("GNU cpio (apt-get install cpio)");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&cpio).unwrap();
+        assert!(child.wait().unwrap().success(), "cpio -idm failed");
+        Built {
+            _dir: dir,
+            out,
+            tree,
+        }
+    })
+}
+
+fn decompressed(initrd: &Path) -> Vec<u8> {
+    run_ok(Command::new("zstd").args(["-dc"]).arg(initrd))
+}
+
+#[test]
+fn gnu_cpio_lists_every_manifest_path() {
+    let b = built();
+    let scratch = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(scratch.path(), decompressed(&b.out.join("initrd.img"))).unwrap();
+    let listing = run_ok(
+        Command::new("cpio")
+            .args(["-t", "--quiet"])
+            .stdin(std::fs::File::open(scratch.path()).unwrap()),
+    );
+    let listed: std::collections::BTreeSet<String> = String::from_utf8_lossy(&listing)
+        .lines()
+        .map(|l| format!("/{l}"))
+        .collect();
+    let manifest = manifest(b);
+    assert!(manifest.len() > 500, "only {} entries", manifest.len());
+    for path in manifest.keys() {
+        assert!(listed.contains(path), "{path} missing from cpio -t");
+    }
+    for must in [
+        "/init",
+        "/usr/bin/mkrescue",
+        "/dev/console",
+        "/usr/bin/bash",
+        "/usr/sbin/modprobe",
+    ] {
+        assert!(
+            listed.contains(must) || manifest.contains_key(must),
+            "{must} not in image"
+        );
+    }
+}
+
+/// path → (type, sha256)
+fn manifest(b: &Built) -> BTreeMap<String, serde_json::Value> {
+    let text = std::fs::read_to_string(b.out.join("manifest.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap().to_string(), e.clone()))
+        .collect()
+}
+
+#[test]
+fn manifest_hashes_match_extracted_files() {
+    let b = built();
+    let mut checked = 0;
+    for (path, e) in manifest(b) {
+        if let Some(want) = e["sha256"].as_str() {
+            let data = std::fs::read(b.tree.join(&path[1..])).unwrap();
+            use sha2::Digest;
+            let got = hex::encode(sha2::Sha256::digest(&data));
+            assert_eq!(got, want, "{path}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 500, "only {checked} files hashed");
+}
+
+#[test]
+fn two_builds_are_byte_identical() {
+    let b = built();
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("again");
+    build(&again);
+    for f in ["initrd.img", "manifest.json", "vmlinuz", "SHA256SUMS"] {
+        let a = std::fs::read(b.out.join(f)).unwrap();
+        let c = std::fs::read(again.join(f)).unwrap();
+        assert!(a == c, "{f} differs between two builds");
+    }
+}
+
+/// Every ELF executable or shared object in the image, as image paths.
+fn elf_files(tree: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            let p = e.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let mut head = [0u8; 18];
+                use std::io::Read;
+                let n = std::fs::File::open(&p).unwrap().read(&mut head).unwrap();
+                // ELF magic, then e_type at offset 16: 2 = ET_EXEC, 3 = ET_DYN
+                // (elf(5)); kernel modules are ET_REL (1) and have no loader.
+                if n == 18 && &head[..4] == b"\x7fELF" && (head[16] == 2 || head[16] == 3) {
+                    let rel = p.strip_prefix(tree).unwrap();
+                    out.push(format!("/{}", rel.display()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn image_loader_finds_every_library_in_a_chroot() {
+    let b = built();
+    let elves = elf_files(&b.tree);
+    assert!(elves.len() > 100, "only {} ELF files", elves.len());
+    let loader = "/lib64/ld-linux-x86-64.so.2";
+    assert!(
+        b.tree.join(&loader[1..]).exists(),
+        "{loader} not in the image"
+    );
+    let mut problems = Vec::new();
+    for bin in &elves {
+        let out = Command::new("chroot")
+            .arg(&b.tree)
+            .args([loader, "--list", bin])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("not found") {
+            problems.push(format!("{bin}: {}", text.replace('\n', " | ")));
+        } else if !out.status.success() && !text.contains("not a dynamic executable") {
+            problems.push(format!("{bin}: exit {} {}", out.status, text.trim()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} ELF files with problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn modprobe_resolves_every_included_module() {
+    let b = built();
+    let modules_root = b.tree.join("lib/modules");
+    let kver = std::fs::read_dir(&modules_root)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let mut names = Vec::new();
+    let mut stack = vec![modules_root.join(&kver).join("kernel")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if let Some(stem) = name.split(".ko").next().filter(|_| name.contains(".ko")) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    assert!(names.len() > 300, "only {} modules", names.len());
+    for must in ["virtio_blk", "virtio_net", "ext4", "sd_mod", "dm_mod"] {
+        assert!(names.iter().any(|n| n == must), "{must} not in the image");
+    }
+    let mut problems = Vec::new();
+    for chunk in names.chunks(200) {
+        // --show-depends prints one `insmod PATH` per module in the load
+        // order, resolved from the image's own modules.dep.bin (-d: root).
+        let mut cmd = Command::new("modprobe");
+        cmd.arg("-d")
+            .arg(&b.tree)
+            .args(["-S", &kver, "-a", "--show-depends"]);
+        cmd.args(chunk);
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            problems.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        for l in text.lines() {
+            if let Some(p) = l.strip_prefix("insmod ") {
+                let p = p.split_whitespace().next().unwrap();
+                let inside = p.strip_prefix(b.tree.to_str().unwrap()).unwrap_or(p);
+                if !b.tree.join(inside.trim_start_matches('/')).exists() {
+                    problems.push(format!("{inside} (a dependency) is not in the image"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
