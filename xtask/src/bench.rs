@@ -1,7 +1,322 @@
-//! `cargo xtask bench`: placeholder replaced by the bench implementation.
+//! `cargo xtask bench`: mkrescue against the floor (`cpio | zstd` on its own
+//! file list), dracut, Debian's mkinitramfs and ReaR, on the same kernel and
+//! machine in one run. Prints wall time, peak memory and image size for
+//! each, with the ratio to mkrescue; `--write` puts the table into
+//! BENCHMARKS.md.
+//!
+//! Peak memory is `ru_maxrss` from wait4(2): the largest single process of
+//! the tool's process tree (getrusage(2)), not the sum.
 
-use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
-pub fn run(_rear: bool, _write: bool) -> Result<()> {
-    bail!("bench is not written yet")
+use anyhow::{Context, Result, bail};
+
+use crate::util;
+
+const DIR: &str = "target/bench";
+
+struct Measure {
+    name: String,
+    command: String,
+    wall: f64,
+    max_rss_kib: u64,
+    size: Option<u64>,
+    note: String,
+}
+
+/// Runs `cmd` to completion and measures it.
+fn measure(name: &str, cmd: &mut Command) -> Result<Measure> {
+    let line = format!("{cmd:?}");
+    eprintln!("==> {name}: {line}");
+    let start = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let pid = child.id() as libc::pid_t;
+    let stderr = child.stderr;
+    // Drain stderr in a thread so a chatty tool cannot block on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut e) = stderr {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by wait4(2).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers; `pid` is our child, not yet reaped.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = start.elapsed().as_secs_f64();
+    let err = drain.join().unwrap_or_default();
+    if rc < 0 {
+        bail!("wait4 on {name}: {}", std::io::Error::last_os_error());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let tail: Vec<&str> = err.lines().rev().take(15).collect();
+        bail!(
+            "{name} failed (status {status}):\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(Measure {
+        name: name.to_string(),
+        command: line,
+        wall,
+        max_rss_kib: ru.ru_maxrss as u64,
+        size: None,
+        note: String::new(),
+    })
+}
+
+fn size_of(p: &Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| m.len())
+}
+
+pub fn run(with_rear: bool, write: bool) -> Result<()> {
+    let bin = crate::qemu::build_release()?;
+    let kernel = mkrescue::host::choose_kernel(Path::new("/"), None)?;
+    let kver = kernel.version.clone();
+    let dir = PathBuf::from(DIR);
+    std::fs::create_dir_all(&dir)?;
+    let abs = std::fs::canonicalize(&dir)?;
+    let mut results = Vec::new();
+
+    // mkrescue: one warm-up run (fills the page cache for everyone), then
+    // the median of three.
+    let out = abs.join("mkrescue");
+    let mk = || {
+        let mut c = Command::new(&bin);
+        c.args(["--output", "initramfs", "--out"])
+            .arg(&out)
+            .arg("--quiet");
+        c
+    };
+    measure("warm-up", &mut mk())?;
+    let mut runs: Vec<Measure> = (0..3)
+        .map(|_| measure("mkrescue", &mut mk()))
+        .collect::<Result<_>>()?;
+    runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+    let mut m = runs.swap_remove(1);
+    m.size = size_of(&out.join("initrd.img"));
+    m.note = "median of 3, zstd".into();
+    m.command = format!("mkrescue --output initramfs --out {}", out.display());
+    results.push(m);
+
+    // The floor: the same files through cpio and zstd -T2 -3.
+    results.push(floor(&out.join("manifest.json"), &abs)?);
+
+    if let Some(m) = dracut(&abs, &kver)? {
+        results.push(m);
+    }
+    let mkinit = abs.join("mkinitramfs.img");
+    let mut m = measure(
+        "mkinitramfs",
+        Command::new("mkinitramfs")
+            .arg("-o")
+            .arg(&mkinit)
+            .arg(&kver),
+    )?;
+    m.size = size_of(&mkinit);
+    m.command = format!("mkinitramfs -o OUT {kver}");
+    m.note = "Debian initramfs-tools, MODULES=most, zstd".into();
+    results.push(m);
+    if with_rear {
+        results.push(rear(&abs, &kernel)?);
+    }
+
+    let table = render(&results, &kver);
+    println!("{table}");
+    if write {
+        write_benchmarks(&table)?;
+    }
+    Ok(())
+}
+
+fn floor(manifest: &Path, dir: &Path) -> Result<Measure> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)?;
+    let mut list = String::new();
+    let mut n = 0;
+    for e in doc["entries"]
+        .as_array()
+        .context("manifest.json has no entries")?
+    {
+        // Host paths of the same objects: the source of copied files, the
+        // path itself for directories and symlinks; generated files and
+        // device nodes have no host counterpart and are left out.
+        let p = match e["type"].as_str() {
+            Some("file") => e["source"].as_str(),
+            Some("dir") | Some("symlink") => e["path"].as_str(),
+            _ => None,
+        };
+        if let Some(p) = p {
+            list.push_str(p.trim_start_matches('/'));
+            list.push('\n');
+            n += 1;
+        }
+    }
+    let list_path = dir.join("floor.list");
+    std::fs::write(&list_path, list)?;
+    let out = dir.join("floor.cpio.zst");
+    let script = format!(
+        "cd / && cpio --quiet -o -H newc < {} | zstd -q -T2 -3 > {}",
+        list_path.display(),
+        out.display()
+    );
+    let mut m = measure("floor", Command::new("sh").args(["-c", &script]))?;
+    m.size = size_of(&out);
+    m.note = format!("GNU cpio + zstd -T2 -3 on mkrescue's {n} paths");
+    m.command = "cpio -o -H newc < list | zstd -T2 -3".into();
+    Ok(m)
+}
+
+/// dracut from Debian's packages unpacked into target/bench (it conflicts
+/// with initramfs-tools, so it is not installed).
+fn dracut(dir: &Path, kver: &str) -> Result<Option<Measure>> {
+    let root = dir.join("dracut-root");
+    if !root.join("usr/bin/dracut").exists() {
+        let dl = dir.join("dracut-debs");
+        std::fs::create_dir_all(&dl)?;
+        util::run(
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "cd {} && apt-get download dracut dracut-core && for f in *.deb; do dpkg -x \"$f\" {}; done",
+                    dl.display(),
+                    root.display()
+                ),
+            ],
+        )?;
+    }
+    let confdir = dir.join("dracut-conf.d");
+    std::fs::create_dir_all(&confdir)?;
+    let out = dir.join("dracut.img");
+    let mut m = measure(
+        "dracut",
+        Command::new("bash")
+            .arg(root.join("usr/bin/dracut"))
+            .args([
+                "--no-hostonly",
+                "--force",
+                "--conf",
+                "/dev/null",
+                "--confdir",
+            ])
+            .arg(&confdir)
+            .arg(&out)
+            .arg(kver)
+            .env("dracutbasedir", root.join("usr/lib/dracut")),
+    )?;
+    m.size = size_of(&out);
+    m.note = "dracut 059 --no-hostonly, default (gzip)".into();
+    m.command = format!("dracut --no-hostonly --force OUT {kver}");
+    Ok(Some(m))
+}
+
+fn rear(dir: &Path, kernel: &mkrescue::host::Kernel) -> Result<Measure> {
+    if !Path::new("/usr/sbin/rear").exists() {
+        util::run(
+            "sh",
+            &[
+                "-c",
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rear",
+            ],
+        )?;
+    }
+    let conf = dir.join("rear-etc");
+    std::fs::create_dir_all(&conf)?;
+    let iso_dir = dir.join("rear-out");
+    std::fs::create_dir_all(&iso_dir)?;
+    // What ReaR 2.7 needs on a machine whose running kernel is not in /boot
+    // (its own error messages ask for KERNEL_FILE, KERNEL_VERSION and a boot
+    // loader it cannot detect).
+    std::fs::write(
+        conf.join("local.conf"),
+        format!(
+            "OUTPUT=ISO\nOUTPUT_URL=file://{}\nBACKUP=REQUESTRESTORE\nKERNEL_FILE={}\nKERNEL_VERSION={}\nBOOTLOADER=GRUB2\n",
+            iso_dir.display(),
+            kernel.image.display(),
+            kernel.version
+        ),
+    )?;
+    for f in ["os.conf", "site.conf"] {
+        let _ = std::fs::write(conf.join(f), "");
+    }
+    let mut m = measure(
+        "rear",
+        Command::new("rear").arg("-c").arg(&conf).arg("mkrescue"),
+    )?;
+    // ReaR keeps the initrd in its work dir only while running; the ISO
+    // carries it, so report the ISO and the initrd inside it.
+    let iso = std::fs::read_dir(&iso_dir)?
+        .filter_map(|e| e.ok())
+        .flat_map(|e| walk(&e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "iso"));
+    m.size = iso.as_deref().and_then(size_of);
+    m.note = "ReaR 2.7, OUTPUT=ISO (size: the ISO)".into();
+    m.command = "rear mkrescue".into();
+    Ok(m)
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    if p.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .flat_map(|e| walk(&e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        vec![p.to_path_buf()]
+    }
+}
+
+fn render(results: &[Measure], kver: &str) -> String {
+    let base = results[0].wall;
+    let mut s = format!(
+        "Kernel {kver}, {} cores, `cargo xtask bench`.\n\n| tool | wall (s) | × mkrescue | peak RSS (MiB) | output (MiB) | notes |\n|---|---:|---:|---:|---:|---|\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    for m in results {
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.1} | {:.0} | {} | {} |\n",
+            m.name,
+            m.wall,
+            m.wall / base,
+            m.max_rss_kib as f64 / 1024.0,
+            m.size
+                .map(|b| format!("{:.1}", b as f64 / 1048576.0))
+                .unwrap_or_else(|| "-".into()),
+            m.note
+        ));
+    }
+    s.push_str("\nCommands:\n\n");
+    for m in results {
+        s.push_str(&format!("- {}: `{}`\n", m.name, m.command));
+    }
+    s
+}
+
+fn write_benchmarks(table: &str) -> Result<()> {
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()?;
+    let date = String::from_utf8_lossy(&date.stdout).trim().to_string();
+    let text = format!(
+        "# Benchmarks\n\nProduced by `cargo xtask bench --write` on {date} (this file is overwritten on each run).\n\n{table}\n\
+The floor is GNU cpio + `zstd -T2 -3` over the same host files mkrescue put into its image (from manifest.json): the cost of reading and compressing them, with no dependency resolution. Peak RSS is the largest single process of each tool's process tree (wait4(2) ru_maxrss).\n"
+    );
+    std::fs::write("BENCHMARKS.md", text).context("writing BENCHMARKS.md")
 }
