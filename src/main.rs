@@ -6,11 +6,14 @@ use clap::Parser;
 
 use mkrescue::cli::{Cli, Command};
 use mkrescue::error::code_of;
+use mkrescue::init::Role;
 
 fn main() -> ExitCode {
     let argv0 = std::env::args().next().unwrap_or_default();
-    if mkrescue::init::is_init(&argv0) {
-        mkrescue::init::run();
+    match mkrescue::init::role(&argv0) {
+        Role::Init => mkrescue::init::run(),
+        Role::Power(action) => mkrescue::init::power(action),
+        Role::Tool => {}
     }
     let cli = Cli::parse();
     let level = if cli.global.quiet {

@@ -78,6 +78,11 @@ pub fn plan(
     // mkrescue itself is /init (see src/init): the same binary recovers.
     m.add_host_file_as(self_binary, "/usr/bin/mkrescue", "mkrescue")?;
     m.add_symlink("/init", "usr/bin/mkrescue", "mkrescue")?;
+    // There is no systemd to talk to: power commands are mkrescue too.
+    for cmd in ["poweroff", "reboot", "halt"] {
+        m.add_symlink(format!("/usr/sbin/{cmd}"), "../bin/mkrescue", "mkrescue")?;
+    }
+    m.add_bytes("/etc/motd", motd(host), 0o644, "skeleton")?;
 
     // Tools: required ones must exist; optional ones are taken when present.
     let mut missing_required = Vec::new();
@@ -248,6 +253,23 @@ pub fn plan(
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
     Ok((m, report))
+}
+
+/// What the operator reads on each console before the first prompt.
+fn motd(host: &HostFacts) -> String {
+    let os = host
+        .os_release
+        .get("PRETTY_NAME")
+        .map(String::as_str)
+        .unwrap_or("Linux");
+    format!(
+        "\nmkrescue rescue system of {} ({os}, kernel {})\n\n\
+         This system runs from RAM; nothing on the disks has been touched.\n\
+         \x20 mkrescue recover --dry-run   show what recovery would do\n\
+         \x20 mkrescue recover             rebuild the disks and restore the files\n\
+         \x20 poweroff | reboot            leave the rescue system\n\n",
+        host.hostname, host.kernel.version
+    )
 }
 
 /// The directories and device nodes every rescue system has.
