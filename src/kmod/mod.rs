@@ -3,6 +3,8 @@
 //! by policy with their dependencies and softdeps, and finds the firmware
 //! they name. Hands on a [`Selection`] of host paths.
 
+mod glob;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
