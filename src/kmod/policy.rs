@@ -9,7 +9,7 @@
 //! controller, and a missing driver there means no recovery at all, while an
 //! extra one costs a few kilobytes.
 
-use super::glob::fnmatch;
+use super::glob::{fnmatch, has_wildcard};
 
 /// Subsystem directories taken whole. `*` also matches `/`, so a pattern
 /// covers the subtree. A compressed suffix (`.ko.xz`) matches as well.
@@ -114,11 +114,18 @@ const NAMES: &[&str] = &[
 ];
 
 /// Never seeds, even where a rule above would take them: test and fault
-/// injection modules (tcrypt fails its init on purpose), graphics, sound,
-/// media and wireless (a rescue console is text, and recovery networks are
-/// wired). Dependencies may still pull one in.
+/// injection modules (tcrypt fails its init on purpose), storage *target*
+/// drivers (they export disks to other hosts; recovery only uses disks),
+/// HID drivers of devices that are not keyboards and pull in whole other
+/// subsystems (prodikeys: ALSA for its MIDI port; picolcd: media rc-core),
+/// and graphics, sound, media and wireless (a rescue console is text, and
+/// recovery networks are wired). Dependencies may still pull one in.
 const EXCLUDE: &[&str] = &[
     "kernel/crypto/tcrypt.ko*",
+    "kernel/drivers/nvme/target/*",
+    "kernel/drivers/scsi/qla2xxx/tcm_qla2xxx.ko*",
+    "kernel/drivers/hid/hid-prodikeys.ko*",
+    "kernel/drivers/hid/hid-picolcd.ko*",
     "kernel/lib/test_*",
     "kernel/lib/*error-inject*",
     "kernel/drivers/scsi/scsi_debug.ko*",
@@ -136,8 +143,17 @@ const EXCLUDE: &[&str] = &[
 /// normalised `name` seeds the storage-net selection.
 pub fn storage_net(rel_path: &str, name: &str) -> bool {
     let wanted =
-        PATHS.iter().any(|p| fnmatch(p, rel_path)) || NAMES.iter().any(|p| fnmatch(p, name));
-    wanted && !EXCLUDE.iter().any(|p| fnmatch(p, rel_path))
+        PATHS.iter().any(|p| matches(p, rel_path)) || NAMES.iter().any(|p| matches(p, name));
+    wanted && !EXCLUDE.iter().any(|p| matches(p, rel_path))
+}
+
+/// `fnmatch`, with the common `literal*` rule as a plain prefix test: the
+/// rules are checked against every module of the kernel.
+fn matches(pattern: &str, s: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) if !has_wildcard(prefix) => s.starts_with(prefix),
+        _ => fnmatch(pattern, s),
+    }
 }
 
 #[cfg(test)]
