@@ -76,10 +76,14 @@ pub fn for_each_alias(text: &str, mut f: impl FnMut(&str, &str)) {
 /// them for ordering, but kernels ship such lines (6.1's cifs has `softdep
 /// cifs gcm`) to say that the module requests those crypto algorithms at
 /// run time, which only works if their modules are in the image.
-pub fn parse_softdep(text: &str, into: &mut BTreeMap<String, Vec<String>>) {
+///
+/// `keyword` is `softdep`, or `weakdep` for `modules.weakdep` (kernels ≥
+/// 6.11: `weakdep MODULE DEP...`, modules it may request at run time),
+/// which gets the same treatment.
+pub fn parse_softdep(text: &str, keyword: &str, into: &mut BTreeMap<String, Vec<String>>) {
     for (_, line) in logical_lines(text) {
         let mut w = line.split_whitespace();
-        if w.next() != Some("softdep") {
+        if w.next() != Some(keyword) {
             continue;
         }
         let Some(module) = w.next() else { continue };
@@ -261,11 +265,19 @@ mod tests {
              softdep cifs ccm\n\
              softdep dm-crypt pre: a post: b \\\n  c\n\
              options foo bar=1\n",
+            "softdep",
             &mut sd,
         );
         assert_eq!(sd["ext4"], ["crypto-crc32c"]);
         assert_eq!(sd["cifs"], ["gcm", "ccm"]);
         assert_eq!(sd["dm_crypt"], ["a", "b", "c"]);
+        assert_eq!(sd.len(), 3);
+        parse_softdep(
+            "weakdep ext4 crc32c\nsoftdep x pre: y\n",
+            "weakdep",
+            &mut sd,
+        );
+        assert_eq!(sd["ext4"], ["crypto-crc32c", "crc32c"]);
         assert_eq!(sd.len(), 3);
     }
 

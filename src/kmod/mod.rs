@@ -27,7 +27,6 @@ use serde::Serialize;
 use crate::config::ModulePolicy;
 use crate::error::{Code, fail};
 
-pub use glob::fnmatch;
 pub use modinfo::firmware_of;
 
 /// What the host's hardware needs, read from /proc and /sys.
@@ -165,9 +164,7 @@ impl ModuleIndex {
         }
 
         if let Some(text) = idx.read_optional("modules.alias")? {
-            for (pattern, module) in index::parse_alias(&text) {
-                idx.aliases.insert(&pattern, &module);
-            }
+            index::for_each_alias(&text, |p, m| idx.aliases.insert(p, m));
         }
         let builtin_modinfo = idx.dir.join("modules.builtin.modinfo");
         match std::fs::read(&builtin_modinfo) {
@@ -184,13 +181,10 @@ impl ModuleIndex {
             }
         }
         if let Some(text) = idx.read_optional("modules.softdep")? {
-            index::parse_softdep(&text, &mut idx.softdeps);
+            index::parse_softdep(&text, "softdep", &mut idx.softdeps);
         }
-        // Kernels ≥ 6.11 add weak dependencies (modules.weakdep, `weakdep
-        // MOD DEP`): modules that may be requested at run time. Same
-        // treatment as softdeps.
         if let Some(text) = idx.read_optional("modules.weakdep")? {
-            index::parse_softdep(&text.replace("weakdep ", "softdep "), &mut idx.softdeps);
+            index::parse_softdep(&text, "weakdep", &mut idx.softdeps);
         }
         if let Some(root) = host::root_of_modules_dir(modules_dir) {
             idx.load_modprobe_d(&root)?;
@@ -282,10 +276,8 @@ impl ModuleIndex {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             };
-            index::parse_softdep(&text, &mut self.softdeps);
-            for (pattern, module) in index::parse_alias(&text) {
-                self.aliases.insert(&pattern, &module);
-            }
+            index::parse_softdep(&text, "softdep", &mut self.softdeps);
+            index::for_each_alias(&text, |p, m| self.aliases.insert(p, m));
         }
         Ok(())
     }

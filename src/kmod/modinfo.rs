@@ -37,7 +37,19 @@ pub fn entries(section: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 /// The raw `.modinfo` section of the module at `path`. A file that is not a
 /// module (bad magic, truncated, no `.modinfo`) is an input error naming it.
 pub fn read_modinfo(path: &Path) -> Result<Vec<u8>> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                Code::Host,
+                format!(
+                    "{} is listed in modules.dep but missing; reinstall the kernel's package or run depmod",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
     let len = file
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?
@@ -448,8 +460,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn missing_file_is_an_io_error_naming_it() {
+    fn missing_file_is_a_host_error_naming_it() {
         let e = read_modinfo(Path::new("/nonexistent/x.ko")).unwrap_err();
+        assert_eq!(crate::error::code_of(&e), Code::Host);
         assert!(format!("{e:#}").contains("/nonexistent/x.ko"));
     }
 }
