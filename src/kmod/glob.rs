@@ -161,6 +161,9 @@ mod tests {
         assert!(fnmatch("a\\*", "a*"));
         assert!(!fnmatch("a\\*", "ab"));
         assert!(fnmatch("a[", "a["));
+        // Found by the libc comparison: glibc rejects a trailing lone `\`.
+        assert!(!fnmatch("\\", "\\"));
+        assert!(!fnmatch("a\\", "a"));
         assert!(fnmatch("*/x", "a/b/x"), "no FNM_PATHNAME: * crosses /");
         assert!(fnmatch("", ""));
         assert!(!fnmatch("", "a"));
