@@ -202,8 +202,16 @@ pub fn plan(
         let mods = s.spawn(|| -> Result<kmod::Selection> {
             let host_mods = HostModules::detect(root)?;
             let index = kmod::ModuleIndex::load(modules_dir)?;
+            // The kernel's firmware loader search order
+            // (drivers/base/firmware_loader/main.c fw_path[]).
+            let kver = &host.kernel.version;
             let fw_dirs = if config.modules.firmware {
-                vec![root.join("lib/firmware/updates"), root.join("lib/firmware")]
+                vec![
+                    root.join("lib/firmware/updates").join(kver),
+                    root.join("lib/firmware/updates"),
+                    root.join("lib/firmware").join(kver),
+                    root.join("lib/firmware"),
+                ]
             } else {
                 Vec::new()
             };
