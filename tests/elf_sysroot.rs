@@ -321,7 +321,7 @@ fn missing(c: &Closure, name: &str, by: &str) -> bool {
 #[test]
 fn runpath_is_not_inherited_and_wrong_class_is_skipped() {
     let s = shared();
-    let c = resolve(&s, &["/opt/new/bin/prog"]);
+    let c = resolve(s, &["/opt/new/bin/prog"]);
     assert!(has(&c, "/opt/new/bin/prog"));
     assert!(has(&c, "/opt/new/lib/liba.so"), "{c:#?}");
     // liba.so has no RUNPATH of its own and the program's is not inherited.
@@ -344,7 +344,7 @@ fn runpath_is_not_inherited_and_wrong_class_is_skipped() {
 #[test]
 fn hwcaps_variants_and_builtin_dlopen_libraries_are_included() {
     let s = shared();
-    let c = resolve(&s, &["/opt/new/bin/prog"]);
+    let c = resolve(s, &["/opt/new/bin/prog"]);
     // No cache in this sysroot: found in the default directory
     // /lib/x86_64-linux-gnu (through the /lib -> usr/lib symlink), with its
     // glibc-hwcaps variant.
@@ -362,7 +362,7 @@ fn hwcaps_variants_and_builtin_dlopen_libraries_are_included() {
 #[test]
 fn dlopen_notes_bring_their_libraries() {
     let s = shared();
-    let c = resolve(&s, &["/opt/new/bin/prog"]);
+    let c = resolve(s, &["/opt/new/bin/prog"]);
     let user = "/lib/x86_64-linux-gnu/libuser.so.1";
     assert!(has(&c, user), "{c:#?}");
     // First alternative absent, second present.
@@ -377,7 +377,7 @@ fn dlopen_notes_bring_their_libraries() {
 fn rpath_is_inherited_down_the_chain() {
     let s = shared();
     // Through an absolute symlink: $ORIGIN is the program's real directory.
-    let c = resolve(&s, &["/usr/bin/prog2"]);
+    let c = resolve(s, &["/usr/bin/prog2"]);
     assert!(has(&c, "/usr/bin/prog2"));
     assert!(has(&c, "/opt/old/lib/libc1.so"), "{c:#?}");
     assert!(has(&c, "/opt/old/lib/libd.so"), "{c:#?}");
@@ -387,7 +387,7 @@ fn rpath_is_inherited_down_the_chain() {
 #[test]
 fn origin_in_dt_needed_and_nodeflib() {
     let s = shared();
-    let c = resolve(&s, &["/opt/orig/bin/prog3"]);
+    let c = resolve(s, &["/opt/orig/bin/prog3"]);
     assert!(has(&c, "/opt/orig/lib/libx.so"), "{c:#?}");
     assert!(missing(&c, "libh.so.1", "/opt/orig/bin/prog3"), "{c:#?}");
 }
@@ -395,14 +395,14 @@ fn origin_in_dt_needed_and_nodeflib() {
 #[test]
 fn ld_so_conf_directories_back_up_a_missing_cache() {
     let s = shared();
-    let c = resolve(&s, &["/usr/bin/prog4"]);
+    let c = resolve(s, &["/usr/bin/prog4"]);
     assert!(has(&c, "/opt/conf/lib/libconf.so.1"), "{c:#?}");
 }
 
 #[test]
 fn scripts_bring_their_interpreters() {
     let s = shared();
-    let c = resolve(&s, &["/usr/bin/script2", "/usr/share/data.txt"]);
+    let c = resolve(s, &["/usr/bin/script2", "/usr/share/data.txt"]);
     for p in [
         "/usr/bin/script2",
         "/usr/bin/script",
@@ -413,7 +413,7 @@ fn scripts_bring_their_interpreters() {
     ] {
         assert!(has(&c, p), "{p} not in {c:#?}");
     }
-    let c = resolve(&s, &["/usr/bin/script3"]);
+    let c = resolve(s, &["/usr/bin/script3"]);
     assert!(missing(&c, "nosuchtool", "/usr/bin/script3"), "{c:#?}");
 }
 
