@@ -68,7 +68,7 @@ pub fn fixture(devices: bool, non_utf8: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let r = dir.path();
     write_file(&r.join("etc/motd"), b"hello\n", 0o644);
-    write_file(&r.join("usr/bin/tool"), &pattern((1 << 20) + 3, 1), 0o755);
+    write_file(&r.join("usr/bin/tool"), &pattern(100_003, 1), 0o755);
     write_file(&r.join("usr/bin/suid"), b"#!/bin/sh\n", 0o4755);
     write_file(&r.join("usr/bin/hl-a"), b"two names\n", 0o755);
     std::fs::hard_link(r.join("usr/bin/hl-a"), r.join("usr/bin/hl-b")).unwrap();
