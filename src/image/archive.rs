@@ -469,7 +469,7 @@ fn read_file(job: &Job, tx: &SyncSender<Piece>) -> Result<Option<String>> {
             .with_context(reading)?;
         if (buf.len() as u64) < want {
             let got = job.size - left + buf.len() as u64;
-            return Err(changed(job, &format!("it ended after {got}")));
+            return Err(changed(job, &format!("but reading it ended after {got}")));
         }
         hasher.update(&buf);
         left -= want;
