@@ -197,6 +197,57 @@ fn every_prefix_of_a_real_program_is_rejected_without_panicking() {
     }
 }
 
+/// Patches `ls` and returns the error parse_bytes gives.
+fn corrupt_ls(patch: impl FnOnce(&mut Vec<u8>, &elf::ElfBytes<elf::endian::AnyEndian>)) -> String {
+    let ls = std::fs::read("/usr/bin/ls").expect("this test reads /usr/bin/ls");
+    let mut b = ls.clone();
+    let f = elf::ElfBytes::<elf::endian::AnyEndian>::minimal_parse(&ls).unwrap();
+    patch(&mut b, &f);
+    parse_bytes(&b).expect_err("corrupt file accepted").0
+}
+
+#[test]
+fn corrupt_fields_are_named() {
+    use elf::abi;
+    // The first DT_NEEDED string offset far beyond DT_STRSZ.
+    let e = corrupt_ls(|b, f| {
+        let dynamic = f
+            .segments()
+            .unwrap()
+            .iter()
+            .find(|p| p.p_type == abi::PT_DYNAMIC)
+            .unwrap();
+        let mut at = dynamic.p_offset as usize;
+        loop {
+            let tag = i64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+            if tag == abi::DT_NEEDED {
+                b[at + 8..at + 16].copy_from_slice(&0x00ff_ffffu64.to_le_bytes());
+                break;
+            }
+            at += 16;
+        }
+    });
+    assert!(e.contains("DT_NEEDED string offset 0xffffff"), "{e}");
+    // A PT_LOAD segment starting beyond the end of the file.
+    let e = corrupt_ls(|b, f| {
+        let phoff = f.ehdr.e_phoff as usize;
+        let (i, _) = f
+            .segments()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.p_type == abi::PT_LOAD)
+            .unwrap();
+        // Elf64_Phdr is 56 bytes with p_offset at +8 (elf(5)).
+        let p_offset = phoff + i * 56 + 8;
+        b[p_offset..p_offset + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    });
+    assert!(e.contains("PT_LOAD") && e.contains("beyond the end"), "{e}");
+    // A bad program header entry size: e_phentsize is at 54 in Elf64_Ehdr.
+    let e = corrupt_ls(|b, _| b[54] = 17);
+    assert!(e.contains("program header entry size"), "{e}");
+}
+
 /// Not a timed assertion (benchmarks belong in `cargo xtask bench`): prints
 /// how long a fresh resolver takes for every ELF program in /usr/bin and
 /// /usr/sbin. Run with `cargo test --release --test elf_host -- --nocapture
@@ -234,4 +285,27 @@ fn resolve_time_of_host_programs() {
     for m in &c.missing {
         eprintln!("missing: {} (needed by {})", m.name, m.needed_by.display());
     }
+
+    // The rescue system's own tool list, as the build looks it up.
+    let path: Vec<PathBuf> = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    let tools: Vec<PathBuf> = mkrescue::rescue::tools::TOOLS
+        .iter()
+        .filter_map(|t| mkrescue::rescue::tools::find(Path::new("/"), t.name, &path))
+        .collect();
+    let t = Instant::now();
+    let c = Resolver::new(Path::new("/"))
+        .unwrap()
+        .resolve(&tools)
+        .unwrap();
+    eprintln!(
+        "rescue tool list: {} of {} tools present, {} files, {} missing, in {:?}",
+        tools.len(),
+        mkrescue::rescue::tools::TOOLS.len(),
+        c.files.len(),
+        c.missing.len(),
+        t.elapsed()
+    );
 }

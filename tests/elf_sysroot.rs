@@ -296,6 +296,19 @@ fn build_sysroot(name: &str) -> Sysroot {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    // No dependencies: a static program and a relocatable object.
+    cc(
+        b,
+        &s.p("/usr/bin/static"),
+        "void _start(void) { for (;;); }",
+        &["-static"],
+    );
+    cc(
+        b,
+        &s.p("/usr/lib/modules/x.ko"),
+        "int init(void){return 0;}",
+        &["-c"],
+    );
     std::fs::create_dir_all(s.p("/usr/share")).unwrap();
     std::fs::write(s.p("/usr/share/data.txt"), "not a program\n").unwrap();
     s
@@ -415,6 +428,18 @@ fn scripts_bring_their_interpreters() {
     }
     let c = resolve(s, &["/usr/bin/script3"]);
     assert!(missing(&c, "nosuchtool", "/usr/bin/script3"), "{c:#?}");
+}
+
+#[test]
+fn static_programs_and_relocatable_objects_have_no_dependencies() {
+    let s = shared();
+    let c = resolve(s, &["/usr/bin/static", "/usr/lib/modules/x.ko"]);
+    let want: Vec<PathBuf> = ["/usr/bin/static", "/usr/lib/modules/x.ko"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(c.files.iter().cloned().collect::<Vec<_>>(), want);
+    assert!(c.missing.is_empty());
 }
 
 #[test]
