@@ -164,12 +164,16 @@ fn elf_files(tree: &Path) -> Vec<String> {
             if ft.is_dir() {
                 stack.push(p);
             } else if ft.is_file() {
-                let mut head = [0u8; 18];
+                let mut head = [0u8; 20];
                 use std::io::Read;
                 let n = std::fs::File::open(&p).unwrap().read(&mut head).unwrap();
-                // ELF magic, then e_type at offset 16: 2 = ET_EXEC, 3 = ET_DYN
-                // (elf(5)); kernel modules are ET_REL (1) and have no loader.
-                if n == 18 && &head[..4] == b"\x7fELF" && (head[16] == 2 || head[16] == 3) {
+                // elf(5): magic; EI_CLASS (byte 4) 2 = 64-bit; e_type (16)
+                // 2 = ET_EXEC, 3 = ET_DYN; e_machine (18, LE) 62 = x86-64.
+                // Kernel modules are ET_REL and GRUB's i386 images are
+                // 32-bit: this loader runs neither.
+                let x86_64 = head[4] == 2 && head[18] == 62 && head[19] == 0;
+                if n == 20 && &head[..4] == b"\x7fELF" && x86_64 && (head[16] == 2 || head[16] == 3)
+                {
                     let rel = p.strip_prefix(tree).unwrap();
                     out.push(format!("/{}", rel.display()));
                 }
@@ -237,7 +241,8 @@ fn modprobe_resolves_every_included_module() {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
             } else if let Some(stem) = name.split(".ko").next().filter(|_| name.contains(".ko")) {
-                names.push(stem.to_string());
+                // Module names treat - and _ alike (modprobe(8)).
+                names.push(stem.replace('-', "_"));
             }
         }
     }
