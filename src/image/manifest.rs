@@ -295,8 +295,29 @@ impl Manifest {
     /// kept as symlinks; their targets are added too when they point
     /// outside). Sockets and FIFOs are skipped.
     pub fn add_host_tree(&mut self, path: impl AsRef<Path>, origin: &str) -> Result<()> {
+        self.add_host_tree_except(path, &[], origin)
+    }
+
+    /// [`Manifest::add_host_tree`] leaving out the paths in `skip`, given
+    /// relative to the tree (`hwdb.d` under `/lib/udev`).
+    pub fn add_host_tree_except(
+        &mut self,
+        path: impl AsRef<Path>,
+        skip: &[&str],
+        origin: &str,
+    ) -> Result<()> {
         let real = self.add_host_path(path, origin)?;
-        let host = self.host_path(&real);
+        self.add_tree_below(&real, &real, skip, origin)
+    }
+
+    fn add_tree_below(
+        &mut self,
+        top: &Path,
+        real: &Path,
+        skip: &[&str],
+        origin: &str,
+    ) -> Result<()> {
+        let host = self.host_path(real);
         let md = std::fs::symlink_metadata(&host)
             .with_context(|| format!("reading {}", host.display()))?;
         if !md.is_dir() {
@@ -310,12 +331,19 @@ impl Manifest {
         names.sort();
         for name in names {
             let child = real.join(&name);
+            if child
+                .strip_prefix(top)
+                .is_ok_and(|rel| skip.iter().any(|s| rel == Path::new(s)))
+            {
+                continue;
+            }
             let child_host = self.host_path(&child);
             let md = std::fs::symlink_metadata(&child_host)
                 .with_context(|| format!("reading {}", child_host.display()))?;
             let ft = md.file_type();
             if ft.is_dir() {
-                self.add_host_tree(&child, origin)?;
+                self.add_host_path(&child, origin)?;
+                self.add_tree_below(top, &child, skip, origin)?;
             } else if ft.is_socket() || ft.is_fifo() {
                 log::debug!("skipping {} (socket or fifo)", child_host.display());
             } else {
@@ -520,6 +548,22 @@ mod tests {
         let mut m = Manifest::new(d.path(), 100);
         let e = m.add_host_path("/a", "t").unwrap_err();
         assert!(format!("{e:#}").contains("too many levels"), "{e:#}");
+    }
+
+    #[test]
+    fn tree_skips_named_paths_below_a_symlinked_top() {
+        let d = root_with_usrmerge();
+        std::fs::create_dir_all(d.path().join("usr/lib/udev/hwdb.d")).unwrap();
+        std::fs::write(d.path().join("usr/lib/udev/hwdb.d/20-pci.hwdb"), "x").unwrap();
+        std::fs::write(d.path().join("usr/lib/udev/hwdb.bin"), "x").unwrap();
+        std::fs::create_dir_all(d.path().join("usr/lib/udev/rules.d")).unwrap();
+        std::fs::write(d.path().join("usr/lib/udev/rules.d/60-x.rules"), "x").unwrap();
+        let mut m = Manifest::new(d.path(), 100);
+        m.add_host_tree_except("/lib/udev", &["hwdb.d", "hwdb.bin"], "t")
+            .unwrap();
+        assert!(m.get("/usr/lib/udev/rules.d/60-x.rules").is_some());
+        assert!(m.get("/usr/lib/udev/hwdb.d").is_none());
+        assert!(m.get("/usr/lib/udev/hwdb.bin").is_none());
     }
 
     #[test]

@@ -131,6 +131,20 @@ const EXCLUDE: &[&str] = &[
     "kernel/drivers/scsi/scsi_debug.ko*",
     "kernel/drivers/block/null_blk/*",
     "kernel/drivers/md/faulty.ko*",
+    // File system *servers* and cluster file systems: a rescue system
+    // mounts file systems, it does not export them (nfsd, ksmbd), and
+    // cluster file systems need their whole cluster stack (ocfs2, gfs2 with
+    // dlm), as do raw-flash ones with MTD (ubifs, jffs2).
+    "kernel/fs/nfsd/*",
+    "kernel/fs/ksmbd/*",
+    "kernel/fs/smb/server/*",
+    "kernel/fs/ocfs2/*",
+    "kernel/fs/gfs2/*",
+    "kernel/fs/dlm/*",
+    "kernel/fs/ubifs/*",
+    "kernel/fs/jffs2/*",
+    "kernel/fs/coda/*",
+    "kernel/fs/orangefs/*",
     "kernel/drivers/gpu/*",
     "kernel/sound/*",
     "kernel/drivers/media/*",

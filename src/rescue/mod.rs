@@ -37,18 +37,15 @@ const SUPPORT_FILES: &[&str] = &[
     "/etc/modprobe.d",
     "/lib/modprobe.d",
     "/etc/udev",
-    "/lib/udev",
     "/etc/lvm/lvm.conf",
     "/etc/default/grub",
     "/etc/grub.d",
-    "/usr/lib/grub",
     "/usr/share/grub",
     "/etc/profile",
     "/etc/bash.bashrc",
     "/etc/inputrc",
     "/lib/terminfo",
     "/etc/dhcp/dhclient.conf",
-    "/usr/share/misc/magic.mgc",
 ];
 
 /// Summary of the plan for the report.
@@ -162,6 +159,22 @@ pub fn plan(
         );
     }
 
+    // udev's rules and helpers, without the hardware database: it only
+    // names vendors and models (hwdb.bin is 13 MB), nothing recovery reads.
+    let udev = Path::new("/lib/udev");
+    if std::fs::symlink_metadata(m.host_path(udev)).is_ok() {
+        let before: BTreeSet<PathBuf> = m.iter().map(|(p, _)| p.clone()).collect();
+        m.add_host_tree_except(udev, &["hwdb.d", "hwdb.bin"], "udev")?;
+        elf_inputs.extend(new_executables(&m, &before));
+    }
+    // GRUB's modules only for the platform this host boots with: recover
+    // reinstalls the boot loader the host had (each platform is 3-35 MB).
+    for dir in grub_dirs(host) {
+        if std::fs::symlink_metadata(m.host_path(Path::new(dir))).is_ok() {
+            m.add_host_tree(dir, "boot loader")?;
+        }
+    }
+
     // Support files and configured extra files; executables among them
     // bring their libraries too.
     let extra: Vec<PathBuf> = config.files.include.clone();
@@ -185,14 +198,7 @@ pub fn plan(
         }
         let before: BTreeSet<PathBuf> = m.iter().map(|(p, _)| p.clone()).collect();
         m.add_host_tree(&p, &format!("file {}", p.display()))?;
-        for (path, entry) in m.iter() {
-            if !before.contains(path)
-                && matches!(entry.kind, Kind::File { .. })
-                && entry.mode & 0o111 != 0
-            {
-                elf_inputs.push(path.clone());
-            }
-        }
+        elf_inputs.extend(new_executables(&m, &before));
     }
 
     // Libraries and modules are independent: resolve them side by side.
@@ -261,6 +267,30 @@ pub fn plan(
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
     Ok((m, report))
+}
+
+/// Executable regular files added since `before` was taken.
+fn new_executables(m: &Manifest, before: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
+    m.iter()
+        .filter(|(path, entry)| {
+            !before.contains(*path)
+                && matches!(entry.kind, Kind::File { .. })
+                && entry.mode & 0o111 != 0
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+/// GRUB's platform directories for the host's boot mode.
+fn grub_dirs(host: &HostFacts) -> &'static [&'static str] {
+    match host.boot_mode {
+        crate::host::BootMode::Bios => &["/usr/lib/grub/i386-pc"],
+        crate::host::BootMode::Uefi => &[
+            "/usr/lib/grub/x86_64-efi",
+            "/usr/lib/grub/x86_64-efi-signed",
+            "/usr/lib/shim",
+        ],
+    }
 }
 
 /// What the operator reads on each console before the first prompt.
