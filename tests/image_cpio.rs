@@ -328,3 +328,53 @@ fn listing_snapshot() {
         .collect();
     insta::assert_snapshot!(listing);
 }
+
+/// Hard links are only kept between names that agree on everything the
+/// inode holds: a name whose manifest entry has another mode gets its own
+/// inode and data, and a host file with several links of which the image
+/// has one is a plain file (c_nlink 1, data present).
+#[test]
+fn hard_links_only_where_the_entries_agree() {
+    use mkrescue::image::Manifest;
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    std::fs::write(r.join("a"), b"shared\n").unwrap();
+    std::fs::hard_link(r.join("a"), r.join("b")).unwrap();
+    std::fs::hard_link(r.join("a"), r.join("c")).unwrap();
+    std::fs::hard_link(r.join("a"), r.join("lonely")).unwrap();
+    let mut m = Manifest::new(r, EPOCH);
+    m.add_host_file_as(&r.join("a"), "/x/a", "test").unwrap();
+    m.add_host_file_as(&r.join("b"), "/x/b", "test").unwrap();
+    m.add_host_file_as(&r.join("c"), "/x/c", "test").unwrap();
+    // Same host inode, but the plan wants it executable here.
+    let mut e = m.get("/x/c").unwrap().clone();
+    e.mode = 0o755;
+    m.insert("/y/c-exec", e).unwrap();
+    let (archive, report) = write(&m, Compression::None);
+    let raw = parse_newc(&archive);
+    let get = |n: &[u8]| raw.iter().find(|e| e.name == n).unwrap();
+    let (a, b, c, exec) = (get(b"x/a"), get(b"x/b"), get(b"x/c"), get(b"y/c-exec"));
+    assert_eq!((a.ino, a.nlink, a.filesize), (b.ino, 3, 0));
+    assert_eq!((b.ino, b.nlink, b.filesize), (c.ino, 3, 0));
+    assert_eq!((c.nlink, c.data.as_slice()), (3, &b"shared\n"[..]));
+    assert_ne!(exec.ino, a.ino);
+    assert_eq!((exec.nlink, exec.data.as_slice()), (1, &b"shared\n"[..]));
+    assert_eq!(exec.mode, 0o100755);
+    assert!(
+        report
+            .files
+            .iter()
+            .all(|f| f.size == 7 && !f.sha256.is_empty())
+    );
+
+    // One name of a 5-link host file.
+    let mut m = Manifest::new(r, EPOCH);
+    m.add_host_file_as(&r.join("lonely"), "/lonely", "test")
+        .unwrap();
+    let (archive, _) = write(&m, Compression::None);
+    let e = parse_newc(&archive)
+        .into_iter()
+        .find(|e| e.name == b"lonely")
+        .unwrap();
+    assert_eq!((e.nlink, e.data.as_slice()), (1, &b"shared\n"[..]));
+}

@@ -71,7 +71,9 @@ pub fn default_threads() -> u32 {
 }
 
 /// A compressing writer. Call [`Encoder::finish`] at the end: dropping it
-/// leaves a truncated stream.
+/// leaves a truncated stream. Do not `flush()` it in the middle: that ends
+/// the current zstd job or xz block early, so the bytes would then depend on
+/// when it was called (write_initrd never does).
 pub struct Encoder<W: Write> {
     inner: Inner<W>,
 }
