@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mkrescue::config::Compression;
-use mkrescue::image::{Kind, Manifest, write_initrd};
+use mkrescue::image::{Manifest, write_initrd};
 
 fn main() -> Result<()> {
     let mut compression = Compression::Zstd;
@@ -57,14 +57,7 @@ fn main() -> Result<()> {
     for d in &dirs {
         m.add_host_tree(d, "bench")?;
     }
-    let bytes: u64 = m
-        .iter()
-        .map(|(_, e)| match &e.kind {
-            Kind::File { size, .. } => *size,
-            Kind::Bytes { data } => data.len() as u64,
-            _ => 0,
-        })
-        .sum();
+    let bytes = m.payload_bytes();
     println!(
         "manifest: {} entries, {:.1} MB of files ({:.2}s to build)",
         m.len(),

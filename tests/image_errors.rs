@@ -203,15 +203,7 @@ fn output_errors_are_reported() {
 #[test]
 fn progress_ends_at_the_total() {
     let fx = fixture(true, true);
-    let total: u64 = fx
-        .manifest
-        .iter()
-        .map(|(_, e)| match &e.kind {
-            Kind::File { size, .. } => *size,
-            Kind::Bytes { data } => data.len() as u64,
-            _ => 0,
-        })
-        .sum();
+    let total: u64 = fx.manifest.payload_bytes();
     let pb = indicatif::ProgressBar::hidden();
     pb.set_length(total);
     write_initrd(&fx.manifest, Compression::None, None, Vec::new(), &pb).unwrap();

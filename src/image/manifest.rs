@@ -132,6 +132,19 @@ impl Manifest {
         self.entries.iter()
     }
 
+    /// Bytes of regular-file content (copied and generated), hard links
+    /// counted once per name: the length of the progress bar of a write.
+    pub fn payload_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| match &e.kind {
+                Kind::File { size, .. } => *size,
+                Kind::Bytes { data } => data.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// The host path of an image path (`/usr/bin/sh` → `<root>/usr/bin/sh`).
     pub fn host_path(&self, path: &Path) -> PathBuf {
         self.host_root.join(path.strip_prefix("/").unwrap_or(path))

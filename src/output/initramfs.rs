@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Compression;
 use crate::host::Kernel;
-use crate::image::{self, ArchiveReport, Kind, Manifest};
+use crate::image::{self, ArchiveReport, Manifest};
 
 /// What the build wrote, for the summary line and `--json`.
 #[derive(Debug, Clone, Serialize)]
@@ -61,14 +61,7 @@ pub fn write(
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating output directory {}", out_dir.display()))?;
 
-    let total: u64 = manifest
-        .iter()
-        .map(|(_, e)| match &e.kind {
-            Kind::File { size, .. } => *size,
-            Kind::Bytes { data } => data.len() as u64,
-            _ => 0,
-        })
-        .sum();
+    let total = manifest.payload_bytes();
     let pb = crate::progress::bytes(show_progress, total, "writing initrd");
     let initrd = out_dir.join("initrd.img");
     let report = write_atomic(&initrd, |f| {
