@@ -225,4 +225,8 @@ pub struct RestoreArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// How the backup was made (default: backup.method)
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: Option<BackupMethod>,
 }

@@ -84,6 +84,10 @@ pub struct Backup {
     pub threads: usize,
     /// Extra options for `ssh` (e.g. `["-i", "/root/.ssh/backup_key"]`).
     pub ssh_options: Vec<String>,
+    /// rsync: keep the newest snapshot of each of the last N days...
+    pub keep_daily: usize,
+    /// ...and of each of the last M months.
+    pub keep_monthly: usize,
 }
 
 impl Default for Backup {
@@ -96,6 +100,8 @@ impl Default for Backup {
             compress_level: 3,
             threads: 0,
             ssh_options: Vec::new(),
+            keep_daily: 7,
+            keep_monthly: 12,
         }
     }
 }

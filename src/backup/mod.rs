@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod pax;
 pub mod reader;
 pub mod restore;
+pub mod rsync;
 pub mod sys;
 pub mod target;
 
@@ -133,6 +134,9 @@ pub struct BackupReport {
 
 fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
     let method = args.method.unwrap_or(cfg.backup.method);
+    if method == BackupMethod::Rsync {
+        return rsync_command(global, cfg, args);
+    }
     if method != BackupMethod::Archive {
         return Err(fail(
             Code::NotYet,
@@ -146,29 +150,8 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     if let Some(d) = target.local_dir() {
         target::check_local(d)?;
     }
-    let paths = if args.paths.is_empty() {
-        cfg.backup.paths.clone()
-    } else {
-        args.paths.clone()
-    };
-    for p in &paths {
-        if !p.is_absolute() {
-            return Err(fail(
-                Code::Usage,
-                format!("backup path {}: give an absolute path", p.display()),
-            ));
-        }
-    }
-    let mut prune = vec![create::under_root(&global.root, &cfg.build.out_dir)];
-    if let Some(d) = target.local_dir() {
-        prune.push(d.to_path_buf());
-    }
-    let src = create::Source {
-        root: global.root.clone(),
-        paths: paths.clone(),
-        exclude: cfg.backup.exclude.clone(),
-        prune,
-    };
+    let src = source_of(global, cfg, args, &target)?;
+    let paths = src.paths.clone();
     let started = now();
     let name = format!("{}-{}", hostname(&global.root), stamp(started));
     let archive = format!("{name}{ARCHIVE_SUFFIX}");
@@ -296,6 +279,81 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
             } else {
                 format!(", {} warnings", s.warnings.len())
             }
+        );
+    }
+    Ok(())
+}
+
+fn source_of(
+    global: &GlobalArgs,
+    cfg: &Config,
+    args: &BackupCreateArgs,
+    target: &Target,
+) -> Result<create::Source> {
+    let paths = if args.paths.is_empty() {
+        cfg.backup.paths.clone()
+    } else {
+        args.paths.clone()
+    };
+    for p in &paths {
+        if !p.is_absolute() {
+            return Err(fail(
+                Code::Usage,
+                format!("backup path {}: give an absolute path", p.display()),
+            ));
+        }
+    }
+    let mut prune = vec![create::under_root(&global.root, &cfg.build.out_dir)];
+    if let Some(d) = target.local_dir() {
+        prune.push(d.to_path_buf());
+    }
+    Ok(create::Source {
+        root: global.root.clone(),
+        paths,
+        exclude: cfg.backup.exclude.clone(),
+        prune,
+    })
+}
+
+/// `mkrescue backup --method rsync`.
+fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+    let target = target_of(cfg, args.target.as_ref())?;
+    let src = source_of(global, cfg, args, &target)?;
+    let start = Instant::now();
+    let stamp = stamp(now());
+    let rep = rsync::backup(
+        &src,
+        &target,
+        &stamp,
+        cfg.backup.keep_daily,
+        cfg.backup.keep_monthly,
+        args.dry_run,
+    )
+    .with_context(|| format!("rsync backup to {}", target.describe()))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "method": "rsync",
+                "target": target.describe(),
+                "snapshot": rep.snapshot,
+                "link_dest": rep.link_dest,
+                "pruned": rep.pruned,
+                "kept": rep.kept,
+                "seconds": seconds,
+            }),
+        )?;
+        writeln!(out)?;
+    } else if !global.quiet && !args.dry_run {
+        eprintln!(
+            "mkrescue: rsync snapshot {} at {} in {:.1}s ({} kept, {} pruned)",
+            rep.snapshot,
+            target.describe(),
+            seconds,
+            rep.kept,
+            rep.pruned.len()
         );
     }
     Ok(())
@@ -568,6 +626,38 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
                 args.to.display()
             ),
         ));
+    }
+    if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
+        let snaps = rsync::snapshots(&target)?;
+        let name = match &args.archive {
+            Some(n) if snaps.contains(n) => n.clone(),
+            Some(n) => {
+                return Err(fail(
+                    Code::Usage,
+                    format!(
+                        "no snapshot {n} at {}; there are: {}",
+                        target.describe(),
+                        snaps.join(", ")
+                    ),
+                ));
+            }
+            None => snaps.last().cloned().ok_or_else(|| {
+                fail(
+                    Code::Input,
+                    format!("no complete snapshot at {}", target.describe()),
+                )
+            })?,
+        };
+        let start = Instant::now();
+        rsync::restore(&target, &name, &args.to)?;
+        if !global.quiet {
+            eprintln!(
+                "mkrescue: restored rsync snapshot {name} into {} in {:.1}s",
+                args.to.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        return Ok(());
     }
     let name = pick(&target, args.archive.as_ref())?;
     let start = Instant::now();

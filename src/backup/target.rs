@@ -190,6 +190,36 @@ impl Target {
         Ok(names)
     }
 
+    /// Runs a shell command on the backup server.
+    pub fn run(&self, remote: &str) -> Result<()> {
+        self.ssh(remote).output()?;
+        Ok(())
+    }
+
+    /// Renames an entry of the target directory.
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        match self {
+            Target::Local(dir) => std::fs::rename(dir.join(from), dir.join(to))
+                .with_context(|| format!("renaming {from} to {to} in {}", dir.display())),
+            Target::Ssh { dir, .. } => self.run(&format!(
+                "mv -f {} {}",
+                sq(&Self::remote_path(dir, from)),
+                sq(&Self::remote_path(dir, to))
+            )),
+        }
+    }
+
+    /// Removes a directory of the target directory with its contents.
+    pub fn remove_dir(&self, name: &str) -> Result<()> {
+        match self {
+            Target::Local(dir) => std::fs::remove_dir_all(dir.join(name))
+                .with_context(|| format!("removing {}", dir.join(name).display())),
+            Target::Ssh { dir, .. } => {
+                self.run(&format!("rm -rf {}", sq(&Self::remote_path(dir, name))))
+            }
+        }
+    }
+
     /// The local directory, to keep it out of the backup.
     pub fn local_dir(&self) -> Option<&Path> {
         match self {
