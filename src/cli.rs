@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Compression, ModulePolicy};
+use crate::config::{BackupMethod, Compression, ModulePolicy};
 
 /// Exit codes, also printed at the end of `--help` and in the man page.
 pub const EXIT_CODES: &str = "\
@@ -123,6 +123,10 @@ pub struct BuildArgs {
 pub enum Command {
     /// Print the effective configuration and the detected host facts
     Dump(DumpArgs),
+    /// Back up the files (see `backup list`, `backup verify`)
+    Backup(BackupArgs),
+    /// Restore a backup into a directory (what `recover` runs)
+    Restore(RestoreArgs),
     /// PID 1 of the rescue system (started by the kernel as /init)
     #[command(hide = true)]
     Init,
@@ -133,4 +137,96 @@ pub struct DumpArgs {
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
+}
+
+/// `mkrescue backup`: create a backup, or list / verify them.
+#[derive(Debug, Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+
+    #[command(flatten)]
+    pub create: BackupCreateArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BackupCreateArgs {
+    /// Where the backup goes (default: backup.target in the configuration)
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// How to back up (default: backup.method)
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: Option<BackupMethod>,
+
+    /// Print what would be done, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Directories to back up (default: backup.paths, i.e. /)
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum BackupAction {
+    /// List the backups at the target
+    List(BackupListArgs),
+    /// Re-read a backup and check every file's sha256 against its manifest
+    Verify(BackupVerifyArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BackupListArgs {
+    /// Where the backups are (default: backup.target)
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BackupVerifyArgs {
+    /// Where the backups are (default: backup.target)
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+
+    /// Which backup (its name from `backup list`; default: the newest)
+    #[arg(long, value_name = "NAME")]
+    pub archive: Option<String>,
+
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mkrescue restore --to DIR`.
+#[derive(Debug, Args, Clone)]
+pub struct RestoreArgs {
+    /// Directory to restore into (the mounted target system in recover)
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+
+    /// Where the backups are (default: backup.target)
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+
+    /// Which backup (its name from `backup list`; default: the newest)
+    #[arg(long, value_name = "NAME")]
+    pub archive: Option<String>,
+
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// How the backup was made (default: backup.method)
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: Option<BackupMethod>,
 }

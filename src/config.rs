@@ -50,6 +50,60 @@ pub struct Config {
     pub tools: Tools,
     pub modules: Modules,
     pub files: Files,
+    pub backup: Backup,
+}
+
+/// How `mkrescue backup` saves the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMethod {
+    /// built-in archive: pax tar, zstd, sha256 manifest
+    Archive,
+    /// rsync -aHAX over ssh into dated snapshots
+    Rsync,
+    /// the borg CLI
+    Borg,
+}
+
+/// The `[backup]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    pub method: BackupMethod,
+    /// `file:///DIR` or `ssh://[USER@]HOST[:PORT]/DIR` (archive and rsync).
+    pub target: Option<String>,
+    /// Directories backed up, each on its own filesystem (one-file-system).
+    pub paths: Vec<PathBuf>,
+    /// Wildcard patterns of paths to leave out: `*` within a component,
+    /// `**` across; with a `/` matched against the whole path, else the
+    /// last component.
+    pub exclude: Vec<String>,
+    /// zstd level of the archive (1-19).
+    pub compress_level: i32,
+    /// Compression threads; 0: one per core.
+    pub threads: usize,
+    /// Extra options for `ssh` (e.g. `["-i", "/root/.ssh/backup_key"]`).
+    pub ssh_options: Vec<String>,
+    /// rsync: keep the newest snapshot of each of the last N days...
+    pub keep_daily: usize,
+    /// ...and of each of the last M months.
+    pub keep_monthly: usize,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            method: BackupMethod::Archive,
+            target: None,
+            paths: vec![PathBuf::from("/")],
+            exclude: Vec::new(),
+            compress_level: 3,
+            threads: 0,
+            ssh_options: Vec::new(),
+            keep_daily: 7,
+            keep_monthly: 12,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -91,6 +91,69 @@ impl Cmd {
         let out = self.output()?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+
+    /// Starts the command with a pipe to its stdin (`feed`) or from its
+    /// stdout (otherwise), for streams too large to hold (backups over
+    /// ssh). Stderr is collected; [`Running::wait`] puts its tail into the
+    /// error. Dry-run does not apply: callers check it before.
+    pub fn spawn_stream(mut self, feed: bool) -> Result<Running> {
+        let line = self.display();
+        log::debug!("running: {line}");
+        let (si, so) = if feed {
+            (Stdio::piped(), Stdio::null())
+        } else {
+            (Stdio::null(), Stdio::piped())
+        };
+        let mut child = self
+            .inner
+            .stdin(si)
+            .stdout(so)
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        let mut err = child.stderr.take();
+        let drain = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(e) = err.as_mut() {
+                use std::io::Read;
+                let _ = e.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        Ok(Running {
+            child,
+            drain: Some(drain),
+            line,
+        })
+    }
+}
+
+/// A command started by [`Cmd::spawn_stream`].
+pub struct Running {
+    pub child: std::process::Child,
+    drain: Option<std::thread::JoinHandle<String>>,
+    line: String,
+}
+
+impl Running {
+    /// Closes stdin, waits, and fails with stderr's tail on non-zero exit.
+    pub fn wait(mut self) -> Result<()> {
+        drop(self.child.stdin.take());
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("waiting for `{}`", self.line))?;
+        let err = self
+            .drain
+            .take()
+            .map(|d| d.join().unwrap_or_default())
+            .unwrap_or_default();
+        if !status.success() {
+            let t = tail(err.trim(), STDERR_TAIL).replace('\n', " | ");
+            bail!("`{}` failed ({status}): {t}", self.line);
+        }
+        Ok(())
+    }
 }
 
 fn tail(s: &str, n: usize) -> &str {

@@ -5,6 +5,7 @@
 //! facts feed the rescue plan, which fills a [`image::Manifest`]; the
 //! manifest is streamed into a cpio archive and written out by `output`.
 
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -42,6 +42,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         None => mkrescue::commands::build(&cli.global, &cli.build),
         Some(Command::Dump(args)) => mkrescue::commands::dump(&cli.global, args),
+        Some(Command::Backup(args)) => mkrescue::backup::command(&cli.global, args),
+        Some(Command::Restore(args)) => mkrescue::backup::restore_command(&cli.global, args),
         Some(Command::Init) => mkrescue::init::run(),
     };
     match result {

@@ -16,6 +16,10 @@ use crate::util;
 /// - the disk tools: what the rescue system carries (their libraries are
 ///   resolved and checked by the tests)
 /// - gcc: tests compile tiny ELF files
+/// - acl, attr: the backup tests set ACLs and read them back with an
+///   independent tool (setfacl/getfacl); tar reads our archives (GNU tar is
+///   essential in Debian, listed for clarity)
+/// - borgbackup: the borg backup method is tested against a real repository
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -45,6 +49,10 @@ const PACKAGES: &[&str] = &[
     "grub-efi-amd64-bin",
     "gcc",
     "libc6-dev",
+    "acl",
+    "attr",
+    "tar",
+    "borgbackup",
 ];
 
 fn installed(pkg: &str) -> bool {

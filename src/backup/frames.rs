@@ -1,0 +1,376 @@
+//! The compressed layer of an archive: the tar stream cut into chunks of
+//! [`CHUNK`] bytes, each compressed on its own into one zstd frame (with
+//! content size and XXH64 checksum, RFC 8878 "Frame_Header_Descriptor"), by
+//! a pool of threads, written in order.
+//!
+//! Why independent frames rather than one zstdmt stream: concatenated frames
+//! are still one valid `.zst` file (`zstd -d`, `tar -I zstd` read it), the
+//! threads scale the same, and a damaged byte costs one frame instead of the
+//! rest of the archive: the reader drops the bad frame (its checksum fails),
+//! looks for the next frame magic and goes on. Chunks are multiples of 512,
+//! so every frame starts on a tar block boundary, where the tar reader can
+//! look for the next header.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use zstd::zstd_safe;
+
+/// Uncompressed bytes per frame: the unit of loss on damage.
+pub const CHUNK: usize = 4 << 20;
+/// A frame's compressed size can exceed its input a little (incompressible
+/// data); anything claiming more is damaged.
+const MAX_FRAME: usize = CHUNK + (CHUNK >> 7) + 4096;
+/// Frame magic number, little endian (RFC 8878 "Magic_Number").
+const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+type Job = (u64, Vec<u8>);
+
+/// A `Write` that compresses into independent zstd frames on `threads`
+/// threads and writes them in order to the inner writer.
+pub struct FrameWriter<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    seq: u64,
+    next_out: u64,
+    pending: std::collections::BTreeMap<u64, Vec<u8>>,
+    jobs: Option<mpsc::SyncSender<Job>>,
+    results: mpsc::Receiver<io::Result<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    in_flight: usize,
+    max_in_flight: usize,
+    /// Compressed bytes written so far.
+    pub written: u64,
+}
+
+impl<W: Write> FrameWriter<W> {
+    pub fn new(inner: W, level: i32, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads);
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let (res_tx, res_rx) = mpsc::channel();
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = job_rx.clone();
+                let tx = res_tx.clone();
+                std::thread::spawn(move || {
+                    let mut c = match zstd::bulk::Compressor::new(level) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = c.set_parameter(zstd_safe::CParameter::ChecksumFlag(true));
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(g) => g.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((seq, data)) = job else { return };
+                        let r = c.compress(&data).map(|z| (seq, z));
+                        if tx.send(r).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        FrameWriter {
+            inner,
+            buf: Vec::with_capacity(CHUNK),
+            seq: 0,
+            next_out: 0,
+            pending: Default::default(),
+            jobs: Some(job_tx),
+            results: res_rx,
+            workers,
+            in_flight: 0,
+            max_in_flight: threads * 2,
+            written: 0,
+        }
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        while self.in_flight >= self.max_in_flight {
+            self.collect_one()?;
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let tx = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("writer finished"))?;
+        tx.send((self.seq, data))
+            .map_err(|_| io::Error::other("compression threads stopped"))?;
+        self.seq += 1;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    fn collect_one(&mut self) -> io::Result<()> {
+        let (seq, z) = self
+            .results
+            .recv()
+            .map_err(|_| io::Error::other("compression threads stopped"))??;
+        self.in_flight -= 1;
+        self.pending.insert(seq, z);
+        while let Some(z) = self.pending.remove(&self.next_out) {
+            self.inner.write_all(&z)?;
+            self.written += z.len() as u64;
+            self.next_out += 1;
+        }
+        Ok(())
+    }
+
+    /// Compresses what is left, writes every frame, and returns the inner
+    /// writer (not flushed to disk: the caller syncs).
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
+        self.submit()?;
+        while self.in_flight > 0 {
+            self.collect_one()?;
+        }
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.inner.flush()?;
+        let FrameWriter { inner, written, .. } = self;
+        Ok((inner, written))
+    }
+}
+
+impl<W: Write> Write for FrameWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One decompressed frame.
+pub struct Frame {
+    pub data: Vec<u8>,
+    /// Damaged bytes were skipped right before this frame.
+    pub after_gap: bool,
+}
+
+/// Reads frames from a compressed stream, skipping damaged ones.
+pub struct FrameReader<R: Read> {
+    inner: R,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+    dctx: zstd_safe::DCtx<'static>,
+    gap: bool,
+    /// Compressed bytes consumed, for progress.
+    pub consumed: u64,
+    /// Compressed bytes skipped as damaged.
+    pub skipped: u64,
+}
+
+impl<R: Read> FrameReader<R> {
+    pub fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+            dctx: zstd_safe::DCtx::create(),
+            gap: false,
+            consumed: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Makes at least `want` bytes available from `pos` unless at EOF.
+    fn fill(&mut self, want: usize) -> io::Result<()> {
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        while !self.eof && self.buf.len() - self.pos < want {
+            let old = self.buf.len();
+            self.buf.resize(old + (1 << 20), 0);
+            let n = loop {
+                match self.inner.read(&mut self.buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.buf.truncate(old);
+                        return Err(e);
+                    }
+                }
+            };
+            self.buf.truncate(old + n);
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips to the next frame magic after the current position.
+    fn resync(&mut self) -> io::Result<()> {
+        self.gap = true;
+        self.pos += 1;
+        loop {
+            self.fill(MAX_FRAME)?;
+            let avail = &self.buf[self.pos.min(self.buf.len())..];
+            if let Some(i) = avail.windows(4).position(|w| w == MAGIC) {
+                self.pos += i;
+                break;
+            }
+            if self.eof {
+                self.pos = self.buf.len();
+                break;
+            }
+            // Keep the last 3 bytes: a magic may straddle the refill.
+            self.pos = self.buf.len().saturating_sub(3).max(self.pos);
+        }
+        Ok(())
+    }
+
+    /// The next good frame, or `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            self.fill(MAX_FRAME + 64)?;
+            if self.pos >= self.buf.len() {
+                return Ok(None);
+            }
+            let avail = &self.buf[self.pos..];
+            if !avail.starts_with(&MAGIC) {
+                self.skipped += 1;
+                self.resync()?;
+                continue;
+            }
+            let size = match zstd_safe::find_frame_compressed_size(avail) {
+                Ok(n) if n <= MAX_FRAME + 64 => n,
+                // Incomplete (truncated) or nonsense sizes: damaged.
+                _ => {
+                    self.resync()?;
+                    continue;
+                }
+            };
+            let content = match zstd_safe::get_frame_content_size(&avail[..size]) {
+                Ok(Some(n)) if n as usize <= CHUNK => n as usize,
+                _ => {
+                    self.resync()?;
+                    continue;
+                }
+            };
+            let mut out: Vec<u8> = Vec::with_capacity(content);
+            match self.dctx.decompress(&mut out, &avail[..size]) {
+                Ok(n) if n == content => {
+                    self.pos += size;
+                    self.consumed += size as u64;
+                    let after_gap = std::mem::take(&mut self.gap);
+                    return Ok(Some(Frame {
+                        data: out,
+                        after_gap,
+                    }));
+                }
+                _ => {
+                    self.skipped += size as u64;
+                    self.resync()?;
+                    continue;
+                }
+            }
+        }
+    }
+
+    /// Whether the stream ended inside a damaged region (trailing damage or
+    /// truncation).
+    pub fn ended_in_gap(&self) -> bool {
+        self.gap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        let mut x: u64 = 1;
+        (0..n)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if i % 3 == 0 { (x >> 56) as u8 } else { b'a' }
+            })
+            .collect()
+    }
+
+    fn frames_of(z: &[u8]) -> (Vec<Frame>, bool) {
+        let mut r = FrameReader::new(z);
+        let mut v = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            v.push(f);
+        }
+        let g = r.ended_in_gap();
+        (v, g)
+    }
+
+    #[test]
+    fn frames_decode_with_zstd_and_in_order() {
+        let input = data(3 * CHUNK + 1000);
+        let mut w = FrameWriter::new(Vec::new(), 3, 2);
+        w.write_all(&input).unwrap();
+        let (z, n) = w.finish().unwrap();
+        assert_eq!(n as usize, z.len());
+        // A plain zstd decoder reads the concatenated frames as one stream.
+        assert_eq!(zstd::decode_all(&z[..]).unwrap(), input);
+        let (f, gap) = frames_of(&z);
+        assert_eq!(f.len(), 4);
+        assert!(!gap);
+        assert_eq!(f.concat_data(), input);
+    }
+
+    trait Concat {
+        fn concat_data(&self) -> Vec<u8>;
+    }
+    impl Concat for Vec<Frame> {
+        fn concat_data(&self) -> Vec<u8> {
+            self.iter().flat_map(|f| f.data.iter().copied()).collect()
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_costs_one_frame() {
+        let input = data(3 * CHUNK);
+        let mut w = FrameWriter::new(Vec::new(), 3, 2);
+        w.write_all(&input).unwrap();
+        let (mut z, _) = w.finish().unwrap();
+        let mid = z.len() / 2;
+        z[mid] ^= 0x55;
+        let (f, _) = frames_of(&z);
+        assert_eq!(f.len(), 2);
+        assert!(!f[0].after_gap);
+        assert!(f[1].after_gap);
+        assert_eq!(f[0].data, input[..CHUNK]);
+        assert_eq!(f[1].data, input[2 * CHUNK..]);
+    }
+
+    #[test]
+    fn truncation_keeps_complete_frames() {
+        let input = data(2 * CHUNK);
+        let mut w = FrameWriter::new(Vec::new(), 3, 1);
+        w.write_all(&input).unwrap();
+        let (z, _) = w.finish().unwrap();
+        let (f, gap) = frames_of(&z[..z.len() - 100]);
+        assert_eq!(f.len(), 1);
+        assert!(gap);
+    }
+}

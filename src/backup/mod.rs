@@ -1,0 +1,744 @@
+//! File backup and restore: `mkrescue backup`, `backup list`, `backup
+//! verify` and `mkrescue restore` (what `recover` calls once the disks are
+//! rebuilt and mounted).
+//!
+//! The built-in `archive` method writes, per backup `HOST-YYYYMMDDTHHMMSSZ`,
+//! two files to the target:
+//! - `NAME.tar.zst`: a POSIX pax tar ([`pax`]) of the backed-up trees, cut
+//!   into independently compressed zstd frames ([`frames`]) so a damaged
+//!   byte costs one frame, not the rest of the backup;
+//! - `NAME.manifest.zst`: every member with its sha256 ([`manifest`]).
+//!
+//! The walk and writer are in [`create`], the reader in [`reader`], the
+//! restore in [`restore`], targets (`file://`, `ssh://`) in [`target`].
+//! This module holds the commands: it reads the configuration, picks the
+//! target and hands plain data (a [`create::Source`], a target, a reader)
+//! to those steps, then prints the one-line summary or the JSON report.
+
+pub mod create;
+pub mod frames;
+pub mod manifest;
+pub mod pax;
+pub mod reader;
+pub mod restore;
+pub mod rsync;
+pub mod sys;
+pub mod target;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::{
+    BackupAction, BackupArgs, BackupCreateArgs, BackupListArgs, BackupVerifyArgs, BuildArgs,
+    GlobalArgs, RestoreArgs,
+};
+use crate::config::{self, BackupMethod, Config};
+use crate::error::{Code, fail};
+use target::Target;
+
+/// Format version written into every manifest.
+pub const FORMAT: u32 = 1;
+const ARCHIVE_SUFFIX: &str = ".tar.zst";
+const MANIFEST_SUFFIX: &str = ".manifest.zst";
+
+/// `mkrescue backup [list|verify]`.
+pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
+    let cfg = config::load(global, &BuildArgs::default())?.config;
+    match &args.action {
+        None => create_command(global, &cfg, &args.create),
+        Some(BackupAction::List(a)) => list_command(global, &cfg, a),
+        Some(BackupAction::Verify(a)) => verify_command(global, &cfg, a),
+    }
+}
+
+fn target_of(cfg: &Config, flag: Option<&String>) -> Result<Target> {
+    let url = flag.or(cfg.backup.target.as_ref()).ok_or_else(|| {
+        fail(
+            Code::Usage,
+            "no backup target: give --target URL (or --from for restore) or set backup.target in /etc/mkrescue/local.toml",
+        )
+    })?;
+    Target::parse(url, &cfg.backup.ssh_options)
+}
+
+fn hostname(root: &Path) -> String {
+    if let Ok(h) = std::fs::read_to_string(root.join("etc/hostname")) {
+        let h = h.trim();
+        if !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            return h.to_string();
+        }
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: buffer and length match.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(s) = std::str::from_utf8(&buf[..end]) {
+            if !s.is_empty() {
+                return s.to_string();
+            }
+        }
+    }
+    "host".into()
+}
+
+/// `YYYYMMDDTHHMMSSZ` of a UTC time (days-from-civil inverse, H. Hinnant's
+/// "chrono-Compatible Low-Level Date Algorithms").
+pub fn stamp(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The report of `mkrescue backup --json`.
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    pub method: BackupMethod,
+    pub target: String,
+    pub name: String,
+    pub archive: String,
+    pub manifest: String,
+    pub archive_bytes: u64,
+    pub stats: create::Stats,
+    pub seconds: f64,
+    /// File data read per second (MiB/s).
+    pub mib_per_s: f64,
+}
+
+fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+    let method = args.method.unwrap_or(cfg.backup.method);
+    if method == BackupMethod::Rsync {
+        return rsync_command(global, cfg, args);
+    }
+    if method != BackupMethod::Archive {
+        return Err(fail(
+            Code::NotYet,
+            format!(
+                "backup method {}: not available in this version yet; use --method archive",
+                serde_json::to_value(method)?.as_str().unwrap_or("?")
+            ),
+        ));
+    }
+    let target = target_of(cfg, args.target.as_ref())?;
+    if let Some(d) = target.local_dir() {
+        target::check_local(d)?;
+    }
+    let src = source_of(global, cfg, args, &target)?;
+    let paths = src.paths.clone();
+    let started = now();
+    let name = format!("{}-{}", hostname(&global.root), stamp(started));
+    let archive = format!("{name}{ARCHIVE_SUFFIX}");
+    let manifest_name = format!("{name}{MANIFEST_SUFFIX}");
+    if args.dry_run {
+        println!(
+            "would back up {} (one filesystem each; contents of /{} and of {} left out{}) to {}/{archive} and {manifest_name}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            create::ALWAYS_PRUNED.join(", /"),
+            src.prune
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if src.exclude.is_empty() {
+                String::new()
+            } else {
+                format!("; excluded: {}", src.exclude.join(" "))
+            },
+            target.describe()
+        );
+        return Ok(());
+    }
+    let show = crate::progress::enabled(global.quiet) && !args.json;
+    let total = if show { create::estimate(&src)? } else { 0 };
+    let pb = crate::progress::bytes(show, total, "backup");
+    let threads = if cfg.backup.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.backup.threads
+    };
+    let start = Instant::now();
+    let head = manifest::Head {
+        mkrescue_backup: FORMAT,
+        host: hostname(&global.root),
+        created: started,
+        paths: paths.iter().map(|p| p.display().to_string()).collect(),
+        archive: archive.clone(),
+        encrypted: false,
+    };
+    let up = target.upload(&archive)?;
+    let mup = match target.upload(&manifest_name) {
+        Ok(m) => m,
+        Err(e) => {
+            up.abort();
+            return Err(e);
+        }
+    };
+    let mut man = manifest::Writer::new(mup, &head)?;
+    let result = create::write_archive(&src, up, &mut man, cfg.backup.compress_level, threads, &pb);
+    pb.finish_and_clear();
+    let (up, stats, compressed) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            // The archive writer is gone with the error; its temporary file
+            // is removed by name.
+            if let Ok(m) = man.finish() {
+                m.abort();
+            }
+            remove_part(&target, &archive);
+            return Err(e.context(format!("backup to {}", target.describe())));
+        }
+    };
+    let staged = (|| -> Result<_> {
+        let mup = man.finish()?;
+        let m = mup.close()?;
+        let a = match up.close() {
+            Ok(a) => a,
+            Err(e) => {
+                m.discard();
+                return Err(e);
+            }
+        };
+        Ok((m, a))
+    })();
+    let (m, a) = match staged {
+        Ok(x) => x,
+        Err(e) => {
+            remove_part(&target, &archive);
+            remove_part(&target, &manifest_name);
+            return Err(e.context(format!("backup to {}", target.describe())));
+        }
+    };
+    m.commit()?;
+    a.commit()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let report = BackupReport {
+        method,
+        target: target.describe(),
+        name: name.clone(),
+        archive,
+        manifest: manifest_name,
+        archive_bytes: compressed,
+        mib_per_s: stats.data_bytes as f64 / (1 << 20) as f64 / seconds.max(1e-6),
+        stats,
+        seconds,
+    };
+    for w in &report.stats.warnings {
+        log::warn!("{w}");
+    }
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else if !global.quiet {
+        let s = &report.stats;
+        eprintln!(
+            "mkrescue: backup {name}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
+            s.files,
+            s.dirs,
+            s.symlinks + s.hardlinks,
+            s.data_bytes as f64 / (1 << 20) as f64,
+            report.archive_bytes as f64 / (1 << 20) as f64,
+            report.target,
+            report.seconds,
+            report.mib_per_s,
+            if s.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", {} warnings", s.warnings.len())
+            }
+        );
+    }
+    Ok(())
+}
+
+fn source_of(
+    global: &GlobalArgs,
+    cfg: &Config,
+    args: &BackupCreateArgs,
+    target: &Target,
+) -> Result<create::Source> {
+    let paths = if args.paths.is_empty() {
+        cfg.backup.paths.clone()
+    } else {
+        args.paths.clone()
+    };
+    for p in &paths {
+        if !p.is_absolute() {
+            return Err(fail(
+                Code::Usage,
+                format!("backup path {}: give an absolute path", p.display()),
+            ));
+        }
+    }
+    let mut prune = vec![create::under_root(&global.root, &cfg.build.out_dir)];
+    if let Some(d) = target.local_dir() {
+        prune.push(d.to_path_buf());
+    }
+    Ok(create::Source {
+        root: global.root.clone(),
+        paths,
+        exclude: cfg.backup.exclude.clone(),
+        prune,
+    })
+}
+
+/// `mkrescue backup --method rsync`.
+fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+    let target = target_of(cfg, args.target.as_ref())?;
+    let src = source_of(global, cfg, args, &target)?;
+    let start = Instant::now();
+    let stamp = stamp(now());
+    let rep = rsync::backup(
+        &src,
+        &target,
+        &stamp,
+        cfg.backup.keep_daily,
+        cfg.backup.keep_monthly,
+        args.dry_run,
+    )
+    .with_context(|| format!("rsync backup to {}", target.describe()))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "method": "rsync",
+                "target": target.describe(),
+                "snapshot": rep.snapshot,
+                "link_dest": rep.link_dest,
+                "pruned": rep.pruned,
+                "kept": rep.kept,
+                "seconds": seconds,
+            }),
+        )?;
+        writeln!(out)?;
+    } else if !global.quiet && !args.dry_run {
+        eprintln!(
+            "mkrescue: rsync snapshot {} at {} in {:.1}s ({} kept, {} pruned)",
+            rep.snapshot,
+            target.describe(),
+            seconds,
+            rep.kept,
+            rep.pruned.len()
+        );
+    }
+    Ok(())
+}
+
+fn remove_part(target: &Target, name: &str) {
+    if let Target::Local(dir) = target {
+        let _ = std::fs::remove_file(dir.join(format!(".{name}.part")));
+    }
+}
+
+/// One backup at a target.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub host: String,
+    pub created: i64,
+    pub paths: Vec<String>,
+    pub archive_bytes: Option<u64>,
+    pub complete: bool,
+}
+
+/// The backups at `target`, oldest first. A backup is complete when both
+/// its archive and its manifest are there under their final names.
+pub fn list(target: &Target) -> Result<Vec<Listed>> {
+    let names = target.list()?;
+    let mut out = Vec::new();
+    for n in &names {
+        let Some(base) = n.strip_suffix(MANIFEST_SUFFIX) else {
+            continue;
+        };
+        let archive = format!("{base}{ARCHIVE_SUFFIX}");
+        let complete = names.contains(&archive);
+        let head = manifest::read_head(target.open(n)?, Path::new(n))?;
+        let archive_bytes = target
+            .local_dir()
+            .and_then(|d| std::fs::metadata(d.join(&archive)).ok())
+            .map(|m| m.len());
+        out.push(Listed {
+            name: base.to_string(),
+            host: head.host,
+            created: head.created,
+            paths: head.paths,
+            archive_bytes,
+            complete,
+        });
+    }
+    out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    Ok(out)
+}
+
+fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Result<()> {
+    let target = target_of(cfg, args.target.as_ref())?;
+    let l = list(&target)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &l)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    for b in &l {
+        writeln!(
+            out,
+            "{}  {}  {}  {}{}",
+            b.name,
+            stamp(b.created),
+            b.archive_bytes
+                .map(|n| format!("{:.1} MiB", n as f64 / (1 << 20) as f64))
+                .unwrap_or_else(|| "-".into()),
+            b.paths.join(","),
+            if b.complete {
+                ""
+            } else {
+                "  (incomplete: archive missing)"
+            }
+        )?;
+    }
+    if l.is_empty() {
+        eprintln!("mkrescue: no backups at {}", target.describe());
+    }
+    Ok(())
+}
+
+/// Picks the named backup or the newest complete one.
+fn pick(target: &Target, name: Option<&String>) -> Result<String> {
+    let l = list(target)?;
+    if let Some(n) = name {
+        let n = n
+            .trim_end_matches(ARCHIVE_SUFFIX)
+            .trim_end_matches(MANIFEST_SUFFIX);
+        if l.iter().any(|b| b.name == n) {
+            return Ok(n.to_string());
+        }
+        return Err(fail(
+            Code::Usage,
+            format!(
+                "no backup named {n} at {}; `mkrescue backup list` shows: {}",
+                target.describe(),
+                l.iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    l.iter()
+        .rev()
+        .find(|b| b.complete)
+        .map(|b| b.name.clone())
+        .ok_or_else(|| {
+            fail(
+                Code::Input,
+                format!("no complete backup at {}", target.describe()),
+            )
+        })
+}
+
+/// The report of `backup verify`.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub name: String,
+    pub files_checked: u64,
+    pub bytes_checked: u64,
+    /// Files whose content does not match the manifest.
+    pub mismatched: Vec<String>,
+    /// Members in the manifest but not readable from the archive.
+    pub missing: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Re-reads the archive `name` and checks every file against the manifest.
+pub fn verify(target: &Target, name: &str, show: bool) -> Result<VerifyReport> {
+    use sha2::{Digest, Sha256};
+    let start = Instant::now();
+    let mname = format!("{name}{MANIFEST_SUFFIX}");
+    let man = manifest::read(target.open(&mname)?, Path::new(&mname))?;
+    let expected: std::collections::HashMap<Vec<u8>, &manifest::Item> = man
+        .items
+        .iter()
+        .map(|i| (manifest::unescape(&i.path), i))
+        .collect();
+    let total: u64 = man.items.iter().map(|i| i.size).sum();
+    let pb = crate::progress::bytes(show, total, "verify");
+    let known = expected.keys().cloned().collect();
+    let mut r = reader::TarReader::new(
+        target.open(&format!("{name}{ARCHIVE_SUFFIX}"))?,
+        Some(known),
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut rep = VerifyReport {
+        name: name.to_string(),
+        files_checked: 0,
+        bytes_checked: 0,
+        mismatched: Vec::new(),
+        missing: Vec::new(),
+        seconds: 0.0,
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match r.next_event()? {
+            reader::Event::End => break,
+            reader::Event::Damaged { .. } => {}
+            reader::Event::Entry(h) => {
+                if h.kind != pax::Kind::File {
+                    seen.insert(h.path);
+                    continue;
+                }
+                let mut hasher = Sha256::new();
+                let mut ok = true;
+                loop {
+                    match r.read_data(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            hasher.update(&buf[..n]);
+                            rep.bytes_checked += n as u64;
+                            pb.inc(n as u64);
+                        }
+                        Err(reader::DataError::Io(e)) => return Err(e.into()),
+                        Err(_) => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                if !ok {
+                    continue;
+                }
+                rep.files_checked += 1;
+                let got = hex::encode(hasher.finalize());
+                let want = expected.get(&h.path).and_then(|i| i.sha256.as_deref());
+                if want != Some(got.as_str()) {
+                    rep.mismatched.push(manifest::escape(&h.path));
+                } else {
+                    seen.insert(h.path);
+                }
+            }
+        }
+    }
+    pb.finish_and_clear();
+    let mismatched: std::collections::HashSet<&String> = rep.mismatched.iter().collect();
+    rep.missing = man
+        .items
+        .iter()
+        .filter(|i| !seen.contains(&manifest::unescape(&i.path)) && !mismatched.contains(&i.path))
+        .map(|i| i.path.clone())
+        .collect();
+    rep.seconds = start.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) -> Result<()> {
+    let target = target_of(cfg, args.target.as_ref())?;
+    let name = pick(&target, args.archive.as_ref())?;
+    let show = crate::progress::enabled(global.quiet) && !args.json;
+    let rep = verify(&target, &name, show)?;
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &rep)?;
+        writeln!(out)?;
+    }
+    let bad = rep.mismatched.len() + rep.missing.len();
+    if bad > 0 {
+        let first = rep
+            .mismatched
+            .first()
+            .or(rep.missing.first())
+            .cloned()
+            .unwrap_or_default();
+        return Err(fail(
+            Code::Input,
+            format!(
+                "backup {name} at {} is damaged: {} files differ from the manifest, {} members are unreadable; first: {first}",
+                target.describe(),
+                rep.mismatched.len(),
+                rep.missing.len()
+            ),
+        ));
+    }
+    if !args.json && !global.quiet {
+        eprintln!(
+            "mkrescue: backup {name} verified: {} files, {:.1} MiB, every sha256 matches ({:.1}s)",
+            rep.files_checked,
+            rep.bytes_checked as f64 / (1 << 20) as f64,
+            rep.seconds
+        );
+    }
+    Ok(())
+}
+
+/// The report of `mkrescue restore --json`.
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub name: String,
+    pub from: String,
+    pub to: PathBuf,
+    #[serde(flatten)]
+    pub result: restore::Report,
+    pub seconds: f64,
+}
+
+/// `mkrescue restore --to DIR [--from URL] [--archive NAME]`.
+pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
+    let cfg = config::load(global, &BuildArgs::default())?.config;
+    let target = target_of(&cfg, args.from.as_ref())?;
+    if !args.to.is_dir() {
+        return Err(fail(
+            Code::Usage,
+            format!(
+                "restore --to {}: not a directory; mount the target system there first",
+                args.to.display()
+            ),
+        ));
+    }
+    if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
+        let snaps = rsync::snapshots(&target)?;
+        let name = match &args.archive {
+            Some(n) if snaps.contains(n) => n.clone(),
+            Some(n) => {
+                return Err(fail(
+                    Code::Usage,
+                    format!(
+                        "no snapshot {n} at {}; there are: {}",
+                        target.describe(),
+                        snaps.join(", ")
+                    ),
+                ));
+            }
+            None => snaps.last().cloned().ok_or_else(|| {
+                fail(
+                    Code::Input,
+                    format!("no complete snapshot at {}", target.describe()),
+                )
+            })?,
+        };
+        let start = Instant::now();
+        rsync::restore(&target, &name, &args.to)?;
+        if !global.quiet {
+            eprintln!(
+                "mkrescue: restored rsync snapshot {name} into {} in {:.1}s",
+                args.to.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        return Ok(());
+    }
+    let name = pick(&target, args.archive.as_ref())?;
+    let start = Instant::now();
+    let mname = format!("{name}{MANIFEST_SUFFIX}");
+    let man = match target
+        .open(&mname)
+        .and_then(|r| manifest::read(r, Path::new(&mname)))
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            log::warn!("{e:#}; restoring without it (lost files cannot all be named)");
+            None
+        }
+    };
+    let show = crate::progress::enabled(global.quiet) && !args.json;
+    let total = man
+        .as_ref()
+        .map(|m| m.items.iter().map(|i| i.size).sum())
+        .unwrap_or(0);
+    let pb = crate::progress::bytes(show, total, "restore");
+    let input = target.open(&format!("{name}{ARCHIVE_SUFFIX}"))?;
+    let result = restore::restore(input, &args.to, man.as_ref(), &pb)
+        .with_context(|| format!("restoring {name} into {}", args.to.display()))?;
+    pb.finish_and_clear();
+    let report = RestoreReport {
+        name: name.clone(),
+        from: target.describe(),
+        to: args.to.clone(),
+        result,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    }
+    let r = &report.result;
+    if !r.damaged.is_empty() {
+        return Err(fail(
+            Code::Input,
+            format!(
+                "restore of {name}: {} members damaged or lost in the archive (first: {}), {} not restorable; everything else ({} members) restored into {}",
+                r.damaged.len(),
+                r.first_bad().unwrap_or("?"),
+                r.errors.len(),
+                r.entries,
+                args.to.display()
+            ),
+        ));
+    }
+    if !r.errors.is_empty() {
+        return Err(fail(
+            Code::Failed,
+            format!(
+                "restore of {name}: {} members could not be restored (first: {}); {} restored into {}",
+                r.errors.len(),
+                r.errors[0],
+                r.entries,
+                args.to.display()
+            ),
+        ));
+    }
+    if !args.json && !global.quiet {
+        eprintln!(
+            "mkrescue: restored {name} into {}: {} members, {} files, {:.1} MiB in {:.1}s",
+            args.to.display(),
+            r.entries,
+            r.files,
+            r.bytes as f64 / (1 << 20) as f64,
+            report.seconds
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stamps() {
+        assert_eq!(super::stamp(0), "19700101T000000Z");
+        assert_eq!(super::stamp(1_779_417_045), "20260522T023045Z");
+        assert_eq!(super::stamp(951_782_400), "20000229T000000Z");
+    }
+}

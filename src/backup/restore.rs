@@ -1,0 +1,317 @@
+//! Puts an archive's members back under a directory: content, owners
+//! (numeric ids, as the restored system's own passwd is what counts),
+//! modes including setuid bits, nanosecond mtimes, xattrs (so ACLs and
+//! SELinux labels), hard links, sparse files with their holes, device
+//! nodes and FIFOs.
+//!
+//! Order matters and follows chown(2) and xattr(7): chown clears setuid
+//! bits and file capabilities, so the owner is set first, then the mode,
+//! then the xattrs, then the times (writing data would change them).
+//! Directories get their mode and times last, deepest first, so a
+//! read-only directory can still be filled and its mtime stays.
+//!
+//! Damage does not stop a restore: a member whose data is lost is removed
+//! (no half file that looks whole), named, and counted, and the rest goes
+//! on. With the manifest the members whose headers were lost are named too.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Result;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{self, Manifest};
+use super::pax::{Header, Kind};
+use super::reader::{DataError, Event, TarReader};
+use super::sys;
+
+/// What a restore did.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Members lost or damaged in the archive, in archive order.
+    pub damaged: Vec<String>,
+    /// Members that could not be put back (permissions, disk full, ...).
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    pub fn first_bad(&self) -> Option<&str> {
+        self.damaged
+            .first()
+            .or(self.errors.first())
+            .map(|s| s.as_str())
+    }
+}
+
+/// Checks a member name: relative, no `..`, no empty parts.
+fn safe_rel(name: &[u8]) -> Option<PathBuf> {
+    if name == b"." {
+        return Some(PathBuf::new());
+    }
+    let p = Path::new(OsStr::from_bytes(name));
+    let ok = p
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    ok.then(|| p.to_path_buf())
+}
+
+struct Ctx<'a> {
+    to: &'a Path,
+    root: bool,
+    symlinks: HashSet<PathBuf>,
+    dirs: Vec<(PathBuf, Header)>,
+    ok: HashSet<Vec<u8>>,
+    known: Option<std::collections::HashMap<Vec<u8>, Option<String>>>,
+    report: Report,
+}
+
+/// Restores the archive read from `input` under `to`. `man` (when the
+/// manifest could be read) names lost members and checks every file's
+/// sha256.
+pub fn restore(
+    input: impl Read,
+    to: &Path,
+    man: Option<&Manifest>,
+    pb: &ProgressBar,
+) -> Result<Report> {
+    let known_names: Option<HashSet<Vec<u8>>> = man.map(|m| {
+        m.items
+            .iter()
+            .map(|i| manifest::unescape(&i.path))
+            .collect()
+    });
+    let mut reader = TarReader::new(input, known_names);
+    let mut cx = Ctx {
+        to,
+        // SAFETY: geteuid has no preconditions.
+        root: unsafe { libc::geteuid() } == 0,
+        symlinks: HashSet::new(),
+        dirs: Vec::new(),
+        ok: HashSet::new(),
+        known: man.map(|m| {
+            m.items
+                .iter()
+                .map(|i| (manifest::unescape(&i.path), i.sha256.clone()))
+                .collect()
+        }),
+        report: Report::default(),
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.next_event()? {
+            Event::End => break,
+            Event::Damaged { path, why } => {
+                let name = path
+                    .map(|p| manifest::escape(&p))
+                    .unwrap_or_else(|| "(unknown member)".into());
+                log::warn!("{name}: {why}");
+                if man.is_none() || name != "(unknown member)" {
+                    cx.report.damaged.push(name);
+                }
+            }
+            Event::Entry(h) => {
+                let name = h.path.clone();
+                match put(&mut cx, &mut reader, h, &mut buf, pb) {
+                    Ok(true) => {
+                        cx.report.entries += 1;
+                        cx.ok.insert(name);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        log::warn!("{}: {e:#}", manifest::escape(&name));
+                        cx.report
+                            .errors
+                            .push(format!("{}: {e:#}", manifest::escape(&name)));
+                    }
+                }
+            }
+        }
+    }
+    // Directories last, deepest first.
+    let dirs = std::mem::take(&mut cx.dirs);
+    for (path, h) in dirs.iter().rev() {
+        if let Err(e) = attrs(&cx, path, h) {
+            cx.report
+                .errors
+                .push(format!("{}: {e:#}", manifest::escape(&h.path)));
+        }
+    }
+    if let Some(m) = man {
+        // Name everything the manifest has that did not come back, in
+        // archive order; the reader's own notes are then redundant.
+        let mut lost = Vec::new();
+        for i in &m.items {
+            let n = manifest::unescape(&i.path);
+            if !cx.ok.contains(&n) {
+                lost.push(i.path.clone());
+            }
+        }
+        let errs: HashSet<&str> = cx
+            .report
+            .errors
+            .iter()
+            .filter_map(|e| e.split(": ").next())
+            .collect();
+        let lost: Vec<String> = lost
+            .into_iter()
+            .filter(|p| !errs.contains(p.as_str()))
+            .collect();
+        if !lost.is_empty() || !cx.report.damaged.is_empty() {
+            cx.report.damaged = lost;
+            if cx.report.damaged.is_empty() {
+                cx.report.damaged.push("(unknown member)".into());
+            }
+        }
+    }
+    Ok(cx.report)
+}
+
+/// Restores one member. `Ok(false)`: damaged (recorded already).
+fn put<R: Read>(
+    cx: &mut Ctx,
+    reader: &mut TarReader<R>,
+    h: Header,
+    buf: &mut [u8],
+    pb: &ProgressBar,
+) -> Result<bool> {
+    let rel = safe_rel(&h.path)
+        .ok_or_else(|| anyhow::anyhow!("unsafe member name (absolute or with ..), skipped"))?;
+    // Never write through a symlink this restore created (a member below a
+    // symlink would land outside its directory).
+    for a in rel.ancestors().skip(1) {
+        if !a.as_os_str().is_empty() && cx.symlinks.contains(a) {
+            anyhow::bail!("member below the symlink {}, skipped", a.display());
+        }
+    }
+    let dest = if rel.as_os_str().is_empty() {
+        cx.to.to_path_buf()
+    } else {
+        cx.to.join(&rel)
+    };
+    if let Some(parent) = dest.parent() {
+        if !parent.exists() && dest != cx.to {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    // Replace what is in the way, except a directory by a directory.
+    if h.kind != Kind::Dir || !dest.is_dir() {
+        if let Ok(m) = std::fs::symlink_metadata(&dest) {
+            if m.is_dir() {
+                std::fs::remove_dir_all(&dest)?;
+            } else {
+                std::fs::remove_file(&dest)?;
+            }
+        }
+    }
+    match h.kind {
+        Kind::Dir => {
+            if !dest.is_dir() {
+                std::fs::DirBuilder::new().mode(0o700).create(&dest)?;
+            }
+            cx.dirs.push((dest, h));
+            return Ok(true);
+        }
+        Kind::File => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&dest)?;
+            let mut hasher = Sha256::new();
+            let regions = h.sparse.clone().unwrap_or_else(|| vec![(0, h.size)]);
+            let sparse = h.sparse.is_some();
+            for (off, len) in regions {
+                if sparse {
+                    f.seek(SeekFrom::Start(off))?;
+                }
+                let mut left = len;
+                while left > 0 {
+                    let want = (left as usize).min(buf.len());
+                    let n = match reader.read_data(&mut buf[..want]) {
+                        Ok(0) => Err(DataError::Truncated),
+                        Ok(n) => Ok(n),
+                        Err(e) => Err(e),
+                    };
+                    let n = match n {
+                        Ok(n) => n,
+                        Err(DataError::Io(e)) => return Err(e.into()),
+                        Err(e) => {
+                            drop(f);
+                            let _ = std::fs::remove_file(&dest);
+                            let name = manifest::escape(&h.path);
+                            log::warn!("{name}: {e}");
+                            cx.report.damaged.push(name);
+                            return Ok(false);
+                        }
+                    };
+                    hasher.update(&buf[..n]);
+                    f.write_all(&buf[..n])?;
+                    left -= n as u64;
+                    pb.inc(n as u64);
+                }
+            }
+            // Sets the length past a trailing hole.
+            f.set_len(h.size)?;
+            if let Some(Some(Some(want))) = cx.known.as_ref().map(|k| k.get(&h.path)) {
+                let got = hex::encode(hasher.finalize());
+                if &got != want {
+                    drop(f);
+                    let _ = std::fs::remove_file(&dest);
+                    cx.report.damaged.push(manifest::escape(&h.path));
+                    return Ok(false);
+                }
+            }
+            cx.report.files += 1;
+            cx.report.bytes += h.data_len();
+        }
+        Kind::Symlink => {
+            std::os::unix::fs::symlink(OsStr::from_bytes(&h.link), &dest)?;
+            cx.symlinks.insert(rel.clone());
+        }
+        Kind::HardLink => {
+            let target = safe_rel(&h.link)
+                .filter(|p| !p.as_os_str().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("unsafe hard link target, skipped"))?;
+            std::fs::hard_link(cx.to.join(&target), &dest)
+                .map_err(|e| anyhow::anyhow!("hard link to {}: {e}", manifest::escape(&h.link)))?;
+            return Ok(true);
+        }
+        Kind::Char | Kind::Block | Kind::Fifo => {
+            let t = match h.kind {
+                Kind::Char => libc::S_IFCHR,
+                Kind::Block => libc::S_IFBLK,
+                _ => libc::S_IFIFO,
+            };
+            sys::mknod(&dest, t | 0o600, h.dev.0, h.dev.1)?;
+        }
+    }
+    attrs(cx, &dest, &h)?;
+    Ok(true)
+}
+
+/// Owner, mode, xattrs, times, in that order (see the module doc).
+fn attrs(cx: &Ctx, dest: &Path, h: &Header) -> Result<()> {
+    if cx.root {
+        sys::lchown(dest, h.uid, h.gid).map_err(|e| anyhow::anyhow!("chown: {e}"))?;
+    }
+    if h.kind != Kind::Symlink {
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(h.mode))
+            .map_err(|e| anyhow::anyhow!("chmod: {e}"))?;
+    }
+    for (k, v) in &h.xattrs {
+        sys::set_xattr(dest, OsStr::from_bytes(k), v)
+            .map_err(|e| anyhow::anyhow!("xattr {}: {e}", String::from_utf8_lossy(k)))?;
+    }
+    sys::set_times(dest, h.mtime, h.mtime).map_err(|e| anyhow::anyhow!("times: {e}"))?;
+    Ok(())
+}
