@@ -159,6 +159,13 @@ pub const TOOLS: &[ToolSpec] = &[
     t("dhclient", "isc-dhcp-client", Optional),
     t("/sbin/dhclient-script", "isc-dhcp-client", Optional),
     t("sshd", "openssh-server", Optional),
+    t(
+        "/usr/lib/openssh/sftp-server",
+        "openssh-sftp-server",
+        Optional,
+    ),
+    // dhclient-script sets the host name from the lease.
+    t("hostname", "hostname", Optional),
     t("ssh", "openssh-client", Optional),
     t("scp", "openssh-client", Optional),
     t("ssh-keygen", "openssh-client", Optional),
