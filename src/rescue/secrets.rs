@@ -52,17 +52,22 @@ fn finding(path: &Path, data: Option<&[u8]>, cfg: &Secrets) -> Option<&'static s
         .map(|_| "holds a private key")
 }
 
-/// Whether `data` holds a `-----BEGIN <label>PRIVATE KEY-----` line.
+/// Whether `data` holds a `-----BEGIN <label>PRIVATE KEY-----` line: the
+/// armour on a line of its own (RFC 7468 section 2), so the magic database
+/// of file(1), which stores the string NUL-terminated, is no key.
 pub fn has_private_key(data: &[u8]) -> bool {
     let mut from = 0;
     while let Some(i) = memchr::memmem::find(&data[from..], ARMOUR_BEGIN) {
-        let label = from + i + ARMOUR_BEGIN.len();
+        let begin = from + i;
+        let label = begin + ARMOUR_BEGIN.len();
+        let line_start = begin == 0 || matches!(data[begin - 1], b'\n' | b'\r');
         // A label is upper-case letters and spaces (RFC 7468 section 3).
         let end = data[label..]
             .iter()
             .position(|&b| !(b.is_ascii_uppercase() || b == b' ' || b == b'-'))
             .map_or(data.len(), |n| label + n);
-        if memchr::memmem::find(&data[label..end], ARMOUR_KEY).is_some() {
+        let line_end = data.get(end).is_none_or(|b| matches!(b, b'\n' | b'\r'));
+        if line_start && line_end && data[label..end].ends_with(ARMOUR_KEY) {
             return true;
         }
         from = label;
@@ -126,6 +131,11 @@ mod tests {
         assert!(!has_private_key(
             b"-----BEGIN CERTIFICATE-----\n...PRIVATE KEY-----"
         ));
+        // file(1)'s magic.mgc: the armour as a NUL-terminated pattern.
+        assert!(!has_private_key(
+            b"\0\0\0-----BEGIN OPENSSH PRIVATE KEY-----\0\0\0"
+        ));
+        assert!(has_private_key(b"-----BEGIN EC PRIVATE KEY-----\r\nMHc"));
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub const TOOLS: &[ToolSpec] = &[
     t("du", "coreutils", Always),
     t("echo", "coreutils", Always),
     t("head", "coreutils", Always),
+    // /etc/profile and bash completion call `id -u`.
+    t("id", "coreutils", Always),
     t("ln", "coreutils", Always),
     t("ls", "coreutils", Always),
     t("mkdir", "coreutils", Always),
