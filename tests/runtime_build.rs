@@ -92,7 +92,7 @@ fn secret_scan_refuses_shadow_and_denied_patterns_unless_allowed() {
 
     std::fs::write(
         &cfg,
-        "[files]\ninclude = [\"/etc/hostname\"]\n[secrets]\ndeny = [\"/etc/host*\"]\nallow = [\"/etc/hosts\"]\n",
+        "[files]\ninclude = [\"/etc/hostname\"]\n[secrets]\ndeny = [\"/etc/host*\"]\nallow = [\"/etc/hosts\", \"/etc/host.conf\"]\n",
     )
     .unwrap();
     let o = mkrescue(&cfg, &out);
