@@ -14,8 +14,9 @@
 //!    on MAC 02:fc:00:00:00:01), booted with that MAC on a user network
 //!    192.0.2.0/24 whose gateway is 192.0.2.1; SSH reaches 192.0.2.2, the
 //!    address and default route are checked inside.
-//! 3. The same image with `mkrescue.net=dhcp`: the static address must not
-//!    come up, DHCP's 192.0.2.15 must.
+//! 3. The same image with `mkrescue.net=dhcp mkrescue.recover=auto`: the
+//!    static address must not come up, DHCP's 192.0.2.15 must; the recover
+//!    hook ran after the marker and reported its result on the console.
 //!
 //! Reports boot-to-ready seconds (guest uptime in the marker, and wall).
 
@@ -125,7 +126,7 @@ pub fn run() -> Result<()> {
     times.push(("static", t));
 
     // 3. mkrescue.net=dhcp never brings up the host's address.
-    let t = util::step("qemu runtime: mkrescue.net=dhcp", || {
+    let t = util::step("qemu runtime: mkrescue.net=dhcp, recover=auto", || {
         let port = free_port()?;
         let mut vm = Vm::boot(
             &out,
@@ -135,13 +136,22 @@ pub fn run() -> Result<()> {
                 "user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.15:22"
             ),
             "02:fc:00:00:00:01",
-            "mkrescue.net=dhcp",
+            "mkrescue.net=dhcp mkrescue.recover=auto",
         )?;
         let ready = vm.wait_ready()?;
         let s = Ssh { port, key: &key };
         let addrs = s.expect("ip -4 addr show", "inet 192.0.2.15/24")?;
         if addrs.contains("192.0.2.2/") {
             bail!("mkrescue.net=dhcp brought up the host's static address:\n{addrs}");
+        }
+        // recover=auto ran `mkrescue recover --unattended` and said how it
+        // ended (finished or failed) on the console and in the init log.
+        s.expect(
+            "grep -E '^mkrescue: recover (finished|failed)' /run/mkrescue/init.log",
+            "mkrescue: recover ",
+        )?;
+        if !vm.serial().contains("mkrescue: recover ") {
+            bail!("the recover result is not on the serial console");
         }
         vm.poweroff(&s)?;
         Ok(ready)
