@@ -501,6 +501,15 @@ mod tests {
         assert_eq!(c.consoles, ["tty0", "ttyS0"]);
         assert_eq!(c.after.as_deref(), Some("poweroff"));
         assert!(Cmdline::parse("quiet").consoles.is_empty());
+        let c = Cmdline::parse(
+            "mkrescue.recover=auto mkrescue.net=dhcp ip=10.0.0.5::10.0.0.1:255.255.255.0::eth0:none",
+        );
+        assert_eq!(c.recover.as_deref(), Some("auto"));
+        assert_eq!(c.net.as_deref(), Some("dhcp"));
+        assert_eq!(
+            c.ip.as_deref(),
+            Some("10.0.0.5::10.0.0.1:255.255.255.0::eth0:none")
+        );
     }
 
     #[test]

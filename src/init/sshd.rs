@@ -97,3 +97,20 @@ pub fn wait_listening(limit: Duration) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sshd_user_added_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("passwd");
+        std::fs::write(&p, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        ensure_sshd_user(&p);
+        ensure_sshd_user(&p);
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(t.lines().filter(|l| l.starts_with("sshd:")).count(), 1);
+        assert!(t.starts_with("root:x:0:0:"));
+    }
+}
