@@ -51,6 +51,9 @@ pub struct Config {
     pub modules: Modules,
     pub files: Files,
     pub backup: Backup,
+    pub network: Network,
+    pub ssh: Ssh,
+    pub secrets: Secrets,
 }
 
 /// How `mkrescue backup` saves the files.
@@ -151,6 +154,67 @@ pub struct Files {
     /// Host files or directories (recursively) copied into the rescue system
     /// at the same path; ELF files among them bring their libraries.
     pub include: Vec<PathBuf>,
+}
+
+/// How the rescue system gets on the network (src/rescue/network.rs,
+/// src/init/net.rs). `mkrescue.net=` and `ip=` on the kernel command line
+/// override `mode` at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// The host's configuration on the NIC with the same MAC, else DHCP
+    #[default]
+    Host,
+    /// DHCP on every interface with a link; never the host's static address
+    Dhcp,
+    /// No network
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    pub mode: NetMode,
+    /// Capture the configuration from this file (output of `ip -details
+    /// -json addr show`, e.g. taken on another machine) instead of asking
+    /// this host.
+    pub ip_addr_json: Option<PathBuf>,
+    /// With `ip_addr_json`: output of `ip -4 -json route show table main`.
+    pub ip4_route_json: Option<PathBuf>,
+    /// With `ip_addr_json`: output of `ip -6 -json route show table main`.
+    pub ip6_route_json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ssh {
+    /// Carry sshd when the host has it (keys only, no passwords).
+    pub enabled: bool,
+    /// Files whose public keys may log in as root in the rescue system.
+    /// Missing files are skipped, except ones given here explicitly.
+    pub authorized_keys_files: Vec<PathBuf>,
+    /// More public key lines (`ssh-ed25519 AAAA... comment`).
+    pub authorized_keys: Vec<String>,
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Ssh {
+            enabled: true,
+            authorized_keys_files: vec![PathBuf::from("/root/.ssh/authorized_keys")],
+            authorized_keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Secrets {
+    /// More image paths (shell wildcards) that must never go into the image.
+    pub deny: Vec<String>,
+    /// Image paths (shell wildcards) allowed in the image although the
+    /// secret scan flags them (private keys, /etc/shadow, `deny`).
+    pub allow: Vec<String>,
 }
 
 impl Default for Build {

@@ -3,10 +3,28 @@
 //! `poweroff`, `reboot` and `halt` in the rescue system are symlinks to the
 //! same binary too.
 //!
-//! Owns: kernel file systems, hostname, the consoles named on the kernel
-//! command line (a shell with job control on each, respawned when it exits),
-//! reaping orphans, the ready marker, and power-off. Hands on a running
-//! system; hardware, network and SSH set-up belong to the rescue runtime.
+//! Owns the whole boot of the rescue system, in this order:
+//! 1. kernel file systems (/proc, /sys, devtmpfs /dev, devpts, tmpfs /run
+//!    and /tmp), hostname `<host>-rescue`, the log /run/mkrescue/init.log
+//!    (every line also goes to the console);
+//! 2. hardware (`hardware`): udev or modalias loading, with md/LVM
+//!    auto-assembly disabled;
+//! 3. network (`net`): the host's configuration by MAC, DHCP, or what
+//!    `ip=` / `mkrescue.net=` say;
+//! 4. sshd (`sshd`), keys only;
+//! 5. the ready marker, once, on every console;
+//! 6. `mkrescue.recover=auto`: `mkrescue recover --unattended`, then
+//!    `mkrescue.after=poweroff|reboot|shell` (reboot only after a
+//!    successful recover: a failed one stays up for the operator; without
+//!    recover=auto the after action follows the marker);
+//! 7. a shell with job control on every console of the command line,
+//!    respawned when it exits; sshd respawned too; every orphan reaped.
+//!    PID 1 never exits.
+
+mod hardware;
+mod net;
+mod run;
+mod sshd;
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -20,8 +38,8 @@ use std::time::Duration;
 /// The line every boot test waits for.
 pub const READY_MARKER: &str = "mkrescue: rescue system ready";
 
-const LOG: &str = "/run/mkrescue/init.log";
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const LOG: &str = "/run/mkrescue/init.log";
+pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What argv[0] asks for when mkrescue runs inside the rescue system.
 pub enum Role {
@@ -65,6 +83,12 @@ pub struct Cmdline {
     pub consoles: Vec<String>,
     /// `mkrescue.after=poweroff|reboot|shell` (default shell).
     pub after: Option<String>,
+    /// `mkrescue.recover=auto`.
+    pub recover: Option<String>,
+    /// `mkrescue.net=off|dhcp|host`.
+    pub net: Option<String>,
+    /// `ip=` in the kernel's syntax.
+    pub ip: Option<String>,
 }
 
 impl Cmdline {
@@ -80,6 +104,12 @@ impl Cmdline {
                 }
             } else if let Some(v) = word.strip_prefix("mkrescue.after=") {
                 c.after = Some(v.to_string());
+            } else if let Some(v) = word.strip_prefix("mkrescue.recover=") {
+                c.recover = Some(v.to_string());
+            } else if let Some(v) = word.strip_prefix("mkrescue.net=") {
+                c.net = Some(v.to_string());
+            } else if let Some(v) = word.strip_prefix("ip=") {
+                c.ip = Some(v.to_string());
             }
         }
         c
@@ -94,33 +124,114 @@ pub fn run() -> ! {
     let _ = std::fs::create_dir_all("/run/mkrescue");
     let cmdline = Cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
     set_hostname();
+    log_line(&format!("mkrescue init: started at {}s", uptime()));
+
+    let how = hardware::start();
+    log_line(&format!(
+        "mkrescue init: hardware ready ({how}) at {}s",
+        uptime()
+    ));
+    let net = net::start(cmdline.net.as_deref(), cmdline.ip.as_deref());
+    log_line(&format!("mkrescue init: network: {net} at {}s", uptime()));
+    let mut sshd_pid = None;
+    if sshd::prepare() {
+        sshd_pid = sshd::spawn();
+        if sshd_pid.is_some() && sshd::wait_listening(Duration::from_secs(10)) {
+            log_line(&format!("mkrescue init: sshd listening at {}s", uptime()));
+        } else {
+            log_line("mkrescue init: sshd did not start; see /run/mkrescue/sshd.log");
+        }
+    }
 
     let consoles: Vec<String> = if cmdline.consoles.is_empty() {
         vec!["console".to_string()]
     } else {
         cmdline.consoles.clone()
     };
-    let uptime = std::fs::read_to_string("/proc/uptime")
+    print_marker(&consoles);
+
+    let mut tasks: HashMap<i32, Task> = HashMap::new();
+    if let Some(pid) = sshd_pid {
+        tasks.insert(pid, Task::Sshd);
+    }
+    match cmdline.recover.as_deref() {
+        Some("auto") => {
+            if let Some(pid) = spawn_recover() {
+                tasks.insert(pid, Task::Recover);
+            }
+        }
+        Some(other) => log_line(&format!(
+            "mkrescue init: mkrescue.recover={other}: unknown, want auto; not recovering"
+        )),
+        None => after(cmdline.after.as_deref(), true),
+    }
+    supervise(&consoles, tasks, cmdline.after.as_deref())
+}
+
+/// Seconds since boot, from /proc/uptime.
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into());
-    let marker = format!("{READY_MARKER} ({uptime}s)");
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The ready line, once on each console.
+fn print_marker(consoles: &[String]) {
+    let marker = format!("{READY_MARKER} ({}s)", uptime());
     log_line(&marker);
-    for c in &consoles {
+    for c in consoles {
         // The kernel console (stderr) already has it when it is this one.
-        if c != "console" && !is_primary_console(c, &consoles) {
+        if c != "console" && !is_primary_console(c, consoles) {
             if let Ok(mut f) = OpenOptions::new().write(true).open(format!("/dev/{c}")) {
                 let _ = writeln!(f, "{marker}\r");
             }
         }
     }
+}
 
-    match cmdline.after.as_deref() {
+/// `mkrescue.after=`: power off or reboot now; `shell` (or none) stays.
+/// `success` is false after a failed recover: then only poweroff is done
+/// (a reboot would boot the rescue system and fail again).
+fn after(what: Option<&str>, success: bool) {
+    match what {
         Some("poweroff") => power(PowerAction::PowerOff),
-        Some("reboot") => power(PowerAction::Reboot),
-        _ => {}
+        Some("reboot") if success => power(PowerAction::Reboot),
+        Some("reboot") => log_line(
+            "mkrescue init: not rebooting after the failed recover; the rescue system stays up",
+        ),
+        None | Some("shell") => {}
+        Some(other) => log_line(&format!(
+            "mkrescue init: mkrescue.after={other}: unknown, want poweroff, reboot or shell"
+        )),
     }
-    supervise_shells(&consoles)
+}
+
+/// `mkrescue recover --unattended` with its output on the console.
+fn spawn_recover() -> Option<i32> {
+    log_line("mkrescue init: mkrescue.recover=auto: running mkrescue recover --unattended");
+    match Command::new("/usr/bin/mkrescue")
+        .args(["recover", "--unattended"])
+        .env_clear()
+        .env("PATH", PATH)
+        .env("HOME", "/root")
+        .stdin(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => Some(c.id() as i32),
+        Err(e) => {
+            log_line(&format!("mkrescue init: recover failed: cannot start: {e}"));
+            None
+        }
+    }
+}
+
+/// The children init watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Task {
+    Shell(String),
+    Sshd,
+    Recover,
 }
 
 /// The kernel's /dev/console is the last `console=` given
@@ -183,7 +294,11 @@ fn set_hostname() {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["hostname"].as_str().map(str::to_string))
         .unwrap_or_else(|| "mkrescue".into());
-    let name = format!("{host}-rescue");
+    sethostname(&format!("{host}-rescue"));
+}
+
+/// sethostname(2), logged on failure.
+fn sethostname(name: &str) {
     // SAFETY: pointer and length describe `name`'s bytes.
     if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
         log_line(&format!(
@@ -193,12 +308,13 @@ fn set_hostname() {
     }
 }
 
-/// One login shell per console, respawned when it exits; reaps orphans.
-fn supervise_shells(consoles: &[String]) -> ! {
-    let mut running: HashMap<i32, String> = HashMap::new();
+/// One login shell per console and sshd, respawned when they exit; the
+/// recover run's end triggers `mkrescue.after`; every other child (orphans
+/// re-parented to PID 1) is just reaped.
+fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: Option<&str>) -> ! {
     for c in consoles {
         if let Some(pid) = spawn_shell(c) {
-            running.insert(pid, c.clone());
+            tasks.insert(pid, Task::Shell(c.clone()));
         }
     }
     loop {
@@ -210,19 +326,43 @@ fn supervise_shells(consoles: &[String]) -> ! {
             // No children at all: every console failed; try again later.
             std::thread::sleep(Duration::from_secs(5));
             for c in consoles {
-                if !running.values().any(|r| r == c)
+                if !tasks.values().any(|t| *t == Task::Shell(c.clone()))
                     && let Some(pid) = spawn_shell(c)
                 {
-                    running.insert(pid, c.clone());
+                    tasks.insert(pid, Task::Shell(c.clone()));
                 }
             }
             continue;
         }
-        if let Some(c) = running.remove(&pid) {
-            std::thread::sleep(Duration::from_millis(500));
-            if let Some(pid) = spawn_shell(&c) {
-                running.insert(pid, c);
+        match tasks.remove(&pid) {
+            Some(Task::Shell(c)) => {
+                std::thread::sleep(Duration::from_millis(500));
+                if let Some(pid) = spawn_shell(&c) {
+                    tasks.insert(pid, Task::Shell(c));
+                }
             }
+            Some(Task::Sshd) => {
+                log_line("mkrescue init: sshd exited; restarting it");
+                std::thread::sleep(Duration::from_secs(2));
+                if let Some(pid) = sshd::spawn() {
+                    tasks.insert(pid, Task::Sshd);
+                }
+            }
+            Some(Task::Recover) => {
+                let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+                if ok {
+                    log_line("mkrescue: recover finished");
+                } else if libc::WIFEXITED(status) {
+                    log_line(&format!(
+                        "mkrescue: recover failed (exit code {}); the rescue system stays up, see the messages above",
+                        libc::WEXITSTATUS(status)
+                    ));
+                } else {
+                    log_line("mkrescue: recover failed (killed by a signal)");
+                }
+                after(after_action, ok);
+            }
+            None => {}
         }
     }
 }
@@ -342,7 +482,7 @@ pub fn power(action: PowerAction) -> ! {
 }
 
 /// To the console (init's stderr) and the init log.
-fn log_line(s: &str) {
+pub(crate) fn log_line(s: &str) {
     let _ = writeln!(std::io::stderr(), "{s}");
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(LOG) {
         let _ = writeln!(f, "{s}");
@@ -361,6 +501,15 @@ mod tests {
         assert_eq!(c.consoles, ["tty0", "ttyS0"]);
         assert_eq!(c.after.as_deref(), Some("poweroff"));
         assert!(Cmdline::parse("quiet").consoles.is_empty());
+        let c = Cmdline::parse(
+            "mkrescue.recover=auto mkrescue.net=dhcp ip=10.0.0.5::10.0.0.1:255.255.255.0::eth0:none",
+        );
+        assert_eq!(c.recover.as_deref(), Some("auto"));
+        assert_eq!(c.net.as_deref(), Some("dhcp"));
+        assert_eq!(
+            c.ip.as_deref(),
+            Some("10.0.0.5::10.0.0.1:255.255.255.0::eth0:none")
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ use serde::Serialize;
 use crate::config::ModulePolicy;
 use crate::error::{Code, fail};
 
+/// Shell wildcards as fnmatch(3); the rescue plan matches paths and
+/// interface names with it too.
+pub use glob::fnmatch;
 pub use modinfo::firmware_of;
 
 /// What the host's hardware needs, read from /proc and /sys.

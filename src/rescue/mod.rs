@@ -2,6 +2,9 @@
 //! the tools recover needs with every library they load, kernel modules and
 //! firmware, and the host files they read. Hands on a filled [`Manifest`].
 
+pub mod network;
+pub mod secrets;
+pub mod ssh;
 pub mod tools;
 
 use std::collections::BTreeSet;
@@ -57,6 +60,10 @@ pub struct PlanReport {
     pub modules: usize,
     pub firmware: usize,
     pub firmware_missing: Vec<String>,
+    /// Interfaces of the captured network configuration.
+    pub network_interfaces: usize,
+    /// Keys that may log in over SSH; absent when the image has no sshd.
+    pub ssh_keys: Option<usize>,
 }
 
 /// Fills a Manifest for `host` as `config` asks. `root` is where the host's
@@ -266,6 +273,9 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+
+    runtime_files(&mut m, root, config, &mut report)?;
+    secrets::scan(&m, &config.secrets)?;
     Ok((m, report))
 }
 
@@ -291,6 +301,31 @@ fn grub_dirs(host: &HostFacts) -> &'static [&'static str] {
             "/usr/lib/shim",
         ],
     }
+}
+
+/// What the rescue runtime (src/init) reads: the network configuration,
+/// sshd's, and what dhclient-script needs.
+fn runtime_files(
+    m: &mut Manifest,
+    root: &Path,
+    config: &Config,
+    report: &mut PlanReport,
+) -> Result<()> {
+    let net = network::capture(root, &config.network)?;
+    report.network_interfaces = net.interfaces.len();
+    let json = serde_json::to_vec_pretty(&net).context("rendering the network configuration")?;
+    m.add_bytes(network::IMAGE_PATH, json, 0o644, "network")?;
+    // dhclient-script reads /etc/fstab to learn whether / is read-only
+    // (its wait_for_rw); a missing file makes dash's `exec <` abort it.
+    m.add_bytes(
+        "/etc/fstab",
+        "# rescue system: nothing is mounted from disk\n",
+        0o644,
+        "network",
+    )?;
+    m.add_dir("/var/lib/dhcp", 0o755, "network")?;
+    report.ssh_keys = ssh::plan(m, root, &config.ssh)?;
+    Ok(())
 }
 
 /// What the operator reads on each console before the first prompt.

@@ -65,6 +65,8 @@ pub const TOOLS: &[ToolSpec] = &[
     t("du", "coreutils", Always),
     t("echo", "coreutils", Always),
     t("head", "coreutils", Always),
+    // /etc/profile and bash completion call `id -u`.
+    t("id", "coreutils", Always),
     t("ln", "coreutils", Always),
     t("ls", "coreutils", Always),
     t("mkdir", "coreutils", Always),
@@ -159,6 +161,13 @@ pub const TOOLS: &[ToolSpec] = &[
     t("dhclient", "isc-dhcp-client", Optional),
     t("/sbin/dhclient-script", "isc-dhcp-client", Optional),
     t("sshd", "openssh-server", Optional),
+    t(
+        "/usr/lib/openssh/sftp-server",
+        "openssh-sftp-server",
+        Optional,
+    ),
+    // dhclient-script sets the host name from the lease.
+    t("hostname", "hostname", Optional),
     t("ssh", "openssh-client", Optional),
     t("scp", "openssh-client", Optional),
     t("ssh-keygen", "openssh-client", Optional),

@@ -12,6 +12,7 @@ mod bench;
 mod deps;
 mod dist;
 mod qemu;
+mod qemu_runtime;
 mod util;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ enum Cmd {
 enum QemuCmd {
     /// Build the initramfs and boot it until the ready marker
     Boot,
+    /// Boot the rescue system with a disk and a NIC; check udev, DHCP,
+    /// static network, modprobe and mkrescue over SSH
+    Runtime,
 }
 
 fn main() -> Result<()> {
@@ -77,6 +81,12 @@ fn main() -> Result<()> {
         } => {
             deps::install()?;
             qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+        }
+        Cmd::Qemu {
+            what: QemuCmd::Runtime,
+        } => {
+            deps::install()?;
+            qemu_runtime::run()
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench { no_rear, write } => {
@@ -113,5 +123,6 @@ fn ci() -> Result<()> {
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;
+    util::step("qemu runtime", qemu_runtime::run)?;
     Ok(())
 }

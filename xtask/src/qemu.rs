@@ -62,6 +62,9 @@ pub fn boot_kernel(dir: &Path, log: &Path, timeout: Duration) -> Result<f64> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-accel", "tcg", "-m", "2048", "-smp", "2"])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        // No NIC: QEMU's default one is unrestricted user networking, and
+        // the rescue system would DHCP on it.
+        .args(["-nic", "none"])
         .args(["-serial", &serial])
         .arg("-kernel")
         .arg(&kernel)

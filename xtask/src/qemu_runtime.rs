@@ -1,0 +1,379 @@
+//! `cargo xtask qemu runtime`: the rescue system's runtime in QEMU, checked
+//! from outside over SSH like an operator would.
+//!
+//! 1. DHCP: an image of this host with a test key (generated under
+//!    target/qemu/runtime, given through `--config` as `[ssh]
+//!    authorized_keys`), booted with a virtio disk (serial MKRT0001) and a
+//!    virtio NIC whose MAC the host does not have, so the rescue system
+//!    falls back to DHCP. Over `ssh -p PORT root@127.0.0.1` (QEMU user
+//!    networking, `restrict=on`, hostfwd): the disk's by-id link, the
+//!    DHCP address 10.0.2.15, `modprobe loop`, `mkrescue --version`; then
+//!    `poweroff` ends QEMU.
+//! 2. Static: the network configuration captured from
+//!    tests/fixtures/network (192.0.2.2/24, gateway 192.0.2.1, fd00::2/64
+//!    on MAC 02:fc:00:00:00:01), booted with that MAC on a user network
+//!    192.0.2.0/24 whose gateway is 192.0.2.1; SSH reaches 192.0.2.2, the
+//!    address and default route are checked inside.
+//! 3. The same image with `mkrescue.net=dhcp mkrescue.recover=auto`: the
+//!    static address must not come up, DHCP's 192.0.2.15 must; the recover
+//!    hook ran after the marker and reported its result on the console.
+//!
+//! Reports boot-to-ready seconds (guest uptime in the marker, and wall).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{qemu, util};
+
+const MARKER: &str = mkrescue::init::READY_MARKER;
+const DIR: &str = "target/qemu/runtime";
+const SERIAL: &str = "MKRT0001";
+
+/// Runs the three scenarios.
+pub fn run() -> Result<()> {
+    let bin = qemu::build_release()?;
+    let dir = PathBuf::from(DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {DIR}"))?;
+    let key = dir.join("id_ed25519");
+    for p in [key.clone(), key.with_extension("pub")] {
+        let _ = std::fs::remove_file(p);
+    }
+    util::run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "mkrescue-qemu-test",
+            "-f",
+            key.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let public = std::fs::read_to_string(key.with_extension("pub"))
+        .context("reading the test key")?
+        .trim()
+        .to_string();
+    let disk = dir.join("disk.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(64 << 20))
+        .with_context(|| format!("creating {}", disk.display()))?;
+    let ssh_toml = format!("[ssh]\nauthorized_keys = [{public:?}]\n");
+    let fixtures = std::fs::canonicalize("tests/fixtures/network")?;
+
+    let mut times = Vec::new();
+    // 1. DHCP.
+    let out = build(&bin, &dir, "dhcp", &ssh_toml)?;
+    let t = util::step("qemu runtime: DHCP, disk, modprobe, version", || {
+        let port = free_port()?;
+        let mut vm = Vm::boot(
+            &out,
+            &dir.join("dhcp.log"),
+            &disk,
+            &format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            "52:54:00:6d:6b:01",
+            "",
+        )?;
+        let ready = vm.wait_ready()?;
+        let s = Ssh { port, key: &key };
+        s.expect(&format!("ls /dev/disk/by-id/virtio-{SERIAL}"), SERIAL)?;
+        s.expect("ip -4 addr show", "inet 10.0.2.15/24")?;
+        s.expect(
+            "modprobe loop && test -d /sys/module/loop && echo loop-ok",
+            "loop-ok",
+        )?;
+        s.expect("mkrescue --version", "mkrescue ")?;
+        vm.poweroff(&s)?;
+        Ok(ready)
+    })?;
+    times.push(("dhcp", t));
+
+    // 2. Static from the fixture, matched by MAC.
+    let static_toml = format!(
+        "{ssh_toml}[network]\nip_addr_json = {:?}\nip4_route_json = {:?}\nip6_route_json = {:?}\n",
+        fixtures.join("host-ip-addr.json"),
+        fixtures.join("host-ip4-route.json"),
+        fixtures.join("host-ip6-route.json"),
+    );
+    let out = build(&bin, &dir, "static", &static_toml)?;
+    let t = util::step("qemu runtime: static address by MAC", || {
+        let port = free_port()?;
+        let mut vm = Vm::boot(
+            &out,
+            &dir.join("static.log"),
+            &disk,
+            &format!(
+                "user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.2:22"
+            ),
+            "02:fc:00:00:00:01",
+            "",
+        )?;
+        let ready = vm.wait_ready()?;
+        let s = Ssh { port, key: &key };
+        s.expect("ip -4 addr show", "inet 192.0.2.2/24")?;
+        s.expect("ip -4 route show", "default via 192.0.2.1")?;
+        s.expect("ip -6 addr show", "inet6 fd00::2/64")?;
+        s.expect("ip -6 route show", "default via fd00::1")?;
+        vm.poweroff(&s)?;
+        Ok(ready)
+    })?;
+    times.push(("static", t));
+
+    // 3. mkrescue.net=dhcp never brings up the host's address.
+    let t = util::step("qemu runtime: mkrescue.net=dhcp, recover=auto", || {
+        let port = free_port()?;
+        let mut vm = Vm::boot(
+            &out,
+            &dir.join("netdhcp.log"),
+            &disk,
+            &format!(
+                "user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.15:22"
+            ),
+            "02:fc:00:00:00:01",
+            "mkrescue.net=dhcp mkrescue.recover=auto",
+        )?;
+        let ready = vm.wait_ready()?;
+        let s = Ssh { port, key: &key };
+        let addrs = s.expect("ip -4 addr show", "inet 192.0.2.15/24")?;
+        if addrs.contains("192.0.2.2/") {
+            bail!("mkrescue.net=dhcp brought up the host's static address:\n{addrs}");
+        }
+        // recover=auto ran `mkrescue recover --unattended` and said how it
+        // ended (finished or failed) on the console and in the init log.
+        s.expect(
+            "grep -E '^mkrescue: recover (finished|failed)' /run/mkrescue/init.log",
+            "mkrescue: recover ",
+        )?;
+        if !vm.serial().contains("mkrescue: recover ") {
+            bail!("the recover result is not on the serial console");
+        }
+        vm.poweroff(&s)?;
+        Ok(ready)
+    })?;
+    times.push(("net=dhcp", t));
+
+    for (name, r) in times {
+        eprintln!(
+            "boot to ready ({name}): {:.1}s guest uptime, {:.1}s wall",
+            r.uptime, r.wall
+        );
+    }
+    Ok(())
+}
+
+fn build(bin: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, toml).with_context(|| format!("writing {}", cfg.display()))?;
+    let out = dir.join(name);
+    util::run(
+        bin.to_str().context("non-UTF-8 path")?,
+        &[
+            "--config",
+            cfg.to_str().context("non-UTF-8 path")?,
+            "--output",
+            "initramfs",
+            "--out",
+            out.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    Ok(out)
+}
+
+/// A port on 127.0.0.1 nobody listens on now.
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+#[derive(Clone, Copy)]
+struct Ready {
+    uptime: f64,
+    wall: f64,
+}
+
+struct Vm {
+    child: Child,
+    log: PathBuf,
+    start: Instant,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Vm {
+    fn boot(
+        out: &Path,
+        log: &Path,
+        disk: &Path,
+        netdev: &str,
+        mac: &str,
+        append: &str,
+    ) -> Result<Vm> {
+        let _ = std::fs::remove_file(log);
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-m", "2048", "-smp", "2"])
+            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+            .arg("-serial")
+            .arg(format!("file:{}", log.display()))
+            .arg("-kernel")
+            .arg(out.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(out.join("initrd.img"))
+            .arg("-append")
+            .arg(format!("console=ttyS0 panic=-1 loglevel=4 {append}"))
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=d1,format=raw,cache=unsafe",
+                disk.display()
+            ))
+            .args([
+                "-device",
+                &format!("virtio-blk-pci,drive=d1,serial={SERIAL}"),
+            ])
+            .args(["-netdev", netdev])
+            .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+            .stdin(Stdio::null());
+        eprintln!("$ {cmd:?}");
+        let child = cmd
+            .spawn()
+            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+        Ok(Vm {
+            child,
+            log: log.to_path_buf(),
+            start: Instant::now(),
+        })
+    }
+
+    fn serial(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits for the marker; checks it is printed once.
+    fn wait_ready(&mut self) -> Result<Ready> {
+        loop {
+            let text = self.serial();
+            if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
+                let wall = self.start.elapsed().as_secs_f64();
+                let uptime = line
+                    .rsplit('(')
+                    .next()
+                    .and_then(|s| s.trim_end_matches([')', 's', '\r']).parse().ok())
+                    .unwrap_or(f64::NAN);
+                std::thread::sleep(Duration::from_millis(300));
+                let n = self.serial().matches(MARKER).count();
+                if n != 1 {
+                    bail!("the ready marker appeared {n} times on ttyS0, want once");
+                }
+                return Ok(Ready { uptime, wall });
+            }
+            if let Some(st) = self.child.try_wait()? {
+                bail!(
+                    "QEMU exited ({st}) before `{MARKER}`; serial log {}:\n{}",
+                    self.log.display(),
+                    tail(&text, 40)
+                );
+            }
+            if self.start.elapsed() > Duration::from_secs(240) {
+                bail!(
+                    "no `{MARKER}` within 240s; serial log {}:\n{}",
+                    self.log.display(),
+                    tail(&text, 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `poweroff` over SSH; QEMU must exit within a minute.
+    fn poweroff(&mut self, s: &Ssh) -> Result<()> {
+        // The connection drops as the guest goes down: ignore ssh's status.
+        let _ = s.command("poweroff").output();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if let Some(st) = self.child.try_wait()? {
+                if !st.success() {
+                    bail!("QEMU exited with {st} after poweroff");
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!(
+            "QEMU still running 60s after poweroff; serial log {}:\n{}",
+            self.log.display(),
+            tail(&self.serial(), 20)
+        )
+    }
+}
+
+struct Ssh<'a> {
+    port: u16,
+    key: &'a Path,
+}
+
+impl Ssh<'_> {
+    fn command(&self, remote: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-i")
+            .arg(self.key)
+            .args(["-p", &self.port.to_string()])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=20",
+                "root@127.0.0.1",
+                remote,
+            ])
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `remote`; its stdout must contain `want`. Returns stdout.
+    fn expect(&self, remote: &str, want: &str) -> Result<String> {
+        let mut last = String::new();
+        // The first connection may race sshd's start-up behind hostfwd.
+        for _ in 0..3 {
+            eprintln!("$ ssh root@rescue {remote}");
+            let out = self.command(remote).output().context("cannot start ssh")?;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && stdout.contains(want) {
+                eprint!("{stdout}");
+                return Ok(stdout);
+            }
+            last = format!(
+                "status {}, stdout:\n{stdout}\nstderr:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.code() != Some(255) {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        bail!("`{remote}` in the rescue system: want `{want}`; {last}")
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
