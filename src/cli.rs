@@ -190,6 +190,10 @@ pub struct BackupListArgs {
     /// Machine-readable output
     #[arg(long)]
     pub json: bool,
+
+    /// How the backups were made (default: backup.method)
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: Option<BackupMethod>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -205,6 +209,10 @@ pub struct BackupVerifyArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// How the backups were made (default: backup.method)
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: Option<BackupMethod>,
 }
 
 /// `mkrescue restore --to DIR`.

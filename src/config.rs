@@ -91,6 +91,10 @@ pub struct Backup {
     pub keep_daily: usize,
     /// ...and of each of the last M months.
     pub keep_monthly: usize,
+    /// borg: the repository (a path or borg's `ssh://user@host/path`).
+    pub borg_repo: Option<String>,
+    /// borg: command printing the passphrase (`BORG_PASSCOMMAND`).
+    pub borg_passcommand: Option<String>,
 }
 
 impl Default for Backup {
@@ -105,6 +109,8 @@ impl Default for Backup {
             ssh_options: Vec::new(),
             keep_daily: 7,
             keep_monthly: 12,
+            borg_repo: None,
+            borg_passcommand: None,
         }
     }
 }

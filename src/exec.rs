@@ -46,6 +46,12 @@ impl Cmd {
         self
     }
 
+    /// Run in this working directory.
+    pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        self.inner.current_dir(dir);
+        self
+    }
+
     /// Print instead of run.
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;

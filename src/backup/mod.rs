@@ -15,6 +15,7 @@
 //! target and hands plain data (a [`create::Source`], a target, a reader)
 //! to those steps, then prints the one-line summary or the JSON report.
 
+pub mod borg;
 pub mod create;
 pub mod frames;
 pub mod manifest;
@@ -136,6 +137,9 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     let method = args.method.unwrap_or(cfg.backup.method);
     if method == BackupMethod::Rsync {
         return rsync_command(global, cfg, args);
+    }
+    if method == BackupMethod::Borg {
+        return borg_command(global, cfg, args);
     }
     if method != BackupMethod::Archive {
         return Err(fail(
@@ -315,6 +319,57 @@ fn source_of(
     })
 }
 
+fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
+    let url = flag.or(cfg.backup.borg_repo.as_ref()).ok_or_else(|| {
+        fail(
+            Code::Usage,
+            "no borg repository: give --target REPO or set backup.borg_repo in /etc/mkrescue/local.toml",
+        )
+    })?;
+    Ok(borg::Repo {
+        url: url.clone(),
+        passcommand: cfg.backup.borg_passcommand.clone(),
+    })
+}
+
+/// `mkrescue backup --method borg`.
+fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+    let repo = repo_of(cfg, args.target.as_ref())?;
+    let src = source_of(global, cfg, args, &Target::Local(PathBuf::from(&repo.url)))?;
+    let start = Instant::now();
+    let name = format!("{}-{}", hostname(&global.root), stamp(now()));
+    let out = repo
+        .create(&src, &name, args.dry_run)
+        .with_context(|| format!("borg backup to {}", repo.url))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        let mut o = std::io::stdout().lock();
+        serde_json::to_writer_pretty(
+            &mut o,
+            &serde_json::json!({
+                "method": "borg",
+                "target": repo.url,
+                "name": name,
+                "borg": out,
+                "seconds": seconds,
+            }),
+        )?;
+        writeln!(o)?;
+    } else if !global.quiet && !args.dry_run {
+        eprintln!(
+            "mkrescue: borg archive {name} in {}: {} files, {:.1} MiB deduplicated in {:.1}s",
+            repo.url,
+            out["archive"]["stats"]["nfiles"],
+            out["archive"]["stats"]["deduplicated_size"]
+                .as_f64()
+                .unwrap_or(0.0)
+                / (1 << 20) as f64,
+            seconds
+        );
+    }
+    Ok(())
+}
+
 /// `mkrescue backup --method rsync`.
 fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
     let target = target_of(cfg, args.target.as_ref())?;
@@ -406,6 +461,23 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
 }
 
 fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Result<()> {
+    let method = args.method.unwrap_or(cfg.backup.method);
+    if method != BackupMethod::Archive {
+        let names = match method {
+            BackupMethod::Borg => repo_of(cfg, args.target.as_ref())?.list()?,
+            _ => rsync::snapshots(&target_of(cfg, args.target.as_ref())?)?,
+        };
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &names)?;
+            writeln!(out)?;
+        } else {
+            for n in names {
+                writeln!(out, "{n}")?;
+            }
+        }
+        return Ok(());
+    }
     let target = target_of(cfg, args.target.as_ref())?;
     let l = list(&target)?;
     let mut out = std::io::stdout().lock();
@@ -565,6 +637,37 @@ pub fn verify(target: &Target, name: &str, show: bool) -> Result<VerifyReport> {
 }
 
 fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) -> Result<()> {
+    match args.method.unwrap_or(cfg.backup.method) {
+        BackupMethod::Archive => {}
+        BackupMethod::Borg => {
+            let repo = repo_of(cfg, args.target.as_ref())?;
+            let name = match &args.archive {
+                Some(n) => n.clone(),
+                None => repo.list()?.pop().ok_or_else(|| {
+                    fail(
+                        Code::Input,
+                        format!("no archives in borg repository {}", repo.url),
+                    )
+                })?,
+            };
+            repo.check(&name).map_err(|e| {
+                fail(
+                    Code::Input,
+                    format!("borg archive {name} in {} is damaged: {e:#}", repo.url),
+                )
+            })?;
+            if !global.quiet {
+                eprintln!("mkrescue: borg archive {name} verified (borg check --verify-data)");
+            }
+            return Ok(());
+        }
+        BackupMethod::Rsync => {
+            return Err(fail(
+                Code::NotYet,
+                "backup verify --method rsync: rsync snapshots carry no checksums to verify against",
+            ));
+        }
+    }
     let target = target_of(cfg, args.target.as_ref())?;
     let name = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(global.quiet) && !args.json;
@@ -617,7 +720,6 @@ pub struct RestoreReport {
 /// `mkrescue restore --to DIR [--from URL] [--archive NAME]`.
 pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
     let cfg = config::load(global, &BuildArgs::default())?.config;
-    let target = target_of(&cfg, args.from.as_ref())?;
     if !args.to.is_dir() {
         return Err(fail(
             Code::Usage,
@@ -627,6 +729,29 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
             ),
         ));
     }
+    if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Borg {
+        let repo = repo_of(&cfg, args.from.as_ref())?;
+        let name = match &args.archive {
+            Some(n) => n.clone(),
+            None => repo.list()?.pop().ok_or_else(|| {
+                fail(
+                    Code::Input,
+                    format!("no archives in borg repository {}", repo.url),
+                )
+            })?,
+        };
+        let start = Instant::now();
+        repo.extract(&name, &args.to)?;
+        if !global.quiet {
+            eprintln!(
+                "mkrescue: restored borg archive {name} into {} in {:.1}s",
+                args.to.display(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+        return Ok(());
+    }
+    let target = target_of(&cfg, args.from.as_ref())?;
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
         let snaps = rsync::snapshots(&target)?;
         let name = match &args.archive {
