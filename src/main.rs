@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         None => mkrescue::commands::build(&cli.global, &cli.build),
         Some(Command::Dump(args)) => mkrescue::commands::dump(&cli.global, args),
+        Some(Command::Verify(args)) => mkrescue::output::verify_command(args),
         Some(Command::Init) => mkrescue::init::run(),
     };
     match result {

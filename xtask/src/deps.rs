@@ -16,6 +16,10 @@ use crate::util;
 /// - the disk tools: what the rescue system carries (their libraries are
 ///   resolved and checked by the tests)
 /// - gcc: tests compile tiny ELF files
+/// - xorriso, isolinux, syslinux, syslinux-common, pxelinux, mtools,
+///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
+///   build with them and `cargo xtask qemu media` boots the results
+///   (ipxe-qemu is QEMU's NIC boot ROM for PXE under SeaBIOS)
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -45,6 +49,13 @@ const PACKAGES: &[&str] = &[
     "grub-efi-amd64-bin",
     "gcc",
     "libc6-dev",
+    "xorriso",
+    "isolinux",
+    "syslinux",
+    "syslinux-common",
+    "pxelinux",
+    "mtools",
+    "ipxe-qemu",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -5,6 +5,7 @@
 //! - `rescue`: build a rescue image of this machine and boot it in QEMU
 //! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
+//! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
 //! - `dist`: man page and shell completions
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
 
@@ -12,6 +13,7 @@ mod bench;
 mod deps;
 mod dist;
 mod qemu;
+mod qemu_media;
 mod util;
 
 use std::path::PathBuf;
@@ -60,6 +62,8 @@ enum Cmd {
 enum QemuCmd {
     /// Build the initramfs and boot it until the ready marker
     Boot,
+    /// Build the ISO, USB, PXE media and boot each (SeaBIOS and OVMF) until the marker
+    Media,
 }
 
 fn main() -> Result<()> {
@@ -77,6 +81,12 @@ fn main() -> Result<()> {
         } => {
             deps::install()?;
             qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+        }
+        Cmd::Qemu {
+            what: QemuCmd::Media,
+        } => {
+            deps::install()?;
+            qemu_media::run()
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench { no_rear, write } => {
@@ -113,5 +123,6 @@ fn ci() -> Result<()> {
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;
+    util::step("qemu media", qemu_media::run)?;
     Ok(())
 }
