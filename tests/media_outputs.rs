@@ -35,6 +35,25 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// stdout and stderr together (xorriso reports on both).
+fn run_all(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn verify(dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .arg("verify")
+        .arg(dir)
+        .output()
+        .expect("running mkrescue verify")
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -47,7 +66,7 @@ fn iso_is_hybrid_bios_and_uefi_and_verifies() {
     std::fs::write(&cfg, "[output]\nvolume_id = \"RESCUE_TEST\"\n").unwrap();
     ok(mkrescue(&["--config", s(&cfg), "--output", "iso", "--out", s(&out)]));
     let iso = out.join("mkrescue.iso");
-    let report = run(Command::new("xorriso")
+    let report = run_all(Command::new("xorriso")
         .args(["-indev"])
         .arg(&iso)
         .args(["-report_el_torito", "plain", "-report_system_area", "plain"]));
@@ -59,12 +78,11 @@ fn iso_is_hybrid_bios_and_uefi_and_verifies() {
     assert!(report.contains("GPT"), "{report}");
     assert!(report.contains("Volume id    : 'RESCUE_TEST'"), "{report}");
     // Menus on the ISO: local disk is the default.
-    let cfg = run(Command::new("xorriso")
+    run(Command::new("xorriso")
         .args(["-osirrox", "on", "-indev"])
         .arg(&iso)
         .args(["-extract", "/isolinux/isolinux.cfg"])
         .arg(dir.path().join("isolinux.cfg")));
-    let _ = cfg;
     let isolinux = std::fs::read_to_string(dir.path().join("isolinux.cfg")).unwrap();
     assert!(isolinux.contains("DEFAULT local\n"), "{isolinux}");
     assert!(isolinux.contains("LOCALBOOT 0x80"), "{isolinux}");
@@ -73,9 +91,9 @@ fn iso_is_hybrid_bios_and_uefi_and_verifies() {
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(sums.contains("  mkrescue.iso\n"), "{sums}");
     assert!(sums.contains("  initrd.img\n"), "{sums}");
-    ok(mkrescue(&["verify", s(&out)]));
+    ok(verify(&out));
     std::fs::write(out.join("manifest.json"), b"{}").unwrap();
-    let bad = mkrescue(&["verify", s(&out)]);
+    let bad = verify(&out);
     assert_eq!(bad.status.code(), Some(5));
     let stdout = String::from_utf8_lossy(&bad.stdout);
     assert!(stdout.contains("manifest.json: changed"), "{stdout}");
@@ -136,7 +154,7 @@ fn usb_image_has_esp_with_both_loaders_and_ext4_for_backups() {
     let esp = format!("{}@@{}", img.display(), p[0].start * 512);
     let list = run(Command::new("mdir")
         .env("MTOOLS_SKIP_CHECK", "1")
-        .args(["-/", "-b", "-i", &esp, "::/"]));
+        .args(["-/", "-a", "-b", "-i", &esp, "::/"]));
     for f in [
         "::/EFI/BOOT/BOOTX64.EFI",
         "::/boot/vmlinuz",
@@ -159,7 +177,7 @@ fn usb_image_has_esp_with_both_loaders_and_ext4_for_backups() {
     assert!(probe.contains("TYPE=\"ext4\""), "{probe}");
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(sums.contains(&format!("  {}\n", img.display())), "{sums}");
-    ok(mkrescue(&["verify", s(&out)]));
+    ok(verify(&out));
 }
 
 #[test]
@@ -253,7 +271,7 @@ fn pxe_tree_per_mac_with_shared_base_and_host_layer() {
     // same) finds the identical base already there.
     let second = build("out2");
     assert_eq!(second["media"]["pxe"]["base_shared"], true, "{second}");
-    ok(mkrescue(&["verify", s(&root)]));
+    ok(verify(&root));
 
     // --pxe-default adds the catch-all menus.
     build_default(&root, dir.path());
