@@ -96,5 +96,9 @@ fn quotes_in_hostname_cannot_break_the_config() {
     let g = bootcfg::grub(&m, &paths(), "EFI").unwrap();
     assert!(!g.contains("evil'"), "{g}");
     // The newline became a space: the text stays inside the comment line.
-    assert_eq!(g.lines().filter(|l| l.starts_with("menuentry")).count(), 7, "{g}");
+    assert_eq!(
+        g.lines().filter(|l| l.starts_with("menuentry")).count(),
+        7,
+        "{g}"
+    );
 }

@@ -48,7 +48,10 @@ fn tape_file_records_byte_by_byte() {
     assert_eq!(raw.len(), label_len + iso_len + 4 + 4);
     // First ISO record right after the label area.
     assert_eq!(&raw[label_len..label_len + 4], &[0x00, 0x08, 0x00, 0x00]);
-    assert_eq!(&raw[label_len + 4..label_len + 4 + 2048], &iso_bytes[..2048]);
+    assert_eq!(
+        &raw[label_len + 4..label_len + 4 + 2048],
+        &iso_bytes[..2048]
+    );
     assert_eq!(&raw[raw.len() - 8..], &[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
 
     // And item by item.
@@ -61,7 +64,11 @@ fn tape_file_records_byte_by_byte() {
         assert_eq!(*it, TapeItem::Record(vec![0u8; 512]));
     }
     for (i, chunk) in iso_bytes.chunks(2048).enumerate() {
-        assert_eq!(items[20 + i], TapeItem::Record(chunk.to_vec()), "ISO record {i}");
+        assert_eq!(
+            items[20 + i],
+            TapeItem::Record(chunk.to_vec()),
+            "ISO record {i}"
+        );
     }
     assert_eq!(items[items.len() - 2], TapeItem::Filemark);
     assert_eq!(items[items.len() - 1], TapeItem::EndOfMedium);

@@ -12,7 +12,12 @@ use std::process::{Command, Output};
 
 fn mkrescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))
-        .args(["--config-dir", "/nonexistent-mkrescue-test", "--modules", "host"])
+        .args([
+            "--config-dir",
+            "/nonexistent-mkrescue-test",
+            "--modules",
+            "host",
+        ])
         .args(args)
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
@@ -31,14 +36,22 @@ fn ok(out: Output) -> Output {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// stdout and stderr together (xorriso reports on both).
 fn run_all(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -64,15 +77,30 @@ fn iso_is_hybrid_bios_and_uefi_and_verifies() {
     let out = dir.path().join("out");
     let cfg = dir.path().join("site.toml");
     std::fs::write(&cfg, "[output]\nvolume_id = \"RESCUE_TEST\"\n").unwrap();
-    ok(mkrescue(&["--config", s(&cfg), "--output", "iso", "--out", s(&out)]));
+    ok(mkrescue(&[
+        "--config",
+        s(&cfg),
+        "--output",
+        "iso",
+        "--out",
+        s(&out),
+    ]));
     let iso = out.join("mkrescue.iso");
-    let report = run_all(Command::new("xorriso")
-        .args(["-indev"])
-        .arg(&iso)
-        .args(["-report_el_torito", "plain", "-report_system_area", "plain"]));
+    let report = run_all(Command::new("xorriso").args(["-indev"]).arg(&iso).args([
+        "-report_el_torito",
+        "plain",
+        "-report_system_area",
+        "plain",
+    ]));
     // El Torito: a BIOS and a UEFI boot image.
-    assert!(report.contains("El Torito boot img :   1  BIOS"), "{report}");
-    assert!(report.contains("El Torito boot img :   2  UEFI"), "{report}");
+    assert!(
+        report.contains("El Torito boot img :   1  BIOS"),
+        "{report}"
+    );
+    assert!(
+        report.contains("El Torito boot img :   2  UEFI"),
+        "{report}"
+    );
     // Hybrid: MBR boot code (isohybrid) and a GPT listing the ESP.
     assert!(report.contains("isohybrid"), "{report}");
     assert!(report.contains("GPT"), "{report}");
@@ -137,14 +165,28 @@ fn usb_image_has_esp_with_both_loaders_and_ext4_for_backups() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let img = dir.path().join("usb.img");
-    ok(mkrescue(&["--output", "usb", "--image", s(&img), "--size", "700M", "--out", s(&out)]));
+    ok(mkrescue(&[
+        "--output",
+        "usb",
+        "--image",
+        s(&img),
+        "--size",
+        "700M",
+        "--out",
+        s(&out),
+    ]));
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 700 << 20);
     let j: Sf = serde_json::from_str(&run(Command::new("sfdisk").arg("--json").arg(&img))).unwrap();
     assert_eq!(j.partitiontable.label, "gpt");
     let p = &j.partitiontable.partitions;
     assert_eq!(p.len(), 2);
     assert_eq!(p[0].ty, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
-    assert!(p[0].attrs.as_deref().unwrap_or("").contains("LegacyBIOSBootable"));
+    assert!(
+        p[0].attrs
+            .as_deref()
+            .unwrap_or("")
+            .contains("LegacyBIOSBootable")
+    );
     assert_eq!(p[1].ty, "0FC63DAF-8483-4772-8E79-3D69D8477DE4");
     // BIOS boot code: syslinux's GPT MBR.
     let mbr = std::fs::read("/usr/lib/syslinux/mbr/gptmbr.bin").unwrap();
@@ -164,7 +206,10 @@ fn usb_image_has_esp_with_both_loaders_and_ext4_for_backups() {
         "::/syslinux/ldlinux.sys",
         "::/syslinux/menu.c32",
     ] {
-        assert!(list.to_lowercase().contains(&f.to_lowercase()), "{f} missing: {list}");
+        assert!(
+            list.to_lowercase().contains(&f.to_lowercase()),
+            "{f} missing: {list}"
+        );
     }
     // The data partition is ext4 with the backup label.
     let probe = run(Command::new("blkid")
@@ -184,7 +229,16 @@ fn usb_image_has_esp_with_both_loaders_and_ext4_for_backups() {
 fn usb_image_too_small_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("usb.img");
-    let o = mkrescue(&["--output", "usb", "--image", s(&img), "--size", "100M", "--out", s(&dir.path().join("out"))]);
+    let o = mkrescue(&[
+        "--output",
+        "usb",
+        "--image",
+        s(&img),
+        "--size",
+        "100M",
+        "--out",
+        s(&dir.path().join("out")),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("too small"), "{err}");
@@ -235,7 +289,10 @@ fn pxe_tree_per_mac_with_shared_base_and_host_layer() {
         assert!(root.join("pxelinux.cfg").join(&n).is_file(), "{n}");
         assert!(root.join(format!("grub/grub.cfg-{n}")).is_file(), "{n}");
     }
-    assert!(!root.join("pxelinux.cfg/default").exists(), "default only when asked");
+    assert!(
+        !root.join("pxelinux.cfg/default").exists(),
+        "default only when asked"
+    );
     assert!(!root.join("grub/grub.cfg").exists());
     for f in ["pxelinux.0", "ldlinux.c32", "menu.c32", "grubx64.efi"] {
         assert!(root.join(f).is_file(), "{f}");
@@ -250,7 +307,7 @@ fn pxe_tree_per_mac_with_shared_base_and_host_layer() {
     let host = PathBuf::from(pxe["host"].as_str().unwrap());
     assert!(pxe["host_bytes"].as_u64().unwrap() * 20 < pxe["base_bytes"].as_u64().unwrap());
     let only_host = dir.path().join("only-host");
-    unpack_concatenated(&[host.clone()], &only_host);
+    unpack_concatenated(std::slice::from_ref(&host), &only_host);
     assert!(only_host.join("etc/mkrescue/host.json").is_file());
     assert!(!only_host.join("init").exists());
     // Both layers together are the whole rescue system.
@@ -260,12 +317,16 @@ fn pxe_tree_per_mac_with_shared_base_and_host_layer() {
     assert!(both.join("init").exists());
     // The pxelinux menu loads both, base first.
     let cfg = std::fs::read_to_string(
-        root.join("pxelinux.cfg").join(format!("01-{}", macs[0].replace(':', "-"))),
+        root.join("pxelinux.cfg")
+            .join(format!("01-{}", macs[0].replace(':', "-"))),
     )
     .unwrap();
     let rel_base = base.strip_prefix(&root).unwrap().display().to_string();
     let rel_host = host.strip_prefix(&root).unwrap().display().to_string();
-    assert!(cfg.contains(&format!("INITRD {rel_base},{rel_host}")), "{cfg}");
+    assert!(
+        cfg.contains(&format!("INITRD {rel_base},{rel_host}")),
+        "{cfg}"
+    );
 
     // A second build (another host on the same OS and kernel would do the
     // same) finds the identical base already there.
@@ -296,7 +357,15 @@ fn obdr_tape_file_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let tap = dir.path().join("rescue.tap");
-    let o = ok(mkrescue(&["--output", "obdr", "--tape-file", s(&tap), "--out", s(&out), "--json"]));
+    let o = ok(mkrescue(&[
+        "--output",
+        "obdr",
+        "--tape-file",
+        s(&tap),
+        "--out",
+        s(&out),
+        "--json",
+    ]));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let iso_len = std::fs::metadata(out.join("mkrescue.iso")).unwrap().len();
     assert_eq!(j["media"]["tape_records"].as_u64().unwrap(), iso_len / 2048);

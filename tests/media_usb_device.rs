@@ -36,7 +36,11 @@ fn loop_device(with_fs: bool) -> Loop {
         .arg(&img)
         .output()
         .expect("losetup");
-    assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dev = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let mut l = Loop {
         dev,
@@ -44,15 +48,24 @@ fn loop_device(with_fs: bool) -> Loop {
         _dir: dir,
     };
     if with_fs {
-        assert!(Command::new("mkfs.ext4")
-            .args(["-q", "-L", "PRECIOUS"])
-            .arg(&l.dev)
-            .status()
-            .unwrap()
-            .success());
+        assert!(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-L", "PRECIOUS"])
+                .arg(&l.dev)
+                .status()
+                .unwrap()
+                .success()
+        );
         let mnt = l._dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        assert!(Command::new("mount").arg(&l.dev).arg(&mnt).status().unwrap().success());
+        assert!(
+            Command::new("mount")
+                .arg(&l.dev)
+                .arg(&mnt)
+                .status()
+                .unwrap()
+                .success()
+        );
         l.mnt = Some(mnt);
     }
     l
@@ -60,7 +73,13 @@ fn loop_device(with_fs: bool) -> Loop {
 
 fn mkrescue(dev: &Path, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))
-        .args(["--config-dir", "/nonexistent-mkrescue-test", "--output", "usb", "--device"])
+        .args([
+            "--config-dir",
+            "/nonexistent-mkrescue-test",
+            "--output",
+            "usb",
+            "--device",
+        ])
         .arg(dev)
         .arg("--out")
         .arg(out)
@@ -72,7 +91,10 @@ fn mkrescue(dev: &Path, out: &Path, extra: &[&str]) -> Output {
 fn first_sector(dev: &Path) -> Vec<u8> {
     let mut b = vec![0u8; 4096];
     use std::io::Read;
-    std::fs::File::open(dev).unwrap().read_exact(&mut b).unwrap();
+    std::fs::File::open(dev)
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
     b
 }
 
@@ -100,7 +122,10 @@ fn mounted_device_is_refused_even_with_force() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("mounted"), "{err}");
-    assert!(err.contains(&l.mnt.as_ref().unwrap().display().to_string()), "{err}");
+    assert!(
+        err.contains(&l.mnt.as_ref().unwrap().display().to_string()),
+        "{err}"
+    );
     assert!(!dir.path().join("out").exists());
 }
 
@@ -112,7 +137,11 @@ fn forced_dry_run_names_what_it_would_erase() {
     assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
     let dir = tempfile::tempdir().unwrap();
     let before = first_sector(&l.dev);
-    let out = mkrescue(&l.dev, &dir.path().join("out"), &["--force", "--dry-run", "--modules", "host"]);
+    let out = mkrescue(
+        &l.dev,
+        &dir.path().join("out"),
+        &["--force", "--dry-run", "--modules", "host"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("would erase everything on"), "{err}");

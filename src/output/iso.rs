@@ -127,7 +127,12 @@ pub fn write(
         .arg(&t.isohdpfx)
         .args(["-c", "isolinux/boot.cat", "-b", "isolinux/isolinux.bin"])
         .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
-        .args(["-eltorito-alt-boot", "-e", "boot/efiboot.img", "-no-emul-boot"])
+        .args([
+            "-eltorito-alt-boot",
+            "-e",
+            "boot/efiboot.img",
+            "-no-emul-boot",
+        ])
         .arg("-isohybrid-gpt-basdat")
         .arg(&root)
         .dry_run(opts.dry_run)

@@ -228,7 +228,15 @@ pub fn write(
                     args.device.as_ref().unwrap_or(&image).display()
                 );
             } else {
-                super::usb::write_image(&vmlinuz, &initrd, &menu, &tag(&menu), &work, &image, size)?;
+                super::usb::write_image(
+                    &vmlinuz,
+                    &initrd,
+                    &menu,
+                    &tag(&menu),
+                    &work,
+                    &image,
+                    size,
+                )?;
                 if let Some(dev) = &args.device {
                     super::usb::write_device(&image, dev)?;
                     written.push(dev.clone());
@@ -240,7 +248,13 @@ pub fn write(
     }
     if !args.dry_run {
         std::fs::remove_dir_all(&work)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .with_context(|| format!("removing scratch directory {}", work.display()))?;
     }
     let checksums = match (&pxe, args.pxe_root.as_deref()) {

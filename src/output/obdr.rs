@@ -97,7 +97,8 @@ pub struct SimhFile {
 
 impl SimhFile {
     pub fn create(path: &Path) -> Result<Self> {
-        let f = File::create(path).with_context(|| format!("creating tape file {}", path.display()))?;
+        let f =
+            File::create(path).with_context(|| format!("creating tape file {}", path.display()))?;
         Ok(SimhFile {
             out: BufWriter::with_capacity(1 << 20, f),
             path: path.to_path_buf(),

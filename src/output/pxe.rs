@@ -125,10 +125,14 @@ pub fn write(input: &PxeInput, menu: &Menu, work: &Path) -> Result<PxeReport> {
             "--output pxe: this host has no Ethernet NIC to write pxelinux.cfg/01-<mac> for; add --pxe-default to serve the menu to every machine",
         ));
     }
-    if input.hostname.is_empty() || input.hostname.contains('/') || input.hostname.starts_with('.') {
+    if input.hostname.is_empty() || input.hostname.contains('/') || input.hostname.starts_with('.')
+    {
         return Err(fail(
             Code::Host,
-            format!("hostname {:?} cannot name a directory of the PXE tree", input.hostname),
+            format!(
+                "hostname {:?} cannot name a directory of the PXE tree",
+                input.hostname
+            ),
         ));
     }
     let t = tools::Boot::find()?;
@@ -247,6 +251,7 @@ fn write_layer(m: &Manifest, input: &PxeInput, path: &Path) -> Result<()> {
     )
     .with_context(|| format!("writing {}", path.display()))?;
     use std::io::Write;
-    w.flush().with_context(|| format!("writing {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

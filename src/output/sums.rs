@@ -27,10 +27,15 @@ pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
             let e = e.with_context(|| format!("reading {}", here.display()))?;
             let name = e.file_name();
             let n = name.to_string_lossy();
-            if n.starts_with('.') || n.ends_with(".tmp") || (rel.as_os_str().is_empty() && n == SUMS) {
+            if n.starts_with('.')
+                || n.ends_with(".tmp")
+                || (rel.as_os_str().is_empty() && n == SUMS)
+            {
                 continue;
             }
-            let ft = e.file_type().with_context(|| format!("reading {}", e.path().display()))?;
+            let ft = e
+                .file_type()
+                .with_context(|| format!("reading {}", e.path().display()))?;
             if ft.is_dir() {
                 walk(base, &rel.join(&name), out)?;
             } else if ft.is_file() {
@@ -63,7 +68,8 @@ pub fn write(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(String, String)>> {
     let text: String = lines.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();
     let path = dir.join(SUMS);
     let tmp = dir.join(format!("{SUMS}.tmp"));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -85,7 +91,11 @@ pub fn verify(dir: &Path) -> Result<Vec<Checked>> {
     let text = std::fs::read_to_string(&path).map_err(|e| {
         fail(
             Code::Input,
-            format!("cannot read {}: {e} (is {} a mkrescue output directory?)", path.display(), dir.display()),
+            format!(
+                "cannot read {}: {e} (is {} a mkrescue output directory?)",
+                path.display(),
+                dir.display()
+            ),
         )
     })?;
     let mut out = Vec::new();

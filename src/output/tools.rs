@@ -163,7 +163,12 @@ pub fn fat_image_sized(
         .arg(kib.to_string())
         .dry_run(dry_run)
         .output()
-        .with_context(|| format!("creating FAT image {} (apt-get install dosfstools)", image.display()))?;
+        .with_context(|| {
+            format!(
+                "creating FAT image {} (apt-get install dosfstools)",
+                image.display()
+            )
+        })?;
     fat_copy_dry(image, files, dry_run)
 }
 

@@ -203,10 +203,19 @@ pub fn write_image(
         .with_context(|| format!("partitioning {}", tmp.display()))?;
     let parts = read_partitions(&tmp)?;
     let [p1, p2] = parts.as_slice() else {
-        bail!("{}: sfdisk made {} partitions, expected 2", tmp.display(), parts.len());
+        bail!(
+            "{}: sfdisk made {} partitions, expected 2",
+            tmp.display(),
+            parts.len()
+        );
     };
     if p1.start * SECTOR != first {
-        bail!("{}: ESP starts at sector {}, expected {}", tmp.display(), p1.start, first / SECTOR);
+        bail!(
+            "{}: ESP starts at sector {}, expected {}",
+            tmp.display(),
+            p1.start,
+            first / SECTOR
+        );
     }
 
     // 3. ESP into partition 1; gptmbr.bin into the MBR's 440 code bytes
@@ -289,7 +298,8 @@ fn copy_into(src: &Path, dst: &Path, offset: u64) -> Result<()> {
     let mut buf = vec![0u8; MIB as usize];
     let mut at = offset;
     loop {
-        let n = read_full(&mut r, &mut buf).with_context(|| format!("reading {}", src.display()))?;
+        let n =
+            read_full(&mut r, &mut buf).with_context(|| format!("reading {}", src.display()))?;
         if n == 0 {
             break;
         }
@@ -378,7 +388,10 @@ fn probe_filesystems(d: &mut BlockDev) {
     if d.fstype.as_deref().unwrap_or("").is_empty() {
         let dev = format!("/dev/{}", d.name);
         // Exit code 2: nothing found; that is an answer, not an error.
-        if let Ok(text) = Cmd::new("blkid").args(["--probe", "-o", "export", &dev]).read() {
+        if let Ok(text) = Cmd::new("blkid")
+            .args(["--probe", "-o", "export", &dev])
+            .read()
+        {
             for l in text.lines() {
                 if let Some(v) = l.strip_prefix("TYPE=") {
                     d.fstype = Some(v.to_string());
@@ -395,14 +408,19 @@ fn probe_filesystems(d: &mut BlockDev) {
 
 /// Checks that `dev` may be erased. Returns its description.
 pub fn check_device(dev: &Path, force: bool) -> Result<BlockDev> {
-    let refuse = |why: String| Err(fail(Code::Usage, format!("refusing to write {}: {why}", dev.display())));
-    let meta = std::fs::metadata(dev).map_err(|e| {
-        fail(Code::Usage, format!("--device {}: {e}", dev.display()))
-    })?;
+    let refuse = |why: String| {
+        Err(fail(
+            Code::Usage,
+            format!("refusing to write {}: {why}", dev.display()),
+        ))
+    };
+    let meta = std::fs::metadata(dev)
+        .map_err(|e| fail(Code::Usage, format!("--device {}: {e}", dev.display())))?;
     if !meta.file_type().is_block_device() {
         return refuse("not a block device (use --image FILE for an image file)".into());
     }
-    let canon = std::fs::canonicalize(dev).with_context(|| format!("resolving {}", dev.display()))?;
+    let canon =
+        std::fs::canonicalize(dev).with_context(|| format!("resolving {}", dev.display()))?;
     let name = canon
         .file_name()
         .and_then(|n| n.to_str())
@@ -413,7 +431,12 @@ pub fn check_device(dev: &Path, force: bool) -> Result<BlockDev> {
         return refuse(format!("{name} is a partition; give the whole disk"));
     }
     let out = Cmd::new("lsblk")
-        .args(["--json", "--bytes", "-o", "NAME,SIZE,MODEL,SERIAL,FSTYPE,LABEL,MOUNTPOINT"])
+        .args([
+            "--json",
+            "--bytes",
+            "-o",
+            "NAME,SIZE,MODEL,SERIAL,FSTYPE,LABEL,MOUNTPOINT",
+        ])
         .arg(&canon)
         .output()
         .with_context(|| format!("describing {}", canon.display()))?;
@@ -497,14 +520,16 @@ pub fn write_device(image: &Path, dev: &Path) -> Result<()> {
         .with_context(|| format!("opening {} for writing", dev.display()))?;
     let mut buf = vec![0u8; 4 * MIB as usize];
     loop {
-        let n = read_full(&mut r, &mut buf).with_context(|| format!("reading {}", image.display()))?;
+        let n =
+            read_full(&mut r, &mut buf).with_context(|| format!("reading {}", image.display()))?;
         if n == 0 {
             break;
         }
         w.write_all(&buf[..n])
             .with_context(|| format!("writing {}", dev.display()))?;
     }
-    w.sync_all().with_context(|| format!("flushing {}", dev.display()))?;
+    w.sync_all()
+        .with_context(|| format!("flushing {}", dev.display()))?;
     drop(w);
     // The image's backup GPT sits at the image's end; sfdisk(8)
     // `--relocate gpt-bak-std` moves it to the end of the device.
