@@ -376,3 +376,20 @@ fn obdr_tape_file_through_the_cli() {
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(sums.contains("rescue.tap"), "{sums}");
 }
+
+#[test]
+fn iso_dry_run_says_where_and_writes_no_iso() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = ok(mkrescue(&[
+        "--output",
+        "iso",
+        "--out",
+        s(&out),
+        "--dry-run",
+    ]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("would write the iso output to"), "{stdout}");
+    assert!(!out.join("mkrescue.iso").exists());
+    assert!(!out.join(".work").exists());
+}

@@ -137,9 +137,35 @@ pub fn write(
     let mut written = Vec::new();
     let mut pxe = None;
     let mut tape_records = None;
+    // ISO, PXE tree and tape file only create files: a dry run says where
+    // and stops. USB and tape drives are handled below (they erase).
+    let creates_only = match kind {
+        Output::Iso | Output::Pxe => true,
+        Output::Obdr => args.tape.is_none(),
+        _ => false,
+    };
+    if args.dry_run && creates_only {
+        let target = match kind {
+            Output::Pxe => args.pxe_root.clone().unwrap_or_default(),
+            Output::Obdr => args.tape_file.clone().unwrap_or_default(),
+            _ => out_dir.join(super::iso::ISO_NAME),
+        };
+        println!(
+            "would write the {} output to {} (nothing existing is erased)",
+            name(kind),
+            target.display()
+        );
+        return Ok(MediaReport {
+            kind,
+            written,
+            checksums: Vec::new(),
+            pxe,
+            tape_records,
+        });
+    }
     let iso_opts = super::iso::IsoOptions {
         volume_id: cfg.output.volume_id.clone(),
-        dry_run: args.dry_run,
+        dry_run: false,
     };
     match kind {
         Output::Initramfs => {}
@@ -198,7 +224,7 @@ pub fn write(
                     level: cfg.build.compress_level,
                     macs: &macs,
                     default: args.pxe_default,
-                    dry_run: args.dry_run,
+                    dry_run: false,
                 },
                 &menu,
                 &work,
