@@ -144,6 +144,20 @@ fn first_mac(dir: &Path) -> Result<String> {
     Ok(n[3..].replace('-', ":"))
 }
 
+/// `mkrescue/hosts/<host>/boot.ipxe` of the one host in the tree.
+fn single_host_script(tftp: &Path) -> Result<String> {
+    let hosts = tftp.join("mkrescue/hosts");
+    let host = std::fs::read_dir(&hosts)
+        .with_context(|| format!("reading {}", hosts.display()))?
+        .flatten()
+        .next()
+        .with_context(|| format!("no host in {}", hosts.display()))?;
+    Ok(format!(
+        "mkrescue/hosts/{}/boot.ipxe",
+        host.file_name().to_string_lossy()
+    ))
+}
+
 /// QEMU's own DHCP + TFTP (user networking, restricted: no way out) serve
 /// `tftp`; the NIC boots first.
 fn pxe_args(tftp: &Path, bootfile: &str, mac: &str) -> Result<Vec<String>> {
