@@ -94,6 +94,15 @@ pub fn run() -> Result<()> {
         Firmware::Ovmf,
         &pxe_args(&tftp, "grubx64.efi", &mac)?,
     )?);
+    // QEMU's NIC ROM is iPXE: given the host's script as boot file it runs
+    // it, which checks the script's relative paths to the shared layers.
+    let script = single_host_script(&tftp)?;
+    times.push(boot(
+        &base,
+        "pxe-ipxe-bios",
+        Firmware::SeaBios,
+        &pxe_args(&tftp, &script, &mac)?,
+    )?);
     for (name, secs) in &times {
         eprintln!("{name}: rescue system ready after {secs:.1}s wall");
     }
