@@ -117,6 +117,55 @@ pub struct BuildArgs {
     /// Print the build report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+/// Where `--output usb|pxe|obdr` write, and how carefully.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MediaArgs {
+    /// usb: write to this whole disk (e.g. /dev/sdb); everything on it is erased
+    #[arg(long, value_name = "DEV", conflicts_with = "image")]
+    pub device: Option<PathBuf>,
+
+    /// usb: write a disk image file instead of a device
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+
+    /// usb: size of the image file (e.g. 2G, 1500M; default 2G)
+    #[arg(long, value_name = "SIZE", requires = "image")]
+    pub size: Option<String>,
+
+    /// pxe: the TFTP/HTTP root to write into
+    #[arg(long, value_name = "DIR")]
+    pub pxe_root: Option<PathBuf>,
+
+    /// pxe: also write pxelinux.cfg/default and grub/grub.cfg, so any machine
+    /// that PXE-boots from this server gets this host's menu
+    #[arg(long, requires = "pxe_root")]
+    pub pxe_default: bool,
+
+    /// obdr: the tape drive (non-rewinding, e.g. /dev/nst0)
+    #[arg(long, value_name = "DEV", conflicts_with = "tape_file")]
+    pub tape: Option<PathBuf>,
+
+    /// obdr: write the tape's records to this file instead of a drive
+    #[arg(long, value_name = "PATH")]
+    pub tape_file: Option<PathBuf>,
+
+    /// usb: write a device even if it is not removable, mounted or in use
+    #[arg(long)]
+    pub force: bool,
+
+    /// Show what would be written or erased and stop
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Test builds only: the boot menu starts the rescue shell on the serial
+    /// console after 1 s and powers off when it is ready
+    #[arg(long, hide = true)]
+    pub test_boot_rescue: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +176,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into a directory (what `recover` runs)
     Restore(RestoreArgs),
+    /// Check the files listed in DIR/SHA256SUMS (what every build writes)
+    Verify(VerifyArgs),
     /// PID 1 of the rescue system (started by the kernel as /init)
     #[command(hide = true)]
     Init,
@@ -237,4 +288,15 @@ pub struct RestoreArgs {
     /// How the backup was made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]
     pub method: Option<BackupMethod>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct VerifyArgs {
+    /// Output directory holding SHA256SUMS
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Machine-readable output
+    #[arg(long)]
+    pub json: bool,
 }

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::cli::{BuildArgs, DumpArgs, GlobalArgs, Output};
 use crate::config;
-use crate::error::{Code, fail};
 use crate::host::HostFacts;
 
 /// The report of a build, printed with `--json`.
@@ -16,6 +15,8 @@ use crate::host::HostFacts;
 struct BuildReport {
     output: crate::output::initramfs::Written,
     plan: crate::rescue::PlanReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media: Option<crate::output::media::MediaReport>,
     seconds: f64,
 }
 
@@ -24,18 +25,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let start = Instant::now();
     let loaded = config::load(global, args)?;
     let cfg = &loaded.config;
-    match cfg.build.output {
-        Output::Initramfs => {}
-        other => {
-            return Err(fail(
-                Code::NotYet,
-                format!(
-                    "--output {}: not available in this version yet (boot media come with a later release); use --output initramfs",
-                    serde_json::to_value(other)?.as_str().unwrap_or("?")
-                ),
-            ));
-        }
-    }
+    // The medium's own flags are checked before the slow initrd build.
+    crate::output::media::check_args(cfg.build.output, cfg, &args.media)?;
     let root = global.root.as_path();
     let host = HostFacts::detect(root, cfg.build.kernel_version.as_deref())?;
     if let Some(kconfig) = &host.kernel.config {
@@ -69,9 +60,27 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         &cfg.build.out_dir,
         show,
     )?;
+    let media = match cfg.build.output {
+        Output::Initramfs => None,
+        kind => {
+            let pb = crate::progress::spinner(show, "writing the boot medium");
+            let m = crate::output::media::write(
+                kind,
+                cfg,
+                &args.media,
+                root,
+                &host,
+                &manifest,
+                &cfg.build.out_dir,
+            )?;
+            pb.finish_and_clear();
+            Some(m)
+        }
+    };
     let report = BuildReport {
         output: written,
         plan,
+        media,
         seconds: start.elapsed().as_secs_f64(),
     };
     if args.json {
@@ -87,6 +96,11 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             report.output.kernel_version,
             report.seconds
         );
+        if let Some(m) = &report.media {
+            for p in &m.written {
+                eprintln!("mkrescue: wrote {}", p.display());
+            }
+        }
     }
     Ok(())
 }

@@ -54,6 +54,7 @@ pub struct Config {
     pub network: Network,
     pub ssh: Ssh,
     pub secrets: Secrets,
+    pub output: OutputCfg,
 }
 
 /// How `mkrescue backup` saves the files.
@@ -111,6 +112,26 @@ impl Default for Backup {
             keep_monthly: 12,
             borg_repo: None,
             borg_passcommand: None,
+        }
+    }
+}
+
+/// Boot media settings (`[output]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputCfg {
+    /// ISO 9660 volume id of `--output iso|obdr` (1-32 of A-Z 0-9 _); what
+    /// file managers and `blkid` show as the medium's label.
+    pub volume_id: String,
+    /// Seconds the boot menu waits before booting the local disk.
+    pub boot_timeout: u32,
+}
+
+impl Default for OutputCfg {
+    fn default() -> Self {
+        OutputCfg {
+            volume_id: "MKRESCUE".into(),
+            boot_timeout: 30,
         }
     }
 }

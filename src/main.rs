@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Some(Command::Dump(args)) => mkrescue::commands::dump(&cli.global, args),
         Some(Command::Backup(args)) => mkrescue::backup::command(&cli.global, args),
         Some(Command::Restore(args)) => mkrescue::backup::restore_command(&cli.global, args),
+        Some(Command::Verify(args)) => mkrescue::output::verify_command(args),
         Some(Command::Init) => mkrescue::init::run(),
     };
     match result {

@@ -152,12 +152,20 @@ fn corrupt_elf_in_tool_list_names_the_file() {
 }
 
 #[test]
-fn later_output_kinds_say_so() {
+fn media_without_their_target_say_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("out");
-    let out = mkrescue(&["--output", "iso", "--out", out_dir.to_str().unwrap()]);
-    let line = error_line(&out, 6);
-    assert!(line.contains("--output iso"), "{line}");
+    for (kind, needs) in [
+        ("usb", "--device"),
+        ("pxe", "--pxe-root"),
+        ("obdr", "--tape-file"),
+    ] {
+        let out = mkrescue(&["--output", kind, "--out", out_dir.to_str().unwrap()]);
+        let line = error_line(&out, 2);
+        assert!(line.contains(&format!("--output {kind}")), "{line}");
+        assert!(line.contains(needs), "{line}");
+        assert_nothing_written(&out_dir);
+    }
 }
 
 #[test]

@@ -145,6 +145,19 @@ impl Manifest {
             .sum()
     }
 
+    /// Splits into (kept, taken): entries for which `take` is true go to the
+    /// second manifest, both with this host root and epoch. Used for layered
+    /// initrds (a shared base and a small per-host archive, concatenated).
+    pub fn partition(&self, take: impl Fn(&Path, &Entry) -> bool) -> (Manifest, Manifest) {
+        let mut kept = Manifest::new(self.host_root.clone(), self.epoch);
+        let mut taken = Manifest::new(self.host_root.clone(), self.epoch);
+        for (p, e) in &self.entries {
+            let into = if take(p, e) { &mut taken } else { &mut kept };
+            into.entries.insert(p.clone(), e.clone());
+        }
+        (kept, taken)
+    }
+
     /// The host path of an image path (`/usr/bin/sh` → `<root>/usr/bin/sh`).
     pub fn host_path(&self, path: &Path) -> PathBuf {
         self.host_root.join(path.strip_prefix("/").unwrap_or(path))

@@ -1,5 +1,17 @@
 //! Output writers: turn the Manifest into the files an admin carries to the
 //! dead machine. `initramfs` writes DIR/vmlinuz, DIR/initrd.img,
-//! DIR/manifest.json and DIR/SHA256SUMS; iso, usb, pxe and obdr build on it.
+//! DIR/manifest.json and DIR/SHA256SUMS; `media` builds the iso, usb, pxe
+//! and obdr outputs on top of it, with boot menus rendered by `bootcfg`.
+//! Every output ends with a SHA256SUMS that `mkrescue verify DIR` checks.
 
+pub mod bootcfg;
 pub mod initramfs;
+pub mod iso;
+pub mod media;
+pub mod obdr;
+pub mod pxe;
+pub mod sums;
+pub mod tools;
+pub mod usb;
+
+pub use sums::verify_command;

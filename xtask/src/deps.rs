@@ -20,6 +20,10 @@ use crate::util;
 ///   independent tool (setfacl/getfacl); tar reads our archives (GNU tar is
 ///   essential in Debian, listed for clarity)
 /// - borgbackup: the borg backup method is tested against a real repository
+/// - xorriso, isolinux, syslinux, syslinux-common, pxelinux, mtools,
+///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
+///   build with them and `cargo xtask qemu media` boots the results
+///   (ipxe-qemu is QEMU's NIC boot ROM for PXE under SeaBIOS)
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -53,6 +57,13 @@ const PACKAGES: &[&str] = &[
     "attr",
     "tar",
     "borgbackup",
+    "xorriso",
+    "isolinux",
+    "syslinux",
+    "syslinux-common",
+    "pxelinux",
+    "mtools",
+    "ipxe-qemu",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -5,6 +5,7 @@
 //! - `rescue`: build a rescue image of this machine and boot it in QEMU
 //! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
+//! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
 //! - `dist`: man page and shell completions
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
 
@@ -12,6 +13,7 @@ mod bench;
 mod deps;
 mod dist;
 mod qemu;
+mod qemu_media;
 mod qemu_runtime;
 mod util;
 
@@ -64,6 +66,8 @@ enum QemuCmd {
     /// Boot the rescue system with a disk and a NIC; check udev, DHCP,
     /// static network, modprobe and mkrescue over SSH
     Runtime,
+    /// Build the ISO, USB, PXE media and boot each (SeaBIOS and OVMF) until the marker
+    Media,
 }
 
 fn main() -> Result<()> {
@@ -87,6 +91,12 @@ fn main() -> Result<()> {
         } => {
             deps::install()?;
             qemu_runtime::run()
+        }
+        Cmd::Qemu {
+            what: QemuCmd::Media,
+        } => {
+            deps::install()?;
+            qemu_media::run()
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench { no_rear, write } => {
@@ -124,5 +134,6 @@ fn ci() -> Result<()> {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;
     util::step("qemu runtime", qemu_runtime::run)?;
+    util::step("qemu media", qemu_media::run)?;
     Ok(())
 }

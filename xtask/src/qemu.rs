@@ -82,7 +82,7 @@ pub fn boot_kernel(dir: &Path, log: &Path, timeout: Duration) -> Result<f64> {
     wait_for_marker(child, log, timeout)
 }
 
-fn wait_for_marker(mut child: Child, log: &Path, timeout: Duration) -> Result<f64> {
+pub fn wait_for_marker(mut child: Child, log: &Path, timeout: Duration) -> Result<f64> {
     let start = Instant::now();
     let mut seen: Option<f64> = None;
     loop {

@@ -1,0 +1,305 @@
+//! The boot media step of a build: after `initramfs` wrote DIR/vmlinuz and
+//! DIR/initrd.img, build the medium `--output` asks for, then SHA256SUMS.
+//!
+//! Owns the choice of medium, its menu (what the medium says it is) and the
+//! scratch directory DIR/.work (removed on success). Hands on the paths
+//! written, for the summary line and `--json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::bootcfg::{Menu, MenuSpec};
+use crate::cli::{MediaArgs, Output};
+use crate::config::Config;
+use crate::error::{Code, fail};
+use crate::host::HostFacts;
+use crate::image::Manifest;
+
+/// What the medium step wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaReport {
+    pub kind: Output,
+    /// The main artifacts (ISO, image, device, PXE files, tape file).
+    pub written: Vec<PathBuf>,
+    /// (name, sha256) as in SHA256SUMS.
+    pub checksums: Vec<(String, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pxe: Option<super::pxe::PxeReport>,
+    /// ISO records written to the tape (OBDR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tape_records: Option<u64>,
+}
+
+/// Checks the medium's own flags before the (slow) initrd build, so a
+/// mistake costs nothing.
+pub fn check_args(kind: Output, cfg: &Config, args: &MediaArgs) -> Result<()> {
+    let usage = |m: String| Err(fail(Code::Usage, m));
+    match kind {
+        Output::Initramfs => Ok(()),
+        Output::Iso => super::iso::check_volume_id(&cfg.output.volume_id),
+        Output::Pxe if args.pxe_root.is_none() => {
+            usage("--output pxe needs --pxe-root DIR (the TFTP/HTTP root to write into)".into())
+        }
+        Output::Pxe => Ok(()),
+        Output::Obdr if args.tape.is_none() && args.tape_file.is_none() => usage(
+            "--output obdr needs --tape /dev/nstN (the drive) or --tape-file PATH (a SIMH .tap image)"
+                .into(),
+        ),
+        Output::Obdr => super::iso::check_volume_id(&cfg.output.volume_id),
+        Output::Usb => {
+            if let Some(sz) = &args.size {
+                super::usb::parse_size(sz)?;
+            }
+            match (&args.device, &args.image) {
+                (None, None) => usage(
+                    "--output usb needs --device /dev/sdX (a USB stick) or --image FILE [--size 2G]"
+                        .into(),
+                ),
+                (Some(dev), _) => {
+                    let d = super::usb::check_device(dev, args.force)?;
+                    eprintln!(
+                        "mkrescue: {} erase everything on:\n{}",
+                        if args.dry_run { "would" } else { "will" },
+                        super::usb::describe(&d).trim_end()
+                    );
+                    Ok(())
+                }
+                (None, Some(_)) => Ok(()),
+            }
+        }
+    }
+}
+
+pub fn name(kind: Output) -> &'static str {
+    match kind {
+        Output::Initramfs => "initramfs",
+        Output::Iso => "iso",
+        Output::Usb => "usb",
+        Output::Pxe => "pxe",
+        Output::Obdr => "obdr",
+    }
+}
+
+/// The boot menu of this build.
+pub fn menu(cfg: &Config, host: &HostFacts, test_rescue_default: bool) -> Menu {
+    let os = host
+        .os_release
+        .get("PRETTY_NAME")
+        .cloned()
+        .unwrap_or_else(|| "Linux".into());
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+    let date = super::bootcfg::date_of(now);
+    Menu::new(&MenuSpec {
+        hostname: &host.hostname,
+        os: &os,
+        kernel_version: &host.kernel.version,
+        date: &date,
+        timeout: cfg.output.boot_timeout,
+        test_rescue_default,
+    })
+}
+
+/// A name only this build uses, for the file GRUB searches for.
+fn tag(menu: &Menu) -> String {
+    let mut h = Sha256::new();
+    h.update(menu.title.as_bytes());
+    h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Builds the medium from `out_dir/{vmlinuz,initrd.img}` and writes
+/// `out_dir/SHA256SUMS` over everything. The caller ran [`check_args`].
+pub fn write(
+    kind: Output,
+    cfg: &Config,
+    args: &MediaArgs,
+    root: &Path,
+    host: &HostFacts,
+    manifest: &Manifest,
+    out_dir: &Path,
+) -> Result<MediaReport> {
+    let menu = menu(cfg, host, args.test_boot_rescue);
+    let work = out_dir.join(".work");
+    let vmlinuz = out_dir.join("vmlinuz");
+    let initrd = out_dir.join("initrd.img");
+    let mut written = Vec::new();
+    let mut pxe = None;
+    let mut tape_records = None;
+    // ISO, PXE tree and tape file only create files: a dry run says where
+    // and stops. USB and tape drives are handled below (they erase).
+    let creates_only = match kind {
+        Output::Iso | Output::Pxe => true,
+        Output::Obdr => args.tape.is_none(),
+        _ => false,
+    };
+    if args.dry_run && creates_only {
+        let target = match kind {
+            Output::Pxe => args.pxe_root.clone().unwrap_or_default(),
+            Output::Obdr => args.tape_file.clone().unwrap_or_default(),
+            _ => out_dir.join(super::iso::ISO_NAME),
+        };
+        println!(
+            "would write the {} output to {} (nothing existing is erased)",
+            name(kind),
+            target.display()
+        );
+        return Ok(MediaReport {
+            kind,
+            written,
+            checksums: Vec::new(),
+            pxe,
+            tape_records,
+        });
+    }
+    let iso_opts = super::iso::IsoOptions {
+        volume_id: cfg.output.volume_id.clone(),
+        dry_run: false,
+    };
+    match kind {
+        Output::Initramfs => {}
+        Output::Iso => {
+            written.push(super::iso::write(
+                &vmlinuz,
+                &initrd,
+                &menu,
+                &tag(&menu),
+                &work,
+                out_dir,
+                &iso_opts,
+            )?);
+        }
+        Output::Obdr => {
+            let iso = super::iso::write(
+                &vmlinuz,
+                &initrd,
+                &menu,
+                &tag(&menu),
+                &work,
+                out_dir,
+                &iso_opts,
+            )?;
+            written.push(iso.clone());
+            if let Some(path) = &args.tape_file {
+                let tmp = path.with_extension("tmp");
+                let mut sink = super::obdr::SimhFile::create(&tmp)?;
+                tape_records = Some(super::obdr::write_layout(&mut sink, &iso)?);
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+                written.push(path.clone());
+            } else if let Some(dev) = &args.tape {
+                if args.dry_run {
+                    println!(
+                        "would rewind {} and overwrite the tape with the OBDR label and {}",
+                        dev.display(),
+                        iso.display()
+                    );
+                } else {
+                    let mut sink = super::obdr::StDevice::open(dev)?;
+                    tape_records = Some(super::obdr::write_layout(&mut sink, &iso)?);
+                }
+            }
+        }
+        Output::Pxe => {
+            let pxe_root = args.pxe_root.as_deref().context("--pxe-root is required")?;
+            let macs = super::pxe::host_macs(root);
+            let r = super::pxe::write(
+                &super::pxe::PxeInput {
+                    root: pxe_root,
+                    vmlinuz: &vmlinuz,
+                    manifest,
+                    hostname: &host.hostname,
+                    compression: cfg.build.compress,
+                    level: cfg.build.compress_level,
+                    macs: &macs,
+                    default: args.pxe_default,
+                    dry_run: false,
+                },
+                &menu,
+                &work,
+            )?;
+            written.extend(r.written.iter().cloned());
+            pxe = Some(r);
+        }
+        Output::Usb => {
+            let size = match &args.size {
+                Some(sz) => super::usb::parse_size(sz)?,
+                None => super::usb::DEFAULT_SIZE,
+            };
+            let (image, size) = match (&args.device, &args.image) {
+                (Some(dev), _) => {
+                    let d = super::usb::check_device(dev, args.force)?;
+                    let dev_size = d.size.unwrap_or(0);
+                    (work.join("usb.img"), size.min(dev_size))
+                }
+                (None, Some(img)) => (img.clone(), size),
+                (None, None) => unreachable!("check_args requires --device or --image"),
+            };
+            if args.dry_run {
+                println!(
+                    "would write a {} MiB GPT image (ESP + ext4 {}) to {}",
+                    size >> 20,
+                    super::usb::DATA_LABEL,
+                    args.device.as_ref().unwrap_or(&image).display()
+                );
+            } else {
+                super::usb::write_image(
+                    &vmlinuz,
+                    &initrd,
+                    &menu,
+                    &tag(&menu),
+                    &work,
+                    &image,
+                    size,
+                )?;
+                if let Some(dev) = &args.device {
+                    super::usb::write_device(&image, dev)?;
+                    written.push(dev.clone());
+                } else {
+                    written.push(image);
+                }
+            }
+        }
+    }
+    if !args.dry_run {
+        std::fs::remove_dir_all(&work)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .with_context(|| format!("removing scratch directory {}", work.display()))?;
+    }
+    let checksums = match (&pxe, args.pxe_root.as_deref()) {
+        // The PXE tree gets its own SHA256SUMS (over every host's files).
+        (Some(_), Some(pxe_root)) => {
+            super::sums::write(out_dir, &[])?;
+            super::sums::write(pxe_root, &[])?
+        }
+        _ => {
+            // A device is not a file to checksum.
+            let files: Vec<PathBuf> = written.iter().filter(|p| p.is_file()).cloned().collect();
+            super::sums::write(out_dir, &files)?
+        }
+    };
+    Ok(MediaReport {
+        kind,
+        written,
+        checksums,
+        pxe,
+        tape_records,
+    })
+}

@@ -1,0 +1,165 @@
+//! SHA256SUMS: written last by every output, checked by `mkrescue verify`.
+//!
+//! The format is sha256sum(1)'s (`HASH  NAME`, two spaces), so
+//! `sha256sum -c SHA256SUMS` in the directory checks the same thing. Names
+//! are relative to the directory; a file written outside it (a USB image or
+//! tape file elsewhere) is listed by its absolute path.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::initramfs::sha256_file;
+use crate::cli::VerifyArgs;
+use crate::error::{Code, fail};
+
+pub const SUMS: &str = "SHA256SUMS";
+
+/// Every regular file below `dir` (relative, sorted), except SHA256SUMS,
+/// `*.tmp` and dot-directories (scratch space).
+pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    fn walk(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let here = base.join(rel);
+        let rd = std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))?;
+        for e in rd {
+            let e = e.with_context(|| format!("reading {}", here.display()))?;
+            let name = e.file_name();
+            let n = name.to_string_lossy();
+            if n.starts_with('.')
+                || n.ends_with(".tmp")
+                || (rel.as_os_str().is_empty() && n == SUMS)
+            {
+                continue;
+            }
+            let ft = e
+                .file_type()
+                .with_context(|| format!("reading {}", e.path().display()))?;
+            if ft.is_dir() {
+                walk(base, &rel.join(&name), out)?;
+            } else if ft.is_file() {
+                out.push(rel.join(&name));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, Path::new(""), &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// Writes DIR/SHA256SUMS for every file below DIR plus `extra` (absolute
+/// paths of outputs written elsewhere). Returns (name, hash) pairs.
+pub fn write(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    let mut lines = Vec::new();
+    for rel in files_below(dir)? {
+        let h = sha256_file(&dir.join(&rel))?;
+        lines.push((rel.to_string_lossy().into_owned(), h));
+    }
+    for p in extra {
+        let abs = std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))?;
+        if abs.starts_with(std::path::absolute(dir)?) {
+            continue;
+        }
+        lines.push((abs.to_string_lossy().into_owned(), sha256_file(&abs)?));
+    }
+    let text: String = lines.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();
+    let path = dir.join(SUMS);
+    let tmp = dir.join(format!("{SUMS}.tmp"));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(lines)
+}
+
+/// The outcome for one listed file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Checked {
+    pub name: String,
+    /// `ok`, `changed` or `missing`.
+    pub status: &'static str,
+}
+
+/// Checks every line of DIR/SHA256SUMS.
+pub fn verify(dir: &Path) -> Result<Vec<Checked>> {
+    let path = dir.join(SUMS);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        fail(
+            Code::Input,
+            format!(
+                "cannot read {}: {e} (is {} a mkrescue output directory?)",
+                path.display(),
+                dir.display()
+            ),
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((hash, name)) = line.split_once("  ") else {
+            return Err(fail(
+                Code::Input,
+                format!("{}:{}: not a `SHA256  NAME` line", path.display(), i + 1),
+            ));
+        };
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(fail(
+                Code::Input,
+                format!("{}:{}: {hash:?} is not a sha256", path.display(), i + 1),
+            ));
+        }
+        let file = dir.join(name);
+        let status = if !file.exists() {
+            "missing"
+        } else if sha256_file(&file)?.eq_ignore_ascii_case(hash) {
+            "ok"
+        } else {
+            "changed"
+        };
+        out.push(Checked {
+            name: name.to_string(),
+            status,
+        });
+    }
+    Ok(out)
+}
+
+/// `mkrescue verify DIR`: prints one line per file; exit code 5 when any
+/// file is missing or changed.
+pub fn verify_command(args: &VerifyArgs) -> Result<()> {
+    let checked = verify(&args.dir)?;
+    let bad: Vec<&Checked> = checked.iter().filter(|c| c.status != "ok").collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &checked)?;
+        writeln!(out)?;
+    } else {
+        for c in &checked {
+            writeln!(out, "{}: {}", c.name, c.status)?;
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(
+            Code::Input,
+            format!(
+                "{} of {} files in {} do not match SHA256SUMS: {}",
+                bad.len(),
+                checked.len(),
+                args.dir.display(),
+                bad.iter()
+                    .map(|c| format!("{} ({})", c.name, c.status))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+}
