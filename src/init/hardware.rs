@@ -7,7 +7,8 @@
 //! `by-path` (60-persistent-storage.rules). Without udev: every
 //! `/sys/devices/**/modalias` goes to `modprobe -a`, which looks it up in
 //! modules.alias, repeated while new devices appear (a PCI driver brings
-//! virtio devices, their drivers bring disks).
+//! virtio devices, their drivers bring disks). `mkrescue.udev=off` on the
+//! kernel command line chooses the latter.
 //!
 //! **No auto-assembly of old RAID/LVM metadata.** The disks of the
 //! replacement machine may carry md superblocks or LVM labels (the old
@@ -44,10 +45,11 @@ pub const MASKED_RULES: &[&str] = &[
     "69-dm-lvm-metad.rules",
 ];
 
-/// Brings up the hardware; returns how it was done, for the log.
-pub fn start() -> &'static str {
+/// Brings up the hardware (with udev when `udev` and the image has it);
+/// returns how it was done, for the log.
+pub fn start(udev: bool) -> &'static str {
     block_autoassembly(Path::new("/"));
-    if Path::new(UDEVD).exists() && which("udevadm").is_some() {
+    if udev && Path::new(UDEVD).exists() && which("udevadm").is_some() {
         if start_udev() {
             return "udev";
         }

@@ -89,6 +89,9 @@ pub struct Cmdline {
     pub net: Option<String>,
     /// `ip=` in the kernel's syntax.
     pub ip: Option<String>,
+    /// `mkrescue.udev=off`: load drivers by modalias instead of udev (for
+    /// hardware where udev's rules misbehave).
+    pub no_udev: bool,
 }
 
 impl Cmdline {
@@ -110,6 +113,8 @@ impl Cmdline {
                 c.net = Some(v.to_string());
             } else if let Some(v) = word.strip_prefix("ip=") {
                 c.ip = Some(v.to_string());
+            } else if word == "mkrescue.udev=off" {
+                c.no_udev = true;
             }
         }
         c
@@ -126,7 +131,7 @@ pub fn run() -> ! {
     set_hostname();
     log_line(&format!("mkrescue init: started at {}s", uptime()));
 
-    let how = hardware::start();
+    let how = hardware::start(!cmdline.no_udev);
     log_line(&format!(
         "mkrescue init: hardware ready ({how}) at {}s",
         uptime()
@@ -502,9 +507,10 @@ mod tests {
         assert_eq!(c.after.as_deref(), Some("poweroff"));
         assert!(Cmdline::parse("quiet").consoles.is_empty());
         let c = Cmdline::parse(
-            "mkrescue.recover=auto mkrescue.net=dhcp ip=10.0.0.5::10.0.0.1:255.255.255.0::eth0:none",
+            "mkrescue.recover=auto mkrescue.udev=off mkrescue.net=dhcp ip=10.0.0.5::10.0.0.1:255.255.255.0::eth0:none",
         );
         assert_eq!(c.recover.as_deref(), Some("auto"));
+        assert!(c.no_udev);
         assert_eq!(c.net.as_deref(), Some("dhcp"));
         assert_eq!(
             c.ip.as_deref(),

@@ -47,8 +47,8 @@ pub struct StaticIp {
     pub dns: Vec<String>,
 }
 
-/// From `mkrescue.net=` and `ip=` (the later `ip=` wins over `net=`; an
-/// unknown value is logged and ignored).
+/// From `mkrescue.net=` and `ip=` (`ip=` wins over `mkrescue.net=`; an
+/// unknown value is an error the caller logs before using the default).
 pub fn request(net: Option<&str>, ip: Option<&str>) -> Result<NetRequest, String> {
     if let Some(ip) = ip {
         return parse_ip(ip);
@@ -297,6 +297,16 @@ fn host_config(cfg: &NetConfig) -> String {
         }
     }
     let here_of = |n: &str| names.get(n).cloned();
+    // Matching NICs the host left unconfigured (a spare port) give no
+    // network; then DHCP is the better guess.
+    let configured = cfg
+        .interfaces
+        .iter()
+        .any(|i| names.contains_key(&i.name) && (i.dhcp || !i.addresses.is_empty()));
+    if !configured {
+        log_line("mkrescue init: the host configured none of the NICs found; DHCP on every link");
+        return dhcp(None);
+    }
     // Bonds and bridges first, then enslave, then VLANs on top.
     for i in &cfg.interfaces {
         let Some(name) = here_of(&i.name) else {

@@ -14,9 +14,11 @@
 //!    on MAC 02:fc:00:00:00:01), booted with that MAC on a user network
 //!    192.0.2.0/24 whose gateway is 192.0.2.1; SSH reaches 192.0.2.2, the
 //!    address and default route are checked inside.
-//! 3. The same image with `mkrescue.net=dhcp mkrescue.recover=auto`: the
-//!    static address must not come up, DHCP's 192.0.2.15 must; the recover
-//!    hook ran after the marker and reported its result on the console.
+//! 3. The same image with `mkrescue.net=dhcp mkrescue.recover=auto
+//!    mkrescue.udev=off`: the static address must not come up, DHCP's
+//!    192.0.2.15 must; the recover hook ran after the marker and reported
+//!    its result on the console; without udev, modalias loading brought
+//!    the virtio disk and NIC drivers (modules in Debian's kernel).
 //!
 //! Reports boot-to-ready seconds (guest uptime in the marker, and wall).
 
@@ -126,7 +128,7 @@ pub fn run() -> Result<()> {
     times.push(("static", t));
 
     // 3. mkrescue.net=dhcp never brings up the host's address.
-    let t = util::step("qemu runtime: mkrescue.net=dhcp, recover=auto", || {
+    let t = util::step("qemu runtime: net=dhcp, recover=auto, udev=off", || {
         let port = free_port()?;
         let mut vm = Vm::boot(
             &out,
@@ -136,11 +138,15 @@ pub fn run() -> Result<()> {
                 "user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.15:22"
             ),
             "02:fc:00:00:00:01",
-            "mkrescue.net=dhcp mkrescue.recover=auto",
+            "mkrescue.net=dhcp mkrescue.recover=auto mkrescue.udev=off",
         )?;
         let ready = vm.wait_ready()?;
         let s = Ssh { port, key: &key };
         let addrs = s.expect("ip -4 addr show", "inet 192.0.2.15/24")?;
+        s.expect(
+            "grep -q 'hardware ready (modalias)' /run/mkrescue/init.log && test -b /dev/vda && grep -q '^virtio_blk ' /proc/modules && echo modalias-ok",
+            "modalias-ok",
+        )?;
         if addrs.contains("192.0.2.2/") {
             bail!("mkrescue.net=dhcp brought up the host's static address:\n{addrs}");
         }
