@@ -261,6 +261,10 @@ pub struct BackupVerifyArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// age identity file (secret key) for an encrypted backup
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
     /// How the backups were made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]
     pub method: Option<BackupMethod>,
@@ -284,6 +288,10 @@ pub struct RestoreArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// age identity file (secret key) for an encrypted backup
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 
     /// How the backup was made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]

@@ -92,6 +92,9 @@ pub struct Backup {
     pub keep_daily: usize,
     /// ...and of each of the last M months.
     pub keep_monthly: usize,
+    /// archive: encrypt to this age public key (`age1...`); the secret key
+    /// is given to `restore --identity` and never stored here.
+    pub age_recipient: Option<String>,
     /// borg: the repository (a path or borg's `ssh://user@host/path`).
     pub borg_repo: Option<String>,
     /// borg: command printing the passphrase (`BORG_PASSCOMMAND`).
@@ -110,6 +113,7 @@ impl Default for Backup {
             ssh_options: Vec::new(),
             keep_daily: 7,
             keep_monthly: 12,
+            age_recipient: None,
             borg_repo: None,
             borg_passcommand: None,
         }

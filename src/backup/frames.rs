@@ -208,8 +208,14 @@ impl<R: Read> FrameReader<R> {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
+                        // The stream breaks here (an age chunk failed its
+                        // tag, the connection dropped): what came before is
+                        // still good, the rest is lost like a truncation.
+                        log::warn!("archive unreadable after {} bytes: {e}", self.consumed);
                         self.buf.truncate(old);
-                        return Err(e);
+                        self.eof = true;
+                        self.gap = true;
+                        return Ok(());
                     }
                 }
             };

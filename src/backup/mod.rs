@@ -45,6 +45,97 @@ use target::Target;
 pub const FORMAT: u32 = 1;
 const ARCHIVE_SUFFIX: &str = ".tar.zst";
 const MANIFEST_SUFFIX: &str = ".manifest.zst";
+/// Appended to both file names when the backup is encrypted with age.
+const AGE_SUFFIX: &str = ".age";
+
+/// Parses `backup.age_recipient`.
+fn age_recipient(s: &str) -> Result<age::x25519::Recipient> {
+    s.trim().parse().map_err(|e| {
+        fail(
+            Code::Config,
+            format!("backup.age_recipient {s:?}: not an age public key (age1...): {e}"),
+        )
+    })
+}
+
+/// Where archive bytes go: straight to the target, or through age.
+enum Sink {
+    Plain(target::Upload),
+    Age(age::stream::StreamWriter<target::Upload>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(u) => u.write(b),
+            Sink::Age(w) => w.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(u) => u.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn new(up: target::Upload, to: Option<&age::x25519::Recipient>) -> Result<Sink> {
+        match to {
+            None => Ok(Sink::Plain(up)),
+            Some(r) => {
+                let enc =
+                    age::Encryptor::with_recipients(std::iter::once(r as &dyn age::Recipient))
+                        .map_err(|e| anyhow::anyhow!("age: {e}"))?;
+                Ok(Sink::Age(
+                    enc.wrap_output(up).context("age: starting encryption")?,
+                ))
+            }
+        }
+    }
+
+    /// Ends the age stream (its last chunk) and hands back the upload.
+    fn finish(self) -> Result<target::Upload> {
+        match self {
+            Sink::Plain(u) => Ok(u),
+            Sink::Age(w) => w.finish().context("age: finishing encryption"),
+        }
+    }
+}
+
+/// Opens a file of a backup, decrypting it when it is an age file.
+fn open_file(
+    target: &Target,
+    file: &str,
+    identity: Option<&Path>,
+) -> Result<Box<dyn std::io::Read + Send>> {
+    let r = target.open(file)?;
+    if !file.ends_with(AGE_SUFFIX) {
+        return Ok(r);
+    }
+    let Some(idf) = identity else {
+        return Err(fail(
+            Code::Usage,
+            format!(
+                "{file} is encrypted: give --identity FILE (the age secret key; it is never stored in the rescue image)"
+            ),
+        ));
+    };
+    let ids = age::IdentityFile::from_file(idf.display().to_string())
+        .map_err(|e| fail(Code::Usage, format!("--identity {}: {e}", idf.display())))?
+        .into_identities()
+        .map_err(|e| fail(Code::Usage, format!("--identity {}: {e}", idf.display())))?;
+    let d = age::Decryptor::new(r)
+        .map_err(|e| fail(Code::Input, format!("{file}: not a readable age file: {e}")))?;
+    match d.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
+        Ok(r) => Ok(Box::new(r)),
+        Err(age::DecryptError::NoMatchingKeys) => Err(fail(
+            Code::Input,
+            format!("wrong age key: {} does not decrypt {file}", idf.display()),
+        )),
+        Err(e) => Err(fail(Code::Input, format!("{file}: {e}"))),
+    }
+}
 
 /// `mkrescue backup [list|verify]`.
 pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
@@ -158,8 +249,15 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     let paths = src.paths.clone();
     let started = now();
     let name = format!("{}-{}", hostname(&global.root), stamp(started));
-    let archive = format!("{name}{ARCHIVE_SUFFIX}");
-    let manifest_name = format!("{name}{MANIFEST_SUFFIX}");
+    let recipient = cfg
+        .backup
+        .age_recipient
+        .as_deref()
+        .map(age_recipient)
+        .transpose()?;
+    let enc = if recipient.is_some() { AGE_SUFFIX } else { "" };
+    let archive = format!("{name}{ARCHIVE_SUFFIX}{enc}");
+    let manifest_name = format!("{name}{MANIFEST_SUFFIX}{enc}");
     if args.dry_run {
         println!(
             "would back up {} (one filesystem each; contents of /{} and of {} left out{}) to {}/{archive} and {manifest_name}",
@@ -200,7 +298,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
         created: started,
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
         archive: archive.clone(),
-        encrypted: false,
+        encrypted: recipient.is_some(),
     };
     let up = target.upload(&archive)?;
     let mup = match target.upload(&manifest_name) {
@@ -208,6 +306,17 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
         Err(e) => {
             up.abort();
             return Err(e);
+        }
+    };
+    let (up, mup) = match (
+        Sink::new(up, recipient.as_ref()),
+        Sink::new(mup, recipient.as_ref()),
+    ) {
+        (Ok(a), Ok(m)) => (a, m),
+        (a, m) => {
+            remove_part(&target, &archive);
+            remove_part(&target, &manifest_name);
+            return Err(a.err().or(m.err()).expect("one failed"));
         }
     };
     let mut man = manifest::Writer::new(mup, &head)?;
@@ -218,7 +327,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
         Err(e) => {
             // The archive writer is gone with the error; its temporary file
             // is removed by name.
-            if let Ok(m) = man.finish() {
+            if let Ok(Ok(m)) = man.finish().map(Sink::finish) {
                 m.abort();
             }
             remove_part(&target, &archive);
@@ -226,9 +335,9 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
         }
     };
     let staged = (|| -> Result<_> {
-        let mup = man.finish()?;
+        let mup = man.finish()?.finish()?;
         let m = mup.close()?;
-        let a = match up.close() {
+        let a = match up.finish().and_then(|u| u.close()) {
             Ok(a) => a,
             Err(e) => {
                 m.discard();
@@ -429,6 +538,7 @@ pub struct Listed {
     pub paths: Vec<String>,
     pub archive_bytes: Option<u64>,
     pub complete: bool,
+    pub encrypted: bool,
 }
 
 /// The backups at `target`, oldest first. A backup is complete when both
@@ -437,12 +547,34 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
     let names = target.list()?;
     let mut out = Vec::new();
     for n in &names {
-        let Some(base) = n.strip_suffix(MANIFEST_SUFFIX) else {
+        let (plain, encrypted) = match n.strip_suffix(AGE_SUFFIX) {
+            Some(p) => (p, true),
+            None => (n.as_str(), false),
+        };
+        let Some(base) = plain.strip_suffix(MANIFEST_SUFFIX) else {
             continue;
         };
-        let archive = format!("{base}{ARCHIVE_SUFFIX}");
+        let enc = if encrypted { AGE_SUFFIX } else { "" };
+        let archive = format!("{base}{ARCHIVE_SUFFIX}{enc}");
         let complete = names.contains(&archive);
-        let head = manifest::read_head(target.open(n)?, Path::new(n))?;
+        // An encrypted manifest cannot be read without the key: the name
+        // (HOST-STAMP) is all there is.
+        let head = if encrypted {
+            manifest::Head {
+                mkrescue_backup: FORMAT,
+                host: base
+                    .rsplit_once('-')
+                    .map(|x| x.0)
+                    .unwrap_or(base)
+                    .to_string(),
+                created: 0,
+                paths: Vec::new(),
+                archive: archive.clone(),
+                encrypted: true,
+            }
+        } else {
+            manifest::read_head(target.open(n)?, Path::new(n))?
+        };
         let archive_bytes = target
             .local_dir()
             .and_then(|d| std::fs::metadata(d.join(&archive)).ok())
@@ -454,9 +586,15 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
             paths: head.paths,
             archive_bytes,
             complete,
+            encrypted,
         });
     }
-    out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    // Names end in the UTC stamp: their order is the time order.
+    out.sort_by(|a, b| {
+        stamp_of(&a.name)
+            .cmp(stamp_of(&b.name))
+            .then(a.name.cmp(&b.name))
+    });
     Ok(out)
 }
 
@@ -509,11 +647,24 @@ fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Re
     Ok(())
 }
 
-/// Picks the named backup or the newest complete one.
-fn pick(target: &Target, name: Option<&String>) -> Result<String> {
+fn stamp_of(name: &str) -> &str {
+    name.rsplit_once('-').map(|x| x.1).unwrap_or(name)
+}
+
+/// Picks the named backup or the newest complete one: its name and the
+/// suffix its files carry (`.age` when encrypted).
+fn pick(target: &Target, name: Option<&String>) -> Result<(String, &'static str)> {
     let l = list(target)?;
+    let enc = |b: &Listed| if b.encrypted { AGE_SUFFIX } else { "" };
+    let n = pick_name(&l, target, name)?;
+    let e = l.iter().find(|b| b.name == n).map(enc).unwrap_or("");
+    Ok((n, e))
+}
+
+fn pick_name(l: &[Listed], target: &Target, name: Option<&String>) -> Result<String> {
     if let Some(n) = name {
         let n = n
+            .trim_end_matches(AGE_SUFFIX)
             .trim_end_matches(ARCHIVE_SUFFIX)
             .trim_end_matches(MANIFEST_SUFFIX);
         if l.iter().any(|b| b.name == n) {
@@ -557,11 +708,17 @@ pub struct VerifyReport {
 }
 
 /// Re-reads the archive `name` and checks every file against the manifest.
-pub fn verify(target: &Target, name: &str, show: bool) -> Result<VerifyReport> {
+pub fn verify(
+    target: &Target,
+    name: &str,
+    enc: &str,
+    identity: Option<&Path>,
+    show: bool,
+) -> Result<VerifyReport> {
     use sha2::{Digest, Sha256};
     let start = Instant::now();
-    let mname = format!("{name}{MANIFEST_SUFFIX}");
-    let man = manifest::read(target.open(&mname)?, Path::new(&mname))?;
+    let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
+    let man = manifest::read(open_file(target, &mname, identity)?, Path::new(&mname))?;
     let expected: std::collections::HashMap<Vec<u8>, &manifest::Item> = man
         .items
         .iter()
@@ -571,7 +728,7 @@ pub fn verify(target: &Target, name: &str, show: bool) -> Result<VerifyReport> {
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
     let mut r = reader::TarReader::new(
-        target.open(&format!("{name}{ARCHIVE_SUFFIX}"))?,
+        open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), identity)?,
         Some(known),
     );
     let mut seen = std::collections::HashSet::new();
@@ -669,9 +826,9 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
         }
     }
     let target = target_of(cfg, args.target.as_ref())?;
-    let name = pick(&target, args.archive.as_ref())?;
+    let (name, enc) = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(global.quiet) && !args.json;
-    let rep = verify(&target, &name, show)?;
+    let rep = verify(&target, &name, enc, args.identity.as_deref(), show)?;
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &rep)?;
@@ -784,14 +941,18 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let name = pick(&target, args.archive.as_ref())?;
+    let (name, enc) = pick(&target, args.archive.as_ref())?;
+    let identity = args.identity.as_deref();
     let start = Instant::now();
-    let mname = format!("{name}{MANIFEST_SUFFIX}");
-    let man = match target
-        .open(&mname)
+    let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
+    let man = match open_file(&target, &mname, identity)
         .and_then(|r| manifest::read(r, Path::new(&mname)))
     {
         Ok(m) => Some(m),
+        // No key or the wrong one: the archive will not open either.
+        Err(e) if !enc.is_empty() && e.downcast_ref::<crate::error::Failure>().is_some() => {
+            return Err(e);
+        }
         Err(e) => {
             log::warn!("{e:#}; restoring without it (lost files cannot all be named)");
             None
@@ -803,7 +964,7 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         .map(|m| m.items.iter().map(|i| i.size).sum())
         .unwrap_or(0);
     let pb = crate::progress::bytes(show, total, "restore");
-    let input = target.open(&format!("{name}{ARCHIVE_SUFFIX}"))?;
+    let input = open_file(&target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), identity)?;
     let result = restore::restore(input, &args.to, man.as_ref(), &pb)
         .with_context(|| format!("restoring {name} into {}", args.to.display()))?;
     pb.finish_and_clear();
