@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         None => mkrescue::commands::build(&cli.global, &cli.build),
         Some(Command::Dump(args)) => mkrescue::commands::dump(&cli.global, args),
         Some(Command::Init) => mkrescue::init::run(),
+        Some(Command::Layout(args)) => mkrescue::layout::command::run(&cli.global, args),
+        Some(Command::Recover(args)) => mkrescue::recover::run(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,7 @@ mod bench;
 mod deps;
 mod dist;
 mod qemu;
+mod qemu_layout;
 mod util;
 
 use std::path::PathBuf;
@@ -60,6 +61,15 @@ enum Cmd {
 enum QemuCmd {
     /// Build the initramfs and boot it until the ready marker
     Boot,
+    /// Build layouts on blank disks in a VM, recover them, compare
+    Layout {
+        /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, capture-fixtures)
+        #[arg(long)]
+        only: Option<String>,
+        /// Use this mkrescue binary instead of building the release one
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -77,6 +87,24 @@ fn main() -> Result<()> {
         } => {
             deps::install()?;
             qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+        }
+        Cmd::Qemu {
+            what: QemuCmd::Layout { only, bin },
+        } => {
+            deps::install()?;
+            let all: Vec<&qemu_layout::Scenario> = qemu_layout::SCENARIOS
+                .iter()
+                .chain(std::iter::once(&qemu_layout::FIXTURES))
+                .collect();
+            let which: Vec<&qemu_layout::Scenario> = match only.as_deref() {
+                Some(name) => {
+                    let s: Vec<_> = all.into_iter().filter(|s| s.name == name).collect();
+                    anyhow::ensure!(!s.is_empty(), "no layout scenario named {name}");
+                    s
+                }
+                None => qemu_layout::SCENARIOS.iter().collect(),
+            };
+            qemu_layout::run(&which, bin.as_deref())
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench { no_rear, write } => {
