@@ -84,7 +84,14 @@ pub fn gather() -> Result<Sources> {
         .iter()
         .filter(|d| !IGNORED_KINDS.contains(&d.kind.as_str()))
     {
-        if disk.pttype.is_some() {
+        // Without udev, lsblk may not know the table type: ask blkid too.
+        let has_table = disk.pttype.is_some()
+            || Cmd::new("blkid")
+                .args(["-p", "-o", "export"])
+                .arg(&disk.path)
+                .read()
+                .is_ok_and(|o| parse::export(&o).contains_key("PTTYPE"));
+        if has_table {
             s.sfdisk.insert(
                 disk.path.clone(),
                 Cmd::new("sfdisk").arg("--json").arg(&disk.path).read()?,
@@ -109,7 +116,13 @@ pub fn gather() -> Result<Sources> {
             {
                 s.blkid.insert(d.path.clone(), out);
             }
-            let fstype = d.fstype.as_deref().unwrap_or("");
+            // lsblk takes FSTYPE from the udev database, which the rescue
+            // system lacks; blkid probes the device itself.
+            let probed = s
+                .blkid
+                .get(&d.path)
+                .and_then(|o| parse::export(o).get("TYPE").cloned());
+            let fstype = probed.as_deref().or(d.fstype.as_deref()).unwrap_or("");
             if d.kind.starts_with("raid") && !s.mdadm.contains_key(&d.path) {
                 let e = Cmd::new("mdadm")
                     .args(["--detail", "--export"])

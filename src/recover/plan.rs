@@ -242,6 +242,9 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
                 s("lvm"),
                 s("pvcreate"),
                 s("--yes"),
+                // Twice: a re-created md array or LUKS container may still
+                // show the old PV label of the VG it belonged to.
+                s("--force"),
                 s("--force"),
                 format!("--uuid={}", pv.uuid),
                 // --uuid needs one of the two: the layout holds all we need.
@@ -420,7 +423,11 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
             steps.push(Step {
                 id,
                 what,
-                env: lvm_env.clone(),
+                env: if argv[0] == "lvm" {
+                    lvm_env.clone()
+                } else {
+                    Vec::new()
+                },
                 argv,
                 stdin: None,
                 needs: prev.clone(),
@@ -480,7 +487,8 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
                     argv.extend([
                         format!("-b size={}", x.block_size),
                         format!("-i size={},sparse={}", x.inode_size, b(x.sparse_inodes)),
-                        format!("-l size={}b", x.log_size_blocks * x.block_size),
+                        // Bytes: a `b` suffix would mean file system blocks (mkfs.xfs(8)).
+                        format!("-l size={}", x.log_size_blocks * x.block_size),
                     ]);
                 }
                 if !meta.is_empty() {
