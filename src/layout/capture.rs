@@ -45,6 +45,14 @@ const LVS_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,segtype,stripes,stripe
 /// Device kinds that are never part of the layout.
 const IGNORED_KINDS: &[&str] = &["loop", "rom", "ram", "zram"];
 
+/// Loop, optical, RAM and compressed-RAM (zram, which lsblk calls a
+/// "disk") devices hold nothing to rebuild.
+fn ignored(d: &BlockDev) -> bool {
+    IGNORED_KINDS.contains(&d.kind.as_str())
+        || d.name.starts_with("zram")
+        || d.name.starts_with("ram")
+}
+
 fn have(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -80,10 +88,7 @@ pub fn gather() -> Result<Sources> {
         ));
     }
     let mut seen = BTreeSet::new();
-    for disk in tree
-        .iter()
-        .filter(|d| !IGNORED_KINDS.contains(&d.kind.as_str()))
-    {
+    for disk in tree.iter().filter(|d| !ignored(d)) {
         // Without udev, lsblk may not know the table type: ask blkid too.
         let has_table = disk.pttype.is_some()
             || Cmd::new("blkid")
@@ -280,10 +285,7 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
     let canon = |path: &str| -> String { dm_to_lv.get(path).cloned().unwrap_or(path.to_string()) };
 
     let mut seen = BTreeSet::new();
-    for disk in tree
-        .iter()
-        .filter(|d| !IGNORED_KINDS.contains(&d.kind.as_str()))
-    {
+    for disk in tree.iter().filter(|d| !ignored(d)) {
         if disk.kind != "disk" {
             continue;
         }

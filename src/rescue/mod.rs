@@ -260,7 +260,27 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    if let Some(layout) = layout_for_image(root) {
+        m.add_bytes(crate::layout::DEFAULT_PATH, layout, 0o644, "disk layout")?;
+    }
     Ok((m, report))
+}
+
+/// The disk layout recover will rebuild: captured now when building for
+/// the running host (so the image never carries a stale one), else the
+/// saved `/var/lib/mkrescue/layout.json` below `root`. A capture failure
+/// is a warning: the image still boots, and `layout save` names the cause.
+fn layout_for_image(root: &Path) -> Option<Vec<u8>> {
+    if root == Path::new("/") {
+        match crate::layout::command::capture_live() {
+            Ok(l) => return Some(l.to_json().into_bytes()),
+            Err(e) => log::warn!(
+                "disk layout not captured, the rescue system cannot recover the disks: {e:#}"
+            ),
+        }
+    }
+    let saved = root.join(crate::layout::DEFAULT_PATH.trim_start_matches('/'));
+    std::fs::read(&saved).ok()
 }
 
 /// What the operator reads on each console before the first prompt.
