@@ -5,6 +5,7 @@
 //! - `rescue`: build a rescue image of this machine and boot it in QEMU
 //! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
+//! - `qemu layout`: build disk layouts in a VM, recover them, compare
 //! - `dist`: man page and shell completions
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
 
@@ -37,7 +38,7 @@ enum Cmd {
         #[arg(long, default_value = "target/rescue")]
         out: PathBuf,
     },
-    /// Everything CI checks: fmt, clippy, tests, QEMU boot
+    /// Everything CI checks: fmt, clippy, tests, QEMU boot and layout tests
     Ci,
     /// QEMU tests
     Qemu {
@@ -140,6 +141,9 @@ fn ci() -> Result<()> {
     })?;
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+    })?;
+    util::step("qemu layout", || {
+        qemu_layout::run(&qemu_layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
     })?;
     Ok(())
 }
