@@ -260,7 +260,7 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
-    if let Some(layout) = layout_for_image(root) {
+    if let Some(layout) = layout_for_image(root, config.build.source_date_epoch) {
         m.add_bytes(crate::layout::DEFAULT_PATH, layout, 0o644, "disk layout")?;
     }
     Ok((m, report))
@@ -270,10 +270,15 @@ pub fn plan(
 /// the running host (so the image never carries a stale one), else the
 /// saved `/var/lib/mkrescue/layout.json` below `root`. A capture failure
 /// is a warning: the image still boots, and `layout save` names the cause.
-fn layout_for_image(root: &Path) -> Option<Vec<u8>> {
+/// Its capture time is clamped to `SOURCE_DATE_EPOCH` like every mtime, so
+/// two builds of an unchanged host stay byte-identical.
+fn layout_for_image(root: &Path, epoch: u64) -> Option<Vec<u8>> {
     if root == Path::new("/") {
         match crate::layout::command::capture_live() {
-            Ok(l) => return Some(l.to_json().into_bytes()),
+            Ok(mut l) => {
+                l.captured_at = l.captured_at.min(epoch);
+                return Some(l.to_json().into_bytes());
+            }
             Err(e) => log::warn!(
                 "disk layout not captured, the rescue system cannot recover the disks: {e:#}"
             ),

@@ -64,7 +64,7 @@ enum QemuCmd {
     Boot,
     /// Build layouts on blank disks in a VM, recover them, compare
     Layout {
-        /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, capture-fixtures)
+        /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, luks-lvm-btrfs, capture-fixtures)
         #[arg(long)]
         only: Option<String>,
         /// Use this mkrescue binary instead of building the release one
@@ -95,6 +95,7 @@ fn main() -> Result<()> {
             deps::install()?;
             let all: Vec<&qemu_layout::Scenario> = qemu_layout::SCENARIOS
                 .iter()
+                .chain(qemu_layout::EXTRA)
                 .chain(std::iter::once(&qemu_layout::FIXTURES))
                 .collect();
             let which: Vec<&qemu_layout::Scenario> = match only.as_deref() {
