@@ -285,7 +285,11 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
         ordered.extend(lvs.iter().filter(|l| matches!(l.kind, LvKind::Thin { .. })));
         let mut made = Vec::new();
         for lv in ordered {
-            let mut argv = vec![s("lvm"), s("lvcreate"), s("--yes"), s("--zero=n")];
+            let mut argv = vec![s("lvm"), s("lvcreate"), s("--yes")];
+            if !matches!(lv.kind, LvKind::Thin { .. }) {
+                // mkfs follows; lvcreate refuses --zero for thin volumes.
+                argv.push(s("--zero=n"));
+            }
             let mut needs = vec![format!("vg:{}", vg.name)];
             match &lv.kind {
                 LvKind::Linear => {

@@ -40,11 +40,18 @@ pub const SCENARIOS: &[Scenario] = &[
 ];
 
 /// Layouts that pass but do not run in CI (time budget).
-pub const EXTRA: &[Scenario] = &[Scenario {
-    name: "luks-lvm-btrfs",
-    script: "layout3.sh",
-    disks: &[("DISK1", 1024)],
-}];
+pub const EXTRA: &[Scenario] = &[
+    Scenario {
+        name: "luks-lvm-btrfs",
+        script: "layout3.sh",
+        disks: &[("DISK1", 1024)],
+    },
+    Scenario {
+        name: "lvm-thin",
+        script: "layout4.sh",
+        disks: &[("DISK1", 1024)],
+    },
+];
 
 /// The fixture capture run (tests/fixtures/layout/README.md).
 pub const FIXTURES: Scenario = Scenario {
