@@ -181,6 +181,78 @@ pub enum Command {
     /// PID 1 of the rescue system (started by the kernel as /init)
     #[command(hide = true)]
     Init,
+    /// Record, print or compare the disk layout
+    Layout(LayoutArgs),
+    /// Rebuild the disks from a saved layout (run inside the rescue system)
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LayoutArgs {
+    #[command(subcommand)]
+    pub action: LayoutAction,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum LayoutAction {
+    /// Capture the disk layout and write it (default /var/lib/mkrescue/layout.json)
+    Save {
+        /// Write here instead
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print a saved layout as a tree (or the live one with --live)
+    Show {
+        /// Layout file to read
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Capture and show the current layout instead of a saved one
+        #[arg(long)]
+        live: bool,
+        /// Print JSON instead of the tree
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the current layout with the saved one; exit 1 when it changed
+    Check {
+        /// Layout file to compare with
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RecoverArgs {
+    /// Layout to rebuild
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/mkrescue/layout.json"
+    )]
+    pub layout: PathBuf,
+    /// Print the plan as a shell script and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Map a disk of the layout to a disk of this machine (repeatable)
+    #[arg(long, value_name = "SRC=DST")]
+    pub map: Vec<String>,
+    /// Never ask: refuse when a decision is ambiguous
+    #[arg(long)]
+    pub unattended: bool,
+    /// Only rebuild partitions, RAID, LVM, LUKS, file systems and swap
+    #[arg(long)]
+    pub layout_only: bool,
+    /// Key file for LUKS containers (else the passphrase is asked)
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Where the checkpoints of finished steps are kept
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/mkrescue/recover-state",
+        hide = true
+    )]
+    pub state: PathBuf,
 }
 
 #[derive(Debug, Args, Clone)]

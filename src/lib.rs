@@ -16,6 +16,8 @@ pub mod host;
 pub mod image;
 pub mod init;
 pub mod kmod;
+pub mod layout;
 pub mod output;
 pub mod progress;
+pub mod recover;
 pub mod rescue;

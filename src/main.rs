@@ -46,6 +46,8 @@ fn main() -> ExitCode {
         Some(Command::Restore(args)) => mkrescue::backup::restore_command(&cli.global, args),
         Some(Command::Verify(args)) => mkrescue::output::verify_command(args),
         Some(Command::Init) => mkrescue::init::run(),
+        Some(Command::Layout(args)) => mkrescue::layout::command::run(&cli.global, args),
+        Some(Command::Recover(args)) => mkrescue::recover::run(&cli.global, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -273,6 +273,9 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    if let Some(layout) = layout_for_image(root, config.build.source_date_epoch) {
+        m.add_bytes(crate::layout::DEFAULT_PATH, layout, 0o644, "disk layout")?;
+    }
 
     runtime_files(&mut m, root, config, &mut report)?;
     secrets::scan(&m, &config.secrets)?;
@@ -326,6 +329,28 @@ fn runtime_files(
     m.add_dir("/var/lib/dhcp", 0o755, "network")?;
     report.ssh_keys = ssh::plan(m, root, &config.ssh)?;
     Ok(())
+}
+
+/// The disk layout recover will rebuild: captured now when building for
+/// the running host (so the image never carries a stale one), else the
+/// saved `/var/lib/mkrescue/layout.json` below `root`. A capture failure
+/// is a warning: the image still boots, and `layout save` names the cause.
+/// Its capture time is clamped to `SOURCE_DATE_EPOCH` like every mtime, so
+/// two builds of an unchanged host stay byte-identical.
+fn layout_for_image(root: &Path, epoch: u64) -> Option<Vec<u8>> {
+    if root == Path::new("/") {
+        match crate::layout::command::capture_live() {
+            Ok(mut l) => {
+                l.captured_at = l.captured_at.min(epoch);
+                return Some(l.to_json().into_bytes());
+            }
+            Err(e) => log::warn!(
+                "disk layout not captured, the rescue system cannot recover the disks: {e:#}"
+            ),
+        }
+    }
+    let saved = root.join(crate::layout::DEFAULT_PATH.trim_start_matches('/'));
+    std::fs::read(&saved).ok()
 }
 
 /// What the operator reads on each console before the first prompt.

@@ -6,6 +6,7 @@
 //! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
 //! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
+//! - `qemu layout`: build disk layouts in a VM, recover them, compare
 //! - `dist`: man page and shell completions
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
 
@@ -13,6 +14,7 @@ mod bench;
 mod deps;
 mod dist;
 mod qemu;
+mod qemu_layout;
 mod qemu_media;
 mod qemu_runtime;
 mod util;
@@ -39,7 +41,7 @@ enum Cmd {
         #[arg(long, default_value = "target/rescue")]
         out: PathBuf,
     },
-    /// Everything CI checks: fmt, clippy, tests, QEMU boot
+    /// Everything CI checks: fmt, clippy, tests, QEMU boot and layout tests
     Ci,
     /// QEMU tests
     Qemu {
@@ -68,6 +70,15 @@ enum QemuCmd {
     Runtime,
     /// Build the ISO, USB, PXE media and boot each (SeaBIOS and OVMF) until the marker
     Media,
+    /// Build layouts on blank disks in a VM, recover them, compare
+    Layout {
+        /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, luks-lvm-btrfs, lvm-thin, capture-fixtures)
+        #[arg(long)]
+        only: Option<String>,
+        /// Use this mkrescue binary instead of building the release one
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -97,6 +108,25 @@ fn main() -> Result<()> {
         } => {
             deps::install()?;
             qemu_media::run()
+        }
+        Cmd::Qemu {
+            what: QemuCmd::Layout { only, bin },
+        } => {
+            deps::install()?;
+            let all: Vec<&qemu_layout::Scenario> = qemu_layout::SCENARIOS
+                .iter()
+                .chain(qemu_layout::EXTRA)
+                .chain(std::iter::once(&qemu_layout::FIXTURES))
+                .collect();
+            let which: Vec<&qemu_layout::Scenario> = match only.as_deref() {
+                Some(name) => {
+                    let s: Vec<_> = all.into_iter().filter(|s| s.name == name).collect();
+                    anyhow::ensure!(!s.is_empty(), "no layout scenario named {name}");
+                    s
+                }
+                None => qemu_layout::SCENARIOS.iter().collect(),
+            };
+            qemu_layout::run(&which, bin.as_deref())
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench { no_rear, write } => {
@@ -135,5 +165,8 @@ fn ci() -> Result<()> {
     })?;
     util::step("qemu runtime", qemu_runtime::run)?;
     util::step("qemu media", qemu_media::run)?;
+    util::step("qemu layout", || {
+        qemu_layout::run(&qemu_layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
+    })?;
     Ok(())
 }

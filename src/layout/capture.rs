@@ -1,0 +1,527 @@
+//! Capture: run the tools (through `exec`), keep their raw output in
+//! [`Sources`], and assemble a [`Layout`] from it. Assembling is pure, so
+//! tests build whole layouts from captured fixtures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::model::*;
+use super::parse::{self, BlockDev};
+use crate::exec::Cmd;
+
+/// The raw output of every capture source, keyed by the device asked about.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `lsblk --json --bytes -O`
+    pub lsblk: String,
+    /// disk path → `sfdisk --json DISK`
+    pub sfdisk: BTreeMap<String, String>,
+    /// device → `blkid -p -o export DEV`
+    pub blkid: BTreeMap<String, String>,
+    /// md path → (`mdadm --detail --export`, `mdadm --detail`)
+    pub mdadm: BTreeMap<String, (String, String)>,
+    /// `pvs`, `vgs`, `lvs -a` with `--reportformat json` (None: no LVM tools)
+    pub lvm: Option<(String, String, String)>,
+    /// LUKS device → `cryptsetup luksDump DEV`
+    pub luks: BTreeMap<String, String>,
+    /// device → `dumpe2fs -h DEV`
+    pub dumpe2fs: BTreeMap<String, String>,
+    /// device → `xfs_info DEV`
+    pub xfs_info: BTreeMap<String, String>,
+    /// device → (`btrfs subvolume list -a -p -u -q MNT`, `btrfs subvolume get-default MNT`)
+    pub btrfs: BTreeMap<String, (String, String)>,
+    /// `findmnt --json -o TARGET,SOURCE,FSTYPE,OPTIONS,FSROOT`
+    pub findmnt: String,
+    /// disk path → serial from sysfs, when lsblk had none (no udev).
+    pub sysfs_serial: BTreeMap<String, String>,
+}
+
+const PVS_FIELDS: &str = "pv_name,pv_uuid,vg_name,pv_size,dev_size,pe_start";
+const VGS_FIELDS: &str = "vg_name,vg_uuid,vg_extent_size,vg_size,pv_count,lv_count";
+const LVS_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,segtype,stripes,stripe_size,pool_lv,data_lv,metadata_lv,lv_metadata_size,lv_attr,chunk_size,devices,lv_role";
+
+/// Device kinds that are never part of the layout.
+const IGNORED_KINDS: &[&str] = &["loop", "rom", "ram", "zram"];
+
+/// Loop, optical, RAM and compressed-RAM (zram, which lsblk calls a
+/// "disk") devices hold nothing to rebuild.
+fn ignored(d: &BlockDev) -> bool {
+    IGNORED_KINDS.contains(&d.kind.as_str())
+        || d.name.starts_with("zram")
+        || d.name.starts_with("ram")
+}
+
+fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Runs the capture tools on the live system.
+pub fn gather() -> Result<Sources> {
+    let mut s = Sources {
+        lsblk: Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?,
+        findmnt: Cmd::new("findmnt")
+            .args(["--json", "-o", "TARGET,SOURCE,FSTYPE,OPTIONS,FSROOT"])
+            .read()?,
+        ..Default::default()
+    };
+    let tree = parse::lsblk(&s.lsblk)?;
+    let lvm_env = |c: Cmd| c.env("LVM_SUPPRESS_FD_WARNINGS", "1");
+    if have("lvm") {
+        let run = |what: &str, fields: &str| -> Result<String> {
+            let mut c = Cmd::new("lvm").arg(what);
+            if what == "lvs" {
+                c = c.arg("-a");
+            }
+            lvm_env(c)
+                .args(["--reportformat", "json", "--units", "b", "--nosuffix", "-o"])
+                .arg(fields)
+                .read()
+        };
+        s.lvm = Some((
+            run("pvs", PVS_FIELDS)?,
+            run("vgs", VGS_FIELDS)?,
+            run("lvs", LVS_FIELDS)?,
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for disk in tree.iter().filter(|d| !ignored(d)) {
+        // Without udev, lsblk may not know the table type: ask blkid too.
+        let has_table = disk.pttype.is_some()
+            || Cmd::new("blkid")
+                .args(["-p", "-o", "export"])
+                .arg(&disk.path)
+                .read()
+                .is_ok_and(|o| parse::export(&o).contains_key("PTTYPE"));
+        if has_table {
+            s.sfdisk.insert(
+                disk.path.clone(),
+                Cmd::new("sfdisk").arg("--json").arg(&disk.path).read()?,
+            );
+        }
+        if disk.serial.is_none()
+            && let Ok(serial) = std::fs::read_to_string(format!("/sys/block/{}/serial", disk.name))
+            && !serial.trim().is_empty()
+        {
+            s.sysfs_serial
+                .insert(disk.path.clone(), serial.trim().to_string());
+        }
+        for d in disk.walk() {
+            if !seen.insert(d.path.clone()) {
+                continue;
+            }
+            // blkid exits 2 when it finds nothing: not an error here.
+            if let Ok(out) = Cmd::new("blkid")
+                .args(["-p", "-o", "export"])
+                .arg(&d.path)
+                .read()
+            {
+                s.blkid.insert(d.path.clone(), out);
+            }
+            // lsblk takes FSTYPE from the udev database, which the rescue
+            // system lacks; blkid probes the device itself.
+            let probed = s
+                .blkid
+                .get(&d.path)
+                .and_then(|o| parse::export(o).get("TYPE").cloned());
+            let fstype = probed.as_deref().or(d.fstype.as_deref()).unwrap_or("");
+            if d.kind.starts_with("raid") && !s.mdadm.contains_key(&d.path) {
+                let e = Cmd::new("mdadm")
+                    .args(["--detail", "--export"])
+                    .arg(&d.path)
+                    .read()?;
+                let h = Cmd::new("mdadm").arg("--detail").arg(&d.path).read()?;
+                s.mdadm.insert(d.path.clone(), (e, h));
+            }
+            if fstype == "crypto_LUKS" {
+                s.luks.insert(
+                    d.path.clone(),
+                    Cmd::new("cryptsetup").arg("luksDump").arg(&d.path).read()?,
+                );
+            }
+            match fstype {
+                "ext2" | "ext3" | "ext4" => {
+                    s.dumpe2fs.insert(
+                        d.path.clone(),
+                        Cmd::new("dumpe2fs").arg("-h").arg(&d.path).read()?,
+                    );
+                }
+                "xfs" => {
+                    s.xfs_info
+                        .insert(d.path.clone(), Cmd::new("xfs_info").arg(&d.path).read()?);
+                }
+                "btrfs" => {
+                    // Subvolumes can only be listed through a mount.
+                    if let Some(m) = d.mountpoints.first() {
+                        let list = Cmd::new("btrfs")
+                            .args(["subvolume", "list", "-a", "-p", "-u", "-q"])
+                            .arg(m)
+                            .read()?;
+                        let def = Cmd::new("btrfs")
+                            .args(["subvolume", "get-default"])
+                            .arg(m)
+                            .read()?;
+                        s.btrfs.insert(d.path.clone(), (list, def));
+                    } else {
+                        log::warn!(
+                            "{}: btrfs not mounted, its subvolumes are not recorded",
+                            d.path
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// The dm name LVM gives VG/LV: hyphens doubled, joined by one hyphen
+/// (lvm2 lib/misc/lvm-string.c build_dm_name).
+pub fn dm_name(vg: &str, lv: &str) -> String {
+    format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+}
+
+/// Builds the layout from the captured sources.
+pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
+    let mut l = Layout::new(host.to_string());
+    let tree = parse::lsblk(&s.lsblk)?;
+
+    // LVM first: device names of LVs and PVs depend on it.
+    let mut dm_to_lv: BTreeMap<String, String> = BTreeMap::new();
+    if let Some((pvs, vgs, lvs)) = &s.lvm {
+        let pvs = parse::lvm_report(pvs, "pv")?;
+        let vgs = parse::lvm_report(vgs, "vg")?;
+        let lvs = parse::lvm_report(lvs, "lv")?;
+        let n = |m: &BTreeMap<String, String>, k: &str, what: &str| -> Result<u64> {
+            m.get(k)
+                .with_context(|| format!("{what}: no `{k}`"))?
+                .trim()
+                .parse()
+                .with_context(|| format!("{what}: `{k}` is not a number"))
+        };
+        let g = |m: &BTreeMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
+        for p in &pvs {
+            l.lvm.pvs.push(Pv {
+                device: g(p, "pv_name"),
+                uuid: g(p, "pv_uuid"),
+                vg: Some(g(p, "vg_name")).filter(|v| !v.is_empty()),
+                size: n(p, "pv_size", "pvs")?,
+                pe_start: n(p, "pe_start", "pvs")?,
+            });
+        }
+        for v in &vgs {
+            let name = g(v, "vg_name");
+            l.lvm.vgs.push(Vg {
+                pvs: l
+                    .lvm
+                    .pvs
+                    .iter()
+                    .filter(|p| p.vg.as_deref() == Some(name.as_str()))
+                    .map(|p| p.device.clone())
+                    .collect(),
+                uuid: g(v, "vg_uuid"),
+                extent_size: n(v, "vg_extent_size", "vgs")?,
+                name,
+            });
+        }
+        for v in &lvs {
+            let name = g(v, "lv_name");
+            // Hidden sub-LVs ([pool_tdata], [lvol0_pmspare], mirror images)
+            // are created by LVM itself along with their visible LV.
+            if name.starts_with('[') {
+                continue;
+            }
+            let seg = g(v, "segtype");
+            let kind = match seg.as_str() {
+                "linear" => LvKind::Linear,
+                "striped" => {
+                    let stripes = n(v, "stripes", "lvs")? as u32;
+                    if stripes <= 1 {
+                        LvKind::Linear
+                    } else {
+                        LvKind::Striped {
+                            stripes,
+                            stripe_size: n(v, "stripe_size", "lvs")?,
+                        }
+                    }
+                }
+                "mirror" => LvKind::Mirror {
+                    mirrors: n(v, "stripes", "lvs")? as u32,
+                },
+                "raid1" => LvKind::Raid1 {
+                    mirrors: n(v, "stripes", "lvs")? as u32,
+                },
+                "thin-pool" => LvKind::ThinPool {
+                    chunk_size: n(v, "chunk_size", "lvs")?,
+                    metadata_size: n(v, "lv_metadata_size", "lvs")?,
+                },
+                "thin" => LvKind::Thin {
+                    pool: g(v, "pool_lv"),
+                },
+                other => anyhow::bail!(
+                    "lvs: LV {}/{name} has segment type `{other}`, which mkrescue cannot recreate yet",
+                    g(v, "vg_name")
+                ),
+            };
+            let lv = Lv {
+                vg: g(v, "vg_name"),
+                uuid: g(v, "lv_uuid"),
+                size: n(v, "lv_size", "lvs")?,
+                kind,
+                name,
+            };
+            dm_to_lv.insert(
+                format!("/dev/mapper/{}", dm_name(&lv.vg, &lv.name)),
+                lv.path(),
+            );
+            l.lvm.lvs.push(lv);
+        }
+    }
+    // The one name of a device in the layout.
+    let canon = |path: &str| -> String { dm_to_lv.get(path).cloned().unwrap_or(path.to_string()) };
+
+    let mut seen = BTreeSet::new();
+    for disk in tree.iter().filter(|d| !ignored(d)) {
+        if disk.kind != "disk" {
+            continue;
+        }
+        l.disks.push(disk_of(disk, s)?);
+        for d in disk.walk() {
+            if !seen.insert(d.path.clone()) {
+                continue;
+            }
+            let path = canon(&d.path);
+            if d.kind.starts_with("raid")
+                && let Some((e, h)) = s.mdadm.get(&d.path)
+            {
+                let md = parse::mdadm(e, h).with_context(|| format!("md array {}", d.path))?;
+                l.md.push(MdArray {
+                    path: path.clone(),
+                    level: md.level,
+                    metadata: md.metadata,
+                    uuid: md.uuid,
+                    name: md.name,
+                    raid_devices: md.raid_devices,
+                    chunk_kib: md.chunk_kib,
+                    layout: md.layout,
+                    bitmap: md.bitmap,
+                    devices: md.devices.into_iter().map(|(_, d)| d).collect(),
+                    spares: md.spares,
+                    size: md.size,
+                });
+            }
+            if let Some(dump) = s.luks.get(&d.path) {
+                let x = parse::luks_dump(dump).with_context(|| format!("LUKS on {}", d.path))?;
+                let mapper = d
+                    .children
+                    .iter()
+                    .find(|c| c.kind == "crypt")
+                    .map(|c| c.path.clone())
+                    .unwrap_or_else(|| format!("/dev/mapper/luks-{}", x.uuid));
+                l.luks.push(Luks {
+                    device: path.clone(),
+                    mapper,
+                    version: x.version,
+                    uuid: x.uuid,
+                    label: x.label,
+                    cipher: x.cipher,
+                    key_bits: x.key_bits,
+                    pbkdf: x.pbkdf,
+                });
+            }
+            if let Some(fs) = filesystem_of(d, &path, s)? {
+                l.filesystems.push(fs);
+            }
+        }
+    }
+
+    // Mounts of the file systems in the layout, parents first.
+    let fs_devs: BTreeSet<&str> = l.filesystems.iter().map(|f| f.device.as_str()).collect();
+    for m in parse::findmnt(&s.findmnt)? {
+        // btrfs sources carry the subvolume: `/dev/x[/@]`.
+        let src = m.source.split('[').next().unwrap_or("").to_string();
+        let src = canon(&src);
+        if fs_devs.contains(src.as_str()) {
+            l.mounts.push(Mount { source: src, ..m });
+        }
+    }
+    Ok(l)
+}
+
+fn disk_of(d: &BlockDev, s: &Sources) -> Result<Disk> {
+    let mut disk = Disk {
+        path: d.path.clone(),
+        size: d.size,
+        logical_sector_size: d.log_sec,
+        physical_sector_size: d.phy_sec,
+        wwn: d.wwn.clone(),
+        serial: d
+            .serial
+            .clone()
+            .or_else(|| s.sysfs_serial.get(&d.path).cloned()),
+        model: d.model.clone(),
+        by_path: by_path(&d.path),
+        table: Table::None,
+        disk_id: None,
+        partitions: Vec::new(),
+    };
+    if let Some(text) = s.sfdisk.get(&d.path) {
+        let t = parse::sfdisk(text).with_context(|| format!("partition table of {}", d.path))?;
+        disk.table = match t.label.as_str() {
+            "gpt" => Table::Gpt,
+            "dos" => Table::Msdos,
+            other => anyhow::bail!(
+                "{}: partition table type `{other}` is not supported (gpt and dos are)",
+                d.path
+            ),
+        };
+        disk.disk_id = t.id.map(|i| {
+            if disk.table == Table::Gpt {
+                i.to_uppercase()
+            } else {
+                i.to_lowercase()
+            }
+        });
+        for p in t.partitions {
+            let number = part_number(&d.path, &p.node)
+                .with_context(|| format!("{}: partition {}", d.path, p.node))?;
+            let mut flags = flags_of(&p.type_);
+            if p.bootable
+                || p.attrs
+                    .as_deref()
+                    .is_some_and(|a| a.contains("LegacyBIOSBootable"))
+            {
+                flags.push(Flag::Boot);
+            }
+            flags.sort();
+            disk.partitions.push(Partition {
+                number,
+                path: p.node,
+                start: p.start,
+                size: p.size,
+                type_: p.type_,
+                uuid: p.uuid,
+                name: p.name,
+                attrs: p.attrs,
+                flags,
+            });
+        }
+    }
+    Ok(disk)
+}
+
+/// The number of partition `node` of `disk` (`/dev/sda2` → 2,
+/// `/dev/nvme0n1p3` → 3).
+pub fn part_number(disk: &str, node: &str) -> Result<u32> {
+    let rest = node
+        .strip_prefix(disk)
+        .with_context(|| format!("{node} is not a partition of {disk}"))?;
+    let rest = rest.strip_prefix('p').unwrap_or(rest);
+    rest.parse()
+        .with_context(|| format!("{node}: no partition number"))
+}
+
+/// The kernel name of partition `n` of `disk`: a `p` between when the disk
+/// name ends in a digit (block/partitions/core.c bdevname rules).
+pub fn part_path(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
+    }
+}
+
+/// Well-known partition types (UEFI spec appendix, sfdisk's type list).
+fn flags_of(t: &str) -> Vec<Flag> {
+    match t {
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" | "EF" => vec![Flag::Esp],
+        "21686148-6449-6E6F-744E-656564454649" => vec![Flag::BiosGrub],
+        "A19D880F-05FC-4D3B-A006-743F0F84911E" | "FD" => vec![Flag::Raid],
+        "E6D6D379-F507-44C2-A23C-238F2A3DF928" | "8E" => vec![Flag::Lvm],
+        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F" | "82" => vec![Flag::Swap],
+        _ => Vec::new(),
+    }
+}
+
+fn by_path(dev: &str) -> Option<String> {
+    let dir = Path::new("/dev/disk/by-path");
+    let target = std::fs::canonicalize(dev).ok()?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| std::fs::canonicalize(e.path()).ok().as_ref() == Some(&target))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}
+
+fn filesystem_of(d: &BlockDev, path: &str, s: &Sources) -> Result<Option<Filesystem>> {
+    let b = s
+        .blkid
+        .get(&d.path)
+        .map(|t| parse::export(t))
+        .unwrap_or_default();
+    let Some(fstype) = b.get("TYPE").cloned().or_else(|| d.fstype.clone()) else {
+        return Ok(None);
+    };
+    if !matches!(
+        fstype.as_str(),
+        "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat" | "swap"
+    ) {
+        return Ok(None);
+    }
+    let mut fs = Filesystem {
+        device: path.to_string(),
+        uuid: b.get("UUID").cloned().or_else(|| d.uuid.clone()),
+        label: b.get("LABEL").cloned().or_else(|| d.label.clone()),
+        fstype: fstype.clone(),
+        ext: None,
+        xfs: None,
+        btrfs: None,
+        vfat: None,
+    };
+    match fstype.as_str() {
+        "ext2" | "ext3" | "ext4" => {
+            if let Some(t) = s.dumpe2fs.get(&d.path) {
+                let e = parse::dumpe2fs(t).with_context(|| format!("{path}: dumpe2fs"))?;
+                fs.ext = Some(ExtInfo {
+                    features: e.features,
+                    block_size: e.block_size,
+                    inode_size: e.inode_size,
+                });
+            }
+        }
+        "xfs" => {
+            if let Some(t) = s.xfs_info.get(&d.path) {
+                fs.xfs = Some(parse::xfs_info(t).with_context(|| format!("{path}: xfs_info"))?);
+            }
+        }
+        "btrfs" => {
+            if let Some((list, def)) = s.btrfs.get(&d.path) {
+                fs.btrfs = Some(BtrfsInfo {
+                    subvolumes: parse::btrfs_subvolumes(list)?
+                        .into_iter()
+                        .map(|(_, p)| p)
+                        .collect(),
+                    default_subvolume: parse::btrfs_default(def)?,
+                });
+            }
+        }
+        "vfat" => {
+            // blkid VERSION=FAT32 / FAT16 / FAT12.
+            let bits = b
+                .get("VERSION")
+                .and_then(|v| v.strip_prefix("FAT"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(32);
+            fs.vfat = Some(VfatInfo { fat_bits: bits });
+        }
+        _ => {}
+    }
+    Ok(Some(fs))
+}

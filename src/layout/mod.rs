@@ -1,0 +1,100 @@
+//! The disk layout: how the host's disks are built (partitions, md RAID,
+//! LVM, LUKS, file systems, mounts), captured from the tools' machine
+//! output, saved as versioned JSON, shown as a tree and compared. Hands a
+//! [`Layout`] to `recover`, which rebuilds it on blank disks.
+
+pub mod capture;
+pub mod command;
+pub mod model;
+pub mod parse;
+pub mod show;
+
+use std::collections::BTreeMap;
+
+pub use model::*;
+
+/// Where `layout save` writes and `layout check` and the rescue image read.
+pub const DEFAULT_PATH: &str = "/var/lib/mkrescue/layout.json";
+
+/// Fields that change without the layout changing; `check` ignores them.
+const VOLATILE: &[&str] = &["captured_at", "mkrescue_version"];
+
+/// The differences between two layouts, one readable line each
+/// (`- path: old`, `+ path: new`, `~ path: old -> new`); empty when equal.
+/// Volatile fields are ignored. List entries are keyed by what names them
+/// (a device path, a VG/LV name, a mount target), not by position, so a
+/// reordering is no change and a change names the thing.
+pub fn diff(old: &Layout, new: &Layout) -> Vec<String> {
+    let a = flatten_layout(old);
+    let b = flatten_layout(new);
+    let mut out = Vec::new();
+    for (k, va) in &a {
+        match b.get(k) {
+            None => out.push(format!("- {k}: {va}")),
+            Some(vb) if vb != va => out.push(format!("~ {k}: {va} -> {vb}")),
+            _ => {}
+        }
+    }
+    for (k, vb) in &b {
+        if !a.contains_key(k) {
+            out.push(format!("+ {k}: {vb}"));
+        }
+    }
+    out
+}
+
+fn flatten_layout(l: &Layout) -> BTreeMap<String, String> {
+    let mut v = serde_json::to_value(l).expect("layout serialises");
+    if let Some(o) = v.as_object_mut() {
+        for k in VOLATILE {
+            o.remove(*k);
+        }
+    }
+    let mut out = BTreeMap::new();
+    flatten("", &v, &mut out);
+    out
+}
+
+/// The name of a list entry: the first identifying field it has.
+fn key_of(v: &serde_json::Value) -> Option<String> {
+    let o = v.as_object()?;
+    if let (Some(vg), Some(name)) = (o.get("vg"), o.get("name"))
+        && o.contains_key("uuid")
+        && o.contains_key("size")
+        && !o.contains_key("pe_start")
+    {
+        return Some(format!("{}/{}", vg.as_str()?, name.as_str()?));
+    }
+    for k in ["path", "device", "target", "name"] {
+        if let Some(s) = o.get(k).and_then(|x| x.as_str()) {
+            return Some(s.to_string());
+        }
+    }
+    None
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&p, x, out);
+            }
+        }
+        Value::Array(a) if a.iter().all(|x| x.is_object()) && !a.is_empty() => {
+            for (i, x) in a.iter().enumerate() {
+                let k = key_of(x).unwrap_or_else(|| i.to_string());
+                flatten(&format!("{prefix}[{k}]"), x, out);
+            }
+        }
+        Value::Null => {}
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}

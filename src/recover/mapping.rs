@@ -1,0 +1,320 @@
+//! Disk mapping: which disk of this machine receives each disk of the
+//! layout. Explicit `--map` first; then the same path and size; then the
+//! same WWN or serial; then the only unused disk that is large enough.
+//! Ambiguity is a question (interactive) or a refusal (unattended); a disk
+//! too small is refused before anything is touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+
+use crate::error::{Code, fail};
+use crate::layout::show::human;
+use crate::layout::{Disk, Layout, Table};
+
+/// A disk of the machine recover runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetDisk {
+    pub path: String,
+    pub size: u64,
+    pub logical_sector_size: u64,
+    pub wwn: Option<String>,
+    pub serial: Option<String>,
+}
+
+impl TargetDisk {
+    /// The disks lsblk sees (no loop, rom, ram devices).
+    pub fn from_lsblk(text: &str) -> Result<Vec<TargetDisk>> {
+        let mut out = Vec::new();
+        for d in crate::layout::parse::lsblk(text)? {
+            if d.kind != "disk" {
+                continue;
+            }
+            let serial = d.serial.clone().or_else(|| {
+                std::fs::read_to_string(format!("/sys/block/{}/serial", d.name))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            });
+            out.push(TargetDisk {
+                path: d.path,
+                size: d.size,
+                logical_sector_size: d.log_sec,
+                wwn: d.wwn,
+                serial,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// How a source disk was matched, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Explicit,
+    SamePath,
+    Identity,
+    Size,
+    Asked,
+}
+
+/// A question for the operator: which candidate for `source`?
+pub trait Ask {
+    fn choose(&mut self, source: &Disk, candidates: &[&TargetDisk]) -> Option<usize>;
+}
+
+/// Unattended: never chooses.
+pub struct NoAsk;
+impl Ask for NoAsk {
+    fn choose(&mut self, _: &Disk, _: &[&TargetDisk]) -> Option<usize> {
+        None
+    }
+}
+
+/// Asks on the terminal.
+pub struct Terminal;
+impl Ask for Terminal {
+    fn choose(&mut self, source: &Disk, candidates: &[&TargetDisk]) -> Option<usize> {
+        use std::io::{BufRead, Write};
+        eprintln!(
+            "Which disk receives {} ({}{})?",
+            source.path,
+            human(source.size),
+            source
+                .serial
+                .as_deref()
+                .map(|s| format!(", serial {s}"))
+                .unwrap_or_default()
+        );
+        for (i, c) in candidates.iter().enumerate() {
+            eprintln!(
+                "  {}) {} {}{}",
+                i + 1,
+                c.path,
+                human(c.size),
+                c.serial
+                    .as_deref()
+                    .map(|s| format!(" serial {s}"))
+                    .unwrap_or_default()
+            );
+        }
+        eprint!("number (empty to stop): ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).ok()?;
+        let n: usize = line.trim().parse().ok()?;
+        (1..=candidates.len()).contains(&n).then(|| n - 1)
+    }
+}
+
+/// Bytes a target must have to hold `d` as recorded: the end of its last
+/// partition plus the backup GPT (33 sectors: header and a 16 KiB entry
+/// array, UEFI spec 5.3), or the whole disk when it has no table.
+pub fn needed_bytes(d: &Disk) -> u64 {
+    let ss = d.logical_sector_size.max(1);
+    match d.table {
+        Table::None => d.size,
+        Table::Msdos => d
+            .partitions
+            .iter()
+            .map(|p| (p.start + p.size) * ss)
+            .max()
+            .unwrap_or(ss),
+        Table::Gpt => {
+            let end = d
+                .partitions
+                .iter()
+                .map(|p| p.start + p.size)
+                .max()
+                .unwrap_or(34);
+            (end + 33) * ss
+        }
+    }
+}
+
+/// Whether recover has to build anything on `d`: a partition table, or
+/// the whole disk used by md, LVM, LUKS or a file system.
+pub fn is_used(l: &Layout, d: &Disk) -> bool {
+    d.table != Table::None
+        || l.md.iter().any(|m| m.devices.contains(&d.path))
+        || l.lvm.pvs.iter().any(|p| p.device == d.path)
+        || l.luks.iter().any(|x| x.device == d.path)
+        || l.filesystems.iter().any(|f| f.device == d.path)
+}
+
+/// Parses `--map SRC=DST`.
+pub fn parse_maps(maps: &[String]) -> Result<Vec<(String, String)>> {
+    maps.iter()
+        .map(|m| {
+            m.split_once('=')
+                .filter(|(a, b)| a.starts_with("/dev/") && b.starts_with("/dev/"))
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| {
+                    fail(
+                        Code::Usage,
+                        format!("--map {m}: expected SOURCE=TARGET, e.g. --map /dev/sda=/dev/vdb"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Maps every used source disk to a target; `never` are devices that must
+/// not be written (the rescue medium, the backup disk).
+pub fn map_disks(
+    layout: &Layout,
+    targets: &[TargetDisk],
+    explicit: &[(String, String)],
+    never: &BTreeSet<String>,
+    ask: &mut dyn Ask,
+) -> Result<BTreeMap<String, (String, Why)>> {
+    let sources: Vec<&Disk> = layout.disks.iter().filter(|d| is_used(layout, d)).collect();
+    let mut out: BTreeMap<String, (String, Why)> = BTreeMap::new();
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let too_small = |s: &Disk, t: &TargetDisk| {
+        fail(
+            Code::Input,
+            format!(
+                "target {} ({}) is too small for {} (needs {}); nothing was changed",
+                t.path,
+                human(t.size),
+                s.path,
+                human(needed_bytes(s))
+            ),
+        )
+    };
+    for (src, dst) in explicit {
+        let Some(s) = layout.disks.iter().find(|d| &d.path == src) else {
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "--map {src}={dst}: {src} is not a disk of the layout (it has: {})",
+                    layout
+                        .disks
+                        .iter()
+                        .map(|d| d.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let Some(t) = targets.iter().find(|t| &t.path == dst) else {
+            return Err(fail(
+                Code::Usage,
+                format!("--map {src}={dst}: {dst} is not a disk of this machine"),
+            ));
+        };
+        if never.contains(dst) {
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "--map {src}={dst}: {dst} must not be written ({})",
+                    "rescue medium or backup disk"
+                ),
+            ));
+        }
+        if !taken.insert(dst.clone()) {
+            return Err(fail(
+                Code::Usage,
+                format!("--map: {dst} is given as target twice"),
+            ));
+        }
+        if t.size < needed_bytes(s) {
+            return Err(too_small(s, t));
+        }
+        out.insert(src.clone(), (dst.clone(), Why::Explicit));
+    }
+    let free = |taken: &BTreeSet<String>| -> Vec<&TargetDisk> {
+        targets
+            .iter()
+            .filter(|t| !taken.contains(&t.path) && !never.contains(&t.path))
+            .collect()
+    };
+    // Pass 1: same path and size; same WWN or serial.
+    for s in &sources {
+        if out.contains_key(&s.path) {
+            continue;
+        }
+        let f = free(&taken);
+        let hit = f
+            .iter()
+            .find(|t| t.path == s.path && t.size == s.size)
+            .map(|t| (*t, Why::SamePath))
+            .or_else(|| {
+                f.iter()
+                    .find(|t| {
+                        (s.wwn.is_some() && t.wwn == s.wwn)
+                            || (s.serial.is_some() && t.serial == s.serial)
+                    })
+                    .map(|t| (*t, Why::Identity))
+            });
+        if let Some((t, why)) = hit {
+            if t.size < needed_bytes(s) {
+                return Err(too_small(s, t));
+            }
+            taken.insert(t.path.clone());
+            out.insert(s.path.clone(), (t.path.clone(), why));
+        }
+    }
+    // Pass 2: by size, largest sources first so they are not crowded out.
+    let mut rest: Vec<&Disk> = sources
+        .iter()
+        .copied()
+        .filter(|s| !out.contains_key(&s.path))
+        .collect();
+    rest.sort_by_key(|s| std::cmp::Reverse(needed_bytes(s)));
+    for s in rest {
+        let f = free(&taken);
+        let fits: Vec<&TargetDisk> = f
+            .iter()
+            .copied()
+            .filter(|t| t.size >= needed_bytes(s))
+            .collect();
+        let chosen = match fits.len() {
+            0 => {
+                let biggest = f.iter().max_by_key(|t| t.size);
+                return Err(fail(
+                    Code::Input,
+                    match biggest {
+                        Some(t) => format!(
+                            "no disk large enough for {} (needs {}; the largest free one, {}, has {}); attach one or give --map {}=DISK; nothing was changed",
+                            s.path,
+                            human(needed_bytes(s)),
+                            t.path,
+                            human(t.size),
+                            s.path
+                        ),
+                        None => format!(
+                            "no target disk left for {} ({}): attach one or give --map {}=DISK; nothing was changed",
+                            s.path,
+                            human(s.size),
+                            s.path
+                        ),
+                    },
+                ));
+            }
+            1 => (fits[0], Why::Size),
+            _ => match ask.choose(s, &fits) {
+                Some(i) => (fits[i], Why::Asked),
+                None => {
+                    return Err(fail(
+                        Code::Input,
+                        format!(
+                            "{} ({}) could go to any of {}; say which with --map {}=DISK; nothing was changed",
+                            s.path,
+                            human(s.size),
+                            fits.iter()
+                                .map(|t| format!("{} ({})", t.path, human(t.size)))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            s.path
+                        ),
+                    ));
+                }
+            },
+        };
+        taken.insert(chosen.0.path.clone());
+        out.insert(s.path.clone(), (chosen.0.path.clone(), chosen.1));
+    }
+    Ok(out)
+}

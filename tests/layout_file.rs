@@ -1,0 +1,142 @@
+//! The layout file as users meet it: `layout show` renders a saved file,
+//! and a bad file is one line naming the field, exit code 5.
+
+use std::process::Command;
+
+const LAYOUT2: &str = "tests/fixtures/layout/layout2.json";
+
+fn mkrescue(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn write_variant(dir: &tempfile::TempDir, f: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(LAYOUT2).unwrap()).unwrap();
+    f(&mut v);
+    let p = dir.path().join("layout.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    p.display().to_string()
+}
+
+fn one_error_line(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn show_renders_the_tree() {
+    let out = mkrescue(&["layout", "show", "--file", LAYOUT2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "/dev/vdc 1.5 GiB gpt",
+        "[bios_grub]",
+        "/dev/md0 raid1",
+        "VG vg0",
+        "LV /dev/vg0/root",
+        "ext4 uuid",
+        "xfs uuid",
+        "swap uuid",
+        "member of /dev/md0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_schema_version_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_variant(&dir, |v| v["schema_version"] = 7.into());
+    let out = mkrescue(&["layout", "show", "--file", &p]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("field `schema_version`: version 7 is not supported"),
+        "{err}"
+    );
+    assert!(err.contains(&p), "{err}");
+}
+
+#[test]
+fn broken_field_is_named_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_variant(&dir, |v| {
+        v["disks"][2]["partitions"][1]["start"] = "soon".into()
+    });
+    let out = mkrescue(&["layout", "show", "--file", &p]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("field `disks[2].partitions[1].start`"),
+        "{err}"
+    );
+
+    let p = write_variant(&dir, |v| v["md"][0]["chunk"] = 512.into());
+    let out = mkrescue(&["layout", "show", "--file", &p]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = one_error_line(&out);
+    assert!(err.contains("unknown field `chunk`"), "{err}");
+    assert!(err.contains("md[0]"), "{err}");
+}
+
+#[test]
+fn missing_file_fails_without_touching_anything() {
+    let out = mkrescue(&["layout", "show", "--file", "/nonexistent/layout.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_error_line(&out);
+    assert!(
+        err.contains("reading layout /nonexistent/layout.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn recover_dry_run_on_a_missing_layout_names_it() {
+    let out = mkrescue(&[
+        "recover",
+        "--layout-only",
+        "--dry-run",
+        "--layout",
+        "/nonexistent/layout.json",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = one_error_line(&out);
+    assert!(err.contains("/nonexistent/layout.json"), "{err}");
+}
+
+#[test]
+fn check_diff_names_what_changed_and_ignores_volatile_fields() {
+    use mkrescue::layout::{Layout, diff};
+    let a = Layout::load(std::path::Path::new(LAYOUT2)).unwrap();
+    let mut b = a.clone();
+    b.captured_at += 86400;
+    b.mkrescue_version = "9.9.9".into();
+    assert!(diff(&a, &b).is_empty(), "{:?}", diff(&a, &b));
+    let d = b.disks.iter_mut().find(|d| d.path == "/dev/vdc").unwrap();
+    d.partitions[1].size -= 2048;
+    b.filesystems.retain(|f| f.fstype != "swap");
+    b.lvm.lvs.reverse();
+    let lines = diff(&a, &b);
+    assert!(
+        lines.contains(
+            &"~ disks[/dev/vdc].partitions[/dev/vdc2].size: 3139584 -> 3137536".to_string()
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("- filesystems[/dev/vg0/swap].uuid:")),
+        "{lines:#?}"
+    );
+    // Reordering LVs is no change: entries are keyed by name.
+    assert!(!lines.iter().any(|l| l.contains("lvs[")), "{lines:#?}");
+}

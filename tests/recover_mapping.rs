@@ -1,0 +1,256 @@
+//! Disk mapping decisions on the layout-2 file saved in the VM
+//! (tests/fixtures/layout/layout2.json: two 1.5 GiB disks, serials DISK1 and
+//! DISK2, at /dev/vdc and /dev/vdd).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use mkrescue::error::{Code, code_of};
+use mkrescue::layout::Layout;
+use mkrescue::recover::mapping::{Ask, NoAsk, TargetDisk, Why, map_disks, parse_maps};
+
+const GIB: u64 = 1 << 30;
+
+fn layout() -> Layout {
+    Layout::load(Path::new("tests/fixtures/layout/layout2.json")).unwrap()
+}
+
+fn t(path: &str, size: u64, serial: Option<&str>) -> TargetDisk {
+    TargetDisk {
+        path: path.into(),
+        size,
+        logical_sector_size: 512,
+        wwn: None,
+        serial: serial.map(str::to_string),
+    }
+}
+
+fn map(
+    l: &Layout,
+    targets: &[TargetDisk],
+    maps: &[&str],
+    ask: &mut dyn Ask,
+) -> anyhow::Result<Vec<(String, String, Why)>> {
+    let explicit = parse_maps(&maps.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let m = map_disks(l, targets, &explicit, &BTreeSet::new(), ask)?;
+    Ok(m.into_iter().map(|(k, (v, w))| (k, v, w)).collect())
+}
+
+/// Strips serials: the case where only sizes can decide.
+fn anonymous(mut l: Layout) -> Layout {
+    for d in &mut l.disks {
+        d.serial = None;
+        d.wwn = None;
+    }
+    l
+}
+
+const SIZE: u64 = 1536 << 20;
+
+#[test]
+fn same_disks_map_to_themselves() {
+    let l = layout();
+    let got = map(
+        &l,
+        &[t("/dev/vdc", SIZE, None), t("/dev/vdd", SIZE, None)],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("/dev/vdc".into(), "/dev/vdc".into(), Why::SamePath),
+            ("/dev/vdd".into(), "/dev/vdd".into(), Why::SamePath),
+        ]
+    );
+}
+
+#[test]
+fn renamed_disks_found_by_serial() {
+    let l = layout();
+    let got = map(
+        &l,
+        &[
+            t("/dev/sda", SIZE, Some("DISK2")),
+            t("/dev/sdb", SIZE, Some("DISK1")),
+        ],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap();
+    assert_eq!(
+        got[0],
+        ("/dev/vdc".into(), "/dev/sdb".into(), Why::Identity)
+    );
+    assert_eq!(
+        got[1],
+        ("/dev/vdd".into(), "/dev/sda".into(), Why::Identity)
+    );
+}
+
+#[test]
+fn same_size_disks_without_identity_are_ambiguous_unattended() {
+    let l = anonymous(layout());
+    let e = map(
+        &l,
+        &[t("/dev/sda", SIZE, None), t("/dev/sdb", SIZE, None)],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("could go to any of /dev/sda"), "{msg}");
+    assert!(msg.contains("--map /dev/vd"), "{msg}");
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(code_of(&e), Code::Input);
+}
+
+struct Pick(usize, usize);
+impl Ask for Pick {
+    fn choose(&mut self, _: &mkrescue::layout::Disk, c: &[&TargetDisk]) -> Option<usize> {
+        self.1 = c.len();
+        Some(self.0)
+    }
+}
+
+#[test]
+fn ambiguous_interactive_takes_the_operators_choice() {
+    let l = anonymous(layout());
+    let mut ask = Pick(1, 0);
+    let got = map(
+        &l,
+        &[t("/dev/sda", SIZE, None), t("/dev/sdb", SIZE, None)],
+        &[],
+        &mut ask,
+    )
+    .unwrap();
+    assert_eq!(ask.1, 2, "asked with both candidates");
+    assert_eq!(got[0].1, "/dev/sdb");
+    assert_eq!(got[0].2, Why::Asked);
+    // The second disk had one candidate left: no question needed.
+    assert_eq!(got[1], ("/dev/vdd".into(), "/dev/sda".into(), Why::Size));
+}
+
+#[test]
+fn missing_disk_is_refused() {
+    let l = anonymous(layout());
+    let e = map(&l, &[t("/dev/sda", SIZE, None)], &[], &mut NoAsk).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("no target disk left for /dev/vd"), "{msg}");
+    assert!(msg.contains("nothing was changed"), "{msg}");
+}
+
+#[test]
+fn too_small_disk_is_refused_before_anything() {
+    let l = anonymous(layout());
+    let e = map(
+        &l,
+        &[t("/dev/sda", SIZE, None), t("/dev/sdb", GIB, None)],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("no disk large enough"), "{msg}");
+    assert!(msg.contains("/dev/sdb, has 1.0 GiB"), "{msg}");
+    // Same serial, but too small: refused too.
+    let l = layout();
+    let e = map(
+        &l,
+        &[
+            t("/dev/sda", SIZE, Some("DISK1")),
+            t("/dev/sdb", GIB, Some("DISK2")),
+        ],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("target /dev/sdb (1.0 GiB) is too small for /dev/vdd"));
+}
+
+#[test]
+fn bigger_unique_disk_found_by_size() {
+    let l = anonymous(layout());
+    let got = map(
+        &l,
+        &[
+            t("/dev/sda", 2 * SIZE, None),
+            t("/dev/sdb", GIB, None),
+            t("/dev/sdc", SIZE, None),
+        ],
+        &[],
+        &mut NoAsk,
+    );
+    // Two disks need 1.5 GiB, two targets have it, but each source has
+    // both as candidates in turn: the first choice is ambiguous.
+    assert!(got.is_err());
+    let got = map(
+        &l,
+        &[
+            t("/dev/sda", 2 * SIZE, None),
+            t("/dev/sdb", GIB, None),
+            t("/dev/sdc", SIZE, None),
+        ],
+        &["/dev/vdc=/dev/sda"],
+        &mut NoAsk,
+    )
+    .unwrap();
+    assert_eq!(
+        got[0],
+        ("/dev/vdc".into(), "/dev/sda".into(), Why::Explicit)
+    );
+    assert_eq!(got[1], ("/dev/vdd".into(), "/dev/sdc".into(), Why::Size));
+}
+
+#[test]
+fn explicit_map_wins_and_is_checked() {
+    let l = layout();
+    let targets = [t("/dev/vdc", SIZE, None), t("/dev/vdd", SIZE, None)];
+    let got = map(
+        &l,
+        &targets,
+        &["/dev/vdc=/dev/vdd", "/dev/vdd=/dev/vdc"],
+        &mut NoAsk,
+    )
+    .unwrap();
+    assert_eq!(
+        got[0],
+        ("/dev/vdc".into(), "/dev/vdd".into(), Why::Explicit)
+    );
+    assert_eq!(
+        got[1],
+        ("/dev/vdd".into(), "/dev/vdc".into(), Why::Explicit)
+    );
+
+    let e = map(&l, &targets, &["/dev/vdc=/dev/sdz"], &mut NoAsk).unwrap_err();
+    assert!(format!("{e:#}").contains("/dev/sdz is not a disk of this machine"));
+    assert_eq!(code_of(&e), Code::Usage);
+    let e = map(&l, &targets, &["/dev/sdq=/dev/vdc"], &mut NoAsk).unwrap_err();
+    assert!(format!("{e:#}").contains("/dev/sdq is not a disk of the layout"));
+    let e = map(&l, &targets, &["vdc:vdd"], &mut NoAsk).unwrap_err();
+    assert!(format!("{e:#}").contains("expected SOURCE=TARGET"));
+    let e = map(
+        &l,
+        &targets,
+        &["/dev/vdc=/dev/vdd", "/dev/vdd=/dev/vdd"],
+        &mut NoAsk,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("given as target twice"));
+}
+
+#[test]
+fn never_targets_are_skipped() {
+    let l = anonymous(layout());
+    let never: BTreeSet<String> = ["/dev/sdb".to_string()].into();
+    let targets = [
+        t("/dev/sda", SIZE, None),
+        t("/dev/sdb", SIZE, None),
+        t("/dev/sdc", SIZE, None),
+    ];
+    let e = map_disks(&l, &targets, &[], &never, &mut NoAsk).unwrap_err();
+    // sda and sdc remain: still two candidates, but never sdb.
+    let msg = format!("{e:#}");
+    assert!(!msg.contains("/dev/sdb"), "{msg}");
+}

@@ -1,0 +1,77 @@
+//! The plan for layout 2 (saved in the VM: two disks, BIOS GPT with
+//! bios_grub, md RAID1, LVM with ext4 root, xfs home and swap) as the
+//! shell script `recover --dry-run` prints: a snapshot, so any change to a
+//! command shows as a diff.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mkrescue::layout::Layout;
+use mkrescue::recover::plan::{Options, plan};
+
+fn layout2() -> Layout {
+    Layout::load(Path::new("tests/fixtures/layout/layout2.json")).unwrap()
+}
+
+fn opts() -> Options {
+    Options {
+        udev: false,
+        key_file: None,
+        work_dir: "/run/mkrescue/recover".into(),
+    }
+}
+
+#[test]
+fn dry_run_script_for_layout2() {
+    let l = layout2();
+    let map: BTreeMap<String, String> = [
+        ("/dev/vdc".to_string(), "/dev/vdc".to_string()),
+        ("/dev/vdd".to_string(), "/dev/vdd".to_string()),
+    ]
+    .into();
+    let p = plan(&l, &map, &opts()).unwrap();
+    insta::assert_snapshot!(p.script("mkrescue recover --dry-run: layout 2"));
+}
+
+#[test]
+fn steps_follow_the_dependency_graph() {
+    let l = layout2();
+    let map: BTreeMap<String, String> = [
+        ("/dev/vdc".to_string(), "/dev/sda".to_string()),
+        ("/dev/vdd".to_string(), "/dev/nvme0n1".to_string()),
+    ]
+    .into();
+    let p = plan(&l, &map, &opts()).unwrap();
+    let pos = |id: &str| {
+        p.steps.iter().position(|s| s.id == id).unwrap_or_else(|| {
+            panic!(
+                "no step {id}: {:?}",
+                p.steps.iter().map(|s| &s.id).collect::<Vec<_>>()
+            )
+        })
+    };
+    assert!(pos("partition /dev/sda") < pos("md /dev/md0"));
+    assert!(pos("partition /dev/nvme0n1") < pos("md /dev/md0"));
+    assert!(pos("md /dev/md0") < pos("pv /dev/md0"));
+    assert!(pos("pv /dev/md0") < pos("vg vg0"));
+    assert!(pos("vg vg0") < pos("lv /dev/vg0/root"));
+    assert!(pos("activate vg0") < pos("mkfs /dev/vg0/root"));
+    // Partition names follow the target disk's naming (nvme: p2).
+    let md = &p.steps[pos("md /dev/md0")];
+    assert!(md.argv.contains(&"/dev/sda2".to_string()), "{:?}", md.argv);
+    assert!(
+        md.argv.contains(&"/dev/nvme0n1p2".to_string()),
+        "{:?}",
+        md.argv
+    );
+}
+
+#[test]
+fn unmapped_disk_makes_the_plan_invalid_before_step_one() {
+    let l = layout2();
+    let map: BTreeMap<String, String> = [("/dev/vdc".to_string(), "/dev/vdc".to_string())].into();
+    let e = plan(&l, &map, &opts()).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("cannot be rebuilt"), "{msg}");
+    assert!(msg.contains("/dev/vdd2"), "{msg}");
+}

@@ -1,0 +1,301 @@
+//! QEMU layout tests: boot the rescue initramfs with blank virtio disks, let a
+//! script in the guest (tests/qemu/layout/) build a disk layout, save it,
+//! wipe the disks, `mkrescue recover --layout-only --unattended`, save again;
+//! then compare the two layouts here on the host.
+//!
+//! The guest is driven over the serial console: once the ready marker shows,
+//! one command line is typed that modprobes virtio_blk, unpacks the scripts
+//! from a small "IN" disk (a tar written straight onto a raw image) and runs
+//! one. The script writes its results as a tar onto the "OUT" disk, which is
+//! read back here. No network, no 9p: only what every rescue image has.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util;
+
+/// One VM run: which script, which blank disks (serial, MiB).
+pub struct Scenario {
+    pub name: &'static str,
+    pub script: &'static str,
+    pub disks: &'static [(&'static str, u64)],
+}
+
+/// The layouts of issue 4's "Done when" that run in CI.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "gpt-esp-ext4-swap",
+        script: "layout1.sh",
+        disks: &[("DISK1", 2048)],
+    },
+    Scenario {
+        name: "raid1-lvm",
+        script: "layout2.sh",
+        disks: &[("DISK1", 1536), ("DISK2", 1536)],
+    },
+];
+
+/// Layouts that pass but do not run in CI (time budget).
+pub const EXTRA: &[Scenario] = &[
+    Scenario {
+        name: "luks-lvm-btrfs",
+        script: "layout3.sh",
+        disks: &[("DISK1", 1024)],
+    },
+    Scenario {
+        name: "lvm-thin",
+        script: "layout4.sh",
+        disks: &[("DISK1", 1024)],
+    },
+];
+
+/// The fixture capture run (tests/fixtures/layout/README.md).
+pub const FIXTURES: Scenario = Scenario {
+    name: "capture-fixtures",
+    script: "capture.sh",
+    disks: &[("DISK1", 1536), ("DISK2", 1536), ("DISK3", 1024)],
+};
+
+const WORK: &str = "target/qemu/layout";
+
+/// Builds the release binary and a rescue image with it (storage drivers of
+/// every kind, so md, dm, xfs and btrfs modules are in), then runs `which`.
+pub fn run(which: &[&Scenario], bin: Option<&Path>) -> Result<()> {
+    let bin = match bin {
+        Some(b) => b.to_path_buf(),
+        None => crate::qemu::build_release()?,
+    };
+    let img = PathBuf::from(WORK).join("image");
+    util::step("mkrescue --output initramfs (layout tests)", || {
+        util::run(
+            bin.to_str().context("non-UTF-8 target path")?,
+            &[
+                "--output",
+                "initramfs",
+                "--modules",
+                "storage-net",
+                "-q",
+                "--config",
+                "tests/qemu/layout/rescue.toml",
+                "--out",
+                img.to_str().context("non-UTF-8 path")?,
+            ],
+        )
+    })?;
+    for s in which {
+        util::step(&format!("qemu layout {}", s.name), || {
+            let out = run_vm(s, &img, Duration::from_secs(420))?;
+            if s.name == FIXTURES.name {
+                let dst = Path::new("tests/fixtures/layout");
+                copy_tree(&out.join("fixtures"), dst)?;
+                eprintln!("fixtures written to {}", dst.display());
+                return Ok(());
+            }
+            compare(&out)
+        })?;
+    }
+    Ok(())
+}
+
+/// Compares before.json and after.json written by the guest.
+fn compare(out: &Path) -> Result<()> {
+    let before = mkrescue::layout::Layout::load(&out.join("before.json"))?;
+    let after = mkrescue::layout::Layout::load(&out.join("after.json"))?;
+    let diff = mkrescue::layout::diff(&before, &after);
+    if !diff.is_empty() {
+        bail!(
+            "recovered layout differs from the saved one:\n{}",
+            diff.join("\n")
+        );
+    }
+    eprintln!(
+        "layouts equal: {} disks, {} partitions, {} md, {} LVs, {} filesystems",
+        before.disks.len(),
+        before
+            .disks
+            .iter()
+            .map(|d| d.partitions.len())
+            .sum::<usize>(),
+        before.md.len(),
+        before.lvm.lvs.len(),
+        before.filesystems.len()
+    );
+    Ok(())
+}
+
+/// Boots the image with the scenario's disks; returns the directory the OUT
+/// disk was unpacked into.
+fn run_vm(s: &Scenario, img: &Path, timeout: Duration) -> Result<PathBuf> {
+    let dir = PathBuf::from(WORK).join(s.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // IN: the scripts, as a tar on a raw disk.
+    let in_img = dir.join("in.tar");
+    let status = Command::new("tar")
+        .args(["cf"])
+        .arg(&in_img)
+        .args(["-C", "tests/qemu", "layout"])
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        bail!("tar of tests/qemu/layout failed");
+    }
+    // Round the IN disk up to whole MiB so the guest sees all of it.
+    let len = std::fs::metadata(&in_img)?.len();
+    set_len(&in_img, len.div_ceil(1 << 20) * (1 << 20))?;
+    let out_img = dir.join("out.img");
+    set_len(&out_img, 64 << 20)?;
+    let mut cmd = Command::new("qemu-system-x86_64");
+    let log = dir.join("serial.log");
+    cmd.args(["-accel", "tcg", "-m", "2048", "-smp", "2"])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .args([
+            "-chardev",
+            &format!("stdio,id=s0,signal=off,logfile={}", log.display()),
+            "-serial",
+            "chardev:s0",
+        ])
+        .arg("-kernel")
+        .arg(img.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(img.join("initrd.img"))
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 loglevel=4 mkrescue.after=shell",
+        ]);
+    let mut drives: Vec<(String, PathBuf, &str)> = vec![
+        ("MKRIN".into(), in_img.clone(), "raw"),
+        ("MKROUT".into(), out_img.clone(), "raw"),
+    ];
+    for (serial, mib) in s.disks {
+        let p = dir.join(format!("{serial}.raw"));
+        set_len(&p, mib << 20)?;
+        drives.push((serial.to_string(), p, "raw"));
+    }
+    for (i, (serial, path, fmt)) in drives.iter().enumerate() {
+        cmd.args([
+            "-drive",
+            &format!("file={},if=none,id=d{i},format={fmt}", path.display()),
+            "-device",
+            &format!("virtio-blk-pci,drive=d{i},serial={serial}"),
+        ]);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    eprintln!("$ {cmd:?}");
+    let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
+    let start = Instant::now();
+    let mut typed = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "guest did not power off within {}s; serial log {}:\n{}",
+                timeout.as_secs(),
+                log.display(),
+                tail(&log, 60)
+            );
+        }
+        if typed {
+            // A failed script still powers off; if it hangs, stop early
+            // once its exit line is out.
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+            if let Some(at) = text.find("MKR-SCRIPT-EXIT=")
+                && !text[at..].starts_with("MKR-SCRIPT-EXIT=0")
+                && start.elapsed() > Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_secs(5));
+                let _ = child.kill();
+                break child.wait()?;
+            }
+        }
+        if !typed {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+            if text.contains(mkrescue::init::READY_MARKER) {
+                // Give the shell a moment to print its prompt.
+                std::thread::sleep(Duration::from_millis(1500));
+                let line = format!(
+                    "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; modprobe -a virtio_pci virtio_blk; sleep 2; \
+                     for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = MKRIN ] && tar xf /dev/${{d##*/}} -C /tmp; done; \
+                     sh /tmp/layout/{script} > /tmp/script.log 2>&1; printf \"MKR-%s=%s\\n\" SCRIPT-EXIT $?; cat /tmp/script.log; /usr/sbin/poweroff\n",
+                    script = s.script
+                );
+                let stdin = child.stdin.as_mut().context("qemu stdin")?;
+                stdin.write_all(line.as_bytes())?;
+                stdin.flush()?;
+                typed = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    eprintln!(
+        "guest ran {} in {:.0}s (QEMU {status}); serial log {}",
+        s.script,
+        start.elapsed().as_secs_f64(),
+        log.display()
+    );
+    if !text.contains("MKR-SCRIPT-EXIT=0") {
+        bail!(
+            "guest script {} failed; serial log {}:\n{}",
+            s.script,
+            log.display(),
+            tail(&log, 80)
+        );
+    }
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out)?;
+    let st = Command::new("tar")
+        .arg("xf")
+        .arg(&out_img)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .context("running tar")?;
+    if !st.success() {
+        bail!("no results on the OUT disk {}", out_img.display());
+    }
+    Ok(out)
+}
+
+fn set_len(p: &Path, len: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(p)
+        .with_context(|| format!("creating {}", p.display()))?;
+    f.set_len(len)
+        .with_context(|| format!("sizing {}", p.display()))
+}
+
+fn tail(log: &Path, lines: usize) -> String {
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else {
+            std::fs::copy(e.path(), &to).with_context(|| format!("copying to {}", to.display()))?;
+        }
+    }
+    Ok(())
+}
