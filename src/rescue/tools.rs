@@ -139,7 +139,11 @@ pub const TOOLS: &[ToolSpec] = &[
     t("mkfs.xfs", "xfsprogs", Fs("xfs")),
     t("xfs_repair", "xfsprogs", Fs("xfs")),
     t("xfs_admin", "xfsprogs", Fs("xfs")),
+    // xfs_info is a script around xfs_db and xfs_spaceman; layout capture
+    // runs it inside the rescue system.
     t("xfs_info", "xfsprogs", Fs("xfs")),
+    t("xfs_db", "xfsprogs", Fs("xfs")),
+    t("xfs_spaceman", "xfsprogs", Fs("xfs")),
     t("mkfs.vfat", "dosfstools", Fs("vfat")),
     t("fsck.vfat", "dosfstools", Fs("vfat")),
     t("mkfs.btrfs", "btrfs-progs", Fs("btrfs")),
