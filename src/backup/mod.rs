@@ -793,20 +793,25 @@ pub fn verify(
     Ok(rep)
 }
 
+/// The borg archive asked for, else the newest in the repository.
+fn borg_archive(repo: &borg::Repo, asked: Option<&String>) -> Result<String> {
+    match asked {
+        Some(n) => Ok(n.clone()),
+        None => repo.list()?.pop().ok_or_else(|| {
+            fail(
+                Code::Input,
+                format!("no archives in borg repository {}", repo.url),
+            )
+        }),
+    }
+}
+
 fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) -> Result<()> {
     match args.method.unwrap_or(cfg.backup.method) {
         BackupMethod::Archive => {}
         BackupMethod::Borg => {
             let repo = repo_of(cfg, args.target.as_ref())?;
-            let name = match &args.archive {
-                Some(n) => n.clone(),
-                None => repo.list()?.pop().ok_or_else(|| {
-                    fail(
-                        Code::Input,
-                        format!("no archives in borg repository {}", repo.url),
-                    )
-                })?,
-            };
+            let name = borg_archive(&repo, args.archive.as_ref())?;
             repo.check(&name).map_err(|e| {
                 fail(
                     Code::Input,
@@ -888,15 +893,7 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
     }
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Borg {
         let repo = repo_of(&cfg, args.from.as_ref())?;
-        let name = match &args.archive {
-            Some(n) => n.clone(),
-            None => repo.list()?.pop().ok_or_else(|| {
-                fail(
-                    Code::Input,
-                    format!("no archives in borg repository {}", repo.url),
-                )
-            })?,
-        };
+        let name = borg_archive(&repo, args.archive.as_ref())?;
         let start = Instant::now();
         repo.extract(&name, &args.to)?;
         if !global.quiet {
