@@ -166,6 +166,16 @@ pub struct MediaArgs {
     /// console after 1 s and powers off when it is ready
     #[arg(long, hide = true)]
     pub test_boot_rescue: bool,
+
+    /// Test builds only: the boot menu starts entry ID (e.g.
+    /// `recover-auto-serial`) after 1 s and powers off when it is done
+    #[arg(
+        long,
+        hide = true,
+        value_name = "ID",
+        conflicts_with = "test_boot_rescue"
+    )]
+    pub test_boot_entry: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ use crate::util;
 ///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
 ///   build with them and `cargo xtask qemu media` boots the results
 ///   (ipxe-qemu is QEMU's NIC boot ROM for PXE under SeaBIOS)
+/// - debootstrap: `cargo xtask qemu e2e` makes its Debian server with it
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -64,6 +65,7 @@ const PACKAGES: &[&str] = &[
     "pxelinux",
     "mtools",
     "ipxe-qemu",
+    "debootstrap",
 ];
 
 fn installed(pkg: &str) -> bool {
