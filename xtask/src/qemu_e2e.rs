@@ -218,6 +218,8 @@ struct Disk {
     path: PathBuf,
     /// SeaBIOS boot order (`bootindex`), for the disks it may boot from.
     boot: Option<u32>,
+    /// The guest cannot write it (the cached rootfs tarball).
+    readonly: bool,
 }
 
 /// How to start and drive one VM.
@@ -308,8 +310,9 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
         cmd.args([
             "-drive",
             &format!(
-                "file={},if=none,id=d{i},format=raw,cache=unsafe",
-                d.path.display()
+                "file={},if=none,id=d{i},format=raw,cache=unsafe{}",
+                d.path.display(),
+                if d.readonly { ",readonly=on" } else { "" }
             ),
             "-device",
             &format!("virtio-blk-pci,drive=d{i},serial={}{boot}", d.serial),
@@ -587,11 +590,13 @@ impl E2e {
                 serial: "DISK1",
                 path: self.p("DISK1.raw"),
                 boot: Some(1),
+                readonly: false,
             },
             Disk {
                 serial: "DISK2",
                 path: self.p("DISK2.raw"),
                 boot: Some(2),
+                readonly: false,
             },
         ]
     }
@@ -603,11 +608,13 @@ impl E2e {
                 serial: "NEW1",
                 path: self.p("NEW1.raw"),
                 boot: Some(1),
+                readonly: false,
             },
             Disk {
                 serial: "NEW2",
                 path: self.p("NEW2.raw"),
                 boot: Some(2),
+                readonly: false,
             },
         ]
     }
@@ -617,6 +624,7 @@ impl E2e {
             serial: "BACKUP",
             path: self.p("BACKUP.raw"),
             boot: None,
+            readonly: false,
         }
     }
 
@@ -631,11 +639,13 @@ impl E2e {
                 serial: "MKRIN",
                 path: in_img,
                 boot: None,
+                readonly: false,
             },
             Disk {
                 serial: "MKROUT",
                 path: out_img,
                 boot: None,
+                readonly: false,
             },
         ])
     }
@@ -791,6 +801,8 @@ fn provision(e: &mut E2e) -> Result<()> {
         serial: "ROOTFS",
         path: tar.clone(),
         boot: None,
+        // A mistake in the script must not spoil the cache.
+        readonly: true,
     });
     disks.extend(e.io_disks("provision")?);
     let vm = Vm {
@@ -814,8 +826,6 @@ fn provision(e: &mut E2e) -> Result<()> {
         fail_when: vec![],
         timeout: Duration::from_secs(1800),
     };
-    // The rootfs disk must not be written: QEMU opens it read-write, and
-    // a mistake in the script would spoil the cache.
     let run = run_vm(&vm)?;
     if !run.text.contains("MKR-SCRIPT-EXIT=0") {
         bail!(
@@ -1240,9 +1250,7 @@ fn compare_blkid(before: &str, after: &str) -> Vec<String> {
 fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
     let b = mkrescue::layout::Layout::load(before)?;
     let a = mkrescue::layout::Layout::load(after)?;
-    let disk_fields = [
-        "size", "serial", "wwn", "model", "vendor", "id", "ids", "by_id",
-    ];
+    let disk_fields = ["size", "serial", "wwn", "model", "by_path", "disk_id"];
     Ok(mkrescue::layout::diff(&b, &a)
         .into_iter()
         .filter(|l| {

@@ -83,6 +83,26 @@ echo e2e-server > $T/etc/hostname
 printf '127.0.0.1 localhost\n127.0.1.1 e2e-server\n' > $T/etc/hosts
 # No resume from swap: a recovered swap with a new UUID must not stall boot.
 echo RESUME=none > $T/etc/initramfs-tools/conf.d/resume
+# The initramfs holds the listed modules (plus what the mdadm, lvm2 and
+# cryptsetup hooks add) instead of MODULES=most: under TCG, "most" makes
+# one update-initramfs take over 10 minutes (thousands of forks), here and
+# in recover's finalize; MODULES=dep cannot find the device of / in a
+# chroot. initramfs.conf(5), initramfs-tools(7).
+echo MODULES=list > $T/etc/initramfs-tools/conf.d/e2e-modules
+cat >> $T/etc/initramfs-tools/modules <<MODS
+virtio_pci
+virtio_blk
+ahci
+sd_mod
+raid1
+dm_mod
+dm_crypt
+ext4
+xfs
+vfat
+nls_cp437
+nls_ascii
+MODS
 mkdir -p $T/etc/default
 cat > $T/etc/default/grub <<GRUB
 GRUB_DEFAULT=0
