@@ -70,6 +70,22 @@ fn grown_partition(d: &crate::layout::Disk, target_size: Option<u64>, grow: bool
     Some(last.number)
 }
 
+/// Size of each member's used part in KiB for `mdadm --size`, from the
+/// array's size; none for levels where --size means nothing (raid0) or the
+/// arithmetic depends on the layout (raid10).
+fn component_kib(level: &str, devices: u32, array_bytes: u64) -> Option<u64> {
+    let data_disks = match level {
+        "raid1" => 1,
+        "raid4" | "raid5" => devices.checked_sub(1)?,
+        "raid6" => devices.checked_sub(2)?,
+        _ => return None,
+    } as u64;
+    if data_disks == 0 || array_bytes == 0 {
+        return None;
+    }
+    Some(array_bytes / 1024 / data_disks)
+}
+
 fn s(x: impl Into<String>) -> String {
     x.into()
 }
@@ -203,6 +219,12 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
         }
         if let Some(l) = &m.layout {
             argv.push(format!("--layout={l}"));
+        }
+        // The recorded size, so the array is exactly as big as on the host:
+        // mdadm picks a larger data offset on a bigger member, which would
+        // make the array (and the PV on it) smaller than the volumes it held.
+        if let Some(k) = component_kib(&m.level, m.raid_devices, m.size) {
+            argv.push(format!("--size={k}K"));
         }
         argv.push(format!(
             "--bitmap={}",
