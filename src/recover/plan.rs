@@ -226,6 +226,13 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
         if let Some(k) = component_kib(&m.level, m.raid_devices, m.size) {
             argv.push(format!("--size={k}K"));
         }
+        // ...and where the data starts: mdadm's default offset depends on the
+        // member's size, and with --size a bigger default would not fit.
+        if let Some(o) = m.data_offset_sectors.filter(|o| *o > 0 && o % 2 == 0)
+            && matches!(m.metadata.as_str(), "1.1" | "1.2")
+        {
+            argv.push(format!("--data-offset={}K", o / 2));
+        }
         argv.push(format!(
             "--bitmap={}",
             m.bitmap.as_deref().unwrap_or("none")
