@@ -23,6 +23,7 @@ pub mod pax;
 pub mod reader;
 pub mod restore;
 pub mod rsync;
+pub mod source;
 pub mod sys;
 pub mod target;
 
@@ -879,9 +880,12 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
-/// `mkrescue restore --to DIR [--from URL] [--archive NAME]`.
+/// `mkrescue restore --to DIR [--from URL] [--archive NAME]`. Without
+/// `--from`, in the rescue system, the location recorded in the image
+/// ([`source::RECORD_PATH`]) is opened (its filesystem mounted by UUID for
+/// the time of the restore); elsewhere the configured one is used.
 pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
-    let cfg = config::load(global, &BuildArgs::default())?.config;
+    let mut cfg = config::load(global, &BuildArgs::default())?.config;
     if !args.to.is_dir() {
         return Err(fail(
             Code::Usage,
@@ -891,8 +895,31 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
             ),
         ));
     }
+    let Some(rec) = source::read_recorded(&global.root)? else {
+        return restore_from(global, &cfg, args);
+    };
+    // The rescue system has no configuration of its own: what was
+    // recorded at build time stands in for it.
+    if cfg.backup.ssh_options.is_empty() {
+        cfg.backup.ssh_options = rec.ssh_options.clone();
+    }
+    let mut args = args.clone();
+    args.method = args.method.or(Some(rec.method));
+    if args.from.is_some() {
+        return restore_from(global, &cfg, &args);
+    }
+    let mut src = source::open_source(global, None)?;
+    args.from = Some(src.url.clone());
+    let result = restore_from(global, &cfg, &args);
+    if let Err(e) = src.close() {
+        log::warn!("{e:#}");
+    }
+    result
+}
+
+fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result<()> {
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Borg {
-        let repo = repo_of(&cfg, args.from.as_ref())?;
+        let repo = repo_of(cfg, args.from.as_ref())?;
         let name = borg_archive(&repo, args.archive.as_ref())?;
         let start = Instant::now();
         repo.extract(&name, &args.to)?;
@@ -905,7 +932,7 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let target = target_of(&cfg, args.from.as_ref())?;
+    let target = target_of(cfg, args.from.as_ref())?;
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
         let snaps = rsync::snapshots(&target)?;
         let name = match &args.archive {
