@@ -333,9 +333,10 @@ pub struct BackupVerifyArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// age identity file (secret key) for an encrypted backup
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
 
     /// How the backups were made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]
@@ -361,9 +362,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// age identity file (secret key) for an encrypted backup
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
 
     /// How the backup was made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]

@@ -18,6 +18,7 @@
 pub mod borg;
 pub mod create;
 pub mod frames;
+pub mod identity;
 pub mod manifest;
 pub mod pax;
 pub mod reader;
@@ -108,34 +109,49 @@ impl Sink {
 fn open_file(
     target: &Target,
     file: &str,
-    identity: Option<&Path>,
+    key: Option<&identity::Key>,
 ) -> Result<Box<dyn std::io::Read + Send>> {
     let r = target.open(file)?;
     if !file.ends_with(AGE_SUFFIX) {
         return Ok(r);
     }
-    let Some(idf) = identity else {
+    let Some(key) = key else {
         return Err(fail(
             Code::Usage,
             format!(
-                "{file} is encrypted: give --identity FILE (the age secret key; it is never stored in the rescue image)"
+                "{file} is encrypted: give --identity FILE or URL (the age secret key; it is never stored in the rescue image)"
             ),
         ));
     };
-    let ids = age::IdentityFile::from_file(idf.display().to_string())
-        .map_err(|e| fail(Code::Usage, format!("--identity {}: {e}", idf.display())))?
-        .into_identities()
-        .map_err(|e| fail(Code::Usage, format!("--identity {}: {e}", idf.display())))?;
     let d = age::Decryptor::new(r)
         .map_err(|e| fail(Code::Input, format!("{file}: not a readable age file: {e}")))?;
-    match d.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
+    match d.decrypt(key.ids.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
         Ok(r) => Ok(Box::new(r)),
         Err(age::DecryptError::NoMatchingKeys) => Err(fail(
             Code::Input,
-            format!("wrong age key: {} does not decrypt {file}", idf.display()),
+            format!("wrong age key: {} does not decrypt {file}", key.origin),
         )),
         Err(e) => Err(fail(Code::Input, format!("{file}: {e}"))),
     }
+}
+
+/// The key for backup `name` when it is encrypted (`enc` is its suffix):
+/// `--identity`, else asked on the terminal, else a refusal.
+fn key_for(
+    name: &str,
+    enc: &str,
+    given: Option<&str>,
+    cfg: &Config,
+) -> Result<Option<identity::Key>> {
+    if enc.is_empty() {
+        return Ok(None);
+    }
+    identity::resolve(
+        given,
+        &format!("backup {name}"),
+        cfg.backup.age_recipient.as_deref(),
+    )
+    .map(Some)
 }
 
 /// `mkrescue backup [list|verify]`.
@@ -713,13 +729,13 @@ pub fn verify(
     target: &Target,
     name: &str,
     enc: &str,
-    identity: Option<&Path>,
+    key: Option<&identity::Key>,
     show: bool,
 ) -> Result<VerifyReport> {
     use sha2::{Digest, Sha256};
     let start = Instant::now();
     let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
-    let man = manifest::read(open_file(target, &mname, identity)?, Path::new(&mname))?;
+    let man = manifest::read(open_file(target, &mname, key)?, Path::new(&mname))?;
     let expected: std::collections::HashMap<Vec<u8>, &manifest::Item> = man
         .items
         .iter()
@@ -729,7 +745,7 @@ pub fn verify(
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
     let mut r = reader::TarReader::new(
-        open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), identity)?,
+        open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), key)?,
         Some(known),
     );
     let mut seen = std::collections::HashSet::new();
@@ -834,7 +850,8 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
     let target = target_of(cfg, args.target.as_ref())?;
     let (name, enc) = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(global.quiet) && !args.json;
-    let rep = verify(&target, &name, enc, args.identity.as_deref(), show)?;
+    let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
+    let rep = verify(&target, &name, enc, key.as_ref(), show)?;
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &rep)?;
@@ -903,6 +920,9 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
     if cfg.backup.ssh_options.is_empty() {
         cfg.backup.ssh_options = rec.ssh_options.clone();
     }
+    if cfg.backup.age_recipient.is_none() {
+        cfg.backup.age_recipient = rec.age_recipient.clone();
+    }
     let mut args = args.clone();
     args.method = args.method.or(Some(rec.method));
     if args.from.is_some() {
@@ -966,10 +986,10 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
         return Ok(());
     }
     let (name, enc) = pick(&target, args.archive.as_ref())?;
-    let identity = args.identity.as_deref();
+    let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
     let start = Instant::now();
     let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
-    let man = match open_file(&target, &mname, identity)
+    let man = match open_file(&target, &mname, key.as_ref())
         .and_then(|r| manifest::read(r, Path::new(&mname)))
     {
         Ok(m) => Some(m),
@@ -988,7 +1008,11 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
         .map(|m| m.items.iter().map(|i| i.size).sum())
         .unwrap_or(0);
     let pb = crate::progress::bytes(show, total, "restore");
-    let input = open_file(&target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), identity)?;
+    let input = open_file(
+        &target,
+        &format!("{name}{ARCHIVE_SUFFIX}{enc}"),
+        key.as_ref(),
+    )?;
     let result = restore::restore(input, &args.to, man.as_ref(), &pb)
         .with_context(|| format!("restoring {name} into {}", args.to.display()))?;
     pb.finish_and_clear();
