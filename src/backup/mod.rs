@@ -19,6 +19,7 @@ pub mod borg;
 pub mod create;
 pub mod frames;
 pub mod identity;
+pub mod mail;
 pub mod manifest;
 pub mod pax;
 pub mod reader;
@@ -158,7 +159,43 @@ fn key_for(
 pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
     let cfg = config::load(global, &BuildArgs::default())?.config;
     match &args.action {
-        None => create_command(global, &cfg, &args.create),
+        None => {
+            let a = &args.create;
+            let mail = !a.dry_run && !cfg.backup.mail_to.is_empty();
+            if mail {
+                mail::check(&cfg.backup)?;
+            }
+            let started = now();
+            let t0 = Instant::now();
+            let result = create_command(global, &cfg, a);
+            if mail {
+                let method = a.method.unwrap_or(cfg.backup.method);
+                let location = match method {
+                    BackupMethod::Borg => a.target.as_ref().or(cfg.backup.borg_repo.as_ref()),
+                    _ => a.target.as_ref().or(cfg.backup.target.as_ref()),
+                };
+                let outcome = mail::Outcome {
+                    host: hostname(&global.root),
+                    method,
+                    location: location.cloned().unwrap_or_else(|| "(none)".into()),
+                    started,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    result: match &result {
+                        Ok(summary) => Ok(summary.clone()),
+                        Err(e) => Err((format!("{e:#}"), crate::error::code_of(e) as i32)),
+                    },
+                };
+                // A mail that cannot be sent does not undo the backup; the
+                // warning reaches cron's own mail.
+                if let Err(e) = mail::send(&cfg.backup, &outcome) {
+                    log::warn!(
+                        "backup report mail to {}: {e:#}",
+                        cfg.backup.mail_to.join(", ")
+                    );
+                }
+            }
+            result.map(|_| ())
+        }
         Some(BackupAction::List(a)) => list_command(global, &cfg, a),
         Some(BackupAction::Verify(a)) => verify_command(global, &cfg, a),
     }
@@ -197,9 +234,15 @@ fn hostname(root: &Path) -> String {
     "host".into()
 }
 
-/// `YYYYMMDDTHHMMSSZ` of a UTC time (days-from-civil inverse, H. Hinnant's
-/// "chrono-Compatible Low-Level Date Algorithms").
+/// `YYYYMMDDTHHMMSSZ` of a UTC time.
 pub fn stamp(secs: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// Year, month, day, hour, minute, second of a UTC time (days-from-civil
+/// inverse, H. Hinnant's "chrono-Compatible Low-Level Date Algorithms").
+pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let z = days + 719_468;
@@ -211,12 +254,7 @@ pub fn stamp(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn now() -> i64 {
@@ -241,7 +279,8 @@ pub struct BackupReport {
     pub mib_per_s: f64,
 }
 
-fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+/// Makes the backup; returns the one-line summary.
+fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
     let method = args.method.unwrap_or(cfg.backup.method);
     if method == BackupMethod::Rsync {
         return rsync_command(global, cfg, args);
@@ -296,7 +335,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
             },
             target.describe()
         );
-        return Ok(());
+        return Ok(String::new());
     }
     let show = crate::progress::enabled(global.quiet) && !args.json;
     let total = if show { create::estimate(&src)? } else { 0 };
@@ -388,30 +427,31 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     for w in &report.stats.warnings {
         log::warn!("{w}");
     }
+    let s = &report.stats;
+    let summary = format!(
+        "backup {name}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
+        s.files,
+        s.dirs,
+        s.symlinks + s.hardlinks,
+        s.data_bytes as f64 / (1 << 20) as f64,
+        report.archive_bytes as f64 / (1 << 20) as f64,
+        report.target,
+        report.seconds,
+        report.mib_per_s,
+        if s.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warnings", s.warnings.len())
+        }
+    );
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else if !global.quiet {
-        let s = &report.stats;
-        eprintln!(
-            "mkrescue: backup {name}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
-            s.files,
-            s.dirs,
-            s.symlinks + s.hardlinks,
-            s.data_bytes as f64 / (1 << 20) as f64,
-            report.archive_bytes as f64 / (1 << 20) as f64,
-            report.target,
-            report.seconds,
-            report.mib_per_s,
-            if s.warnings.is_empty() {
-                String::new()
-            } else {
-                format!(", {} warnings", s.warnings.len())
-            }
-        );
+        eprintln!("mkrescue: {summary}");
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn source_of(
@@ -459,7 +499,7 @@ fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
 }
 
 /// `mkrescue backup --method borg`.
-fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
     let repo = repo_of(cfg, args.target.as_ref())?;
     let src = source_of(global, cfg, args, &Target::Local(PathBuf::from(&repo.url)))?;
     let start = Instant::now();
@@ -468,6 +508,16 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
         .create(&src, &name, args.dry_run)
         .with_context(|| format!("borg backup to {}", repo.url))?;
     let seconds = start.elapsed().as_secs_f64();
+    let summary = format!(
+        "borg archive {name} in {}: {} files, {:.1} MiB deduplicated in {:.1}s",
+        repo.url,
+        out["archive"]["stats"]["nfiles"],
+        out["archive"]["stats"]["deduplicated_size"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / (1 << 20) as f64,
+        seconds
+    );
     if args.json {
         let mut o = std::io::stdout().lock();
         serde_json::to_writer_pretty(
@@ -482,22 +532,13 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
         )?;
         writeln!(o)?;
     } else if !global.quiet && !args.dry_run {
-        eprintln!(
-            "mkrescue: borg archive {name} in {}: {} files, {:.1} MiB deduplicated in {:.1}s",
-            repo.url,
-            out["archive"]["stats"]["nfiles"],
-            out["archive"]["stats"]["deduplicated_size"]
-                .as_f64()
-                .unwrap_or(0.0)
-                / (1 << 20) as f64,
-            seconds
-        );
+        eprintln!("mkrescue: {summary}");
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// `mkrescue backup --method rsync`.
-fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
     let target = target_of(cfg, args.target.as_ref())?;
     let src = source_of(global, cfg, args, &target)?;
     let start = Instant::now();
@@ -512,6 +553,14 @@ fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> 
     )
     .with_context(|| format!("rsync backup to {}", target.describe()))?;
     let seconds = start.elapsed().as_secs_f64();
+    let summary = format!(
+        "rsync snapshot {} at {} in {:.1}s ({} kept, {} pruned)",
+        rep.snapshot,
+        target.describe(),
+        seconds,
+        rep.kept,
+        rep.pruned.len()
+    );
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(
@@ -528,16 +577,9 @@ fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> 
         )?;
         writeln!(out)?;
     } else if !global.quiet && !args.dry_run {
-        eprintln!(
-            "mkrescue: rsync snapshot {} at {} in {:.1}s ({} kept, {} pruned)",
-            rep.snapshot,
-            target.describe(),
-            seconds,
-            rep.kept,
-            rep.pruned.len()
-        );
+        eprintln!("mkrescue: {summary}");
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn remove_part(target: &Target, name: &str) {
