@@ -252,9 +252,10 @@ pub struct RecoverArgs {
     /// Which backup to restore (its name from `backup list`; default: the newest)
     #[arg(long, value_name = "NAME")]
     pub archive: Option<String>,
-    /// age identity file (secret key) for an encrypted backup
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
     /// Print the final report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -346,9 +347,10 @@ pub struct BackupVerifyArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// age identity file (secret key) for an encrypted backup
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
 
     /// How the backups were made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]
@@ -374,9 +376,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// age identity file (secret key) for an encrypted backup
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
 
     /// How the backup was made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]

@@ -100,6 +100,15 @@ pub struct Backup {
     pub borg_repo: Option<String>,
     /// borg: command printing the passphrase (`BORG_PASSCOMMAND`).
     pub borg_passcommand: Option<String>,
+    /// Mail a report of every `mkrescue backup`, successful or failed, to
+    /// these addresses (empty: no mail). A success mail is how an admin
+    /// knows the job ran at all.
+    pub mail_to: Vec<String>,
+    /// Sender of the report; default `root@HOSTNAME`.
+    pub mail_from: Option<String>,
+    /// The sendmail program the report is piped into (`-t -oi`); every MTA
+    /// (exim, postfix, msmtp-mta, nullmailer) installs one.
+    pub sendmail: PathBuf,
 }
 
 impl Default for Backup {
@@ -117,6 +126,9 @@ impl Default for Backup {
             age_recipient: None,
             borg_repo: None,
             borg_passcommand: None,
+            mail_to: Vec::new(),
+            mail_from: None,
+            sendmail: PathBuf::from("/usr/sbin/sendmail"),
         }
     }
 }

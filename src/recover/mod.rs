@@ -109,6 +109,16 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         mount::unmount_all(&root)?;
     }
     let explicit = mapping::parse_maps(&args.map)?;
+    // The backup first: its disk is mounted (read-only) before the disks are
+    // listed, so it is in use and never a target.
+    let mut source = if args.layout_only || args.dry_run {
+        None
+    } else {
+        Some(crate::backup::source::open_source(
+            global,
+            args.restore_from.as_deref(),
+        )?)
+    };
     let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
     let targets = mapping::TargetDisk::from_lsblk(&lsblk)?;
     let in_use = mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
@@ -120,6 +130,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         .iter()
         .map(|e| e.device.clone())
         .chain(in_use.keys().cloned())
+        .chain(source.iter().flat_map(|s| s.disks.iter().cloned()))
         .collect();
     let mut ask: Box<dyn Ask> = if args.unattended || args.dry_run {
         Box::new(NoAsk)
@@ -134,8 +145,29 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
     let key_file = args
         .key_file
         .clone()
-        .or_else(|| cfg.recover.key_file.clone())
+        .or_else(|| {
+            // A relative recover.key_file lives on the backup's file system.
+            let k = cfg.recover.key_file.clone()?;
+            if k.is_absolute() {
+                return Some(k);
+            }
+            let base = source
+                .as_ref()
+                .and_then(|s| s.mounted.clone())
+                .unwrap_or_else(|| crate::backup::source::MOUNT_DIR.into());
+            Some(base.join(k))
+        })
         .map(|p| p.display().to_string());
+    if let Some(k) = &key_file
+        && !layout.luks.is_empty()
+        && !args.dry_run
+        && !Path::new(k).is_file()
+    {
+        return Err(crate::error::fail(
+            crate::error::Code::Input,
+            format!("LUKS key file {k} not found; give --key-file FILE (nothing was changed)"),
+        ));
+    }
     let opt = plan::Options {
         udev: std::path::Path::new("/run/udev/control").exists(),
         key_file,
@@ -170,9 +202,11 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         error: None,
         seconds: 0.0,
     };
+    let from = source.as_ref().map(|s| s.url.clone());
     let r = phases(
         global,
         args,
+        from,
         &cfg,
         &layout,
         &p,
@@ -182,6 +216,11 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         &root,
         &mut report,
     );
+    if let Some(s) = source.as_mut()
+        && let Err(e) = s.close()
+    {
+        log::warn!("unmounting the backup source: {e:#}");
+    }
     report.seconds = start.elapsed().as_secs_f64();
     report.ok = r.is_ok();
     report.error = r.as_ref().err().map(|e| format!("{e:#}"));
@@ -202,6 +241,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
 fn phases(
     global: &GlobalArgs,
     args: &RecoverArgs,
+    from: Option<String>,
     cfg: &Config,
     layout: &Layout,
     p: &plan::Plan,
@@ -233,7 +273,7 @@ fn phases(
         ))
     })?;
     let restored = report.phase("restore", || {
-        let r = crate::backup::restore_command(global, &restore_args(args, root));
+        let r = crate::backup::restore_command(global, &restore_args(args, from, root));
         Ok((r, String::new()))
     })?;
     if let Err(e) = restored {
@@ -280,10 +320,10 @@ fn phases(
     Ok(())
 }
 
-fn restore_args(args: &RecoverArgs, root: &Path) -> RestoreArgs {
+fn restore_args(args: &RecoverArgs, from: Option<String>, root: &Path) -> RestoreArgs {
     RestoreArgs {
         to: root.to_path_buf(),
-        from: args.restore_from.clone(),
+        from,
         archive: args.archive.clone(),
         json: false,
         identity: args.identity.clone(),

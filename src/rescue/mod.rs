@@ -289,6 +289,16 @@ pub fn plan(
         0o644,
         "host configuration",
     )?;
+    // Where the backup is, so restore in the rescue system asks nothing.
+    if let Some(rec) = crate::backup::source::record(root, config)? {
+        let json = serde_json::to_vec_pretty(&rec).context("rendering the backup location")?;
+        m.add_bytes(
+            crate::backup::source::RECORD_PATH,
+            json,
+            0o644,
+            "backup location",
+        )?;
+    }
     if let Some(layout) = layout_for_image(root, config.build.source_date_epoch) {
         m.add_bytes(crate::layout::DEFAULT_PATH, layout, 0o644, "disk layout")?;
     }
