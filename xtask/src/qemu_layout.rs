@@ -37,6 +37,16 @@ pub const SCENARIOS: &[Scenario] = &[
         script: "layout2.sh",
         disks: &[("DISK1", 1536), ("DISK2", 1536)],
     },
+    Scenario {
+        name: "raid1-lvm-mapped",
+        script: "layout5.sh",
+        disks: &[
+            ("DISK1", 1536),
+            ("DISK2", 1536),
+            ("BIG", 3072),
+            ("SAME", 1536),
+        ],
+    },
 ];
 
 /// Layouts that pass but do not run in CI (time budget).
