@@ -61,16 +61,6 @@ pub const EXTRA: &[Scenario] = &[
         script: "layout4.sh",
         disks: &[("DISK1", 1024)],
     },
-    Scenario {
-        name: "raid1-lvm-mapped",
-        script: "layout5.sh",
-        disks: &[
-            ("DISK1", 1536),
-            ("DISK2", 1536),
-            ("BIG", 3072),
-            ("SAME", 1536),
-        ],
-    },
 ];
 
 /// The fixture capture run (tests/fixtures/layout/README.md).
