@@ -158,6 +158,20 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
             Some(base.join(k))
         })
         .map(|p| p.display().to_string());
+    if key_file.is_none() && !layout.luks.is_empty() && args.unattended && !args.dry_run {
+        return Err(crate::error::fail(
+            crate::error::Code::Usage,
+            format!(
+                "the layout has LUKS containers ({}) and nobody is there to type a passphrase: give --key-file FILE or set recover.key_file (nothing was changed)",
+                layout
+                    .luks
+                    .iter()
+                    .map(|l| l.device.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     if let Some(k) = &key_file
         && !layout.luks.is_empty()
         && !args.dry_run
