@@ -5,7 +5,8 @@
 //! Only the layout's own file systems are mounted (no tmpfs, no binds, no
 //! swap). Options are not the recorded ones: the restore needs none of them
 //! (and `subvolid=` of a re-created btrfs may differ); only a btrfs
-//! subvolume is mounted by its path with `subvol=`.
+//! subvolume is mounted by its path with `subvol=`, and FAT keeps the
+//! options that stand in for owners and modes (uid, gid, umask, masks).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,18 @@ pub fn plan(layout: &Layout, dev: &BTreeMap<String, String>, root: &Path) -> Vec
                 .find(|f| f.device == m.source && f.fstype == m.fstype)?;
             let fsroot = m.fsroot.as_deref().unwrap_or("/");
             let options = match (fs.fstype.as_str(), fsroot) {
+                // FAT has no owners or modes: they come from these options,
+                // and chmod(2) to a mode they do not give fails (EPERM), so
+                // the restore needs the host's (an ESP is often umask=0077).
+                ("vfat", "/") => m
+                    .options
+                    .split(',')
+                    .filter(|o| {
+                        let k = o.split('=').next().unwrap_or("");
+                        ["uid", "gid", "umask", "fmask", "dmask", "allow_utime"].contains(&k)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
                 (_, "/") => String::new(),
                 ("btrfs", sub) => format!("subvol={sub}"),
                 // A bind mount of a directory: its files come with the
@@ -190,7 +203,10 @@ mod tests {
             fs("/dev/vg0/swap", "swap"),
         ];
         l.mounts = vec![
-            mnt("/boot/efi", "/dev/sda2", "vfat", Some("/")),
+            Mount {
+                options: "rw,relatime,fmask=0077,dmask=0077,codepage=437,iocharset=ascii,errors=remount-ro".into(),
+                ..mnt("/boot/efi", "/dev/sda2", "vfat", Some("/"))
+            },
             mnt("/data/home", "/dev/vg1/data", "btrfs", Some("/@home")),
             mnt("/", "/dev/vg0/root", "ext4", Some("/")),
             mnt("/tmp", "tmpfs", "tmpfs", Some("/")),
@@ -208,7 +224,11 @@ mod tests {
             vec![
                 ("/".into(), "/dev/vg0/root".into(), "".into()),
                 ("/data".into(), "/dev/vg1/data".into(), "subvol=/@".into()),
-                ("/boot/efi".into(), "/dev/nvme0n1p2".into(), "".into()),
+                (
+                    "/boot/efi".into(),
+                    "/dev/nvme0n1p2".into(),
+                    "fmask=0077,dmask=0077".into()
+                ),
                 (
                     "/data/home".into(),
                     "/dev/vg1/data".into(),
