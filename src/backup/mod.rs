@@ -18,11 +18,14 @@
 pub mod borg;
 pub mod create;
 pub mod frames;
+pub mod identity;
+pub mod mail;
 pub mod manifest;
 pub mod pax;
 pub mod reader;
 pub mod restore;
 pub mod rsync;
+pub mod source;
 pub mod sys;
 pub mod target;
 
@@ -107,41 +110,92 @@ impl Sink {
 fn open_file(
     target: &Target,
     file: &str,
-    identity: Option<&Path>,
+    key: Option<&identity::Key>,
 ) -> Result<Box<dyn std::io::Read + Send>> {
     let r = target.open(file)?;
     if !file.ends_with(AGE_SUFFIX) {
         return Ok(r);
     }
-    let Some(idf) = identity else {
+    let Some(key) = key else {
         return Err(fail(
             Code::Usage,
             format!(
-                "{file} is encrypted: give --identity FILE (the age secret key; it is never stored in the rescue image)"
+                "{file} is encrypted: give --identity FILE or URL (the age secret key; it is never stored in the rescue image)"
             ),
         ));
     };
-    let ids = age::IdentityFile::from_file(idf.display().to_string())
-        .map_err(|e| fail(Code::Usage, format!("--identity {}: {e}", idf.display())))?
-        .into_identities()
-        .map_err(|e| fail(Code::Usage, format!("--identity {}: {e}", idf.display())))?;
     let d = age::Decryptor::new(r)
         .map_err(|e| fail(Code::Input, format!("{file}: not a readable age file: {e}")))?;
-    match d.decrypt(ids.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
+    match d.decrypt(key.ids.iter().map(|i| i.as_ref() as &dyn age::Identity)) {
         Ok(r) => Ok(Box::new(r)),
         Err(age::DecryptError::NoMatchingKeys) => Err(fail(
             Code::Input,
-            format!("wrong age key: {} does not decrypt {file}", idf.display()),
+            format!("wrong age key: {} does not decrypt {file}", key.origin),
         )),
         Err(e) => Err(fail(Code::Input, format!("{file}: {e}"))),
     }
+}
+
+/// The key for backup `name` when it is encrypted (`enc` is its suffix):
+/// `--identity`, else asked on the terminal, else a refusal.
+fn key_for(
+    name: &str,
+    enc: &str,
+    given: Option<&str>,
+    cfg: &Config,
+) -> Result<Option<identity::Key>> {
+    if enc.is_empty() {
+        return Ok(None);
+    }
+    identity::resolve(
+        given,
+        &format!("backup {name}"),
+        cfg.backup.age_recipient.as_deref(),
+    )
+    .map(Some)
 }
 
 /// `mkrescue backup [list|verify]`.
 pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
     let cfg = config::load(global, &BuildArgs::default())?.config;
     match &args.action {
-        None => create_command(global, &cfg, &args.create),
+        None => {
+            let a = &args.create;
+            let mail = !a.dry_run && !cfg.backup.mail_to.is_empty();
+            if mail {
+                mail::check(&cfg.backup)?;
+            }
+            let started = now();
+            let t0 = Instant::now();
+            let result = create_command(global, &cfg, a);
+            if mail {
+                let method = a.method.unwrap_or(cfg.backup.method);
+                let location = match method {
+                    BackupMethod::Borg => a.target.as_ref().or(cfg.backup.borg_repo.as_ref()),
+                    _ => a.target.as_ref().or(cfg.backup.target.as_ref()),
+                };
+                let outcome = mail::Outcome {
+                    host: hostname(&global.root),
+                    method,
+                    location: location.cloned().unwrap_or_else(|| "(none)".into()),
+                    started,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    result: match &result {
+                        Ok(summary) => Ok(summary.clone()),
+                        Err(e) => Err((format!("{e:#}"), crate::error::code_of(e) as i32)),
+                    },
+                };
+                // A mail that cannot be sent does not undo the backup; the
+                // warning reaches cron's own mail.
+                if let Err(e) = mail::send(&cfg.backup, &outcome) {
+                    log::warn!(
+                        "backup report mail to {}: {e:#}",
+                        cfg.backup.mail_to.join(", ")
+                    );
+                }
+            }
+            result.map(|_| ())
+        }
         Some(BackupAction::List(a)) => list_command(global, &cfg, a),
         Some(BackupAction::Verify(a)) => verify_command(global, &cfg, a),
     }
@@ -180,9 +234,15 @@ fn hostname(root: &Path) -> String {
     "host".into()
 }
 
-/// `YYYYMMDDTHHMMSSZ` of a UTC time (days-from-civil inverse, H. Hinnant's
-/// "chrono-Compatible Low-Level Date Algorithms").
+/// `YYYYMMDDTHHMMSSZ` of a UTC time.
 pub fn stamp(secs: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// Year, month, day, hour, minute, second of a UTC time (days-from-civil
+/// inverse, H. Hinnant's "chrono-Compatible Low-Level Date Algorithms").
+pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let z = days + 719_468;
@@ -194,12 +254,7 @@ pub fn stamp(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 fn now() -> i64 {
@@ -224,7 +279,8 @@ pub struct BackupReport {
     pub mib_per_s: f64,
 }
 
-fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+/// Makes the backup; returns the one-line summary.
+fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
     let method = args.method.unwrap_or(cfg.backup.method);
     if method == BackupMethod::Rsync {
         return rsync_command(global, cfg, args);
@@ -279,7 +335,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
             },
             target.describe()
         );
-        return Ok(());
+        return Ok(String::new());
     }
     let show = crate::progress::enabled(global.quiet) && !args.json;
     let total = if show { create::estimate(&src)? } else { 0 };
@@ -371,30 +427,31 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     for w in &report.stats.warnings {
         log::warn!("{w}");
     }
+    let s = &report.stats;
+    let summary = format!(
+        "backup {name}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
+        s.files,
+        s.dirs,
+        s.symlinks + s.hardlinks,
+        s.data_bytes as f64 / (1 << 20) as f64,
+        report.archive_bytes as f64 / (1 << 20) as f64,
+        report.target,
+        report.seconds,
+        report.mib_per_s,
+        if s.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warnings", s.warnings.len())
+        }
+    );
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else if !global.quiet {
-        let s = &report.stats;
-        eprintln!(
-            "mkrescue: backup {name}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
-            s.files,
-            s.dirs,
-            s.symlinks + s.hardlinks,
-            s.data_bytes as f64 / (1 << 20) as f64,
-            report.archive_bytes as f64 / (1 << 20) as f64,
-            report.target,
-            report.seconds,
-            report.mib_per_s,
-            if s.warnings.is_empty() {
-                String::new()
-            } else {
-                format!(", {} warnings", s.warnings.len())
-            }
-        );
+        eprintln!("mkrescue: {summary}");
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn source_of(
@@ -442,7 +499,7 @@ fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
 }
 
 /// `mkrescue backup --method borg`.
-fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
     let repo = repo_of(cfg, args.target.as_ref())?;
     let src = source_of(global, cfg, args, &Target::Local(PathBuf::from(&repo.url)))?;
     let start = Instant::now();
@@ -451,6 +508,16 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
         .create(&src, &name, args.dry_run)
         .with_context(|| format!("borg backup to {}", repo.url))?;
     let seconds = start.elapsed().as_secs_f64();
+    let summary = format!(
+        "borg archive {name} in {}: {} files, {:.1} MiB deduplicated in {:.1}s",
+        repo.url,
+        out["archive"]["stats"]["nfiles"],
+        out["archive"]["stats"]["deduplicated_size"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / (1 << 20) as f64,
+        seconds
+    );
     if args.json {
         let mut o = std::io::stdout().lock();
         serde_json::to_writer_pretty(
@@ -465,22 +532,13 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
         )?;
         writeln!(o)?;
     } else if !global.quiet && !args.dry_run {
-        eprintln!(
-            "mkrescue: borg archive {name} in {}: {} files, {:.1} MiB deduplicated in {:.1}s",
-            repo.url,
-            out["archive"]["stats"]["nfiles"],
-            out["archive"]["stats"]["deduplicated_size"]
-                .as_f64()
-                .unwrap_or(0.0)
-                / (1 << 20) as f64,
-            seconds
-        );
+        eprintln!("mkrescue: {summary}");
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// `mkrescue backup --method rsync`.
-fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<()> {
+fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
     let target = target_of(cfg, args.target.as_ref())?;
     let src = source_of(global, cfg, args, &target)?;
     let start = Instant::now();
@@ -495,6 +553,14 @@ fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> 
     )
     .with_context(|| format!("rsync backup to {}", target.describe()))?;
     let seconds = start.elapsed().as_secs_f64();
+    let summary = format!(
+        "rsync snapshot {} at {} in {:.1}s ({} kept, {} pruned)",
+        rep.snapshot,
+        target.describe(),
+        seconds,
+        rep.kept,
+        rep.pruned.len()
+    );
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(
@@ -511,16 +577,9 @@ fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> 
         )?;
         writeln!(out)?;
     } else if !global.quiet && !args.dry_run {
-        eprintln!(
-            "mkrescue: rsync snapshot {} at {} in {:.1}s ({} kept, {} pruned)",
-            rep.snapshot,
-            target.describe(),
-            seconds,
-            rep.kept,
-            rep.pruned.len()
-        );
+        eprintln!("mkrescue: {summary}");
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn remove_part(target: &Target, name: &str) {
@@ -712,13 +771,13 @@ pub fn verify(
     target: &Target,
     name: &str,
     enc: &str,
-    identity: Option<&Path>,
+    key: Option<&identity::Key>,
     show: bool,
 ) -> Result<VerifyReport> {
     use sha2::{Digest, Sha256};
     let start = Instant::now();
     let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
-    let man = manifest::read(open_file(target, &mname, identity)?, Path::new(&mname))?;
+    let man = manifest::read(open_file(target, &mname, key)?, Path::new(&mname))?;
     let expected: std::collections::HashMap<Vec<u8>, &manifest::Item> = man
         .items
         .iter()
@@ -728,7 +787,7 @@ pub fn verify(
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
     let mut r = reader::TarReader::new(
-        open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), identity)?,
+        open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), key)?,
         Some(known),
     );
     let mut seen = std::collections::HashSet::new();
@@ -833,7 +892,8 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
     let target = target_of(cfg, args.target.as_ref())?;
     let (name, enc) = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(global.quiet) && !args.json;
-    let rep = verify(&target, &name, enc, args.identity.as_deref(), show)?;
+    let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
+    let rep = verify(&target, &name, enc, key.as_ref(), show)?;
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &rep)?;
@@ -879,9 +939,12 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
-/// `mkrescue restore --to DIR [--from URL] [--archive NAME]`.
+/// `mkrescue restore --to DIR [--from URL] [--archive NAME]`. Without
+/// `--from`, in the rescue system, the location recorded in the image
+/// ([`source::RECORD_PATH`]) is opened (its filesystem mounted by UUID for
+/// the time of the restore); elsewhere the configured one is used.
 pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
-    let cfg = config::load(global, &BuildArgs::default())?.config;
+    let mut cfg = config::load(global, &BuildArgs::default())?.config;
     if !args.to.is_dir() {
         return Err(fail(
             Code::Usage,
@@ -891,8 +954,34 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
             ),
         ));
     }
+    let Some(rec) = source::read_recorded(&global.root)? else {
+        return restore_from(global, &cfg, args);
+    };
+    // The rescue system has no configuration of its own: what was
+    // recorded at build time stands in for it.
+    if cfg.backup.ssh_options.is_empty() {
+        cfg.backup.ssh_options = rec.ssh_options.clone();
+    }
+    if cfg.backup.age_recipient.is_none() {
+        cfg.backup.age_recipient = rec.age_recipient.clone();
+    }
+    let mut args = args.clone();
+    args.method = args.method.or(Some(rec.method));
+    if args.from.is_some() {
+        return restore_from(global, &cfg, &args);
+    }
+    let mut src = source::open_source(global, None)?;
+    args.from = Some(src.url.clone());
+    let result = restore_from(global, &cfg, &args);
+    if let Err(e) = src.close() {
+        log::warn!("{e:#}");
+    }
+    result
+}
+
+fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result<()> {
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Borg {
-        let repo = repo_of(&cfg, args.from.as_ref())?;
+        let repo = repo_of(cfg, args.from.as_ref())?;
         let name = borg_archive(&repo, args.archive.as_ref())?;
         let start = Instant::now();
         repo.extract(&name, &args.to)?;
@@ -905,7 +994,7 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let target = target_of(&cfg, args.from.as_ref())?;
+    let target = target_of(cfg, args.from.as_ref())?;
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
         let snaps = rsync::snapshots(&target)?;
         let name = match &args.archive {
@@ -939,10 +1028,10 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         return Ok(());
     }
     let (name, enc) = pick(&target, args.archive.as_ref())?;
-    let identity = args.identity.as_deref();
+    let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
     let start = Instant::now();
     let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
-    let man = match open_file(&target, &mname, identity)
+    let man = match open_file(&target, &mname, key.as_ref())
         .and_then(|r| manifest::read(r, Path::new(&mname)))
     {
         Ok(m) => Some(m),
@@ -961,7 +1050,11 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         .map(|m| m.items.iter().map(|i| i.size).sum())
         .unwrap_or(0);
     let pb = crate::progress::bytes(show, total, "restore");
-    let input = open_file(&target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), identity)?;
+    let input = open_file(
+        &target,
+        &format!("{name}{ARCHIVE_SUFFIX}{enc}"),
+        key.as_ref(),
+    )?;
     let result = restore::restore(input, &args.to, man.as_ref(), &pb)
         .with_context(|| format!("restoring {name} into {}", args.to.display()))?;
     pb.finish_and_clear();

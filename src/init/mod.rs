@@ -13,10 +13,14 @@
 //!    `ip=` / `mkrescue.net=` say;
 //! 4. sshd (`sshd`), keys only;
 //! 5. the ready marker, once, on every console;
-//! 6. `mkrescue.recover=auto`: `mkrescue recover --unattended`, then
-//!    `mkrescue.after=poweroff|reboot|shell` (reboot only after a
-//!    successful recover: a failed one stays up for the operator; without
-//!    recover=auto the after action follows the marker);
+//! 6. `mkrescue.recover=auto`: `mkrescue recover --unattended` (output on
+//!    the console, no input); `mkrescue.recover=ask` (the boot menus'
+//!    "Recover (asks before changing disks)" entries): `mkrescue recover`
+//!    on the first console of the command line, as the foreground program
+//!    of that terminal so it can ask, and that console's shell starts when
+//!    it ends. Then `mkrescue.after=poweroff|reboot|shell` (reboot only
+//!    after a successful recover: a failed one stays up for the operator;
+//!    without recover= the after action follows the marker);
 //! 7. a shell with job control on every console of the command line,
 //!    respawned when it exits; sshd respawned too; every orphan reaped.
 //!    PID 1 never exits.
@@ -83,7 +87,7 @@ pub struct Cmdline {
     pub consoles: Vec<String>,
     /// `mkrescue.after=poweroff|reboot|shell` (default shell).
     pub after: Option<String>,
-    /// `mkrescue.recover=auto`.
+    /// `mkrescue.recover=auto|ask` as given (see [`Cmdline::recover_mode`]).
     pub recover: Option<String>,
     /// `mkrescue.net=off|dhcp|host`.
     pub net: Option<String>,
@@ -94,7 +98,39 @@ pub struct Cmdline {
     pub no_udev: bool,
 }
 
+/// What `mkrescue.recover=` asks for after the ready marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoverMode {
+    /// Not given: no recover, a shell on every console.
+    None,
+    /// `auto`: `mkrescue recover --unattended`, no questions.
+    Auto,
+    /// `ask`: `mkrescue recover` in the foreground of this console.
+    Ask { console: String },
+    /// Anything else: logged, nothing recovered.
+    Unknown(String),
+}
+
 impl Cmdline {
+    /// `mkrescue.recover=` with the console an interactive recover runs
+    /// on: the first `console=` (the one the boot menu entry names:
+    /// `ttyS0` for the serial entries, `tty0` for the screen ones), or
+    /// /dev/console when the command line has none.
+    pub fn recover_mode(&self) -> RecoverMode {
+        match self.recover.as_deref() {
+            None => RecoverMode::None,
+            Some("auto") => RecoverMode::Auto,
+            Some("ask") => RecoverMode::Ask {
+                console: self
+                    .consoles
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "console".into()),
+            },
+            Some(other) => RecoverMode::Unknown(other.to_string()),
+        }
+    }
+
     pub fn parse(text: &str) -> Self {
         let mut c = Cmdline::default();
         for word in text.split_whitespace() {
@@ -159,16 +195,32 @@ pub fn run() -> ! {
     if let Some(pid) = sshd_pid {
         tasks.insert(pid, Task::Sshd);
     }
-    match cmdline.recover.as_deref() {
-        Some("auto") => {
+    match cmdline.recover_mode() {
+        RecoverMode::Auto => {
             if let Some(pid) = spawn_recover() {
-                tasks.insert(pid, Task::Recover);
+                tasks.insert(pid, Task::Recover(None));
             }
         }
-        Some(other) => log_line(&format!(
-            "mkrescue init: mkrescue.recover={other}: unknown, want auto; not recovering"
+        RecoverMode::Ask { console } => {
+            // The console named by the entry; when it cannot be opened
+            // (no such port) the kernel's /dev/console still reaches the
+            // operator.
+            let pid = spawn_recover_on(&console).or_else(|| {
+                (console != "console")
+                    .then(|| spawn_recover_on("console"))
+                    .flatten()
+            });
+            match pid {
+                Some((pid, c)) => {
+                    tasks.insert(pid, Task::Recover(Some(c)));
+                }
+                None => after(cmdline.after.as_deref(), false),
+            }
+        }
+        RecoverMode::Unknown(other) => log_line(&format!(
+            "mkrescue init: mkrescue.recover={other}: unknown, want auto or ask; not recovering"
         )),
-        None => after(cmdline.after.as_deref(), true),
+        RecoverMode::None => after(cmdline.after.as_deref(), true),
     }
     supervise(&consoles, tasks, cmdline.after.as_deref())
 }
@@ -212,6 +264,22 @@ fn after(what: Option<&str>, success: bool) {
     }
 }
 
+/// `mkrescue recover` in the foreground of `console`, which it asks on.
+/// Returns its pid and the console it holds.
+fn spawn_recover_on(console: &str) -> Option<(i32, String)> {
+    log_line(&format!(
+        "mkrescue init: mkrescue.recover=ask: running mkrescue recover on /dev/{console}"
+    ));
+    let dev = format!("/dev/{console}");
+    if let Ok(mut f) = OpenOptions::new().write(true).open(&dev) {
+        let _ = f.write_all(
+            b"\r\nmkrescue recover: rebuilding this machine from the saved layout; it asks before changing disks.\r\nA shell starts on this console when it ends (also now on the other consoles and over SSH).\r\n\r\n",
+        );
+    }
+    spawn_on_console(console, "/usr/bin/mkrescue", &["recover"], false)
+        .map(|pid| (pid, console.to_string()))
+}
+
 /// `mkrescue recover --unattended` with its output on the console.
 fn spawn_recover() -> Option<i32> {
     log_line("mkrescue init: mkrescue.recover=auto: running mkrescue recover --unattended");
@@ -236,7 +304,9 @@ fn spawn_recover() -> Option<i32> {
 enum Task {
     Shell(String),
     Sshd,
-    Recover,
+    /// The recover run; with the console it holds (`recover=ask`), whose
+    /// shell starts when it ends.
+    Recover(Option<String>),
 }
 
 /// The kernel's /dev/console is the last `console=` given
@@ -317,7 +387,15 @@ fn sethostname(name: &str) {
 /// recover run's end triggers `mkrescue.after`; every other child (orphans
 /// re-parented to PID 1) is just reaped.
 fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: Option<&str>) -> ! {
-    for c in consoles {
+    // A console an interactive recover holds gets its shell afterwards.
+    let held: Vec<String> = tasks
+        .values()
+        .filter_map(|t| match t {
+            Task::Recover(Some(c)) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    for c in consoles.iter().filter(|c| !held.contains(*c)) {
         if let Some(pid) = spawn_shell(c) {
             tasks.insert(pid, Task::Shell(c.clone()));
         }
@@ -331,7 +409,9 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
             // No children at all: every console failed; try again later.
             std::thread::sleep(Duration::from_secs(5));
             for c in consoles {
-                if !tasks.values().any(|t| *t == Task::Shell(c.clone()))
+                if !tasks
+                    .values()
+                    .any(|t| *t == Task::Shell(c.clone()) || *t == Task::Recover(Some(c.clone())))
                     && let Some(pid) = spawn_shell(c)
                 {
                     tasks.insert(pid, Task::Shell(c.clone()));
@@ -353,7 +433,7 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
                     tasks.insert(pid, Task::Sshd);
                 }
             }
-            Some(Task::Recover) => {
+            Some(Task::Recover(console)) => {
                 let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
                 if ok {
                     log_line("mkrescue: recover finished");
@@ -366,6 +446,13 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
                     log_line("mkrescue: recover failed (killed by a signal)");
                 }
                 after(after_action, ok);
+                // The operator's console: now the shell.
+                if let Some(c) = console
+                    && consoles.contains(&c)
+                    && let Some(pid) = spawn_shell(&c)
+                {
+                    tasks.insert(pid, Task::Shell(c));
+                }
             }
             None => {}
         }
@@ -375,6 +462,18 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
 /// Starts `bash -l` (else `sh -l`) as session leader with /dev/<console> as
 /// its controlling terminal, so job control works.
 fn spawn_shell(console: &str) -> Option<i32> {
+    let shell = if Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    spawn_on_console(console, shell, &["-l"], true)
+}
+
+/// Starts `program args` as session leader with /dev/<console> as its
+/// controlling terminal and stdin/stdout/stderr (so it can read answers
+/// and Ctrl-C reaches it); `motd` prints /etc/motd there first.
+fn spawn_on_console(console: &str, program: &str, args: &[&str], motd: bool) -> Option<i32> {
     let dev = format!("/dev/{console}");
     let tty = match OpenOptions::new().read(true).write(true).open(&dev) {
         Ok(f) => f,
@@ -383,17 +482,12 @@ fn spawn_shell(console: &str) -> Option<i32> {
             return None;
         }
     };
-    let shell = if Path::new("/bin/bash").exists() {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
-    };
-    if let Ok(motd) = std::fs::read_to_string("/etc/motd") {
-        let _ = (&tty).write_all(motd.replace('\n', "\r\n").as_bytes());
+    if motd && let Ok(text) = std::fs::read_to_string("/etc/motd") {
+        let _ = (&tty).write_all(text.replace('\n', "\r\n").as_bytes());
     }
     let (out, err) = (tty.try_clone().ok()?, tty.try_clone().ok()?);
-    let mut cmd = Command::new(shell);
-    cmd.arg("-l")
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .env_clear()
         .env("PATH", PATH)
         .env("HOME", "/root")
@@ -427,7 +521,7 @@ fn spawn_shell(console: &str) -> Option<i32> {
         Ok(child) => Some(child.id() as i32),
         Err(e) => {
             log_line(&format!(
-                "mkrescue init: cannot start {shell} on {dev}: {e}"
+                "mkrescue init: cannot start {program} on {dev}: {e}"
             ));
             None
         }
@@ -516,6 +610,79 @@ mod tests {
             c.ip.as_deref(),
             Some("10.0.0.5::10.0.0.1:255.255.255.0::eth0:none")
         );
+    }
+
+    #[test]
+    fn recover_ask_runs_on_the_first_console() {
+        // What the boot menus pass (src/output/bootcfg.rs): the serial
+        // entry lists ttyS0 first, the screen entry tty0 only.
+        let serial = Cmdline::parse(&format!(
+            "{} mkrescue.recover=ask",
+            crate::output::bootcfg::SERIAL_CONSOLES
+        ));
+        assert_eq!(
+            serial.recover_mode(),
+            RecoverMode::Ask {
+                console: "ttyS0".into()
+            }
+        );
+        let screen = Cmdline::parse("console=tty0 mkrescue.recover=ask");
+        assert_eq!(
+            screen.recover_mode(),
+            RecoverMode::Ask {
+                console: "tty0".into()
+            }
+        );
+        // No console= at all: the kernel's /dev/console.
+        assert_eq!(
+            Cmdline::parse("mkrescue.recover=ask").recover_mode(),
+            RecoverMode::Ask {
+                console: "console".into()
+            }
+        );
+        assert_eq!(
+            Cmdline::parse("console=ttyS0 mkrescue.recover=auto").recover_mode(),
+            RecoverMode::Auto
+        );
+        assert_eq!(Cmdline::parse("quiet").recover_mode(), RecoverMode::None);
+        assert_eq!(
+            Cmdline::parse("mkrescue.recover=yes").recover_mode(),
+            RecoverMode::Unknown("yes".into())
+        );
+    }
+
+    #[test]
+    fn boot_menu_entries_pass_modes_init_knows() {
+        // Every recover mode a boot menu entry passes must be one init
+        // acts on: a typo in bootcfg.rs would otherwise boot into a shell
+        // that silently does not recover.
+        let menu = crate::output::bootcfg::Menu::new(&crate::output::bootcfg::MenuSpec {
+            hostname: "h",
+            os: "Debian",
+            kernel_version: "6.1",
+            date: "2024-01-01",
+            timeout: 30,
+            test_rescue_default: false,
+        });
+        let mut seen = Vec::new();
+        for e in menu.entries.iter().filter(|e| !e.local) {
+            let c = Cmdline::parse(&e.cmdline);
+            match c.recover_mode() {
+                RecoverMode::Unknown(v) => panic!("entry {} passes recover={v}", e.id),
+                RecoverMode::Ask { console } => {
+                    assert_eq!(Some(&console), c.consoles.first(), "{}", e.id);
+                    seen.push("ask");
+                }
+                RecoverMode::Auto => seen.push("auto"),
+                RecoverMode::None => seen.push("none"),
+            }
+        }
+        for want in ["ask", "auto", "none"] {
+            assert!(
+                seen.contains(&want),
+                "no entry with recover {want}: {seen:?}"
+            );
+        }
     }
 
     #[test]

@@ -273,6 +273,32 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    // The host's effective configuration (all layers and flags merged), so
+    // the rescue system's mkrescue recovers and restores as configured here
+    // (backup target, [recover] settings) without questions.
+    let effective = format!(
+        "# The effective mkrescue configuration of {}, written into its rescue\n\
+         # image by mkrescue {}. Edit /etc/mkrescue/local.toml to override.\n{}",
+        host.hostname,
+        env!("CARGO_PKG_VERSION"),
+        crate::config::to_toml(config)?
+    );
+    m.add_bytes(
+        "/etc/mkrescue/site.toml",
+        effective.into_bytes(),
+        0o644,
+        "host configuration",
+    )?;
+    // Where the backup is, so restore in the rescue system asks nothing.
+    if let Some(rec) = crate::backup::source::record(root, config)? {
+        let json = serde_json::to_vec_pretty(&rec).context("rendering the backup location")?;
+        m.add_bytes(
+            crate::backup::source::RECORD_PATH,
+            json,
+            0o644,
+            "backup location",
+        )?;
+    }
     if let Some(layout) = layout_for_image(root, config.build.source_date_epoch) {
         m.add_bytes(crate::layout::DEFAULT_PATH, layout, 0o644, "disk layout")?;
     }

@@ -175,6 +175,8 @@ pub const TOOLS: &[ToolSpec] = &[
     t("ssh", "openssh-client", Optional),
     t("scp", "openssh-client", Optional),
     t("ssh-keygen", "openssh-client", Optional),
+    // restore --identity https://... (TLS is curl's, see src/backup/identity.rs).
+    t("curl", "curl", Optional),
     // Restore.
     t("tar", "tar", Always),
     t("zstd", "zstd", Optional),

@@ -60,6 +60,15 @@ enum Cmd {
         /// Write the results into BENCHMARKS.md
         #[arg(long)]
         write: bool,
+        /// Only boot mkrescue's image and ReaR's to ready under TCG (no build comparison)
+        #[arg(long)]
+        boot_only: bool,
+        /// Skip booting the images
+        #[arg(long, conflicts_with = "boot_only")]
+        no_boot: bool,
+        /// ReaR ISO to boot (default: the one `bench` built in target/bench/rear-out)
+        #[arg(long, value_name = "ISO")]
+        rear_iso: Option<PathBuf>,
     },
 }
 
@@ -157,9 +166,21 @@ fn main() -> Result<()> {
             qemu_e2e::run(bin.as_deref(), &scenario, &from)
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
-        Cmd::Bench { no_rear, write } => {
+        Cmd::Bench {
+            no_rear,
+            write,
+            boot_only,
+            no_boot,
+            rear_iso,
+        } => {
             deps::install()?;
-            bench::run(!no_rear, write)
+            bench::run(&bench::Opts {
+                with_rear: !no_rear,
+                write,
+                boot_only,
+                no_boot,
+                rear_iso,
+            })
         }
     }
 }

@@ -59,3 +59,26 @@ wipe_all() {
         blockdev --rereadpt "$d" || true
     done
 }
+
+# Layout 2's contents on two disks: GPT with bios_grub, md RAID1 of the
+# rest (md name $1), LVM with an ext4 root, an xfs home and swap.
+# raid1_lvm NAME DISK_A DISK_B
+raid1_lvm() {
+    for d in "$2" "$3"; do
+        sfdisk -q "$d" <<SF
+label: gpt
+size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name=bios_grub
+type=A19D880F-05FC-4D3B-A006-743F0F84911E, name=raid
+SF
+    done
+    mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 \
+        --name="$1" --bitmap=internal "$(part "$2" 2)" "$(part "$3" 2)"
+    pvcreate -q /dev/md0
+    vgcreate -q vg0 /dev/md0
+    lvcreate -q -y -n root -L 400M vg0
+    lvcreate -q -y -n home -L 320M vg0
+    lvcreate -q -y -n swap -L 64M vg0
+    mkfs.ext4 -q -L root /dev/vg0/root
+    mkfs.xfs -q -L home /dev/vg0/home
+    mkswap -L swap /dev/vg0/swap >/dev/null
+}
