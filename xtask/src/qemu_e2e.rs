@@ -44,6 +44,8 @@ use crate::util;
 /// - mdadm, lvm2, cryptsetup, cryptsetup-initramfs: the storage stack, with
 ///   their initramfs hooks
 /// - xfsprogs, e2fsprogs, dosfstools: the file systems
+/// - fdisk (sfdisk), iproute2 (ip): what `mkrescue layout save` and the
+///   rescue build run on the server (minbase has neither)
 /// - openssh-server: what a server has (the rescue image takes its sshd)
 /// - xorriso, isolinux, syslinux-common, mtools: what `mkrescue --output
 ///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs)
@@ -65,6 +67,8 @@ const PACKAGES: &[&str] = &[
     "xfsprogs",
     "e2fsprogs",
     "dosfstools",
+    "fdisk",
+    "iproute2",
     "openssh-server",
     "xorriso",
     "isolinux",
@@ -481,6 +485,9 @@ fn in_disk(path: &Path, env: &str, bin: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir_all(&stage)?;
     std::fs::write(stage.join("env"), env)?;
+    // The LUKS passphrase as a key file: no newline, as luksFormat
+    // --key-file takes the whole file and the boot prompt takes a line.
+    std::fs::write(stage.join("luks.key"), luks_passphrase())?;
     std::fs::copy(bin, stage.join("mkrescue"))
         .with_context(|| format!("copying {}", bin.display()))?;
     let st = Command::new("cp")
@@ -566,7 +573,7 @@ impl E2e {
             "ok": failed.is_none(),
             "failed_phase": failed.as_ref().map(|f| f.0),
             "error": failed.as_ref().map(|f| f.1.clone()),
-            "total_seconds": round1(total),
+            "total_seconds": round1(total) + 0.0,
             "phases": self.report,
         });
         std::fs::write(REPORT, serde_json::to_string_pretty(&doc)? + "\n")
@@ -678,15 +685,20 @@ impl E2e {
             timeout: Duration::from_secs(1500),
         };
         let run = run_vm(&vm)?;
+        let out = self.p(&format!("out-{phase}"));
+        let got = read_out(&self.p(&format!("out-{phase}.img")), &out);
         if !run.text.contains("MKR-E2E-EXIT=0") {
+            // The script's own output says more than the shutdown noise at
+            // the end of the serial log.
+            let script = std::fs::read_to_string(out.join(format!("{phase}.log")))
+                .unwrap_or_else(|_| run.text.clone());
             bail!(
-                "phase script {phase}.sh failed on the server; serial log {}:\n{}",
+                "phase script {phase}.sh failed on the server (serial log {}):\n{}",
                 run.log.display(),
-                tail(&run.text, 60)
+                tail(&script, 40)
             );
         }
-        let out = self.p(&format!("out-{phase}"));
-        read_out(&self.p(&format!("out-{phase}.img")), &out)?;
+        got?;
         Ok((run, out))
     }
 }
@@ -1014,7 +1026,6 @@ const ALLOWED_TO_CHANGE: &[&str] = &[
     "/etc/lvm/backup/",
     "/var/lib/mkrescue/",
     "/root/.bash_history",
-    "/etc/mkrescue/",
 ];
 
 /// One file of a list: what is compared.

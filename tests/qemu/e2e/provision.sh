@@ -8,7 +8,7 @@
 # both disks, mkrescue), fills in test data and lists every file.
 # $SCENARIO (from /tmp/in/env) picks the variant:
 #   raid1-lvm   the above
-#   luks-lvm    md0 -> LUKS2 -> vg0 (the passphrase is in /tmp/in/e2e/luks.key)
+#   luks-lvm    md0 -> LUKS2 -> vg0 (the passphrase is in /tmp/in/luks.key)
 . /tmp/in/e2e/common.sh
 set -x
 . /tmp/in/env
@@ -33,8 +33,8 @@ if [ "$SCENARIO" = luks-lvm ]; then
     # encrypted server). pbkdf2 with a fixed low iteration count: argon2's
     # memory-hard default takes minutes under TCG.
     cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
-        --label cryptroot --key-file /tmp/in/e2e/luks.key /dev/md0
-    cryptsetup open --key-file /tmp/in/e2e/luks.key /dev/md0 md0_crypt
+        --label cryptroot --key-file /tmp/in/luks.key /dev/md0
+    cryptsetup open --key-file /tmp/in/luks.key /dev/md0 md0_crypt
     PV=/dev/mapper/md0_crypt
 fi
 pvcreate -q "$PV"
@@ -63,15 +63,18 @@ cat > $T/etc/fstab <<FSTAB
 # written by tests/qemu/e2e/provision.sh
 UUID=$(uuid /dev/vg0/root) / ext4 errors=remount-ro 0 1
 UUID=$(uuid /dev/vg0/home) /home xfs defaults 0 2
-UUID=$(uuid "${D1}2") /boot/efi vfat umask=0077,nofail,x-systemd.device-timeout=10s 0 1
+UUID=$(uuid "${D1}2") /boot/efi vfat umask=0077,nofail 0 1
 UUID=$(uuid /dev/vg0/swap) none swap sw 0 0
-UUID=$BACKUP_UUID /backup ext4 defaults,nofail,x-systemd.device-timeout=10s 0 2
+UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
 FSTAB
 mkdir -p $T/backup
 if [ "$SCENARIO" = luks-lvm ]; then
     # The server asks for the passphrase at boot (the harness types it on
-    # the serial console).
-    echo "md0_crypt UUID=$(uuid /dev/md0) none luks,discard" > $T/etc/crypttab
+    # the serial console). `initramfs` (crypttab(5)): unlock it in the
+    # initramfs even though the hook, run in a chroot, cannot see that /
+    # lives on it.
+    echo "md0_crypt UUID=$(uuid /dev/md0) none luks,discard,initramfs" > $T/etc/crypttab
+    echo CRYPTSETUP=y >> $T/etc/cryptsetup-initramfs/conf-hook
 fi
 mkdir -p $T/etc/mdadm
 {
@@ -122,6 +125,15 @@ chroot $T passwd -d root >/dev/null
 cp /tmp/in/mkrescue $T/usr/local/sbin/mkrescue && chmod 0755 $T/usr/local/sbin/mkrescue
 mkdir -p $T/etc/mkrescue
 cp /tmp/in/e2e/local.toml $T/etc/mkrescue/local.toml
+if [ "$SCENARIO" = luks-lvm ]; then
+    # The LUKS key kept on the backup disk (before.sh puts it there);
+    # recover reads a relative recover.key_file from the backup's file
+    # system.
+    printf '\n[recover]\nkey_file = "keys/luks.key"\n' >> $T/etc/mkrescue/local.toml
+    mkdir -p $T/root/keys
+    cp /tmp/in/luks.key $T/root/keys/luks.key
+    chmod 0600 $T/root/keys/luks.key
+fi
 
 # The e2e phase runner: at every boot, runs the phase script from the IN
 # disk if one is attached (tests/qemu/e2e/phase.sh).
