@@ -158,6 +158,12 @@ impl Menu {
                 ),
             ));
         };
+        // The serial port becomes /dev/console (the last console=,
+        // serial-console.rst), so everything init and an unattended recover
+        // print reaches the test's serial log, not only the screen.
+        if let Some(rest) = e.cmdline.strip_prefix(SERIAL_CONSOLES) {
+            e.cmdline = format!("console=tty0 console=ttyS0,115200{rest}");
+        }
         // panic=-1: a kernel panic reboots at once, which -no-reboot turns
         // into QEMU exiting, so a broken image fails fast.
         e.cmdline.push_str(" panic=-1 mkrescue.after=poweroff");
@@ -332,6 +338,13 @@ mod tests {
         assert_eq!(m.default, "recover-auto-serial");
         assert_eq!(m.timeout, 1);
         let e = m.entries.iter().find(|e| e.id == m.default).unwrap();
+        // The last console= is /dev/console: the serial port.
+        let last = e
+            .cmdline
+            .split_whitespace()
+            .filter(|w| w.starts_with("console="))
+            .last();
+        assert_eq!(last, Some("console=ttyS0,115200"), "{}", e.cmdline);
         for want in [
             "console=ttyS0",
             "mkrescue.recover=auto",

@@ -129,6 +129,13 @@ pub fn rootfs() -> Result<PathBuf> {
     pad_to_mib(&part)?;
     std::fs::rename(&part, &tar).with_context(|| format!("renaming {}", part.display()))?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    // Tarballs of older package lists are never used again.
+    for e in std::fs::read_dir(CACHE)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("rootfs-") && n.ends_with(".tar") && e.path() != tar {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     Ok(tar)
 }
 
@@ -262,7 +269,9 @@ impl VmRun {
     fn guest_times(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for l in self.text.lines() {
-            if let Some(rest) = l.trim().strip_prefix("MKR-E2E-TIME ") {
+            // systemd prefixes the console lines of a service.
+            if let Some(at) = l.find("MKR-E2E-TIME ") {
+                let rest = &l[at + "MKR-E2E-TIME ".len()..];
                 let mut w = rest.split_whitespace();
                 if let (Some(k), Some(v)) = (w.next(), w.next()) {
                     out.insert(k.to_string(), v.to_string());
