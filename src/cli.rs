@@ -245,6 +245,20 @@ pub struct RecoverArgs {
     /// Key file for LUKS containers (else the passphrase is asked)
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Where the backup is (default: the location recorded in the rescue
+    /// image, else backup.target)
+    #[arg(long, value_name = "URL")]
+    pub restore_from: Option<String>,
+    /// Which backup to restore (its name from `backup list`; default: the newest)
+    #[arg(long, value_name = "NAME")]
+    pub archive: Option<String>,
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
+    /// Print the final report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
     /// Where the checkpoints of finished steps are kept
     #[arg(
         long,

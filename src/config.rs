@@ -55,6 +55,7 @@ pub struct Config {
     pub ssh: Ssh,
     pub secrets: Secrets,
     pub output: OutputCfg,
+    pub recover: RecoverCfg,
 }
 
 /// How `mkrescue backup` saves the files.
@@ -139,6 +140,40 @@ impl Default for Backup {
             mail_to: Vec::new(),
             mail_from: None,
             sendmail: PathBuf::from("/usr/sbin/sendmail"),
+        }
+    }
+}
+
+/// How `mkrescue recover` rebuilds this host (`[recover]`). The rescue
+/// image carries the host's effective configuration, so these apply when
+/// the rescue system recovers unattended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoverCfg {
+    /// Key file opening the LUKS containers (instead of asking). A relative
+    /// path is looked up on the backup's filesystem (e.g. a key kept on the
+    /// backup disk); `--key-file` overrides it.
+    pub key_file: Option<PathBuf>,
+    /// Grow the last partition of a disk onto a bigger replacement disk
+    /// (a PV on it grows with it); off: keep the recorded sizes.
+    pub grow_last_partition: bool,
+    /// Where the rebuilt file systems are mounted for the restore.
+    pub target_dir: PathBuf,
+    /// Reinstall the boot loader (GRUB for BIOS and UEFI) after the restore.
+    pub bootloader: bool,
+    /// Regenerate the restored system's initramfs (update-initramfs, dracut
+    /// or mkinitcpio, whichever it has) so it fits the new disks.
+    pub initramfs: bool,
+}
+
+impl Default for RecoverCfg {
+    fn default() -> Self {
+        RecoverCfg {
+            key_file: None,
+            grow_last_partition: true,
+            target_dir: PathBuf::from("/mnt/target"),
+            bootloader: true,
+            initramfs: true,
         }
     }
 }
@@ -458,6 +493,20 @@ pub fn to_toml(config: &Config) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rescue image carries `to_toml` of the host's config as its
+    /// site.toml: it must read back as the same configuration.
+    #[test]
+    fn effective_config_reads_back() {
+        let mut c = Config::default();
+        c.backup.target = Some("file:///backup/x".into());
+        c.recover.key_file = Some(PathBuf::from("keys/luks.key"));
+        c.recover.grow_last_partition = false;
+        let text = to_toml(&c).unwrap();
+        let table = parse_str(&text, Path::new("site.toml")).unwrap();
+        let back: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(back, c);
+    }
 
     fn err_of(text: &str) -> String {
         format!(

@@ -254,3 +254,29 @@ fn never_targets_are_skipped() {
     let msg = format!("{e:#}");
     assert!(!msg.contains("/dev/sdb"), "{msg}");
 }
+
+/// The lsblk captured in the VM while the layout was mounted under /mnt/t:
+/// the disks holding mounted file systems (or active swap) are in use and
+/// never targets; the blank disks are free.
+#[test]
+fn disks_with_mounted_file_systems_are_never_targets() {
+    let text = std::fs::read_to_string("tests/fixtures/layout/lsblk.json").unwrap();
+    let used = mkrescue::recover::mapping::in_use_disks(&text, "MKRESCUE").unwrap();
+    assert!(used.contains_key("/dev/vdc"), "{used:?}");
+    assert!(used.contains_key("/dev/vdd"), "{used:?}");
+    assert!(!used.contains_key("/dev/vda"), "{used:?}");
+    assert!(!used.contains_key("/dev/vdb"), "{used:?}");
+    assert!(used["/dev/vdc"].contains("mounted at"), "{used:?}");
+}
+
+/// A disk carrying the rescue ISO's volume id (a hybrid ISO written to a
+/// USB stick) is the medium, not a target.
+#[test]
+fn the_rescue_medium_is_never_a_target() {
+    let text = r#"{"blockdevices":[
+      {"name":"sda","path":"/dev/sda","type":"disk","size":8589934592,"fstype":"iso9660","label":"MKRESCUE_DB1","mountpoints":[null]},
+      {"name":"sdb","path":"/dev/sdb","type":"disk","size":8589934592,"mountpoints":[null]}]}"#;
+    let used = mkrescue::recover::mapping::in_use_disks(text, "MKRESCUE_DB1").unwrap();
+    assert_eq!(used.keys().collect::<Vec<_>>(), ["/dev/sda"]);
+    assert!(used["/dev/sda"].contains("rescue medium"), "{used:?}");
+}

@@ -18,6 +18,8 @@ fn opts() -> Options {
         udev: false,
         key_file: None,
         work_dir: "/run/mkrescue/recover".into(),
+        target_sizes: BTreeMap::new(),
+        grow: true,
     }
 }
 
@@ -74,4 +76,61 @@ fn unmapped_disk_makes_the_plan_invalid_before_step_one() {
     let msg = format!("{e:#}");
     assert!(msg.contains("cannot be rebuilt"), "{msg}");
     assert!(msg.contains("/dev/vdd2"), "{msg}");
+}
+
+/// Layout 5 of the issue: layout 2 onto one disk twice as big and one of
+/// the same size. Only the bigger disk's last partition loses its size
+/// (sfdisk then fills the disk); everything else is as recorded.
+#[test]
+fn bigger_target_grows_only_its_last_partition() {
+    let l = layout2();
+    let src = |p: &str| l.disks.iter().find(|d| d.path == p).unwrap().clone();
+    let (c, d) = (src("/dev/vdc"), src("/dev/vdd"));
+    let map: BTreeMap<String, String> = [
+        ("/dev/vdc".to_string(), "/dev/vdb".to_string()),
+        ("/dev/vdd".to_string(), "/dev/vda".to_string()),
+    ]
+    .into();
+    let mut o = opts();
+    o.target_sizes = [
+        ("/dev/vdb".to_string(), c.size * 2),
+        ("/dev/vda".to_string(), d.size),
+    ]
+    .into();
+    let p = plan(&l, &map, &o).unwrap();
+    let table = |t: &str| {
+        p.steps
+            .iter()
+            .find(|s| s.id == format!("partition {t}"))
+            .unwrap()
+            .stdin
+            .clone()
+            .unwrap()
+    };
+    let last = c.partitions.iter().max_by_key(|x| x.start).unwrap();
+    let big = table("/dev/vdb");
+    let line = big
+        .lines()
+        .find(|x| x.starts_with(&format!("/dev/vdb{} :", last.number)))
+        .unwrap();
+    assert!(!line.contains("size="), "{line}");
+    assert!(line.contains(&format!("start={}", last.start)), "{line}");
+    for q in c.partitions.iter().filter(|x| x.number != last.number) {
+        assert!(big.contains(&format!("size={}", q.size)), "{big}");
+    }
+    // The same-size disk keeps every recorded size.
+    let same = table("/dev/vda");
+    assert_eq!(same.matches("size=").count(), d.partitions.len(), "{same}");
+    // grow_last_partition = false: the big disk keeps the recorded sizes.
+    o.grow = false;
+    let p = plan(&l, &map, &o).unwrap();
+    let kept = p
+        .steps
+        .iter()
+        .find(|s| s.id == "partition /dev/vdb")
+        .unwrap()
+        .stdin
+        .clone()
+        .unwrap();
+    assert_eq!(kept.matches("size=").count(), c.partitions.len(), "{kept}");
 }

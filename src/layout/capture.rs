@@ -36,6 +36,9 @@ pub struct Sources {
     pub findmnt: String,
     /// disk path → serial from sysfs, when lsblk had none (no udev).
     pub sysfs_serial: BTreeMap<String, String>,
+    /// md path → data offset of its members in sectors, from sysfs
+    /// (`/sys/block/mdX/md/dev-*/offset`; md(4)).
+    pub md_data_offset: BTreeMap<String, u64>,
 }
 
 const PVS_FIELDS: &str = "pv_name,pv_uuid,vg_name,pv_size,dev_size,pe_start";
@@ -135,6 +138,9 @@ pub fn gather() -> Result<Sources> {
                     .read()?;
                 let h = Cmd::new("mdadm").arg("--detail").arg(&d.path).read()?;
                 s.mdadm.insert(d.path.clone(), (e, h));
+                if let Some(o) = md_data_offset(&d.name) {
+                    s.md_data_offset.insert(d.path.clone(), o);
+                }
             }
             if fstype == "crypto_LUKS" {
                 s.luks.insert(
@@ -312,6 +318,7 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
                     devices: md.devices.into_iter().map(|(_, d)| d).collect(),
                     spares: md.spares,
                     size: md.size,
+                    data_offset_sectors: s.md_data_offset.get(&d.path).copied(),
                 });
             }
             if let Some(dump) = s.luks.get(&d.path) {
@@ -433,6 +440,19 @@ pub fn part_path(disk: &str, n: u32) -> String {
     } else {
         format!("{disk}{n}")
     }
+}
+
+/// The data offset (sectors) of an md array's members, the smallest if
+/// they differ: where the data starts after the superblock and bitmap.
+fn md_data_offset(md_name: &str) -> Option<u64> {
+    let dir = format!("/sys/block/{md_name}/md");
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dev-"))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("offset")).ok())
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .min()
 }
 
 /// Well-known partition types (UEFI spec appendix, sfdisk's type list).

@@ -143,6 +143,10 @@ pub struct MdArray {
     #[serde(default)]
     pub spares: Vec<String>,
     pub size: u64,
+    /// Where the data starts on each member (sectors; metadata 1.1/1.2),
+    /// so the array gets exactly its recorded size on bigger members too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_offset_sectors: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

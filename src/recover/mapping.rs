@@ -48,6 +48,35 @@ impl TargetDisk {
     }
 }
 
+/// Disks of this machine recover must never write, with the reason: any
+/// disk with a mounted file system (the backup source, a medium the rescue
+/// system runs from; recover unmounts its own target tree before it looks),
+/// and any disk carrying the rescue medium's labels (the ISO's volume id,
+/// the USB image's `MKRESCUE` ESP and `MKRESCUE-DATA` backup partition).
+pub fn in_use_disks(lsblk_json: &str, volume_id: &str) -> Result<BTreeMap<String, String>> {
+    let labels = [volume_id, "MKRESCUE", crate::output::usb::DATA_LABEL];
+    let mut out = BTreeMap::new();
+    for d in crate::layout::parse::lsblk(lsblk_json)? {
+        if d.kind != "disk" {
+            continue;
+        }
+        for n in d.walk() {
+            if let Some(m) = n.mountpoints.iter().find(|m| !m.is_empty()) {
+                out.insert(d.path.clone(), format!("{} is mounted at {m}", n.path));
+                break;
+            }
+            if let Some(l) = n.label.as_deref().filter(|l| labels.contains(l)) {
+                out.insert(
+                    d.path.clone(),
+                    format!("{} is labelled {l} (a rescue medium)", n.path),
+                );
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// How a source disk was matched, for the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {

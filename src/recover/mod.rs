@@ -1,63 +1,190 @@
-//! Recover: rebuild a saved [`Layout`] on the disks of this machine. Maps
-//! source disks to target disks ([`mapping`]), turns the layout into an
-//! ordered [`plan::Plan`] of exact commands, and runs it with checkpoints
-//! ([`executor`]) so a re-run after a fix resumes where it stopped.
-//! `--dry-run` prints the plan as a shell script and changes nothing.
+//! Recover: rebuild a saved [`Layout`] on the disks of this machine and
+//! put the system back. Phases, each timed in the final report:
+//!
+//! 1. **layout**: map source disks to target disks ([`mapping`]; disks in use
+//!    — the backup source, the rescue medium — are never targets), turn the
+//!    layout into an ordered [`plan::Plan`] of exact commands and run it with
+//!    checkpoints ([`executor`]) so a re-run after a fix resumes;
+//! 2. **mount**: the rebuilt file systems under the target directory
+//!    ([`mount`]);
+//! 3. **restore**: the files, by the backup method (`mkrescue restore`);
+//! 4. **finalize**: device names, initramfs, boot loader ([`finalize`]);
+//! 5. **unmount**, so everything is on disk before a reboot.
+//!
+//! `--dry-run` prints the plan as a shell script and changes nothing;
+//! `--layout-only` stops after phase 1.
 
 pub mod executor;
+pub mod finalize;
 pub mod mapping;
+pub mod mount;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::Serialize;
 
-use crate::cli::{GlobalArgs, RecoverArgs};
-use crate::error::{Code, fail};
+use crate::cli::{BuildArgs, GlobalArgs, RecoverArgs, RestoreArgs};
+use crate::config::{self, Config};
 use crate::exec::Cmd;
 use crate::layout::Layout;
 use mapping::{Ask, NoAsk, Terminal};
 
 /// Where the scratch files of a recovery go (LVM metadata, mount points).
 pub const WORK_DIR: &str = "/run/mkrescue/recover";
+/// The report of the last recover in the rescue system.
+pub const REPORT: &str = "/run/mkrescue/recover-report.json";
+
+/// The final report: what was done, each phase with its time.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub host: String,
+    pub ok: bool,
+    pub disks: BTreeMap<String, String>,
+    pub phases: Vec<Phase>,
+    pub finalize: Vec<String>,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+    pub detail: String,
+}
+
+impl Report {
+    fn phase<T>(&mut self, name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
+        let t = Instant::now();
+        eprintln!("mkrescue: recover: {name}");
+        let r = f();
+        let seconds = t.elapsed().as_secs_f64();
+        let (value, detail) = match r {
+            Ok((v, d)) => (Ok(v), d),
+            Err(e) => {
+                let d = format!("FAILED: {e:#}");
+                (Err(e), d)
+            }
+        };
+        self.phases.push(Phase {
+            name: name.to_string(),
+            seconds,
+            detail,
+        });
+        value
+    }
+
+    fn print(&self) {
+        eprintln!(
+            "mkrescue: recover of {} {} in {:.1}s",
+            self.host,
+            if self.ok { "finished" } else { "FAILED" },
+            self.seconds
+        );
+        for p in &self.phases {
+            eprintln!(
+                "mkrescue:   {:<9} {:>7.1}s  {}",
+                p.name, p.seconds, p.detail
+            );
+        }
+        for f in &self.finalize {
+            eprintln!("mkrescue:   - {f}");
+        }
+    }
+}
 
 /// `mkrescue recover`.
-pub fn run(_global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
+pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
     let start = Instant::now();
-    if !args.layout_only {
-        return Err(fail(
-            Code::NotYet,
-            "recover: restoring files and the boot loader is not available in this version yet; use --layout-only (or --dry-run --layout-only to see the plan)",
-        ));
-    }
+    let cfg = config::load(global, &BuildArgs::default())?.config;
     let layout = Layout::load(&args.layout)?;
+    let root = cfg.recover.target_dir.clone();
+    if !args.dry_run {
+        // A re-run after a failure: the last attempt's tree holds the disks.
+        mount::unmount_all(&root)?;
+    }
     let explicit = mapping::parse_maps(&args.map)?;
-    let targets = mapping::TargetDisk::from_lsblk(
-        &Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?,
-    )?;
-    let never: BTreeSet<String> = layout.excluded.iter().map(|e| e.device.clone()).collect();
+    // The backup first: its disk is mounted (read-only) before the disks are
+    // listed, so it is in use and never a target.
+    let mut source = if args.layout_only || args.dry_run {
+        None
+    } else {
+        Some(crate::backup::source::open_source(
+            global,
+            args.restore_from.as_deref(),
+        )?)
+    };
+    let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
+    let targets = mapping::TargetDisk::from_lsblk(&lsblk)?;
+    let in_use = mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
+    for (d, why) in &in_use {
+        log::info!("{d} is never a target: {why}");
+    }
+    let never: BTreeSet<String> = layout
+        .excluded
+        .iter()
+        .map(|e| e.device.clone())
+        .chain(in_use.keys().cloned())
+        .chain(source.iter().flat_map(|s| s.disks.iter().cloned()))
+        .collect();
     let mut ask: Box<dyn Ask> = if args.unattended || args.dry_run {
         Box::new(NoAsk)
     } else {
         Box::new(Terminal)
     };
     let map = mapping::map_disks(&layout, &targets, &explicit, &never, ask.as_mut())?;
-    let simple: BTreeMap<String, String> = map
+    let disks: BTreeMap<String, String> = map
         .iter()
         .map(|(k, (v, _))| (k.clone(), v.clone()))
         .collect();
+    let key_file = args
+        .key_file
+        .clone()
+        .or_else(|| {
+            // A relative recover.key_file lives on the backup's file system.
+            let k = cfg.recover.key_file.clone()?;
+            if k.is_absolute() {
+                return Some(k);
+            }
+            let base = source
+                .as_ref()
+                .and_then(|s| s.mounted.clone())
+                .unwrap_or_else(|| crate::backup::source::MOUNT_DIR.into());
+            Some(base.join(k))
+        })
+        .map(|p| p.display().to_string());
+    if let Some(k) = &key_file
+        && !layout.luks.is_empty()
+        && !args.dry_run
+        && !Path::new(k).is_file()
+    {
+        return Err(crate::error::fail(
+            crate::error::Code::Input,
+            format!("LUKS key file {k} not found; give --key-file FILE (nothing was changed)"),
+        ));
+    }
     let opt = plan::Options {
         udev: std::path::Path::new("/run/udev/control").exists(),
-        key_file: args.key_file.as_ref().map(|p| p.display().to_string()),
+        key_file,
         work_dir: WORK_DIR.to_string(),
+        target_sizes: targets.iter().map(|t| (t.path.clone(), t.size)).collect(),
+        grow: cfg.recover.grow_last_partition,
     };
-    let p = plan::plan(&layout, &simple, &opt)?;
+    let p = plan::plan(&layout, &disks, &opt)?;
+    let dev = plan::device_map(&layout, &disks);
+    let mounts = mount::plan(&layout, &dev, &root);
     let header = header(&layout, &map);
     if args.dry_run {
         let mut out = std::io::stdout().lock();
         out.write_all(p.script(&header).as_bytes())?;
+        if !args.layout_only {
+            out.write_all(rest_script(&layout, &disks, &mounts, &root, &cfg, args).as_bytes())?;
+        }
         return Ok(());
     }
     for l in header.lines() {
@@ -65,14 +192,215 @@ pub fn run(_global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
     }
     executor::check_tools(&p)?;
     std::fs::create_dir_all(WORK_DIR).map_err(|e| anyhow::anyhow!("creating {WORK_DIR}: {e}"))?;
-    let done = executor::run(&p, &args.state)?;
-    eprintln!(
-        "mkrescue: layout rebuilt: {} steps ({} already done before) in {:.1}s",
-        p.steps.len(),
-        done.skipped,
-        start.elapsed().as_secs_f64()
+
+    let mut report = Report {
+        host: layout.host.clone(),
+        ok: false,
+        disks: disks.clone(),
+        phases: Vec::new(),
+        finalize: Vec::new(),
+        error: None,
+        seconds: 0.0,
+    };
+    let from = source.as_ref().map(|s| s.url.clone());
+    let r = phases(
+        global,
+        args,
+        from,
+        &cfg,
+        &layout,
+        &p,
+        &disks,
+        &dev,
+        &mounts,
+        &root,
+        &mut report,
     );
+    if let Some(s) = source.as_mut()
+        && let Err(e) = s.close()
+    {
+        log::warn!("unmounting the backup source: {e:#}");
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    report.ok = r.is_ok();
+    report.error = r.as_ref().err().map(|e| format!("{e:#}"));
+    let json = serde_json::to_string_pretty(&report).context("rendering the recover report")?;
+    if let Err(e) = std::fs::write(REPORT, &json) {
+        log::warn!("cannot write {REPORT}: {e}");
+    }
+    report.print();
+    if args.json {
+        println!("{json}");
+    }
+    r
+}
+
+/// Runs the phases after planning; stops at the first failure (the report
+/// shows which).
+#[allow(clippy::too_many_arguments)]
+fn phases(
+    global: &GlobalArgs,
+    args: &RecoverArgs,
+    from: Option<String>,
+    cfg: &Config,
+    layout: &Layout,
+    p: &plan::Plan,
+    disks: &BTreeMap<String, String>,
+    dev: &BTreeMap<String, String>,
+    mounts: &[mount::TargetMount],
+    root: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    report.phase("layout", || {
+        let done = executor::run(p, &args.state)?;
+        Ok((
+            (),
+            format!(
+                "{} steps ({} already done before)",
+                p.steps.len(),
+                done.skipped
+            ),
+        ))
+    })?;
+    if args.layout_only {
+        return Ok(());
+    }
+    report.phase("mount", || {
+        mount::mount_all(mounts)?;
+        Ok((
+            (),
+            format!("{} file systems under {}", mounts.len(), root.display()),
+        ))
+    })?;
+    let restored = report.phase("restore", || {
+        let r = crate::backup::restore_command(global, &restore_args(args, from, root));
+        Ok((r, String::new()))
+    })?;
+    if let Err(e) = restored {
+        if let Some(last) = report.phases.last_mut() {
+            last.detail = format!("FAILED: {e:#}");
+        }
+        // Leave the tree mounted: the operator may look or restore by hand.
+        return Err(e.context(format!(
+            "restoring the files into {} failed; the file systems stay mounted there",
+            root.display()
+        )));
+    }
+    if let Some(last) = report.phases.last_mut() {
+        last.detail = "files restored".into();
+    }
+    let ctx = finalize::Ctx {
+        root,
+        layout,
+        disks,
+        dev,
+        cfg: &cfg.recover,
+        efi_booted: Path::new("/sys/firmware/efi").is_dir(),
+        work_dir: Path::new(WORK_DIR),
+    };
+    let done = report.phase("finalize", || {
+        let done = finalize::run(&ctx)?;
+        let n = done.len();
+        Ok((done, format!("{n} actions")))
+    })?;
+    report.finalize = done;
+    // A copy of the report in the restored system, for its admin.
+    let logdir = root.join("var/log/mkrescue");
+    if std::fs::create_dir_all(&logdir).is_ok() {
+        let _ = std::fs::write(
+            logdir.join("recover-report.json"),
+            serde_json::to_string_pretty(&*report).unwrap_or_default(),
+        );
+    }
+    report.phase("unmount", || {
+        mount::unmount_all(root)?;
+        Cmd::new("sync").output()?;
+        Ok(((), format!("{} unmounted, data synced", root.display())))
+    })?;
     Ok(())
+}
+
+fn restore_args(args: &RecoverArgs, from: Option<String>, root: &Path) -> RestoreArgs {
+    RestoreArgs {
+        to: root.to_path_buf(),
+        from,
+        archive: args.archive.clone(),
+        json: false,
+        identity: args.identity.clone(),
+        method: None,
+    }
+}
+
+/// The phases after the layout, for `--dry-run`: the mounts as commands,
+/// the restore and finalize as what they will do.
+fn rest_script(
+    layout: &Layout,
+    disks: &BTreeMap<String, String>,
+    mounts: &[mount::TargetMount],
+    root: &Path,
+    cfg: &Config,
+    args: &RecoverArgs,
+) -> String {
+    let mut s = String::from("\n# Mount the target tree\n");
+    for m in mounts {
+        s.push_str(&format!(
+            "mkdir -p {}\n",
+            plan::quote(&m.dir.display().to_string())
+        ));
+        s.push_str(&format!(
+            "{}\n",
+            m.argv()
+                .iter()
+                .map(|a| plan::quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    s.push_str("\n# Restore the files\n");
+    let mut restore = format!(
+        "mkrescue restore --to {}",
+        plan::quote(&root.display().to_string())
+    );
+    if let Some(f) = &args.restore_from {
+        restore.push_str(&format!(" --from {}", plan::quote(f)));
+    }
+    if let Some(a) = &args.archive {
+        restore.push_str(&format!(" --archive {}", plan::quote(a)));
+    }
+    s.push_str(&restore);
+    s.push('\n');
+    s.push_str(
+        "\n# Finalize (in a chroot of the restored system; each only when it has the tool)\n",
+    );
+    let r = plan::quote(&root.display().to_string());
+    for d in ["dev", "sys"] {
+        s.push_str(&format!("mount --rbind /{d} {r}/{d}\n"));
+    }
+    s.push_str(&format!(
+        "mount -t proc proc {r}/proc\nmount --bind /run {r}/run\n"
+    ));
+    s.push_str("# /etc/fstab, crypttab, mdadm.conf, default/grub: renamed disks rewritten\n");
+    if cfg.recover.initramfs {
+        s.push_str(&format!("chroot {r} update-initramfs -u -k all   # or dracut --force --regenerate-all, mkinitcpio -P\n"));
+    }
+    if cfg.recover.bootloader {
+        for d in finalize::bios_disks(layout, disks) {
+            s.push_str(&format!("chroot {r} grub-install --target=i386-pc {d}\n"));
+        }
+        if let (Some((dir, _)), others) = finalize::esps(layout) {
+            s.push_str(&format!(
+                "chroot {r} grub-install --target=x86_64-efi --efi-directory={dir}\n"
+            ));
+            for o in others {
+                s.push_str(&format!("# copy {dir}/EFI onto the ESP {o}\n"));
+            }
+        }
+        s.push_str(&format!(
+            "chroot {r} grub-mkconfig -o /boot/grub/grub.cfg\n"
+        ));
+    }
+    s.push_str(&format!("umount --recursive {r}\n"));
+    s
 }
 
 fn header(l: &Layout, map: &BTreeMap<String, (String, mapping::Why)>) -> String {

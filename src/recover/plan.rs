@@ -42,6 +42,10 @@ pub struct Options {
     pub key_file: Option<String>,
     /// Scratch directory for LVM metadata and mount points.
     pub work_dir: String,
+    /// Size in bytes of each target disk; a target bigger than its source
+    /// disk gets its last partition grown to the end when `grow` is set.
+    pub target_sizes: BTreeMap<String, u64>,
+    pub grow: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,14 +53,47 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
+/// The number of the partition to grow onto a bigger target: the one that
+/// ends last, when the target has room beyond the source disk's size. A
+/// logical partition of an MBR extended partition is never grown (its
+/// container would have to grow first).
+fn grown_partition(d: &crate::layout::Disk, target_size: Option<u64>, grow: bool) -> Option<u32> {
+    let target_size = target_size?;
+    if !grow || target_size <= d.size {
+        return None;
+    }
+    let last = d.partitions.iter().max_by_key(|p| p.start + p.size)?;
+    let extended = ["05", "0f", "85"];
+    if d.table == Table::Msdos && (last.number > 4 || extended.contains(&last.type_.as_str())) {
+        return None;
+    }
+    Some(last.number)
+}
+
+/// Size of each member's used part in KiB for `mdadm --size`, from the
+/// array's size; none for levels where --size means nothing (raid0) or the
+/// arithmetic depends on the layout (raid10).
+fn component_kib(level: &str, devices: u32, array_bytes: u64) -> Option<u64> {
+    let data_disks = match level {
+        "raid1" => 1,
+        "raid4" | "raid5" => devices.checked_sub(1)?,
+        "raid6" => devices.checked_sub(2)?,
+        _ => return None,
+    } as u64;
+    if data_disks == 0 || array_bytes == 0 {
+        return None;
+    }
+    Some(array_bytes / 1024 / data_disks)
+}
+
 fn s(x: impl Into<String>) -> String {
     x.into()
 }
 
-/// Builds the plan for `layout` onto the mapped disks (source → target).
-pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> Result<Plan> {
-    // Source device path → target device path, for disks and partitions.
-    let mut dev: BTreeMap<String, String> = BTreeMap::new();
+/// Source device path → target device path, for the mapped disks and their
+/// partitions (md arrays, LVM and LUKS mappings keep their names).
+pub fn device_map(layout: &Layout, map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut dev = BTreeMap::new();
     for d in &layout.disks {
         if let Some(t) = map.get(&d.path) {
             dev.insert(d.path.clone(), t.clone());
@@ -65,6 +102,12 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
             }
         }
     }
+    dev
+}
+
+/// Builds the plan for `layout` onto the mapped disks (source → target).
+pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> Result<Plan> {
+    let dev = device_map(layout, map);
     let name = |p: &str| dev.get(p).cloned().unwrap_or_else(|| p.to_string());
     let lvm_env: Vec<(String, String)> = if opt.udev {
         Vec::new()
@@ -106,13 +149,16 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
             let _ = writeln!(script, "sector-size: {}", d.logical_sector_size);
         }
         let mut makes = vec![t.clone()];
+        let grown = grown_partition(d, opt.target_sizes.get(t).copied(), opt.grow);
         for p in &d.partitions {
             let node = part_path(t, p.number);
-            let mut fields = vec![
-                format!("start={}", p.start),
-                format!("size={}", p.size),
-                format!("type={}", p.type_),
-            ];
+            let mut fields = vec![format!("start={}", p.start)];
+            if Some(p.number) != grown {
+                fields.push(format!("size={}", p.size));
+            }
+            // Without size= sfdisk(8) gives the partition all the space up to
+            // the next one or the end of the disk (before the backup GPT).
+            fields.push(format!("type={}", p.type_));
             if let Some(u) = &p.uuid {
                 fields.push(format!("uuid={u}"));
             }
@@ -128,9 +174,16 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
             let _ = writeln!(script, "{node} : {}", fields.join(", "));
             makes.push(node);
         }
+        let what = match grown {
+            Some(n) => format!(
+                "partition table of {} on {t} (partition {n} grown to the end of the bigger disk)",
+                d.path
+            ),
+            None => format!("partition table of {} on {t}", d.path),
+        };
         steps.push(Step {
             id: format!("partition {t}"),
-            what: format!("partition table of {} on {t}", d.path),
+            what,
             env: vec![],
             argv: vec![
                 s("sfdisk"),
@@ -166,6 +219,19 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
         }
         if let Some(l) = &m.layout {
             argv.push(format!("--layout={l}"));
+        }
+        // The recorded size, so the array is exactly as big as on the host:
+        // mdadm picks a larger data offset on a bigger member, which would
+        // make the array (and the PV on it) smaller than the volumes it held.
+        if let Some(k) = component_kib(&m.level, m.raid_devices, m.size) {
+            argv.push(format!("--size={k}K"));
+        }
+        // ...and where the data starts: mdadm's default offset depends on the
+        // member's size, and with --size a bigger default would not fit.
+        if let Some(o) = m.data_offset_sectors.filter(|o| *o > 0 && o % 2 == 0)
+            && matches!(m.metadata.as_str(), "1.1" | "1.2")
+        {
+            argv.push(format!("--data-offset={}K", o / 2));
         }
         argv.push(format!(
             "--bitmap={}",

@@ -287,6 +287,22 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    // The host's effective configuration (all layers and flags merged), so
+    // the rescue system's mkrescue recovers and restores as configured here
+    // (backup target, [recover] settings) without questions.
+    let effective = format!(
+        "# The effective mkrescue configuration of {}, written into its rescue\n\
+         # image by mkrescue {}. Edit /etc/mkrescue/local.toml to override.\n{}",
+        host.hostname,
+        env!("CARGO_PKG_VERSION"),
+        crate::config::to_toml(config)?
+    );
+    m.add_bytes(
+        "/etc/mkrescue/site.toml",
+        effective.into_bytes(),
+        0o644,
+        "host configuration",
+    )?;
     if let Some(rec) = &backup_location {
         let json = serde_json::to_vec_pretty(rec).context("rendering the backup location")?;
         m.add_bytes(

@@ -51,6 +51,16 @@ pub const EXTRA: &[Scenario] = &[
         script: "layout4.sh",
         disks: &[("DISK1", 1024)],
     },
+    Scenario {
+        name: "raid1-lvm-mapped",
+        script: "layout5.sh",
+        disks: &[
+            ("DISK1", 1536),
+            ("DISK2", 1536),
+            ("BIG", 3072),
+            ("SAME", 1536),
+        ],
+    },
 ];
 
 /// The fixture capture run (tests/fixtures/layout/README.md).
@@ -103,8 +113,20 @@ pub fn run(which: &[&Scenario], bin: Option<&Path>) -> Result<()> {
 
 /// Compares before.json and after.json written by the guest.
 fn compare(out: &Path) -> Result<()> {
-    let before = mkrescue::layout::Layout::load(&out.join("before.json"))?;
-    let after = mkrescue::layout::Layout::load(&out.join("after.json"))?;
+    let mut before = mkrescue::layout::Layout::load(&out.join("before.json"))?;
+    let mut after = mkrescue::layout::Layout::load(&out.join("after.json"))?;
+    if let Ok(map) = std::fs::read_to_string(out.join("map.txt")) {
+        let map: Vec<(String, String)> = map
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        before = mapped(&before, &after, &map)?;
+        // The disks left blank on either side are not part of the layout.
+        for l in [&mut before, &mut after] {
+            l.disks.retain(|d| !d.partitions.is_empty());
+        }
+    }
     let diff = mkrescue::layout::diff(&before, &after);
     if !diff.is_empty() {
         bail!(
@@ -125,6 +147,58 @@ fn compare(out: &Path) -> Result<()> {
         before.filesystems.len()
     );
     Ok(())
+}
+
+/// `before` as it should look after a recovery through `map` (source disk
+/// -> target disk): device names renamed, the targets' identity (serial,
+/// by-path...) taken from `after`, and a bigger target's size and grown
+/// last partition accepted when the partition did not shrink. Everything
+/// else (UUIDs, labels, types, md, LVM, file systems) must still match.
+fn mapped(
+    before: &mkrescue::layout::Layout,
+    after: &mkrescue::layout::Layout,
+    map: &[(String, String)],
+) -> Result<mkrescue::layout::Layout> {
+    // Two passes through placeholders, so a swap (vdc<->vdd) renames right.
+    let mut json = before.to_json();
+    for (i, (src, _)) in map.iter().enumerate() {
+        json = json.replace(&format!("\"{src}"), &format!("\"@@{i}@@"));
+    }
+    for (i, (_, dst)) in map.iter().enumerate() {
+        json = json.replace(&format!("\"@@{i}@@"), &format!("\"{dst}"));
+    }
+    let mut l = mkrescue::layout::Layout::from_json(&json).map_err(|e| anyhow::anyhow!(e))?;
+    for d in &mut l.disks {
+        let Some(a) = after.disks.iter().find(|a| a.path == d.path) else {
+            continue;
+        };
+        d.serial = a.serial.clone();
+        d.wwn = a.wwn.clone();
+        d.model = a.model.clone();
+        d.by_path = a.by_path.clone();
+        if a.size > d.size {
+            let last = d.partitions.iter_mut().max_by_key(|p| p.start);
+            if let Some(p) = last
+                && let Some(ap) = a.partitions.iter().find(|x| x.number == p.number)
+            {
+                if ap.size <= p.size {
+                    bail!(
+                        "{} is bigger than its source but partition {} did not grow ({} sectors)",
+                        d.path,
+                        p.number,
+                        ap.size
+                    );
+                }
+                eprintln!(
+                    "{}: partition {} grew from {} to {} sectors",
+                    d.path, p.number, p.size, ap.size
+                );
+                p.size = ap.size;
+            }
+            d.size = a.size;
+        }
+    }
+    Ok(l)
 }
 
 /// Boots the image with the scenario's disks; returns the directory the OUT

@@ -1,0 +1,481 @@
+//! Finalize: make the restored system boot on its new disks.
+//!
+//! 1. Bind the rescue system's /dev, /proc, /sys and /run into the target so
+//!    tools in a chroot see the new disks, arrays and volumes.
+//! 2. Device names: recover keeps every UUID and label, so `UUID=` / `LABEL=`
+//!    references stay valid; only a kernel name of a disk or partition that
+//!    the mapping changed (`/dev/sda2` now `/dev/nvme0n1p2`) is rewritten, in
+//!    fstab, crypttab, mdadm.conf, /etc/default/grub and the resume config.
+//!    The original is kept next to it as `*.mkrescue-orig`.
+//! 3. The initramfs is regenerated in a chroot with the system's own tool
+//!    (update-initramfs, dracut or mkinitcpio), so it carries the drivers
+//!    and the md/LVM/LUKS configuration of this machine.
+//! 4. The boot loader: GRUB for BIOS on every disk whose source disk had it
+//!    (a GPT `bios_grub` partition, or an MBR disk), so either RAID1 member
+//!    boots alone; GRUB for UEFI onto the ESP mounted in the tree (with a
+//!    firmware boot entry when the rescue system runs under UEFI, and the
+//!    removable-media path `\EFI\BOOT\BOOTX64.EFI` so new firmware finds it
+//!    without an entry), its `\EFI` tree copied onto the other disks' ESPs;
+//!    then `grub-mkconfig`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::RecoverCfg;
+use crate::exec::Cmd;
+use crate::layout::{Flag, Layout, Table};
+
+/// Files that may name disks or partitions by their kernel names.
+const ID_FILES: &[&str] = &[
+    "etc/fstab",
+    "etc/crypttab",
+    "etc/mdadm/mdadm.conf",
+    "etc/mdadm.conf",
+    "etc/default/grub",
+    "etc/initramfs-tools/conf.d/resume",
+];
+
+/// What finalize needs to know.
+pub struct Ctx<'a> {
+    pub root: &'a Path,
+    pub layout: &'a Layout,
+    /// Source disk → target disk.
+    pub disks: &'a BTreeMap<String, String>,
+    /// Source device → target device (disks and partitions).
+    pub dev: &'a BTreeMap<String, String>,
+    pub cfg: &'a RecoverCfg,
+    /// The rescue system runs under UEFI (firmware boot entries writable).
+    pub efi_booted: bool,
+    /// Scratch space for mounting the other ESPs.
+    pub work_dir: &'a Path,
+}
+
+/// Runs the finalize steps; returns one line per thing done, for the report.
+pub fn run(c: &Ctx) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    bind_system(c.root)?;
+    for f in ID_FILES {
+        let path = c.root.join(f);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Some(new) = rewrite_devices(&text, c.dev) {
+            let orig = path.with_file_name(format!(
+                "{}.mkrescue-orig",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::write(&orig, &text).with_context(|| format!("writing {}", orig.display()))?;
+            std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+            done.push(format!(
+                "/{f}: disk names rewritten for the new disks (original in {})",
+                orig.display()
+            ));
+        }
+    }
+    if c.cfg.initramfs {
+        done.push(initramfs(c.root)?);
+    }
+    if c.cfg.bootloader {
+        done.extend(bootloader(c)?);
+    }
+    Ok(done)
+}
+
+/// Binds /dev, /proc, /sys and /run into the target (recursive: devpts,
+/// efivarfs and the LVM/md run directories come along).
+fn bind_system(root: &Path) -> Result<()> {
+    for (dir, args) in [
+        ("dev", vec!["--rbind", "/dev"]),
+        ("proc", vec!["-t", "proc", "proc"]),
+        ("sys", vec!["--rbind", "/sys"]),
+        ("run", vec!["--bind", "/run"]),
+    ] {
+        let at = root.join(dir);
+        if super::mount::is_mounted(&at) {
+            continue;
+        }
+        std::fs::create_dir_all(&at).with_context(|| format!("creating {}", at.display()))?;
+        Cmd::new("mount")
+            .args(&args)
+            .arg(&at)
+            .output()
+            .with_context(|| format!("binding /{dir} into the restored system"))?;
+    }
+    Ok(())
+}
+
+/// Rewrites whole device-name tokens (`/dev/sda2`, also inside
+/// `devices=/dev/sda1,/dev/sdb1` and `root=/dev/sda2`) whose device the
+/// mapping renamed. Comment lines are kept as they are. `None`: no change.
+pub fn rewrite_devices(text: &str, dev: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        let mut token = String::new();
+        let flush = |token: &mut String, out: &mut String, changed: &mut bool| {
+            match dev.get(token.as_str()) {
+                Some(new) if new != token => {
+                    out.push_str(new);
+                    *changed = true;
+                }
+                _ => out.push_str(token),
+            }
+            token.clear();
+        };
+        for ch in line.chars() {
+            if ch.is_whitespace() || matches!(ch, ',' | '=' | '"' | '\'') {
+                flush(&mut token, &mut out, &mut changed);
+                out.push(ch);
+            } else {
+                token.push(ch);
+            }
+        }
+        flush(&mut token, &mut out, &mut changed);
+    }
+    changed.then_some(out)
+}
+
+/// `chroot ROOT PROG ARGS...` with a PATH that finds the system's tools.
+fn chroot(root: &Path, argv: &[&str]) -> Cmd {
+    Cmd::new("chroot").arg(root).args(argv).env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+}
+
+/// The first of `names` the restored system has (in its sbin/bin dirs).
+fn has(root: &Path, names: &[&'static str]) -> Option<&'static str> {
+    names.iter().copied().find(|n| {
+        ["usr/sbin", "usr/bin", "sbin", "bin"]
+            .iter()
+            .any(|d| root.join(d).join(n).is_file())
+    })
+}
+
+fn initramfs(root: &Path) -> Result<String> {
+    let (tool, argv): (&str, &[&str]) = match has(
+        root,
+        &["update-initramfs", "dracut", "mkinitcpio"],
+    ) {
+        Some("update-initramfs") => ("update-initramfs", &["update-initramfs", "-u", "-k", "all"]),
+        Some("dracut") => ("dracut", &["dracut", "--force", "--regenerate-all"]),
+        Some("mkinitcpio") => ("mkinitcpio", &["mkinitcpio", "-P"]),
+        _ => {
+            return Ok(
+                "initramfs: the restored system has no update-initramfs, dracut or mkinitcpio; its initramfs was restored as it was"
+                    .into(),
+            );
+        }
+    };
+    eprintln!("mkrescue: finalize: regenerating the initramfs ({tool})");
+    chroot(root, argv)
+        .output()
+        .with_context(|| format!("regenerating the restored system's initramfs with {tool} (fix it in `chroot {}` and run recover again)", root.display()))?;
+    Ok(format!("initramfs regenerated with {tool}"))
+}
+
+/// Target disks that get GRUB's BIOS boot code: those whose source disk had
+/// a `bios_grub` partition (GPT) or an MBR with partitions.
+pub fn bios_disks(layout: &Layout, disks: &BTreeMap<String, String>) -> Vec<String> {
+    layout
+        .disks
+        .iter()
+        .filter(|d| match d.table {
+            Table::Gpt => d
+                .partitions
+                .iter()
+                .any(|p| p.flags.contains(&Flag::BiosGrub)),
+            Table::Msdos => !d.partitions.is_empty(),
+            Table::None => false,
+        })
+        .filter_map(|d| disks.get(&d.path).cloned())
+        .collect()
+}
+
+/// The mounted ESP: (its mount point in the host's tree, its source
+/// partition), and the other ESP partitions of the layout with a vfat file
+/// system (copies on the other RAID members).
+pub fn esps(layout: &Layout) -> (Option<(String, String)>, Vec<String>) {
+    let esp_parts: Vec<&str> = layout
+        .disks
+        .iter()
+        .flat_map(|d| &d.partitions)
+        .filter(|p| p.flags.contains(&Flag::Esp))
+        .map(|p| p.path.as_str())
+        .collect();
+    let mounted = layout
+        .mounts
+        .iter()
+        .filter(|m| m.fstype == "vfat" && esp_parts.contains(&m.source.as_str()))
+        .min_by_key(|m| m.target.len())
+        .map(|m| (m.target.clone(), m.source.clone()));
+    let others = esp_parts
+        .iter()
+        .filter(|p| mounted.as_ref().is_none_or(|(_, src)| src != *p))
+        .filter(|p| {
+            layout
+                .filesystems
+                .iter()
+                .any(|f| f.device == **p && f.fstype == "vfat")
+        })
+        .map(|p| p.to_string())
+        .collect();
+    (mounted, others)
+}
+
+fn bootloader(c: &Ctx) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let bios = bios_disks(c.layout, c.disks);
+    let (esp, other_esps) = esps(c.layout);
+    if bios.is_empty() && esp.is_none() {
+        done.push("boot loader: the layout has no bios_grub partition, MBR disk or ESP; nothing installed".into());
+        return Ok(done);
+    }
+    let install = has(c.root, &["grub-install", "grub2-install"]);
+    let mkconfig = has(c.root, &["grub-mkconfig", "grub2-mkconfig"]);
+    let Some(install) = install else {
+        if let (Some((dir, _)), Some(_)) = (&esp, has(c.root, &["bootctl"])) {
+            let esp_path = format!("--esp-path={dir}");
+            let mut argv = vec!["bootctl", "install", esp_path.as_str()];
+            if !c.efi_booted {
+                argv.push("--no-variables");
+            }
+            chroot(c.root, &argv)
+                .output()
+                .context("installing systemd-boot with bootctl in the restored system")?;
+            done.push(format!("systemd-boot installed onto the ESP at {dir}"));
+            return Ok(done);
+        }
+        bail!(
+            "the restored system has no grub-install (or grub2-install, or bootctl with an ESP): cannot make it bootable; install its boot loader by hand in `chroot {}`, or set recover.bootloader = false",
+            c.root.display()
+        );
+    };
+    let grub_lib = |platform: &str| {
+        ["usr/lib/grub", "usr/lib/grub2"]
+            .iter()
+            .any(|d| c.root.join(d).join(platform).is_dir())
+    };
+    if !bios.is_empty() {
+        if grub_lib("i386-pc") {
+            for d in &bios {
+                eprintln!("mkrescue: finalize: installing GRUB for BIOS on {d}");
+                chroot(c.root, &[install, "--target=i386-pc", d])
+                    .output()
+                    .with_context(|| format!("installing GRUB for BIOS on {d}"))?;
+                done.push(format!("GRUB (BIOS) installed on {d}"));
+            }
+        } else {
+            done.push(format!(
+                "GRUB (BIOS) not installed on {}: the restored system lacks GRUB's i386-pc files (grub-pc-bin)",
+                bios.join(", ")
+            ));
+        }
+    }
+    if let Some((dir, src)) = &esp {
+        if grub_lib("x86_64-efi") || grub_lib("x86_64-efi-signed") {
+            let efi_dir = format!("--efi-directory={dir}");
+            let mut argv = vec![install, "--target=x86_64-efi", efi_dir.as_str()];
+            let help = chroot(c.root, &[install, "--help"])
+                .read()
+                .unwrap_or_default();
+            let target_efibootmgr = has(c.root, &["efibootmgr"]).is_some();
+            if !c.efi_booted || !target_efibootmgr {
+                // No firmware variables to write (BIOS-booted rescue), or no
+                // efibootmgr for grub-install to write them with.
+                argv.push("--no-nvram");
+            }
+            // The removable-media path lets firmware without a boot entry
+            // (a new machine, a replaced NVRAM) find the loader.
+            if help.contains("--force-extra-removable") {
+                argv.push("--force-extra-removable");
+            } else if !c.efi_booted {
+                argv.push("--removable");
+            }
+            eprintln!("mkrescue: finalize: installing GRUB for UEFI onto the ESP at {dir}");
+            chroot(c.root, &argv)
+                .output()
+                .with_context(|| format!("installing GRUB for UEFI onto {dir}"))?;
+            done.push(format!("GRUB (UEFI) installed onto the ESP at {dir}"));
+            if c.efi_booted && !target_efibootmgr {
+                done.push(boot_entry(c, src, dir)?);
+            }
+            for o in &other_esps {
+                done.push(copy_esp(c, dir, o)?);
+            }
+        } else {
+            done.push(format!(
+                "GRUB (UEFI) not installed onto {dir}: the restored system lacks GRUB's x86_64-efi files (grub-efi-amd64-bin)"
+            ));
+        }
+    }
+    match mkconfig {
+        Some(m) => {
+            let out = if m == "grub2-mkconfig" {
+                "/boot/grub2/grub.cfg"
+            } else {
+                "/boot/grub/grub.cfg"
+            };
+            eprintln!("mkrescue: finalize: writing {out} ({m})");
+            chroot(c.root, &[m, "-o", out])
+                .output()
+                .with_context(|| format!("writing the restored system's {out} with {m}"))?;
+            done.push(format!("{out} written by {m}"));
+        }
+        None => done.push(
+            "grub-mkconfig missing in the restored system: its grub.cfg was restored as it was"
+                .into(),
+        ),
+    }
+    Ok(done)
+}
+
+/// A firmware boot entry made with the rescue system's efibootmgr, for a
+/// restored system without one. The loader is the one grub-install wrote
+/// (shim first when present: Secure Boot).
+fn boot_entry(c: &Ctx, esp_src: &str, esp_dir: &str) -> Result<String> {
+    let part = c.dev.get(esp_src).cloned().unwrap_or(esp_src.to_string());
+    let (disk, num) = c
+        .layout
+        .disks
+        .iter()
+        .find_map(|d| {
+            d.partitions.iter().find(|p| p.path == esp_src).map(|p| {
+                (
+                    c.disks.get(&d.path).cloned().unwrap_or(d.path.clone()),
+                    p.number,
+                )
+            })
+        })
+        .with_context(|| format!("ESP {esp_src} is not a partition of the layout"))?;
+    let efi = c.root.join(esp_dir.trim_start_matches('/')).join("EFI");
+    let mut loader = None;
+    for entry in std::fs::read_dir(&efi).with_context(|| format!("reading {}", efi.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.eq_ignore_ascii_case("BOOT") {
+            continue;
+        }
+        for f in ["shimx64.efi", "grubx64.efi"] {
+            if entry.path().join(f).is_file() && loader.is_none() {
+                loader = Some((name.clone(), format!("\\EFI\\{name}\\{f}")));
+            }
+        }
+    }
+    let Some((label, path)) = loader else {
+        bail!("no \\EFI\\*\\grubx64.efi on the ESP {part} after grub-install");
+    };
+    Cmd::new("efibootmgr")
+        .args([
+            "--create",
+            "--disk",
+            &disk,
+            "--part",
+            &num.to_string(),
+            "--label",
+            &label,
+            "--loader",
+            &path,
+        ])
+        .output()
+        .context("creating the firmware boot entry with efibootmgr")?;
+    Ok(format!("firmware boot entry {label} -> {path} on {part}"))
+}
+
+/// Copies the `\EFI` tree of the mounted ESP onto another ESP (the other
+/// RAID1 member's), so the firmware boots from either disk.
+fn copy_esp(c: &Ctx, esp_dir: &str, other_src: &str) -> Result<String> {
+    let part = c
+        .dev
+        .get(other_src)
+        .cloned()
+        .unwrap_or(other_src.to_string());
+    let at: PathBuf = c.work_dir.join("esp-copy");
+    std::fs::create_dir_all(&at).with_context(|| format!("creating {}", at.display()))?;
+    Cmd::new("mount")
+        .args(["-t", "vfat", &part])
+        .arg(&at)
+        .output()
+        .with_context(|| format!("mounting the second ESP {part}"))?;
+    let src = c.root.join(esp_dir.trim_start_matches('/')).join("EFI");
+    let copied = Cmd::new("cp")
+        .args(["-r", "--no-preserve=all"])
+        .arg(&src)
+        .arg(&at)
+        .output()
+        .with_context(|| format!("copying {} onto the ESP {part}", src.display()));
+    let unmounted = Cmd::new("umount").arg(&at).output();
+    copied?;
+    unmounted.with_context(|| format!("unmounting {part}"))?;
+    Ok(format!("\\EFI copied onto the ESP {part}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn only_renamed_whole_tokens_change() {
+        let dev: BTreeMap<String, String> = [
+            ("/dev/sda".into(), "/dev/nvme0n1".into()),
+            ("/dev/sda1".into(), "/dev/nvme0n1p1".into()),
+            ("/dev/sdb1".into(), "/dev/sdb1".into()),
+        ]
+        .into();
+        let fstab = "# /dev/sda1 was the old root\n/dev/sda1 / ext4 defaults 0 1\nUUID=abc /home xfs defaults 0 2\n/dev/sda10 /srv ext4 defaults 0 2\n";
+        let new = rewrite_devices(fstab, &dev).unwrap();
+        assert_eq!(
+            new,
+            "# /dev/sda1 was the old root\n/dev/nvme0n1p1 / ext4 defaults 0 1\nUUID=abc /home xfs defaults 0 2\n/dev/sda10 /srv ext4 defaults 0 2\n"
+        );
+        let mdadm = "ARRAY /dev/md0 metadata=1.2 devices=/dev/sda1,/dev/sdb1\n";
+        assert_eq!(
+            rewrite_devices(mdadm, &dev).unwrap(),
+            "ARRAY /dev/md0 metadata=1.2 devices=/dev/nvme0n1p1,/dev/sdb1\n"
+        );
+        let grub = "GRUB_CMDLINE_LINUX=\"root=/dev/sda1 quiet\"\n";
+        assert_eq!(
+            rewrite_devices(grub, &dev).unwrap(),
+            "GRUB_CMDLINE_LINUX=\"root=/dev/nvme0n1p1 quiet\"\n"
+        );
+        // Nothing renamed (UUIDs, same names): the file is left alone.
+        assert_eq!(
+            rewrite_devices(
+                "UUID=abc / ext4 defaults 0 1\n/dev/sdb1 /x ext4 defaults 0 2",
+                &dev
+            ),
+            None
+        );
+    }
+
+    fn layout2() -> Layout {
+        Layout::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/layout/layout2.json"
+        )))
+        .unwrap()
+    }
+
+    #[test]
+    fn grub_goes_on_every_disk_with_bios_grub() {
+        let l = layout2();
+        let disks: BTreeMap<String, String> = [
+            ("/dev/vdc".into(), "/dev/sda".into()),
+            ("/dev/vdd".into(), "/dev/sdb".into()),
+        ]
+        .into();
+        let mut got = bios_disks(&l, &disks);
+        got.sort();
+        assert_eq!(got, ["/dev/sda", "/dev/sdb"]);
+        let (esp, others) = esps(&l);
+        assert_eq!(esp, None);
+        assert!(others.is_empty());
+    }
+}
