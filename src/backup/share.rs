@@ -297,14 +297,19 @@ fn helper_present(name: &str) -> bool {
 /// through /proc/sys/kernel/modprobe, which a rescue system may not have
 /// at that path; best effort, mount names what is still missing.
 fn load_modules(kind: Kind) {
+    load_fs(kind.fstype(), kind.modules());
+}
+
+/// Loads `modules` unless the kernel knows filesystem `fstype` already.
+pub fn load_fs(fstype: &str, modules: &[&str]) {
     let known = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if known
         .lines()
-        .any(|l| l.split_whitespace().last() == Some(kind.fstype()))
+        .any(|l| l.split_whitespace().last() == Some(fstype))
     {
         return;
     }
-    for m in kind.modules() {
+    for m in modules {
         let _ = Cmd::new("modprobe").args(["-q", m]).output();
     }
 }

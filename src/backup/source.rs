@@ -493,6 +493,7 @@ fn mount_recorded(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Opti
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Read-only: the backup is evidence, recover never writes to it.
     // btrfs: the top-level subvolume, from which the recorded path counts.
+    share::load_fs(&fs.fstype, &[&fs.fstype]);
     let mut opts = String::from("ro,nodev,nosuid");
     if fs.fstype == "btrfs" {
         opts.push_str(",subvolid=5");
@@ -523,6 +524,12 @@ fn mount_network(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Optio
         return Ok((at, String::new(), None));
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let kind = if fs.fstype.starts_with("nfs") {
+        share::Kind::Nfs
+    } else {
+        share::Kind::Cifs
+    };
+    share::load_fs(&fs.fstype, kind.modules());
     let mut opts = String::from("ro");
     if fs.fstype.starts_with("nfs") {
         // No rpc.statd in the rescue system; a reader needs no locks.
