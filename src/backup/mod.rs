@@ -25,6 +25,7 @@ pub mod pax;
 pub mod reader;
 pub mod restore;
 pub mod rsync;
+pub mod share;
 pub mod source;
 pub mod sys;
 pub mod target;
@@ -201,14 +202,48 @@ pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
     }
 }
 
-fn target_of(cfg: &Config, flag: Option<&String>) -> Result<Target> {
+/// How a target is about to be used: what a share is mounted for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Write,
+    Read,
+    DryRun,
+    /// rsync: only ssh:// (a share is refused, never mounted).
+    Rsync,
+}
+
+/// A target ready for use: an nfs:// or cifs:// share stays mounted as
+/// long as this lives, and the code in between sees a local directory.
+struct Opened {
+    target: Target,
+    _mount: Option<share::Mounted>,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Target;
+    fn deref(&self) -> &Target {
+        &self.target
+    }
+}
+
+fn target_of(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> {
     let url = flag.or(cfg.backup.target.as_ref()).ok_or_else(|| {
         fail(
             Code::Usage,
             "no backup target: give --target URL (or --from for restore) or set backup.target in /etc/mkrescue/local.toml",
         )
     })?;
-    Target::parse(url, &cfg.backup.ssh_options)
+    if let (Some(s), false) = (share::Share::parse(url), usage == Use::Rsync) {
+        let m = s?.mount(&cfg.backup, usage == Use::Read, usage == Use::DryRun)?;
+        return Ok(Opened {
+            target: Target::Local(m.path.clone()),
+            _mount: Some(m),
+        });
+    }
+    Ok(Opened {
+        target: Target::parse(url, &cfg.backup.ssh_options)?,
+        _mount: None,
+    })
 }
 
 fn hostname(root: &Path) -> String {
@@ -297,7 +332,15 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
             ),
         ));
     }
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(
+        cfg,
+        args.target.as_ref(),
+        if args.dry_run {
+            Use::DryRun
+        } else {
+            Use::Write
+        },
+    )?;
     if let Some(d) = target.local_dir() {
         target::check_local(d)?;
     }
@@ -539,7 +582,7 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
 
 /// `mkrescue backup --method rsync`.
 fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(cfg, args.target.as_ref(), Use::Rsync)?;
     let src = source_of(global, cfg, args, &target)?;
     let start = Instant::now();
     let stamp = stamp(now());
@@ -662,7 +705,7 @@ fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Re
     if method != BackupMethod::Archive {
         let names = match method {
             BackupMethod::Borg => repo_of(cfg, args.target.as_ref())?.list()?,
-            _ => rsync::snapshots(&target_of(cfg, args.target.as_ref())?)?,
+            _ => rsync::snapshots(&target_of(cfg, args.target.as_ref(), Use::Rsync)?.target)?,
         };
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -675,7 +718,7 @@ fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Re
         }
         return Ok(());
     }
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
     let l = list(&target)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -889,7 +932,7 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
             ));
         }
     }
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
     let (name, enc) = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(global.quiet) && !args.json;
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
@@ -965,6 +1008,12 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
     if cfg.backup.age_recipient.is_none() {
         cfg.backup.age_recipient = rec.age_recipient.clone();
     }
+    if cfg.backup.mount_options.is_none() {
+        cfg.backup.mount_options = rec.mount_options.clone();
+    }
+    if cfg.backup.cifs_credentials.is_none() {
+        cfg.backup.cifs_credentials = rec.cifs_credentials.clone();
+    }
     let mut args = args.clone();
     args.method = args.method.or(Some(rec.method));
     if args.from.is_some() {
@@ -994,7 +1043,12 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
         }
         return Ok(());
     }
-    let target = target_of(cfg, args.from.as_ref())?;
+    let usage = if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
+        Use::Rsync
+    } else {
+        Use::Read
+    };
+    let target = target_of(cfg, args.from.as_ref(), usage)?;
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
         let snaps = rsync::snapshots(&target)?;
         let name = match &args.archive {

@@ -88,6 +88,11 @@ pub fn plan(
     }
     m.add_bytes("/etc/motd", motd(host), 0o644, "skeleton")?;
 
+    // Where the backup is, so restore in the rescue system asks nothing;
+    // a network share brings its mount helper and modules.
+    let backup_location = crate::backup::source::record(root, config)?;
+    let backup_fs = backup_location.as_ref().and_then(|r| r.network_fs());
+
     // Tools: required ones must exist; optional ones are taken when present.
     let mut missing_required = Vec::new();
     // ELF inputs and the closure are paths as the host sees them (root `/`).
@@ -116,6 +121,10 @@ pub fn plan(
             .iter()
             .map(|n| (n.clone(), "?".into(), false)),
     );
+    if let Some(kind) = backup_fs {
+        let (helper, package) = kind.helper();
+        wanted.push((helper.to_string(), package.to_string(), true));
+    }
     for (name, package, required) in &wanted {
         match tools::find(root, name, &config.build.path) {
             Some(p) => {
@@ -228,12 +237,17 @@ pub fn plan(
             } else {
                 Vec::new()
             };
-            index.select(
-                config.modules.policy,
-                &host_mods,
-                &config.modules.extra,
-                &fw_dirs,
-            )
+            let mut extra = config.modules.extra.clone();
+            if let Some(kind) = backup_fs {
+                // Built-in or absent ones need nothing from the image.
+                extra.extend(
+                    kind.modules()
+                        .iter()
+                        .filter(|m| !index.resolve_names(m).is_empty())
+                        .map(|m| m.to_string()),
+                );
+            }
+            index.select(config.modules.policy, &host_mods, &extra, &fw_dirs)
         });
         let closure = resolver.resolve(&elf_inputs);
         let selection = mods
@@ -289,9 +303,8 @@ pub fn plan(
         0o644,
         "host configuration",
     )?;
-    // Where the backup is, so restore in the rescue system asks nothing.
-    if let Some(rec) = crate::backup::source::record(root, config)? {
-        let json = serde_json::to_vec_pretty(&rec).context("rendering the backup location")?;
+    if let Some(rec) = &backup_location {
+        let json = serde_json::to_vec_pretty(rec).context("rendering the backup location")?;
         m.add_bytes(
             crate::backup::source::RECORD_PATH,
             json,

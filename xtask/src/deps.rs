@@ -20,6 +20,9 @@ use crate::util;
 ///   independent tool (setfacl/getfacl); tar reads our archives (GNU tar is
 ///   essential in Debian, listed for clarity)
 /// - borgbackup: the borg backup method is tested against a real repository
+/// - nfs-common, cifs-utils: mount.nfs / mount.cifs, which a rescue image
+///   must carry when the backup target is nfs:// or cifs:// (tests build
+///   such images and check the mount command lines)
 /// - xorriso, isolinux, syslinux, syslinux-common, pxelinux, mtools,
 ///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
 ///   build with them and `cargo xtask qemu media` boots the results
@@ -57,6 +60,8 @@ const PACKAGES: &[&str] = &[
     "attr",
     "tar",
     "borgbackup",
+    "nfs-common",
+    "cifs-utils",
     "xorriso",
     "isolinux",
     "syslinux",
