@@ -75,8 +75,12 @@ enum QemuCmd {
     /// Build the initramfs and boot it until the ready marker
     Boot,
     /// Boot the rescue system with a disk and a NIC; check udev, DHCP,
-    /// static network, modprobe and mkrescue over SSH
-    Runtime,
+    /// static network, bond/bridge/VLAN, modprobe and mkrescue over SSH
+    Runtime {
+        /// Only this scenario (dhcp, static, net=dhcp, bond)
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Build the ISO, USB, PXE media and boot each (SeaBIOS and OVMF) until the marker
     Media,
     /// Build layouts on blank disks in a VM, recover them, compare
@@ -107,10 +111,10 @@ fn main() -> Result<()> {
             qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
         }
         Cmd::Qemu {
-            what: QemuCmd::Runtime,
+            what: QemuCmd::Runtime { only },
         } => {
             deps::install()?;
-            qemu_runtime::run()
+            qemu_runtime::run(only.as_deref())
         }
         Cmd::Qemu {
             what: QemuCmd::Media,
@@ -184,7 +188,7 @@ fn ci() -> Result<()> {
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;
-    util::step("qemu runtime", qemu_runtime::run)?;
+    util::step("qemu runtime", || qemu_runtime::run(None))?;
     util::step("qemu media", qemu_media::run)?;
     util::step("qemu layout", || {
         qemu_layout::run(&qemu_layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
