@@ -166,6 +166,15 @@ pub struct MediaArgs {
     /// console after 1 s and powers off when it is ready
     #[arg(long, hide = true)]
     pub test_boot_rescue: bool,
+
+    /// iso: put the newest archive backup of this host (at backup.target) onto the ISO
+    #[arg(long)]
+    pub iso_backup: bool,
+
+    /// pxe: then push the tree to the recovery server with rsync over ssh
+    /// (ssh://[USER@]HOST[:PORT]/DIR; never deletes other hosts' files there)
+    #[arg(long, value_name = "URL", requires = "pxe_root")]
+    pub pxe_upload: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

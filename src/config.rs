@@ -187,6 +187,17 @@ pub struct OutputCfg {
     pub volume_id: String,
     /// Seconds the boot menu waits before booting the local disk.
     pub boot_timeout: u32,
+    /// `--output iso`: put the newest archive backup of this host (at
+    /// `backup.target`) onto the ISO, as `--iso-backup` does.
+    pub iso_backup: bool,
+    /// UEFI boot loader of the ISO: `auto` (Debian's signed shim + GRUB
+    /// when this host boots with Secure Boot), `on` (always signed), `off`.
+    pub secure_boot: SecureBoot,
+    /// `--output pxe`: push the tree to this `ssh://[USER@]HOST[:PORT]/DIR`
+    /// after writing it, as `--pxe-upload` does.
+    pub pxe_upload: Option<String>,
+    /// Extra `ssh` options for the PXE upload (e.g. `["-i", "/root/.ssh/pxe"]`).
+    pub pxe_ssh_options: Vec<String>,
 }
 
 impl Default for OutputCfg {
@@ -194,8 +205,25 @@ impl Default for OutputCfg {
         OutputCfg {
             volume_id: "MKRESCUE".into(),
             boot_timeout: 30,
+            iso_backup: false,
+            secure_boot: SecureBoot::Auto,
+            pxe_upload: None,
+            pxe_ssh_options: Vec::new(),
         }
     }
+}
+
+/// `output.secure_boot` (src/output/secureboot.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureBoot {
+    /// Signed when the host boots with Secure Boot and the packages are there
+    #[default]
+    Auto,
+    /// Always Debian's signed shim + GRUB (shim-signed, grub-efi-amd64-signed)
+    On,
+    /// Always GRUB built by grub-mkimage (boots with Secure Boot off only)
+    Off,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -27,6 +27,8 @@ use crate::util;
 ///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
 ///   build with them and `cargo xtask qemu media` boots the results
 ///   (ipxe-qemu is QEMU's NIC boot ROM for PXE under SeaBIOS)
+/// - shim-signed, grub-efi-amd64-signed: the Secure Boot ESP of the ISO
+///   (`output.secure_boot`) is built from them and tested
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -69,6 +71,8 @@ const PACKAGES: &[&str] = &[
     "pxelinux",
     "mtools",
     "ipxe-qemu",
+    "shim-signed",
+    "grub-efi-amd64-signed",
 ];
 
 fn installed(pkg: &str) -> bool {
