@@ -553,10 +553,12 @@ fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
             "no borg repository: give --target REPO or set backup.borg_repo in /etc/mkrescue/local.toml",
         )
     })?;
-    Ok(borg::Repo {
+    let repo = borg::Repo {
         url: url.clone(),
         passcommand: cfg.backup.borg_passcommand.clone(),
-    })
+    };
+    repo.check_available()?;
+    Ok(repo)
 }
 
 /// `mkrescue backup --method borg`.
