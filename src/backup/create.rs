@@ -289,7 +289,6 @@ pub fn write_archive<W: Write, M: Write>(
     };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut stats = Stats::default();
-    let mut buf = vec![0u8; 1 << 20];
     walk(src, &mut stats, &mut |f, stats| {
         let m = &f.meta;
         let ft = m.file_type();
@@ -410,20 +409,24 @@ pub fn write_archive<W: Write, M: Write>(
                     .with_context(|| format!("reading {}", f.path.display()))?;
                 let mut left = len;
                 while left > 0 {
-                    let want = (left as usize).min(buf.len());
+                    // Read straight into the compressor's chunk: no copy
+                    // through a buffer of our own.
+                    let dst = tar.inner.spare(usize::try_from(left).unwrap_or(usize::MAX));
+                    let want = dst.len();
                     let n = if short {
                         0
                     } else {
-                        pax::read_full(&mut (&file).take(left), &mut buf[..want])
+                        pax::read_full(&mut (&file).take(left), dst)
                             .with_context(|| format!("reading {}", f.path.display()))?
                     };
                     if n < want {
                         // Shrank while being read: keep the header's promise.
                         short = true;
-                        buf[n..want].fill(0);
+                        dst[n..].fill(0);
                     }
-                    hasher.update(&buf[..want]);
-                    tar.write_all(&buf[..want])?;
+                    hasher.update(&dst[..]);
+                    tar.inner.commit(want)?;
+                    tar.n += want as u64;
                     left -= want as u64;
                     pb.inc(want as u64);
                 }

@@ -25,21 +25,32 @@ const MAX_FRAME: usize = CHUNK + (CHUNK >> 7) + 4096;
 /// Frame magic number, little endian (RFC 8878 "Magic_Number").
 const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
-type Job = (u64, Vec<u8>);
+/// A chunk to compress: its sequence number, the chunk buffer and how much
+/// of it is data, and a buffer to compress into (both buffers come back
+/// with the result to be used again: no allocation, no page faults on
+/// fresh memory and no zeroing per chunk).
+type Job = (u64, Vec<u8>, usize, Vec<u8>);
+/// A compressed chunk: sequence number, frame, and the emptied input.
+type Done = (u64, Vec<u8>, Vec<u8>);
 
 /// A `Write` that compresses into independent zstd frames on `threads`
 /// threads and writes them in order to the inner writer.
 pub struct FrameWriter<W: Write> {
     inner: W,
+    /// The chunk being filled: always [`CHUNK`] long, `filled` of it data.
     buf: Vec<u8>,
+    filled: usize,
     seq: u64,
     next_out: u64,
     pending: std::collections::BTreeMap<u64, Vec<u8>>,
     jobs: Option<mpsc::SyncSender<Job>>,
-    results: mpsc::Receiver<io::Result<Job>>,
+    results: mpsc::Receiver<io::Result<Done>>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Emptied chunk and frame buffers, to be filled again.
+    free_in: Vec<Vec<u8>>,
+    free_out: Vec<Vec<u8>>,
     /// Compressed bytes written so far.
     pub written: u64,
 }
@@ -68,8 +79,14 @@ impl<W: Write> FrameWriter<W> {
                             Ok(g) => g.recv(),
                             Err(_) => return,
                         };
-                        let Ok((seq, data)) = job else { return };
-                        let r = c.compress(&data).map(|z| (seq, z));
+                        let Ok((seq, data, len, mut out)) = job else {
+                            return;
+                        };
+                        out.clear();
+                        out.reserve(zstd_safe::compress_bound(len));
+                        let r = c
+                            .compress_to_buffer(&data[..len], &mut out)
+                            .map(|_| (seq, out, data));
                         if tx.send(r).is_err() {
                             return;
                         }
@@ -79,7 +96,8 @@ impl<W: Write> FrameWriter<W> {
             .collect();
         FrameWriter {
             inner,
-            buf: Vec::with_capacity(CHUNK),
+            buf: vec![0; CHUNK],
+            filled: 0,
             seq: 0,
             next_out: 0,
             pending: Default::default(),
@@ -88,23 +106,28 @@ impl<W: Write> FrameWriter<W> {
             workers,
             in_flight: 0,
             max_in_flight: threads * 2,
+            free_in: Vec::new(),
+            free_out: Vec::new(),
             written: 0,
         }
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.filled == 0 {
             return Ok(());
         }
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let fresh = self.free_in.pop().unwrap_or_else(|| vec![0; CHUNK]);
+        let data = std::mem::replace(&mut self.buf, fresh);
+        let len = std::mem::take(&mut self.filled);
+        let out = self.free_out.pop().unwrap_or_default();
         let tx = self
             .jobs
             .as_ref()
             .ok_or_else(|| io::Error::other("writer finished"))?;
-        tx.send((self.seq, data))
+        tx.send((self.seq, data, len, out))
             .map_err(|_| io::Error::other("compression threads stopped"))?;
         self.seq += 1;
         self.in_flight += 1;
@@ -112,16 +135,36 @@ impl<W: Write> FrameWriter<W> {
     }
 
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, z) = self
+        let (seq, z, data) = self
             .results
             .recv()
             .map_err(|_| io::Error::other("compression threads stopped"))??;
         self.in_flight -= 1;
+        self.free_in.push(data);
         self.pending.insert(seq, z);
         while let Some(z) = self.pending.remove(&self.next_out) {
             self.inner.write_all(&z)?;
             self.written += z.len() as u64;
             self.next_out += 1;
+            self.free_out.push(z);
+        }
+        Ok(())
+    }
+
+    /// Room for up to `max` more bytes in the current chunk, to be filled
+    /// in place (e.g. by `read`) and then kept with [`Self::commit`]:
+    /// file data goes into the chunk without a copy through another buffer.
+    pub fn spare(&mut self, max: usize) -> &mut [u8] {
+        let n = (CHUNK - self.filled).min(max);
+        &mut self.buf[self.filled..self.filled + n]
+    }
+
+    /// Keeps `n` bytes written into the last [`Self::spare`].
+    pub fn commit(&mut self, n: usize) -> io::Result<()> {
+        assert!(self.filled + n <= CHUNK, "commit beyond the chunk");
+        self.filled += n;
+        if self.filled == CHUNK {
+            self.submit()?;
         }
         Ok(())
     }
@@ -145,12 +188,9 @@ impl<W: Write> FrameWriter<W> {
 
 impl<W: Write> Write for FrameWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.submit()?;
-        }
+        let n = (CHUNK - self.filled).min(data.len());
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.commit(n)?;
         Ok(n)
     }
 

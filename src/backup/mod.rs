@@ -197,8 +197,26 @@ pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
             }
             result.map(|_| ())
         }
-        Some(BackupAction::List(a)) => list_command(global, &cfg, a),
-        Some(BackupAction::Verify(a)) => verify_command(global, &cfg, a),
+        Some(BackupAction::List(a)) => {
+            let (mut cfg, mut a) = (cfg.clone(), a.clone());
+            let src = recorded_location(global, &mut cfg, a.target.as_ref(), &mut a.method)?;
+            if let Some(s) = &src {
+                a.target = Some(s.url.clone());
+            }
+            let result = list_command(global, &cfg, &a);
+            close_source(src);
+            result
+        }
+        Some(BackupAction::Verify(a)) => {
+            let (mut cfg, mut a) = (cfg.clone(), a.clone());
+            let src = recorded_location(global, &mut cfg, a.target.as_ref(), &mut a.method)?;
+            if let Some(s) = &src {
+                a.target = Some(s.url.clone());
+            }
+            let result = verify_command(global, &cfg, &a);
+            close_source(src);
+            result
+        }
     }
 }
 
@@ -535,10 +553,12 @@ fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
             "no borg repository: give --target REPO or set backup.borg_repo in /etc/mkrescue/local.toml",
         )
     })?;
-    Ok(borg::Repo {
+    let repo = borg::Repo {
         url: url.clone(),
         passcommand: cfg.backup.borg_passcommand.clone(),
-    })
+    };
+    repo.check_available()?;
+    Ok(repo)
 }
 
 /// `mkrescue backup --method borg`.
@@ -997,35 +1017,57 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
             ),
         ));
     }
-    let Some(rec) = source::read_recorded(&global.root)? else {
-        return restore_from(global, &cfg, args);
-    };
-    // The rescue system has no configuration of its own: what was
-    // recorded at build time stands in for it.
-    if cfg.backup.ssh_options.is_empty() {
-        cfg.backup.ssh_options = rec.ssh_options.clone();
-    }
-    if cfg.backup.age_recipient.is_none() {
-        cfg.backup.age_recipient = rec.age_recipient.clone();
-    }
-    if cfg.backup.mount_options.is_none() {
-        cfg.backup.mount_options = rec.mount_options.clone();
-    }
-    if cfg.backup.cifs_credentials.is_none() {
-        cfg.backup.cifs_credentials = rec.cifs_credentials.clone();
-    }
     let mut args = args.clone();
-    args.method = args.method.or(Some(rec.method));
-    if args.from.is_some() {
-        return restore_from(global, &cfg, &args);
+    let src = recorded_location(global, &mut cfg, args.from.as_ref(), &mut args.method)?;
+    if let Some(s) = &src {
+        args.from = Some(s.url.clone());
     }
-    let mut src = source::open_source(global, None)?;
-    args.from = Some(src.url.clone());
     let result = restore_from(global, &cfg, &args);
-    if let Err(e) = src.close() {
-        log::warn!("{e:#}");
-    }
+    close_source(src);
     result
+}
+
+/// In the rescue system, where the image records the backup location
+/// ([`source::RECORD_PATH`]): the recorded settings stand in where the
+/// configuration has none, the recorded method where none is given, and
+/// without a location given (`--from`, `--target`) the recorded one is
+/// opened (its filesystem mounted by UUID) until [`close_source`].
+fn recorded_location(
+    global: &GlobalArgs,
+    cfg: &mut Config,
+    given: Option<&String>,
+    method: &mut Option<BackupMethod>,
+) -> Result<Option<source::Source>> {
+    let Some(rec) = source::read_recorded(&global.root)? else {
+        return Ok(None);
+    };
+    let b = &mut cfg.backup;
+    if b.ssh_options.is_empty() {
+        b.ssh_options = rec.ssh_options.clone();
+    }
+    if b.age_recipient.is_none() {
+        b.age_recipient = rec.age_recipient.clone();
+    }
+    if b.mount_options.is_none() {
+        b.mount_options = rec.mount_options.clone();
+    }
+    if b.cifs_credentials.is_none() {
+        b.cifs_credentials = rec.cifs_credentials.clone();
+    }
+    *method = method.or(Some(rec.method));
+    if given.is_some() {
+        return Ok(None);
+    }
+    source::open_source(global, None).map(Some)
+}
+
+/// Unmounts what [`recorded_location`] mounted.
+fn close_source(src: Option<source::Source>) {
+    if let Some(mut s) = src {
+        if let Err(e) = s.close() {
+            log::warn!("{e:#}");
+        }
+    }
 }
 
 fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result<()> {
