@@ -170,7 +170,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
                         ),
                         "02:fc:00:00:00:01",
                     )],
-                    "mkrescue.recover=ask",
+                    // As the boot menus' serial entries: ttyS0 first, tty0 last (the
+                    // kernel's /dev/console); recover runs on ttyS0.
+                    "console=tty0 mkrescue.recover=ask",
                 )?;
                 let ready = vm.wait_ready()?;
                 let s = Ssh { port, key: &key };
