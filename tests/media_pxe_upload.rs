@@ -266,4 +266,34 @@ fn pxe_upload_url_and_output_are_checked_first() {
         "{stdout}"
     );
     assert!(!tmp.path().join("t").exists());
+
+    // The flag with another output is a mistake; the configuration key is
+    // for pxe builds and does not stop the others.
+    let o = mkrescue(&[
+        "--output",
+        "iso",
+        "--pxe-upload",
+        "ssh://root@pxe.example/srv/tftp",
+        "--out",
+        s(&tmp.path().join("out")),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let cfg = tmp.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        "[output]\npxe_upload = \"ssh://root@pxe.example/srv/tftp\"\n",
+    )
+    .unwrap();
+    let o = ok(mkrescue(&[
+        "--config",
+        s(&cfg),
+        "--output",
+        "iso",
+        "--dry-run",
+        "--out",
+        s(&tmp.path().join("out")),
+    ]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("would write the iso output"), "{stdout}");
+    assert!(!stdout.contains("upload"), "{stdout}");
 }
