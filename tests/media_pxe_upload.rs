@@ -3,7 +3,8 @@
 //! temp dir, `sshd -D`), the way tests/backup_ssh.rs does for backups: the
 //! tree arrives complete (its SHA256SUMS verifies there), a second host's
 //! upload keeps the first one's files, and a server that refuses the key
-//! fails with the URL named.
+//! fails with the URL named. And `--iso-backup` with an ssh:// backup
+//! target fetches the backup from that server into the ISO.
 //!
 //! Needs root, /usr/sbin/sshd (openssh-server), ssh, rsync, a kernel with
 //! modules in /boot and the PXE boot loader packages (`cargo xtask deps`).
@@ -266,4 +267,101 @@ fn pxe_upload_url_and_output_are_checked_first() {
         "{stdout}"
     );
     assert!(!tmp.path().join("t").exists());
+
+    // The flag with another output is a mistake; the configuration key is
+    // for pxe builds and does not stop the others.
+    let o = mkrescue(&[
+        "--output",
+        "iso",
+        "--pxe-upload",
+        "ssh://root@pxe.example/srv/tftp",
+        "--out",
+        s(&tmp.path().join("out")),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let cfg = tmp.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        "[output]\npxe_upload = \"ssh://root@pxe.example/srv/tftp\"\n",
+    )
+    .unwrap();
+    let o = ok(mkrescue(&[
+        "--config",
+        s(&cfg),
+        "--output",
+        "iso",
+        "--dry-run",
+        "--out",
+        s(&tmp.path().join("out")),
+    ]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("would write the iso output"), "{stdout}");
+    assert!(!stdout.contains("upload"), "{stdout}");
+}
+
+#[test]
+fn iso_backup_is_fetched_from_an_ssh_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = start_sshd(tmp.path());
+    let remote = tmp.path().join("server/backups");
+    let url = format!("ssh://root@127.0.0.1:{}{}", sshd.port, remote.display());
+    let quoted: Vec<String> = sshd.options.iter().map(|o| format!("{o:?}")).collect();
+    let cfg = tmp.path().join("backup.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[backup]\ntarget = {url:?}\nssh_options = [{}]\n",
+            quoted.join(", ")
+        ),
+    )
+    .unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("srv")).unwrap();
+    std::fs::write(src.join("srv/data"), "over ssh\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args(["backup", "--root"])
+        .arg(&src)
+        .args(["--json", "--config"])
+        .arg(&cfg)
+        .args(["--config-dir", "/nonexistent-mkrescue-test"])
+        .output()
+        .unwrap();
+    let o = ok(o);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let name = j["name"].as_str().unwrap().to_string();
+
+    let out = tmp.path().join("out");
+    ok(mkrescue(&[
+        "--config",
+        s(&cfg),
+        "--modules",
+        "host",
+        "--output",
+        "iso",
+        "--iso-backup",
+        "--out",
+        s(&out),
+    ]));
+    let listing = Command::new("xorriso")
+        .arg("-indev")
+        .arg(out.join("mkrescue.iso"))
+        .args(["-lsl", "/backup"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&listing.stdout),
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let archive_len = std::fs::metadata(remote.join(format!("{name}.tar.zst")))
+        .unwrap()
+        .len();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("{name}.tar.zst")))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(&archive_len.to_string()), "{line}");
+    assert!(text.contains(&format!("{name}.manifest.zst")), "{text}");
+    // The fetched copies are gone once the ISO is written.
+    assert!(!out.join(".iso-backup").exists());
 }

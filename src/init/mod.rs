@@ -435,15 +435,25 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
             }
             Some(Task::Recover(console)) => {
                 let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-                if ok {
-                    log_line("mkrescue: recover finished");
+                let line = if ok {
+                    "mkrescue: recover finished".to_string()
                 } else if libc::WIFEXITED(status) {
-                    log_line(&format!(
+                    format!(
                         "mkrescue: recover failed (exit code {}); the rescue system stays up, see the messages above",
                         libc::WEXITSTATUS(status)
-                    ));
+                    )
                 } else {
-                    log_line("mkrescue: recover failed (killed by a signal)");
+                    "mkrescue: recover failed (killed by a signal)".to_string()
+                };
+                log_line(&line);
+                // An interactive run's operator watches its console, which
+                // need not be /dev/console (the last console=).
+                if let Some(c) = &console
+                    && c != "console"
+                    && !is_primary_console(c, consoles)
+                    && let Ok(mut f) = OpenOptions::new().write(true).open(format!("/dev/{c}"))
+                {
+                    let _ = writeln!(f, "{line}\r");
                 }
                 after(after_action, ok);
                 // The operator's console: now the shell.

@@ -46,13 +46,17 @@ pub fn check_args(kind: Output, cfg: &Config, args: &MediaArgs) -> Result<()> {
     if kind == Output::Iso && (args.iso_backup || cfg.output.iso_backup) {
         super::isobackup::check_config(cfg)?;
     }
-    if let Some(url) = pxe_upload(cfg, args) {
-        if kind != Output::Pxe {
-            return usage(format!(
-                "--pxe-upload pushes a PXE tree; it does not go with --output {}",
-                name(kind)
-            ));
-        }
+    // The flag only makes sense with pxe; the configuration key applies to
+    // pxe builds and is ignored by the others.
+    if args.pxe_upload.is_some() && kind != Output::Pxe {
+        return usage(format!(
+            "--pxe-upload pushes a PXE tree; it does not go with --output {}",
+            name(kind)
+        ));
+    }
+    if kind == Output::Pxe
+        && let Some(url) = pxe_upload(cfg, args)
+    {
         super::pxeupload::Remote::parse(url)?;
     }
     match kind {

@@ -4,7 +4,8 @@
 //! on machines with Secure Boot on, like the host it was made on.
 //!
 //! Owns the decision (`output.secure_boot`: auto, on, off) and the file
-//! list of the signed ESP; hands an [`EfiLoader`] to the ISO writer.
+//! list of the signed ESP; hands an [`EfiLoader`] to the ISO writer (the
+//! ISO and the OBDR tape's ISO; the USB image keeps its own GRUB for now).
 //!
 //! The signed chain as Debian's own installer ISO lays it out:
 //! `EFI/BOOT/BOOTX64.EFI` = shimx64.efi.signed (the removable-media path,

@@ -77,7 +77,7 @@ enum QemuCmd {
     /// Boot the rescue system with a disk and a NIC; check udev, DHCP,
     /// static network, bond/bridge/VLAN, modprobe and mkrescue over SSH
     Runtime {
-        /// Only this scenario (dhcp, static, net=dhcp, bond)
+        /// Only this scenario (dhcp, static, net=dhcp, bond, iso-backup)
         #[arg(long)]
         only: Option<String>,
     },

@@ -29,6 +29,11 @@
 //!    mode, miimon and slaves, the bridge port, the VLAN, the addresses
 //!    and routes.
 //!
+//! 5. `--iso-backup`: a backup of a small tree, an ISO carrying it, booted
+//!    from its kernel and initrd with the ISO as CD-ROM; inside, /dev/sr0
+//!    mounts, `backup list` sees the backup and `restore` brings the file
+//!    back.
+//!
 //! Scenario 1 also checks that QEMU's DHCP under `restrict=on`, which
 //! offers no router and no DNS server, leaves no default route, no
 //! resolv.conf and no error in the init log; scenario 2 boots with
@@ -50,14 +55,14 @@ const MARKER: &str = mkrescue::init::READY_MARKER;
 const DIR: &str = "target/qemu/runtime";
 const SERIAL: &str = "MKRT0001";
 
-/// Runs the four scenarios, or only the one named by `only` (dhcp,
-/// static, net=dhcp, bond).
+/// Runs the five scenarios, or only the one named by `only` (dhcp,
+/// static, net=dhcp, bond, iso-backup).
 pub fn run(only: Option<&str>) -> Result<()> {
     let want = |n: &str| only.is_none_or(|o| o == n);
     if let Some(o) = only {
         anyhow::ensure!(
-            ["dhcp", "static", "net=dhcp", "bond"].contains(&o),
-            "no runtime scenario named {o} (dhcp, static, net=dhcp, bond)"
+            ["dhcp", "static", "net=dhcp", "bond", "iso-backup"].contains(&o),
+            "no runtime scenario named {o} (dhcp, static, net=dhcp, bond, iso-backup)"
         );
     }
     let bin = qemu::build_release()?;
@@ -170,7 +175,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
                         ),
                         "02:fc:00:00:00:01",
                     )],
-                    "mkrescue.recover=ask",
+                    // As the boot menus' serial entries: ttyS0 first, tty0 last (the
+                    // kernel's /dev/console); recover runs on ttyS0.
+                    "console=tty0 mkrescue.recover=ask",
                 )?;
                 let ready = vm.wait_ready()?;
                 let s = Ssh { port, key: &key };
@@ -348,6 +355,15 @@ pub fn run(only: Option<&str>) -> Result<()> {
         times.push(("bond", t));
     }
 
+    // 5. The backup on the ISO, read back in the rescue system.
+    if want("iso-backup") {
+        let t = util::step(
+            "qemu runtime: --iso-backup read and restored in the rescue system",
+            || iso_backup(&bin, &dir, &disk, &key, &ssh_toml),
+        )?;
+        times.push(("iso-backup", t));
+    }
+
     for (name, r) in times {
         eprintln!(
             "boot to ready ({name}): {:.1}s guest uptime, {:.1}s wall",
@@ -355,6 +371,80 @@ pub fn run(only: Option<&str>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A backup of a small tree made here, an ISO built with `--iso-backup`,
+/// the rescue system booted from the ISO's kernel and initrd with the ISO
+/// as its CD-ROM: it mounts /dev/sr0, lists the backup and restores it.
+fn iso_backup(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -> Result<Ready> {
+    let bin_s = bin.to_str().context("non-UTF-8 path")?;
+    let abs = std::path::absolute(dir).context("resolving target/qemu/runtime")?;
+    let src = abs.join("iso-backup-src");
+    let target = abs.join("iso-backup-target");
+    for d in [&src, &target] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    std::fs::create_dir_all(src.join("srv"))?;
+    // No etc/hostname in the tree: the backup is named after this host,
+    // like the ISO.
+    std::fs::write(src.join("srv/payload.txt"), "carried on the ISO\n")?;
+    let url = format!("file://{}", target.display());
+    util::run(
+        bin_s,
+        &[
+            "backup",
+            "--root",
+            src.to_str().context("non-UTF-8 path")?,
+            "--target",
+            &url,
+        ],
+    )?;
+    let name = std::fs::read_dir(&target)?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .find_map(|n| n.strip_suffix(".manifest.zst").map(str::to_string))
+        .with_context(|| format!("no backup manifest in {}", target.display()))?;
+    let cfg = abs.join("iso-backup.toml");
+    std::fs::write(&cfg, format!("{ssh_toml}[backup]\ntarget = {url:?}\n"))?;
+    let out = abs.join("iso-backup");
+    util::run(
+        bin_s,
+        &[
+            "--config",
+            cfg.to_str().context("non-UTF-8 path")?,
+            "--output",
+            "iso",
+            "--iso-backup",
+            "--out",
+            out.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let port = free_port()?;
+    let iso = out.join("mkrescue.iso");
+    let mut vm = Vm::boot_with(
+        &out,
+        &dir.join("iso-backup.log"),
+        disk,
+        &[(
+            format!("user,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            "52:54:00:6d:6b:01",
+        )],
+        "",
+        &["-cdrom".as_ref(), iso.as_os_str()],
+    )?;
+    let ready = vm.wait_ready()?;
+    let s = Ssh { port, key };
+    s.expect(
+        "mkdir -p /mnt/cd && mount -o ro /dev/sr0 /mnt/cd && ls /mnt/cd/backup",
+        ".tar.zst",
+    )?;
+    s.expect("mkrescue backup list --target file:///mnt/cd/backup", &name)?;
+    s.expect(
+        "mkdir -p /tmp/r && mkrescue restore --from file:///mnt/cd/backup --to /tmp/r >/dev/null && cat /tmp/r/srv/payload.txt",
+        "carried on the ISO",
+    )?;
+    vm.poweroff(&s)?;
+    Ok(ready)
 }
 
 fn build(bin: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
@@ -412,6 +502,18 @@ impl Vm {
         nics: &[(String, &str)],
         append: &str,
     ) -> Result<Vm> {
+        Self::boot_with(out, log, disk, nics, append, &[])
+    }
+
+    /// [`Vm::boot`] with more QEMU arguments.
+    fn boot_with(
+        out: &Path,
+        log: &Path,
+        disk: &Path,
+        nics: &[(String, &str)],
+        append: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> Result<Vm> {
         let _ = std::fs::remove_file(log);
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-m", "2048", "-smp", "2"])
@@ -434,6 +536,7 @@ impl Vm {
                 &format!("virtio-blk-pci,drive=d1,serial={SERIAL}"),
             ])
             .stdin(Stdio::null());
+        cmd.args(extra);
         for (i, (netdev, mac)) in nics.iter().enumerate() {
             cmd.args(["-netdev", &format!("{netdev},id=n{i}")])
                 .args(["-device", &format!("virtio-net-pci,netdev=n{i},mac={mac}")]);
