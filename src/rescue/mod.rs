@@ -287,6 +287,21 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    // The kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module
+    // it loads on demand: a file system at mount(2), an md personality, a
+    // device-mapper target, a cipher. On a merged-/usr host /sbin is a
+    // symlink that no tool's path may have brought in (seen on a Debian 12
+    // debootstrap: `mount -t ext4` failed with "unknown filesystem type").
+    // The host's top-level links come along as they are.
+    for top in ["bin", "sbin", "lib", "lib64"] {
+        let host_path = root.join(top);
+        if host_path
+            .symlink_metadata()
+            .is_ok_and(|md| md.file_type().is_symlink())
+        {
+            m.add_host_path(strip_root(root, &host_path)?, "merged /usr link")?;
+        }
+    }
     // The host's effective configuration (all layers and flags merged), so
     // the rescue system's mkrescue recovers and restores as configured here
     // (backup target, [recover] settings) without questions.
@@ -295,7 +310,13 @@ pub fn plan(
          # image by mkrescue {}. Edit /etc/mkrescue/local.toml to override.\n{}",
         host.hostname,
         env!("CARGO_PKG_VERSION"),
-        crate::config::to_toml(config)?
+        crate::config::to_toml(&crate::config::Config {
+            // How this image was built (--out, --compress...) means nothing
+            // in the rescue system, and would make two builds of an
+            // unchanged host differ.
+            build: Default::default(),
+            ..config.clone()
+        })?
     );
     m.add_bytes(
         "/etc/mkrescue/site.toml",
