@@ -15,7 +15,7 @@
 //! 5. the ready marker, once, on every console;
 //! 6. `mkrescue.recover=auto`: `mkrescue recover --unattended` (output on
 //!    the console, no input); `mkrescue.recover=ask` (the boot menus'
-//!    "Recover (asks before changing disks)" entries): `mkrescue recover`
+//!    "Recover (interactive)" entries): `mkrescue recover`
 //!    on the first console of the command line, as the foreground program
 //!    of that terminal so it can ask, and that console's shell starts when
 //!    it ends. Then `mkrescue.after=poweroff|reboot|shell` (reboot only
@@ -273,7 +273,7 @@ fn spawn_recover_on(console: &str) -> Option<(i32, String)> {
     let dev = format!("/dev/{console}");
     if let Ok(mut f) = OpenOptions::new().write(true).open(&dev) {
         let _ = f.write_all(
-            b"\r\nmkrescue recover: rebuilding this machine from the saved layout; it asks before changing disks.\r\nA shell starts on this console when it ends (also now on the other consoles and over SSH).\r\n\r\n",
+            b"\r\nmkrescue recover: rebuilding this machine from the saved layout, interactively: questions and answers on this console.\r\nA shell starts on this console when it ends (also now on the other consoles and over SSH).\r\n\r\n",
         );
     }
     spawn_on_console(console, "/usr/bin/mkrescue", &["recover"], false)

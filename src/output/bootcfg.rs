@@ -78,11 +78,7 @@ impl Menu {
         }];
         let kinds = [
             ("rescue", "Rescue shell", ""),
-            (
-                "recover",
-                "Recover (asks before changing disks)",
-                "mkrescue.recover=ask",
-            ),
+            ("recover", "Recover (interactive)", "mkrescue.recover=ask"),
             (
                 "recover-auto",
                 "Recover automatically (ERASES the disks, no questions)",

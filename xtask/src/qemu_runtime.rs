@@ -198,7 +198,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
         )?;
                 let serial = vm.serial();
                 for want in [
-                    "it asks before changing disks",
+                    "questions and answers on this console",
                     "mkrescue: recover ",
                     "mkrescue rescue system of",
                 ] {
@@ -209,7 +209,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
                 // Between init's heading and its report of the end: what recover
                 // itself printed, so its output went to this console.
                 let after = serial
-                    .split("it asks before changing disks")
+                    .split("questions and answers on this console")
                     .nth(1)
                     .unwrap_or_default();
                 let own = after
