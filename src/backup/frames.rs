@@ -33,6 +33,18 @@ type Job = (u64, Vec<u8>, usize, Vec<u8>);
 /// A compressed chunk: sequence number, frame, and the emptied input.
 type Done = (u64, Vec<u8>, Vec<u8>);
 
+/// A chunk on its way to the hashing thread: the job, which bytes of it
+/// belong to which file (`(file, start, end)`), and the files that end
+/// with it.
+struct HashJob {
+    job: Job,
+    segments: Vec<(u64, usize, usize)>,
+    ends: Vec<u64>,
+}
+
+/// A file's sha256, computed by the hashing thread.
+pub type Digest = (u64, [u8; 32]);
+
 /// A `Write` that compresses into independent zstd frames on `threads`
 /// threads and writes them in order to the inner writer.
 pub struct FrameWriter<W: Write> {
@@ -43,8 +55,13 @@ pub struct FrameWriter<W: Write> {
     seq: u64,
     next_out: u64,
     pending: std::collections::BTreeMap<u64, Vec<u8>>,
-    jobs: Option<mpsc::SyncSender<Job>>,
+    /// To the hashing thread, which passes each chunk on to the workers.
+    jobs: Option<mpsc::SyncSender<HashJob>>,
     results: mpsc::Receiver<io::Result<Done>>,
+    digests: mpsc::Receiver<Digest>,
+    /// File data in the current chunk, and files ended since it began.
+    segments: Vec<(u64, usize, usize)>,
+    ends: Vec<u64>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
     max_in_flight: usize,
@@ -83,17 +100,54 @@ impl<W: Write> FrameWriter<W> {
                             return;
                         };
                         out.clear();
-                        out.reserve(zstd_safe::compress_bound(len));
-                        let r = c
-                            .compress_to_buffer(&data[..len], &mut out)
-                            .map(|_| (seq, out, data));
+                        // An empty chunk only carries digests of files
+                        // that ended after the last data: no frame.
+                        let r = if len == 0 {
+                            Ok((seq, out, data))
+                        } else {
+                            out.reserve(zstd_safe::compress_bound(len));
+                            c.compress_to_buffer(&data[..len], &mut out)
+                                .map(|_| (seq, out, data))
+                        };
                         if tx.send(r).is_err() {
                             return;
                         }
                     }
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The sha256 of every file's data, in a thread of its own: off the
+        // thread that walks and reads, which is the one stage that cannot
+        // run in parallel (and under load the one that waits longest for
+        // a CPU). Chunks pass through it in order, so a file's bytes are
+        // hashed in order; then it hands them to the compressors.
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<HashJob>(threads);
+        let (dig_tx, dig_rx) = mpsc::channel::<Digest>();
+        let hasher = std::thread::spawn(move || {
+            use sha2::Digest as _;
+            let mut open: std::collections::HashMap<u64, sha2::Sha256> = Default::default();
+            while let Ok(HashJob {
+                job,
+                segments,
+                ends,
+            }) = hash_rx.recv()
+            {
+                for (file, start, end) in segments {
+                    open.entry(file).or_default().update(&job.1[start..end]);
+                }
+                for file in ends {
+                    let h = open.remove(&file).unwrap_or_default();
+                    if dig_tx.send((file, h.finalize().into())).is_err() {
+                        return;
+                    }
+                }
+                if job_tx.send(job).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut workers = workers;
+        workers.push(hasher);
         FrameWriter {
             inner,
             buf: vec![0; CHUNK],
@@ -101,8 +155,11 @@ impl<W: Write> FrameWriter<W> {
             seq: 0,
             next_out: 0,
             pending: Default::default(),
-            jobs: Some(job_tx),
+            jobs: Some(hash_tx),
             results: res_rx,
+            digests: dig_rx,
+            segments: Vec::new(),
+            ends: Vec::new(),
             workers,
             in_flight: 0,
             max_in_flight: threads * 2,
@@ -116,6 +173,10 @@ impl<W: Write> FrameWriter<W> {
         if self.filled == 0 {
             return Ok(());
         }
+        self.submit_always()
+    }
+
+    fn submit_always(&mut self) -> io::Result<()> {
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
@@ -127,8 +188,12 @@ impl<W: Write> FrameWriter<W> {
             .jobs
             .as_ref()
             .ok_or_else(|| io::Error::other("writer finished"))?;
-        tx.send((self.seq, data, len, out))
-            .map_err(|_| io::Error::other("compression threads stopped"))?;
+        tx.send(HashJob {
+            job: (self.seq, data, len, out),
+            segments: std::mem::take(&mut self.segments),
+            ends: std::mem::take(&mut self.ends),
+        })
+        .map_err(|_| io::Error::other("compression threads stopped"))?;
         self.seq += 1;
         self.in_flight += 1;
         Ok(())
@@ -159,6 +224,28 @@ impl<W: Write> FrameWriter<W> {
         &mut self.buf[self.filled..self.filled + n]
     }
 
+    /// Keeps `n` bytes written into the last [`Self::spare`] as data of
+    /// `file`, whose sha256 comes back from [`Self::digests`] once
+    /// [`Self::end_file`] was called for it.
+    pub fn commit_file(&mut self, n: usize, file: u64) -> io::Result<()> {
+        if n > 0 {
+            self.segments.push((file, self.filled, self.filled + n));
+        }
+        self.commit(n)
+    }
+
+    /// Marks the end of `file`'s data (for a file of no data, its start
+    /// too): its digest follows.
+    pub fn end_file(&mut self, file: u64) {
+        self.ends.push(file);
+    }
+
+    /// The file digests computed so far (the rest come from
+    /// [`Self::finish`]).
+    pub fn digests(&self) -> Vec<Digest> {
+        self.digests.try_iter().collect()
+    }
+
     /// Keeps `n` bytes written into the last [`Self::spare`].
     pub fn commit(&mut self, n: usize) -> io::Result<()> {
         assert!(self.filled + n <= CHUNK, "commit beyond the chunk");
@@ -170,9 +257,14 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Compresses what is left, writes every frame, and returns the inner
-    /// writer (not flushed to disk: the caller syncs).
-    pub fn finish(mut self) -> io::Result<(W, u64)> {
-        self.submit()?;
+    /// writer (not flushed to disk: the caller syncs), the compressed
+    /// length and the digests not yet taken with [`Self::digests`].
+    pub fn finish(mut self) -> io::Result<(W, u64, Vec<Digest>)> {
+        if self.filled > 0 || !self.ends.is_empty() {
+            // Files ended since the last chunk get their digests with it
+            // (an empty chunk compresses to nothing and is not written).
+            self.submit_always()?;
+        }
         while self.in_flight > 0 {
             self.collect_one()?;
         }
@@ -181,8 +273,9 @@ impl<W: Write> FrameWriter<W> {
             let _ = w.join();
         }
         self.inner.flush()?;
+        let rest: Vec<Digest> = self.digests.try_iter().collect();
         let FrameWriter { inner, written, .. } = self;
-        Ok((inner, written))
+        Ok((inner, written, rest))
     }
 }
 
@@ -374,7 +467,7 @@ mod tests {
         let input = data(3 * CHUNK + 1000);
         let mut w = FrameWriter::new(Vec::new(), 3, 2);
         w.write_all(&input).unwrap();
-        let (z, n) = w.finish().unwrap();
+        let (z, n, _) = w.finish().unwrap();
         assert_eq!(n as usize, z.len());
         // A plain zstd decoder reads the concatenated frames as one stream.
         assert_eq!(zstd::decode_all(&z[..]).unwrap(), input);
@@ -398,7 +491,7 @@ mod tests {
         let input = data(3 * CHUNK);
         let mut w = FrameWriter::new(Vec::new(), 3, 2);
         w.write_all(&input).unwrap();
-        let (mut z, _) = w.finish().unwrap();
+        let (mut z, _, _) = w.finish().unwrap();
         let mid = z.len() / 2;
         z[mid] ^= 0x55;
         let (f, _) = frames_of(&z);
@@ -414,7 +507,7 @@ mod tests {
         let input = data(2 * CHUNK);
         let mut w = FrameWriter::new(Vec::new(), 3, 1);
         w.write_all(&input).unwrap();
-        let (z, _) = w.finish().unwrap();
+        let (z, _, _) = w.finish().unwrap();
         let (f, gap) = frames_of(&z[..z.len() - 100]);
         assert_eq!(f.len(), 1);
         assert!(gap);
