@@ -205,6 +205,9 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         eprintln!("mkrescue: {l}");
     }
     executor::check_tools(&p)?;
+    if !args.unattended {
+        confirm_erase(&disks, &targets)?;
+    }
     load_modules(&layout);
     std::fs::create_dir_all(WORK_DIR).map_err(|e| anyhow::anyhow!("creating {WORK_DIR}: {e}"))?;
 
@@ -406,6 +409,46 @@ fn load_modules(layout: &Layout) {
             log::info!("modprobe {name}: {e:#} (built in, or not in this rescue system)");
         }
     }
+}
+
+/// Interactive recover: the disks it will erase, and a typed `YES` before
+/// anything is written. Without a terminal to ask on: refused.
+fn confirm_erase(disks: &BTreeMap<String, String>, targets: &[mapping::TargetDisk]) -> Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let list: Vec<String> = disks
+        .iter()
+        .map(|(src, dst)| {
+            let size = targets
+                .iter()
+                .find(|t| &t.path == dst)
+                .map(|t| crate::layout::show::human(t.size))
+                .unwrap_or_default();
+            format!("{dst} ({size}, receives {src})")
+        })
+        .collect();
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::fail(
+            crate::error::Code::Usage,
+            format!(
+                "recover would erase {} and there is no terminal to confirm it: run it on a console, or add --unattended; nothing was changed",
+                list.join(", ")
+            ),
+        ));
+    }
+    eprintln!("mkrescue: recover will ERASE everything on:");
+    for l in &list {
+        eprintln!("mkrescue:   {l}");
+    }
+    eprint!("Type YES to go on (anything else stops): ");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "YES" {
+        return Err(crate::error::fail(
+            crate::error::Code::Usage,
+            "recover stopped at the question; nothing was changed",
+        ));
+    }
+    Ok(())
 }
 
 fn restore_args(args: &RecoverArgs, from: Option<String>, root: &Path) -> RestoreArgs {
