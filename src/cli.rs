@@ -175,6 +175,15 @@ pub struct MediaArgs {
     /// (ssh://[USER@]HOST[:PORT]/DIR; never deletes other hosts' files there)
     #[arg(long, value_name = "URL", requires = "pxe_root")]
     pub pxe_upload: Option<String>,
+    /// Test builds only: the boot menu starts entry ID (e.g.
+    /// `recover-auto-serial`) after 1 s and powers off when it is done
+    #[arg(
+        long,
+        hide = true,
+        value_name = "ID",
+        conflicts_with = "test_boot_rescue"
+    )]
+    pub test_boot_entry: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -133,6 +133,40 @@ impl Menu {
             timeout,
         }
     }
+
+    /// Test builds only (`--test-boot-entry ID`): entry `id` boots after one
+    /// second and the rescue system powers off when it is done (after the
+    /// ready marker, or after recover with `mkrescue.recover=auto`), so a
+    /// VM test needs no keyboard and QEMU exits by itself.
+    pub fn set_test_default(&mut self, id: &str) -> Result<()> {
+        let ids: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| !e.local)
+            .map(|e| e.id.clone())
+            .collect();
+        let Some(e) = self.entries.iter_mut().find(|e| e.id == id && !e.local) else {
+            return Err(crate::error::fail(
+                crate::error::Code::Usage,
+                format!(
+                    "--test-boot-entry {id}: no such rescue entry; one of {}",
+                    ids.join(", ")
+                ),
+            ));
+        };
+        // The serial port becomes /dev/console (the last console=,
+        // serial-console.rst), so everything init and an unattended recover
+        // print reaches the test's serial log, not only the screen.
+        if let Some(rest) = e.cmdline.strip_prefix(SERIAL_CONSOLES) {
+            e.cmdline = format!("console=tty0 console=ttyS0,115200{rest}");
+        }
+        // panic=-1: a kernel panic reboots at once, which -no-reboot turns
+        // into QEMU exiting, so a broken image fails fast.
+        e.cmdline.push_str(" panic=-1 mkrescue.after=poweroff");
+        self.default = id.to_string();
+        self.timeout = 1;
+        Ok(())
+    }
 }
 
 /// Text that goes between single quotes (GRUB) or to the end of a line
@@ -284,5 +318,44 @@ mod tests {
         });
         assert_eq!(t.default, "rescue-serial");
         assert_eq!(t.timeout, 1);
+    }
+
+    #[test]
+    fn test_boot_entry_picks_recover_auto_on_serial() {
+        let mut m = Menu::new(&MenuSpec {
+            hostname: "h",
+            os: "Debian",
+            kernel_version: "6.1",
+            date: "2024-01-01",
+            timeout: 30,
+            test_rescue_default: false,
+        });
+        m.set_test_default("recover-auto-serial").unwrap();
+        assert_eq!(m.default, "recover-auto-serial");
+        assert_eq!(m.timeout, 1);
+        let e = m.entries.iter().find(|e| e.id == m.default).unwrap();
+        // The last console= is /dev/console: the serial port.
+        let last = e
+            .cmdline
+            .split_whitespace()
+            .rfind(|w| w.starts_with("console="));
+        assert_eq!(last, Some("console=ttyS0,115200"), "{}", e.cmdline);
+        for want in [
+            "console=ttyS0",
+            "mkrescue.recover=auto",
+            "mkrescue.after=poweroff",
+        ] {
+            assert!(e.cmdline.contains(want), "{want} missing: {}", e.cmdline);
+        }
+        // Only the chosen entry powers off.
+        let n = m
+            .entries
+            .iter()
+            .filter(|e| e.cmdline.contains("after="))
+            .count();
+        assert_eq!(n, 1);
+        let err = m.set_test_default("local").unwrap_err().to_string();
+        assert!(err.contains("recover-auto-serial"), "{err}");
+        assert!(m.set_test_default("nope").is_err());
     }
 }

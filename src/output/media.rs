@@ -159,7 +159,10 @@ pub fn write(
     manifest: &Manifest,
     out_dir: &Path,
 ) -> Result<MediaReport> {
-    let menu = menu(cfg, host, args.test_boot_rescue);
+    let mut menu = menu(cfg, host, args.test_boot_rescue);
+    if let Some(id) = &args.test_boot_entry {
+        menu.set_test_default(id)?;
+    }
     let work = out_dir.join(".work");
     let vmlinuz = out_dir.join("vmlinuz");
     let initrd = out_dir.join("initrd.img");

@@ -124,6 +124,11 @@ pub const TOOLS: &[ToolSpec] = &[
     t("lsmod", "kmod", Always),
     t("modinfo", "kmod", Always),
     t("depmod", "kmod", Always),
+    // The kernel runs /sbin/modprobe to load a file system module on
+    // mount (request_module, /proc/sys/kernel/modprobe): on a merged-/usr
+    // host this brings the /sbin -> usr/sbin link, without which mounting
+    // the backup disk says "unknown filesystem type 'ext4'".
+    t("/sbin/modprobe", "kmod", Always),
     // udev: /dev/disk/by-* links.
     t("udevadm", "udev", Optional),
     t("/lib/systemd/systemd-udevd", "udev", Optional),

@@ -29,6 +29,7 @@ use crate::util;
 ///   (ipxe-qemu is QEMU's NIC boot ROM for PXE under SeaBIOS)
 /// - shim-signed, grub-efi-amd64-signed: the Secure Boot ESP of the ISO
 ///   (`output.secure_boot`) is built from them and tested
+/// - debootstrap: `cargo xtask qemu e2e` makes its Debian server with it
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -73,6 +74,7 @@ const PACKAGES: &[&str] = &[
     "ipxe-qemu",
     "shim-signed",
     "grub-efi-amd64-signed",
+    "debootstrap",
 ];
 
 fn installed(pkg: &str) -> bool {

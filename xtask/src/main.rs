@@ -7,6 +7,7 @@
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
 //! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
 //! - `qemu layout`: build disk layouts in a VM, recover them, compare
+//! - `qemu e2e`: the whole disaster cycle of a Debian server (issue 7)
 //! - `dist`: man page and shell completions
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
 
@@ -14,6 +15,7 @@ mod bench;
 mod deps;
 mod dist;
 mod qemu;
+mod qemu_e2e;
 mod qemu_layout;
 mod qemu_media;
 mod qemu_runtime;
@@ -98,6 +100,21 @@ enum QemuCmd {
         #[arg(long)]
         bin: Option<PathBuf>,
     },
+    /// The whole disaster cycle: a Debian server on RAID1 + LVM is backed
+    /// up, its disks replaced by blank ones, recovered unattended, booted
+    /// and compared (report in target/qemu/e2e-report.json)
+    E2e {
+        /// Use this mkrescue binary instead of building the release one
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        /// raid1-lvm (default) or luks-lvm
+        #[arg(long, default_value = "raid1-lvm")]
+        scenario: String,
+        /// Start at this phase (provision, before, recover, after,
+        /// degraded), reusing the disks of the earlier ones
+        #[arg(long, default_value = "provision")]
+        from: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -146,6 +163,17 @@ fn main() -> Result<()> {
                 None => qemu_layout::SCENARIOS.iter().collect(),
             };
             qemu_layout::run(&which, bin.as_deref())
+        }
+        Cmd::Qemu {
+            what:
+                QemuCmd::E2e {
+                    bin,
+                    scenario,
+                    from,
+                },
+        } => {
+            deps::install()?;
+            qemu_e2e::run(bin.as_deref(), &scenario, &from)
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench {

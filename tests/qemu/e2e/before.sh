@@ -1,0 +1,40 @@
+# Phase "before" on the production server: record, back up, build the
+# rescue ISO onto the backup disk. $1: results directory.
+set -euo pipefail
+out=$1
+# nofail mounts are not waited for by multi-user.target, and udev's
+# coldplug is slow under TCG: mount them now if they are not yet.
+for m in /boot/efi /backup; do mountpoint -q $m || mount $m; done
+ms() { date +%s%3N; }
+timed() {
+    local name=$1 t0
+    shift
+    t0=$(ms)
+    "$@"
+    echo "MKR-E2E-TIME $name $(( $(ms) - t0 ))ms"
+}
+# A fresh mkrescue from the harness (the server keeps the one from
+# provisioning otherwise), so a rerun needs no new provisioning.
+if [ -x /run/e2e/in/mkrescue ]; then
+    cp /run/e2e/in/mkrescue /usr/local/sbin/mkrescue
+fi
+cat /proc/mdstat
+findmnt --real
+timed layout-save mkrescue layout save
+mkrescue layout save --out "$out/layout-before.json"
+bash /run/e2e/in/e2e/list.sh "$out/list-before" / /home /boot/efi
+blkid -o export > "$out/blkid-before.txt"
+timed backup mkrescue backup
+mkrescue backup list | tee "$out/backup-list.txt"
+rm -rf /backup/rescue
+if [ -f /root/keys/luks.key ]; then
+    # The LUKS key goes to the backup disk, where recover finds it
+    # (recover.key_file = "keys/luks.key" in /etc/mkrescue/local.toml).
+    mkdir -p /backup/keys
+    cp /root/keys/luks.key /backup/keys/luks.key
+    chmod 0600 /backup/keys/luks.key
+fi
+timed iso mkrescue --output iso --out /backup/rescue --test-boot-entry recover-auto-serial
+ls -la /backup/rescue
+df -h / /home /backup
+sync

@@ -1,0 +1,14 @@
+# Phase "check" on the recovered server: what the harness compares with
+# the "before" results. $1: results directory.
+set -euo pipefail
+out=$1
+# nofail mounts are not waited for by multi-user.target, and udev's
+# coldplug is slow under TCG: mount them now if they are not yet.
+for m in /boot/efi /backup; do mountpoint -q $m || mount $m; done
+cat /proc/mdstat | tee "$out/mdstat.txt"
+mdadm --detail /dev/md0 | tee "$out/mdadm-detail.txt"
+findmnt --real | tee "$out/findmnt.txt"
+blkid -o export > "$out/blkid-after.txt"
+mkrescue layout save --out "$out/layout-after.json"
+bash /run/e2e/in/e2e/list.sh "$out/list-after" / /home /boot/efi
+systemctl --failed --no-legend --plain | tee "$out/failed-units.txt"

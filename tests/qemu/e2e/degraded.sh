@@ -1,0 +1,8 @@
+# Phase "degraded": the server booted with one RAID member pulled. $1:
+# results directory.
+set -euo pipefail
+out=$1
+cat /proc/mdstat | tee "$out/mdstat.txt"
+findmnt --real | tee "$out/findmnt.txt"
+mountpoint -q /
+mountpoint -q /home

@@ -1,0 +1,1285 @@
+//! `cargo xtask qemu e2e`: the whole disaster cycle in QEMU (issue 7).
+//!
+//! 1. rootfs: a Debian 12 system made by debootstrap, cached as a tarball
+//!    under target/e2e/ keyed by a hash of its package list.
+//! 2. provision: mkrescue's own rescue initramfs of this host installs it on
+//!    two blank virtio disks (GPT bios_grub + ESP + md RAID1, LVM with an
+//!    ext4 root, an xfs /home and swap), GRUB on both disks, mkrescue and
+//!    test data; the list of every test file (sha256, owner, mode, xattrs)
+//!    comes back here.
+//! 3. before: the server boots from its disks, saves its layout, backs up
+//!    to the backup disk and writes its rescue ISO there; the ISO is read
+//!    out of the backup disk image with debugfs (no mount on this machine).
+//! 4. recover: both system disks are replaced by blank ones (one the same
+//!    size, one twice as big), the ISO boots as a CD-ROM and recovers
+//!    unattended.
+//! 5. after: the recovered server boots, every file is compared; then one
+//!    RAID member is pulled and it must still boot.
+//!
+//! Every VM is driven the same way: an IN disk (a tar on a raw image, found
+//! by its serial) carries the scripts of tests/qemu/e2e/ and the phase to
+//! run, an OUT disk carries results back as a tar. The serial console of
+//! every VM is logged to target/qemu/e2e-PHASE.log and left there; the
+//! report with each phase's wall time goes to target/qemu/e2e-report.json.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::util;
+
+/// Debian packages of the production server, and why:
+/// - linux-image-amd64, initramfs-tools, udev, kmod, systemd-sysv: a system
+///   that boots by itself
+/// - grub-pc-bin, grub-efi-amd64-bin, grub2-common: the boot loader for
+///   BIOS and UEFI from one image. Not grub-pc / grub-efi-amd64: those two
+///   conflict with each other and their postinst asks debconf for install
+///   devices; the -bin packages bring grub-install for both targets and we
+///   run it ourselves.
+/// - mdadm, lvm2, cryptsetup, cryptsetup-initramfs: the storage stack, with
+///   their initramfs hooks
+/// - xfsprogs, e2fsprogs, dosfstools: the file systems
+/// - fdisk (sfdisk), iproute2 (ip): what `mkrescue layout save` and the
+///   rescue build run on the server (minbase has neither)
+/// - openssh-server: what a server has (the rescue image takes its sshd)
+/// - xorriso, isolinux, syslinux-common, mtools: what `mkrescue --output
+///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs)
+/// - acl, attr: test data with ACLs and xattrs, and reading them back
+/// - rsync, zstd, xz-utils: taken into the rescue image when present
+const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "udev",
+    "kmod",
+    "systemd-sysv",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub2-common",
+    "mdadm",
+    "lvm2",
+    "cryptsetup",
+    "cryptsetup-initramfs",
+    "xfsprogs",
+    "e2fsprogs",
+    "dosfstools",
+    "fdisk",
+    "iproute2",
+    "openssh-server",
+    "xorriso",
+    "isolinux",
+    "syslinux-common",
+    "mtools",
+    "acl",
+    "attr",
+    "rsync",
+    "zstd",
+    "xz-utils",
+];
+
+const SUITE: &str = "bookworm";
+const MIRROR: &str = "http://deb.debian.org/debian";
+const CACHE: &str = "target/e2e";
+
+/// The rootfs tarball, built by debootstrap unless cached. Returns its path.
+pub fn rootfs() -> Result<PathBuf> {
+    let key = cache_key()?;
+    let tar = PathBuf::from(CACHE).join(format!("rootfs-{key}.tar"));
+    if tar.exists() {
+        eprintln!("rootfs cached: {}", tar.display());
+        return Ok(tar);
+    }
+    std::fs::create_dir_all(CACHE).with_context(|| format!("creating {CACHE}"))?;
+    let dir = PathBuf::from(CACHE).join(format!("rootfs-{key}"));
+    if dir.exists() {
+        // A half-finished debootstrap: start again.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let dirs = dir.to_str().context("non-UTF-8 cache path")?;
+    let include = format!("--include={}", PACKAGES.join(","));
+    // SAFETY: setenv before this process spawns any thread.
+    unsafe { std::env::set_var("DEBIAN_FRONTEND", "noninteractive") };
+    util::run(
+        "debootstrap",
+        &["--variant=minbase", &include, SUITE, dirs, MIRROR],
+    )?;
+    // The package cache is 100+ MB the server never needs.
+    util::run("chroot", &[dirs, "apt-get", "clean"])?;
+    let part = tar.with_extension("tar.part");
+    // --xattrs/--acls: file capabilities (ping) and ACLs survive;
+    // --numeric-owner: the server's uids, not this machine's names.
+    util::run(
+        "tar",
+        &[
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "-C",
+            dirs,
+            "-cf",
+            part.to_str().context("non-UTF-8 cache path")?,
+            ".",
+        ],
+    )?;
+    pad_to_mib(&part)?;
+    std::fs::rename(&part, &tar).with_context(|| format!("renaming {}", part.display()))?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    // Tarballs of older package lists are never used again.
+    for e in std::fs::read_dir(CACHE)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("rootfs-") && n.ends_with(".tar") && e.path() != tar {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(tar)
+}
+
+/// sha256 of what makes the rootfs, first 16 hex digits.
+fn cache_key() -> Result<String> {
+    let text = format!("{SUITE}\n{MIRROR}\nminbase\n{}\n", PACKAGES.join("\n"));
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running sha256sum")?;
+    child
+        .stdin
+        .take()
+        .context("sha256sum stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let hex = String::from_utf8_lossy(&out.stdout);
+    Ok(hex
+        .get(..16)
+        .context("sha256sum printed nothing")?
+        .to_string())
+}
+
+/// A raw disk image is seen by the guest in whole sectors; whole MiB keeps
+/// every tool happy. Tar ignores the zeros after its end marker.
+fn pad_to_mib(p: &Path) -> Result<()> {
+    let len = std::fs::metadata(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .len();
+    set_len(p, len.div_ceil(1 << 20) * (1 << 20))
+}
+
+fn set_len(p: &Path, len: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(p)
+        .with_context(|| format!("creating {}", p.display()))?;
+    f.set_len(len)
+        .with_context(|| format!("sizing {}", p.display()))
+}
+
+/// Where the disk images, the ISO and the phases' results go.
+const WORK: &str = "target/qemu/e2e";
+/// The report of the last run.
+const REPORT: &str = "target/qemu/e2e-report.json";
+/// The system disks: 6 GiB each; the replacement for DISK2 is twice as big.
+const DISK_MIB: u64 = 6 << 10;
+/// The backup disk: one ext4 file system without a partition table, so
+/// the harness reads the ISO out of it with debugfs(8).
+const BACKUP_MIB: u64 = 4 << 10;
+/// Its UUID, fixed so the server's fstab can name it before it exists.
+const BACKUP_UUID: &str = "6d6b7265-7363-7565-2d65-326562616b75";
+/// What the server's phase runner prints once multi-user is reached.
+const SERVER_READY: &str = "MKR-E2E-READY";
+/// What init prints when `mkrescue recover --unattended` is done.
+const RECOVER_OK: &str = "mkrescue: recover finished";
+const RECOVER_FAILED: &str = "mkrescue: recover failed";
+
+/// Serial console lines that mean a boot has gone wrong for good: stop
+/// waiting and name it.
+const FATAL: &[(&str, &str)] = &[
+    (
+        "grub rescue>",
+        "GRUB found no usable /boot (grub rescue prompt)",
+    ),
+    ("Entering emergency mode", "systemd entered emergency mode"),
+    (
+        "Give root password for maintenance",
+        "systemd wants a root password for maintenance",
+    ),
+    ("(initramfs) ", "the initramfs dropped to its shell"),
+    ("Kernel panic", "kernel panic"),
+    (
+        "No bootable device",
+        "the firmware found no bootable device",
+    ),
+];
+
+/// The phases, in order; `--from` names one of them.
+pub const PHASES: &[&str] = &["provision", "before", "recover", "after", "degraded"];
+
+/// Scenarios: `raid1-lvm` (the default), `luks-lvm`.
+pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm"];
+
+/// One virtio disk of a VM.
+struct Disk {
+    serial: &'static str,
+    path: PathBuf,
+    /// SeaBIOS boot order (`bootindex`), for the disks it may boot from.
+    boot: Option<u32>,
+    /// The guest cannot write it (the cached rootfs tarball).
+    readonly: bool,
+}
+
+/// How to start and drive one VM.
+struct Vm {
+    /// Log name: target/qemu/e2e-NAME.log.
+    name: String,
+    /// `-kernel`, `-initrd`, `-append`.
+    kernel: Option<(PathBuf, PathBuf, String)>,
+    cdrom: Option<PathBuf>,
+    disks: Vec<Disk>,
+    /// Waited for; its wall time is "boot to ready".
+    ready: &'static str,
+    /// Typed on the serial console once `ready` shows.
+    type_on_ready: Option<String>,
+    /// (prompt, reply): typed once each when the prompt shows.
+    answers: Vec<(&'static str, String)>,
+    /// Lines whose first appearance is timed too.
+    timed: Vec<&'static str>,
+    /// A line that ends the run as failed (after a grace period for the
+    /// rest of the output), e.g. a non-zero exit marker.
+    fail_when: Vec<&'static str>,
+    timeout: Duration,
+}
+
+/// What a VM run saw.
+struct VmRun {
+    /// Wall seconds from QEMU's start to each `ready`/`timed` line.
+    seen: BTreeMap<&'static str, f64>,
+    total: f64,
+    log: PathBuf,
+    text: String,
+}
+
+impl VmRun {
+    /// Guest-measured times: `MKR-E2E-TIME NAME VALUE` lines.
+    fn guest_times(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for l in self.text.lines() {
+            // systemd prefixes the console lines of a service.
+            if let Some(at) = l.find("MKR-E2E-TIME ") {
+                let rest = &l[at + "MKR-E2E-TIME ".len()..];
+                let mut w = rest.split_whitespace();
+                if let (Some(k), Some(v)) = (w.next(), w.next()) {
+                    out.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
+fn run_vm(vm: &Vm) -> Result<VmRun> {
+    let log = PathBuf::from(format!("target/qemu/e2e-{}.log", vm.name));
+    std::fs::create_dir_all("target/qemu")?;
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-accel", "tcg", "-machine", "q35", "-m", "2048", "-smp", "2",
+    ])
+    .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+    // No NIC: QEMU's default one is unrestricted user networking.
+    .args(["-nic", "none"])
+    .args([
+        "-chardev",
+        &format!("stdio,id=s0,signal=off,logfile={}", log.display()),
+        "-serial",
+        "chardev:s0",
+    ]);
+    if let Some((k, i, append)) = &vm.kernel {
+        cmd.arg("-kernel").arg(k).arg("-initrd").arg(i);
+        cmd.args(["-append", append]);
+    }
+    if let Some(iso) = &vm.cdrom {
+        cmd.args([
+            "-drive",
+            &format!(
+                "file={},if=none,id=cd,media=cdrom,readonly=on,format=raw",
+                iso.display()
+            ),
+            "-device",
+            "ide-cd,drive=cd,bootindex=0",
+        ]);
+    }
+    for (i, d) in vm.disks.iter().enumerate() {
+        let boot = d
+            .boot
+            .map(|b| format!(",bootindex={b}"))
+            .unwrap_or_default();
+        cmd.args([
+            "-drive",
+            &format!(
+                "file={},if=none,id=d{i},format=raw,cache=unsafe{}",
+                d.path.display(),
+                if d.readonly { ",readonly=on" } else { "" }
+            ),
+            "-device",
+            &format!("virtio-blk-pci,drive=d{i},serial={}{boot}", d.serial),
+        ]);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    eprintln!("$ {cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+    let start = Instant::now();
+    let mut seen: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let mut typed = vm.type_on_ready.is_none();
+    let mut answered = vec![false; vm.answers.len()];
+    let mut failing: Option<(Instant, String)> = None;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        let text = read_log(&log);
+        let now = start.elapsed().as_secs_f64();
+        for m in std::iter::once(vm.ready).chain(vm.timed.iter().copied()) {
+            if !seen.contains_key(m) && text.contains(m) {
+                eprintln!("[{}] {now:.0}s: {m}", vm.name);
+                seen.insert(m, now);
+            }
+        }
+        if !typed && seen.contains_key(vm.ready) {
+            // Give the shell a moment to print its prompt.
+            std::thread::sleep(Duration::from_millis(1500));
+            type_line(&mut child, vm.type_on_ready.as_deref().unwrap_or(""))?;
+            typed = true;
+        }
+        for (i, (prompt, reply)) in vm.answers.iter().enumerate() {
+            if !answered[i] && text.contains(prompt) {
+                std::thread::sleep(Duration::from_millis(500));
+                type_line(&mut child, reply)?;
+                answered[i] = true;
+            }
+        }
+        if failing.is_none() {
+            let why = FATAL
+                .iter()
+                .find(|(pat, _)| text.contains(pat))
+                .map(|(_, why)| why.to_string())
+                .or_else(|| {
+                    vm.fail_when
+                        .iter()
+                        .find(|p| text.contains(*p))
+                        .map(|p| format!("`{p}` on the console"))
+                });
+            if let Some(why) = why {
+                failing = Some((Instant::now(), why));
+            }
+        }
+        if let Some((at, why)) = &failing
+            && at.elapsed() > Duration::from_secs(20)
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "VM {}: {why}; serial log {}:\n{}",
+                vm.name,
+                log.display(),
+                tail(&read_log(&log), 60)
+            );
+        }
+        if start.elapsed() > vm.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "VM {}: {} within {}s; serial log {}:\n{}",
+                vm.name,
+                if seen.contains_key(vm.ready) {
+                    "no power-off".to_string()
+                } else {
+                    format!("no `{}`", vm.ready)
+                },
+                vm.timeout.as_secs(),
+                log.display(),
+                tail(&read_log(&log), 60)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let text = read_log(&log);
+    let total = start.elapsed().as_secs_f64();
+    eprintln!(
+        "[{}] QEMU exited ({status}) after {total:.0}s; serial log {}",
+        vm.name,
+        log.display()
+    );
+    if let Some((_, why)) = failing {
+        bail!(
+            "VM {}: {why}; serial log {}:\n{}",
+            vm.name,
+            log.display(),
+            tail(&text, 60)
+        );
+    }
+    if !seen.contains_key(vm.ready) {
+        bail!(
+            "VM {}: powered off without `{}`; serial log {}:\n{}",
+            vm.name,
+            vm.ready,
+            log.display(),
+            tail(&text, 60)
+        );
+    }
+    Ok(VmRun {
+        seen,
+        total,
+        log,
+        text,
+    })
+}
+
+fn type_line(child: &mut std::process::Child, line: &str) -> Result<()> {
+    let stdin = child.stdin.as_mut().context("qemu stdin")?;
+    stdin.write_all(line.as_bytes())?;
+    stdin.write_all(b"\n")?;
+    stdin.flush()?;
+    Ok(())
+}
+
+/// The serial log without terminal escape sequences (firmware and GRUB
+/// print them) and carriage returns.
+fn read_log(log: &Path) -> String {
+    let raw = std::fs::read(log).unwrap_or_default();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            0x1b => {
+                // ESC [ params final-byte (ECMA-48 CSI), or ESC + one byte.
+                i += 1;
+                if raw.get(i) == Some(&b'[') {
+                    i += 1;
+                    while i < raw.len() && !(0x40..=0x7e).contains(&raw[i]) {
+                        i += 1;
+                    }
+                }
+                i += 1;
+            }
+            b'\r' => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A tar of `files` (path inside, host path) on a raw image padded to
+/// whole MiB: the IN disk.
+fn in_disk(path: &Path, env: &str, bin: &Path) -> Result<()> {
+    let stage = path.with_extension("d");
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(&stage)?;
+    std::fs::write(stage.join("env"), env)?;
+    // The LUKS passphrase as a key file: no newline, as luksFormat
+    // --key-file takes the whole file and the boot prompt takes a line.
+    std::fs::write(stage.join("luks.key"), luks_passphrase())?;
+    std::fs::copy(bin, stage.join("mkrescue"))
+        .with_context(|| format!("copying {}", bin.display()))?;
+    let st = Command::new("cp")
+        .args(["-r", "tests/qemu/e2e"])
+        .arg(stage.join("e2e"))
+        .status()?;
+    if !st.success() {
+        bail!("copying tests/qemu/e2e");
+    }
+    let _ = std::fs::remove_file(path);
+    let st = Command::new("tar")
+        .arg("cf")
+        .arg(path)
+        .arg("-C")
+        .arg(&stage)
+        .arg(".")
+        .status()
+        .context("running tar")?;
+    if !st.success() {
+        bail!("tar of {} failed", stage.display());
+    }
+    pad_to_mib(path)
+}
+
+/// A blank raw disk (sparse).
+fn blank(path: &Path, mib: u64) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    set_len(path, mib << 20)
+}
+
+/// Unpacks the OUT disk (a tar written by the guest) into `dir`.
+fn read_out(img: &Path, dir: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let st = Command::new("tar")
+        .arg("xf")
+        .arg(img)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .context("running tar")?;
+    if !st.success() {
+        bail!("no results on the OUT disk {}", img.display());
+    }
+    Ok(())
+}
+
+/// The run's state: paths, options and the report so far.
+struct E2e {
+    scenario: String,
+    bin: PathBuf,
+    work: PathBuf,
+    report: Vec<Value>,
+}
+
+impl E2e {
+    fn p(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    fn env(&self, phase: &str) -> String {
+        format!(
+            "PHASE={phase}\nSCENARIO={}\nBACKUP_UUID={BACKUP_UUID}\n",
+            self.scenario
+        )
+    }
+
+    /// Records one phase in the report (and prints it).
+    fn record(&mut self, name: &str, wall: f64, details: Value) {
+        eprintln!("e2e phase {name}: {wall:.1}s {details}");
+        self.report
+            .push(json!({"phase": name, "ok": true, "seconds": round1(wall), "details": details}));
+    }
+
+    fn write_report(&self, failed: Option<(&str, String)>) -> Result<()> {
+        let total: f64 = self
+            .report
+            .iter()
+            .filter_map(|p| p["seconds"].as_f64())
+            .sum();
+        let doc = json!({
+            "scenario": self.scenario,
+            "ok": failed.is_none(),
+            "failed_phase": failed.as_ref().map(|f| f.0),
+            "error": failed.as_ref().map(|f| f.1.clone()),
+            "total_seconds": round1(total) + 0.0,
+            "phases": self.report,
+        });
+        std::fs::write(REPORT, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {REPORT}"))?;
+        eprintln!("report: {REPORT}");
+        for p in &self.report {
+            eprintln!(
+                "  {:<12} {:>7.1}s  {}",
+                p["phase"].as_str().unwrap_or(""),
+                p["seconds"].as_f64().unwrap_or(0.0),
+                p["details"]
+            );
+        }
+        Ok(())
+    }
+
+    /// The server's disks before the disaster, SeaBIOS boots DISK1 first.
+    fn old_disks(&self) -> Vec<Disk> {
+        vec![
+            Disk {
+                serial: "DISK1",
+                path: self.p("DISK1.raw"),
+                boot: Some(1),
+                readonly: false,
+            },
+            Disk {
+                serial: "DISK2",
+                path: self.p("DISK2.raw"),
+                boot: Some(2),
+                readonly: false,
+            },
+        ]
+    }
+
+    /// The blank replacements: NEW1 as big as DISK1, NEW2 twice DISK2.
+    fn new_disks(&self) -> Vec<Disk> {
+        vec![
+            Disk {
+                serial: "NEW1",
+                path: self.p("NEW1.raw"),
+                boot: Some(1),
+                readonly: false,
+            },
+            Disk {
+                serial: "NEW2",
+                path: self.p("NEW2.raw"),
+                boot: Some(2),
+                readonly: false,
+            },
+        ]
+    }
+
+    fn backup_disk(&self) -> Disk {
+        Disk {
+            serial: "BACKUP",
+            path: self.p("BACKUP.raw"),
+            boot: None,
+            readonly: false,
+        }
+    }
+
+    /// IN (scripts, env, binary) and a blank OUT disk for `phase`.
+    fn io_disks(&self, phase: &str) -> Result<Vec<Disk>> {
+        let in_img = self.p(&format!("in-{phase}.tar"));
+        in_disk(&in_img, &self.env(phase), &self.bin)?;
+        let out_img = self.p(&format!("out-{phase}.img"));
+        blank(&out_img, 64)?;
+        Ok(vec![
+            Disk {
+                serial: "MKRIN",
+                path: in_img,
+                boot: None,
+                readonly: false,
+            },
+            Disk {
+                serial: "MKROUT",
+                path: out_img,
+                boot: None,
+                readonly: false,
+            },
+        ])
+    }
+
+    /// Replies to the prompts of a server boot (the LUKS passphrase).
+    fn server_answers(&self) -> Vec<(&'static str, String)> {
+        if self.scenario == "luks-lvm" {
+            vec![("Please unlock disk", luks_passphrase())]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Boots the server from `disks` with the IN/OUT disks of `phase`,
+    /// runs the phase and returns the run and its results directory.
+    fn server_phase(&self, phase: &str, disks: Vec<Disk>) -> Result<(VmRun, PathBuf)> {
+        let mut all = disks;
+        all.push(self.backup_disk());
+        all.extend(self.io_disks(phase)?);
+        let vm = Vm {
+            name: format!("{}-{phase}", self.scenario),
+            kernel: None,
+            cdrom: None,
+            disks: all,
+            ready: SERVER_READY,
+            type_on_ready: None,
+            answers: self.server_answers(),
+            timed: vec!["MKR-E2E-EXIT="],
+            fail_when: vec![],
+            timeout: Duration::from_secs(1500),
+        };
+        let run = run_vm(&vm)?;
+        let out = self.p(&format!("out-{phase}"));
+        let got = read_out(&self.p(&format!("out-{phase}.img")), &out);
+        if !run.text.contains("MKR-E2E-EXIT=0") {
+            // The script's own output says more than the shutdown noise at
+            // the end of the serial log.
+            let script = std::fs::read_to_string(out.join(format!("{phase}.log")))
+                .unwrap_or_else(|_| run.text.clone());
+            bail!(
+                "phase script {phase}.sh failed on the server (serial log {}):\n{}",
+                run.log.display(),
+                tail(&script, 40)
+            );
+        }
+        got?;
+        Ok((run, out))
+    }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// The LUKS passphrase of the luks-lvm scenario (also the key file's
+/// content, without a newline).
+fn luks_passphrase() -> String {
+    "e2e-luks-passphrase".to_string()
+}
+
+/// Runs the cycle of `scenario` from phase `from` (earlier phases' disks
+/// and results are reused).
+pub fn run(bin: Option<&Path>, scenario: &str, from: &str) -> Result<()> {
+    anyhow::ensure!(
+        SCENARIOS.contains(&scenario),
+        "no e2e scenario named {scenario}; one of {}",
+        SCENARIOS.join(", ")
+    );
+    let Some(start) = PHASES.iter().position(|p| *p == from) else {
+        bail!("no e2e phase named {from}; one of {}", PHASES.join(", "));
+    };
+    let bin = match bin {
+        Some(b) => b.to_path_buf(),
+        None => crate::qemu::build_release()?,
+    };
+    let mut e = E2e {
+        scenario: scenario.to_string(),
+        bin,
+        work: PathBuf::from(WORK).join(scenario),
+        report: Vec::new(),
+    };
+    std::fs::create_dir_all(&e.work)?;
+    let mut current = "rootfs";
+    let r = (|| -> Result<()> {
+        for (i, phase) in PHASES.iter().enumerate().skip(start) {
+            current = phase;
+            util::step(&format!("e2e {scenario}: {phase}"), || match i {
+                0 => provision(&mut e),
+                1 => before(&mut e),
+                2 => recover(&mut e),
+                3 => after(&mut e),
+                _ => degraded(&mut e),
+            })?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => {
+            e.write_report(None)?;
+            eprintln!("e2e {scenario}: the server was recovered and boots");
+            Ok(())
+        }
+        Err(err) => {
+            e.write_report(Some((current, format!("{err:#}"))))?;
+            eprintln!(
+                "e2e {scenario}: FAILED in phase {current}; serial logs in target/qemu/e2e-*.log"
+            );
+            Err(err.context(format!("e2e phase {current} failed")))
+        }
+    }
+}
+
+/// rootfs, a rescue initramfs of this host, and the VM that installs the
+/// server on DISK1 + DISK2.
+fn provision(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let tar = rootfs()?;
+    e.record("rootfs", t.elapsed().as_secs_f64(), json!({"tarball": tar}));
+
+    let t = Instant::now();
+    let img = e.p("rescue-initramfs");
+    util::run(
+        e.bin.to_str().context("non-UTF-8 binary path")?,
+        &[
+            "--output",
+            "initramfs",
+            "--modules",
+            "storage-net",
+            "-q",
+            "--out",
+            img.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let build = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for d in e.old_disks() {
+        blank(&d.path, DISK_MIB)?;
+    }
+    // The backup disk: ext4 over the whole disk, made here (mke2fs(8) on a
+    // file needs no root and no loop device).
+    let backup = e.p("BACKUP.raw");
+    blank(&backup, BACKUP_MIB)?;
+    util::run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "backup",
+            "-U",
+            BACKUP_UUID,
+            backup.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let mut disks = e.old_disks();
+    disks.push(Disk {
+        serial: "ROOTFS",
+        path: tar.clone(),
+        boot: None,
+        // A mistake in the script must not spoil the cache.
+        readonly: true,
+    });
+    disks.extend(e.io_disks("provision")?);
+    let vm = Vm {
+        name: format!("{}-provision", e.scenario),
+        kernel: Some((
+            img.join("vmlinuz"),
+            img.join("initrd.img"),
+            "console=ttyS0 panic=-1 loglevel=4 mkrescue.after=shell mkrescue.net=off".into(),
+        )),
+        cdrom: None,
+        disks,
+        ready: mkrescue::init::READY_MARKER,
+        type_on_ready: Some(
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; modprobe -a virtio_pci virtio_blk; sleep 2; \
+             mkdir -p /tmp/in; for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = MKRIN ] && tar xf /dev/${d##*/} -C /tmp/in; done; \
+             sh /tmp/in/e2e/provision.sh 2>&1; printf \"MKR-%s=%s\\n\" SCRIPT-EXIT $?; /usr/sbin/poweroff"
+                .into(),
+        ),
+        answers: vec![],
+        timed: vec!["MKR-SCRIPT-EXIT="],
+        fail_when: vec![],
+        timeout: Duration::from_secs(1800),
+    };
+    let run = run_vm(&vm)?;
+    if !run.text.contains("MKR-SCRIPT-EXIT=0") {
+        bail!(
+            "provision.sh failed; serial log {}:\n{}",
+            run.log.display(),
+            tail(&run.text, 60)
+        );
+    }
+    read_out(&e.p("out-provision.img"), &e.p("out-provision"))?;
+    let mut d = json!({
+        "rescue_build_s": round1(build),
+        "boot_to_ready_s": round1(run.seen[mkrescue::init::READY_MARKER]),
+    });
+    for (k, v) in run.guest_times() {
+        d[format!("guest_{k}_s")] = json!(v);
+    }
+    e.record("provision", t.elapsed().as_secs_f64(), d);
+    Ok(())
+}
+
+/// First boot of the server: layout save, backup, ISO onto the backup
+/// disk; then the ISO is dumped out of the backup disk image.
+fn before(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let (run, _out) = e.server_phase("before", e.old_disks())?;
+    let mut d = json!({
+        "boot_to_ready_s": round1(run.seen[SERVER_READY]),
+        "vm_total_s": round1(run.total),
+    });
+    for (k, v) in run.guest_times() {
+        d[format!("guest_{k}")] = json!(v);
+    }
+    let iso = e.p("rescue.iso");
+    let _ = std::fs::remove_file(&iso);
+    // debugfs(8) reads the ext4 image directly: nothing is mounted here.
+    util::run(
+        "debugfs",
+        &[
+            "-R",
+            &format!("dump /rescue/mkrescue.iso {}", iso.display()),
+            e.p("BACKUP.raw").to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let len = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        bail!(
+            "no /rescue/mkrescue.iso on the backup disk {}",
+            e.p("BACKUP.raw").display()
+        );
+    }
+    d["iso_mib"] = json!(round1(len as f64 / 1048576.0));
+    e.record("before", t.elapsed().as_secs_f64(), d);
+    Ok(())
+}
+
+/// The disaster and the recovery: blank NEW1 (same size) and NEW2 (twice
+/// as big), the ISO as CD-ROM, the backup disk attached.
+fn recover(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    blank(&e.p("NEW1.raw"), DISK_MIB)?;
+    blank(&e.p("NEW2.raw"), 2 * DISK_MIB)?;
+    let mut disks: Vec<Disk> = e
+        .new_disks()
+        .into_iter()
+        .map(|d| Disk { boot: None, ..d })
+        .collect();
+    disks.push(e.backup_disk());
+    let vm = Vm {
+        name: format!("{}-recover", e.scenario),
+        kernel: None,
+        cdrom: Some(e.p("rescue.iso")),
+        disks,
+        ready: mkrescue::init::READY_MARKER,
+        type_on_ready: None,
+        answers: vec![],
+        timed: vec![RECOVER_OK, RECOVER_FAILED],
+        fail_when: vec![RECOVER_FAILED],
+        timeout: Duration::from_secs(1800),
+    };
+    let run = run_vm(&vm)?;
+    let Some(done) = run.seen.get(RECOVER_OK) else {
+        bail!(
+            "the rescue system powered off without `{RECOVER_OK}`; serial log {}:\n{}",
+            run.log.display(),
+            tail(&run.text, 60)
+        );
+    };
+    let ready = run.seen[mkrescue::init::READY_MARKER];
+    e.record(
+        "recover",
+        t.elapsed().as_secs_f64(),
+        json!({
+            "boot_to_ready_s": round1(ready),
+            "recover_s": round1(done - ready),
+            "vm_total_s": round1(run.total),
+        }),
+    );
+    Ok(())
+}
+
+/// The recovered server boots; its files, UUIDs, array and layout are
+/// compared with what was recorded before the disaster.
+fn after(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let (run, out) = e.server_phase("check", e.new_disks())?;
+    let ready = run.seen[SERVER_READY];
+    let before = e.p("out-before");
+    let prov = e.p("out-provision");
+    let mut problems = Vec::new();
+    let full = compare_lists(
+        &load_list(&before.join("list-before"))?,
+        &load_list(&out.join("list-after"))?,
+        ALLOWED_TO_CHANGE,
+    );
+    let test_data = compare_lists(
+        &load_list(&prov.join("list-provision"))?,
+        &only_under(&load_list(&out.join("list-after"))?, &["/srv/e2e", "/home"]),
+        &[],
+    );
+    problems.extend(full.iter().map(|p| format!("files: {p}")));
+    problems.extend(test_data.iter().map(|p| format!("test data: {p}")));
+    problems.extend(compare_blkid(
+        &std::fs::read_to_string(before.join("blkid-before.txt"))?,
+        &std::fs::read_to_string(out.join("blkid-after.txt"))?,
+    ));
+    let mdstat = std::fs::read_to_string(out.join("mdstat.txt"))?;
+    if !(mdstat.contains("md0 : active raid1") && mdstat.contains("[UU]")) {
+        problems.push(format!(
+            "md0 is not an active RAID1 with both members:\n{mdstat}"
+        ));
+    }
+    problems.extend(compare_layouts(
+        &before.join("layout-before.json"),
+        &out.join("layout-after.json"),
+    )?);
+    let n = load_list(&out.join("list-after"))?.len();
+    if !problems.is_empty() {
+        bail!(
+            "the recovered server differs ({} problems):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+    e.record(
+        "after",
+        t.elapsed().as_secs_f64(),
+        json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n}),
+    );
+    Ok(())
+}
+
+/// NEW1 pulled: the server must still boot from NEW2 (GRUB on both disks)
+/// with the array degraded.
+fn degraded(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let disks: Vec<Disk> = e
+        .new_disks()
+        .into_iter()
+        .filter(|d| d.serial != "NEW1")
+        .collect();
+    let (run, out) = e.server_phase("degraded", disks)?;
+    let mdstat = std::fs::read_to_string(out.join("mdstat.txt"))?;
+    if !(mdstat.contains("active") && (mdstat.contains("[_U]") || mdstat.contains("[U_]"))) {
+        bail!("md0 is not active and degraded with one member:\n{mdstat}");
+    }
+    e.record(
+        "degraded",
+        t.elapsed().as_secs_f64(),
+        json!({"boot_to_ready_s": round1(run.seen[SERVER_READY]), "vm_total_s": round1(run.total)}),
+    );
+    Ok(())
+}
+
+/// Paths that change between the backup and the check boot by design:
+/// logs and systemd state of later boots, the boot loader files and
+/// initramfs that recover reinstalls, LVM's metadata archive, mkrescue's
+/// own state, shell history. A prefix ending in `/` means "under".
+const ALLOWED_TO_CHANGE: &[&str] = &[
+    "/var/log/",
+    "/var/lib/systemd/",
+    "/var/cache/",
+    "/var/lib/initramfs-tools/",
+    "/boot/grub/",
+    "/boot/initrd.img-",
+    "/etc/lvm/archive/",
+    "/etc/lvm/backup/",
+    "/var/lib/mkrescue/",
+    "/root/.bash_history",
+];
+
+/// One file of a list: what is compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    kind: String,
+    mode: String,
+    owner: String,
+    /// Regular files only (directory sizes depend on the file system's
+    /// history).
+    size: Option<String>,
+    /// Whole seconds, regular files only.
+    mtime: Option<String>,
+    link: String,
+    sha: Option<String>,
+    xattrs: BTreeMap<String, String>,
+    /// Hard links: the other paths of the same inode (regular files).
+    nlink: String,
+    inode: String,
+}
+
+type List = BTreeMap<Vec<u8>, Entry>;
+
+/// Reads DIR.meta, DIR.sha and DIR.xattr written by tests/qemu/e2e/list.sh.
+fn load_list(base: &Path) -> Result<List> {
+    let ext = |e: &str| PathBuf::from(format!("{}.{e}", base.display()));
+    let meta =
+        std::fs::read(ext("meta")).with_context(|| format!("reading {}.meta", base.display()))?;
+    let mut list = List::new();
+    let mut parts = meta.split(|b| *b == 0);
+    while let (Some(path), Some(fields), Some(link)) = (parts.next(), parts.next(), parts.next()) {
+        if path.is_empty() {
+            break;
+        }
+        let f: Vec<&str> = std::str::from_utf8(fields)
+            .context("list fields")?
+            .split(' ')
+            .collect();
+        anyhow::ensure!(f.len() == 8, "bad list line in {}.meta", base.display());
+        let file = f[0] == "f";
+        list.insert(
+            path.to_vec(),
+            Entry {
+                kind: f[0].into(),
+                mode: f[1].into(),
+                owner: format!("{}:{}", f[2], f[3]),
+                size: file.then(|| f[4].to_string()),
+                mtime: file.then(|| f[5].split('.').next().unwrap_or("").to_string()),
+                link: String::from_utf8_lossy(link).into_owned(),
+                sha: None,
+                xattrs: BTreeMap::new(),
+                nlink: if f[0] == "d" {
+                    String::new()
+                } else {
+                    f[6].into()
+                },
+                inode: f[7].into(),
+            },
+        );
+    }
+    let sha =
+        std::fs::read(ext("sha")).with_context(|| format!("reading {}.sha", base.display()))?;
+    for rec in sha.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        // sha256sum --zero: "HEX  NAME" (binary mode: "HEX *NAME"), no escaping.
+        if rec.len() < 66 {
+            bail!("bad sha256sum record in {}.sha", base.display());
+        }
+        let hex = String::from_utf8_lossy(&rec[..64]).into_owned();
+        let name = &rec[66..];
+        if let Some(e) = list.get_mut(name) {
+            e.sha = Some(hex);
+        }
+    }
+    let xattr = std::fs::read(ext("xattr")).unwrap_or_default();
+    let mut cur: Option<Vec<u8>> = None;
+    for line in xattr.split(|b| *b == b'\n') {
+        if let Some(n) = line.strip_prefix(b"# file: ") {
+            cur = Some(unescape_octal(n));
+        } else if let (Some(c), Some(eq)) = (&cur, line.iter().position(|b| *b == b'=')) {
+            let k = String::from_utf8_lossy(&line[..eq]).into_owned();
+            let v = String::from_utf8_lossy(&line[eq + 1..]).into_owned();
+            if let Some(e) = list.get_mut(c) {
+                e.xattrs.insert(k, v);
+            }
+        }
+    }
+    // Inode numbers differ after a restore; what must hold is which paths
+    // share one. Replace the inode by the group's first path.
+    let mut groups: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (p, e) in &list {
+        if e.kind == "f" && e.nlink != "1" {
+            groups.entry(e.inode.clone()).or_insert_with(|| p.clone());
+        }
+    }
+    for e in list.values_mut() {
+        e.inode = match groups.get(&e.inode) {
+            Some(first) if e.kind == "f" && e.nlink != "1" => {
+                String::from_utf8_lossy(first).into_owned()
+            }
+            _ => String::new(),
+        };
+    }
+    Ok(list)
+}
+
+/// getfattr(1) escapes unprintable bytes of names as `\ooo`.
+fn unescape_octal(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\'
+            && i + 4 <= s.len()
+            && s[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (s[i + 1] - b'0') as u32 * 64
+                + (s[i + 2] - b'0') as u32 * 8
+                + (s[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn only_under(list: &List, roots: &[&str]) -> List {
+    list.iter()
+        .filter(|(p, _)| {
+            roots
+                .iter()
+                .any(|r| p.as_slice() == r.as_bytes() || p.starts_with(format!("{r}/").as_bytes()))
+        })
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect()
+}
+
+/// Differences between two lists, one line each (at most 40 shown).
+fn compare_lists(before: &List, after: &List, allowed: &[&str]) -> Vec<String> {
+    let ok = |p: &[u8]| {
+        let s = String::from_utf8_lossy(p);
+        allowed.iter().any(|a| s.starts_with(a))
+    };
+    let mut out = Vec::new();
+    for (p, b) in before {
+        if ok(p) {
+            continue;
+        }
+        let name = String::from_utf8_lossy(p);
+        match after.get(p) {
+            None => out.push(format!("missing {name:?}")),
+            Some(a) if a != b => out.push(format!("changed {name:?}: {}", entry_diff(b, a))),
+            _ => {}
+        }
+    }
+    for p in after.keys() {
+        if !ok(p) && !before.contains_key(p) {
+            out.push(format!("new {:?}", String::from_utf8_lossy(p)));
+        }
+    }
+    let n = out.len();
+    if n > 40 {
+        out.truncate(40);
+        out.push(format!("... and {} more", n - 40));
+    }
+    out
+}
+
+fn entry_diff(b: &Entry, a: &Entry) -> String {
+    let mut d = Vec::new();
+    macro_rules! cmp {
+        ($f:ident) => {
+            if b.$f != a.$f {
+                d.push(format!("{} {:?} -> {:?}", stringify!($f), b.$f, a.$f));
+            }
+        };
+    }
+    cmp!(kind);
+    cmp!(mode);
+    cmp!(owner);
+    cmp!(size);
+    cmp!(mtime);
+    cmp!(link);
+    cmp!(sha);
+    cmp!(xattrs);
+    cmp!(nlink);
+    cmp!(inode);
+    d.join(", ")
+}
+
+/// blkid -o export blocks: every file system, swap, md member and PV of
+/// before must be there after with the same UUID, LABEL and TYPE. Member
+/// UUIDs (UUID_SUB) and partition UUIDs belong to the new disks.
+fn compare_blkid(before: &str, after: &str) -> Vec<String> {
+    fn parse(t: &str) -> Vec<BTreeMap<String, String>> {
+        t.split("\n\n")
+            .map(|b| {
+                b.lines()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .filter(|m| m.contains_key("TYPE"))
+            .collect()
+    }
+    let a = parse(after);
+    let mut out = Vec::new();
+    for b in parse(before) {
+        if b.get("UUID").map(String::as_str) == Some(BACKUP_UUID) {
+            continue;
+        }
+        let Some(uuid) = b.get("UUID") else { continue };
+        let found = a.iter().find(|x| {
+            x.get("UUID") == Some(uuid)
+                && x.get("TYPE") == b.get("TYPE")
+                && x.get("LABEL") == b.get("LABEL")
+        });
+        if found.is_none() {
+            out.push(format!(
+                "blkid: no {} with UUID {uuid} and label {:?} after recovery (was {})",
+                b["TYPE"],
+                b.get("LABEL").map(String::as_str).unwrap_or(""),
+                b.get("DEVNAME").map(String::as_str).unwrap_or("?")
+            ));
+        }
+    }
+    out
+}
+
+/// `mkrescue layout save` before and after must agree, except for what
+/// belongs to the new disks themselves (size, serial, WWN, model, ids).
+fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
+    let b = mkrescue::layout::Layout::load(before)?;
+    let a = mkrescue::layout::Layout::load(after)?;
+    let disk_fields = ["size", "serial", "wwn", "model", "by_path", "disk_id"];
+    Ok(mkrescue::layout::diff(&b, &a)
+        .into_iter()
+        .filter(|l| {
+            let key = l[2..].split(':').next().unwrap_or("");
+            let is_disk_own = key.starts_with("disks.")
+                && !key.contains(".partitions")
+                && disk_fields.iter().any(|f| key.ends_with(&format!(".{f}")));
+            !is_disk_own
+        })
+        .map(|l| format!("layout: {l}"))
+        .collect())
+}
