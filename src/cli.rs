@@ -167,6 +167,14 @@ pub struct MediaArgs {
     #[arg(long, hide = true)]
     pub test_boot_rescue: bool,
 
+    /// iso: put the newest archive backup of this host (at backup.target) onto the ISO
+    #[arg(long)]
+    pub iso_backup: bool,
+
+    /// pxe: then push the tree to the recovery server with rsync over ssh
+    /// (ssh://[USER@]HOST[:PORT]/DIR; never deletes other hosts' files there)
+    #[arg(long, value_name = "URL", requires = "pxe_root")]
+    pub pxe_upload: Option<String>,
     /// Test builds only: the boot menu starts entry ID (e.g.
     /// `recover-auto-serial`) after 1 s and powers off when it is done
     #[arg(

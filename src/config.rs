@@ -75,7 +75,9 @@ pub enum BackupMethod {
 #[serde(deny_unknown_fields, default)]
 pub struct Backup {
     pub method: BackupMethod,
-    /// `file:///DIR` or `ssh://[USER@]HOST[:PORT]/DIR` (archive and rsync).
+    /// `file:///DIR` or `ssh://[USER@]HOST[:PORT]/DIR` (archive and rsync);
+    /// the archive method also takes `nfs://HOST/EXPORT/PATH` (mounted
+    /// whole; the directory must exist) and `cifs://[USER@]HOST/SHARE[/PATH]`.
     pub target: Option<String>,
     /// Directories backed up, each on its own filesystem (one-file-system).
     pub paths: Vec<PathBuf>,
@@ -100,6 +102,13 @@ pub struct Backup {
     pub borg_repo: Option<String>,
     /// borg: command printing the passphrase (`BORG_PASSCOMMAND`).
     pub borg_passcommand: Option<String>,
+    /// nfs:// and cifs:// targets: more `mount -o` options, comma-separated
+    /// (e.g. `"vers=4.2"`). Never a password: see `cifs_credentials`.
+    pub mount_options: Option<String>,
+    /// cifs:// targets: a file with `username=`, `password=` (and
+    /// `domain=`) lines, mount.cifs(8) `credentials=`; keep it mode 0600.
+    /// Never put in the rescue image: give it there again before restoring.
+    pub cifs_credentials: Option<PathBuf>,
     /// Mail a report of every `mkrescue backup`, successful or failed, to
     /// these addresses (empty: no mail). A success mail is how an admin
     /// knows the job ran at all.
@@ -126,6 +135,8 @@ impl Default for Backup {
             age_recipient: None,
             borg_repo: None,
             borg_passcommand: None,
+            mount_options: None,
+            cifs_credentials: None,
             mail_to: Vec::new(),
             mail_from: None,
             sendmail: PathBuf::from("/usr/sbin/sendmail"),
@@ -176,6 +187,17 @@ pub struct OutputCfg {
     pub volume_id: String,
     /// Seconds the boot menu waits before booting the local disk.
     pub boot_timeout: u32,
+    /// `--output iso`: put the newest archive backup of this host (at
+    /// `backup.target`) onto the ISO, as `--iso-backup` does.
+    pub iso_backup: bool,
+    /// UEFI boot loader of the ISO: `auto` (Debian's signed shim + GRUB
+    /// when this host boots with Secure Boot), `on` (always signed), `off`.
+    pub secure_boot: SecureBoot,
+    /// `--output pxe`: push the tree to this `ssh://[USER@]HOST[:PORT]/DIR`
+    /// after writing it, as `--pxe-upload` does.
+    pub pxe_upload: Option<String>,
+    /// Extra `ssh` options for the PXE upload (e.g. `["-i", "/root/.ssh/pxe"]`).
+    pub pxe_ssh_options: Vec<String>,
 }
 
 impl Default for OutputCfg {
@@ -183,8 +205,25 @@ impl Default for OutputCfg {
         OutputCfg {
             volume_id: "MKRESCUE".into(),
             boot_timeout: 30,
+            iso_backup: false,
+            secure_boot: SecureBoot::Auto,
+            pxe_upload: None,
+            pxe_ssh_options: Vec::new(),
         }
     }
+}
+
+/// `output.secure_boot` (src/output/secureboot.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureBoot {
+    /// Signed when the host boots with Secure Boot and the packages are there
+    #[default]
+    Auto,
+    /// Always Debian's signed shim + GRUB (shim-signed, grub-efi-amd64-signed)
+    On,
+    /// Always GRUB built by grub-mkimage (boots with Secure Boot off only)
+    Off,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

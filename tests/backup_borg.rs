@@ -234,3 +234,32 @@ fn borg_encrypted_and_append_only() {
         "1"
     );
 }
+
+/// Where there is no borg (the rescue system): one line saying so and
+/// what to do, before anything is touched.
+#[test]
+fn missing_borg_is_named_with_the_way_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args([
+            "restore",
+            "--method",
+            "borg",
+            "--from",
+            "/srv/borg-repo",
+            "--to",
+        ])
+        .arg(tmp.path())
+        .args(["--config-dir", "/nonexistent-mkrescue-test"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("borg not found on PATH")
+            && err.contains("borg extract /srv/borg-repo::ARCHIVE"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}

@@ -223,7 +223,7 @@ fn wrong_targets_get_one_clear_line() {
         os("--target"),
         os("ftp://x/y"),
     ]);
-    assert!(error_line(&out, 3).contains("file:///DIR or ssh://"));
+    assert!(error_line(&out, 3).contains("use file:///DIR, ssh://"));
     let out = mkrescue(&[os("backup"), os("--root"), tmp.path().as_os_str()]);
     assert!(error_line(&out, 2).contains("--target"));
     let out = mkrescue(&[
@@ -232,8 +232,10 @@ fn wrong_targets_get_one_clear_line() {
         tmp.path().as_os_str(),
         os("--target"),
         os("nfs://srv/export"),
+        os("--method"),
+        os("rsync"),
     ]);
-    assert!(error_line(&out, 6).contains("mount the share"));
+    assert!(error_line(&out, 2).contains("for the archive method"));
     let out = mkrescue(&[
         os("restore"),
         os("--from"),

@@ -228,6 +228,25 @@ fn recorded_backup_disk_is_found_by_uuid_in_the_rescue_system() {
         mount_dir.display()
     );
 
+    // list and verify there find it the same way.
+    let listed: serde_json::Value = serde_json::from_str(&ok(&mkrescue(&[
+        os("backup"),
+        os("list"),
+        os("--root"),
+        rescue.as_os_str(),
+        os("--json"),
+    ])))
+    .unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["host"], "srchost");
+    ok(&mkrescue(&[
+        os("backup"),
+        os("verify"),
+        os("--root"),
+        rescue.as_os_str(),
+    ]));
+    assert!(!is_mountpoint(&mount_dir));
+
     // What recover calls: the URL restore takes and the disk to spare.
     let global = GlobalArgs {
         root: rescue.clone(),

@@ -23,7 +23,29 @@ pub struct Repo {
     pub passcommand: Option<String>,
 }
 
+/// Whether `borg` can be started here (on `PATH`).
+fn borg_present() -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| crate::rescue::is_executable(&d.join("borg")))
+    })
+}
+
 impl Repo {
+    /// Refuses at once, with the way out, where there is no borg: the
+    /// rescue system does not carry it (a Python program and its runtime).
+    pub fn check_available(&self) -> Result<()> {
+        if borg_present() {
+            return Ok(());
+        }
+        Err(crate::error::fail(
+            crate::error::Code::Host,
+            format!(
+                "borg not found on PATH: install borgbackup (apt-get install borgbackup). The rescue system does not carry borg (a Python program with its runtime): there, rebuild the disks with `mkrescue recover --layout-only`, mount them and run `borg extract {}::ARCHIVE` in them from a system that has borg",
+                self.url
+            ),
+        ))
+    }
+
     fn cmd(&self) -> Cmd {
         let mut c = Cmd::new("borg")
             // No questions: cron and the rescue system have nobody to ask.

@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::frames::FrameWriter;
 use super::manifest::{self, Item};
@@ -289,7 +288,10 @@ pub fn write_archive<W: Write, M: Write>(
     };
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut stats = Stats::default();
-    let mut buf = vec![0u8; 1 << 20];
+    // Manifest lines wait here, in archive order, until the hashing thread
+    // (see FrameWriter) has the sha256 of their file.
+    let mut queue = Pending::default();
+    let mut next_file = 0u64;
     walk(src, &mut stats, &mut |f, stats| {
         let m = &f.meta;
         let ft = m.file_type();
@@ -320,7 +322,7 @@ pub fn write_archive<W: Write, M: Write>(
                 tar.write_all(&pax::encode(&h))?;
                 stats.hardlinks += 1;
                 item.kind = Kind::HardLink;
-                return man.add(&item);
+                return queue.push(item, None, tar.inner.digests(), man);
             }
             links.insert(key, f.name.clone());
         }
@@ -397,7 +399,8 @@ pub fn write_archive<W: Write, M: Write>(
                 }
             }
             tar.write_all(&pax::encode(&h))?;
-            let mut hasher = Sha256::new();
+            let id = next_file;
+            next_file += 1;
             let regions = h.sparse.clone().unwrap_or_else(|| vec![(0, h.size)]);
             let mut short = false;
             let mut file = file;
@@ -410,20 +413,23 @@ pub fn write_archive<W: Write, M: Write>(
                     .with_context(|| format!("reading {}", f.path.display()))?;
                 let mut left = len;
                 while left > 0 {
-                    let want = (left as usize).min(buf.len());
+                    // Read straight into the compressor's chunk: no copy
+                    // through a buffer of our own.
+                    let dst = tar.inner.spare(usize::try_from(left).unwrap_or(usize::MAX));
+                    let want = dst.len();
                     let n = if short {
                         0
                     } else {
-                        pax::read_full(&mut (&file).take(left), &mut buf[..want])
+                        pax::read_full(&mut (&file).take(left), dst)
                             .with_context(|| format!("reading {}", f.path.display()))?
                     };
                     if n < want {
                         // Shrank while being read: keep the header's promise.
                         short = true;
-                        buf[n..want].fill(0);
+                        dst[n..].fill(0);
                     }
-                    hasher.update(&buf[..want]);
-                    tar.write_all(&buf[..want])?;
+                    tar.inner.commit_file(want, id)?;
+                    tar.n += want as u64;
                     left -= want as u64;
                     pb.inc(want as u64);
                 }
@@ -434,23 +440,73 @@ pub fn write_archive<W: Write, M: Write>(
                     f.path.display()
                 ));
             }
+            tar.inner.end_file(id);
             let data = h.data_len();
             tar.write_all(&[0u8; pax::BLOCK][..pax::padding(data)])?;
             stats.files += 1;
             stats.data_bytes += data;
             item.kind = Kind::File;
             item.size = h.size;
-            item.sha256 = Some(hex::encode(hasher.finalize()));
+            return queue.push(item, Some(id), tar.inner.digests(), man);
         } else {
             return Ok(());
         }
         item.kind = h.kind;
-        man.add(&item)
+        queue.push(item, None, tar.inner.digests(), man)
     })?;
     tar.write_all(&pax::END)?;
     stats.tar_bytes = tar.n;
-    let (out, compressed) = tar.inner.finish().context("compressing the archive")?;
+    let (out, compressed, rest) = tar.inner.finish().context("compressing the archive")?;
+    queue.push_digests(rest, man)?;
+    if let Some((item, _)) = queue.items.front() {
+        anyhow::bail!("no sha256 computed for {}", item.path);
+    }
     Ok((out, stats, compressed))
+}
+
+/// Manifest items waiting for their file's digest, oldest first.
+#[derive(Default)]
+struct Pending {
+    items: std::collections::VecDeque<(Item, Option<u64>)>,
+    digests: HashMap<u64, [u8; 32]>,
+}
+
+impl Pending {
+    /// Queues `item` (of file `id`, whose digest will come) and writes
+    /// every item from the front whose digest is known.
+    fn push<M: Write>(
+        &mut self,
+        item: Item,
+        id: Option<u64>,
+        digests: Vec<super::frames::Digest>,
+        man: &mut manifest::Writer<M>,
+    ) -> Result<()> {
+        self.items.push_back((item, id));
+        self.push_digests(digests, man)
+    }
+
+    fn push_digests<M: Write>(
+        &mut self,
+        digests: Vec<super::frames::Digest>,
+        man: &mut manifest::Writer<M>,
+    ) -> Result<()> {
+        self.digests.extend(digests);
+        while let Some((_, id)) = self.items.front() {
+            let sha = match id {
+                None => None,
+                Some(id) => match self.digests.remove(id) {
+                    Some(d) => Some(hex::encode(d)),
+                    None => break,
+                },
+            };
+            let (mut item, _) = self.items.pop_front().expect("front exists");
+            if sha.is_some() {
+                item.sha256 = sha;
+            }
+            man.add(&item)?;
+        }
+        Ok(())
+    }
 }
 
 struct Counting<W: Write> {

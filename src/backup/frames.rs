@@ -25,21 +25,49 @@ const MAX_FRAME: usize = CHUNK + (CHUNK >> 7) + 4096;
 /// Frame magic number, little endian (RFC 8878 "Magic_Number").
 const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
-type Job = (u64, Vec<u8>);
+/// A chunk to compress: its sequence number, the chunk buffer and how much
+/// of it is data, and a buffer to compress into (both buffers come back
+/// with the result to be used again: no allocation, no page faults on
+/// fresh memory and no zeroing per chunk).
+type Job = (u64, Vec<u8>, usize, Vec<u8>);
+/// A compressed chunk: sequence number, frame, and the emptied input.
+type Done = (u64, Vec<u8>, Vec<u8>);
+
+/// A chunk on its way to the hashing thread: the job, which bytes of it
+/// belong to which file (`(file, start, end)`), and the files that end
+/// with it.
+struct HashJob {
+    job: Job,
+    segments: Vec<(u64, usize, usize)>,
+    ends: Vec<u64>,
+}
+
+/// A file's sha256, computed by the hashing thread.
+pub type Digest = (u64, [u8; 32]);
 
 /// A `Write` that compresses into independent zstd frames on `threads`
 /// threads and writes them in order to the inner writer.
 pub struct FrameWriter<W: Write> {
     inner: W,
+    /// The chunk being filled: always [`CHUNK`] long, `filled` of it data.
     buf: Vec<u8>,
+    filled: usize,
     seq: u64,
     next_out: u64,
     pending: std::collections::BTreeMap<u64, Vec<u8>>,
-    jobs: Option<mpsc::SyncSender<Job>>,
-    results: mpsc::Receiver<io::Result<Job>>,
+    /// To the hashing thread, which passes each chunk on to the workers.
+    jobs: Option<mpsc::SyncSender<HashJob>>,
+    results: mpsc::Receiver<io::Result<Done>>,
+    digests: mpsc::Receiver<Digest>,
+    /// File data in the current chunk, and files ended since it began.
+    segments: Vec<(u64, usize, usize)>,
+    ends: Vec<u64>,
     workers: Vec<JoinHandle<()>>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Emptied chunk and frame buffers, to be filled again.
+    free_in: Vec<Vec<u8>>,
+    free_out: Vec<Vec<u8>>,
     /// Compressed bytes written so far.
     pub written: u64,
 }
@@ -68,68 +96,175 @@ impl<W: Write> FrameWriter<W> {
                             Ok(g) => g.recv(),
                             Err(_) => return,
                         };
-                        let Ok((seq, data)) = job else { return };
-                        let r = c.compress(&data).map(|z| (seq, z));
+                        let Ok((seq, data, len, mut out)) = job else {
+                            return;
+                        };
+                        out.clear();
+                        // An empty chunk only carries digests of files
+                        // that ended after the last data: no frame.
+                        let r = if len == 0 {
+                            Ok((seq, out, data))
+                        } else {
+                            out.reserve(zstd_safe::compress_bound(len));
+                            c.compress_to_buffer(&data[..len], &mut out)
+                                .map(|_| (seq, out, data))
+                        };
                         if tx.send(r).is_err() {
                             return;
                         }
                     }
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // The sha256 of every file's data, in a thread of its own: off the
+        // thread that walks and reads, which is the one stage that cannot
+        // run in parallel (and under load the one that waits longest for
+        // a CPU). Chunks pass through it in order, so a file's bytes are
+        // hashed in order; then it hands them to the compressors.
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<HashJob>(threads);
+        let (dig_tx, dig_rx) = mpsc::channel::<Digest>();
+        let hasher = std::thread::spawn(move || {
+            use sha2::Digest as _;
+            let mut open: std::collections::HashMap<u64, sha2::Sha256> = Default::default();
+            while let Ok(HashJob {
+                job,
+                segments,
+                ends,
+            }) = hash_rx.recv()
+            {
+                for (file, start, end) in segments {
+                    open.entry(file).or_default().update(&job.1[start..end]);
+                }
+                for file in ends {
+                    let h = open.remove(&file).unwrap_or_default();
+                    if dig_tx.send((file, h.finalize().into())).is_err() {
+                        return;
+                    }
+                }
+                if job_tx.send(job).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut workers = workers;
+        workers.push(hasher);
         FrameWriter {
             inner,
-            buf: Vec::with_capacity(CHUNK),
+            buf: vec![0; CHUNK],
+            filled: 0,
             seq: 0,
             next_out: 0,
             pending: Default::default(),
-            jobs: Some(job_tx),
+            jobs: Some(hash_tx),
             results: res_rx,
+            digests: dig_rx,
+            segments: Vec::new(),
+            ends: Vec::new(),
             workers,
             in_flight: 0,
             max_in_flight: threads * 2,
+            free_in: Vec::new(),
+            free_out: Vec::new(),
             written: 0,
         }
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.filled == 0 {
             return Ok(());
         }
+        self.submit_always()
+    }
+
+    fn submit_always(&mut self) -> io::Result<()> {
         while self.in_flight >= self.max_in_flight {
             self.collect_one()?;
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let fresh = self.free_in.pop().unwrap_or_else(|| vec![0; CHUNK]);
+        let data = std::mem::replace(&mut self.buf, fresh);
+        let len = std::mem::take(&mut self.filled);
+        let out = self.free_out.pop().unwrap_or_default();
         let tx = self
             .jobs
             .as_ref()
             .ok_or_else(|| io::Error::other("writer finished"))?;
-        tx.send((self.seq, data))
-            .map_err(|_| io::Error::other("compression threads stopped"))?;
+        tx.send(HashJob {
+            job: (self.seq, data, len, out),
+            segments: std::mem::take(&mut self.segments),
+            ends: std::mem::take(&mut self.ends),
+        })
+        .map_err(|_| io::Error::other("compression threads stopped"))?;
         self.seq += 1;
         self.in_flight += 1;
         Ok(())
     }
 
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, z) = self
+        let (seq, z, data) = self
             .results
             .recv()
             .map_err(|_| io::Error::other("compression threads stopped"))??;
         self.in_flight -= 1;
+        self.free_in.push(data);
         self.pending.insert(seq, z);
         while let Some(z) = self.pending.remove(&self.next_out) {
             self.inner.write_all(&z)?;
             self.written += z.len() as u64;
             self.next_out += 1;
+            self.free_out.push(z);
+        }
+        Ok(())
+    }
+
+    /// Room for up to `max` more bytes in the current chunk, to be filled
+    /// in place (e.g. by `read`) and then kept with [`Self::commit`]:
+    /// file data goes into the chunk without a copy through another buffer.
+    pub fn spare(&mut self, max: usize) -> &mut [u8] {
+        let n = (CHUNK - self.filled).min(max);
+        &mut self.buf[self.filled..self.filled + n]
+    }
+
+    /// Keeps `n` bytes written into the last [`Self::spare`] as data of
+    /// `file`, whose sha256 comes back from [`Self::digests`] once
+    /// [`Self::end_file`] was called for it.
+    pub fn commit_file(&mut self, n: usize, file: u64) -> io::Result<()> {
+        if n > 0 {
+            self.segments.push((file, self.filled, self.filled + n));
+        }
+        self.commit(n)
+    }
+
+    /// Marks the end of `file`'s data (for a file of no data, its start
+    /// too): its digest follows.
+    pub fn end_file(&mut self, file: u64) {
+        self.ends.push(file);
+    }
+
+    /// The file digests computed so far (the rest come from
+    /// [`Self::finish`]).
+    pub fn digests(&self) -> Vec<Digest> {
+        self.digests.try_iter().collect()
+    }
+
+    /// Keeps `n` bytes written into the last [`Self::spare`].
+    pub fn commit(&mut self, n: usize) -> io::Result<()> {
+        assert!(self.filled + n <= CHUNK, "commit beyond the chunk");
+        self.filled += n;
+        if self.filled == CHUNK {
+            self.submit()?;
         }
         Ok(())
     }
 
     /// Compresses what is left, writes every frame, and returns the inner
-    /// writer (not flushed to disk: the caller syncs).
-    pub fn finish(mut self) -> io::Result<(W, u64)> {
-        self.submit()?;
+    /// writer (not flushed to disk: the caller syncs), the compressed
+    /// length and the digests not yet taken with [`Self::digests`].
+    pub fn finish(mut self) -> io::Result<(W, u64, Vec<Digest>)> {
+        if self.filled > 0 || !self.ends.is_empty() {
+            // Files ended since the last chunk get their digests with it
+            // (an empty chunk compresses to nothing and is not written).
+            self.submit_always()?;
+        }
         while self.in_flight > 0 {
             self.collect_one()?;
         }
@@ -138,19 +273,17 @@ impl<W: Write> FrameWriter<W> {
             let _ = w.join();
         }
         self.inner.flush()?;
+        let rest: Vec<Digest> = self.digests.try_iter().collect();
         let FrameWriter { inner, written, .. } = self;
-        Ok((inner, written))
+        Ok((inner, written, rest))
     }
 }
 
 impl<W: Write> Write for FrameWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.submit()?;
-        }
+        let n = (CHUNK - self.filled).min(data.len());
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.commit(n)?;
         Ok(n)
     }
 
@@ -334,7 +467,7 @@ mod tests {
         let input = data(3 * CHUNK + 1000);
         let mut w = FrameWriter::new(Vec::new(), 3, 2);
         w.write_all(&input).unwrap();
-        let (z, n) = w.finish().unwrap();
+        let (z, n, _) = w.finish().unwrap();
         assert_eq!(n as usize, z.len());
         // A plain zstd decoder reads the concatenated frames as one stream.
         assert_eq!(zstd::decode_all(&z[..]).unwrap(), input);
@@ -358,7 +491,7 @@ mod tests {
         let input = data(3 * CHUNK);
         let mut w = FrameWriter::new(Vec::new(), 3, 2);
         w.write_all(&input).unwrap();
-        let (mut z, _) = w.finish().unwrap();
+        let (mut z, _, _) = w.finish().unwrap();
         let mid = z.len() / 2;
         z[mid] ^= 0x55;
         let (f, _) = frames_of(&z);
@@ -374,7 +507,7 @@ mod tests {
         let input = data(2 * CHUNK);
         let mut w = FrameWriter::new(Vec::new(), 3, 1);
         w.write_all(&input).unwrap();
-        let (z, _) = w.finish().unwrap();
+        let (z, _, _) = w.finish().unwrap();
         let (f, gap) = frames_of(&z[..z.len() - 100]);
         assert_eq!(f.len(), 1);
         assert!(gap);

@@ -25,6 +25,7 @@ pub mod pax;
 pub mod reader;
 pub mod restore;
 pub mod rsync;
+pub mod share;
 pub mod source;
 pub mod sys;
 pub mod target;
@@ -196,19 +197,71 @@ pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
             }
             result.map(|_| ())
         }
-        Some(BackupAction::List(a)) => list_command(global, &cfg, a),
-        Some(BackupAction::Verify(a)) => verify_command(global, &cfg, a),
+        Some(BackupAction::List(a)) => {
+            let (mut cfg, mut a) = (cfg.clone(), a.clone());
+            let src = recorded_location(global, &mut cfg, a.target.as_ref(), &mut a.method)?;
+            if let Some(s) = &src {
+                a.target = Some(s.url.clone());
+            }
+            let result = list_command(global, &cfg, &a);
+            close_source(src);
+            result
+        }
+        Some(BackupAction::Verify(a)) => {
+            let (mut cfg, mut a) = (cfg.clone(), a.clone());
+            let src = recorded_location(global, &mut cfg, a.target.as_ref(), &mut a.method)?;
+            if let Some(s) = &src {
+                a.target = Some(s.url.clone());
+            }
+            let result = verify_command(global, &cfg, &a);
+            close_source(src);
+            result
+        }
     }
 }
 
-fn target_of(cfg: &Config, flag: Option<&String>) -> Result<Target> {
+/// How a target is about to be used: what a share is mounted for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Write,
+    Read,
+    DryRun,
+    /// rsync: only ssh:// (a share is refused, never mounted).
+    Rsync,
+}
+
+/// A target ready for use: an nfs:// or cifs:// share stays mounted as
+/// long as this lives, and the code in between sees a local directory.
+struct Opened {
+    target: Target,
+    _mount: Option<share::Mounted>,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Target;
+    fn deref(&self) -> &Target {
+        &self.target
+    }
+}
+
+fn target_of(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> {
     let url = flag.or(cfg.backup.target.as_ref()).ok_or_else(|| {
         fail(
             Code::Usage,
             "no backup target: give --target URL (or --from for restore) or set backup.target in /etc/mkrescue/local.toml",
         )
     })?;
-    Target::parse(url, &cfg.backup.ssh_options)
+    if let (Some(s), false) = (share::Share::parse(url), usage == Use::Rsync) {
+        let m = s?.mount(&cfg.backup, usage == Use::Read, usage == Use::DryRun)?;
+        return Ok(Opened {
+            target: Target::Local(m.path.clone()),
+            _mount: Some(m),
+        });
+    }
+    Ok(Opened {
+        target: Target::parse(url, &cfg.backup.ssh_options)?,
+        _mount: None,
+    })
 }
 
 fn hostname(root: &Path) -> String {
@@ -297,7 +350,15 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
             ),
         ));
     }
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(
+        cfg,
+        args.target.as_ref(),
+        if args.dry_run {
+            Use::DryRun
+        } else {
+            Use::Write
+        },
+    )?;
     if let Some(d) = target.local_dir() {
         target::check_local(d)?;
     }
@@ -492,10 +553,12 @@ fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
             "no borg repository: give --target REPO or set backup.borg_repo in /etc/mkrescue/local.toml",
         )
     })?;
-    Ok(borg::Repo {
+    let repo = borg::Repo {
         url: url.clone(),
         passcommand: cfg.backup.borg_passcommand.clone(),
-    })
+    };
+    repo.check_available()?;
+    Ok(repo)
 }
 
 /// `mkrescue backup --method borg`.
@@ -539,7 +602,7 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
 
 /// `mkrescue backup --method rsync`.
 fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(cfg, args.target.as_ref(), Use::Rsync)?;
     let src = source_of(global, cfg, args, &target)?;
     let start = Instant::now();
     let stamp = stamp(now());
@@ -662,7 +725,7 @@ fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Re
     if method != BackupMethod::Archive {
         let names = match method {
             BackupMethod::Borg => repo_of(cfg, args.target.as_ref())?.list()?,
-            _ => rsync::snapshots(&target_of(cfg, args.target.as_ref())?)?,
+            _ => rsync::snapshots(&target_of(cfg, args.target.as_ref(), Use::Rsync)?.target)?,
         };
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -675,7 +738,7 @@ fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Re
         }
         return Ok(());
     }
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
     let l = list(&target)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -889,7 +952,7 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
             ));
         }
     }
-    let target = target_of(cfg, args.target.as_ref())?;
+    let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
     let (name, enc) = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(global.quiet) && !args.json;
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
@@ -954,29 +1017,57 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
             ),
         ));
     }
-    let Some(rec) = source::read_recorded(&global.root)? else {
-        return restore_from(global, &cfg, args);
-    };
-    // The rescue system has no configuration of its own: what was
-    // recorded at build time stands in for it.
-    if cfg.backup.ssh_options.is_empty() {
-        cfg.backup.ssh_options = rec.ssh_options.clone();
-    }
-    if cfg.backup.age_recipient.is_none() {
-        cfg.backup.age_recipient = rec.age_recipient.clone();
-    }
     let mut args = args.clone();
-    args.method = args.method.or(Some(rec.method));
-    if args.from.is_some() {
-        return restore_from(global, &cfg, &args);
+    let src = recorded_location(global, &mut cfg, args.from.as_ref(), &mut args.method)?;
+    if let Some(s) = &src {
+        args.from = Some(s.url.clone());
     }
-    let mut src = source::open_source(global, None)?;
-    args.from = Some(src.url.clone());
     let result = restore_from(global, &cfg, &args);
-    if let Err(e) = src.close() {
-        log::warn!("{e:#}");
-    }
+    close_source(src);
     result
+}
+
+/// In the rescue system, where the image records the backup location
+/// ([`source::RECORD_PATH`]): the recorded settings stand in where the
+/// configuration has none, the recorded method where none is given, and
+/// without a location given (`--from`, `--target`) the recorded one is
+/// opened (its filesystem mounted by UUID) until [`close_source`].
+fn recorded_location(
+    global: &GlobalArgs,
+    cfg: &mut Config,
+    given: Option<&String>,
+    method: &mut Option<BackupMethod>,
+) -> Result<Option<source::Source>> {
+    let Some(rec) = source::read_recorded(&global.root)? else {
+        return Ok(None);
+    };
+    let b = &mut cfg.backup;
+    if b.ssh_options.is_empty() {
+        b.ssh_options = rec.ssh_options.clone();
+    }
+    if b.age_recipient.is_none() {
+        b.age_recipient = rec.age_recipient.clone();
+    }
+    if b.mount_options.is_none() {
+        b.mount_options = rec.mount_options.clone();
+    }
+    if b.cifs_credentials.is_none() {
+        b.cifs_credentials = rec.cifs_credentials.clone();
+    }
+    *method = method.or(Some(rec.method));
+    if given.is_some() {
+        return Ok(None);
+    }
+    source::open_source(global, None).map(Some)
+}
+
+/// Unmounts what [`recorded_location`] mounted.
+fn close_source(src: Option<source::Source>) {
+    if let Some(mut s) = src {
+        if let Err(e) = s.close() {
+            log::warn!("{e:#}");
+        }
+    }
 }
 
 fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result<()> {
@@ -994,7 +1085,12 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
         }
         return Ok(());
     }
-    let target = target_of(cfg, args.from.as_ref())?;
+    let usage = if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
+        Use::Rsync
+    } else {
+        Use::Read
+    };
+    let target = target_of(cfg, args.from.as_ref(), usage)?;
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
         let snaps = rsync::snapshots(&target)?;
         let name = match &args.archive {

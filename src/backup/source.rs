@@ -22,6 +22,7 @@ use crate::config::{self, BackupMethod, Config};
 use crate::error::{Code, fail};
 use crate::exec::Cmd;
 
+use super::share;
 use super::target::Target;
 
 /// Where the record is in the rescue image.
@@ -46,6 +47,13 @@ pub struct Recorded {
     /// The age public key the archive is encrypted to: tells the operator
     /// which secret key to bring.
     pub age_recipient: Option<String>,
+    /// `backup.mount_options` of an nfs:// or cifs:// target.
+    #[serde(default)]
+    pub mount_options: Option<String>,
+    /// `backup.cifs_credentials`: the path only; the file is not in the
+    /// image, the operator writes it there again before restoring.
+    #[serde(default)]
+    pub cifs_credentials: Option<PathBuf>,
     /// The filesystem holding a local backup directory; absent for remote
     /// targets (and when it could not be determined at build time).
     pub filesystem: Option<Filesystem>,
@@ -96,6 +104,22 @@ impl Recorded {
     }
 }
 
+impl Recorded {
+    /// The network filesystem the rescue system mounts to reach this
+    /// location (an nfs:// or cifs:// target, or a local directory that
+    /// was on such a mount): its helper and modules must be in the image.
+    pub fn network_fs(&self) -> Option<share::Kind> {
+        if let Some(Ok(s)) = self.url().and_then(share::Share::parse) {
+            return Some(s.kind);
+        }
+        match self.filesystem.as_ref().map(|f| f.fstype.as_str()) {
+            Some("nfs" | "nfs4") => Some(share::Kind::Nfs),
+            Some("cifs" | "smb3") => Some(share::Kind::Cifs),
+            _ => None,
+        }
+    }
+}
+
 /// The local directory of a location URL, when it is one.
 fn local_dir(method: BackupMethod, url: &str, ssh_options: &[String]) -> Result<Option<PathBuf>> {
     if method == BackupMethod::Borg {
@@ -103,6 +127,11 @@ fn local_dir(method: BackupMethod, url: &str, ssh_options: &[String]) -> Result<
         // (borg help repo-urls).
         let p = url.strip_prefix("file://").unwrap_or(url);
         return Ok(p.starts_with('/').then(|| PathBuf::from(p)));
+    }
+    if let Some(share) = super::share::Share::parse(url) {
+        // Mounted when used (restore --from URL), from the network.
+        share?;
+        return Ok(None);
     }
     Ok(Target::parse(url, ssh_options)?
         .local_dir()
@@ -122,11 +151,18 @@ pub fn record(root: &Path, config: &Config) -> Result<Option<Recorded>> {
         borg_repo: b.borg_repo.clone(),
         ssh_options: b.ssh_options.clone(),
         age_recipient: b.age_recipient.clone(),
+        mount_options: b.mount_options.clone(),
+        cifs_credentials: b.cifs_credentials.clone(),
         filesystem: None,
     };
     let Some(url) = rec.url().map(str::to_string) else {
         return Ok(None);
     };
+    if b.method == BackupMethod::Borg {
+        log::warn!(
+            "backup method borg: the rescue system does not carry borg (a Python program with its runtime), so recover there rebuilds the disks but cannot restore the files; restore them with borg extract from a system that has it"
+        );
+    }
     let Some(dir) = local_dir(b.method, &url, &b.ssh_options)? else {
         return Ok(Some(rec));
     };
@@ -370,7 +406,9 @@ pub fn open_source(global: &GlobalArgs, from: Option<&str>) -> Result<Source> {
                 let (at, dev, mounted) = mount_recorded(&global.root, fs)?;
                 let inside = at.join(&fs.path);
                 src.url = location_url(method, &inside);
-                src.disks = disks_of(&dev)?;
+                if !dev.is_empty() {
+                    src.disks = disks_of(&dev)?;
+                }
                 src.mounted = mounted;
                 log::info!(
                     "backup {} found on {dev}, reachable at {}",
@@ -440,6 +478,9 @@ fn location_url(method: BackupMethod, dir: &Path) -> String {
 /// Mounts the recorded filesystem (unless it is mounted already). Returns
 /// where its root is, its device, and what this call mounted.
 fn mount_recorded(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Option<PathBuf>)> {
+    if fs.uuid.is_none() && is_network(&fs.fstype) {
+        return mount_network(root, fs);
+    }
     let Some(uuid) = &fs.uuid else {
         return Err(fail(
             Code::Host,
@@ -457,6 +498,7 @@ fn mount_recorded(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Opti
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Read-only: the backup is evidence, recover never writes to it.
     // btrfs: the top-level subvolume, from which the recorded path counts.
+    share::load_fs(&fs.fstype, &[&fs.fstype]);
     let mut opts = String::from("ro,nodev,nosuid");
     if fs.fstype == "btrfs" {
         opts.push_str(",subvolid=5");
@@ -477,6 +519,41 @@ fn mount_recorded(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Opti
             )
         })?;
     Ok((dir.clone(), dev, Some(dir)))
+}
+
+/// Mounts the network filesystem the backup directory was on (read-only,
+/// from the server the host had it from). No disks hold it.
+fn mount_network(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Option<PathBuf>)> {
+    let dir = root.join(MOUNT_DIR.trim_start_matches('/'));
+    if let Some(at) = mounted_root(&fs.host_source)? {
+        return Ok((at, String::new(), None));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let kind = if fs.fstype.starts_with("nfs") {
+        share::Kind::Nfs
+    } else {
+        share::Kind::Cifs
+    };
+    share::load_fs(&fs.fstype, kind.modules());
+    let mut opts = String::from("ro");
+    if fs.fstype.starts_with("nfs") {
+        // No rpc.statd in the rescue system; a reader needs no locks.
+        opts.push_str(",nolock");
+    }
+    Cmd::new("mount")
+        .args(["-t", &fs.fstype, "-o", &opts, &fs.host_source])
+        .arg(&dir)
+        .output()
+        .map_err(|e| {
+            fail(
+                Code::Failed,
+                format!(
+                    "mounting the backup's network filesystem {}: {e:#}; check the network (ip addr) or give --from URL",
+                    fs.describe()
+                ),
+            )
+        })?;
+    Ok((dir.clone(), String::new(), Some(dir)))
 }
 
 /// The one block device with filesystem UUID `uuid`.

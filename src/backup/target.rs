@@ -34,7 +34,7 @@ impl Target {
             fail(
                 Code::Config,
                 format!(
-                    "backup target {url:?}: {why}; use file:///DIR or ssh://[USER@]HOST[:PORT]/DIR"
+                    "backup target {url:?}: {why}; use file:///DIR, ssh://[USER@]HOST[:PORT]/DIR, nfs://HOST/EXPORT/PATH or cifs://[USER@]HOST/SHARE[/PATH]"
                 ),
             )
         };
@@ -72,15 +72,16 @@ impl Target {
                 options: ssh_options.to_vec(),
             });
         }
-        for scheme in ["nfs://", "cifs://", "smb://"] {
-            if url.starts_with(scheme) {
-                return Err(fail(
-                    Code::NotYet,
-                    format!(
-                        "backup target {url:?}: {scheme} is not available in this version yet; mount the share and use file:///MOUNTPOINT/DIR"
-                    ),
-                ));
-            }
+        if let Some(share) = super::share::Share::parse(url) {
+            // Shares are mounted first (super::share), then used as a
+            // local directory; only the archive method takes them.
+            share?;
+            return Err(fail(
+                Code::Usage,
+                format!(
+                    "backup target {url:?}: nfs:// and cifs:// targets are for the archive method; for rsync and borg use ssh:// or mount the share yourself and give file:///MOUNTPOINT/DIR"
+                ),
+            ));
         }
         Err(bad("unknown scheme"))
     }
@@ -405,6 +406,6 @@ mod tests {
             assert_eq!(crate::error::code_of(&e), Code::Config, "{bad}");
         }
         let e = Target::parse("nfs://srv/export", &[]).unwrap_err();
-        assert_eq!(crate::error::code_of(&e), Code::NotYet);
+        assert_eq!(crate::error::code_of(&e), Code::Usage);
     }
 }

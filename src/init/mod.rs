@@ -15,7 +15,7 @@
 //! 5. the ready marker, once, on every console;
 //! 6. `mkrescue.recover=auto`: `mkrescue recover --unattended` (output on
 //!    the console, no input); `mkrescue.recover=ask` (the boot menus'
-//!    "Recover (asks before changing disks)" entries): `mkrescue recover`
+//!    "Recover (interactive)" entries): `mkrescue recover`
 //!    on the first console of the command line, as the foreground program
 //!    of that terminal so it can ask, and that console's shell starts when
 //!    it ends. Then `mkrescue.after=poweroff|reboot|shell` (reboot only
@@ -197,7 +197,7 @@ pub fn run() -> ! {
     }
     match cmdline.recover_mode() {
         RecoverMode::Auto => {
-            if let Some(pid) = spawn_recover() {
+            if let Some(pid) = spawn_recover(&consoles) {
                 tasks.insert(pid, Task::Recover(None));
             }
         }
@@ -273,28 +273,81 @@ fn spawn_recover_on(console: &str) -> Option<(i32, String)> {
     let dev = format!("/dev/{console}");
     if let Ok(mut f) = OpenOptions::new().write(true).open(&dev) {
         let _ = f.write_all(
-            b"\r\nmkrescue recover: rebuilding this machine from the saved layout; it asks before changing disks.\r\nA shell starts on this console when it ends (also now on the other consoles and over SSH).\r\n\r\n",
+            b"\r\nmkrescue recover: rebuilding this machine from the saved layout, interactively: questions and answers on this console.\r\nA shell starts on this console when it ends (also now on the other consoles and over SSH).\r\n\r\n",
         );
     }
     spawn_on_console(console, "/usr/bin/mkrescue", &["recover"], false)
         .map(|pid| (pid, console.to_string()))
 }
 
-/// `mkrescue recover --unattended` with its output on the console.
-fn spawn_recover() -> Option<i32> {
+/// `mkrescue recover --unattended` with its output on every console (not
+/// only /dev/console, the last `console=`: an operator watching the serial
+/// port of a `console=ttyS0 console=tty0` entry must see it run) and in
+/// /run/mkrescue/recover.log.
+fn spawn_recover(consoles: &[String]) -> Option<i32> {
     log_line("mkrescue init: mkrescue.recover=auto: running mkrescue recover --unattended");
-    match Command::new("/usr/bin/mkrescue")
+    let (reader, out, err) = match std::io::pipe() {
+        Ok((r, w)) => match w.try_clone() {
+            Ok(w2) => (Some(r), Stdio::from(w), Stdio::from(w2)),
+            Err(_) => (None, Stdio::inherit(), Stdio::inherit()),
+        },
+        Err(_) => (None, Stdio::inherit(), Stdio::inherit()),
+    };
+    // The Command (and with it this process's write ends) is gone after
+    // this statement: the reader sees EOF when recover has exited.
+    let spawned = Command::new("/usr/bin/mkrescue")
         .args(["recover", "--unattended"])
         .env_clear()
         .env("PATH", PATH)
         .env("HOME", "/root")
         .stdin(Stdio::null())
-        .spawn()
-    {
+        .stdout(out)
+        .stderr(err)
+        .spawn();
+    if let Some(r) = reader {
+        let others: Vec<String> = consoles
+            .iter()
+            .filter(|c| *c != "console" && !is_primary_console(c, consoles))
+            .cloned()
+            .collect();
+        std::thread::spawn(move || tee_to_consoles(r, &others));
+    }
+    match spawned {
         Ok(c) => Some(c.id() as i32),
         Err(e) => {
             log_line(&format!("mkrescue init: recover failed: cannot start: {e}"));
             None
+        }
+    }
+}
+
+/// Copies recover's output, line by line, to /dev/console (init's stderr),
+/// to each console in `others`, and to /run/mkrescue/recover.log.
+fn tee_to_consoles(r: std::io::PipeReader, others: &[String]) {
+    use std::io::BufRead;
+    let mut outs: Vec<std::fs::File> = others
+        .iter()
+        .filter_map(|c| {
+            OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/{c}"))
+                .ok()
+        })
+        .collect();
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/run/mkrescue/recover.log")
+        .ok();
+    for line in std::io::BufReader::new(r).split(b'\n') {
+        let Ok(line) = line else { break };
+        let _ = std::io::stderr().write_all(&[&line[..], b"\n"].concat());
+        for o in &mut outs {
+            // A serial terminal wants the carriage return, too.
+            let _ = o.write_all(&[&line[..], b"\r\n"].concat());
+        }
+        if let Some(l) = log.as_mut() {
+            let _ = l.write_all(&[&line[..], b"\n"].concat());
         }
     }
 }
@@ -435,15 +488,25 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
             }
             Some(Task::Recover(console)) => {
                 let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-                if ok {
-                    log_line("mkrescue: recover finished");
+                let line = if ok {
+                    "mkrescue: recover finished".to_string()
                 } else if libc::WIFEXITED(status) {
-                    log_line(&format!(
+                    format!(
                         "mkrescue: recover failed (exit code {}); the rescue system stays up, see the messages above",
                         libc::WEXITSTATUS(status)
-                    ));
+                    )
                 } else {
-                    log_line("mkrescue: recover failed (killed by a signal)");
+                    "mkrescue: recover failed (killed by a signal)".to_string()
+                };
+                log_line(&line);
+                // An interactive run's operator watches its console, which
+                // need not be /dev/console (the last console=).
+                if let Some(c) = &console
+                    && c != "console"
+                    && !is_primary_console(c, consoles)
+                    && let Ok(mut f) = OpenOptions::new().write(true).open(format!("/dev/{c}"))
+                {
+                    let _ = writeln!(f, "{line}\r");
                 }
                 after(after_action, ok);
                 // The operator's console: now the shell.

@@ -14,6 +14,18 @@
 //!
 //! Addresses and routes are set with iproute2 (`ip`), DHCP by ISC dhclient
 //! with Debian's dhclient-script (it writes /etc/resolv.conf).
+//!
+//! A DHCP server may offer only an address: QEMU's user network with
+//! `restrict=on` (what the tests use) sends no router (option 3) and no
+//! DNS server (option 6), RFC 2132. dhclient-script then adds no default
+//! route and writes no resolv.conf, and init says nothing about it: the
+//! rescue system works on the local segment (SSH in, a backup server on
+//! the same LAN); `cargo xtask qemu runtime` checks that such a boot has
+//! no default route, no resolv.conf and no error in the init log.
+//!
+//! Bonds, bridges and VLANs are created in that order (bonding driver
+//! loaded with `max_bonds=0` first), NICs are enslaved, then every link
+//! goes up lower ones first with its addresses, then the routes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -308,17 +320,44 @@ fn host_config(cfg: &NetConfig) -> String {
         return dhcp(None);
     }
     // Bonds and bridges first, then enslave, then VLANs on top.
+    if cfg
+        .interfaces
+        .iter()
+        .any(|i| matches!(i.link, LinkKind::Bond { .. }) && names.contains_key(&i.name))
+    {
+        // Loaded by default the bonding driver creates a `bond0` of its own
+        // (max_bonds=1, bonding.rst "Module options"), and `ip link add
+        // bond0 type bond` then fails with "File exists" and no mode.
+        run(
+            "modprobe",
+            &["bonding", "max_bonds=0"],
+            Duration::from_secs(10),
+        );
+    }
     for i in &cfg.interfaces {
         let Some(name) = here_of(&i.name) else {
             continue;
         };
         match &i.link {
-            LinkKind::Bond { mode } => {
+            LinkKind::Bond { mode, miimon } => {
                 let mut a = vec!["link", "add", name.as_str(), "type", "bond"];
                 if let Some(m) = mode {
                     a.extend(["mode", m.as_str()]);
                 }
-                ip(&a);
+                let mii = miimon.map(|n| n.to_string());
+                if let Some(n) = &mii {
+                    a.extend(["miimon", n.as_str()]);
+                }
+                if !ip(&a) {
+                    // It exists already (the driver was loaded with its
+                    // default before): set the mode on it, which the
+                    // driver accepts while the bond is down without
+                    // slaves.
+                    ip(&["link", "set", "dev", &name, "down"]);
+                    a[1] = "set";
+                    a.insert(2, "dev");
+                    ip(&a);
+                }
             }
             LinkKind::Bridge => {
                 ip(&["link", "add", &name, "type", "bridge"]);

@@ -78,11 +78,7 @@ impl Menu {
         }];
         let kinds = [
             ("rescue", "Rescue shell", ""),
-            (
-                "recover",
-                "Recover (asks before changing disks)",
-                "mkrescue.recover=ask",
-            ),
+            ("recover", "Recover (interactive)", "mkrescue.recover=ask"),
             (
                 "recover-auto",
                 "Recover automatically (ERASES the disks, no questions)",
@@ -342,8 +338,7 @@ mod tests {
         let last = e
             .cmdline
             .split_whitespace()
-            .filter(|w| w.starts_with("console="))
-            .last();
+            .rfind(|w| w.starts_with("console="));
         assert_eq!(last, Some("console=ttyS0,115200"), "{}", e.cmdline);
         for want in [
             "console=ttyS0",

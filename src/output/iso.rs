@@ -8,6 +8,10 @@
 //! firmware finds it when the file is a disk. No loop mounts: the FAT image
 //! is made by mkfs.vfat on a file and filled with mtools.
 //!
+//! With Secure Boot (src/output/secureboot.rs) the ESP holds Debian's signed
+//! shim and GRUB instead, which find the ISO by `/.disk/info`. Backup files
+//! (src/output/isobackup.rs) are grafted in from where they are.
+//!
 //! Takes the staged kernel and initrd; hands on DIR/mkrescue.iso.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::bootcfg::{self, Menu, Paths, Syslinux};
+use super::secureboot::{self, EfiLoader};
 use super::tools;
 use crate::exec::Cmd;
 
@@ -27,6 +32,10 @@ pub struct IsoOptions {
     /// ISO 9660 volume id (at most 32 of A-Z 0-9 _).
     pub volume_id: String,
     pub dry_run: bool,
+    /// What the ESP boots.
+    pub efi: EfiLoader,
+    /// More files: (file on this machine, path inside the ISO).
+    pub extra: Vec<(PathBuf, String)>,
 }
 
 /// Checks a volume id: ECMA-119 8.4.6 allows 32 d-characters (A-Z, 0-9, _).
@@ -92,19 +101,37 @@ pub fn write(
         &root.join("boot/grub/grub.cfg"),
         &bootcfg::grub(menu, &paths, "EFI (ISO)")?,
     )?;
-    let efi = work.join("BOOTX64.EFI");
-    tools::grub_efi_image(
-        &t,
-        Some(&bootcfg::grub_embedded(&tag_path)?),
-        work,
-        &efi,
-        "/boot/grub",
-        false,
-        opts.dry_run,
-    )?;
-    copy(&efi, &root.join("EFI/BOOT/BOOTX64.EFI"))?;
     let esp = root.join("boot/efiboot.img");
-    tools::fat_image(&esp, &[(&efi, "EFI/BOOT/BOOTX64.EFI")], opts.dry_run)?;
+    match &opts.efi {
+        EfiLoader::Unsigned => {
+            let efi = work.join("BOOTX64.EFI");
+            tools::grub_efi_image(
+                &t,
+                Some(&bootcfg::grub_embedded(&tag_path)?),
+                work,
+                &efi,
+                "/boot/grub",
+                false,
+                opts.dry_run,
+            )?;
+            copy(&efi, &root.join("EFI/BOOT/BOOTX64.EFI"))?;
+            tools::fat_image(&esp, &[(&efi, "EFI/BOOT/BOOTX64.EFI")], opts.dry_run)?;
+        }
+        EfiLoader::Signed(chain) => {
+            // The signed GRUB cannot have a config built in; its own finds
+            // the medium by this file and reads /boot/grub/grub.cfg there.
+            mkdir(&root.join(".disk"))?;
+            write_text(
+                &root.join(secureboot::DISK_INFO),
+                &format!("{}\n", menu.title),
+            )?;
+            let files = chain.esp_files();
+            for (from, inside) in &files {
+                copy(from, &root.join(inside))?;
+            }
+            tools::fat_image(&esp, &files, opts.dry_run)?;
+        }
+    }
 
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("creating output directory {}", out_dir.display()))?;
@@ -118,6 +145,12 @@ pub fn write(
     //  -eltorito-alt-boot -e: a second El Torito entry, platform EFI
     //  -isohybrid-gpt-basdat: list that EFI image as a GPT partition too
     //  -iso-level 3: files over 4 GiB (backup archives) are allowed
+    //  -graft-points: `ISO_PATH=FILE` arguments put a file anywhere in the
+    //   image without copying it into the staging tree
+    let mut extra = vec![graft("/", &root)];
+    for (from, inside) in &opts.extra {
+        extra.push(graft(&format!("/{}", inside.trim_start_matches('/')), from));
+    }
     Cmd::new("xorriso")
         .args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-r", "-J"])
         .args(["-joliet-long", "-V", &opts.volume_id])
@@ -134,7 +167,9 @@ pub fn write(
             "-no-emul-boot",
         ])
         .arg("-isohybrid-gpt-basdat")
-        .arg(&root)
+        .arg("-graft-points")
+        // The staging tree is the ISO's root, then the extra files.
+        .args(&extra)
         .dry_run(opts.dry_run)
         .output()
         .context("building the ISO with xorriso (apt-get install xorriso)")?;
@@ -143,6 +178,26 @@ pub fn write(
             .with_context(|| format!("renaming {} to {}", tmp.display(), iso.display()))?;
     }
     Ok(iso)
+}
+
+/// `ISO_PATH=FILE` for `-graft-points`, with `\\` and `=` escaped by a
+/// backslash as xorrisofs(1) requires ("-graft-points").
+fn graft(inside: &str, from: &Path) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let esc = |b: &[u8]| {
+        let mut v = Vec::with_capacity(b.len());
+        for &c in b {
+            if c == b'\\' || c == b'=' {
+                v.push(b'\\');
+            }
+            v.push(c);
+        }
+        v
+    };
+    let mut out = esc(inside.as_bytes());
+    out.push(b'=');
+    out.extend(esc(from.as_os_str().as_bytes()));
+    std::ffi::OsString::from_vec(out)
 }
 
 pub(crate) fn mkdir(p: &Path) -> Result<()> {
@@ -157,4 +212,17 @@ pub(crate) fn copy(from: &Path, to: &Path) -> Result<()> {
 
 pub(crate) fn write_text(p: &Path, text: &str) -> Result<()> {
     std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graft_points_escape_equals_and_backslash() {
+        assert_eq!(
+            graft("/backup/a.tar.zst", Path::new("/srv/b=c\\d")),
+            std::ffi::OsString::from("/backup/a.tar.zst=/srv/b\\=c\\\\d")
+        );
+    }
 }

@@ -37,6 +37,28 @@ pub struct MediaReport {
 /// mistake costs nothing.
 pub fn check_args(kind: Output, cfg: &Config, args: &MediaArgs) -> Result<()> {
     let usage = |m: String| Err(fail(Code::Usage, m));
+    if args.iso_backup && kind != Output::Iso {
+        return usage(format!(
+            "--iso-backup puts the backup onto an ISO; it does not go with --output {}",
+            name(kind)
+        ));
+    }
+    if kind == Output::Iso && (args.iso_backup || cfg.output.iso_backup) {
+        super::isobackup::check_config(cfg)?;
+    }
+    // The flag only makes sense with pxe; the configuration key applies to
+    // pxe builds and is ignored by the others.
+    if args.pxe_upload.is_some() && kind != Output::Pxe {
+        return usage(format!(
+            "--pxe-upload pushes a PXE tree; it does not go with --output {}",
+            name(kind)
+        ));
+    }
+    if kind == Output::Pxe
+        && let Some(url) = pxe_upload(cfg, args)
+    {
+        super::pxeupload::Remote::parse(url)?;
+    }
     match kind {
         Output::Initramfs => Ok(()),
         Output::Iso => super::iso::check_volume_id(&cfg.output.volume_id),
@@ -71,6 +93,13 @@ pub fn check_args(kind: Output, cfg: &Config, args: &MediaArgs) -> Result<()> {
             }
         }
     }
+}
+
+/// `--pxe-upload`, else `output.pxe_upload`.
+fn pxe_upload<'a>(cfg: &'a Config, args: &'a MediaArgs) -> Option<&'a str> {
+    args.pxe_upload
+        .as_deref()
+        .or(cfg.output.pxe_upload.as_deref())
 }
 
 pub fn name(kind: Output) -> &'static str {
@@ -158,6 +187,14 @@ pub fn write(
             name(kind),
             target.display()
         );
+        if kind == Output::Pxe
+            && let Some(url) = pxe_upload(cfg, args)
+        {
+            println!(
+                "would then upload it to {} with rsync over ssh (adds and updates files, deletes none)",
+                super::pxeupload::Remote::parse(url)?.describe()
+            );
+        }
         return Ok(MediaReport {
             kind,
             written,
@@ -166,9 +203,43 @@ pub fn write(
             tape_records,
         });
     }
+    let efi = if matches!(kind, Output::Iso | Output::Obdr) {
+        let (l, warning) = super::secureboot::choose(
+            cfg.output.secure_boot,
+            super::secureboot::host_secure_boot(root),
+            root,
+        )?;
+        if let Some(w) = warning {
+            eprintln!("mkrescue: warning: {w}");
+        }
+        l
+    } else {
+        super::secureboot::EfiLoader::Unsigned
+    };
+    let mut extra = Vec::new();
+    if kind == Output::Iso && (args.iso_backup || cfg.output.iso_backup) {
+        // Files of an ssh:// target are fetched here (the ISO writer
+        // empties .work first); removed once the ISO is written.
+        let b = super::isobackup::newest(cfg, &host.hostname, &out_dir.join(".iso-backup"))?;
+        // The ISO is about the backup plus what is staged already.
+        let staged = [&vmlinuz, &initrd]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum::<u64>();
+        super::isobackup::check_space(out_dir, b.bytes + 2 * staged + (64 << 20))?;
+        eprintln!(
+            "mkrescue: backup {} ({:.1} MiB) goes onto the ISO as /backup",
+            b.name,
+            b.bytes as f64 / (1 << 20) as f64
+        );
+        extra = b.files;
+    }
     let iso_opts = super::iso::IsoOptions {
         volume_id: cfg.output.volume_id.clone(),
         dry_run: false,
+        efi,
+        extra,
     };
     match kind {
         Output::Initramfs => {}
@@ -275,6 +346,7 @@ pub fn write(
             }
         }
     }
+    let _ = std::fs::remove_dir_all(out_dir.join(".iso-backup"));
     if !args.dry_run {
         std::fs::remove_dir_all(&work)
             .or_else(|e| {
@@ -298,6 +370,15 @@ pub fn write(
             super::sums::write(out_dir, &files)?
         }
     };
+    // The tree is complete with its SHA256SUMS: now it can go to the
+    // server.
+    if let (Output::Pxe, Some(url), Some(pxe_root)) =
+        (kind, pxe_upload(cfg, args), args.pxe_root.as_deref())
+    {
+        let remote = super::pxeupload::Remote::parse(url)?;
+        super::pxeupload::upload(pxe_root, &remote, &cfg.output.pxe_ssh_options, false)?;
+        eprintln!("mkrescue: PXE tree uploaded to {}", remote.describe());
+    }
     Ok(MediaReport {
         kind,
         written,

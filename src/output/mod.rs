@@ -7,9 +7,12 @@
 pub mod bootcfg;
 pub mod initramfs;
 pub mod iso;
+pub mod isobackup;
 pub mod media;
 pub mod obdr;
 pub mod pxe;
+pub mod pxeupload;
+pub mod secureboot;
 pub mod sums;
 pub mod tools;
 pub mod usb;

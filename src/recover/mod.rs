@@ -205,6 +205,10 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         eprintln!("mkrescue: {l}");
     }
     executor::check_tools(&p)?;
+    if !args.unattended {
+        confirm_erase(&disks, &targets)?;
+    }
+    load_modules(&layout);
     std::fs::create_dir_all(WORK_DIR).map_err(|e| anyhow::anyhow!("creating {WORK_DIR}: {e}"))?;
 
     let mut report = Report {
@@ -334,6 +338,119 @@ fn phases(
     Ok(())
 }
 
+/// Kernel modules the layout needs, loaded up front: the kernel would
+/// load them on demand through /proc/sys/kernel/modprobe, but a rescue
+/// system whose modprobe is elsewhere gets "unknown filesystem type" or an
+/// md create that fails for want of its personality instead. Best effort:
+/// a module built into the kernel is not found, and that is fine.
+pub fn modules_for(layout: &Layout) -> Vec<&'static str> {
+    let mut m: BTreeSet<&'static str> = BTreeSet::new();
+    for a in &layout.md {
+        m.insert(match a.level.as_str() {
+            "raid0" => "raid0",
+            "raid1" => "raid1",
+            "raid4" | "raid5" | "raid6" => "raid456",
+            "raid10" => "raid10",
+            "linear" => "linear",
+            _ => continue,
+        });
+    }
+    if !layout.lvm.is_empty() || !layout.luks.is_empty() {
+        m.insert("dm_mod");
+    }
+    for lv in &layout.lvm.lvs {
+        match lv.kind {
+            crate::layout::LvKind::ThinPool { .. } | crate::layout::LvKind::Thin { .. } => {
+                m.insert("dm_thin_pool");
+            }
+            crate::layout::LvKind::Mirror { .. } => {
+                m.insert("dm_mirror");
+            }
+            crate::layout::LvKind::Raid1 { .. } => {
+                m.insert("dm_raid");
+            }
+            _ => {}
+        }
+    }
+    if !layout.luks.is_empty() {
+        m.insert("dm_crypt");
+    }
+    for f in &layout.filesystems {
+        match f.fstype.as_str() {
+            "ext2" | "ext3" | "ext4" => {
+                m.insert("ext4");
+            }
+            "xfs" => {
+                m.insert("xfs");
+            }
+            "btrfs" => {
+                m.insert("btrfs");
+            }
+            "vfat" => {
+                // FAT's default code page and character set (Debian's
+                // CONFIG_FAT_DEFAULT_*), and the UTF-8 one many mount with.
+                m.extend([
+                    "vfat",
+                    "nls_cp437",
+                    "nls_ascii",
+                    "nls_iso8859_1",
+                    "nls_utf8",
+                ]);
+            }
+            _ => {}
+        }
+    }
+    m.into_iter().collect()
+}
+
+fn load_modules(layout: &Layout) {
+    for name in modules_for(layout) {
+        if let Err(e) = Cmd::new("modprobe").args(["-q", name]).output() {
+            log::info!("modprobe {name}: {e:#} (built in, or not in this rescue system)");
+        }
+    }
+}
+
+/// Interactive recover: the disks it will erase, and a typed `YES` before
+/// anything is written. Without a terminal to ask on: refused.
+fn confirm_erase(disks: &BTreeMap<String, String>, targets: &[mapping::TargetDisk]) -> Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let list: Vec<String> = disks
+        .iter()
+        .map(|(src, dst)| {
+            let size = targets
+                .iter()
+                .find(|t| &t.path == dst)
+                .map(|t| crate::layout::show::human(t.size))
+                .unwrap_or_default();
+            format!("{dst} ({size}, receives {src})")
+        })
+        .collect();
+    if !std::io::stdin().is_terminal() {
+        return Err(crate::error::fail(
+            crate::error::Code::Usage,
+            format!(
+                "recover would erase {} and there is no terminal to confirm it: run it on a console, or add --unattended; nothing was changed",
+                list.join(", ")
+            ),
+        ));
+    }
+    eprintln!("mkrescue: recover will ERASE everything on:");
+    for l in &list {
+        eprintln!("mkrescue:   {l}");
+    }
+    eprint!("Type YES to go on (anything else stops): ");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "YES" {
+        return Err(crate::error::fail(
+            crate::error::Code::Usage,
+            "recover stopped at the question; nothing was changed",
+        ));
+    }
+    Ok(())
+}
+
 fn restore_args(args: &RecoverArgs, from: Option<String>, root: &Path) -> RestoreArgs {
     RestoreArgs {
         to: root.to_path_buf(),
@@ -433,4 +550,19 @@ fn header(l: &Layout, map: &BTreeMap<String, (String, mapping::Why)>) -> String 
         h.push_str(&format!("disk {src} -> {dst} ({why})\n"));
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_for_layout2() {
+        let l = Layout::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/layout/layout2.json"
+        )))
+        .unwrap();
+        assert_eq!(modules_for(&l), ["dm_mod", "ext4", "raid1", "xfs"]);
+    }
 }

@@ -88,6 +88,11 @@ pub fn plan(
     }
     m.add_bytes("/etc/motd", motd(host), 0o644, "skeleton")?;
 
+    // Where the backup is, so restore in the rescue system asks nothing;
+    // a network share brings its mount helper and modules.
+    let backup_location = crate::backup::source::record(root, config)?;
+    let backup_fs = backup_location.as_ref().and_then(|r| r.network_fs());
+
     // Tools: required ones must exist; optional ones are taken when present.
     let mut missing_required = Vec::new();
     // ELF inputs and the closure are paths as the host sees them (root `/`).
@@ -116,6 +121,10 @@ pub fn plan(
             .iter()
             .map(|n| (n.clone(), "?".into(), false)),
     );
+    if let Some(kind) = backup_fs {
+        let (helper, package) = kind.helper();
+        wanted.push((helper.to_string(), package.to_string(), true));
+    }
     for (name, package, required) in &wanted {
         match tools::find(root, name, &config.build.path) {
             Some(p) => {
@@ -228,12 +237,17 @@ pub fn plan(
             } else {
                 Vec::new()
             };
-            index.select(
-                config.modules.policy,
-                &host_mods,
-                &config.modules.extra,
-                &fw_dirs,
-            )
+            let mut extra = config.modules.extra.clone();
+            if let Some(kind) = backup_fs {
+                // Built-in or absent ones need nothing from the image.
+                extra.extend(
+                    kind.modules()
+                        .iter()
+                        .filter(|m| !index.resolve_names(m).is_empty())
+                        .map(|m| m.to_string()),
+                );
+            }
+            index.select(config.modules.policy, &host_mods, &extra, &fw_dirs)
         });
         let closure = resolver.resolve(&elf_inputs);
         let selection = mods
@@ -273,6 +287,21 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    // The kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module
+    // it loads on demand: a file system at mount(2), an md personality, a
+    // device-mapper target, a cipher. On a merged-/usr host /sbin is a
+    // symlink that no tool's path may have brought in (seen on a Debian 12
+    // debootstrap: `mount -t ext4` failed with "unknown filesystem type").
+    // The host's top-level links come along as they are.
+    for top in ["bin", "sbin", "lib", "lib64"] {
+        let host_path = root.join(top);
+        if host_path
+            .symlink_metadata()
+            .is_ok_and(|md| md.file_type().is_symlink())
+        {
+            m.add_host_path(strip_root(root, &host_path)?, "merged /usr link")?;
+        }
+    }
     // The host's effective configuration (all layers and flags merged), so
     // the rescue system's mkrescue recovers and restores as configured here
     // (backup target, [recover] settings) without questions.
@@ -281,7 +310,13 @@ pub fn plan(
          # image by mkrescue {}. Edit /etc/mkrescue/local.toml to override.\n{}",
         host.hostname,
         env!("CARGO_PKG_VERSION"),
-        crate::config::to_toml(config)?
+        crate::config::to_toml(&crate::config::Config {
+            // How this image was built (--out, --compress...) means nothing
+            // in the rescue system, and would make two builds of an
+            // unchanged host differ.
+            build: Default::default(),
+            ..config.clone()
+        })?
     );
     m.add_bytes(
         "/etc/mkrescue/site.toml",
@@ -289,9 +324,8 @@ pub fn plan(
         0o644,
         "host configuration",
     )?;
-    // Where the backup is, so restore in the rescue system asks nothing.
-    if let Some(rec) = crate::backup::source::record(root, config)? {
-        let json = serde_json::to_vec_pretty(&rec).context("rendering the backup location")?;
+    if let Some(rec) = &backup_location {
+        let json = serde_json::to_vec_pretty(rec).context("rendering the backup location")?;
         m.add_bytes(
             crate::backup::source::RECORD_PATH,
             json,

@@ -48,6 +48,10 @@ pub enum LinkKind {
     Bond {
         /// Bonding mode name (`active-backup`, `802.3ad`, ...).
         mode: Option<String>,
+        /// Link monitoring interval in ms; without it (0, the driver's
+        /// default) active-backup never fails over (bonding.rst, miimon).
+        #[serde(default)]
+        miimon: Option<u32>,
     },
     Bridge,
     Vlan {
@@ -61,7 +65,8 @@ pub enum LinkKind {
 pub struct Interface {
     /// Name on the host.
     pub name: String,
-    /// Lower-case MAC address.
+    /// Lower-case MAC address: the NIC's own (permanent) one, also for
+    /// bond slaves, which carry the bond's address while enslaved.
     pub mac: String,
     #[serde(flatten)]
     pub link: LinkKind,
@@ -131,6 +136,10 @@ struct IpLink {
     ifname: String,
     #[serde(default)]
     address: String,
+    /// The NIC's burned-in address, printed when it differs from
+    /// `address`: a bond sets every slave's address to its own
+    /// (bonding.rst, fail_over_mac), so this is what finds the NIC again.
+    permaddr: Option<String>,
     #[serde(default)]
     link_type: String,
     mtu: Option<u32>,
@@ -202,14 +211,16 @@ pub fn parse(ip: &IpOutputs, hints: &DhcpHints, resolv_conf: &str) -> Result<Net
         let kind = l.linkinfo.as_ref().and_then(|i| i.info_kind.as_deref());
         let link = match kind {
             None if l.parentbus.is_some() && l.link_type == "ether" => LinkKind::Physical,
-            Some("bond") => LinkKind::Bond {
-                mode: l
-                    .linkinfo
-                    .as_ref()
-                    .and_then(|i| i.info_data.as_ref())
-                    .and_then(|d| d["mode"].as_str())
-                    .map(str::to_string),
-            },
+            Some("bond") => {
+                let data = l.linkinfo.as_ref().and_then(|i| i.info_data.as_ref());
+                LinkKind::Bond {
+                    mode: data.and_then(|d| d["mode"].as_str()).map(str::to_string),
+                    miimon: data
+                        .and_then(|d| d["miimon"].as_u64())
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|&n| n > 0),
+                }
+            }
             Some("bridge") => LinkKind::Bridge,
             Some("vlan") => {
                 let id = l
@@ -230,7 +241,11 @@ pub fn parse(ip: &IpOutputs, hints: &DhcpHints, resolv_conf: &str) -> Result<Net
             // without a NIC: nothing a rescue system recreates.
             _ => continue,
         };
-        let mac = l.address.to_ascii_lowercase();
+        let mac = l
+            .permaddr
+            .as_deref()
+            .unwrap_or(&l.address)
+            .to_ascii_lowercase();
         let dynamic4 = l.addr_info.iter().any(|a| a.family == "inet" && a.dynamic);
         let addresses = l
             .addr_info

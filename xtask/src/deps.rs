@@ -20,10 +20,15 @@ use crate::util;
 ///   independent tool (setfacl/getfacl); tar reads our archives (GNU tar is
 ///   essential in Debian, listed for clarity)
 /// - borgbackup: the borg backup method is tested against a real repository
+/// - nfs-common, cifs-utils: mount.nfs / mount.cifs, which a rescue image
+///   must carry when the backup target is nfs:// or cifs:// (tests build
+///   such images and check the mount command lines)
 /// - xorriso, isolinux, syslinux, syslinux-common, pxelinux, mtools,
 ///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
 ///   build with them and `cargo xtask qemu media` boots the results
 ///   (ipxe-qemu is QEMU's NIC boot ROM for PXE under SeaBIOS)
+/// - shim-signed, grub-efi-amd64-signed: the Secure Boot ESP of the ISO
+///   (`output.secure_boot`) is built from them and tested
 /// - debootstrap: `cargo xtask qemu e2e` makes its Debian server with it
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
@@ -58,6 +63,8 @@ const PACKAGES: &[&str] = &[
     "attr",
     "tar",
     "borgbackup",
+    "nfs-common",
+    "cifs-utils",
     "xorriso",
     "isolinux",
     "syslinux",
@@ -65,6 +72,8 @@ const PACKAGES: &[&str] = &[
     "pxelinux",
     "mtools",
     "ipxe-qemu",
+    "shim-signed",
+    "grub-efi-amd64-signed",
     "debootstrap",
 ];
 

@@ -77,10 +77,20 @@ enum QemuCmd {
     /// Build the initramfs and boot it until the ready marker
     Boot,
     /// Boot the rescue system with a disk and a NIC; check udev, DHCP,
-    /// static network, modprobe and mkrescue over SSH
-    Runtime,
+    /// static network, bond/bridge/VLAN, modprobe and mkrescue over SSH
+    Runtime {
+        /// Only this scenario (dhcp, static, net=dhcp, bond, iso-backup)
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Build the ISO, USB, PXE media and boot each (SeaBIOS and OVMF) until the marker
-    Media,
+    Media {
+        /// Only this boot (iso-cdrom-bios, iso-cdrom-uefi, iso-disk-bios,
+        /// iso-cdrom-uefi-secureboot, usb-bios, usb-uefi, pxe-bios, pxe-uefi,
+        /// pxe-ipxe-bios)
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Build layouts on blank disks in a VM, recover them, compare
     Layout {
         /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, luks-lvm-btrfs, lvm-thin, capture-fixtures)
@@ -124,16 +134,16 @@ fn main() -> Result<()> {
             qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
         }
         Cmd::Qemu {
-            what: QemuCmd::Runtime,
+            what: QemuCmd::Runtime { only },
         } => {
             deps::install()?;
-            qemu_runtime::run()
+            qemu_runtime::run(only.as_deref())
         }
         Cmd::Qemu {
-            what: QemuCmd::Media,
+            what: QemuCmd::Media { only },
         } => {
             deps::install()?;
-            qemu_media::run()
+            qemu_media::run(only.as_deref())
         }
         Cmd::Qemu {
             what: QemuCmd::Layout { only, bin },
@@ -212,8 +222,8 @@ fn ci() -> Result<()> {
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;
-    util::step("qemu runtime", qemu_runtime::run)?;
-    util::step("qemu media", qemu_media::run)?;
+    util::step("qemu runtime", || qemu_runtime::run(None))?;
+    util::step("qemu media", || qemu_media::run(None))?;
     util::step("qemu layout", || {
         qemu_layout::run(&qemu_layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
     })?;

@@ -5,6 +5,12 @@
 //!
 //! This exercises what an admin relies on: firmware → boot loader → menu →
 //! kernel + initrd from the medium → rescue system, for each medium.
+//!
+//! `iso-cdrom-uefi-secureboot`: an ISO built with `output.secure_boot =
+//! "on"` (Debian's signed shim + GRUB) boots under OVMF with Secure Boot
+//! enforced (OVMF_CODE_4M.secboot.fd with the Microsoft keys of
+//! OVMF_VARS_4M.ms.fd, SMM on as that build requires), and the kernel
+//! reports Secure Boot enabled.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,6 +23,11 @@ use crate::util;
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF with Secure Boot support (needs SMM and a secure flash), and a
+/// variable store with Microsoft's keys enrolled and Secure Boot on
+/// (Debian's ovmf README.Debian).
+const OVMF_CODE_SB: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 /// Per boot. A TCG boot takes 20-40 s on an idle 2-core machine (measured:
 /// UEFI CD 39 s to the marker, PXE BIOS 33 s) and over 100 s when other
 /// builds share the cores.
@@ -26,28 +37,110 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 enum Firmware {
     SeaBios,
     Ovmf,
+    OvmfSecureBoot,
 }
 
-/// Runs every media boot; fails on the first that does not reach the marker.
-pub fn run() -> Result<()> {
+/// Every boot, by name (for `--only`).
+pub const BOOTS: &[&str] = &[
+    "iso-cdrom-bios",
+    "iso-cdrom-uefi",
+    "iso-disk-bios",
+    "iso-cdrom-uefi-secureboot",
+    "usb-bios",
+    "usb-uefi",
+    "pxe-bios",
+    "pxe-uefi",
+    "pxe-ipxe-bios",
+];
+
+/// Runs every media boot (or only the one named `only`, see [`BOOTS`]);
+/// fails on the first that does not reach the marker.
+pub fn run(only: Option<&str>) -> Result<()> {
+    if let Some(o) = only {
+        anyhow::ensure!(
+            BOOTS.contains(&o),
+            "no media boot named {o} ({})",
+            BOOTS.join(", ")
+        );
+    }
+    let want = |n: &str| only.is_none_or(|o| o == n);
     let bin = build_release()?;
     let base = PathBuf::from("target/qemu/media");
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let mut times = Vec::new();
 
-    let iso_dir = base.join("iso");
-    build(&bin, &["--output", "iso", "--out", s(&iso_dir)?])?;
-    let iso = iso_dir.join("mkrescue.iso");
-    let cdrom = vec!["-cdrom".to_string(), s(&iso)?.to_string()];
-    times.push(boot(&base, "iso-cdrom-bios", Firmware::SeaBios, &cdrom)?);
-    times.push(boot(&base, "iso-cdrom-uefi", Firmware::Ovmf, &cdrom)?);
-    let disk = disk_args(&iso, "RESCUEISO");
-    times.push(boot(&base, "iso-disk-bios", Firmware::SeaBios, &disk)?);
+    if ["iso-cdrom-bios", "iso-cdrom-uefi", "iso-disk-bios"]
+        .iter()
+        .any(|n| want(n))
+    {
+        let iso_dir = base.join("iso");
+        build(&bin, &["--output", "iso", "--out", s(&iso_dir)?])?;
+        let iso = iso_dir.join("mkrescue.iso");
+        let cdrom = vec!["-cdrom".to_string(), s(&iso)?.to_string()];
+        if want("iso-cdrom-bios") {
+            times.push(boot(&base, "iso-cdrom-bios", Firmware::SeaBios, &cdrom)?);
+        }
+        if want("iso-cdrom-uefi") {
+            times.push(boot(&base, "iso-cdrom-uefi", Firmware::Ovmf, &cdrom)?);
+        }
+        if want("iso-disk-bios") {
+            let disk = disk_args(&iso, "RESCUEISO");
+            times.push(boot(&base, "iso-disk-bios", Firmware::SeaBios, &disk)?);
+        }
+        util::step("verify the ISO output's SHA256SUMS", || {
+            util::run(s(&bin)?, &["verify", s(&iso_dir)?])
+        })?;
+    }
 
-    util::step("verify the ISO output's SHA256SUMS", || {
-        util::run(s(&bin)?, &["verify", s(&iso_dir)?])
-    })?;
+    if want("iso-cdrom-uefi-secureboot") {
+        let sb_dir = base.join("iso-sb");
+        std::fs::create_dir_all(&sb_dir)?;
+        let cfg = base.join("secureboot.toml");
+        std::fs::write(&cfg, "[output]\nsecure_boot = \"on\"\n")
+            .with_context(|| format!("writing {}", cfg.display()))?;
+        build(
+            &bin,
+            &[
+                "--config",
+                s(&cfg)?,
+                "--output",
+                "iso",
+                "--out",
+                s(&sb_dir)?,
+            ],
+        )?;
+        let iso = sb_dir.join("mkrescue.iso");
+        let cdrom = vec!["-cdrom".to_string(), s(&iso)?.to_string()];
+        times.push(boot(
+            &base,
+            "iso-cdrom-uefi-secureboot",
+            Firmware::OvmfSecureBoot,
+            &cdrom,
+        )?);
+        // The kernel's own word that the firmware enforced Secure Boot
+        // (arch/x86/kernel/setup.c prints it from the boot params).
+        let log = std::fs::read(base.join("iso-cdrom-uefi-secureboot.log"))?;
+        anyhow::ensure!(
+            String::from_utf8_lossy(&log).contains("Secure boot enabled"),
+            "the Secure Boot ISO booted, but the kernel does not say \"Secure boot enabled\""
+        );
+    }
+    if ![
+        "usb-bios",
+        "usb-uefi",
+        "pxe-bios",
+        "pxe-uefi",
+        "pxe-ipxe-bios",
+    ]
+    .iter()
+    .any(|n| want(n))
+    {
+        for (name, secs) in &times {
+            eprintln!("{name}: rescue system ready after {secs:.1}s wall");
+        }
+        return Ok(());
+    }
 
     let usb_dir = base.join("usb");
     let usb = usb_dir.join("usb.img");
@@ -65,8 +158,12 @@ pub fn run() -> Result<()> {
         ],
     )?;
     let usb_disk = disk_args(&usb, "RESCUEUSB");
-    times.push(boot(&base, "usb-bios", Firmware::SeaBios, &usb_disk)?);
-    times.push(boot(&base, "usb-uefi", Firmware::Ovmf, &usb_disk)?);
+    if want("usb-bios") {
+        times.push(boot(&base, "usb-bios", Firmware::SeaBios, &usb_disk)?);
+    }
+    if want("usb-uefi") {
+        times.push(boot(&base, "usb-uefi", Firmware::Ovmf, &usb_disk)?);
+    }
 
     let pxe_out = base.join("pxe-out");
     let tftp = base.join("tftp");
@@ -82,27 +179,33 @@ pub fn run() -> Result<()> {
         ],
     )?;
     let mac = first_mac(&tftp.join("pxelinux.cfg"))?;
-    times.push(boot(
-        &base,
-        "pxe-bios",
-        Firmware::SeaBios,
-        &pxe_args(&tftp, "pxelinux.0", &mac)?,
-    )?);
-    times.push(boot(
-        &base,
-        "pxe-uefi",
-        Firmware::Ovmf,
-        &pxe_args(&tftp, "grubx64.efi", &mac)?,
-    )?);
+    if want("pxe-bios") {
+        times.push(boot(
+            &base,
+            "pxe-bios",
+            Firmware::SeaBios,
+            &pxe_args(&tftp, "pxelinux.0", &mac)?,
+        )?);
+    }
+    if want("pxe-uefi") {
+        times.push(boot(
+            &base,
+            "pxe-uefi",
+            Firmware::Ovmf,
+            &pxe_args(&tftp, "grubx64.efi", &mac)?,
+        )?);
+    }
     // QEMU's NIC ROM is iPXE: given the host's script as boot file it runs
     // it, which checks the script's relative paths to the shared layers.
-    let script = single_host_script(&tftp)?;
-    times.push(boot(
-        &base,
-        "pxe-ipxe-bios",
-        Firmware::SeaBios,
-        &pxe_args(&tftp, &script, &mac)?,
-    )?);
+    if want("pxe-ipxe-bios") {
+        let script = single_host_script(&tftp)?;
+        times.push(boot(
+            &base,
+            "pxe-ipxe-bios",
+            Firmware::SeaBios,
+            &pxe_args(&tftp, &script, &mac)?,
+        )?);
+    }
     for (name, secs) in &times {
         eprintln!("{name}: rescue system ready after {secs:.1}s wall");
     }
@@ -193,13 +296,23 @@ fn boot(base: &Path, name: &str, fw: Firmware, extra: &[String]) -> Result<(Stri
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
         .arg("-serial")
         .arg(format!("file:{}", log.display()));
-        if fw == Firmware::Ovmf {
+        if fw != Firmware::SeaBios {
+            let (code, vars_src) = if fw == Firmware::OvmfSecureBoot {
+                // The Secure Boot build keeps its variables in SMM-only
+                // flash: SMM on, flash marked secure (Debian ovmf
+                // README.Debian).
+                cmd.args(["-machine", "q35,smm=on"])
+                    .args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+                (OVMF_CODE_SB, OVMF_VARS_MS)
+            } else {
+                (OVMF_CODE, OVMF_VARS)
+            };
             // The variable store is written by the firmware: a copy per boot.
             let vars = base.join(format!("{name}-OVMF_VARS.fd"));
-            std::fs::copy(OVMF_VARS, &vars)
-                .with_context(|| format!("copying {OVMF_VARS} (apt-get install ovmf)"))?;
+            std::fs::copy(vars_src, &vars)
+                .with_context(|| format!("copying {vars_src} (apt-get install ovmf)"))?;
             cmd.arg("-drive")
-                .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+                .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
                 .arg("-drive")
                 .arg(format!("if=pflash,format=raw,file={}", vars.display()));
         }
