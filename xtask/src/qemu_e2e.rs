@@ -392,7 +392,7 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
                 "VM {}: {why}; serial log {}:\n{}",
                 vm.name,
                 log.display(),
-                tail(&read_log(&log), 60)
+                tail(&mkrescue_lines(&read_log(&log)), 60)
             );
         }
         if start.elapsed() > vm.timeout {
@@ -415,6 +415,20 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
     };
     let text = read_log(&log);
     let total = start.elapsed().as_secs_f64();
+    // The guest may print its failure and power off between two polls.
+    if failing.is_none() {
+        failing = FATAL
+            .iter()
+            .find(|(pat, _)| text.contains(pat))
+            .map(|(_, why)| why.to_string())
+            .or_else(|| {
+                vm.fail_when
+                    .iter()
+                    .find(|p| text.contains(*p))
+                    .map(|p| format!("`{p}` on the console"))
+            })
+            .map(|why| (Instant::now(), why));
+    }
     eprintln!(
         "[{}] QEMU exited ({status}) after {total:.0}s; serial log {}",
         vm.name,
@@ -425,7 +439,7 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
             "VM {}: {why}; serial log {}:\n{}",
             vm.name,
             log.display(),
-            tail(&text, 60)
+            tail(&mkrescue_lines(&text), 60)
         );
     }
     if !seen.contains_key(vm.ready) {
@@ -480,6 +494,21 @@ fn read_log(log: &Path) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The lines of mkrescue (init, recover) and of the phase scripts, without
+/// the kernel's and systemd's chatter in between; all of it when there are
+/// none.
+fn mkrescue_lines(text: &str) -> String {
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("mkrescue") || l.contains("MKR-"))
+        .collect();
+    if ours.is_empty() {
+        text.to_string()
+    } else {
+        ours.join("\n")
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -931,7 +960,7 @@ fn recover(e: &mut E2e) -> Result<()> {
         bail!(
             "the rescue system powered off without `{RECOVER_OK}`; serial log {}:\n{}",
             run.log.display(),
-            tail(&run.text, 60)
+            tail(&mkrescue_lines(&run.text), 60)
         );
     };
     let ready = run.seen[mkrescue::init::READY_MARKER];
