@@ -1271,6 +1271,14 @@ fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
     let b = mkrescue::layout::Layout::load(before)?;
     let a = mkrescue::layout::Layout::load(after)?;
     let disk_fields = ["size", "serial", "wwn", "model", "by_path", "disk_id"];
+    // A disk that got bigger may have its last partition grown onto it
+    // (recover.grow_last_partition, the default).
+    let grown: Vec<String> = b
+        .disks
+        .iter()
+        .filter(|d| a.disks.iter().any(|x| x.path == d.path && x.size > d.size))
+        .map(|d| format!("disks.{}.partitions.", d.path))
+        .collect();
     Ok(mkrescue::layout::diff(&b, &a)
         .into_iter()
         .filter(|l| {
@@ -1278,7 +1286,9 @@ fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
             let is_disk_own = key.starts_with("disks.")
                 && !key.contains(".partitions")
                 && disk_fields.iter().any(|f| key.ends_with(&format!(".{f}")));
-            !is_disk_own
+            let grew = grown.iter().any(|g| key.starts_with(g.as_str()))
+                && (key.ends_with(".size") || key.ends_with(".end"));
+            !is_disk_own && !grew
         })
         .map(|l| format!("layout: {l}"))
         .collect())

@@ -15,7 +15,8 @@ timed() {
 }
 # A fresh mkrescue from the harness (the server keeps the one from
 # provisioning otherwise), so a rerun needs no new provisioning.
-if [ -x /run/e2e/in/mkrescue ]; then
+# (-f, not -x: /run is mounted noexec.)
+if [ -f /run/e2e/in/mkrescue ]; then
     cp /run/e2e/in/mkrescue /usr/local/sbin/mkrescue
 fi
 cat /proc/mdstat
