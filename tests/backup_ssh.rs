@@ -5,17 +5,19 @@
 //! Needs root, /usr/sbin/sshd (openssh-server), ssh, rsync.
 
 mod backup_common;
+mod sshd_support;
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use backup_common::*;
 
 struct Sshd {
-    child: Child,
+    /// Held for its Drop, which stops sshd.
+    _server: sshd_support::TestSshd,
     port: u16,
     /// Config file with `[backup] ssh_options` for mkrescue.
     config: PathBuf,
@@ -30,80 +32,15 @@ impl Drop for Sshd {
             .args(["-O", "exit", "root@127.0.0.1"])
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // `_server` is dropped after this, which stops sshd.
     }
-}
-
-fn keygen(path: &Path) {
-    run(
-        "ssh-keygen",
-        &[
-            os("-q"),
-            os("-t"),
-            os("ed25519"),
-            os("-N"),
-            os(""),
-            os("-f"),
-            path.as_os_str(),
-        ],
-    );
 }
 
 fn start_sshd(dir: &Path) -> Sshd {
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let host_key = dir.join("host_key");
-    let client_key = dir.join("client_key");
-    keygen(&host_key);
-    keygen(&client_key);
-    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = dir.join("sshd_config");
-    std::fs::write(
-        &cfg,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
-             PidFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\n",
-            host_key.display(),
-            dir.join("authorized_keys").display(),
-            dir.join("sshd.pid").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting /usr/sbin/sshd");
-    let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
-    let known = dir.join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not listen on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let opts = [
-        "-i".to_string(),
-        client_key.display().to_string(),
-        "-o".into(),
-        "IdentitiesOnly=yes".into(),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", known.display()),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-o".into(),
-        format!("ControlPath={}/cm", dir.display()),
-    ];
+    let server = sshd_support::start(dir);
+    let port = server.port;
+    let mut opts = server.options.clone();
+    opts.extend(["-o".into(), format!("ControlPath={}/cm", dir.display())]);
     // One master connection that every ssh of the test reuses: a new
     // session costs ~1 s of key exchange on a busy 2-core machine.
     let master = Command::new("ssh")
@@ -134,7 +71,7 @@ fn start_sshd(dir: &Path) -> Sshd {
     )
     .unwrap();
     Sshd {
-        child,
+        _server: server,
         port,
         config,
         control: dir.join("cm"),

@@ -9,9 +9,10 @@
 //! Needs root, /usr/sbin/sshd (openssh-server), ssh, rsync, a kernel with
 //! modules in /boot and the PXE boot loader packages (`cargo xtask deps`).
 
+mod sshd_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 fn mkrescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))
@@ -36,85 +37,10 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn keygen(path: &Path) {
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-struct Sshd {
-    child: Child,
-    port: u16,
-    /// ssh options that reach it with the client key.
-    options: Vec<String>,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sshd_support::TestSshd as Sshd;
 
 fn start_sshd(dir: &Path) -> Sshd {
-    std::fs::create_dir_all("/run/sshd").unwrap();
-    let host_key = dir.join("host_key");
-    let client_key = dir.join("client_key");
-    keygen(&host_key);
-    keygen(&client_key);
-    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = dir.join("sshd_config");
-    std::fs::write(
-        &cfg,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
-             PidFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-             UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\n",
-            host_key.display(),
-            dir.join("authorized_keys").display(),
-            dir.join("sshd.pid").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("starting /usr/sbin/sshd");
-    let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
-    let known = dir.join("known_hosts");
-    std::fs::write(&known, format!("[127.0.0.1]:{port} {host_pub}")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sshd did not listen on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Sshd {
-        child,
-        port,
-        options: vec![
-            "-i".into(),
-            client_key.display().to_string(),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-o".into(),
-            format!("UserKnownHostsFile={}", known.display()),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-        ],
-    }
+    sshd_support::start(dir)
 }
 
 fn config(dir: &Path, name: &str, options: &[String]) -> PathBuf {
@@ -210,7 +136,7 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
 
     // A key the server does not accept: the build fails naming the URL.
     let stranger = tmp.path().join("stranger");
-    keygen(&stranger);
+    sshd_support::keygen(&stranger);
     let mut opts = sshd.options.clone();
     opts[1] = stranger.display().to_string();
     let bad = config(tmp.path(), "bad.toml", &opts);

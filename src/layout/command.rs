@@ -17,9 +17,12 @@ fn hostname() -> String {
 }
 
 /// Captures the live layout.
-pub fn capture_live() -> Result<Layout> {
+pub fn capture_live(backup_target: Option<&str>) -> Result<Layout> {
     let sources = capture::gather().context("capturing the disk layout")?;
-    capture::assemble(&hostname(), &sources).context("reading the captured disk layout")
+    let mut l =
+        capture::assemble(&hostname(), &sources).context("reading the captured disk layout")?;
+    super::exclude::exclude_backup_disks(&mut l, backup_target);
+    Ok(l)
 }
 
 /// Writes `layout` to `path` atomically (temp file, then rename).
@@ -32,12 +35,14 @@ pub fn write(layout: &Layout, path: &Path) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-pub fn run(_global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
+pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
     let default = PathBuf::from(DEFAULT_PATH);
+    let cfg = crate::config::load(global, &crate::cli::BuildArgs::default())?.config;
+    let target = cfg.backup.target.as_deref();
     match &args.action {
         LayoutAction::Save { out } => {
             let path = out.as_ref().unwrap_or(&default);
-            let l = capture_live()?;
+            let l = capture_live(target)?;
             write(&l, path)?;
             eprintln!(
                 "mkrescue: layout saved to {} ({} disks, {} partitions, {} md, {} LVs, {} file systems)",
@@ -52,7 +57,7 @@ pub fn run(_global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
         }
         LayoutAction::Show { file, live, json } => {
             let l = if *live {
-                capture_live()?
+                capture_live(target)?
             } else {
                 Layout::load(file.as_ref().unwrap_or(&default))?
             };
@@ -67,7 +72,7 @@ pub fn run(_global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
         LayoutAction::Check { file } => {
             let path = file.as_ref().unwrap_or(&default);
             let saved = Layout::load(path)?;
-            let now = capture_live()?;
+            let now = capture_live(target)?;
             let d = diff(&saved, &now);
             if d.is_empty() {
                 eprintln!("mkrescue: layout unchanged since {}", path.display());

@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod command;
+pub mod exclude;
 pub mod model;
 pub mod parse;
 pub mod show;

@@ -125,11 +125,11 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
     for (d, why) in &in_use {
         log::info!("{d} is never a target: {why}");
     }
-    let never: BTreeSet<String> = layout
-        .excluded
-        .iter()
-        .map(|e| e.device.clone())
-        .chain(in_use.keys().cloned())
+    // The layout's `excluded` names are the host's (its backup disk is not
+    // in the layout at all); here, what is in use now is never a target.
+    let never: BTreeSet<String> = in_use
+        .keys()
+        .cloned()
         .chain(source.iter().flat_map(|s| s.disks.iter().cloned()))
         .collect();
     let mut ask: Box<dyn Ask> = if args.unattended || args.dry_run {

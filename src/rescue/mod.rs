@@ -333,7 +333,11 @@ pub fn plan(
             "backup location",
         )?;
     }
-    if let Some(layout) = layout_for_image(root, config.build.source_date_epoch) {
+    if let Some(layout) = layout_for_image(
+        root,
+        config.build.source_date_epoch,
+        config.backup.target.as_deref(),
+    ) {
         m.add_bytes(crate::layout::DEFAULT_PATH, layout, 0o644, "disk layout")?;
     }
 
@@ -397,9 +401,9 @@ fn runtime_files(
 /// is a warning: the image still boots, and `layout save` names the cause.
 /// Its capture time is clamped to `SOURCE_DATE_EPOCH` like every mtime, so
 /// two builds of an unchanged host stay byte-identical.
-fn layout_for_image(root: &Path, epoch: u64) -> Option<Vec<u8>> {
+fn layout_for_image(root: &Path, epoch: u64, backup_target: Option<&str>) -> Option<Vec<u8>> {
     if root == Path::new("/") {
-        match crate::layout::command::capture_live() {
+        match crate::layout::command::capture_live(backup_target) {
             Ok(mut l) => {
                 l.captured_at = l.captured_at.min(epoch);
                 return Some(l.to_json().into_bytes());
