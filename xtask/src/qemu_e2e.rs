@@ -486,7 +486,8 @@ fn read_log(log: &Path) -> String {
                 }
                 i += 1;
             }
-            b'\r' => i += 1,
+            // CR, and SO/SI (the boot menus' line-drawing character set).
+            b'\r' | 0x0e | 0x0f => i += 1,
             b => {
                 out.push(b);
                 i += 1;
@@ -502,7 +503,7 @@ fn read_log(log: &Path) -> String {
 fn mkrescue_lines(text: &str) -> String {
     let ours: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("mkrescue") || l.contains("MKR-"))
+        .filter(|l| (l.contains("mkrescue") || l.contains("MKR-")) && !l.contains("qqqq"))
         .collect();
     if ours.is_empty() {
         text.to_string()
