@@ -23,7 +23,10 @@ cat /proc/mdstat
 findmnt --real
 timed layout-save mkrescue layout save
 mkrescue layout save --out "$out/layout-before.json"
-bash /run/e2e/in/e2e/list.sh "$out/list-before" / /home /boot/efi
+# Every local file system but the backup disk (a separate /boot too).
+roots="/ /home /boot/efi"
+if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
+bash /run/e2e/in/e2e/list.sh "$out/list-before" $roots
 blkid -o export > "$out/blkid-before.txt"
 timed backup mkrescue backup
 mkrescue backup list | tee "$out/backup-list.txt"

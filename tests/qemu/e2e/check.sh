@@ -10,5 +10,8 @@ mdadm --detail /dev/md0 | tee "$out/mdadm-detail.txt"
 findmnt --real | tee "$out/findmnt.txt"
 blkid -o export > "$out/blkid-after.txt"
 mkrescue layout save --out "$out/layout-after.json"
-bash /run/e2e/in/e2e/list.sh "$out/list-after" / /home /boot/efi
+# Every local file system but the backup disk (a separate /boot too).
+roots="/ /home /boot/efi"
+if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
+bash /run/e2e/in/e2e/list.sh "$out/list-after" $roots
 systemctl --failed --no-legend --plain | tee "$out/failed-units.txt"

@@ -8,25 +8,40 @@
 # both disks, mkrescue), fills in test data and lists every file.
 # $SCENARIO (from /tmp/in/env) picks the variant:
 #   raid1-lvm   the above
-#   luks-lvm    md0 -> LUKS2 -> vg0 (the passphrase is in /tmp/in/luks.key)
+#   luks-lvm    md0 -> LUKS2 -> vg0 (the passphrase is in /tmp/in/luks.key),
+#               and /boot (ext4) on md1, a RAID1 of a 512 MiB partition
+#               before the big one: GRUB cannot read /boot inside LUKS
+#               without GRUB_ENABLE_CRYPTODISK (and a second passphrase)
 . /tmp/in/e2e/common.sh
 set -x
 . /tmp/in/env
 
 D1=$(disk DISK1); D2=$(disk DISK2)
+BOOTLINE=
+MAIN=3
+if [ "$SCENARIO" = luks-lvm ]; then
+    BOOTLINE="size=512MiB, type=A19D880F-05FC-4D3B-A006-743F0F84911E, name=boot"
+    MAIN=4
+fi
 for d in "$D1" "$D2"; do
     # sfdisk(8) GPT types: BIOS boot, EFI System, Linux RAID.
     sfdisk -q "$d" <<SF
 label: gpt
 size=1MiB, type=21686148-6449-6E6F-744E-656564454649, name=bios_grub
 size=200MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
+$BOOTLINE
 type=A19D880F-05FC-4D3B-A006-743F0F84911E, name=raid
 SF
 done
 # Both members are blank (all zeros), so they already agree: no resync
 # (md(4): --assume-clean is safe exactly then).
 mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 \
-    --homehost=e2e-server --name=0 --assume-clean "${D1}3" "${D2}3"
+    --homehost=e2e-server --name=0 --assume-clean "${D1}$MAIN" "${D2}$MAIN"
+if [ "$SCENARIO" = luks-lvm ]; then
+    mdadm --create /dev/md1 --run --level=1 --raid-devices=2 --metadata=1.2 \
+        --homehost=e2e-server --name=1 --assume-clean "${D1}3" "${D2}3"
+    mkfs.ext4 -q -L boot /dev/md1
+fi
 PV=/dev/md0
 if [ "$SCENARIO" = luks-lvm ]; then
     # LUKS2 on the array, LVM inside (md -> LUKS -> LVM, the usual
@@ -53,6 +68,10 @@ mkdir -p $T
 mount /dev/vg0/root $T
 mkdir -p $T/home $T/boot/efi
 mount /dev/vg0/home $T/home
+if [ "$SCENARIO" = luks-lvm ]; then
+    mount /dev/md1 $T/boot
+    mkdir -p $T/boot/efi
+fi
 mount "${D1}2" $T/boot/efi
 t0=$(date +%s)
 tar -x -p --numeric-owner --xattrs --xattrs-include='*' --acls -f "$(disk ROOTFS)" -C $T
@@ -63,6 +82,7 @@ cat > $T/etc/fstab <<FSTAB
 # written by tests/qemu/e2e/provision.sh
 UUID=$(uuid /dev/vg0/root) / ext4 errors=remount-ro 0 1
 UUID=$(uuid /dev/vg0/home) /home xfs defaults 0 2
+$([ "$SCENARIO" = luks-lvm ] && echo "UUID=$(uuid /dev/md1) /boot ext4 defaults 0 2")
 UUID=$(uuid "${D1}2") /boot/efi vfat umask=0077,nofail 0 1
 UUID=$(uuid /dev/vg0/swap) none swap sw 0 0
 UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
@@ -130,6 +150,7 @@ if [ "$SCENARIO" = luks-lvm ]; then
     # recover reads a relative recover.key_file from the backup's file
     # system.
     printf '\n[recover]\nkey_file = "keys/luks.key"\n' >> $T/etc/mkrescue/local.toml
+    sed -i 's|^paths = \["/", |paths = ["/", "/boot", |' $T/etc/mkrescue/local.toml
     mkdir -p $T/root/keys
     cp /tmp/in/luks.key $T/root/keys/luks.key
     chmod 0600 $T/root/keys/luks.key
@@ -164,8 +185,11 @@ echo "MKR-E2E-TIME testdata $(( $(date +%s) - t0 ))"
 blkid -o export /dev/vg0/root /dev/vg0/home /dev/vg0/swap /dev/md0 > $OUT/blkid-provision.txt
 
 for m in run sys proc dev; do umount $T/$m; done
-umount $T/boot/efi $T/home $T
+umount $T/boot/efi
+if [ "$SCENARIO" = luks-lvm ]; then umount $T/boot; fi
+umount $T/home $T
 vgchange -an vg0 >/dev/null
 [ "$SCENARIO" = luks-lvm ] && cryptsetup close md0_crypt
 mdadm --stop /dev/md0
+[ "$SCENARIO" = luks-lvm ] && mdadm --stop /dev/md1
 finish
