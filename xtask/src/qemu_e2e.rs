@@ -323,7 +323,10 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
         cmd.args([
             "-drive",
             &format!(
-                "file={},if=none,id=d{i},format=raw,cache=unsafe{}",
+                // detect-zeroes/discard=unmap: zeros the guest writes (md's
+                // initial resync copies 6 GiB of them) stay holes in the
+                // sparse image instead of filling the host's disk.
+                "file={},if=none,id=d{i},format=raw,cache=unsafe,detect-zeroes=unmap,discard=unmap{}",
                 d.path.display(),
                 if d.readonly { ",readonly=on" } else { "" }
             ),
