@@ -1310,13 +1310,14 @@ fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
         .disks
         .iter()
         .filter(|d| a.disks.iter().any(|x| x.path == d.path && x.size > d.size))
-        .map(|d| format!("disks.{}.partitions.", d.path))
+        .map(|d| format!("disks[{}].partitions[", d.path))
         .collect();
     Ok(mkrescue::layout::diff(&b, &a)
         .into_iter()
         .filter(|l| {
             let key = l[2..].split(':').next().unwrap_or("");
-            let is_disk_own = key.starts_with("disks.")
+            // Keys look like `disks[/dev/vda].serial`.
+            let is_disk_own = key.starts_with("disks[")
                 && !key.contains(".partitions")
                 && disk_fields.iter().any(|f| key.ends_with(&format!(".{f}")));
             let grew = grown.iter().any(|g| key.starts_with(g.as_str()))
