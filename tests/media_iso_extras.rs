@@ -8,6 +8,9 @@
 //! boot loader packages and shim-signed + grub-efi-amd64-signed (`cargo
 //! xtask deps`). The > 4 GiB test writes a ~5 GiB ISO into a temp dir.
 
+mod media_support;
+use media_support::ok;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -19,16 +22,6 @@ fn mkrescue(args: &[&str]) -> Output {
         .env_remove("MKRESCUE_ROOT")
         .output()
         .expect("running mkrescue")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// stdout and stderr together (xorriso reports on both).

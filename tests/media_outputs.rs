@@ -7,6 +7,9 @@
 //! Needs a kernel with modules in /boot and /lib/modules and the boot loader
 //! packages (`cargo xtask deps`).
 
+mod media_support;
+use media_support::ok;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -22,16 +25,6 @@ fn mkrescue(args: &[&str]) -> Output {
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("running mkrescue")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn run(cmd: &mut Command) -> String {

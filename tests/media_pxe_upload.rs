@@ -11,6 +11,9 @@
 
 mod sshd_support;
 
+mod media_support;
+use media_support::ok;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,16 +24,6 @@ fn mkrescue(args: &[&str]) -> Output {
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("running mkrescue")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn s(p: &Path) -> &str {
