@@ -75,7 +75,7 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
         }
     }
     if c.cfg.initramfs {
-        done.push(initramfs(c.root)?);
+        done.push(timed(|| initramfs(c.root))?);
     }
     if c.cfg.bootloader {
         done.extend(bootloader(c)?);
@@ -147,6 +147,18 @@ fn chroot(root: &Path, argv: &[&str]) -> Cmd {
         "PATH",
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     )
+}
+
+/// Runs `f` and appends how long it took to the line it returns: the
+/// report then shows where finalize spent its time (update-initramfs in a
+/// chroot is minutes on a slow machine, and an admin waiting at the console
+/// wants to see that it is that, not a hang).
+fn timed(f: impl FnOnce() -> Result<String>) -> Result<String> {
+    let t = std::time::Instant::now();
+    let line = f()?;
+    let s = t.elapsed().as_secs_f64();
+    eprintln!("mkrescue: finalize: {line} ({s:.1}s)");
+    Ok(format!("{line} ({s:.1}s)"))
 }
 
 /// The first of `names` the restored system has (in its sbin/bin dirs).
@@ -266,10 +278,12 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
         if grub_lib("i386-pc") {
             for d in &bios {
                 eprintln!("mkrescue: finalize: installing GRUB for BIOS on {d}");
-                chroot(c.root, &[install, "--target=i386-pc", d])
-                    .output()
-                    .with_context(|| format!("installing GRUB for BIOS on {d}"))?;
-                done.push(format!("GRUB (BIOS) installed on {d}"));
+                done.push(timed(|| {
+                    chroot(c.root, &[install, "--target=i386-pc", d])
+                        .output()
+                        .with_context(|| format!("installing GRUB for BIOS on {d}"))?;
+                    Ok(format!("GRUB (BIOS) installed on {d}"))
+                })?);
             }
         } else {
             done.push(format!(
@@ -299,10 +313,12 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
                 argv.push("--removable");
             }
             eprintln!("mkrescue: finalize: installing GRUB for UEFI onto the ESP at {dir}");
-            chroot(c.root, &argv)
-                .output()
-                .with_context(|| format!("installing GRUB for UEFI onto {dir}"))?;
-            done.push(format!("GRUB (UEFI) installed onto the ESP at {dir}"));
+            done.push(timed(|| {
+                chroot(c.root, &argv)
+                    .output()
+                    .with_context(|| format!("installing GRUB for UEFI onto {dir}"))?;
+                Ok(format!("GRUB (UEFI) installed onto the ESP at {dir}"))
+            })?);
             if c.efi_booted && !target_efibootmgr {
                 done.push(boot_entry(c, src, dir)?);
             }
@@ -323,10 +339,12 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
                 "/boot/grub/grub.cfg"
             };
             eprintln!("mkrescue: finalize: writing {out} ({m})");
-            chroot(c.root, &[m, "-o", out])
-                .output()
-                .with_context(|| format!("writing the restored system's {out} with {m}"))?;
-            done.push(format!("{out} written by {m}"));
+            done.push(timed(|| {
+                chroot(c.root, &[m, "-o", out])
+                    .output()
+                    .with_context(|| format!("writing the restored system's {out} with {m}"))?;
+                Ok(format!("{out} written by {m}"))
+            })?);
         }
         None => done.push(
             "grub-mkconfig missing in the restored system: its grub.cfg was restored as it was"

@@ -993,10 +993,12 @@ fn after(e: &mut E2e) -> Result<()> {
         &load_list(&before.join("list-before"))?,
         &load_list(&out.join("list-after"))?,
         ALLOWED_TO_CHANGE,
+        ALLOWED_NEW,
     );
     let test_data = compare_lists(
         &load_list(&prov.join("list-provision"))?,
         &only_under(&load_list(&out.join("list-after"))?, &["/srv/e2e", "/home"]),
+        &[],
         &[],
     );
     problems.extend(full.iter().map(|p| format!("files: {p}")));
@@ -1069,6 +1071,14 @@ const ALLOWED_TO_CHANGE: &[&str] = &[
     "/var/lib/mkrescue/",
     "/root/.bash_history",
 ];
+
+/// Paths recover may add but never remove or alter: the UEFI boot loader
+/// that finalize installs onto every ESP (grub-install x86_64-efi on the
+/// removable path \EFI\BOOT\BOOTX64.EFI and \EFI\debian), so the recovered
+/// server also boots on UEFI replacement hardware although the original
+/// booted by BIOS with an empty ESP. Files that were on the ESP before
+/// must still be there unchanged.
+const ALLOWED_NEW: &[&str] = &["/boot/efi/EFI/"];
 
 /// One file of a list: what is compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1207,11 +1217,17 @@ fn only_under(list: &List, roots: &[&str]) -> List {
 }
 
 /// Differences between two lists, one line each (at most 40 shown).
-fn compare_lists(before: &List, after: &List, allowed: &[&str]) -> Vec<String> {
-    let ok = |p: &[u8]| {
+fn compare_lists(
+    before: &List,
+    after: &List,
+    allowed: &[&str],
+    allowed_new: &[&str],
+) -> Vec<String> {
+    let under = |p: &[u8], list: &[&str]| {
         let s = String::from_utf8_lossy(p);
-        allowed.iter().any(|a| s.starts_with(a))
+        list.iter().any(|a| s.starts_with(a))
     };
+    let ok = |p: &[u8]| under(p, allowed);
     let mut out = Vec::new();
     for (p, b) in before {
         if ok(p) {
@@ -1225,7 +1241,7 @@ fn compare_lists(before: &List, after: &List, allowed: &[&str]) -> Vec<String> {
         }
     }
     for p in after.keys() {
-        if !ok(p) && !before.contains_key(p) {
+        if !ok(p) && !under(p, allowed_new) && !before.contains_key(p) {
             out.push(format!("new {:?}", String::from_utf8_lossy(p)));
         }
     }
@@ -1326,4 +1342,63 @@ fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
         })
         .map(|l| format!("layout: {l}"))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(sha: &str) -> Entry {
+        Entry {
+            kind: "f".into(),
+            mode: "644".into(),
+            owner: "0:0".into(),
+            size: Some("1".into()),
+            mtime: Some("0".into()),
+            link: String::new(),
+            sha: Some(sha.into()),
+            xattrs: BTreeMap::new(),
+            nlink: "1".into(),
+            inode: "1".into(),
+        }
+    }
+
+    fn list(items: &[(&str, &str)]) -> List {
+        items
+            .iter()
+            .map(|(p, s)| (p.as_bytes().to_vec(), entry(s)))
+            .collect()
+    }
+
+    #[test]
+    fn files_recover_adds_to_the_esp_pass_but_esp_files_must_not_change_or_vanish() {
+        let before = list(&[("/boot/efi/EFI/old.efi", "a"), ("/etc/x", "b")]);
+        let after = list(&[
+            ("/boot/efi/EFI/old.efi", "a"),
+            ("/boot/efi/EFI/BOOT/BOOTX64.EFI", "c"),
+            ("/etc/x", "b"),
+        ]);
+        assert!(compare_lists(&before, &after, ALLOWED_TO_CHANGE, ALLOWED_NEW).is_empty());
+
+        let changed = list(&[("/boot/efi/EFI/old.efi", "z"), ("/etc/x", "b")]);
+        let p = compare_lists(&before, &changed, ALLOWED_TO_CHANGE, ALLOWED_NEW);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("changed \"/boot/efi/EFI/old.efi\""),
+            "{p:?}"
+        );
+
+        let gone = list(&[("/boot/efi/EFI/BOOT/BOOTX64.EFI", "c"), ("/etc/x", "b")]);
+        let p = compare_lists(&before, &gone, ALLOWED_TO_CHANGE, ALLOWED_NEW);
+        assert_eq!(p, vec!["missing \"/boot/efi/EFI/old.efi\"".to_string()]);
+
+        // A new file anywhere else is still reported.
+        let extra = list(&[
+            ("/boot/efi/EFI/old.efi", "a"),
+            ("/etc/x", "b"),
+            ("/etc/y", "d"),
+        ]);
+        let p = compare_lists(&before, &extra, ALLOWED_TO_CHANGE, ALLOWED_NEW);
+        assert_eq!(p, vec!["new \"/etc/y\"".to_string()]);
+    }
 }
