@@ -158,11 +158,6 @@ pub fn record(root: &Path, config: &Config) -> Result<Option<Recorded>> {
     let Some(url) = rec.url().map(str::to_string) else {
         return Ok(None);
     };
-    if b.method == BackupMethod::Borg {
-        log::warn!(
-            "backup method borg: the rescue system does not carry borg (a Python program with its runtime), so recover there rebuilds the disks but cannot restore the files; restore them with borg extract from a system that has it"
-        );
-    }
     let Some(dir) = local_dir(b.method, &url, &b.ssh_options)? else {
         return Ok(Some(rec));
     };
