@@ -849,7 +849,7 @@ pub fn verify(
     let total: u64 = man.items.iter().map(|i| i.size).sum();
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
-    let mut r = reader::TarReader::new(
+    let mut r = reader::TarReader::ahead(
         open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), key)?,
         Some(known),
     );
