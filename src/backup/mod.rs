@@ -15,6 +15,7 @@
 //! target and hands plain data (a [`create::Source`], a target, a reader)
 //! to those steps, then prints the one-line summary or the JSON report.
 
+pub mod activate;
 pub mod borg;
 pub mod create;
 pub mod frames;
