@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{Measure, loadavg, measure, now_utc};
+use crate::bench::{Measure, loadavg, now_utc};
 
 const DIR: &str = "target/bench/backup";
 /// The tree's seed: change it and the tree changes, keep it and every run
@@ -424,6 +424,14 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         now_utc()
     );
     Ok(section)
+}
+
+/// [`crate::bench::measure`], printing the time of each run (the table
+/// keeps the medians).
+fn measure(name: &str, cmd: &mut Command) -> Result<Measure> {
+    let m = crate::bench::measure(name, cmd)?;
+    eprintln!("==> {name}: {:.2} s", m.wall);
+    Ok(m)
 }
 
 fn sh(script: &str) -> Command {
