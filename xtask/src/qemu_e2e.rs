@@ -1257,9 +1257,11 @@ fn compare_lists(
     allowed: &[&str],
     allowed_new: &[&str],
 ) -> Vec<String> {
+    // "X/" covers the directory X itself and everything under it.
     let under = |p: &[u8], list: &[&str]| {
         let s = String::from_utf8_lossy(p);
-        list.iter().any(|a| s.starts_with(a))
+        list.iter()
+            .any(|a| s.starts_with(a) || a.strip_suffix('/') == Some(&*s))
     };
     let ok = |p: &[u8]| under(p, allowed);
     let mut out = Vec::new();
@@ -1408,6 +1410,7 @@ mod tests {
     fn files_recover_adds_to_the_esp_pass_but_esp_files_must_not_change_or_vanish() {
         let before = list(&[("/boot/efi/EFI/old.efi", "a"), ("/etc/x", "b")]);
         let after = list(&[
+            ("/boot/efi/EFI", "d"),
             ("/boot/efi/EFI/old.efi", "a"),
             ("/boot/efi/EFI/BOOT/BOOTX64.EFI", "c"),
             ("/etc/x", "b"),
