@@ -31,8 +31,8 @@ fn borg_present() -> bool {
 }
 
 impl Repo {
-    /// Refuses at once, with the way out, where there is no borg: the
-    /// rescue system does not carry it (a Python program and its runtime).
+    /// Refuses at once, with the way out, where there is no borg: a rescue
+    /// system carries it only when it was built with backup.method = "borg".
     pub fn check_available(&self) -> Result<()> {
         if borg_present() {
             return Ok(());
@@ -40,7 +40,7 @@ impl Repo {
         Err(crate::error::fail(
             crate::error::Code::Host,
             format!(
-                "borg not found on PATH: install borgbackup (apt-get install borgbackup). The rescue system does not carry borg (a Python program with its runtime): there, rebuild the disks with `mkrescue recover --layout-only`, mount them and run `borg extract {}::ARCHIVE` in them from a system that has borg",
+                "borg not found on PATH: install borgbackup (apt-get install borgbackup). A rescue system carries borg only when built with backup.method = \"borg\"; in one without it, rebuild the disks with `mkrescue recover --layout-only`, mount them and run `borg extract {}::ARCHIVE` in them from a system that has borg",
                 self.url
             ),
         ))

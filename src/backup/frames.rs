@@ -436,6 +436,105 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
+/// What a frame source hands the tar reader: [`FrameReader`] itself, or
+/// [`AheadReader`] running it in a thread of its own.
+pub trait Frames {
+    /// The next good frame, or `None` at the end of the stream.
+    fn next_frame(&mut self) -> io::Result<Option<Frame>>;
+    /// Whether the stream ended inside a damaged region.
+    fn ended_in_gap(&self) -> bool;
+    /// Compressed bytes consumed so far.
+    fn consumed(&self) -> u64;
+}
+
+impl<R: Read> Frames for FrameReader<R> {
+    fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        FrameReader::next_frame(self)
+    }
+    fn ended_in_gap(&self) -> bool {
+        FrameReader::ended_in_gap(self)
+    }
+    fn consumed(&self) -> u64 {
+        self.consumed
+    }
+}
+
+/// One step of the decoding thread: the frame (or the end, or the error)
+/// and the reader's counters after it.
+type Ahead = (io::Result<Option<Frame>>, u64, bool);
+
+/// A [`FrameReader`] decoding in a thread of its own, a few frames ahead:
+/// a restore spends its time decompressing, hashing and writing files,
+/// and decompressing is the part that can run beside the other two.
+pub struct AheadReader {
+    rx: mpsc::Receiver<Ahead>,
+    consumed: u64,
+    gap: bool,
+    done: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AheadReader {
+    pub fn new<R: Read + Send + 'static>(inner: R) -> Self {
+        // Two frames waiting: enough to keep both threads busy, and 8 MiB
+        // of memory at most.
+        let (tx, rx) = mpsc::sync_channel::<Ahead>(2);
+        let thread = std::thread::spawn(move || {
+            let mut r = FrameReader::new(inner);
+            loop {
+                let f = r.next_frame();
+                let end = !matches!(f, Ok(Some(_)));
+                if tx.send((f, r.consumed, r.ended_in_gap())).is_err() || end {
+                    return;
+                }
+            }
+        });
+        AheadReader {
+            rx,
+            consumed: 0,
+            gap: false,
+            done: false,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Frames for AheadReader {
+    fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        if self.done {
+            return Ok(None);
+        }
+        let Ok((f, consumed, gap)) = self.rx.recv() else {
+            self.done = true;
+            return Err(io::Error::other("the archive decoding thread stopped"));
+        };
+        self.consumed = consumed;
+        self.gap = gap;
+        if !matches!(f, Ok(Some(_))) {
+            self.done = true;
+        }
+        f
+    }
+    fn ended_in_gap(&self) -> bool {
+        self.gap
+    }
+    fn consumed(&self) -> u64 {
+        self.consumed
+    }
+}
+
+impl Drop for AheadReader {
+    fn drop(&mut self) {
+        // Unblocks a thread waiting to send, then waits for it: the
+        // input (a file, an ssh process) is closed when this returns.
+        let (_, dead) = mpsc::sync_channel(0);
+        self.rx = dead;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +599,40 @@ mod tests {
         assert!(f[1].after_gap);
         assert_eq!(f[0].data, input[..CHUNK]);
         assert_eq!(f[1].data, input[2 * CHUNK..]);
+    }
+
+    #[test]
+    fn reading_ahead_gives_the_same_frames() {
+        let input = data(3 * CHUNK + 77);
+        let mut w = FrameWriter::new(Vec::new(), 3, 2);
+        w.write_all(&input).unwrap();
+        let (mut z, _, _) = w.finish().unwrap();
+        let mid = z.len() / 2;
+        z[mid] ^= 0x55;
+        let (want, want_gap) = frames_of(&z);
+        let mut a = AheadReader::new(std::io::Cursor::new(z.clone()));
+        let mut got = Vec::new();
+        while let Some(f) = a.next_frame().unwrap() {
+            got.push(f);
+        }
+        assert_eq!(a.next_frame().unwrap().map(|f| f.data), None);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.data, g.after_gap), (&w.data, w.after_gap));
+        }
+        assert_eq!(a.ended_in_gap(), want_gap);
+        assert_eq!(a.consumed(), FrameReader::new(&z[..]).consumed_all());
+        // Dropped before the end: the thread stops.
+        let mut b = AheadReader::new(std::io::Cursor::new(z));
+        b.next_frame().unwrap();
+        drop(b);
+    }
+
+    impl<R: Read> FrameReader<R> {
+        fn consumed_all(mut self) -> u64 {
+            while self.next_frame().unwrap().is_some() {}
+            self.consumed
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! target and hands plain data (a [`create::Source`], a target, a reader)
 //! to those steps, then prints the one-line summary or the JSON report.
 
+pub mod activate;
 pub mod borg;
 pub mod create;
 pub mod frames;
@@ -849,7 +850,7 @@ pub fn verify(
     let total: u64 = man.items.iter().map(|i| i.size).sum();
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
-    let mut r = reader::TarReader::new(
+    let mut r = reader::TarReader::ahead(
         open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), key)?,
         Some(known),
     );

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 
-use super::frames::FrameReader;
+use super::frames::{AheadReader, FrameReader, Frames};
 use super::pax::{self, BLOCK, BadHeader, Header};
 
 /// What the reader found next.
@@ -30,8 +30,29 @@ pub enum DataError {
     Io(#[from] io::Error),
 }
 
+/// Where the frames come from: decoded here, or ahead in a thread.
+enum Source<R: Read> {
+    Here(FrameReader<R>),
+    Ahead(AheadReader),
+}
+
+impl<R: Read> Source<R> {
+    fn get(&mut self) -> &mut dyn Frames {
+        match self {
+            Source::Here(f) => f,
+            Source::Ahead(a) => a,
+        }
+    }
+    fn peek(&self) -> &dyn Frames {
+        match self {
+            Source::Here(f) => f,
+            Source::Ahead(a) => a,
+        }
+    }
+}
+
 pub struct TarReader<R: Read> {
-    frames: FrameReader<R>,
+    frames: Source<R>,
     cur: Vec<u8>,
     pos: usize,
     /// Looking for a header after damage.
@@ -50,10 +71,22 @@ enum Take {
     Eof,
 }
 
+impl<R: Read + Send + 'static> TarReader<R> {
+    /// Like [`TarReader::new`], decompressing ahead in a thread of its own
+    /// ([`AheadReader`]).
+    pub fn ahead(inner: R, known: Option<HashSet<Vec<u8>>>) -> Self {
+        Self::with(Source::Ahead(AheadReader::new(inner)), known)
+    }
+}
+
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R, known: Option<HashSet<Vec<u8>>>) -> Self {
+        Self::with(Source::Here(FrameReader::new(inner)), known)
+    }
+
+    fn with(frames: Source<R>, known: Option<HashSet<Vec<u8>>>) -> Self {
         TarReader {
-            frames: FrameReader::new(inner),
+            frames,
             cur: Vec::new(),
             pos: 0,
             resync: false,
@@ -66,11 +99,11 @@ impl<R: Read> TarReader<R> {
 
     /// Compressed bytes read so far.
     pub fn consumed(&self) -> u64 {
-        self.frames.consumed
+        self.frames.peek().consumed()
     }
 
     fn advance(&mut self) -> io::Result<Result<(), Take>> {
-        match self.frames.next_frame()? {
+        match self.frames.get().next_frame()? {
             None => Ok(Err(Take::Eof)),
             Some(f) => {
                 self.cur = f.data;
@@ -136,7 +169,7 @@ impl<R: Read> TarReader<R> {
                 Ok(b) => b,
                 Err(Take::Eof) => {
                     self.ended = true;
-                    if self.resync || self.frames.ended_in_gap() {
+                    if self.resync || self.frames.peek().ended_in_gap() {
                         return Ok(Event::Damaged {
                             path: None,
                             why: "the archive ends early (truncated or damaged at the end)".into(),

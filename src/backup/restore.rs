@@ -69,6 +69,8 @@ struct Ctx<'a> {
     root: bool,
     symlinks: HashSet<PathBuf>,
     dirs: Vec<(PathBuf, Header)>,
+    /// Directories known to exist: their members need no stat(2).
+    known_dirs: HashSet<PathBuf>,
     ok: HashSet<Vec<u8>>,
     known: Option<std::collections::HashMap<Vec<u8>, Option<String>>>,
     report: Report,
@@ -78,7 +80,7 @@ struct Ctx<'a> {
 /// manifest could be read) names lost members and checks every file's
 /// sha256.
 pub fn restore(
-    input: impl Read,
+    input: impl Read + Send + 'static,
     to: &Path,
     man: Option<&Manifest>,
     pb: &ProgressBar,
@@ -89,13 +91,14 @@ pub fn restore(
             .map(|i| manifest::unescape(&i.path))
             .collect()
     });
-    let mut reader = TarReader::new(input, known_names);
+    let mut reader = TarReader::ahead(input, known_names);
     let mut cx = Ctx {
         to,
         // SAFETY: geteuid has no preconditions.
         root: unsafe { libc::geteuid() } == 0,
         symlinks: HashSet::new(),
         dirs: Vec::new(),
+        known_dirs: HashSet::new(),
         ok: HashSet::new(),
         known: man.map(|m| {
             m.items
@@ -198,8 +201,11 @@ fn put<R: Read>(
         cx.to.join(&rel)
     };
     if let Some(parent) = dest.parent() {
-        if !parent.exists() && dest != cx.to {
-            std::fs::create_dir_all(parent)?;
+        if dest != cx.to && !cx.known_dirs.contains(parent) {
+            if !parent.exists() {
+                std::fs::create_dir_all(parent)?;
+            }
+            cx.known_dirs.insert(parent.to_path_buf());
         }
     }
     // Replace what is in the way, except a directory by a directory.
@@ -207,6 +213,7 @@ fn put<R: Read>(
         if let Ok(m) = std::fs::symlink_metadata(&dest) {
             if m.is_dir() {
                 std::fs::remove_dir_all(&dest)?;
+                cx.known_dirs.retain(|d| !d.starts_with(&dest));
             } else {
                 std::fs::remove_file(&dest)?;
             }
@@ -217,6 +224,7 @@ fn put<R: Read>(
             if !dest.is_dir() {
                 std::fs::DirBuilder::new().mode(0o700).create(&dest)?;
             }
+            cx.known_dirs.insert(dest.clone());
             cx.dirs.push((dest, h));
             return Ok(true);
         }
@@ -260,8 +268,10 @@ fn put<R: Read>(
                     pb.inc(n as u64);
                 }
             }
-            // Sets the length past a trailing hole.
-            f.set_len(h.size)?;
+            if sparse {
+                // Sets the length past a trailing hole.
+                f.set_len(h.size)?;
+            }
             if let Some(Some(Some(want))) = cx.known.as_ref().map(|k| k.get(&h.path)) {
                 let got = hex::encode(hasher.finalize());
                 if &got != want {
@@ -271,8 +281,10 @@ fn put<R: Read>(
                     return Ok(false);
                 }
             }
+            file_attrs(cx, &f, &dest, &h)?;
             cx.report.files += 1;
             cx.report.bytes += h.data_len();
+            return Ok(true);
         }
         Kind::Symlink => {
             std::os::unix::fs::symlink(OsStr::from_bytes(&h.link), &dest)?;
@@ -297,6 +309,23 @@ fn put<R: Read>(
     }
     attrs(cx, &dest, &h)?;
     Ok(true)
+}
+
+/// [`attrs`] of a regular file through its open descriptor (fchown,
+/// fchmod, futimens): three path lookups fewer per file.
+fn file_attrs(cx: &Ctx, f: &std::fs::File, dest: &Path, h: &Header) -> Result<()> {
+    if cx.root {
+        std::os::unix::fs::fchown(f, Some(h.uid), Some(h.gid))
+            .map_err(|e| anyhow::anyhow!("chown: {e}"))?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(h.mode))
+        .map_err(|e| anyhow::anyhow!("chmod: {e}"))?;
+    for (k, v) in &h.xattrs {
+        sys::set_xattr(dest, OsStr::from_bytes(k), v)
+            .map_err(|e| anyhow::anyhow!("xattr {}: {e}", String::from_utf8_lossy(k)))?;
+    }
+    sys::set_file_times(f, h.mtime, h.mtime).map_err(|e| anyhow::anyhow!("times: {e}"))?;
+    Ok(())
 }
 
 /// Owner, mode, xattrs, times, in that order (see the module doc).

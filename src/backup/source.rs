@@ -22,6 +22,7 @@ use crate::config::{self, BackupMethod, Config};
 use crate::error::{Code, fail};
 use crate::exec::Cmd;
 
+use super::activate;
 use super::share;
 use super::target::Target;
 
@@ -158,11 +159,6 @@ pub fn record(root: &Path, config: &Config) -> Result<Option<Recorded>> {
     let Some(url) = rec.url().map(str::to_string) else {
         return Ok(None);
     };
-    if b.method == BackupMethod::Borg {
-        log::warn!(
-            "backup method borg: the rescue system does not carry borg (a Python program with its runtime), so recover there rebuilds the disks but cannot restore the files; restore them with borg extract from a system that has it"
-        );
-    }
     let Some(dir) = local_dir(b.method, &url, &b.ssh_options)? else {
         return Ok(Some(rec));
     };
@@ -360,7 +356,8 @@ impl Source {
 
 /// In the rescue system: makes the recorded backup location (or `from`)
 /// reachable — a local filesystem is mounted read-only by UUID under
-/// [`MOUNT_DIR`] — and says which whole disks hold it. On a host without
+/// [`MOUNT_DIR`], after assembling md arrays and activating LVM when it
+/// sits on them — and says which whole disks hold it. On a host without
 /// a record the configured location is used as it is.
 pub fn open_source(global: &GlobalArgs, from: Option<&str>) -> Result<Source> {
     let cfg = config::load(global, &BuildArgs::default())?.config;
@@ -556,17 +553,61 @@ fn mount_network(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Optio
     Ok((dir.clone(), String::new(), Some(dir)))
 }
 
-/// The one block device with filesystem UUID `uuid`.
+/// The one block device with filesystem UUID `uuid`. When it is not
+/// visible, md arrays are assembled and LVM volume groups activated as
+/// the devices present call for ([`activate::next`]), and it is looked
+/// for again; behind LUKS it needs its key, which is said.
 fn device_of_uuid(uuid: &str, fs: &Filesystem) -> Result<String> {
-    // -c /dev/null: no cache; probe every block device as it is now (the
-    // cache of a rescue system knows nothing, a stale one would mislead).
-    let out = Cmd::new("blkid")
-        .args(["-c", "/dev/null", "-o", "device", "-t"])
-        .arg(format!("UUID={uuid}"))
-        .read();
-    let devs: Vec<String> = out
-        .map(|o| o.lines().map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut tried = activate::Tried::default();
+    let devs = loop {
+        // -c /dev/null: no cache; probe every block device as it is now
+        // (the cache of a rescue system knows nothing, a stale one would
+        // mislead). blkid exits 2 when it finds nothing.
+        let export = Cmd::new("blkid")
+            .args(["-c", "/dev/null", "-o", "export"])
+            .read()
+            .unwrap_or_default();
+        let probed = activate::probed(&export);
+        match activate::next(&probed, uuid, &fs.host_source, tried) {
+            activate::Next::Found(devs) => break devs,
+            activate::Next::AssembleMd => {
+                tried.md = true;
+                log::info!("backup filesystem UUID={uuid} not visible: assembling md arrays");
+                // Exits non-zero when some array is incomplete or already
+                // running; what it did assemble is probed next.
+                if let Err(e) = Cmd::new("mdadm").args(["--assemble", "--scan"]).output() {
+                    log::warn!("{e:#}");
+                }
+            }
+            activate::Next::ActivateLvm(vg) => {
+                tried.lvm = true;
+                log::info!(
+                    "backup filesystem UUID={uuid} not visible: activating LVM volume group {}",
+                    vg.as_deref().unwrap_or("(all)")
+                );
+                let mut c = Cmd::new("lvm").args(["vgchange", "--activate", "y"]);
+                if let Some(vg) = &vg {
+                    c = c.arg(vg);
+                }
+                if let Err(e) = c.output() {
+                    log::warn!("{e:#}");
+                }
+            }
+            activate::Next::Luks(devs) => {
+                return Err(fail(
+                    Code::Host,
+                    format!(
+                        "backup filesystem {} not found; it may be inside the LUKS container{} {}, which needs its key: open it (cryptsetup open {} backup), then run again, or give --from URL (recover: --restore-from URL)",
+                        fs.describe(),
+                        if devs.len() == 1 { "" } else { "s" },
+                        devs.join(", "),
+                        devs[0]
+                    ),
+                ));
+            }
+            activate::Next::Missing => break Vec::new(),
+        }
+    };
     match devs.as_slice() {
         [] => Err(fail(
             Code::Host,

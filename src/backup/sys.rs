@@ -128,6 +128,33 @@ pub fn data_regions(file: &std::fs::File, size: u64) -> io::Result<Vec<(u64, u64
     Ok(regions)
 }
 
+/// futimens(2): access and modification times of an open file, to the
+/// nanosecond (no path lookup, unlike [`set_times`]).
+pub fn set_file_times(
+    file: &std::fs::File,
+    atime: (i64, u32),
+    mtime: (i64, u32),
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ts = [
+        libc::timespec {
+            tv_sec: atime.0 as libc::time_t,
+            tv_nsec: atime.1 as libc::c_long,
+        },
+        libc::timespec {
+            tv_sec: mtime.0 as libc::time_t,
+            tv_nsec: mtime.1 as libc::c_long,
+        },
+    ];
+    // SAFETY: a valid descriptor and a two-element timespec array.
+    let rc = unsafe { libc::futimens(file.as_raw_fd(), ts.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// mknod(2) for device nodes and FIFOs; `mode` includes the file type bits.
 pub fn mknod(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
     let c = cpath(path)?;

@@ -2,6 +2,7 @@
 //! the tools recover needs with every library they load, kernel modules and
 //! firmware, and the host files they read. Hands on a filled [`Manifest`].
 
+pub mod borg;
 pub mod network;
 pub mod secrets;
 pub mod ssh;
@@ -125,6 +126,12 @@ pub fn plan(
         let (helper, package) = kind.helper();
         wanted.push((helper.to_string(), package.to_string(), true));
     }
+    // recover restores a borg backup with borg itself: only then does the
+    // image carry it and the Python it runs on.
+    let with_borg = config.backup.method == crate::config::BackupMethod::Borg;
+    if with_borg {
+        wanted.push(("borg".into(), "borgbackup".into(), true));
+    }
     for (name, package, required) in &wanted {
         match tools::find(root, name, &config.build.path) {
             Some(p) => {
@@ -134,6 +141,11 @@ pub fn plan(
             }
             None if *required => missing_required.push((name.clone(), package.clone())),
             None => report.optional_missing.push(name.clone()),
+        }
+    }
+    if with_borg {
+        if let Some(p) = tools::find(root, "borg", &config.build.path) {
+            elf_inputs.extend(borg::plan(&mut m, &p)?);
         }
     }
     if !missing_required.is_empty() {

@@ -17,6 +17,10 @@
 //! ReaR it also records whether a serial login prompt ever came.
 //! `--boot-only` measures only this (reusing ReaR's ISO, `--rear-iso`);
 //! `--write` then replaces only the boot section of BENCHMARKS.md.
+//!
+//! Last, backup and restore against tar+zstd and borg
+//! ([`crate::bench_backup`]); `--backup-only` runs only that and writes
+//! only its section.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,17 +32,17 @@ use crate::util;
 
 const DIR: &str = "target/bench";
 
-struct Measure {
-    name: String,
-    command: String,
-    wall: f64,
-    max_rss_kib: u64,
-    size: Option<u64>,
-    note: String,
+pub(crate) struct Measure {
+    pub(crate) name: String,
+    pub(crate) command: String,
+    pub(crate) wall: f64,
+    pub(crate) max_rss_kib: u64,
+    pub(crate) size: Option<u64>,
+    pub(crate) note: String,
 }
 
 /// Runs `cmd` to completion and measures it.
-fn measure(name: &str, cmd: &mut Command) -> Result<Measure> {
+pub(crate) fn measure(name: &str, cmd: &mut Command) -> Result<Measure> {
     let line = format!("{cmd:?}");
     eprintln!("==> {name}: {line}");
     let start = Instant::now();
@@ -101,10 +105,17 @@ pub struct Opts {
     pub no_boot: bool,
     /// ReaR's ISO to boot instead of the one this run builds.
     pub rear_iso: Option<PathBuf>,
+    /// Only the backup section (archive vs tar+zstd vs borg).
+    pub backup_only: bool,
+    /// Size and clean-up of the backup section.
+    pub backup: crate::bench_backup::Opts,
 }
 
 pub fn run(o: &Opts) -> Result<()> {
     let bin = crate::qemu::build_release()?;
+    if o.backup_only {
+        return backup_section(&bin, o, Vec::new());
+    }
     let kernel = mkrescue::host::choose_kernel(Path::new("/"), None)?;
     let kver = kernel.version.clone();
     let dir = PathBuf::from(DIR);
@@ -146,6 +157,21 @@ The floor is GNU cpio + `zstd -T2 -3` over the same host files mkrescue put into
         println!("{text}");
         sections.push(("boot", format!("{}{text}", produced_boot())));
     }
+    if o.boot_only {
+        if o.write {
+            write_benchmarks(&sections)?;
+        }
+        return Ok(());
+    }
+    backup_section(&bin, o, sections)
+}
+
+/// Measures the backup section (`bench_backup`) and writes it with the
+/// sections measured before it.
+fn backup_section(bin: &Path, o: &Opts, mut sections: Vec<(&str, String)>) -> Result<()> {
+    let text = crate::bench_backup::run(bin, &o.backup)?;
+    println!("{text}");
+    sections.push(("backup", text));
     if o.write {
         write_benchmarks(&sections)?;
     }
@@ -369,7 +395,7 @@ fn render(results: &[Measure], kver: &str) -> String {
     s
 }
 
-fn now_utc() -> String {
+pub(crate) fn now_utc() -> String {
     Command::new("date")
         .arg("-u")
         .arg("+%Y-%m-%d %H:%M UTC")
@@ -393,7 +419,7 @@ fn produced_boot() -> String {
 }
 
 /// The 1-minute load average: how busy the shared machine was.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))

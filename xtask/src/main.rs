@@ -9,9 +9,11 @@
 //! - `qemu layout`: build disk layouts in a VM, recover them, compare
 //! - `qemu e2e`: the whole disaster cycle of a Debian server (issue 7)
 //! - `dist`: man page and shell completions
-//! - `bench`: mkrescue against dracut, mkinitramfs and ReaR
+//! - `bench`: mkrescue against dracut, mkinitramfs and ReaR; backup and
+//!   restore against tar+zstd and borg
 
 mod bench;
+mod bench_backup;
 mod deps;
 mod dist;
 mod qemu;
@@ -52,7 +54,8 @@ enum Cmd {
     },
     /// Man page and shell completions into target/dist
     Dist,
-    /// Compare build time, memory and size with dracut, mkinitramfs and ReaR
+    /// Compare build time, memory and size with dracut, mkinitramfs and ReaR;
+    /// backup and restore throughput with tar+zstd and borg
     Bench {
         /// Skip ReaR (it takes minutes)
         #[arg(long)]
@@ -69,6 +72,15 @@ enum Cmd {
         /// ReaR ISO to boot (default: the one `bench` built in target/bench/rear-out)
         #[arg(long, value_name = "ISO")]
         rear_iso: Option<PathBuf>,
+        /// Only backup and restore: the built-in archive against tar+zstd and borg
+        #[arg(long, conflicts_with_all = ["boot_only", "no_boot"])]
+        backup_only: bool,
+        /// Size of the generated backup tree, MiB of file data
+        #[arg(long, value_name = "MIB", default_value_t = 1024)]
+        backup_mib: u64,
+        /// Keep the backup tree, archives and restored trees in target/bench/backup
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -182,6 +194,9 @@ fn main() -> Result<()> {
             boot_only,
             no_boot,
             rear_iso,
+            backup_only,
+            backup_mib,
+            keep,
         } => {
             deps::install()?;
             bench::run(&bench::Opts {
@@ -190,6 +205,11 @@ fn main() -> Result<()> {
                 boot_only,
                 no_boot,
                 rear_iso,
+                backup_only,
+                backup: bench_backup::Opts {
+                    mib: backup_mib,
+                    keep,
+                },
             })
         }
     }

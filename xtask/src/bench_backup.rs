@@ -1,0 +1,1108 @@
+//! `cargo xtask bench` (alone: `--backup-only`): backup and restore
+//! throughput of mkrescue's built-in `archive` method against
+//! `tar -I 'zstd -T2'` and `borg create` / `borg extract`, on the same
+//! generated tree of about 1 GiB, in one run; `--write` puts the table
+//! into the `bench:backup` section of BENCHMARKS.md.
+//!
+//! The tree ([`generate`]) is deterministic (one seed) and shaped like a
+//! server: many small config-like text files, documentation and source
+//! text, semi-compressible "library" binaries, incompressible media and
+//! blobs, a few big files (a database-like mix, a log), nested
+//! directories, hard links and symlinks. It lives under
+//! `target/bench/backup` (not /tmp: it is large) and is removed at the
+//! end unless `--keep`.
+//!
+//! Every measured command ends with a sync of what it wrote (`sync -f`,
+//! syncfs(2), on the output's filesystem), so each tool pays for putting
+//! its bytes on the disk; the tree and archives fit the page cache, so
+//! reads are warm for everyone. Restores (and the baseline's write) go to
+//! a freshly made ext4 on a loop device of a file in the bench directory,
+//! made again before each one: that is where recover restores (a new
+//! file system), and it keeps the measurement away from the shared disk's
+//! churn (ext4 skips inodes deleted in the last minutes when it allocates
+//! new ones, `recently_deleted()` in fs/ext4/ialloc.c: on a disk where
+//! trees are deleted all day, creating a file cost ~200 µs of kernel time
+//! here). The restore goal's baseline is defined in [`BASELINE`].
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::bench::{Measure, loadavg, measure, now_utc};
+
+const DIR: &str = "target/bench/backup";
+/// The tree's seed: change it and the tree changes, keep it and every run
+/// backs up the same bytes.
+const SEED: u64 = 0x6d6b_7265_7363_7565;
+/// Repetitions of the archive and tar measurements (the median is kept);
+/// borg, several times slower, runs once.
+const RUNS: usize = 3;
+
+/// The restore goal's yardstick, as printed with the table.
+const BASELINE: &str = "The baseline is what plain `cat` reaches with the same bytes: the time to read mkrescue's archive file to /dev/null (`cat ARCHIVE > /dev/null`) plus the time to write the tree's file data back to disk as one file (`cat` of every regular file of the tree, each hard-linked file once, into one file on the freshly made restore file system, then `sync` of that file, fsync(2)); its MB/s is the tree's data bytes over the sum of the two times (median of 3 each). Restore goal: archive restore ≥ 80% of it. Every restore, and the baseline's write, goes to a new ext4 (`mkfs.ext4` on a loop device of a file in target/bench/backup, made again before each), as in recover.";
+
+/// What the backup section measures.
+pub struct Opts {
+    /// Size of the generated tree (MiB of file data, about).
+    pub mib: u64,
+    /// Keep the tree, the archives and the restored trees.
+    pub keep: bool,
+}
+
+/// Runs the section; returns its text for BENCHMARKS.md (heading
+/// included).
+pub fn run(bin: &Path, o: &Opts) -> Result<String> {
+    let load = loadavg();
+    let dir = PathBuf::from(DIR);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let abs = std::fs::canonicalize(&dir)?;
+    check_space(&abs, o.mib)?;
+    let bin = std::fs::canonicalize(bin).with_context(|| format!("{}", bin.display()))?;
+    let result = measure_all(&bin, &abs, o, &load);
+    if o.keep {
+        eprintln!("==> kept {}", abs.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&abs);
+    }
+    result
+}
+
+/// Roughly: the tree, three archives, one restored tree and the baseline
+/// file at once.
+fn check_space(dir: &Path, mib: u64) -> Result<()> {
+    let need = (mib * 5) << 20;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: statvfs is plain data filled by statvfs(3).
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        bail!(
+            "statvfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    let free = s.f_bavail as u64 * s.f_frsize as u64;
+    if free < need {
+        bail!(
+            "{}: {} MiB free, the backup bench needs about {} MiB (pass a smaller --backup-mib)",
+            dir.display(),
+            free >> 20,
+            need >> 20
+        );
+    }
+    Ok(())
+}
+
+/// The file system restores go to: ext4 on a loop device of a sparse file,
+/// made anew by [`Scratch::fresh`], unmounted on drop.
+struct Scratch {
+    img: PathBuf,
+    mnt: PathBuf,
+    bytes: u64,
+    mounted: bool,
+}
+
+impl Scratch {
+    fn new(dir: &Path, bytes: u64) -> Scratch {
+        Scratch {
+            img: dir.join("restore-fs.img"),
+            mnt: dir.join("restore-fs"),
+            bytes,
+            mounted: false,
+        }
+    }
+
+    /// A new, empty, mounted file system; returns its mount point.
+    fn fresh(&mut self) -> Result<&Path> {
+        self.unmount()?;
+        let _ = std::fs::remove_file(&self.img);
+        std::fs::File::create(&self.img)
+            .and_then(|f| f.set_len(self.bytes))
+            .with_context(|| format!("creating {}", self.img.display()))?;
+        // Inode tables and journal written now (not by ext4lazyinit in
+        // the background during the measurement); no discard of the file.
+        quiet(
+            Command::new("mkfs.ext4")
+                .args([
+                    "-q",
+                    "-F",
+                    "-E",
+                    "lazy_itable_init=0,lazy_journal_init=0,nodiscard",
+                ])
+                .arg(&self.img),
+        )?;
+        std::fs::create_dir_all(&self.mnt)?;
+        quiet(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&self.img)
+                .arg(&self.mnt),
+        )
+        .context("mounting the restore file system (the backup bench needs root)")?;
+        self.mounted = true;
+        Ok(&self.mnt)
+    }
+
+    fn unmount(&mut self) -> Result<()> {
+        if self.mounted {
+            quiet(Command::new("umount").arg(&self.mnt))?;
+            self.mounted = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.unmount().is_err() {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        let _ = std::fs::remove_file(&self.img);
+    }
+}
+
+/// Runs a set-up command; its failure is an error with its stderr.
+fn quiet(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// One tool's create and restore.
+struct Row {
+    name: &'static str,
+    create: Measure,
+    restore: Measure,
+    archive_bytes: u64,
+    note: String,
+    create_cmd: String,
+    restore_cmd: String,
+}
+
+fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
+    let tree = abs.join("tree");
+    let t = Instant::now();
+    let shape = generate(&tree, o.mib, SEED)?;
+    eprintln!(
+        "==> generated {} ({:.0} MiB of data, {} files) in {:.1}s",
+        tree.display(),
+        shape.data_bytes as f64 / 1048576.0,
+        shape.files,
+        t.elapsed().as_secs_f64()
+    );
+    sync_fs(abs)?;
+    let want = summarize(&tree)?;
+    let data = want.data_bytes;
+    let out = abs.join("out");
+    // Room for the tree twice over plus ext4's own tables.
+    let mut scratch = Scratch::new(abs, data * 2 + (512 << 20));
+    let dest = scratch.mnt.join("restored");
+    let empty_conf = abs.join("no-config");
+    std::fs::create_dir_all(&empty_conf)?;
+
+    let q = |p: &Path| shell_quote(p);
+    // The commands, run with `sh -c` so a sync can follow each.
+    let mk_create = format!(
+        "{} backup --root {} --target file://{} --quiet --config-dir {} && sync -f {}",
+        q(bin),
+        q(&tree),
+        q(&out.join("archive")),
+        q(&empty_conf),
+        q(&out)
+    );
+    let mk_restore = format!(
+        "{} restore --from file://{} --to {} --quiet --config-dir {} && sync -f {}",
+        q(bin),
+        q(&out.join("archive")),
+        q(&dest),
+        q(&empty_conf),
+        q(&dest)
+    );
+    let tar_file = out.join("tar/tree.tar.zst");
+    let tar_create = format!(
+        "tar -C {} -I 'zstd -T2' -cf {} . && sync -f {}",
+        q(&tree),
+        q(&tar_file),
+        q(&out)
+    );
+    let tar_restore = format!(
+        "tar -C {} -I 'zstd -T2' -xf {} && sync -f {}",
+        q(&dest),
+        q(&tar_file),
+        q(&dest)
+    );
+    let repo = out.join("borg");
+    let borg_create = format!(
+        "cd {} && borg create --compression zstd,3 {}::bench . && sync -f {}",
+        q(&tree),
+        q(&repo),
+        q(&out)
+    );
+    let borg_restore = format!(
+        "cd {} && borg extract {}::bench && sync -f {}",
+        q(&dest),
+        q(&repo),
+        q(&dest)
+    );
+
+    let fresh = |p: &Path| -> Result<()> {
+        if p.exists() {
+            std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
+    };
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    // archive and tar in turns, so a burst of load on the shared machine
+    // hits both rather than one.
+    let mut runs: [(Vec<Measure>, Vec<Measure>); 2] = Default::default();
+    let mut sizes = [0u64; 2];
+    for i in 0..RUNS {
+        for (k, (create, restore, name)) in [
+            (&mk_create, &mk_restore, "archive"),
+            (&tar_create, &tar_restore, "tar+zstd"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stored = out.join(if k == 0 { "archive" } else { "tar" });
+            fresh(&stored)?;
+            sync_fs(abs)?;
+            runs[k].0.push(measure(
+                &format!("{name} create {}", i + 1),
+                &mut sh(create),
+            )?);
+            sizes[k] = dir_bytes(&stored)?;
+            scratch.fresh()?;
+            std::fs::create_dir(&dest)?;
+            sync_fs(abs)?;
+            runs[k].1.push(measure(
+                &format!("{name} restore {}", i + 1),
+                &mut sh(restore),
+            )?);
+            if i == 0
+                && let Err(e) = same(&want, &summarize(&dest)?)
+            {
+                notes.push(format!("{name}: restored tree differs: {e}"));
+            }
+        }
+    }
+    // The archive of the last run is the one the baseline reads.
+    let archive_file = find_archive(&out.join("archive"))?;
+    let [(ac, ar), (tc, tr)] = runs;
+    rows.push(Row {
+        name: "archive",
+        create: median(ac),
+        restore: median(ar),
+        archive_bytes: sizes[0],
+        note: format!(
+            "mkrescue built-in, zstd level 3 on one thread per core, sha256 of every file; median of {RUNS}"
+        ),
+        create_cmd: mk_create.clone(),
+        restore_cmd: mk_restore.clone(),
+    });
+    rows.push(Row {
+        name: "tar+zstd",
+        create: median(tc),
+        restore: median(tr),
+        archive_bytes: sizes[1],
+        note: format!("GNU tar, zstd -T2 (level 3); median of {RUNS}"),
+        create_cmd: tar_create.clone(),
+        restore_cmd: tar_restore.clone(),
+    });
+
+    // borg: once (it is the slow one), a fresh unencrypted repository.
+    fresh(&repo)?;
+    std::fs::remove_dir(&repo)?;
+    let borg_env = |c: &mut Command| {
+        c.env("BORG_BASE_DIR", abs.join("borg-home"))
+            .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes")
+            .env("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes");
+    };
+    let mut init = Command::new("borg");
+    init.args(["init", "--encryption=none"]).arg(&repo);
+    borg_env(&mut init);
+    let st = init
+        .status()
+        .context("cannot start borg (apt-get install borgbackup)")?;
+    if !st.success() {
+        bail!("borg init {} failed ({st})", repo.display());
+    }
+    sync_fs(abs)?;
+    let mut c = sh(&borg_create);
+    borg_env(&mut c);
+    let create = measure("borg create", &mut c)?;
+    scratch.fresh()?;
+    std::fs::create_dir(&dest)?;
+    sync_fs(abs)?;
+    let mut c = sh(&borg_restore);
+    borg_env(&mut c);
+    let restore = measure("borg extract", &mut c)?;
+    if let Err(e) = same(&want, &summarize(&dest)?) {
+        notes.push(format!("borg: restored tree differs: {e}"));
+    }
+    rows.push(Row {
+        name: "borg",
+        create,
+        restore,
+        archive_bytes: dir_bytes(&repo)?,
+        note: format!(
+            "borg {}, `--compression zstd,3` (its default is lz4), unencrypted repository, one thread; one run",
+            tool_version("borg", "--version")
+        ),
+        create_cmd: borg_create.clone(),
+        restore_cmd: borg_restore.clone(),
+    });
+
+    // The baseline: read the archive, write the tree's bytes back.
+    let list = abs.join("files.list");
+    let mut l = Vec::new();
+    for f in &want.unique_files {
+        l.extend_from_slice(f.as_os_str().as_bytes());
+        l.push(0);
+    }
+    std::fs::write(&list, l)?;
+    let base_file = scratch.mnt.join("baseline.bin");
+    let read_cmd = format!("cat {} > /dev/null", q(&archive_file));
+    let write_cmd = format!(
+        "cd {} && xargs -0 cat < {} > {} && sync {}",
+        q(&tree),
+        q(&list),
+        q(&base_file),
+        q(&base_file)
+    );
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+    for i in 0..RUNS {
+        scratch.fresh()?;
+        sync_fs(abs)?;
+        reads.push(measure(
+            &format!("baseline read {}", i + 1),
+            &mut sh(&read_cmd),
+        )?);
+        writes.push(measure(
+            &format!("baseline write {}", i + 1),
+            &mut sh(&write_cmd),
+        )?);
+    }
+    drop(scratch);
+    let (read, write) = (median(reads), median(writes));
+    let text = render(&rows, &read, &write, &want, &shape, data, load, &notes);
+    let cmds = format!(
+        "\nCommands (`$B` is target/bench/backup; each timed from start to end, sync included; `borg` with `BORG_BASE_DIR` in the bench directory):\n\n{}- baseline read: `{read_cmd}`\n- baseline write: `{write_cmd}`\n",
+        rows.iter()
+            .map(|r| format!(
+                "- {} create: `{}`\n- {} restore: `{}`\n",
+                r.name, r.create_cmd, r.name, r.restore_cmd
+            ))
+            .collect::<String>()
+    );
+    // Shorter and the same on every machine: $B for the bench directory.
+    let root = std::fs::canonicalize(".")?;
+    let cmds = cmds
+        .replace(&abs.display().to_string(), "$B")
+        .replace(&format!("{}/", root.display()), "");
+    let section = format!(
+        "## Backup and restore: archive vs tar+zstd vs borg\n\nProduced by `cargo xtask bench --write` (or `--backup-only --write`) on {} (this section is replaced on each run).\n\n{text}{cmds}",
+        now_utc()
+    );
+    Ok(section)
+}
+
+fn sh(script: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", script]);
+    c
+}
+
+fn shell_quote(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// syncfs(2) of the filesystem holding `p`: what the previous step left
+/// dirty is not charged to the next one.
+fn sync_fs(p: &Path) -> Result<()> {
+    let st = Command::new("sync")
+        .arg("-f")
+        .arg(p)
+        .status()
+        .context("cannot start sync")?;
+    if !st.success() {
+        bail!("sync -f {} failed ({st})", p.display());
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<Measure>) -> Measure {
+    v.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+    v.swap_remove(v.len() / 2)
+}
+
+fn tool_version(tool: &str, flag: &str) -> String {
+    Command::new(tool)
+        .arg(flag)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .last()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn find_archive(dir: &Path) -> Result<PathBuf> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.to_string_lossy().ends_with(".tar.zst") {
+            return Ok(p);
+        }
+    }
+    bail!("no *.tar.zst in {}", dir.display())
+}
+
+/// Bytes of all files below `dir` (what a tool stored).
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p)?;
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        } else if m.is_file() {
+            n += m.len();
+        }
+    }
+    Ok(n)
+}
+
+/// What a restored tree must match, per relative path.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+struct Entry {
+    kind: char,
+    size: u64,
+    mode: u32,
+    uid: u32,
+    mtime: i64,
+}
+
+struct Summary {
+    entries: BTreeMap<PathBuf, Entry>,
+    /// Regular files, each inode once (relative paths).
+    unique_files: Vec<PathBuf>,
+    data_bytes: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    /// Names beyond an inode's first.
+    hardlinks: u64,
+}
+
+fn summarize(root: &Path) -> Result<Summary> {
+    let mut s = Summary {
+        entries: BTreeMap::new(),
+        unique_files: Vec::new(),
+        data_bytes: 0,
+        files: 0,
+        dirs: 0,
+        symlinks: 0,
+        hardlinks: 0,
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).with_context(|| format!("{}", p.display()))?;
+        let rel = p.strip_prefix(root)?.to_path_buf();
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            s.dirs += 1;
+            let mut kids: Vec<PathBuf> = std::fs::read_dir(&p)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()?;
+            kids.sort();
+            stack.extend(kids.into_iter().rev());
+            'd'
+        } else if ft.is_symlink() {
+            s.symlinks += 1;
+            'l'
+        } else if ft.is_file() {
+            if seen.insert((m.dev(), m.ino())) {
+                s.files += 1;
+                s.data_bytes += m.len();
+                s.unique_files.push(rel.clone());
+            } else {
+                s.hardlinks += 1;
+            }
+            'f'
+        } else {
+            '?'
+        };
+        s.entries.insert(
+            rel,
+            Entry {
+                kind,
+                size: if kind == 'f' { m.len() } else { 0 },
+                mode: if kind == 'l' { 0 } else { m.mode() & 0o7777 },
+                uid: m.uid(),
+                mtime: if kind == 'f' { m.mtime() } else { 0 },
+            },
+        );
+    }
+    Ok(s)
+}
+
+/// The first difference between the source and a restored tree.
+fn same(want: &Summary, got: &Summary) -> std::result::Result<(), String> {
+    for (p, w) in &want.entries {
+        match got.entries.get(p) {
+            None => return Err(format!("{} missing", p.display())),
+            Some(g) if g != w => return Err(format!("{}: {g:?}, expected {w:?}", p.display())),
+            _ => {}
+        }
+    }
+    if let Some(p) = got.entries.keys().find(|p| !want.entries.contains_key(*p)) {
+        return Err(format!("{} is extra", p.display()));
+    }
+    if got.hardlinks != want.hardlinks {
+        return Err(format!(
+            "{} hard links, expected {}",
+            got.hardlinks, want.hardlinks
+        ));
+    }
+    Ok(())
+}
+
+/// SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number
+/// generators", OOPSLA 2014): small, fast and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    /// Incompressible bytes.
+    fn fill(&mut self, out: &mut Vec<u8>, n: usize) {
+        let start = out.len();
+        out.resize(start + n, 0);
+        for c in out[start..].chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+/// Text: lines of words from a fixed vocabulary with a skewed (Zipf-like)
+/// choice, numbers and punctuation, so zstd finds about the ratio it finds
+/// in documentation and logs (3-4×), not the 100× of repeated lines.
+struct Text {
+    words: Vec<Vec<u8>>,
+}
+
+impl Text {
+    fn new(rng: &mut Rng) -> Text {
+        let words = (0..4096)
+            .map(|_| {
+                let n = rng.range(2, 11) as usize;
+                (0..n).map(|_| b'a' + rng.below(26) as u8).collect()
+            })
+            .collect();
+        Text { words }
+    }
+
+    /// About `n` bytes of text (whole lines; at least one).
+    fn fill(&self, rng: &mut Rng, out: &mut Vec<u8>, n: usize, log: bool) {
+        let end = out.len() + n;
+        let mut clock = rng.range(1_600_000_000, 1_700_000_000);
+        while out.len() < end {
+            if log {
+                clock += rng.below(5);
+                out.extend_from_slice(
+                    format!(
+                        "{clock}.{:03} srv{}[{}]: ",
+                        rng.below(1000),
+                        rng.below(8),
+                        rng.range(100, 40000)
+                    )
+                    .as_bytes(),
+                );
+            }
+            let k = rng.range(4, 14);
+            for i in 0..k {
+                let u = rng.below(1 << 16);
+                // u² / 2^20: index 0..4096, small ones far more often.
+                let w = &self.words[((u * u) >> 20) as usize];
+                out.extend_from_slice(w);
+                match rng.below(16) {
+                    0 => out.extend_from_slice(format!(" {}", rng.below(100_000)).as_bytes()),
+                    1 if i + 1 < k => out.extend_from_slice(b","),
+                    _ => {}
+                }
+                out.push(if i + 1 == k { b'\n' } else { b' ' });
+            }
+        }
+    }
+}
+
+/// Binary-like bytes (libraries, executables): runs of zeros, runs of
+/// small values (tables, code with a skewed opcode mix) and random runs;
+/// zstd -3 shrinks it about 1.5-2×.
+fn binary(rng: &mut Rng, out: &mut Vec<u8>, n: usize) {
+    let end = out.len() + n;
+    while out.len() < end {
+        let run = (rng.range(16, 512) as usize).min(end - out.len());
+        match rng.below(10) {
+            0..=2 => out.resize(out.len() + run, 0),
+            3 | 4 => rng.fill(out, run),
+            _ => {
+                let base = rng.below(256) as u8;
+                for _ in 0..run {
+                    let v = rng.next();
+                    out.push(base.wrapping_add((v & 0x0f) as u8 & (v >> 8) as u8));
+                }
+            }
+        }
+    }
+}
+
+/// What [`generate`] made.
+struct Shape {
+    files: u64,
+    data_bytes: u64,
+    hardlinks: u64,
+    symlinks: u64,
+    dirs: u64,
+    /// One line per part of the tree.
+    parts: Vec<String>,
+}
+
+/// Writes the tree: about `mib` MiB of file data, the same bytes, names,
+/// modes, owners and times for the same seed.
+fn generate(root: &Path, mib: u64, seed: u64) -> Result<Shape> {
+    let mut rng = Rng(seed);
+    let text = Text::new(&mut rng);
+    // Every count scales with the size; the proportions stay.
+    let sc = |n: u64| ((n * mib).div_ceil(1024)).max(1);
+    let mut shape = Shape {
+        files: 0,
+        data_bytes: 0,
+        hardlinks: 0,
+        symlinks: 0,
+        dirs: 0,
+        parts: Vec::new(),
+    };
+    let mut buf = Vec::with_capacity(8 << 20);
+    let mut made: Vec<PathBuf> = Vec::new();
+    let mkdir = |p: &Path, shape: &mut Shape| -> Result<()> {
+        if !p.exists() {
+            std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+            shape.dirs += 1;
+        }
+        Ok(())
+    };
+    let put = |path: &Path,
+               data: &[u8],
+               mode: u32,
+               uid: u32,
+               rng: &mut Rng,
+               shape: &mut Shape,
+               made: &mut Vec<PathBuf>|
+     -> Result<()> {
+        std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        if uid != 0 {
+            std::os::unix::fs::chown(path, Some(uid), Some(uid))?;
+        }
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(rng.range(1_500_000_000, 1_760_000_000));
+        std::fs::File::options()
+            .write(true)
+            .open(path)?
+            .set_modified(t)?;
+        shape.files += 1;
+        shape.data_bytes += data.len() as u64;
+        made.push(path.to_path_buf());
+        Ok(())
+    };
+    let part = |shape: &mut Shape, what: String, before: (u64, u64)| {
+        shape.parts.push(format!(
+            "{what}: {} files, {:.0} MiB",
+            shape.files - before.0,
+            (shape.data_bytes - before.1) as f64 / 1048576.0
+        ));
+    };
+
+    // etc: many small config-like files in nested directories.
+    let b = (shape.files, shape.data_bytes);
+    for i in 0..sc(6000) {
+        let d = root.join(format!("etc/conf{}/sub{}", i % 300, i % 7));
+        mkdir(&d, &mut shape)?;
+        buf.clear();
+        let n = rng.range(100, 6000) as usize;
+        text.fill(&mut rng, &mut buf, n, false);
+        let mode = if i % 10 == 0 { 0o600 } else { 0o644 };
+        put(
+            &d.join(format!("file{i}.conf")),
+            &buf,
+            mode,
+            0,
+            &mut rng,
+            &mut shape,
+            &mut made,
+        )?;
+    }
+    part(&mut shape, "config-like text, 100 B-6 KiB".into(), b);
+    // Source code: small text files, owned by a user.
+    let b = (shape.files, shape.data_bytes);
+    for i in 0..sc(8000) {
+        let d = root.join(format!("home/dev/src/proj{}/mod{}", i % 40, i % 25));
+        mkdir(&d, &mut shape)?;
+        buf.clear();
+        let n = rng.range(1 << 10, 32 << 10) as usize;
+        text.fill(&mut rng, &mut buf, n, false);
+        put(
+            &d.join(format!("unit{i}.rs")),
+            &buf,
+            0o644,
+            1000,
+            &mut rng,
+            &mut shape,
+            &mut made,
+        )?;
+    }
+    part(&mut shape, "source-like text, 1-32 KiB".into(), b);
+    // Documentation: text, 4-256 KiB.
+    let b = (shape.files, shape.data_bytes);
+    for i in 0..sc(1500) {
+        let d = root.join(format!("usr/share/doc/pkg{}", i % 200));
+        mkdir(&d, &mut shape)?;
+        buf.clear();
+        let n = rng.range(4 << 10, 256 << 10) as usize;
+        text.fill(&mut rng, &mut buf, n, false);
+        put(
+            &d.join(format!("doc{i}.txt")),
+            &buf,
+            0o644,
+            0,
+            &mut rng,
+            &mut shape,
+            &mut made,
+        )?;
+    }
+    part(&mut shape, "documentation text, 4-256 KiB".into(), b);
+    // Libraries: binary-like, 16 KiB-1 MiB, each with a soname symlink.
+    let b = (shape.files, shape.data_bytes);
+    let lib = root.join("usr/lib/x86_64-linux-gnu");
+    mkdir(&lib, &mut shape)?;
+    for i in 0..sc(400) {
+        buf.clear();
+        let n = rng.range(16 << 10, 1 << 20) as usize;
+        binary(&mut rng, &mut buf, n);
+        let name = format!("libbench{i}.so.1.0");
+        put(
+            &lib.join(&name),
+            &buf,
+            0o755,
+            0,
+            &mut rng,
+            &mut shape,
+            &mut made,
+        )?;
+        std::os::unix::fs::symlink(&name, lib.join(format!("libbench{i}.so.1")))?;
+        shape.symlinks += 1;
+    }
+    part(&mut shape, "library-like binaries, 16 KiB-1 MiB".into(), b);
+    // Media: incompressible, 1-6 MiB.
+    let b = (shape.files, shape.data_bytes);
+    let media = root.join("home/user/photos");
+    mkdir(&media, &mut shape)?;
+    for i in 0..sc(60) {
+        buf.clear();
+        let n = rng.range(1 << 20, 6 << 20) as usize;
+        rng.fill(&mut buf, n);
+        put(
+            &media.join(format!("img{i}.jpg")),
+            &buf,
+            0o640,
+            1001,
+            &mut rng,
+            &mut shape,
+            &mut made,
+        )?;
+    }
+    part(&mut shape, "incompressible media, 1-6 MiB".into(), b);
+    // Big files, written in 8 MiB pieces: a database-like mix of text
+    // pages and random pages, a random blob, a log.
+    let b = (shape.files, shape.data_bytes);
+    let db = root.join("var/lib/db");
+    mkdir(&db, &mut shape)?;
+    mkdir(&root.join("var/backups"), &mut shape)?;
+    mkdir(&root.join("var/log"), &mut shape)?;
+    let big = [
+        ("var/lib/db/big.db", sc(160), 0u8),
+        ("var/backups/blob.bin", sc(96), 1),
+        ("var/log/syslog", sc(40), 2),
+    ];
+    for (name, size_mib, kind) in big {
+        let path = root.join(name);
+        let mut f = std::fs::File::create(&path)?;
+        let mut left = size_mib << 20;
+        while left > 0 {
+            let piece = left.min(8 << 20) as usize;
+            left -= piece as u64;
+            buf.clear();
+            match kind {
+                0 => {
+                    // 16 KiB pages, half text, half random.
+                    while buf.len() < 8 << 20 {
+                        if rng.below(2) == 0 {
+                            let end = buf.len() + (16 << 10);
+                            text.fill(&mut rng, &mut buf, 16 << 10, false);
+                            buf.truncate(end);
+                        } else {
+                            rng.fill(&mut buf, 16 << 10);
+                        }
+                    }
+                }
+                1 => rng.fill(&mut buf, 8 << 20),
+                _ => text.fill(&mut rng, &mut buf, 8 << 20, true),
+            }
+            buf.truncate(piece);
+            std::io::Write::write_all(&mut f, &buf)?;
+            shape.data_bytes += buf.len() as u64;
+        }
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_750_000_000))?;
+        shape.files += 1;
+    }
+    part(
+        &mut shape,
+        "big files (database-like mix, random blob, log)".into(),
+        b,
+    );
+    // Hard links: some files get a second name in another directory.
+    let links = root.join("srv/links");
+    mkdir(&links, &mut shape)?;
+    for i in 0..sc(300) {
+        let from = &made[rng.below(made.len() as u64) as usize];
+        let to = links.join(format!("link{i}"));
+        if !to.exists() {
+            std::fs::hard_link(from, &to)?;
+            shape.hardlinks += 1;
+        }
+    }
+    // Symlinks: relative into the tree, absolute, dangling.
+    let alt = root.join("etc/alternatives");
+    mkdir(&alt, &mut shape)?;
+    for i in 0..sc(1100) {
+        let target = match i % 3 {
+            0 => {
+                let t = &made[rng.below(made.len() as u64) as usize];
+                format!("../../{}", t.strip_prefix(root)?.display())
+            }
+            1 => format!("/usr/bin/tool{}", rng.below(500)),
+            _ => format!("missing{i}"),
+        };
+        std::os::unix::fs::symlink(target, alt.join(format!("alt{i}")))?;
+        shape.symlinks += 1;
+    }
+    // A few empty directories (mount points, spools).
+    for d in ["mnt/data", "var/spool/empty", "srv/www"] {
+        mkdir(&root.join(d), &mut shape)?;
+    }
+    Ok(shape)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    rows: &[Row],
+    read: &Measure,
+    write: &Measure,
+    tree: &Summary,
+    shape: &Shape,
+    data: u64,
+    load: &str,
+    notes: &[String],
+) -> String {
+    let mbs = |secs: f64| data as f64 / 1e6 / secs;
+    let tar = rows
+        .iter()
+        .find(|r| r.name == "tar+zstd")
+        .map(|r| mbs(r.create.wall))
+        .unwrap_or(f64::NAN);
+    let base_secs = read.wall + write.wall;
+    let base = mbs(base_secs);
+    let mut s = format!(
+        "Kernel {}, {} cores, load average (1 min) at the start: {load}.\n\n\
+Tree: {:.0} MiB of file data ({} bytes) in {} files, {} directories, {} symlinks, {} extra hard-link names, generated by `xtask/src/bench_backup.rs` (seed {SEED:#x}):\n\n{}\n\n\
+MB/s is 10^6 bytes of file data (each hard-linked file once) per wall second, sync included.\n\n\
+| tool | create (s) | create MB/s | create × tar+zstd | restore (s) | restore MB/s | restore × baseline | stored (MiB) | data / stored | peak RSS create / restore (MiB) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        kernel(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        data as f64 / 1048576.0,
+        data,
+        tree.files,
+        tree.dirs,
+        tree.symlinks,
+        tree.hardlinks,
+        shape
+            .parts
+            .iter()
+            .map(|p| format!("- {p}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.0} | {:.2} | {:.0} / {:.0} | {} |\n",
+            r.name,
+            r.create.wall,
+            mbs(r.create.wall),
+            mbs(r.create.wall) / tar,
+            r.restore.wall,
+            mbs(r.restore.wall),
+            mbs(r.restore.wall) / base,
+            r.archive_bytes as f64 / 1048576.0,
+            data as f64 / r.archive_bytes.max(1) as f64,
+            r.create.max_rss_kib as f64 / 1024.0,
+            r.restore.max_rss_kib as f64 / 1024.0,
+            r.note
+        ));
+    }
+    s.push_str(&format!(
+        "| baseline (cat) | - | - | - | {base_secs:.2} | {base:.0} | 1.00 | - | - | - | read {:.2} s ({:.0} MB/s of archive) + write {:.2} s |\n",
+        read.wall,
+        rows.first().map(|r| r.archive_bytes as f64 / 1e6 / read.wall).unwrap_or(0.0),
+        write.wall
+    ));
+    s.push_str(&format!("\n{BASELINE}\n\nGoals (issue 5):\n\n"));
+    if let Some(a) = rows.iter().find(|r| r.name == "archive") {
+        let c = mbs(a.create.wall) / tar;
+        let r = mbs(a.restore.wall) / base;
+        s.push_str(&format!(
+            "- archive create ≥ tar+zstd: {:.0} vs {tar:.0} MB/s, ×{c:.2}: {}\n- archive restore ≥ 80% of the baseline: {:.0} vs {base:.0} MB/s, {:.0}%: {}\n",
+            mbs(a.create.wall),
+            if c >= 1.0 { "met" } else { "MISSED" },
+            mbs(a.restore.wall),
+            r * 100.0,
+            if r >= 0.8 { "met" } else { "MISSED" }
+        ));
+    }
+    for n in notes {
+        s.push_str(&format!("- {n}\n"));
+    }
+    s
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tree_is_the_same_for_the_same_seed() {
+        let t = tempfile_dir("a");
+        let u = tempfile_dir("b");
+        let a = generate(&t, 8, 7).unwrap();
+        let b = generate(&u, 8, 7).unwrap();
+        assert_eq!(a.data_bytes, b.data_bytes);
+        let (sa, sb) = (summarize(&t).unwrap(), summarize(&u).unwrap());
+        assert!(same(&sa, &sb).is_ok());
+        assert!(sa.hardlinks > 0 && sa.symlinks > 0 && sa.files > 100);
+        for f in sa.unique_files.iter().take(50) {
+            assert_eq!(
+                std::fs::read(t.join(f)).unwrap(),
+                std::fs::read(u.join(f)).unwrap()
+            );
+        }
+        // Another seed, other bytes.
+        let v = tempfile_dir("c");
+        generate(&v, 8, 8).unwrap();
+        let sv = summarize(&v).unwrap();
+        assert!(same(&sa, &sv).is_err());
+        for d in [t, u, v] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("xtask-bench-backup-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn text_compresses_like_text_and_noise_does_not() {
+        let mut rng = Rng(1);
+        let t = Text::new(&mut rng);
+        let mut v = Vec::new();
+        t.fill(&mut rng, &mut v, 1 << 20, false);
+        let z = zstd_ratio(&v);
+        assert!((2.0..8.0).contains(&z), "text ratio {z}");
+        let mut n = Vec::new();
+        rng.fill(&mut n, 1 << 20);
+        assert!(zstd_ratio(&n) < 1.01);
+        let mut b = Vec::new();
+        binary(&mut rng, &mut b, 1 << 20);
+        let z = zstd_ratio(&b);
+        assert!((1.3..4.0).contains(&z), "binary ratio {z}");
+    }
+
+    fn zstd_ratio(v: &[u8]) -> f64 {
+        let mut c = Command::new("zstd")
+            .args(["-3", "-c"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut i = c.stdin.take().unwrap();
+        let data = v.to_vec();
+        let w = std::thread::spawn(move || std::io::Write::write_all(&mut i, &data));
+        let out = c.wait_with_output().unwrap();
+        w.join().unwrap().unwrap();
+        v.len() as f64 / out.stdout.len() as f64
+    }
+}
