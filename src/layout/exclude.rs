@@ -117,10 +117,16 @@ pub fn exclude_backup_disks(l: &mut Layout, target: Option<&str>) {
     let Some(dir) = target.and_then(|t| t.strip_prefix("file://")) else {
         return;
     };
-    if !std::path::Path::new(dir).is_dir() {
+    // Before the first backup the target directory may not exist yet
+    // (`mkrescue backup` creates it): the file system it will be created
+    // on is that of its nearest existing parent, e.g. the backup disk
+    // mounted at /backup for file:///backup/archive.
+    let Some(at) = nearest_existing(std::path::Path::new(dir)) else {
         return;
-    }
-    let Some(src) = source_of(dir) else { return };
+    };
+    let Some(src) = source_of(&at.to_string_lossy()) else {
+        return;
+    };
     let root_disks = source_of("/").map(|r| disks_under(&r)).unwrap_or_default();
     for d in disks_under(&src) {
         if !root_disks.contains(&d) {
@@ -129,10 +135,27 @@ pub fn exclude_backup_disks(l: &mut Layout, target: Option<&str>) {
     }
 }
 
+/// `dir` or its nearest parent that exists as a directory.
+fn nearest_existing(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    dir.ancestors()
+        .find(|a| !a.as_os_str().is_empty() && a.is_dir())
+        .map(|a| a.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_target_not_yet_created_is_looked_up_on_its_parent() {
+        let t = tempfile::tempdir().unwrap();
+        let want = t.path().join("archive/host");
+        assert_eq!(nearest_existing(&want).as_deref(), Some(t.path()));
+        std::fs::create_dir_all(&want).unwrap();
+        assert_eq!(nearest_existing(&want).as_deref(), Some(want.as_path()));
+        assert_eq!(nearest_existing(Path::new("relative/none")), None);
+    }
 
     /// The capture fixture's layout 2 (md RAID1 + LVM over vdc and vdd):
     /// dropping one RAID member keeps the array (the other member still

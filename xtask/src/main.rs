@@ -217,6 +217,16 @@ fn main() -> Result<()> {
 
 fn ci() -> Result<()> {
     deps::install()?;
+    // The e2e server's debootstrap (downloads and dpkg, a few minutes of
+    // mostly idle CPU) runs while clippy and the tests compile; the e2e
+    // step below waits for it and builds it itself if this failed.
+    std::fs::create_dir_all("target/qemu")?;
+    let rootfs_log = PathBuf::from("target/qemu/e2e-rootfs.log");
+    let _ = std::fs::remove_file(&rootfs_log);
+    let rootfs = {
+        let log = rootfs_log.clone();
+        std::thread::spawn(move || qemu_e2e::rootfs_logged(Some(&log)))
+    };
     util::step("cargo fmt --check", || {
         util::run("cargo", &["fmt", "--all", "--", "--check"])
     })?;
@@ -251,6 +261,14 @@ fn ci() -> Result<()> {
     // under TCG on 2 cores, most of it the Debian server's own
     // update-initramfs and boots; the other scenarios and variants are run
     // by hand (`cargo xtask qemu e2e --scenario ...`).
+    util::step("e2e rootfs (built in the background)", || {
+        match rootfs.join() {
+            Ok(Ok(tar)) => eprintln!("rootfs: {}", tar.display()),
+            Ok(Err(e)) => eprintln!("background rootfs build failed, building again: {e:#}"),
+            Err(_) => eprintln!("background rootfs build panicked, building again"),
+        }
+        Ok(())
+    })?;
     util::step("qemu e2e raid1-lvm", || {
         qemu_e2e::run(None, "raid1-lvm", "provision")
     })?;

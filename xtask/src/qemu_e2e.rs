@@ -87,6 +87,42 @@ const CACHE: &str = "target/e2e";
 
 /// The rootfs tarball, built by debootstrap unless cached. Returns its path.
 pub fn rootfs() -> Result<PathBuf> {
+    rootfs_logged(None)
+}
+
+/// [`rootfs`], with the output of debootstrap, chroot and tar appended to
+/// `log` instead of this terminal when given: `cargo xtask ci` builds it in
+/// a background thread while clippy and the tests run (debootstrap is
+/// mostly downloads and dpkg, a few minutes of mostly idle CPU).
+pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
+    let run = |program: &str, args: &[&str]| -> Result<()> {
+        let mut c = Command::new(program);
+        // No debconf questions from the packages' maintainer scripts.
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        match log {
+            Some(l) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(l)
+                    .with_context(|| format!("opening {}", l.display()))?;
+                c.stdout(f.try_clone()?).stderr(f);
+            }
+            None => eprintln!("$ {program} {}", args.join(" ")),
+        }
+        let st = c
+            .status()
+            .with_context(|| format!("cannot start {program}"))?;
+        if !st.success() {
+            bail!(
+                "`{program} {}` failed ({st}){}",
+                args.join(" "),
+                log.map(|l| format!("; its output is in {}", l.display()))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    };
     let key = cache_key()?;
     let tar = PathBuf::from(CACHE).join(format!("rootfs-{key}.tar"));
     if tar.exists() {
@@ -101,18 +137,16 @@ pub fn rootfs() -> Result<PathBuf> {
     }
     let dirs = dir.to_str().context("non-UTF-8 cache path")?;
     let include = format!("--include={}", PACKAGES.join(","));
-    // SAFETY: setenv before this process spawns any thread.
-    unsafe { std::env::set_var("DEBIAN_FRONTEND", "noninteractive") };
-    util::run(
+    run(
         "debootstrap",
         &["--variant=minbase", &include, SUITE, dirs, MIRROR],
     )?;
     // The package cache is 100+ MB the server never needs.
-    util::run("chroot", &[dirs, "apt-get", "clean"])?;
+    run("chroot", &[dirs, "apt-get", "clean"])?;
     let part = tar.with_extension("tar.part");
     // --xattrs/--acls: file capabilities (ping) and ACLs survive;
     // --numeric-owner: the server's uids, not this machine's names.
-    util::run(
+    run(
         "tar",
         &[
             "--numeric-owner",
@@ -1223,9 +1257,11 @@ fn compare_lists(
     allowed: &[&str],
     allowed_new: &[&str],
 ) -> Vec<String> {
+    // "X/" covers the directory X itself and everything under it.
     let under = |p: &[u8], list: &[&str]| {
         let s = String::from_utf8_lossy(p);
-        list.iter().any(|a| s.starts_with(a))
+        list.iter()
+            .any(|a| s.starts_with(a) || a.strip_suffix('/') == Some(&*s))
     };
     let ok = |p: &[u8]| under(p, allowed);
     let mut out = Vec::new();
@@ -1374,6 +1410,7 @@ mod tests {
     fn files_recover_adds_to_the_esp_pass_but_esp_files_must_not_change_or_vanish() {
         let before = list(&[("/boot/efi/EFI/old.efi", "a"), ("/etc/x", "b")]);
         let after = list(&[
+            ("/boot/efi/EFI", "d"),
             ("/boot/efi/EFI/old.efi", "a"),
             ("/boot/efi/EFI/BOOT/BOOTX64.EFI", "c"),
             ("/etc/x", "b"),
