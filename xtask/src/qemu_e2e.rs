@@ -50,6 +50,10 @@ use crate::util;
 /// - xorriso, isolinux, syslinux-common, mtools: what `mkrescue --output
 ///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs)
 /// - acl, attr: test data with ACLs and xattrs, and reading them back
+/// - efibootmgr: what a Debian server with grub-efi has; grub-install
+///   writes the firmware boot entry with it when recover runs under UEFI
+///   (the uefi variant), the rescue image takes it along, and check.sh
+///   prints the entries with `efibootmgr -v`
 /// - rsync, zstd, xz-utils: taken into the rescue image when present
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
@@ -76,6 +80,7 @@ const PACKAGES: &[&str] = &[
     "mtools",
     "acl",
     "attr",
+    "efibootmgr",
     "rsync",
     "zstd",
     "xz-utils",
