@@ -91,11 +91,18 @@ pub fn parse(text: &str) -> BootVars {
     v
 }
 
-/// `order` with `add` appended (each once, kept where it already is), as
-/// efibootmgr's `--bootorder` takes it: `0004,0001,0005`.
-pub fn order_arg(order: &[u16], add: &[u16]) -> String {
-    let mut all: Vec<u16> = Vec::with_capacity(order.len() + add.len());
-    for n in order.iter().chain(add) {
+/// `order` with `add` placed right after `first` (at the front when
+/// `first` is not in it), each number once, as efibootmgr's `--bootorder`
+/// takes it: `0004,0005,0001`. Right after, not at the end: when `first`'s
+/// disk is gone the firmware tries the next entry, and further down there
+/// may be one that never returns (OVMF's EFI shell waits at its prompt).
+pub fn order_arg(order: &[u16], first: Option<u16>, add: &[u16]) -> String {
+    let rest: Vec<u16> = order.iter().copied().filter(|n| !add.contains(n)).collect();
+    let at = first
+        .and_then(|f| rest.iter().position(|n| *n == f))
+        .map_or(0, |i| i + 1);
+    let mut all: Vec<u16> = Vec::with_capacity(rest.len() + add.len());
+    for n in rest[..at].iter().chain(add).chain(&rest[at..]) {
         if !all.contains(n) {
             all.push(*n);
         }
@@ -149,9 +156,19 @@ Boot0005* debian ESP2\tHD(2,GPT,1c1f6d4f-1b5c-4d50-ae6f-2f3f4e5d6c7b,0x1000,0x64
     }
 
     #[test]
-    fn new_entries_go_after_the_existing_order() {
-        assert_eq!(order_arg(&[4, 1], &[5]), "0004,0001,0005");
-        assert_eq!(order_arg(&[4, 1], &[1, 0x1a]), "0004,0001,001A");
-        assert_eq!(order_arg(&[], &[2]), "0002");
+    fn new_entries_go_right_after_the_first_disks_entry() {
+        // debian (4), DVD (1), shell (3): the second disk's entry before
+        // the shell.
+        assert_eq!(order_arg(&[4, 1, 3], Some(4), &[5]), "0004,0005,0001,0003");
+        assert_eq!(
+            order_arg(&[1, 4, 3], Some(4), &[5, 6]),
+            "0001,0004,0005,0006,0003"
+        );
+        // Already in the order (a rerun): moved, not doubled.
+        assert_eq!(order_arg(&[4, 3, 5], Some(4), &[5]), "0004,0005,0003");
+        // No first entry: to the front.
+        assert_eq!(order_arg(&[1, 3], None, &[0x1a]), "001A,0001,0003");
+        assert_eq!(order_arg(&[1, 3], Some(9), &[2]), "0002,0001,0003");
+        assert_eq!(order_arg(&[], None, &[2]), "0002");
     }
 }

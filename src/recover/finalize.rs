@@ -443,7 +443,7 @@ fn efibootmgr(c: &Ctx, args: &[&str]) -> Cmd {
 }
 
 /// One more firmware boot entry per copy of the ESP (the other RAID1
-/// members'), after the existing ones in BootOrder: grub-install's entry
+/// members'), right after the first disk's in BootOrder: grub-install's entry
 /// names only the ESP it installed onto, so with that disk gone the
 /// firmware would fall to whatever comes next (on OVMF the EFI shell)
 /// instead of the identical loader on the surviving disk. Entries of an
@@ -501,9 +501,17 @@ fn extra_entries(c: &Ctx, esp_dir: &str, other_esps: &[String]) -> Result<Vec<St
         .copied()
         .filter(|n| after.entry(*n).is_some())
         .collect();
-    efibootmgr(c, &["--bootorder", &efiboot::order_arg(&order, &new)])
-        .output()
-        .context("appending the new firmware boot entries to BootOrder with efibootmgr")?;
+    // The first disk's entry (grub-install's, same label), first in order.
+    let first = order
+        .iter()
+        .copied()
+        .find(|n| after.entry(*n).is_some_and(|e| e.label == label));
+    efibootmgr(
+        c,
+        &["--bootorder", &efiboot::order_arg(&order, first, &new)],
+    )
+    .output()
+    .context("appending the new firmware boot entries to BootOrder with efibootmgr")?;
     Ok(done)
 }
 
