@@ -48,7 +48,9 @@ use crate::util;
 ///   rescue build run on the server (minbase has neither)
 /// - openssh-server: what a server has (the rescue image takes its sshd)
 /// - xorriso, isolinux, syslinux-common, mtools: what `mkrescue --output
-///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs)
+///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs);
+///   pxelinux: what `--output pxe` needs on top (pxelinux.0, the pxe
+///   variant's boot loader)
 /// - acl, attr: test data with ACLs and xattrs, and reading them back
 /// - efibootmgr: what a Debian server with grub-efi has; grub-install
 ///   writes the firmware boot entry with it when recover runs under UEFI
@@ -77,6 +79,7 @@ const PACKAGES: &[&str] = &[
     "xorriso",
     "isolinux",
     "syslinux-common",
+    "pxelinux",
     "mtools",
     "acl",
     "attr",
