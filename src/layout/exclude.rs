@@ -110,6 +110,15 @@ fn source_of(dir: &str) -> Option<String> {
         .filter(|s| s.starts_with("/dev/"))
 }
 
+/// `dir` or its nearest ancestor that is a directory.
+fn nearest_existing_dir(dir: &std::path::Path) -> Option<&std::path::Path> {
+    let mut at = dir;
+    while !at.is_dir() {
+        at = at.parent()?;
+    }
+    Some(at)
+}
+
 /// Leaves out the disks of a local `file://` backup target, unless they
 /// also hold the root file system (then the backup is on the system disk;
 /// the rescue build warns about that).
@@ -117,10 +126,17 @@ pub fn exclude_backup_disks(l: &mut Layout, target: Option<&str>) {
     let Some(dir) = target.and_then(|t| t.strip_prefix("file://")) else {
         return;
     };
-    if !std::path::Path::new(dir).is_dir() {
+    // Before the first backup the target directory does not exist yet; the
+    // file system that will hold it is its nearest existing ancestor's
+    // (the backup disk mounted at /backup for /backup/archive). Without
+    // this the first `layout save` kept the backup disk and a later one
+    // dropped it.
+    let Some(at) = nearest_existing_dir(std::path::Path::new(dir)) else {
         return;
-    }
-    let Some(src) = source_of(dir) else { return };
+    };
+    let Some(src) = source_of(&at.to_string_lossy()) else {
+        return;
+    };
     let root_disks = source_of("/").map(|r| disks_under(&r)).unwrap_or_default();
     for d in disks_under(&src) {
         if !root_disks.contains(&d) {
@@ -133,6 +149,23 @@ pub fn exclude_backup_disks(l: &mut Layout, target: Option<&str>) {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_target_not_created_yet_belongs_to_its_nearest_existing_dir() {
+        let t = std::env::temp_dir().join(format!("mkr-exclude-{}", std::process::id()));
+        std::fs::create_dir_all(&t).unwrap();
+        assert_eq!(nearest_existing_dir(&t), Some(t.as_path()));
+        let later = t.join("archive/host");
+        assert_eq!(nearest_existing_dir(&later), Some(t.as_path()));
+        // A file is not a directory: its parent holds it.
+        std::fs::write(t.join("f"), "").unwrap();
+        assert_eq!(nearest_existing_dir(&t.join("f/x")), Some(t.as_path()));
+        assert_eq!(
+            nearest_existing_dir(Path::new("/no/such/dir")),
+            Some(Path::new("/"))
+        );
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 
     /// The capture fixture's layout 2 (md RAID1 + LVM over vdc and vdd):
     /// dropping one RAID member keeps the array (the other member still
