@@ -1555,6 +1555,15 @@ fn compare_lists(
         let s = String::from_utf8_lossy(p);
         list.iter().any(|a| s.starts_with(a))
     };
+    // What may be new also covers the directory itself (`/boot/efi/EFI`
+    // when the ESP was empty before).
+    let new_ok = |p: &[u8]| {
+        let s = String::from_utf8_lossy(p);
+        under(p, allowed_new)
+            || allowed_new
+                .iter()
+                .any(|a| a.strip_suffix('/').is_some_and(|d| s == d))
+    };
     let ok = |p: &[u8]| under(p, allowed);
     let mut out = Vec::new();
     for (p, b) in before {
@@ -1569,7 +1578,7 @@ fn compare_lists(
         }
     }
     for p in after.keys() {
-        if !ok(p) && !under(p, allowed_new) && !before.contains_key(p) {
+        if !ok(p) && !new_ok(p) && !before.contains_key(p) {
             out.push(format!("new {:?}", String::from_utf8_lossy(p)));
         }
     }
@@ -1818,6 +1827,17 @@ mod tests {
             ("/etc/x", "b"),
         ]);
         assert!(compare_lists(&before, &after, ALLOWED_TO_CHANGE, ALLOWED_NEW).is_empty());
+        // An empty ESP before: \EFI itself is new too.
+        let empty = list(&[("/etc/x", "b")]);
+        let filled = list(&[
+            ("/boot/efi/EFI", "d"),
+            ("/boot/efi/EFI/BOOT/BOOTX64.EFI", "c"),
+            ("/etc/x", "b"),
+        ]);
+        assert!(compare_lists(&empty, &filled, ALLOWED_TO_CHANGE, ALLOWED_NEW).is_empty());
+        let sibling = list(&[("/boot/efi/EFIX", "d"), ("/etc/x", "b")]);
+        let p = compare_lists(&empty, &sibling, ALLOWED_TO_CHANGE, ALLOWED_NEW);
+        assert_eq!(p, vec!["new \"/boot/efi/EFIX\"".to_string()]);
 
         let changed = list(&[("/boot/efi/EFI/old.efi", "z"), ("/etc/x", "b")]);
         let p = compare_lists(&before, &changed, ALLOWED_TO_CHANGE, ALLOWED_NEW);
