@@ -117,30 +117,39 @@ pub fn order_arg(order: &[u16], first: Option<u16>, add: &[u16]) -> String {
 mod tests {
     use super::*;
 
-    /// The shape efibootmgr 17 (Debian 12) prints with -v under OVMF.
-    const V17: &str = "BootCurrent: 0004\n\
-Timeout: 0 seconds\n\
-BootOrder: 0004,0001,0003,0005\n\
-Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)\n\
-Boot0001* UEFI Misc Device\tPciRoot(0x0)/Pci(0x3,0x0){auto_created_boot_option}\n\
-Boot0003  EFI Internal Shell\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(7c04a583-9e3e-4f1c-ad65-e05268d0b4d1)\n\
-Boot0004* debian\tHD(2,GPT,0b0e5c3e-0a4b-4c4f-9d5e-1f2e3d4c5b6a,0x1000,0x64000)/File(\\EFI\\debian\\grubx64.efi)\n\
-Boot0005* debian ESP2\tHD(2,GPT,1c1f6d4f-1b5c-4d50-ae6f-2f3f4e5d6c7b,0x1000,0x64000)/File(\\EFI\\debian\\grubx64.efi)\n";
+    /// efibootmgr -v of the recovered e2e server under OVMF
+    /// (tests/fixtures/efiboot/README.md).
+    const AFTER: &str = include_str!("../../tests/fixtures/efiboot/ovmf-after-recover.txt");
 
     #[test]
     fn current_order_and_entries() {
-        let v = parse(V17);
-        assert_eq!(v.current, Some(4));
-        assert_eq!(v.order, [4, 1, 3, 5]);
-        assert_eq!(v.entries.len(), 5);
+        let v = parse(AFTER);
+        assert_eq!(v.current, Some(3));
+        assert_eq!(v.order, [3, 4, 0, 2, 1, 5, 6, 7, 8, 9]);
+        assert_eq!(v.entries.len(), 10);
         let cur = v.current_entry().unwrap();
         assert_eq!(cur.label, "debian");
-        assert!(cur.path.ends_with("File(\\EFI\\debian\\grubx64.efi)"));
-        let shell = v.entry(3).unwrap();
-        assert!(!shell.active);
-        assert_eq!(shell.label, "EFI Internal Shell");
-        assert_eq!(v.with_label("debian"), [4]);
-        assert_eq!(v.with_label("debian ESP2"), [5]);
+        assert!(cur.active);
+        assert!(
+            cur.path.ends_with("/File(\\EFI\\debian\\grubx64.efi)"),
+            "{}",
+            cur.path
+        );
+        // A label with a trailing blank (OVMF's DVD entry) and -v's
+        // optional data after the path.
+        let dvd = v.entry(1).unwrap();
+        assert_eq!(dvd.label, "UEFI QEMU DVD-ROM QM00005");
+        assert!(
+            dvd.path
+                .starts_with("PciRoot(0x0)/Pci(0x1f,0x2)/Sata(2,65535,0)")
+        );
+        assert_eq!(v.entry(2).unwrap().label, "EFI Internal Shell");
+        assert_eq!(v.with_label("debian"), [3]);
+        assert_eq!(v.with_label("debian ESP2"), [4]);
+        // An inactive entry has a blank where the `*` would be.
+        let off = parse("Boot0002  EFI Internal Shell\tFvVol(x)/FvFile(y)\n");
+        assert!(!off.entries[0].active);
+        assert_eq!(off.entries[0].label, "EFI Internal Shell");
     }
 
     #[test]

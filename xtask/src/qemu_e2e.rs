@@ -1818,6 +1818,44 @@ mod tests {
         assert_eq!(boots, [Some(1), Some(2)]);
     }
 
+    const EFI_AFTER: &str = include_str!("../../tests/fixtures/efiboot/ovmf-after-recover.txt");
+    const EFI_DEGRADED: &str = include_str!("../../tests/fixtures/efiboot/ovmf-degraded.txt");
+
+    #[test]
+    fn uefi_boots_through_recovers_entries() {
+        let via = uefi_boot(EFI_AFTER, false).unwrap();
+        assert!(
+            via.starts_with("Boot0003 debian: HD(2,GPT,61effe1c"),
+            "{via}"
+        );
+        let via = uefi_boot(EFI_DEGRADED, true).unwrap();
+        assert!(
+            via.starts_with("Boot0004 debian ESP2: HD(2,GPT,2b19608c"),
+            "{via}"
+        );
+        // With both disks the second disk's entry booting means the first
+        // one failed.
+        let e = uefi_boot(EFI_DEGRADED, false).unwrap_err();
+        assert!(e.contains("not the `debian` entry"), "{e}");
+        // NEW1 pulled, yet its entry booted: impossible, so a wrong check.
+        assert!(uefi_boot(EFI_AFTER, true).is_err());
+        // The firmware's own entry for a disk: its removable path.
+        let misc = EFI_DEGRADED.replace("BootCurrent: 0004", "BootCurrent: 0006");
+        let via = uefi_boot(&misc, true).unwrap();
+        assert!(via.starts_with("Boot0006 UEFI Misc Device 2"), "{via}");
+        // The EFI shell is neither.
+        let shell = EFI_DEGRADED.replace("BootCurrent: 0004", "BootCurrent: 0002");
+        assert!(uefi_boot(&shell, true).is_err());
+        // No second entry after recover: reported.
+        let one: String = EFI_AFTER
+            .lines()
+            .filter(|l| !l.contains("debian ESP2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uefi_boot(&one, false).unwrap_err().contains("ESP2"));
+        assert!(uefi_boot("EFI variables are not supported on this system.\n", false).is_err());
+    }
+
     #[test]
     fn files_recover_adds_to_the_esp_pass_but_esp_files_must_not_change_or_vanish() {
         let before = list(&[("/boot/efi/EFI/old.efi", "a"), ("/etc/x", "b")]);
