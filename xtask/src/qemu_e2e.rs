@@ -1206,9 +1206,30 @@ fn recover(e: &mut E2e) -> Result<()> {
             "boot_to_ready_s": round1(ready),
             "recover_s": round1(done - ready),
             "vm_total_s": round1(run.total),
+            "recover_phases_s": recover_phases(&run.text),
         }),
     );
     Ok(())
+}
+
+/// The phase table recover prints at its end (src/recover/mod.rs:
+/// `mkrescue:   NAME  SECONDSs  DETAIL`): layout, mount, restore,
+/// finalize, unmount with their seconds, for the report.
+fn recover_phases(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("mkrescue:   ") else {
+            continue;
+        };
+        let mut w = rest.split_whitespace();
+        if let (Some(name), Some(secs)) = (w.next(), w.next())
+            && name != "-"
+            && let Some(v) = secs.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
+        {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
 }
 
 /// The PXE tree before.sh wrote onto the backup disk, copied out of the
@@ -1854,6 +1875,32 @@ mod tests {
             .collect();
         assert!(uefi_boot(&one, false).unwrap_err().contains("ESP2"));
         assert!(uefi_boot("EFI variables are not supported on this system.\n", false).is_err());
+    }
+
+    #[test]
+    fn recover_phase_times_from_the_serial_log() {
+        // The end of target/qemu/e2e-raid1-lvm-uefi-recover.log (2026-11-22).
+        let log = "mkrescue: recover of e2e-server finished in 691.2s\n\
+mkrescue:   layout       21.6s  20 steps (0 already done before)\n\
+mkrescue:   mount         1.3s  3 file systems under /mnt/target\n\
+mkrescue:   restore     176.1s  files restored\n\
+mkrescue:   finalize    476.3s  7 actions\n\
+mkrescue:   unmount       3.9s  /mnt/target unmounted, data synced\n\
+mkrescue: recover finished\n\
+mkrescue:   - initramfs regenerated with update-initramfs (359.5s)\n\
+mkrescue:   - GRUB (BIOS) installed on /dev/vda (13.1s)\n";
+        let p = recover_phases(log);
+        let want: BTreeMap<String, f64> = [
+            ("finalize", 476.3),
+            ("layout", 21.6),
+            ("mount", 1.3),
+            ("restore", 176.1),
+            ("unmount", 3.9),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(p, want);
     }
 
     #[test]
