@@ -385,9 +385,9 @@ fn esp_target(c: &Ctx, esp_src: &str) -> Result<(String, u32, String)> {
     Ok((disk, num, part))
 }
 
-/// The loader grub-install wrote onto the ESP mounted at `esp_dir`: (its
-/// directory's name, the label of its entry; its path as the firmware
-/// sees it). Shim first when present: Secure Boot.
+/// The loader grub-install wrote onto the ESP mounted at `esp_dir`: (the
+/// name of its directory under `\EFI`, which is also its entry's label;
+/// its path as the firmware sees it). Shim first when present: Secure Boot.
 fn esp_loader(c: &Ctx, esp_dir: &str) -> Result<Option<(String, String)>> {
     let efi = c.root.join(esp_dir.trim_start_matches('/')).join("EFI");
     let mut loader = None;
