@@ -172,6 +172,7 @@ pub fn run() -> ! {
         "mkrescue init: hardware ready ({how}) at {}s",
         uptime()
     ));
+    mount_efivarfs();
     let net = net::start(cmdline.net.as_deref(), cmdline.ip.as_deref());
     log_line(&format!("mkrescue init: network: {net} at {}s", uptime()));
     let mut sshd_pid = None;
@@ -412,6 +413,36 @@ fn mount_kernel_filesystems() {
         if let Err(e) = mount(src, target, fstype, flags, data) {
             log_line(&format!("mkrescue init: mounting {target} ({fstype}): {e}"));
         }
+    }
+}
+
+/// Under UEFI, the firmware variables at /sys/firmware/efi/efivars: without
+/// them efibootmgr (libefivar reads and writes only efivarfs since Linux 6.0
+/// dropped the sysfs `vars` interface) cannot write the boot entry that
+/// recover's finalize (grub-install in the restored system's chroot, which
+/// sees this mount through its bind of /sys) makes. systemd mounts it on a
+/// normal boot; here nothing else does. Debian builds efivarfs as a module
+/// (CONFIG_EFIVAR_FS=m), so load it first. Documentation/filesystems/
+/// efivarfs.rst.
+fn mount_efivarfs() {
+    let dir = "/sys/firmware/efi/efivars";
+    if !Path::new("/sys/firmware/efi").is_dir() || !Path::new(dir).is_dir() {
+        return;
+    }
+    if let Ok(c) = run::command("modprobe", &["efivarfs"]).spawn() {
+        let _ = run::wait(c, "modprobe efivarfs", Duration::from_secs(10));
+    }
+    match mount(
+        "efivarfs",
+        dir,
+        "efivarfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    ) {
+        Ok(()) => log_line("mkrescue init: UEFI variables mounted at /sys/firmware/efi/efivars"),
+        // EBUSY: already mounted.
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+        Err(e) => log_line(&format!("mkrescue init: mounting {dir} (efivarfs): {e}")),
     }
 }
 

@@ -15,14 +15,15 @@
 //!    boots alone; GRUB for UEFI onto the ESP mounted in the tree (with a
 //!    firmware boot entry when the rescue system runs under UEFI, and the
 //!    removable-media path `\EFI\BOOT\BOOTX64.EFI` so new firmware finds it
-//!    without an entry), its `\EFI` tree copied onto the other disks' ESPs;
-//!    then `grub-mkconfig`.
+//!    without an entry), its `\EFI` tree copied onto the other disks' ESPs,
+//!    each with a boot entry of its own under UEFI; then `grub-mkconfig`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::efiboot;
 use crate::config::RecoverCfg;
 use crate::exec::Cmd;
 use crate::layout::{Flag, Layout, Table};
@@ -325,6 +326,16 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
             for o in &other_esps {
                 done.push(copy_esp(c, dir, o)?);
             }
+            if c.efi_booted && !other_esps.is_empty() {
+                // The first disk's entry is there: a missing second one
+                // costs redundancy, not the boot; report it, go on.
+                match extra_entries(c, dir, &other_esps) {
+                    Ok(lines) => done.extend(lines),
+                    Err(e) => done.push(format!(
+                        "no firmware boot entry for the other ESPs ({e:#}): with the first disk gone the firmware must find \\EFI\\BOOT\\BOOTX64.EFI by itself"
+                    )),
+                }
+            }
         } else {
             done.push(format!(
                 "GRUB (UEFI) not installed onto {dir}: the restored system lacks GRUB's x86_64-efi files (grub-efi-amd64-bin)"
@@ -354,10 +365,9 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
     Ok(done)
 }
 
-/// A firmware boot entry made with the rescue system's efibootmgr, for a
-/// restored system without one. The loader is the one grub-install wrote
-/// (shim first when present: Secure Boot).
-fn boot_entry(c: &Ctx, esp_src: &str, esp_dir: &str) -> Result<String> {
+/// The target disk and partition number of the ESP `esp_src` of the
+/// layout, and the partition's new device.
+fn esp_target(c: &Ctx, esp_src: &str) -> Result<(String, u32, String)> {
     let part = c.dev.get(esp_src).cloned().unwrap_or(esp_src.to_string());
     let (disk, num) = c
         .layout
@@ -372,6 +382,13 @@ fn boot_entry(c: &Ctx, esp_src: &str, esp_dir: &str) -> Result<String> {
             })
         })
         .with_context(|| format!("ESP {esp_src} is not a partition of the layout"))?;
+    Ok((disk, num, part))
+}
+
+/// The loader grub-install wrote onto the ESP mounted at `esp_dir`: (the
+/// name of its directory under `\EFI`, which is also its entry's label;
+/// its path as the firmware sees it). Shim first when present: Secure Boot.
+fn esp_loader(c: &Ctx, esp_dir: &str) -> Result<Option<(String, String)>> {
     let efi = c.root.join(esp_dir.trim_start_matches('/')).join("EFI");
     let mut loader = None;
     for entry in std::fs::read_dir(&efi).with_context(|| format!("reading {}", efi.display()))? {
@@ -386,7 +403,14 @@ fn boot_entry(c: &Ctx, esp_src: &str, esp_dir: &str) -> Result<String> {
             }
         }
     }
-    let Some((label, path)) = loader else {
+    Ok(loader)
+}
+
+/// A firmware boot entry made with the rescue system's efibootmgr, for a
+/// restored system without one. The loader is the one grub-install wrote.
+fn boot_entry(c: &Ctx, esp_src: &str, esp_dir: &str) -> Result<String> {
+    let (disk, num, part) = esp_target(c, esp_src)?;
+    let Some((label, path)) = esp_loader(c, esp_dir)? else {
         bail!("no \\EFI\\*\\grubx64.efi on the ESP {part} after grub-install");
     };
     Cmd::new("efibootmgr")
@@ -404,6 +428,91 @@ fn boot_entry(c: &Ctx, esp_src: &str, esp_dir: &str) -> Result<String> {
         .output()
         .context("creating the firmware boot entry with efibootmgr")?;
     Ok(format!("firmware boot entry {label} -> {path} on {part}"))
+}
+
+/// efibootmgr: the restored system's (in its chroot, which sees efivarfs
+/// through the bind of /sys), else the rescue system's.
+fn efibootmgr(c: &Ctx, args: &[&str]) -> Cmd {
+    if has(c.root, &["efibootmgr"]).is_some() {
+        let mut argv = vec!["efibootmgr"];
+        argv.extend_from_slice(args);
+        chroot(c.root, &argv)
+    } else {
+        Cmd::new("efibootmgr").args(args)
+    }
+}
+
+/// One more firmware boot entry per copy of the ESP (the other RAID1
+/// members'), right after the first disk's in BootOrder: grub-install's entry
+/// names only the ESP it installed onto, so with that disk gone the
+/// firmware would fall to whatever comes next (on OVMF the EFI shell)
+/// instead of the identical loader on the surviving disk. Entries of an
+/// earlier recover with the same label are replaced. Labels: `LABEL ESP2`,
+/// `LABEL ESP3`, ...
+fn extra_entries(c: &Ctx, esp_dir: &str, other_esps: &[String]) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let Some((label, path)) = esp_loader(c, esp_dir)? else {
+        return Ok(done);
+    };
+    let before = efiboot::parse(
+        &efibootmgr(c, &[])
+            .read()
+            .context("reading the firmware boot entries with efibootmgr")?,
+    );
+    let mut labels = Vec::new();
+    for (i, o) in other_esps.iter().enumerate() {
+        let (disk, num, part) = esp_target(c, o)?;
+        let l = format!("{label} ESP{}", i + 2);
+        for old in before.with_label(&l) {
+            efibootmgr(c, &["--bootnum", &format!("{old:04X}"), "--delete-bootnum"])
+                .output()
+                .with_context(|| format!("deleting the old firmware boot entry {old:04X} ({l})"))?;
+        }
+        // --create-only: not to the front of BootOrder, where --create puts
+        // it; the first disk's entry stays first.
+        efibootmgr(
+            c,
+            &[
+                "--create-only",
+                "--disk",
+                &disk,
+                "--part",
+                &num.to_string(),
+                "--label",
+                &l,
+                "--loader",
+                &path,
+            ],
+        )
+        .output()
+        .with_context(|| format!("creating the firmware boot entry {l} for the ESP {part}"))?;
+        done.push(format!("firmware boot entry {l} -> {path} on {part}"));
+        labels.push(l);
+    }
+    let after = efiboot::parse(
+        &efibootmgr(c, &[])
+            .read()
+            .context("reading the firmware boot entries with efibootmgr")?,
+    );
+    let new: Vec<u16> = labels.iter().flat_map(|l| after.with_label(l)).collect();
+    let order: Vec<u16> = after
+        .order
+        .iter()
+        .copied()
+        .filter(|n| after.entry(*n).is_some())
+        .collect();
+    // The first disk's entry (grub-install's, same label), first in order.
+    let first = order
+        .iter()
+        .copied()
+        .find(|n| after.entry(*n).is_some_and(|e| e.label == label));
+    efibootmgr(
+        c,
+        &["--bootorder", &efiboot::order_arg(&order, first, &new)],
+    )
+    .output()
+    .context("appending the new firmware boot entries to BootOrder with efibootmgr")?;
+    Ok(done)
 }
 
 /// Copies the `\EFI` tree of the mounted ESP onto another ESP (the other

@@ -14,6 +14,7 @@
 //! `--dry-run` prints the plan as a shell script and changes nothing;
 //! `--layout-only` stops after phase 1.
 
+pub mod efiboot;
 pub mod executor;
 pub mod finalize;
 pub mod mapping;

@@ -126,6 +126,14 @@ enum QemuCmd {
         /// degraded), reusing the disks of the earlier ones
         #[arg(long, default_value = "provision")]
         from: String,
+        /// How recover boots the rescue system: iso (CD-ROM) or pxe
+        /// (QEMU's TFTP)
+        #[arg(long, default_value = "iso")]
+        boot: String,
+        /// Firmware of the recover, after and degraded VMs: bios or uefi
+        /// (OVMF)
+        #[arg(long, default_value = "bios")]
+        firmware: String,
     },
 }
 
@@ -182,10 +190,13 @@ fn main() -> Result<()> {
                     bin,
                     scenario,
                     from,
+                    boot,
+                    firmware,
                 },
         } => {
+            let variant = qemu_e2e::Variant::parse(&boot, &firmware)?;
             deps::install()?;
-            qemu_e2e::run(bin.as_deref(), &scenario, &from)
+            qemu_e2e::run(bin.as_deref(), &scenario, &from, variant)
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench {
@@ -270,7 +281,7 @@ fn ci() -> Result<()> {
         Ok(())
     })?;
     util::step("qemu e2e raid1-lvm", || {
-        qemu_e2e::run(None, "raid1-lvm", "provision")
+        qemu_e2e::run(None, "raid1-lvm", "provision", qemu_e2e::Variant::default())
     })?;
     Ok(())
 }

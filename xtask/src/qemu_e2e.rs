@@ -48,8 +48,14 @@ use crate::util;
 ///   rescue build run on the server (minbase has neither)
 /// - openssh-server: what a server has (the rescue image takes its sshd)
 /// - xorriso, isolinux, syslinux-common, mtools: what `mkrescue --output
-///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs)
+///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs);
+///   pxelinux: what `--output pxe` needs on top (pxelinux.0, the pxe
+///   variant's boot loader)
 /// - acl, attr: test data with ACLs and xattrs, and reading them back
+/// - efibootmgr: what a Debian server with grub-efi has; grub-install
+///   writes the firmware boot entry with it when recover runs under UEFI
+///   (the uefi variant), the rescue image takes it along, and check.sh
+///   prints the entries with `efibootmgr -v`
 /// - rsync, zstd, xz-utils: taken into the rescue image when present
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
@@ -73,9 +79,11 @@ const PACKAGES: &[&str] = &[
     "xorriso",
     "isolinux",
     "syslinux-common",
+    "pxelinux",
     "mtools",
     "acl",
     "attr",
+    "efibootmgr",
     "rsync",
     "zstd",
     "xz-utils",
@@ -257,11 +265,100 @@ pub const PHASES: &[&str] = &["provision", "before", "recover", "after", "degrad
 /// Scenarios: `raid1-lvm` (the default), `luks-lvm`.
 pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm"];
 
+/// How the recover VM starts the rescue system (`--boot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// The ISO from the backup disk as a CD-ROM.
+    Iso,
+    /// The PXE tree from the backup disk over QEMU's built-in TFTP.
+    Pxe,
+}
+
+/// The firmware of the recover, after and degraded VMs (`--firmware`);
+/// provision and before are always BIOS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    /// OVMF, with a VARS file of its own per variant that recover's boot
+    /// entries live in for the later boots.
+    Uefi,
+}
+
+/// The disaster half of the cycle (recover, after, degraded); provision
+/// and before are shared by all variants of a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variant {
+    pub boot: Boot,
+    pub firmware: Firmware,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Variant {
+            boot: Boot::Iso,
+            firmware: Firmware::Bios,
+        }
+    }
+}
+
+impl Variant {
+    /// From `--boot iso|pxe` and `--firmware bios|uefi`.
+    pub fn parse(boot: &str, firmware: &str) -> Result<Variant> {
+        let boot = match boot {
+            "iso" => Boot::Iso,
+            "pxe" => Boot::Pxe,
+            o => bail!("--boot {o}: one of iso, pxe"),
+        };
+        let firmware = match firmware {
+            "bios" => Firmware::Bios,
+            "uefi" => Firmware::Uefi,
+            o => bail!("--firmware {o}: one of bios, uefi"),
+        };
+        if boot == Boot::Pxe && firmware == Firmware::Uefi {
+            // The tree has grubx64.efi for it, but nothing here has booted
+            // it under OVMF yet.
+            bail!("--boot pxe --firmware uefi is not a variant yet; pxe runs under BIOS");
+        }
+        Ok(Variant { boot, firmware })
+    }
+
+    /// Appended to the scenario in log and phase names: nothing for the
+    /// default (names stay as they were), `-uefi`, `-pxe`.
+    pub fn suffix(&self) -> &'static str {
+        match (self.boot, self.firmware) {
+            (Boot::Iso, Firmware::Bios) => "",
+            (Boot::Iso, Firmware::Uefi) => "-uefi",
+            (Boot::Pxe, Firmware::Bios) => "-pxe",
+            (Boot::Pxe, Firmware::Uefi) => "-pxe-uefi",
+        }
+    }
+
+    /// The variant's own directory under the scenario's: its new disks,
+    /// VARS file, PXE tree and check results.
+    pub fn dir(&self) -> &'static str {
+        match (self.boot, self.firmware) {
+            (Boot::Iso, Firmware::Bios) => "iso-bios",
+            (Boot::Iso, Firmware::Uefi) => "iso-uefi",
+            (Boot::Pxe, Firmware::Bios) => "pxe-bios",
+            (Boot::Pxe, Firmware::Uefi) => "pxe-uefi",
+        }
+    }
+}
+
+/// OVMF of Debian's `ovmf` package: the code (read-only) and the template
+/// of the variable store each variant copies.
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Where the PXE tree lies on the backup disk (before.sh) and the file the
+/// firmware's PXE ROM asks QEMU's DHCP for.
+const PXE_ON_BACKUP: &str = "/rescue-pxe";
+const PXE_BOOTFILE: &str = "pxelinux.0";
+
 /// One virtio disk of a VM.
 struct Disk {
     serial: &'static str,
     path: PathBuf,
-    /// SeaBIOS boot order (`bootindex`), for the disks it may boot from.
+    /// Firmware boot order (`bootindex`), for the disks it may boot from.
     boot: Option<u32>,
     /// The guest cannot write it (the cached rootfs tarball).
     readonly: bool,
@@ -274,6 +371,12 @@ struct Vm {
     /// `-kernel`, `-initrd`, `-append`.
     kernel: Option<(PathBuf, PathBuf, String)>,
     cdrom: Option<PathBuf>,
+    /// UEFI: the VM's own OVMF variable store (boot entries survive in it
+    /// from one VM to the next); None: SeaBIOS.
+    uefi_vars: Option<PathBuf>,
+    /// Network boot: (TFTP root, boot file) served by QEMU's user-mode
+    /// DHCP/TFTP to a virtio NIC that boots first.
+    tftp: Option<(PathBuf, String)>,
     disks: Vec<Disk>,
     /// Waited for; its wall time is "boot to ready".
     ready: &'static str,
@@ -316,30 +419,51 @@ impl VmRun {
     }
 }
 
-/// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
-fn run_vm(vm: &Vm) -> Result<VmRun> {
-    let log = PathBuf::from(format!("target/qemu/e2e-{}.log", vm.name));
-    std::fs::create_dir_all("target/qemu")?;
-    let _ = std::fs::remove_file(&log);
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
+/// QEMU's arguments for `vm`, its serial console logged to `log`.
+fn qemu_args(vm: &Vm, log: &Path) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut add = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
+    add(&[
         "-accel", "tcg", "-machine", "q35", "-m", "2048", "-smp", "2",
-    ])
-    .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-    // No NIC: QEMU's default one is unrestricted user networking.
-    .args(["-nic", "none"])
-    .args([
+    ]);
+    add(&["-display", "none", "-monitor", "none", "-no-reboot"]);
+    add(&[
         "-chardev",
         &format!("stdio,id=s0,signal=off,logfile={}", log.display()),
         "-serial",
         "chardev:s0",
     ]);
+    if let Some(vars) = &vm.uefi_vars {
+        // OVMF as two flash chips: the code read-only, the variables
+        // writable (QEMU docs, "pflash"; OVMF README).
+        add(&[
+            "-drive",
+            &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+            "-drive",
+            &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        ]);
+    }
+    match &vm.tftp {
+        // restrict=on: the guest reaches nothing outside QEMU; its DHCP and
+        // TFTP still answer (QEMU docs, "-netdev user").
+        Some((dir, file)) => add(&[
+            "-netdev",
+            &format!(
+                "user,id=n0,restrict=on,tftp={},bootfile={file}",
+                dir.display()
+            ),
+            "-device",
+            "virtio-net-pci,netdev=n0,bootindex=0",
+        ]),
+        // No NIC: QEMU's default one is unrestricted user networking.
+        None => add(&["-nic", "none"]),
+    }
     if let Some((k, i, append)) = &vm.kernel {
-        cmd.arg("-kernel").arg(k).arg("-initrd").arg(i);
-        cmd.args(["-append", append]);
+        add(&["-kernel", &k.display().to_string()]);
+        add(&["-initrd", &i.display().to_string(), "-append", append]);
     }
     if let Some(iso) = &vm.cdrom {
-        cmd.args([
+        add(&[
             "-drive",
             &format!(
                 "file={},if=none,id=cd,media=cdrom,readonly=on,format=raw",
@@ -354,7 +478,7 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
             .boot
             .map(|b| format!(",bootindex={b}"))
             .unwrap_or_default();
-        cmd.args([
+        add(&[
             "-drive",
             &format!(
                 // detect-zeroes/discard=unmap: zeros the guest writes (md's
@@ -368,6 +492,16 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
             &format!("virtio-blk-pci,drive=d{i},serial={}{boot}", d.serial),
         ]);
     }
+    a
+}
+
+/// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
+fn run_vm(vm: &Vm) -> Result<VmRun> {
+    let log = PathBuf::from(format!("target/qemu/e2e-{}.log", vm.name));
+    std::fs::create_dir_all("target/qemu")?;
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(qemu_args(vm, &log));
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -614,14 +748,51 @@ fn read_out(img: &Path, dir: &Path) -> Result<()> {
 /// The run's state: paths, options and the report so far.
 struct E2e {
     scenario: String,
+    variant: Variant,
     bin: PathBuf,
+    /// The scenario's directory: provision's and before's disks and results.
     work: PathBuf,
+    /// The variant's directory below it: recover's, after's, degraded's.
+    vwork: PathBuf,
     report: Vec<Value>,
 }
 
 impl E2e {
+    /// A file of the scenario (shared by the variants).
     fn p(&self, name: &str) -> PathBuf {
         self.work.join(name)
+    }
+
+    /// A file of this variant.
+    fn v(&self, name: &str) -> PathBuf {
+        self.vwork.join(name)
+    }
+
+    /// provision and before belong to the scenario, the rest to the variant.
+    fn phase_dir(&self, phase: &str) -> &Path {
+        match phase {
+            "provision" | "before" => &self.work,
+            _ => &self.vwork,
+        }
+    }
+
+    /// Log name of a phase's VM (target/qemu/e2e-NAME.log) and, for the
+    /// variant's phases, the phase's name in the report:
+    /// `raid1-lvm-uefi-recover`, `recover-uefi`.
+    fn vm_name(&self, phase: &str) -> String {
+        match phase {
+            "provision" | "before" => format!("{}-{phase}", self.scenario),
+            _ => format!("{}{}-{phase}", self.scenario, self.variant.suffix()),
+        }
+    }
+
+    fn phase_name(&self, phase: &str) -> String {
+        format!("{phase}{}", self.variant.suffix())
+    }
+
+    /// The VARS file of a UEFI variant's VMs; None under BIOS.
+    fn uefi_vars(&self) -> Option<PathBuf> {
+        (self.variant.firmware == Firmware::Uefi).then(|| self.v("OVMF_VARS.fd"))
     }
 
     fn env(&self, phase: &str) -> String {
@@ -646,15 +817,27 @@ impl E2e {
             .sum();
         let doc = json!({
             "scenario": self.scenario,
+            "variant": {
+                "boot": format!("{:?}", self.variant.boot).to_lowercase(),
+                "firmware": format!("{:?}", self.variant.firmware).to_lowercase(),
+            },
             "ok": failed.is_none(),
             "failed_phase": failed.as_ref().map(|f| f.0),
             "error": failed.as_ref().map(|f| f.1.clone()),
             "total_seconds": round1(total) + 0.0,
             "phases": self.report,
         });
-        std::fs::write(REPORT, serde_json::to_string_pretty(&doc)? + "\n")
-            .with_context(|| format!("writing {REPORT}"))?;
-        eprintln!("report: {REPORT}");
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        std::fs::write(REPORT, &text).with_context(|| format!("writing {REPORT}"))?;
+        // Each variant's last report stays too: one run no longer hides
+        // another's times.
+        let own = format!(
+            "target/qemu/e2e-report-{}{}.json",
+            self.scenario,
+            self.variant.suffix()
+        );
+        std::fs::write(&own, &text).with_context(|| format!("writing {own}"))?;
+        eprintln!("report: {REPORT} (and {own})");
         for p in &self.report {
             eprintln!(
                 "  {:<12} {:>7.1}s  {}",
@@ -685,18 +868,25 @@ impl E2e {
     }
 
     /// The blank replacements: NEW1 as big as DISK1, NEW2 twice DISK2.
+    /// SeaBIOS boots NEW1 first. Under UEFI they get no bootindex: OVMF
+    /// would rewrite BootOrder from QEMU's bootindex list and delete the
+    /// entries that match none of it (OvmfPkg QemuBootOrderLib,
+    /// SetBootOrderFromQemu/PruneBootVariables), so the firmware would not
+    /// boot through the entries recover wrote; without it the NVRAM's
+    /// BootOrder decides, as on a real machine.
     fn new_disks(&self) -> Vec<Disk> {
+        let uefi = self.variant.firmware == Firmware::Uefi;
         vec![
             Disk {
                 serial: "NEW1",
-                path: self.p("NEW1.raw"),
-                boot: Some(1),
+                path: self.v("NEW1.raw"),
+                boot: (!uefi).then_some(1),
                 readonly: false,
             },
             Disk {
                 serial: "NEW2",
-                path: self.p("NEW2.raw"),
-                boot: Some(2),
+                path: self.v("NEW2.raw"),
+                boot: (!uefi).then_some(2),
                 readonly: false,
             },
         ]
@@ -713,9 +903,10 @@ impl E2e {
 
     /// IN (scripts, env, binary) and a blank OUT disk for `phase`.
     fn io_disks(&self, phase: &str) -> Result<Vec<Disk>> {
-        let in_img = self.p(&format!("in-{phase}.tar"));
+        let dir = self.phase_dir(phase);
+        let in_img = dir.join(format!("in-{phase}.tar"));
         in_disk(&in_img, &self.env(phase), &self.bin)?;
-        let out_img = self.p(&format!("out-{phase}.img"));
+        let out_img = dir.join(format!("out-{phase}.img"));
         blank(&out_img, 64)?;
         Ok(vec![
             Disk {
@@ -748,10 +939,23 @@ impl E2e {
         let mut all = disks;
         all.push(self.backup_disk());
         all.extend(self.io_disks(phase)?);
+        let uefi_vars = match phase {
+            "before" => None,
+            _ => self.uefi_vars(),
+        };
+        if let Some(v) = &uefi_vars {
+            anyhow::ensure!(
+                v.exists(),
+                "no {} (the firmware variables recover wrote): run from the recover phase first",
+                v.display()
+            );
+        }
         let vm = Vm {
-            name: format!("{}-{phase}", self.scenario),
+            name: self.vm_name(phase),
             kernel: None,
             cdrom: None,
+            uefi_vars,
+            tftp: None,
             disks: all,
             ready: SERVER_READY,
             type_on_ready: None,
@@ -761,8 +965,9 @@ impl E2e {
             timeout: Duration::from_secs(1500),
         };
         let run = run_vm(&vm)?;
-        let out = self.p(&format!("out-{phase}"));
-        let got = read_out(&self.p(&format!("out-{phase}.img")), &out);
+        let dir = self.phase_dir(phase);
+        let out = dir.join(format!("out-{phase}"));
+        let got = read_out(&dir.join(format!("out-{phase}.img")), &out);
         if !run.text.contains("MKR-E2E-EXIT=0") {
             // The script's own output says more than the shutdown noise at
             // the end of the serial log.
@@ -789,9 +994,9 @@ fn luks_passphrase() -> String {
     "e2e-luks-passphrase".to_string()
 }
 
-/// Runs the cycle of `scenario` from phase `from` (earlier phases' disks
-/// and results are reused).
-pub fn run(bin: Option<&Path>, scenario: &str, from: &str) -> Result<()> {
+/// Runs the cycle of `scenario` in `variant` from phase `from` (earlier
+/// phases' disks and results are reused).
+pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> Result<()> {
     anyhow::ensure!(
         SCENARIOS.contains(&scenario),
         "no e2e scenario named {scenario}; one of {}",
@@ -804,18 +1009,22 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str) -> Result<()> {
         Some(b) => b.to_path_buf(),
         None => crate::qemu::build_release()?,
     };
+    let work = PathBuf::from(WORK).join(scenario);
     let mut e = E2e {
         scenario: scenario.to_string(),
+        variant,
         bin,
-        work: PathBuf::from(WORK).join(scenario),
+        vwork: work.join(variant.dir()),
+        work,
         report: Vec::new(),
     };
-    std::fs::create_dir_all(&e.work)?;
+    std::fs::create_dir_all(&e.vwork)?;
+    let what = format!("{scenario}{}", variant.suffix());
     let mut current = "rootfs";
     let r = (|| -> Result<()> {
         for (i, phase) in PHASES.iter().enumerate().skip(start) {
             current = phase;
-            util::step(&format!("e2e {scenario}: {phase}"), || match i {
+            util::step(&format!("e2e {what}: {phase}"), || match i {
                 0 => provision(&mut e),
                 1 => before(&mut e),
                 2 => recover(&mut e),
@@ -828,13 +1037,13 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str) -> Result<()> {
     match r {
         Ok(()) => {
             e.write_report(None)?;
-            eprintln!("e2e {scenario}: the server was recovered and boots");
+            eprintln!("e2e {what}: the server was recovered and boots");
             Ok(())
         }
         Err(err) => {
             e.write_report(Some((current, format!("{err:#}"))))?;
             eprintln!(
-                "e2e {scenario}: FAILED in phase {current}; serial logs in target/qemu/e2e-*.log"
+                "e2e {what}: FAILED in phase {current}; serial logs in target/qemu/e2e-*.log"
             );
             Err(err.context(format!("e2e phase {current} failed")))
         }
@@ -901,6 +1110,8 @@ fn provision(e: &mut E2e) -> Result<()> {
             "console=ttyS0 panic=-1 loglevel=4 mkrescue.after=shell mkrescue.net=off".into(),
         )),
         cdrom: None,
+        uefi_vars: None,
+        tftp: None,
         disks,
         ready: mkrescue::init::READY_MARKER,
         type_on_ready: Some(
@@ -970,28 +1181,47 @@ fn before(e: &mut E2e) -> Result<()> {
 }
 
 /// The disaster and the recovery: blank NEW1 (same size) and NEW2 (twice
-/// as big), the ISO as CD-ROM, the backup disk attached.
+/// as big), the backup disk attached, the rescue system from the ISO as
+/// CD-ROM or (pxe) from the PXE tree over TFTP; under UEFI with a fresh
+/// copy of OVMF's variable store.
 fn recover(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
-    blank(&e.p("NEW1.raw"), DISK_MIB)?;
-    blank(&e.p("NEW2.raw"), 2 * DISK_MIB)?;
+    blank(&e.v("NEW1.raw"), DISK_MIB)?;
+    blank(&e.v("NEW2.raw"), 2 * DISK_MIB)?;
     let mut disks: Vec<Disk> = e
         .new_disks()
         .into_iter()
         .map(|d| Disk { boot: None, ..d })
         .collect();
     disks.push(e.backup_disk());
+    let uefi_vars = e.uefi_vars();
+    if let Some(v) = &uefi_vars {
+        // No entries of an earlier run: what the later boots find is what
+        // this recover wrote.
+        std::fs::copy(OVMF_VARS, v).with_context(|| {
+            format!(
+                "copying {OVMF_VARS} to {} (apt-get install ovmf)",
+                v.display()
+            )
+        })?;
+    }
+    let (cdrom, tftp) = match e.variant.boot {
+        Boot::Iso => (Some(e.p("rescue.iso")), None),
+        Boot::Pxe => (None, Some((pxe_tree(e)?, PXE_BOOTFILE.to_string()))),
+    };
     let vm = Vm {
-        name: format!("{}-recover", e.scenario),
+        name: e.vm_name("recover"),
         kernel: None,
-        cdrom: Some(e.p("rescue.iso")),
+        cdrom,
+        uefi_vars,
+        tftp,
         disks,
         ready: mkrescue::init::READY_MARKER,
         type_on_ready: None,
         answers: vec![],
         timed: vec![RECOVER_OK, RECOVER_FAILED],
         fail_when: vec![RECOVER_FAILED],
-        timeout: Duration::from_secs(1800),
+        timeout: Duration::from_secs(2400),
     };
     let run = run_vm(&vm)?;
     let Some(done) = run.seen.get(RECOVER_OK) else {
@@ -1002,20 +1232,71 @@ fn recover(e: &mut E2e) -> Result<()> {
         );
     };
     let ready = run.seen[mkrescue::init::READY_MARKER];
+    let name = e.phase_name("recover");
     e.record(
-        "recover",
+        &name,
         t.elapsed().as_secs_f64(),
         json!({
             "boot_to_ready_s": round1(ready),
             "recover_s": round1(done - ready),
             "vm_total_s": round1(run.total),
+            "recover_phases_s": recover_phases(&run.text),
         }),
     );
     Ok(())
 }
 
+/// The phase table recover prints at its end (src/recover/mod.rs:
+/// `mkrescue:   NAME  SECONDSs  DETAIL`): layout, mount, restore,
+/// finalize, unmount with their seconds, for the report.
+fn recover_phases(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("mkrescue:   ") else {
+            continue;
+        };
+        let mut w = rest.split_whitespace();
+        if let (Some(name), Some(secs)) = (w.next(), w.next())
+            && name != "-"
+            && let Some(v) = secs.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
+        {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+/// The PXE tree before.sh wrote onto the backup disk, copied out of the
+/// image with debugfs(8) into the variant's directory: the TFTP root.
+fn pxe_tree(e: &E2e) -> Result<PathBuf> {
+    let dir = e.v("tftp");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let backup = e.p("BACKUP.raw");
+    util::run(
+        "debugfs",
+        &[
+            "-R",
+            &format!("rdump {PXE_ON_BACKUP} {}", dir.display()),
+            backup.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let root = dir.join(PXE_ON_BACKUP.trim_start_matches('/'));
+    for f in [PXE_BOOTFILE, "pxelinux.cfg/default"] {
+        anyhow::ensure!(
+            root.join(f).is_file(),
+            "no {PXE_ON_BACKUP}/{f} on the backup disk {} (its before phase predates the PXE tree: run from before)",
+            backup.display()
+        );
+    }
+    // QEMU opens the files relative to its own working directory; an
+    // absolute root does not depend on it.
+    std::fs::canonicalize(&root).with_context(|| format!("resolving {}", root.display()))
+}
+
 /// The recovered server boots; its files, UUIDs, array and layout are
-/// compared with what was recorded before the disaster.
+/// compared with what was recorded before the disaster; under UEFI it must
+/// have booted through the firmware entry recover wrote.
 fn after(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
     let (run, out) = e.server_phase("check", e.new_disks())?;
@@ -1051,6 +1332,13 @@ fn after(e: &mut E2e) -> Result<()> {
         &before.join("layout-before.json"),
         &out.join("layout-after.json"),
     )?);
+    let mut booted_via = None;
+    if e.variant.firmware == Firmware::Uefi {
+        match uefi_boot(&read_efibootmgr(&out)?, false) {
+            Ok(via) => booted_via = Some(via),
+            Err(p) => problems.push(format!("uefi: {p}")),
+        }
+    }
     let n = load_list(&out.join("list-after"))?.len();
     if !problems.is_empty() {
         bail!(
@@ -1059,16 +1347,18 @@ fn after(e: &mut E2e) -> Result<()> {
             problems.join("\n")
         );
     }
-    e.record(
-        "after",
-        t.elapsed().as_secs_f64(),
-        json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n}),
-    );
+    let mut d = json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n});
+    if let Some(via) = booted_via {
+        d["booted_via"] = json!(via);
+    }
+    let name = e.phase_name("after");
+    e.record(&name, t.elapsed().as_secs_f64(), d);
     Ok(())
 }
 
-/// NEW1 pulled: the server must still boot from NEW2 (GRUB on both disks)
-/// with the array degraded.
+/// NEW1 pulled: the server must still boot from NEW2 (GRUB on both disks;
+/// under UEFI the ESP copy on NEW2 and its own firmware entry) with the
+/// array degraded.
 fn degraded(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
     let disks: Vec<Disk> = e
@@ -1081,12 +1371,71 @@ fn degraded(e: &mut E2e) -> Result<()> {
     if !(mdstat.contains("active") && (mdstat.contains("[_U]") || mdstat.contains("[U_]"))) {
         bail!("md0 is not active and degraded with one member:\n{mdstat}");
     }
-    e.record(
-        "degraded",
-        t.elapsed().as_secs_f64(),
-        json!({"boot_to_ready_s": round1(run.seen[SERVER_READY]), "vm_total_s": round1(run.total)}),
-    );
+    let mut d =
+        json!({"boot_to_ready_s": round1(run.seen[SERVER_READY]), "vm_total_s": round1(run.total)});
+    if e.variant.firmware == Firmware::Uefi {
+        let via = uefi_boot(&read_efibootmgr(&out)?, true)
+            .map_err(|p| anyhow::anyhow!("uefi, NEW1 pulled: {p}"))?;
+        d["booted_via"] = json!(via);
+    }
+    let name = e.phase_name("degraded");
+    e.record(&name, t.elapsed().as_secs_f64(), d);
     Ok(())
+}
+
+fn read_efibootmgr(out: &Path) -> Result<String> {
+    let p = out.join("efibootmgr.txt");
+    std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "reading {} (the server booted without EFI variables?)",
+            p.display()
+        )
+    })
+}
+
+/// grub-install's entry (Debian's bootloader id) and the one finalize adds
+/// for the ESP copy on the second disk.
+const EFI_ENTRY: &str = "debian";
+const EFI_ENTRY_2: &str = "debian ESP2";
+
+/// Which firmware entry booted the server (`efibootmgr -v` of check.sh or
+/// degraded.sh): with both disks the one recover wrote for the first disk,
+/// and the second disk's must exist too; with NEW1 pulled the second
+/// disk's entry, or the firmware's own entry for the disk (it then loads
+/// the removable path \EFI\BOOT\BOOTX64.EFI). Ok: `LABEL: PATH` of it.
+fn uefi_boot(efibootmgr: &str, degraded: bool) -> Result<String, String> {
+    let v = mkrescue::recover::efiboot::parse(efibootmgr);
+    let Some(cur) = v.current_entry() else {
+        return Err(format!(
+            "no BootCurrent, or no entry for it, in efibootmgr's output:\n{efibootmgr}"
+        ));
+    };
+    let via = format!("Boot{:04X} {}: {}", cur.num, cur.label, cur.path);
+    let loader = cur.path.to_ascii_lowercase();
+    let own = |label: &str| cur.label == label && loader.contains("grubx64.efi");
+    if !degraded {
+        if !own(EFI_ENTRY) {
+            return Err(format!(
+                "booted through {via}, not the `{EFI_ENTRY}` entry recover wrote"
+            ));
+        }
+        if v.with_label(EFI_ENTRY_2).is_empty() {
+            return Err(format!(
+                "no `{EFI_ENTRY_2}` entry for the ESP on the second disk:\n{efibootmgr}"
+            ));
+        }
+        return Ok(via);
+    }
+    // The firmware's own entries for a disk carry no file path: it loads
+    // the removable-media path (UEFI spec 2.9, 3.5.1.1).
+    let removable = cur.path.starts_with("PciRoot(") && !loader.contains("file(");
+    if own(EFI_ENTRY_2) || removable {
+        Ok(via)
+    } else {
+        Err(format!(
+            "booted through {via}: neither the second disk's `{EFI_ENTRY_2}` entry nor its removable path"
+        ))
+    }
 }
 
 /// Paths that change between the backup and the check boot by design:
@@ -1263,6 +1612,8 @@ fn compare_lists(
         list.iter()
             .any(|a| s.starts_with(a) || a.strip_suffix('/') == Some(&*s))
     };
+    // `/boot/efi/EFI` itself is new when the ESP was empty before.
+    let new_ok = |p: &[u8]| under(p, allowed_new);
     let ok = |p: &[u8]| under(p, allowed);
     let mut out = Vec::new();
     for (p, b) in before {
@@ -1277,7 +1628,7 @@ fn compare_lists(
         }
     }
     for p in after.keys() {
-        if !ok(p) && !under(p, allowed_new) && !before.contains_key(p) {
+        if !ok(p) && !new_ok(p) && !before.contains_key(p) {
             out.push(format!("new {:?}", String::from_utf8_lossy(p)));
         }
     }
@@ -1406,6 +1757,181 @@ mod tests {
             .collect()
     }
 
+    fn vm(uefi: bool, pxe: bool) -> Vm {
+        Vm {
+            name: "t".into(),
+            kernel: None,
+            cdrom: (!pxe).then(|| PathBuf::from("r.iso")),
+            uefi_vars: uefi.then(|| PathBuf::from("w/OVMF_VARS.fd")),
+            tftp: pxe.then(|| (PathBuf::from("/t/rescue-pxe"), "pxelinux.0".to_string())),
+            disks: vec![Disk {
+                serial: "NEW1",
+                path: PathBuf::from("w/NEW1.raw"),
+                boot: None,
+                readonly: false,
+            }],
+            ready: "x",
+            type_on_ready: None,
+            answers: vec![],
+            timed: vec![],
+            fail_when: vec![],
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn after_flag<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn uefi_vms_get_ovmf_code_read_only_and_their_own_vars() {
+        let a = qemu_args(&vm(true, false), Path::new("l.log"));
+        let flash: Vec<&str> = after_flag(&a, "-drive")
+            .into_iter()
+            .filter(|d| d.starts_with("if=pflash"))
+            .collect();
+        assert_eq!(flash.len(), 2, "{a:?}");
+        assert!(flash[0].contains("readonly=on") && flash[0].ends_with(OVMF_CODE));
+        assert!(!flash[1].contains("readonly") && flash[1].ends_with("w/OVMF_VARS.fd"));
+        // BIOS: no flash at all (SeaBIOS is QEMU's default).
+        let b = qemu_args(&vm(false, false), Path::new("l.log"));
+        assert!(!b.iter().any(|x| x.contains("pflash")), "{b:?}");
+    }
+
+    #[test]
+    fn the_only_network_is_restricted_and_boots_first() {
+        let a = qemu_args(&vm(false, true), Path::new("l.log"));
+        let nd = after_flag(&a, "-netdev");
+        assert_eq!(
+            nd,
+            ["user,id=n0,restrict=on,tftp=/t/rescue-pxe,bootfile=pxelinux.0"]
+        );
+        assert!(after_flag(&a, "-device").contains(&"virtio-net-pci,netdev=n0,bootindex=0"));
+        assert!(after_flag(&a, "-nic").is_empty());
+        // Without TFTP: no NIC at all (QEMU's default one is unrestricted).
+        let b = qemu_args(&vm(false, false), Path::new("l.log"));
+        assert_eq!(after_flag(&b, "-nic"), ["none"]);
+        assert!(after_flag(&b, "-netdev").is_empty());
+        assert!(after_flag(&b, "-device").contains(&"ide-cd,drive=cd,bootindex=0"));
+    }
+
+    #[test]
+    fn variants_from_the_command_line() {
+        let d = Variant::parse("iso", "bios").unwrap();
+        assert_eq!(d, Variant::default());
+        // The default keeps the names it always had.
+        assert_eq!(d.suffix(), "");
+        let u = Variant::parse("iso", "uefi").unwrap();
+        assert_eq!((u.suffix(), u.dir()), ("-uefi", "iso-uefi"));
+        let p = Variant::parse("pxe", "bios").unwrap();
+        assert_eq!((p.suffix(), p.dir()), ("-pxe", "pxe-bios"));
+        assert!(Variant::parse("usb", "bios").is_err());
+        assert!(Variant::parse("iso", "coreboot").is_err());
+        let e = Variant::parse("pxe", "uefi").unwrap_err().to_string();
+        assert!(e.contains("not a variant yet"), "{e}");
+    }
+
+    #[test]
+    fn uefi_variant_names_and_disks() {
+        let e = E2e {
+            scenario: "raid1-lvm".into(),
+            variant: Variant::parse("iso", "uefi").unwrap(),
+            bin: PathBuf::from("m"),
+            work: PathBuf::from("w"),
+            vwork: PathBuf::from("w/iso-uefi"),
+            report: vec![],
+        };
+        assert_eq!(e.vm_name("recover"), "raid1-lvm-uefi-recover");
+        assert_eq!(e.vm_name("before"), "raid1-lvm-before");
+        assert_eq!(e.phase_name("after"), "after-uefi");
+        assert_eq!(e.phase_dir("check"), Path::new("w/iso-uefi"));
+        assert_eq!(e.phase_dir("before"), Path::new("w"));
+        assert_eq!(
+            e.uefi_vars(),
+            Some(PathBuf::from("w/iso-uefi/OVMF_VARS.fd"))
+        );
+        let d = e.new_disks();
+        assert!(
+            d.iter()
+                .all(|d| d.boot.is_none() && d.path.starts_with("w/iso-uefi"))
+        );
+        let bios = E2e {
+            variant: Variant::default(),
+            vwork: PathBuf::from("w/iso-bios"),
+            ..e
+        };
+        assert_eq!(bios.uefi_vars(), None);
+        let boots: Vec<_> = bios.new_disks().iter().map(|d| d.boot).collect();
+        assert_eq!(boots, [Some(1), Some(2)]);
+    }
+
+    const EFI_AFTER: &str = include_str!("../../tests/fixtures/efiboot/ovmf-after-recover.txt");
+    const EFI_DEGRADED: &str = include_str!("../../tests/fixtures/efiboot/ovmf-degraded.txt");
+
+    #[test]
+    fn uefi_boots_through_recovers_entries() {
+        let via = uefi_boot(EFI_AFTER, false).unwrap();
+        assert!(
+            via.starts_with("Boot0003 debian: HD(2,GPT,61effe1c"),
+            "{via}"
+        );
+        let via = uefi_boot(EFI_DEGRADED, true).unwrap();
+        assert!(
+            via.starts_with("Boot0004 debian ESP2: HD(2,GPT,2b19608c"),
+            "{via}"
+        );
+        // With both disks the second disk's entry booting means the first
+        // one failed.
+        let e = uefi_boot(EFI_DEGRADED, false).unwrap_err();
+        assert!(e.contains("not the `debian` entry"), "{e}");
+        // NEW1 pulled, yet its entry booted: impossible, so a wrong check.
+        assert!(uefi_boot(EFI_AFTER, true).is_err());
+        // The firmware's own entry for a disk: its removable path.
+        let misc = EFI_DEGRADED.replace("BootCurrent: 0004", "BootCurrent: 0006");
+        let via = uefi_boot(&misc, true).unwrap();
+        assert!(via.starts_with("Boot0006 UEFI Misc Device 2"), "{via}");
+        // The EFI shell is neither.
+        let shell = EFI_DEGRADED.replace("BootCurrent: 0004", "BootCurrent: 0002");
+        assert!(uefi_boot(&shell, true).is_err());
+        // No second entry after recover: reported.
+        let one: String = EFI_AFTER
+            .lines()
+            .filter(|l| !l.contains("debian ESP2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uefi_boot(&one, false).unwrap_err().contains("ESP2"));
+        assert!(uefi_boot("EFI variables are not supported on this system.\n", false).is_err());
+    }
+
+    #[test]
+    fn recover_phase_times_from_the_serial_log() {
+        // The end of target/qemu/e2e-raid1-lvm-uefi-recover.log (2026-11-22).
+        let log = "mkrescue: recover of e2e-server finished in 691.2s\n\
+mkrescue:   layout       21.6s  20 steps (0 already done before)\n\
+mkrescue:   mount         1.3s  3 file systems under /mnt/target\n\
+mkrescue:   restore     176.1s  files restored\n\
+mkrescue:   finalize    476.3s  7 actions\n\
+mkrescue:   unmount       3.9s  /mnt/target unmounted, data synced\n\
+mkrescue: recover finished\n\
+mkrescue:   - initramfs regenerated with update-initramfs (359.5s)\n\
+mkrescue:   - GRUB (BIOS) installed on /dev/vda (13.1s)\n";
+        let p = recover_phases(log);
+        let want: BTreeMap<String, f64> = [
+            ("finalize", 476.3),
+            ("layout", 21.6),
+            ("mount", 1.3),
+            ("restore", 176.1),
+            ("unmount", 3.9),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(p, want);
+    }
+
     #[test]
     fn files_recover_adds_to_the_esp_pass_but_esp_files_must_not_change_or_vanish() {
         let before = list(&[("/boot/efi/EFI/old.efi", "a"), ("/etc/x", "b")]);
@@ -1416,6 +1942,17 @@ mod tests {
             ("/etc/x", "b"),
         ]);
         assert!(compare_lists(&before, &after, ALLOWED_TO_CHANGE, ALLOWED_NEW).is_empty());
+        // An empty ESP before: \EFI itself is new too.
+        let empty = list(&[("/etc/x", "b")]);
+        let filled = list(&[
+            ("/boot/efi/EFI", "d"),
+            ("/boot/efi/EFI/BOOT/BOOTX64.EFI", "c"),
+            ("/etc/x", "b"),
+        ]);
+        assert!(compare_lists(&empty, &filled, ALLOWED_TO_CHANGE, ALLOWED_NEW).is_empty());
+        let sibling = list(&[("/boot/efi/EFIX", "d"), ("/etc/x", "b")]);
+        let p = compare_lists(&empty, &sibling, ALLOWED_TO_CHANGE, ALLOWED_NEW);
+        assert_eq!(p, vec!["new \"/boot/efi/EFIX\"".to_string()]);
 
         let changed = list(&[("/boot/efi/EFI/old.efi", "z"), ("/etc/x", "b")]);
         let p = compare_lists(&before, &changed, ALLOWED_TO_CHANGE, ALLOWED_NEW);

@@ -40,5 +40,13 @@ if [ -f /root/keys/luks.key ]; then
 fi
 timed iso mkrescue --output iso --out /backup/rescue --test-boot-entry recover-auto-serial
 ls -la /backup/rescue
+# The same rescue system as a PXE tree for the pxe variant (QEMU's TFTP
+# serves it). --pxe-default: the server has no NIC here, so there is no
+# pxelinux.cfg/01-MAC to write; the recover VM's NIC gets `default`.
+rm -rf /backup/rescue-pxe /backup/rescue-pxe-build
+timed pxe mkrescue --output pxe --out /backup/rescue-pxe-build --pxe-root /backup/rescue-pxe \
+    --pxe-default --test-boot-entry recover-auto-serial
+rm -rf /backup/rescue-pxe-build
+find /backup/rescue-pxe -type f | sort
 df -h / /home /backup
 sync

@@ -15,3 +15,8 @@ roots="/ /home /boot/efi"
 if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
 bash /run/e2e/in/e2e/list.sh "$out/list-after" $roots
 systemctl --failed --no-legend --plain | tee "$out/failed-units.txt"
+# Under UEFI: the firmware's boot entries and which one booted this system
+# (BootCurrent), compared on the host (uefi variant).
+if [ -d /sys/firmware/efi ]; then
+    efibootmgr -v | tee "$out/efibootmgr.txt"
+fi
