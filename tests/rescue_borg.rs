@@ -13,14 +13,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn mkrescue(args: &[&OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mkrescue"))
-        .args(args)
-        .args(["--config-dir", "/nonexistent-mkrescue-test"])
-        .env_remove("MKRESCUE_ROOT")
-        .output()
-        .expect("running mkrescue")
-}
+mod backup_common;
+use backup_common::mkrescue;
 
 fn check(what: &str, out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr);

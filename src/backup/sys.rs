@@ -128,6 +128,15 @@ pub fn data_regions(file: &std::fs::File, size: u64) -> io::Result<Vec<(u64, u64
     Ok(regions)
 }
 
+/// The two-element (atime, mtime) array futimens(2) and utimensat(2) take.
+fn timespecs(atime: (i64, u32), mtime: (i64, u32)) -> [libc::timespec; 2] {
+    let ts = |(sec, nsec): (i64, u32)| libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as libc::c_long,
+    };
+    [ts(atime), ts(mtime)]
+}
+
 /// futimens(2): access and modification times of an open file, to the
 /// nanosecond (no path lookup, unlike [`set_times`]).
 pub fn set_file_times(
@@ -136,16 +145,7 @@ pub fn set_file_times(
     mtime: (i64, u32),
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let ts = [
-        libc::timespec {
-            tv_sec: atime.0 as libc::time_t,
-            tv_nsec: atime.1 as libc::c_long,
-        },
-        libc::timespec {
-            tv_sec: mtime.0 as libc::time_t,
-            tv_nsec: mtime.1 as libc::c_long,
-        },
-    ];
+    let ts = timespecs(atime, mtime);
     // SAFETY: a valid descriptor and a two-element timespec array.
     let rc = unsafe { libc::futimens(file.as_raw_fd(), ts.as_ptr()) };
     if rc == 0 {
@@ -177,16 +177,7 @@ pub fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
 /// nanoseconds) of the path itself.
 pub fn set_times(path: &Path, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
     let c = cpath(path)?;
-    let ts = [
-        libc::timespec {
-            tv_sec: atime.0 as libc::time_t,
-            tv_nsec: atime.1 as libc::c_long,
-        },
-        libc::timespec {
-            tv_sec: mtime.0 as libc::time_t,
-            tv_nsec: mtime.1 as libc::c_long,
-        },
-    ];
+    let ts = timespecs(atime, mtime);
     // SAFETY: valid C string and a two-element timespec array.
     let rc = unsafe {
         libc::utimensat(
