@@ -454,15 +454,7 @@ fn shell_quote(p: &Path) -> String {
 /// syncfs(2) of the filesystem holding `p`: what the previous step left
 /// dirty is not charged to the next one.
 fn sync_fs(p: &Path) -> Result<()> {
-    let st = Command::new("sync")
-        .arg("-f")
-        .arg(p)
-        .status()
-        .context("cannot start sync")?;
-    if !st.success() {
-        bail!("sync -f {} failed ({st})", p.display());
-    }
-    Ok(())
+    crate::util::run("sync", &["-f", &p.to_string_lossy()])
 }
 
 fn median(mut v: Vec<Measure>) -> Measure {
