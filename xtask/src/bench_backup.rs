@@ -79,18 +79,7 @@ pub fn run(bin: &Path, o: &Opts) -> Result<String> {
 /// file at once.
 fn check_space(dir: &Path, mib: u64) -> Result<()> {
     let need = (mib * 5) << 20;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
-    // SAFETY: statvfs is plain data filled by statvfs(3).
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid C string and pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        bail!(
-            "statvfs {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    let free = s.f_bavail as u64 * s.f_frsize as u64;
+    let free = crate::util::free_bytes(dir)?;
     if free < need {
         bail!(
             "{}: {} MiB free, the backup bench needs about {} MiB (pass a smaller --backup-mib)",

@@ -23,9 +23,9 @@ mod qemu_media;
 mod qemu_runtime;
 mod util;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -226,6 +226,36 @@ fn main() -> Result<()> {
     }
 }
 
+/// Under CI only: the debug build of clippy and the tests (several GiB)
+/// is not read again; the QEMU steps use the release binary, and the e2e
+/// VMs' disks need the room (CI's machine ran out of disk in the e2e
+/// recover once). The running xtask binary stays usable: Linux keeps an
+/// unlinked file's inode while it runs.
+fn free_test_builds() -> Result<()> {
+    let target = Path::new("target");
+    let before = util::free_bytes(target)?;
+    for d in [
+        "debug/deps",
+        "debug/incremental",
+        "debug/build",
+        "debug/examples",
+    ] {
+        let p = target.join(d);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    // Downloaded .deb files: installed already.
+    util::run("apt-get", &["clean"])?;
+    let after = util::free_bytes(target)?;
+    eprintln!(
+        "freed {}; {} free under target/",
+        util::gib(after.saturating_sub(before)),
+        util::gib(after)
+    );
+    Ok(())
+}
+
 fn ci() -> Result<()> {
     deps::install()?;
     // The e2e server's debootstrap (downloads and dpkg, a few minutes of
@@ -260,6 +290,9 @@ fn ci() -> Result<()> {
     util::step("cargo xtask dist", || {
         dist::generate(&PathBuf::from("target/dist"))
     })?;
+    if util::in_ci() {
+        util::step("CI: free the test build's disk space", free_test_builds)?;
+    }
     util::step("qemu boot", || {
         qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -484,7 +485,10 @@ fn qemu_args(vm: &Vm, log: &Path) -> Vec<String> {
                 // detect-zeroes/discard=unmap: zeros the guest writes (md's
                 // initial resync copies 6 GiB of them) stay holes in the
                 // sparse image instead of filling the host's disk.
-                "file={},if=none,id=d{i},format=raw,cache=unsafe,detect-zeroes=unmap,discard=unmap{}",
+                // werror/rerror=report: a host I/O error (its disk full)
+                // reaches the guest as one, instead of pausing the VM
+                // until the phase's timeout.
+                "file={},if=none,id=d{i},format=raw,cache=unsafe,detect-zeroes=unmap,discard=unmap,werror=report,rerror=report{}",
                 d.path.display(),
                 if d.readonly { ",readonly=on" } else { "" }
             ),
@@ -494,6 +498,9 @@ fn qemu_args(vm: &Vm, log: &Path) -> Vec<String> {
     }
     a
 }
+
+/// Below this the host's disk counts as full while a VM runs.
+const LOW_SPACE: u64 = 64 << 20;
 
 /// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
 fn run_vm(vm: &Vm) -> Result<VmRun> {
@@ -564,6 +571,19 @@ fn run_vm(vm: &Vm) -> Result<VmRun> {
                 vm.name,
                 log.display(),
                 tail(&mkrescue_lines(&read_log(&log)), 60)
+            );
+        }
+        if let Ok(free) = util::free_bytes(Path::new("target/qemu"))
+            && free < LOW_SPACE
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "VM {}: the host's disk is full ({} MiB left under target/qemu), so the VM's writes fail; free space there and run again; serial log {}:\n{}",
+                vm.name,
+                free >> 20,
+                log.display(),
+                tail(&mkrescue_lines(&read_log(&log)), 30)
             );
         }
         if start.elapsed() > vm.timeout {
@@ -755,6 +775,9 @@ struct E2e {
     /// The variant's directory below it: recover's, after's, degraded's.
     vwork: PathBuf,
     report: Vec<Value>,
+    /// Delete DISK1/DISK2 once `before` has backed them up (CI: the
+    /// disaster needs only the backup disk, and CI's disk is small).
+    prune_old: bool,
 }
 
 impl E2e {
@@ -996,6 +1019,59 @@ fn luks_passphrase() -> String {
 
 /// Runs the cycle of `scenario` in `variant` from phase `from` (earlier
 /// phases' disks and results are reused).
+/// The host disk space the phases from `start` on take at their peak,
+/// measured on the luks-lvm and raid1-lvm runs (BENCHMARKS.md): each
+/// system disk holds about 1.5 GiB when full (its images are sparse, the
+/// guest's zeros stay holes), the backup disk about 1.3 GiB.
+fn space_needed(start: usize, prune_old: bool) -> u64 {
+    const GIB: u64 = 1 << 30;
+    let new_disks = 3 * GIB + GIB / 2;
+    if start >= 2 {
+        new_disks
+    } else if prune_old {
+        // Old disks + backup, then backup + new disks: never all five.
+        5 * GIB
+    } else {
+        3 * GIB + GIB / 2 + GIB + GIB / 2 + new_disks
+    }
+}
+
+/// Refuses to start when the host's disk cannot hold the VMs' disks: a
+/// full host disk pauses a VM silently (QEMU's werror=enospc) and was seen
+/// to eat a CI run's 40 minutes. Files the run recreates count as free.
+fn check_space(e: &E2e, start: usize) -> Result<()> {
+    let free = util::free_bytes(&e.work)?;
+    let mut reusable = 0;
+    let mut files = vec![e.v("NEW1.raw"), e.v("NEW2.raw")];
+    if start < 2 {
+        files.extend(e.old_disks().into_iter().map(|d| d.path));
+        files.push(e.p("BACKUP.raw"));
+    }
+    for f in files {
+        if let Ok(m) = std::fs::metadata(&f) {
+            reusable += m.blocks() * 512;
+        }
+    }
+    let need = space_needed(start, e.prune_old);
+    eprintln!(
+        "e2e: {} free under {} (+{} in disk images this run recreates), about {} needed",
+        util::gib(free),
+        e.work.display(),
+        util::gib(reusable),
+        util::gib(need)
+    );
+    if free + reusable < need {
+        bail!(
+            "{}: only {} free (+{} reusable), the e2e VMs' disks need about {}; free space there (cargo clean, or rm -r {WORK})",
+            e.work.display(),
+            util::gib(free),
+            util::gib(reusable),
+            util::gib(need)
+        );
+    }
+    Ok(())
+}
+
 pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> Result<()> {
     anyhow::ensure!(
         SCENARIOS.contains(&scenario),
@@ -1017,13 +1093,18 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> 
         vwork: work.join(variant.dir()),
         work,
         report: Vec::new(),
+        prune_old: util::in_ci(),
     };
     std::fs::create_dir_all(&e.vwork)?;
+    check_space(&e, start)?;
     let what = format!("{scenario}{}", variant.suffix());
     let mut current = "rootfs";
     let r = (|| -> Result<()> {
         for (i, phase) in PHASES.iter().enumerate().skip(start) {
             current = phase;
+            if let Ok(free) = util::free_bytes(&e.work) {
+                eprintln!("e2e: {} free under {}", util::gib(free), e.work.display());
+            }
             util::step(&format!("e2e {what}: {phase}"), || match i {
                 0 => provision(&mut e),
                 1 => before(&mut e),
@@ -1041,7 +1122,11 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> 
             Ok(())
         }
         Err(err) => {
-            e.write_report(Some((current, format!("{err:#}"))))?;
+            // The phase's own error is what counts: a report that cannot be
+            // written (a full disk, say) must not hide it.
+            if let Err(w) = e.write_report(Some((current, format!("{err:#}")))) {
+                eprintln!("warning: {w:#}");
+            }
             eprintln!(
                 "e2e {what}: FAILED in phase {current}; serial logs in target/qemu/e2e-*.log"
             );
@@ -1177,6 +1262,17 @@ fn before(e: &mut E2e) -> Result<()> {
     }
     d["iso_mib"] = json!(round1(len as f64 / 1048576.0));
     e.record("before", t.elapsed().as_secs_f64(), d);
+    if e.prune_old {
+        // The disaster: from here on only the backup disk and the ISO are
+        // read, so the old disks' 3 GiB go before the new disks fill.
+        for d in e.old_disks() {
+            std::fs::remove_file(&d.path)
+                .with_context(|| format!("removing {}", d.path.display()))?;
+        }
+        eprintln!(
+            "CI: removed DISK1.raw and DISK2.raw after the backup (`--from before` needs provision again)"
+        );
+    }
     Ok(())
 }
 
@@ -1843,6 +1939,7 @@ mod tests {
             work: PathBuf::from("w"),
             vwork: PathBuf::from("w/iso-uefi"),
             report: vec![],
+            prune_old: false,
         };
         assert_eq!(e.vm_name("recover"), "raid1-lvm-uefi-recover");
         assert_eq!(e.vm_name("before"), "raid1-lvm-before");

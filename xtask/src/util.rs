@@ -1,5 +1,6 @@
 //! Small helpers: run a command loudly, time a step.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -38,4 +39,33 @@ pub fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         t.elapsed().as_secs_f64()
     );
     r
+}
+
+/// True under CI (`CI=true`, as `.ci/run` is started): steps that would
+/// cost a developer their build cache or their VM disks only run there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding
+/// `dir` (statvfs f_bavail: root's reserved blocks not counted, so a
+/// near-zero value means the disk is about to be full for everyone).
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: statvfs is plain data filled by statvfs(3).
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        bail!(
+            "statvfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// `bytes` as GiB with one decimal, for messages.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
