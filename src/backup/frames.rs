@@ -299,7 +299,38 @@ pub struct Frame {
     pub after_gap: bool,
 }
 
+/// A frame cut out of the stream, not yet decompressed (or, when its
+/// position made it suspect, decompressed already).
+struct Raw {
+    bytes: Vec<u8>,
+    content: usize,
+    after_gap: bool,
+    /// Compressed bytes consumed once this frame is taken.
+    consumed: u64,
+    /// `Some` when the cutter had to decompress it to decide where the
+    /// next frame starts: `Some(None)` means it failed its checksum.
+    decoded: Option<Option<Vec<u8>>>,
+}
+
+/// Decompresses one frame; `None` when it is damaged (bad block, wrong
+/// size or a failed XXH64 checksum).
+fn decode(dctx: &mut zstd_safe::DCtx<'static>, bytes: &[u8], content: usize) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(content);
+    match dctx.decompress(&mut out, bytes) {
+        Ok(n) if n == content => Some(out),
+        _ => None,
+    }
+}
+
 /// Reads frames from a compressed stream, skipping damaged ones.
+///
+/// Cutting the stream into frames (the frame header and block headers
+/// give each frame's length) is kept apart from decompressing them, so
+/// [`AheadReader`] can decompress several at once. A frame is trusted to
+/// end where its headers say when the next frame's magic (or the end of
+/// the stream) follows; otherwise it is decompressed on the spot and, if
+/// that fails, the search for the next frame starts right after its first
+/// byte, as a damaged length may have swallowed good frames.
 pub struct FrameReader<R: Read> {
     inner: R,
     buf: Vec<u8>,
@@ -381,10 +412,11 @@ impl<R: Read> FrameReader<R> {
         Ok(())
     }
 
-    /// The next good frame, or `None` at the end of the stream.
-    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+    /// The next frame's bytes, or `None` at the end of the stream.
+    fn next_raw(&mut self) -> io::Result<Option<Raw>> {
         loop {
-            self.fill(MAX_FRAME + 64)?;
+            // The frame, and the next frame's magic after it.
+            self.fill(MAX_FRAME + 64 + MAGIC.len())?;
             if self.pos >= self.buf.len() {
                 return Ok(None);
             }
@@ -409,21 +441,56 @@ impl<R: Read> FrameReader<R> {
                     continue;
                 }
             };
-            let mut out: Vec<u8> = Vec::with_capacity(content);
-            match self.dctx.decompress(&mut out, &avail[..size]) {
-                Ok(n) if n == content => {
-                    self.pos += size;
-                    self.consumed += size as u64;
-                    let after_gap = std::mem::take(&mut self.gap);
+            let next = &avail[size..];
+            let trusted = next.starts_with(&MAGIC) || (next.is_empty() && self.eof);
+            let bytes = avail[..size].to_vec();
+            let decoded = if trusted {
+                None
+            } else {
+                match decode(&mut self.dctx, &bytes, content) {
+                    Some(d) => Some(Some(d)),
+                    None => {
+                        self.skipped += size as u64;
+                        self.resync()?;
+                        continue;
+                    }
+                }
+            };
+            self.pos += size;
+            self.consumed += size as u64;
+            return Ok(Some(Raw {
+                bytes,
+                content,
+                after_gap: std::mem::take(&mut self.gap),
+                consumed: self.consumed,
+                decoded,
+            }));
+        }
+    }
+
+    /// The next good frame, or `None` at the end of the stream.
+    pub fn next_frame(&mut self) -> io::Result<Option<Frame>> {
+        let mut gap = false;
+        loop {
+            let Some(raw) = self.next_raw()? else {
+                // A damaged last frame: the stream ends in a gap.
+                self.gap |= gap;
+                return Ok(None);
+            };
+            let data = match raw.decoded {
+                Some(d) => d,
+                None => decode(&mut self.dctx, &raw.bytes, raw.content),
+            };
+            match data {
+                Some(data) => {
                     return Ok(Some(Frame {
-                        data: out,
-                        after_gap,
+                        data,
+                        after_gap: raw.after_gap || gap,
                     }));
                 }
-                _ => {
-                    self.skipped += size as u64;
-                    self.resync()?;
-                    continue;
+                None => {
+                    self.skipped += raw.bytes.len() as u64;
+                    gap = true;
                 }
             }
         }
@@ -437,7 +504,7 @@ impl<R: Read> FrameReader<R> {
 }
 
 /// What a frame source hands the tar reader: [`FrameReader`] itself, or
-/// [`AheadReader`] running it in a thread of its own.
+/// [`AheadReader`] decompressing on threads of its own.
 pub trait Frames {
     /// The next good frame, or `None` at the end of the stream.
     fn next_frame(&mut self) -> io::Result<Option<Frame>>;
@@ -459,61 +526,192 @@ impl<R: Read> Frames for FrameReader<R> {
     }
 }
 
-/// One step of the decoding thread: the frame (or the end, or the error)
-/// and the reader's counters after it.
-type Ahead = (io::Result<Option<Frame>>, u64, bool);
+/// From the threads to [`AheadReader`]: frame `seq` (its data, `None` when
+/// damaged), or the end after `frames` frames.
+enum Ahead {
+    Frame {
+        seq: u64,
+        data: Option<Vec<u8>>,
+        after_gap: bool,
+        consumed: u64,
+    },
+    End {
+        frames: u64,
+        result: io::Result<()>,
+        gap: bool,
+        consumed: u64,
+    },
+}
 
-/// A [`FrameReader`] decoding in a thread of its own, a few frames ahead:
-/// a restore spends its time decompressing, hashing and writing files,
-/// and decompressing is the part that can run beside the other two.
+/// A [`FrameReader`] a few frames ahead of its reader: one thread cuts the
+/// stream into frames and `threads` decompress them, since frames are
+/// independent; [`Frames::next_frame`] hands them out in order. A restore
+/// spends its time decompressing, hashing and writing files, and only the
+/// first can be spread over every core this way.
 pub struct AheadReader {
     rx: mpsc::Receiver<Ahead>,
+    /// One token per frame cut and not yet handed out: at most a few
+    /// frames (4 MiB each) wait in memory.
+    tokens: mpsc::Receiver<()>,
+    pending: std::collections::BTreeMap<u64, (Option<Vec<u8>>, bool, u64)>,
+    next: u64,
+    /// The end, once the cutter sent it: frame count, result, gap.
+    end: Option<(u64, Option<io::Error>, bool, u64)>,
+    /// A damaged frame was dropped since the last frame handed out.
+    lost: bool,
     consumed: u64,
     gap: bool,
     done: bool,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl AheadReader {
     pub fn new<R: Read + Send + 'static>(inner: R) -> Self {
-        // Two frames waiting: enough to keep both threads busy, and 8 MiB
-        // of memory at most.
-        let (tx, rx) = mpsc::sync_channel::<Ahead>(2);
-        let thread = std::thread::spawn(move || {
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self::with_threads(inner, workers)
+    }
+
+    pub fn with_threads<R: Read + Send + 'static>(inner: R, workers: usize) -> Self {
+        let workers = workers.max(1);
+        let (tx, rx) = mpsc::channel::<Ahead>();
+        let (token_tx, tokens) = mpsc::sync_channel::<()>(2 * workers + 2);
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Raw)>(workers);
+        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
+        let mut threads: Vec<JoinHandle<()>> = (0..workers)
+            .map(|_| {
+                let jobs = job_rx.clone();
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut dctx = zstd_safe::DCtx::create();
+                    loop {
+                        let job = match jobs.lock() {
+                            Ok(g) => g.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((seq, raw)) = job else { return };
+                        let data = decode(&mut dctx, &raw.bytes, raw.content);
+                        let msg = Ahead::Frame {
+                            seq,
+                            data,
+                            after_gap: raw.after_gap,
+                            consumed: raw.consumed,
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads.push(std::thread::spawn(move || {
             let mut r = FrameReader::new(inner);
-            loop {
-                let f = r.next_frame();
-                let end = !matches!(f, Ok(Some(_)));
-                if tx.send((f, r.consumed, r.ended_in_gap())).is_err() || end {
+            let mut seq = 0u64;
+            let result = loop {
+                // Blocks while enough frames wait: the reader is behind.
+                if token_tx.send(()).is_err() {
                     return;
                 }
-            }
-        });
+                match r.next_raw() {
+                    Ok(Some(mut raw)) => {
+                        let sent = match raw.decoded.take() {
+                            Some(data) => tx
+                                .send(Ahead::Frame {
+                                    seq,
+                                    data,
+                                    after_gap: raw.after_gap,
+                                    consumed: raw.consumed,
+                                })
+                                .is_ok(),
+                            None => job_tx.send((seq, raw)).is_ok(),
+                        };
+                        if !sent {
+                            return;
+                        }
+                        seq += 1;
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            let _ = tx.send(Ahead::End {
+                frames: seq,
+                result,
+                gap: r.ended_in_gap(),
+                consumed: r.consumed,
+            });
+        }));
         AheadReader {
             rx,
+            tokens,
+            pending: Default::default(),
+            next: 0,
+            end: None,
+            lost: false,
             consumed: 0,
             gap: false,
             done: false,
-            thread: Some(thread),
+            threads,
         }
     }
 }
 
 impl Frames for AheadReader {
     fn next_frame(&mut self) -> io::Result<Option<Frame>> {
-        if self.done {
-            return Ok(None);
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if let Some((data, after_gap, consumed)) = self.pending.remove(&self.next) {
+                self.next += 1;
+                self.consumed = consumed;
+                let _ = self.tokens.recv();
+                match data {
+                    Some(data) => {
+                        return Ok(Some(Frame {
+                            data,
+                            after_gap: after_gap || std::mem::take(&mut self.lost),
+                        }));
+                    }
+                    None => {
+                        self.lost = true;
+                        continue;
+                    }
+                }
+            }
+            if let Some((frames, err, gap, consumed)) = &mut self.end
+                && *frames == self.next
+            {
+                self.done = true;
+                self.consumed = *consumed;
+                self.gap = *gap || self.lost;
+                return match err.take() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            }
+            match self.rx.recv() {
+                Ok(Ahead::Frame {
+                    seq,
+                    data,
+                    after_gap,
+                    consumed,
+                }) => {
+                    self.pending.insert(seq, (data, after_gap, consumed));
+                }
+                Ok(Ahead::End {
+                    frames,
+                    result,
+                    gap,
+                    consumed,
+                }) => self.end = Some((frames, result.err(), gap, consumed)),
+                Err(_) => {
+                    self.done = true;
+                    return Err(io::Error::other("the archive decoding threads stopped"));
+                }
+            }
         }
-        let Ok((f, consumed, gap)) = self.rx.recv() else {
-            self.done = true;
-            return Err(io::Error::other("the archive decoding thread stopped"));
-        };
-        self.consumed = consumed;
-        self.gap = gap;
-        if !matches!(f, Ok(Some(_))) {
-            self.done = true;
-        }
-        f
     }
     fn ended_in_gap(&self) -> bool {
         self.gap
@@ -525,11 +723,14 @@ impl Frames for AheadReader {
 
 impl Drop for AheadReader {
     fn drop(&mut self) {
-        // Unblocks a thread waiting to send, then waits for it: the
-        // input (a file, an ssh process) is closed when this returns.
+        // Unblocks the cutter waiting for a token (and so the workers
+        // waiting for jobs), then waits for them: the input (a file, an
+        // ssh process) is closed when this returns.
         let (_, dead) = mpsc::sync_channel(0);
+        self.tokens = dead;
+        let (_, dead) = mpsc::channel();
         self.rx = dead;
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -626,6 +827,53 @@ mod tests {
         let mut b = AheadReader::new(std::io::Cursor::new(z));
         b.next_frame().unwrap();
         drop(b);
+    }
+
+    /// A damaged magic number of the second frame: the first one, whose
+    /// end no longer meets a magic, is checked by decompressing it and
+    /// kept; the second is lost; the third follows a gap. The same with
+    /// frames decompressed ahead on 1 and 3 threads.
+    #[test]
+    fn a_damaged_magic_costs_its_own_frame_only() {
+        let input = data(3 * CHUNK);
+        let mut w = FrameWriter::new(Vec::new(), 3, 2);
+        w.write_all(&input).unwrap();
+        let (mut z, _, _) = w.finish().unwrap();
+        let first = zstd_safe::find_frame_compressed_size(&z).unwrap();
+        z[first + 1] ^= 0xff;
+        let (f, gap) = frames_of(&z);
+        assert_eq!(f.len(), 2);
+        assert!(!gap);
+        assert_eq!((f[0].after_gap, f[1].after_gap), (false, true));
+        assert_eq!(f[0].data, input[..CHUNK]);
+        assert_eq!(f[1].data, input[2 * CHUNK..]);
+        for threads in [1, 3] {
+            let mut a = AheadReader::with_threads(std::io::Cursor::new(z.clone()), threads);
+            let mut got = Vec::new();
+            while let Some(f) = a.next_frame().unwrap() {
+                got.push((f.data, f.after_gap));
+            }
+            assert_eq!(got.len(), 2, "{threads} threads");
+            assert_eq!(got[1], (input[2 * CHUNK..].to_vec(), true));
+            assert!(!a.ended_in_gap());
+        }
+    }
+
+    /// A damaged last frame: the stream ends in a gap, read here or ahead.
+    #[test]
+    fn a_damaged_last_frame_ends_in_a_gap() {
+        let input = data(2 * CHUNK);
+        let mut w = FrameWriter::new(Vec::new(), 3, 2);
+        w.write_all(&input).unwrap();
+        let (mut z, _, _) = w.finish().unwrap();
+        let n = z.len();
+        z[n - 10] ^= 0x55;
+        let (f, gap) = frames_of(&z);
+        assert_eq!((f.len(), gap), (1, true));
+        let mut a = AheadReader::with_threads(std::io::Cursor::new(z), 2);
+        assert!(a.next_frame().unwrap().is_some());
+        assert!(a.next_frame().unwrap().is_none());
+        assert!(a.ended_in_gap());
     }
 
     impl<R: Read> FrameReader<R> {

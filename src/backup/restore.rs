@@ -31,6 +31,11 @@ use super::pax::{Header, Kind};
 use super::reader::{DataError, Event, TarReader};
 use super::sys;
 
+/// Files with at least this much data have their writeback started as soon
+/// as they are written ([`sys::start_writeback`]); smaller ones are left to
+/// the kernel and the final syncfs, where it can merge them.
+const WRITEBACK_MIN: u64 = 128 << 10;
+
 /// What a restore did.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -146,6 +151,24 @@ pub fn restore(
             cx.report
                 .errors
                 .push(format!("{}: {e:#}", manifest::escape(&h.path)));
+        }
+    }
+    // Done means on disk: a power cut after the summary must not lose the
+    // restored system. syncfs(2) writes data, inodes and journal of one
+    // file system: the target's, and each one mounted below it (recover
+    // mounts /home, /var, ... there).
+    let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
+    let mut fss = vec![canon.clone()];
+    fss.extend(
+        crate::recover::mount::mounts_under(&canon)
+            .into_iter()
+            .filter(|m| *m != canon),
+    );
+    for fs in fss {
+        if let Err(e) = sys::syncfs(&fs) {
+            cx.report
+                .errors
+                .push(format!("syncing {}: {e}", fs.display()));
         }
     }
     if let Some(m) = man {
@@ -271,6 +294,9 @@ fn put<R: Read>(
             if sparse {
                 // Sets the length past a trailing hole.
                 f.set_len(h.size)?;
+            }
+            if h.data_len() >= WRITEBACK_MIN {
+                sys::start_writeback(&f);
             }
             if let Some(Some(Some(want))) = cx.known.as_ref().map(|k| k.get(&h.path)) {
                 let got = hex::encode(hasher.finalize());

@@ -147,6 +147,23 @@ pub fn is_mounted(dir: &Path) -> bool {
         .any(|m| unescape(m) == want)
 }
 
+/// The mount points at or below `dir` (from /proc/self/mountinfo), `dir`
+/// itself included when it is one; `dir` is taken as given (canonical).
+pub fn mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| std::path::PathBuf::from(unescape(m)))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
