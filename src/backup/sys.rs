@@ -200,6 +200,30 @@ pub fn dev_numbers(rdev: u64) -> (u32, u32) {
     (libc::major(rdev), libc::minor(rdev))
 }
 
+/// Starts writing `f`'s dirty pages to disk without waiting
+/// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE). A restore calls it for
+/// each big file it has written, so the disk works while the next files
+/// are decompressed; otherwise the kernel (dirty_background_ratio of a
+/// large RAM) may hold all of it until the final sync. Only a hint: it
+/// flushes no metadata and promises nothing, so errors are ignored.
+pub fn start_writeback(f: &std::fs::File) {
+    // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Writes everything of the file system holding `dir` to disk and waits
+/// (syncfs(2)): data, inodes and the journal.
+pub fn syncfs(dir: &Path) -> io::Result<()> {
+    let d = std::fs::File::open(dir)?;
+    // SAFETY: a valid descriptor.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,28 +253,4 @@ mod tests {
         let x = xattrs(&p).unwrap();
         assert!(x.contains(&(OsString::from("user.test"), b"\x00\xffbin".to_vec())));
     }
-}
-
-/// Starts writing `f`'s dirty pages to disk without waiting
-/// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE). A restore calls it for
-/// each big file it has written, so the disk works while the next files
-/// are decompressed; otherwise the kernel (dirty_background_ratio of a
-/// large RAM) may hold all of it until the final sync. Only a hint: it
-/// flushes no metadata and promises nothing, so errors are ignored.
-pub fn start_writeback(f: &std::fs::File) {
-    // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
-    unsafe {
-        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-/// Writes everything of the file system holding `dir` to disk and waits
-/// (syncfs(2)): data, inodes and the journal.
-pub fn syncfs(dir: &Path) -> io::Result<()> {
-    let d = std::fs::File::open(dir)?;
-    // SAFETY: a valid descriptor.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
