@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::Arc;
 
 use super::frames::{AheadReader, FrameReader, Frames};
 use super::pax::{self, BLOCK, BadHeader, Header};
@@ -53,7 +55,9 @@ impl<R: Read> Source<R> {
 
 pub struct TarReader<R: Read> {
     frames: Source<R>,
-    cur: Vec<u8>,
+    /// The frame being read: shared, so member data can be handed on
+    /// (to be written and hashed) without a copy.
+    cur: Arc<Vec<u8>>,
     pos: usize,
     /// Looking for a header after damage.
     resync: bool,
@@ -87,7 +91,7 @@ impl<R: Read> TarReader<R> {
     fn with(frames: Source<R>, known: Option<HashSet<Vec<u8>>>) -> Self {
         TarReader {
             frames,
-            cur: Vec::new(),
+            cur: Arc::new(Vec::new()),
             pos: 0,
             resync: false,
             data_left: 0,
@@ -106,7 +110,7 @@ impl<R: Read> TarReader<R> {
         match self.frames.get().next_frame()? {
             None => Ok(Err(Take::Eof)),
             Some(f) => {
-                self.cur = f.data;
+                self.cur = Arc::new(f.data);
                 self.pos = 0;
                 if f.after_gap {
                     self.resync = true;
@@ -344,8 +348,24 @@ impl<R: Read> TarReader<R> {
     /// Reads member data: for sparse files the data regions one after the
     /// other. Returns 0 at the end of the member.
     pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, DataError> {
-        if self.data_left == 0 || self.resync {
-            return Ok(0);
+        match self.data_piece(buf.len())? {
+            None => Ok(0),
+            Some((frame, r)) => {
+                buf[..r.len()].copy_from_slice(&frame[r.clone()]);
+                Ok(r.len())
+            }
+        }
+    }
+
+    /// The next piece of member data, at most `max` bytes, as the frame it
+    /// lies in and its range there: no copy. `None` at the end of the
+    /// member.
+    pub fn data_piece(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<(Arc<Vec<u8>>, Range<usize>)>, DataError> {
+        if self.data_left == 0 || self.resync || max == 0 {
+            return Ok(None);
         }
         if self.pos == self.cur.len() {
             match self.advance()? {
@@ -361,13 +381,13 @@ impl<R: Read> TarReader<R> {
                 }
             }
         }
-        let n = (buf.len() as u64)
+        let n = (max as u64)
             .min(self.data_left)
             .min((self.cur.len() - self.pos) as u64) as usize;
-        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        let r = self.pos..self.pos + n;
         self.pos += n;
         self.data_left -= n as u64;
-        Ok(n)
+        Ok(Some((self.cur.clone(), r)))
     }
 }
 

@@ -14,12 +14,16 @@
 //! (no half file that looks whole), named, and counted, and the rest goes
 //! on. With the manifest the members whose headers were lost are named too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
+use std::io::{Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -77,8 +81,83 @@ struct Ctx<'a> {
     /// Directories known to exist: their members need no stat(2).
     known_dirs: HashSet<PathBuf>,
     ok: HashSet<Vec<u8>>,
-    known: Option<std::collections::HashMap<Vec<u8>, Option<String>>>,
+    known: Option<HashMap<Vec<u8>, Option<String>>>,
     report: Report,
+    /// The sha256 checks under way on the hashing thread, by file number.
+    verifier: Verifier,
+    expect: HashMap<u64, Expect>,
+    next_id: u64,
+    /// Hard links made, by the member they point to: removed with it when
+    /// its check fails.
+    links: HashMap<Vec<u8>, Vec<(PathBuf, Vec<u8>)>>,
+}
+
+/// A restored file whose sha256 is being checked.
+struct Expect {
+    want: String,
+    dest: PathBuf,
+    name: Vec<u8>,
+    len: u64,
+}
+
+/// What the hashing thread is sent: data of file `id`, or its end.
+enum Piece {
+    Data(u64, Arc<Vec<u8>>, Range<usize>),
+    End(u64),
+}
+
+/// The sha256 of every restored file, on a thread of its own: it runs
+/// beside decompressing and writing instead of after them, and reads the
+/// very frame buffers the file was written from (no copy).
+struct Verifier {
+    tx: Option<mpsc::SyncSender<Piece>>,
+    rx: mpsc::Receiver<(u64, [u8; 32])>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Verifier {
+    fn new() -> Self {
+        // Pieces waiting: each holds its frame (4 MiB at most) alive.
+        let (tx, prx) = mpsc::sync_channel::<Piece>(16);
+        let (dtx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut open: HashMap<u64, Sha256> = HashMap::new();
+            while let Ok(p) = prx.recv() {
+                match p {
+                    Piece::Data(id, frame, r) => open.entry(id).or_default().update(&frame[r]),
+                    Piece::End(id) => {
+                        let h = open.remove(&id).unwrap_or_default();
+                        if dtx.send((id, h.finalize().into())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Verifier {
+            tx: Some(tx),
+            rx,
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, p: Piece) -> Result<()> {
+        self.tx
+            .as_ref()
+            .and_then(|t| t.send(p).ok())
+            .ok_or_else(|| anyhow::anyhow!("the sha256 thread stopped"))
+    }
+
+    /// The digests computed so far; with `all`, waits for every one.
+    fn digests(&mut self, all: bool) -> Vec<(u64, [u8; 32])> {
+        if all {
+            self.tx = None;
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+        self.rx.try_iter().collect()
+    }
 }
 
 /// Restores the archive read from `input` under `to`. `man` (when the
@@ -112,8 +191,11 @@ pub fn restore(
                 .collect()
         }),
         report: Report::default(),
+        verifier: Verifier::new(),
+        expect: HashMap::new(),
+        next_id: 0,
+        links: HashMap::new(),
     };
-    let mut buf = vec![0u8; 1 << 20];
     loop {
         match reader.next_event()? {
             Event::End => break,
@@ -128,7 +210,7 @@ pub fn restore(
             }
             Event::Entry(h) => {
                 let name = h.path.clone();
-                match put(&mut cx, &mut reader, h, &mut buf, pb) {
+                match put(&mut cx, &mut reader, h, pb) {
                     Ok(true) => {
                         cx.report.entries += 1;
                         cx.ok.insert(name);
@@ -143,7 +225,11 @@ pub fn restore(
                 }
             }
         }
+        check_digests(&mut cx, false);
     }
+    // Every check done before the directories get their times: a file
+    // that fails is removed.
+    check_digests(&mut cx, true);
     // Directories last, deepest first.
     let dirs = std::mem::take(&mut cx.dirs);
     for (path, h) in dirs.iter().rev() {
@@ -206,7 +292,6 @@ fn put<R: Read>(
     cx: &mut Ctx,
     reader: &mut TarReader<R>,
     h: Header,
-    buf: &mut [u8],
     pb: &ProgressBar,
 ) -> Result<bool> {
     let rel = safe_rel(&h.path)
@@ -258,56 +343,49 @@ fn put<R: Read>(
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&dest)?;
-            let mut hasher = Sha256::new();
-            let regions = h.sparse.clone().unwrap_or_else(|| vec![(0, h.size)]);
-            let sparse = h.sparse.is_some();
-            for (off, len) in regions {
-                if sparse {
-                    f.seek(SeekFrom::Start(off))?;
-                }
-                let mut left = len;
-                while left > 0 {
-                    let want = (left as usize).min(buf.len());
-                    let n = match reader.read_data(&mut buf[..want]) {
-                        Ok(0) => Err(DataError::Truncated),
-                        Ok(n) => Ok(n),
-                        Err(e) => Err(e),
-                    };
-                    let n = match n {
-                        Ok(n) => n,
-                        Err(DataError::Io(e)) => return Err(e.into()),
-                        Err(e) => {
-                            drop(f);
-                            let _ = std::fs::remove_file(&dest);
-                            let name = manifest::escape(&h.path);
-                            log::warn!("{name}: {e}");
-                            cx.report.damaged.push(name);
-                            return Ok(false);
-                        }
-                    };
-                    hasher.update(&buf[..n]);
-                    f.write_all(&buf[..n])?;
-                    left -= n as u64;
-                    pb.inc(n as u64);
-                }
+            let want = cx
+                .known
+                .as_ref()
+                .and_then(|k| k.get(&h.path).cloned().flatten());
+            let id = cx.next_id;
+            cx.next_id += 1;
+            let written = write_data(cx, reader, &mut f, &h, id, want.is_some(), pb);
+            if want.is_some() {
+                // Ends the file's hash even when its data stopped early.
+                cx.verifier.send(Piece::End(id))?;
             }
-            if sparse {
-                // Sets the length past a trailing hole.
-                f.set_len(h.size)?;
+            match written {
+                Ok(None) => {}
+                Ok(Some(e)) => {
+                    drop(f);
+                    let _ = std::fs::remove_file(&dest);
+                    let name = manifest::escape(&h.path);
+                    log::warn!("{name}: {e}");
+                    cx.report.damaged.push(name);
+                    return Ok(false);
+                }
+                Err(e) => {
+                    // Disk full, say: no half file that looks whole.
+                    drop(f);
+                    let _ = std::fs::remove_file(&dest);
+                    return Err(e);
+                }
             }
             if h.data_len() >= WRITEBACK_MIN {
                 sys::start_writeback(&f);
             }
-            if let Some(Some(Some(want))) = cx.known.as_ref().map(|k| k.get(&h.path)) {
-                let got = hex::encode(hasher.finalize());
-                if &got != want {
-                    drop(f);
-                    let _ = std::fs::remove_file(&dest);
-                    cx.report.damaged.push(manifest::escape(&h.path));
-                    return Ok(false);
-                }
-            }
             file_attrs(cx, &f, &dest, &h)?;
+            if let Some(want) = want {
+                cx.expect.insert(
+                    id,
+                    Expect {
+                        want,
+                        dest,
+                        name: h.path.clone(),
+                        len: h.data_len(),
+                    },
+                );
+            }
             cx.report.files += 1;
             cx.report.bytes += h.data_len();
             return Ok(true);
@@ -322,6 +400,10 @@ fn put<R: Read>(
                 .ok_or_else(|| anyhow::anyhow!("unsafe hard link target, skipped"))?;
             std::fs::hard_link(cx.to.join(&target), &dest)
                 .map_err(|e| anyhow::anyhow!("hard link to {}: {e}", manifest::escape(&h.link)))?;
+            cx.links
+                .entry(h.link.clone())
+                .or_default()
+                .push((dest, h.path.clone()));
             return Ok(true);
         }
         Kind::Char | Kind::Block | Kind::Fifo => {
@@ -335,6 +417,80 @@ fn put<R: Read>(
     }
     attrs(cx, &dest, &h)?;
     Ok(true)
+}
+
+/// Writes a regular file's data (its data regions, for a sparse file)
+/// straight from the archive's frames, and hands the same bytes to the
+/// hashing thread when `hash`. `Ok(Some(why))`: the archive's data is
+/// damaged or ends early here.
+fn write_data<R: Read>(
+    cx: &Ctx,
+    reader: &mut TarReader<R>,
+    f: &mut std::fs::File,
+    h: &Header,
+    id: u64,
+    hash: bool,
+    pb: &ProgressBar,
+) -> Result<Option<DataError>> {
+    let regions = h.sparse.clone().unwrap_or_else(|| vec![(0, h.size)]);
+    let sparse = h.sparse.is_some();
+    for (off, len) in regions {
+        if sparse {
+            f.seek(SeekFrom::Start(off))?;
+        }
+        let mut left = len;
+        while left > 0 {
+            let (frame, r) = match reader.data_piece(left.min(usize::MAX as u64) as usize) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(Some(DataError::Truncated)),
+                Err(DataError::Io(e)) => return Err(e.into()),
+                Err(e) => return Ok(Some(e)),
+            };
+            let n = r.len();
+            f.write_all(&frame[r.clone()])?;
+            if hash {
+                cx.verifier.send(Piece::Data(id, frame, r))?;
+            }
+            left -= n as u64;
+            pb.inc(n as u64);
+        }
+    }
+    if sparse {
+        // Sets the length past a trailing hole.
+        f.set_len(h.size)?;
+    }
+    Ok(None)
+}
+
+/// Compares the digests the hashing thread has computed (with `all`, every
+/// one) with the manifest's; a file that differs is removed with the hard
+/// links made to it, and named as damaged.
+fn check_digests(cx: &mut Ctx, all: bool) {
+    for (id, got) in cx.verifier.digests(all) {
+        let Some(e) = cx.expect.remove(&id) else {
+            continue;
+        };
+        if hex::encode(got) == e.want {
+            continue;
+        }
+        let _ = std::fs::remove_file(&e.dest);
+        let name = manifest::escape(&e.name);
+        log::warn!("{name}: its data differs from the manifest's sha256; removed");
+        cx.report.damaged.push(name.clone());
+        cx.ok.remove(&e.name);
+        cx.report.entries = cx.report.entries.saturating_sub(1);
+        cx.report.files = cx.report.files.saturating_sub(1);
+        cx.report.bytes = cx.report.bytes.saturating_sub(e.len);
+        for (link, link_name) in cx.links.remove(&e.name).unwrap_or_default() {
+            let _ = std::fs::remove_file(&link);
+            cx.ok.remove(&link_name);
+            cx.report.entries = cx.report.entries.saturating_sub(1);
+            cx.report.errors.push(format!(
+                "{}: hard link to {name}, whose data is damaged: removed",
+                manifest::escape(&link_name)
+            ));
+        }
+    }
 }
 
 /// [`attrs`] of a regular file through its open descriptor (fchown,
