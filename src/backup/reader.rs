@@ -363,7 +363,7 @@ impl<R: Read> TarReader<R> {
     pub fn data_piece(
         &mut self,
         max: usize,
-    ) -> Result<Option<(Arc<Vec<u8>>, Range<usize>)>, DataError> {
+    ) -> Result<Option<Piece>, DataError> {
         if self.data_left == 0 || self.resync || max == 0 {
             return Ok(None);
         }
@@ -390,6 +390,9 @@ impl<R: Read> TarReader<R> {
         Ok(Some((self.cur.clone(), r)))
     }
 }
+
+/// Member data in place: the frame it lies in, and where.
+pub type Piece = (Arc<Vec<u8>>, Range<usize>);
 
 enum Err2 {
     Bad(BadHeader, Option<Vec<u8>>),
