@@ -360,10 +360,7 @@ impl<R: Read> TarReader<R> {
     /// The next piece of member data, at most `max` bytes, as the frame it
     /// lies in and its range there: no copy. `None` at the end of the
     /// member.
-    pub fn data_piece(
-        &mut self,
-        max: usize,
-    ) -> Result<Option<Piece>, DataError> {
+    pub fn data_piece(&mut self, max: usize) -> Result<Option<Piece>, DataError> {
         if self.data_left == 0 || self.resync || max == 0 {
             return Ok(None);
         }

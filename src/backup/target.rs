@@ -130,7 +130,10 @@ impl Target {
                 let file = std::fs::File::create(&part)
                     .with_context(|| format!("creating {}", part.display()))?;
                 Ok(Upload::Local {
-                    file: std::io::BufWriter::with_capacity(1 << 20, file),
+                    file: std::io::BufWriter::with_capacity(
+                        1 << 20,
+                        super::sys::Writeback::new(file),
+                    ),
                     part,
                     done: dir.join(name),
                 })
@@ -256,7 +259,7 @@ impl Read for SshRead {
 /// A file being written to a target.
 pub enum Upload {
     Local {
-        file: std::io::BufWriter<std::fs::File>,
+        file: std::io::BufWriter<super::sys::Writeback>,
         part: PathBuf,
         done: PathBuf,
     },
@@ -308,7 +311,8 @@ impl Upload {
                 let f = file
                     .into_inner()
                     .map_err(|e| e.into_error())
-                    .with_context(|| format!("writing {}", part.display()))?;
+                    .with_context(|| format!("writing {}", part.display()))?
+                    .into_inner();
                 f.sync_all()
                     .with_context(|| format!("writing {}", part.display()))?;
                 Ok(Staged::Local { part, done })
