@@ -559,6 +559,7 @@ fn mount_network(root: &Path, fs: &Filesystem) -> Result<(PathBuf, String, Optio
 /// for again; behind LUKS it needs its key, which is said.
 fn device_of_uuid(uuid: &str, fs: &Filesystem) -> Result<String> {
     let mut tried = activate::Tried::default();
+    let md_before = md_arrays();
     let devs = loop {
         // -c /dev/null: no cache; probe every block device as it is now
         // (the cache of a rescue system knows nothing, a stale one would
@@ -573,9 +574,18 @@ fn device_of_uuid(uuid: &str, fs: &Filesystem) -> Result<String> {
             activate::Next::AssembleMd => {
                 tried.md = true;
                 log::info!("backup filesystem UUID={uuid} not visible: assembling md arrays");
-                // Exits non-zero when some array is incomplete or already
-                // running; what it did assemble is probed next.
-                if let Err(e) = Cmd::new("mdadm").args(["--assemble", "--scan"]).output() {
+                // --config=partitions: every device in /proc/partitions,
+                // as if mdadm.conf said only `DEVICE partitions` (mdadm(8),
+                // --config): the rescue system's own mdadm.conf has
+                // `AUTO -all` so that nothing assembles behind recover's
+                // back (src/init/hardware.rs). Exits non-zero when some
+                // array is incomplete or already running; what it did
+                // assemble is probed next, and what does not hold the
+                // backup is stopped again below.
+                if let Err(e) = Cmd::new("mdadm")
+                    .args(["--assemble", "--scan", "--config=partitions"])
+                    .output()
+                {
                     log::warn!("{e:#}");
                 }
             }
@@ -608,6 +618,9 @@ fn device_of_uuid(uuid: &str, fs: &Filesystem) -> Result<String> {
             activate::Next::Missing => break Vec::new(),
         }
     };
+    if tried.md {
+        stop_other_arrays(&md_before, devs.first().map(|d| d.as_str()));
+    }
     match devs.as_slice() {
         [] => Err(fail(
             Code::Host,
@@ -686,6 +699,65 @@ fn whole_disks(json: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The md arrays the kernel has now (`/sys/block/md*`).
+fn md_arrays() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/sys/block")
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("md"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Stops the arrays assembled while looking for the backup (those not in
+/// `before`) that do not hold `dev`: an array of the old system disks left
+/// running would keep recover from partitioning them.
+fn stop_other_arrays(before: &[String], dev: Option<&str>) {
+    let keep: Vec<String> = dev
+        .and_then(|d| {
+            Cmd::new("lsblk")
+                .args(["-J", "-s", "-o", "PATH,TYPE", d])
+                .read()
+                .ok()
+        })
+        .map(|json| md_in_chain(&json))
+        .unwrap_or_default();
+    for md in md_arrays() {
+        let path = format!("/dev/{md}");
+        if before.contains(&md) || keep.contains(&path) {
+            continue;
+        }
+        match Cmd::new("mdadm").args(["--stop", &path]).output() {
+            Ok(_) => log::info!("stopped md array {path}: it does not hold the backup"),
+            Err(e) => log::warn!("{path} does not hold the backup and stays assembled: {e:#}"),
+        }
+    }
+}
+
+/// The md devices (`/dev/md*`) in `lsblk -J -s` output: what a device is
+/// built on.
+fn md_in_chain(json: &str) -> Vec<String> {
+    fn walk(d: &BlockDev, out: &mut Vec<String>) {
+        if d.path.starts_with("/dev/md") && !out.contains(&d.path) {
+            out.push(d.path.clone());
+        }
+        for c in &d.children {
+            walk(c, out);
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(l) = serde_json::from_str::<Lsblk>(json) {
+        for d in &l.blockdevices {
+            walk(d, &mut out);
+        }
+    }
+    out
+}
+
 /// Whole disks under the filesystem holding the existing directory `dir`;
 /// none when it is not on a block device.
 fn disks_of_dir(dir: &Path) -> Result<Vec<String>> {
@@ -759,6 +831,17 @@ mod tests {
             {"path":"/dev/vdb1","type":"part","children":[{"path":"/dev/vdb","type":"disk"}]},
             {"path":"/dev/vdc1","type":"part","children":[{"path":"/dev/vdc","type":"disk"}]}]}]}"#;
         assert_eq!(whole_disks(tree).unwrap(), vec!["/dev/vdb", "/dev/vdc"]);
+    }
+
+    #[test]
+    fn arrays_under_an_lv_on_md() {
+        // An LV on md127 on two whole disks: md127 is kept, nothing else.
+        let tree = r#"{"blockdevices":[{"path":"/dev/mapper/bk-store","type":"lvm","children":[
+            {"path":"/dev/md127","type":"raid1","children":[
+                {"path":"/dev/vdb","type":"disk"},{"path":"/dev/vdc","type":"disk"}]}]}]}"#;
+        assert_eq!(md_in_chain(tree), vec!["/dev/md127"]);
+        assert!(md_in_chain(LSBLK).is_empty());
+        assert!(md_in_chain("not json").is_empty());
     }
 
     fn config(text: &str) -> Config {

@@ -105,7 +105,7 @@ enum QemuCmd {
     },
     /// Build layouts on blank disks in a VM, recover them, compare
     Layout {
-        /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, luks-lvm-btrfs, lvm-thin, capture-fixtures)
+        /// Only this scenario (gpt-esp-ext4-swap, raid1-lvm, raid1-lvm-mapped, restore-md-lvm, luks-lvm-btrfs, lvm-thin, capture-fixtures)
         #[arg(long)]
         only: Option<String>,
         /// Use this mkrescue binary instead of building the release one
