@@ -90,6 +90,49 @@ struct Ctx<'a> {
     /// Hard links made, by the member they point to: removed with it when
     /// its check fails.
     links: HashMap<Vec<u8>, Vec<(PathBuf, Vec<u8>)>>,
+    /// Big files written, whose writeback a thread of its own starts.
+    flusher: Flusher,
+}
+
+/// Starts the writeback of each big file as soon as it is written, on a
+/// thread of its own: sync_file_range(2) may wait for room in the
+/// device's queue, and the thread that creates and writes the files must
+/// not (it is the restore's critical path). Without it, on a machine with
+/// gigabytes of RAM, the kernel writes nothing before the final syncfs.
+struct Flusher {
+    tx: Option<mpsc::SyncSender<std::fs::File>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn new() -> Self {
+        // Descriptors waiting: a bound on open files, not on memory.
+        let (tx, rx) = mpsc::sync_channel::<std::fs::File>(64);
+        let thread = std::thread::spawn(move || {
+            while let Ok(f) = rx.recv() {
+                sys::start_writeback(&f);
+            }
+        });
+        Flusher {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands over a second descriptor of `f` (a failed dup only loses the
+    /// hint).
+    fn flush(&self, f: &std::fs::File) {
+        if let (Some(tx), Ok(dup)) = (&self.tx, f.try_clone()) {
+            let _ = tx.try_send(dup);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A restored file whose sha256 is being checked.
@@ -195,6 +238,7 @@ pub fn restore(
         expect: HashMap::new(),
         next_id: 0,
         links: HashMap::new(),
+        flusher: Flusher::new(),
     };
     loop {
         match reader.next_event()? {
@@ -230,6 +274,7 @@ pub fn restore(
     // Every check done before the directories get their times: a file
     // that fails is removed.
     check_digests(&mut cx, true);
+    cx.flusher.finish();
     // Directories last, deepest first.
     let dirs = std::mem::take(&mut cx.dirs);
     for (path, h) in dirs.iter().rev() {
@@ -372,7 +417,7 @@ fn put<R: Read>(
                 }
             }
             if h.data_len() >= WRITEBACK_MIN {
-                sys::start_writeback(&f);
+                cx.flusher.flush(&f);
             }
             file_attrs(cx, &f, &dest, &h)?;
             if let Some(want) = want {
