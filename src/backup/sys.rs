@@ -225,28 +225,61 @@ pub fn syncfs(dir: &Path) -> io::Result<()> {
 }
 
 /// A file written from start to end whose writeback is started every
-/// [`Writeback::STEP`] bytes ([`start_writeback`] on the new range): the
-/// disk writes while the rest is produced, and the final fsync has little
-/// left to do. Without it the kernel keeps up to dirty_background_ratio of
-/// RAM (gigabytes) dirty, and all of it is written after the last byte.
+/// [`Writeback::STEP`] bytes (sync_file_range(2) on the new range, from a
+/// thread of its own: the call may wait for room in the device's queue,
+/// and the writer must not): the disk writes while the rest is produced,
+/// and the final fsync has little left to do. Without it the kernel keeps
+/// up to dirty_background_ratio of RAM (gigabytes) dirty, and all of it is
+/// written after the last byte.
 pub struct Writeback {
     file: std::fs::File,
     written: u64,
     started: u64,
+    ranges: Option<std::sync::mpsc::SyncSender<(u64, u64)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writeback {
     pub const STEP: u64 = 8 << 20;
 
     pub fn new(file: std::fs::File) -> Self {
+        let (ranges, thread) = match file.try_clone() {
+            Ok(dup) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, u64)>(4);
+                let t = std::thread::spawn(move || {
+                    while let Ok((off, len)) = rx.recv() {
+                        // SAFETY: a valid descriptor and a range of it. A
+                        // hint only: its result changes nothing (see
+                        // start_writeback).
+                        unsafe {
+                            libc::sync_file_range(
+                                dup.as_raw_fd(),
+                                off as libc::off64_t,
+                                len as libc::off64_t,
+                                libc::SYNC_FILE_RANGE_WRITE,
+                            );
+                        }
+                    }
+                });
+                (Some(tx), Some(t))
+            }
+            // No second descriptor: no hints, the fsync does it all.
+            Err(_) => (None, None),
+        };
         Writeback {
             file,
             written: 0,
             started: 0,
+            ranges,
+            thread,
         }
     }
 
-    pub fn into_inner(self) -> std::fs::File {
+    pub fn into_inner(mut self) -> std::fs::File {
+        self.ranges = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
         self.file
     }
 }
@@ -256,15 +289,10 @@ impl io::Write for Writeback {
         let n = self.file.write(b)?;
         self.written += n as u64;
         if self.written - self.started >= Self::STEP {
-            // SAFETY: a valid descriptor and a range of it. A hint only:
-            // its result changes nothing (see start_writeback).
-            unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    self.started as libc::off64_t,
-                    (self.written - self.started) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
+            if let Some(tx) = &self.ranges {
+                // Full: the thread is behind, and the range is left to the
+                // kernel and the fsync.
+                let _ = tx.try_send((self.started, self.written - self.started));
             }
             self.started = self.written;
         }
