@@ -1930,6 +1930,41 @@ mod tests {
         assert!(e.contains("not a variant yet"), "{e}");
     }
 
+    /// Pruning the old disks lowers the peak; resuming at recover needs
+    /// only the new disks; the refusal names the directory and the fix.
+    #[test]
+    fn space_needed_follows_the_phases() {
+        let (from_recover, pruned, kept) = (
+            space_needed(2, false),
+            space_needed(0, true),
+            space_needed(0, false),
+        );
+        assert!(
+            from_recover < pruned && pruned < kept,
+            "{from_recover} {pruned} {kept}"
+        );
+        assert_eq!(space_needed(2, true), from_recover);
+        let dir = std::env::temp_dir();
+        let e = E2e {
+            scenario: "raid1-lvm".into(),
+            variant: Variant::default(),
+            bin: PathBuf::from("m"),
+            work: dir.clone(),
+            vwork: dir.join("no-such-variant-dir"),
+            report: vec![],
+            prune_old: true,
+        };
+        let free = util::free_bytes(&dir).unwrap();
+        match check_space(&e, 0) {
+            Ok(()) => assert!(free >= space_needed(0, true)),
+            Err(err) => {
+                let msg = err.to_string();
+                assert!(msg.contains("free space there"), "{msg}");
+                assert!(free < space_needed(0, true));
+            }
+        }
+    }
+
     #[test]
     fn uefi_variant_names_and_disks() {
         let e = E2e {
