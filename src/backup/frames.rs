@@ -829,6 +829,13 @@ mod tests {
         drop(b);
     }
 
+    /// `input` as frames, compressed on 2 threads.
+    fn compressed(input: &[u8]) -> Vec<u8> {
+        let mut w = FrameWriter::new(Vec::new(), 3, 2);
+        w.write_all(input).unwrap();
+        w.finish().unwrap().0
+    }
+
     /// A damaged magic number of the second frame: the first one, whose
     /// end no longer meets a magic, is checked by decompressing it and
     /// kept; the second is lost; the third follows a gap. The same with
@@ -836,9 +843,7 @@ mod tests {
     #[test]
     fn a_damaged_magic_costs_its_own_frame_only() {
         let input = data(3 * CHUNK);
-        let mut w = FrameWriter::new(Vec::new(), 3, 2);
-        w.write_all(&input).unwrap();
-        let (mut z, _, _) = w.finish().unwrap();
+        let mut z = compressed(&input);
         let first = zstd_safe::find_frame_compressed_size(&z).unwrap();
         z[first + 1] ^= 0xff;
         let (f, gap) = frames_of(&z);
@@ -863,9 +868,7 @@ mod tests {
     #[test]
     fn a_damaged_last_frame_ends_in_a_gap() {
         let input = data(2 * CHUNK);
-        let mut w = FrameWriter::new(Vec::new(), 3, 2);
-        w.write_all(&input).unwrap();
-        let (mut z, _, _) = w.finish().unwrap();
+        let mut z = compressed(&input);
         let n = z.len();
         z[n - 10] ^= 0x55;
         let (f, gap) = frames_of(&z);
