@@ -286,15 +286,11 @@ pub fn restore(
     }
     // Done means on disk: a power cut after the summary must not lose the
     // restored system. syncfs(2) writes data, inodes and journal of one
-    // file system: the target's, and each one mounted below it (recover
-    // mounts /home, /var, ... there).
+    // file system: the target's, and each one on a disk mounted below it
+    // (recover mounts /home, /var, /boot/efi there).
     let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
     let mut fss = vec![canon.clone()];
-    fss.extend(
-        crate::recover::mount::mounts_under(&canon)
-            .into_iter()
-            .filter(|m| *m != canon),
-    );
+    fss.extend(crate::recover::mount::disk_mounts_under(&canon));
     for fs in fss {
         if let Err(e) = sys::syncfs(&fs) {
             cx.report

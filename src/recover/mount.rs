@@ -147,17 +147,30 @@ pub fn is_mounted(dir: &Path) -> bool {
         .any(|m| unescape(m) == want)
 }
 
-/// The mount points at or below `dir` (from /proc/self/mountinfo), `dir`
-/// itself included when it is one; `dir` is taken as given (canonical).
-pub fn mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
+/// The mount points below `dir` of file systems on block devices (from
+/// /proc/self/mountinfo): those a restore into `dir` wrote to, without
+/// proc, sysfs, bind-mounted /dev or a network share that could hang a
+/// sync. `dir` is taken as given (canonical).
+pub fn disk_mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| disk_mounts_in(&info, dir))
+        .unwrap_or_default()
+}
+
+/// [`disk_mounts_under`] of a mountinfo text: field 5 is the mount point;
+/// after the ` - ` separator come the type and the source (proc(5)).
+fn disk_mounts_in(info: &str, dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out: Vec<std::path::PathBuf> = info
         .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| std::path::PathBuf::from(unescape(m)))
-        .filter(|m| m.starts_with(dir))
+        .filter_map(|l| {
+            let point = l.split(' ').nth(4)?;
+            let (_, tail) = l.split_once(" - ")?;
+            let source = tail.split(' ').nth(1)?;
+            source
+                .starts_with("/dev/")
+                .then(|| std::path::PathBuf::from(unescape(point)))
+        })
+        .filter(|m| m.starts_with(dir) && m != dir)
         .collect();
     out.sort();
     out.dedup();
@@ -272,6 +285,27 @@ mod tests {
     fn no_root_mount_is_refused() {
         let e = mount_all(&[]).unwrap_err().to_string();
         assert!(e.contains("no file system mounted at /"), "{e}");
+    }
+
+    #[test]
+    fn disk_mounts_below_a_target() {
+        let info = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+40 27 253:1 / /mnt/target rw - ext4 /dev/mapper/vg0-root rw
+41 40 253:2 / /mnt/target/home rw - xfs /dev/mapper/vg0-home rw
+42 40 0:6 / /mnt/target/dev rw - devtmpfs devtmpfs rw
+43 40 0:21 / /mnt/target/proc rw - proc proc rw
+44 40 0:50 / /mnt/target/srv/share rw - nfs4 server:/export rw
+45 40 8:1 / /mnt/target/boot\\040efi rw - vfat /dev/vda1 rw
+46 27 8:2 / /mnt/targetX rw - ext4 /dev/vda2 rw
+";
+        assert_eq!(
+            disk_mounts_in(info, Path::new("/mnt/target")),
+            vec![
+                std::path::PathBuf::from("/mnt/target/boot efi"),
+                std::path::PathBuf::from("/mnt/target/home"),
+            ]
+        );
     }
 
     #[test]
