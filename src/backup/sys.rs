@@ -207,9 +207,19 @@ pub fn dev_numbers(rdev: u64) -> (u32, u32) {
 /// large RAM) may hold all of it until the final sync. Only a hint: it
 /// flushes no metadata and promises nothing, so errors are ignored.
 pub fn start_writeback(f: &std::fs::File) {
-    // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
+    start_writeback_range(f, 0, 0);
+}
+
+/// [`start_writeback`] of `len` bytes from `off` (0: to the end).
+fn start_writeback_range(f: &std::fs::File, off: u64, len: u64) {
+    // SAFETY: a valid descriptor and a range of it.
     unsafe {
-        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        libc::sync_file_range(
+            f.as_raw_fd(),
+            off as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
     }
 }
 
@@ -248,17 +258,7 @@ impl Writeback {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, u64)>(4);
                 let t = std::thread::spawn(move || {
                     while let Ok((off, len)) = rx.recv() {
-                        // SAFETY: a valid descriptor and a range of it. A
-                        // hint only: its result changes nothing (see
-                        // start_writeback).
-                        unsafe {
-                            libc::sync_file_range(
-                                dup.as_raw_fd(),
-                                off as libc::off64_t,
-                                len as libc::off64_t,
-                                libc::SYNC_FILE_RANGE_WRITE,
-                            );
-                        }
+                        start_writeback_range(&dup, off, len);
                     }
                 });
                 (Some(tx), Some(t))
