@@ -35,10 +35,9 @@ use super::pax::{Header, Kind};
 use super::reader::{DataError, Event, TarReader};
 use super::sys;
 
-/// Files with at least this much data have their writeback started as soon
-/// as they are written ([`sys::start_writeback`]); smaller ones are left to
-/// the kernel and the final syncfs, where it can merge them.
-const WRITEBACK_MIN: u64 = 128 << 10;
+/// Restored file data between two syncs of the target's file systems
+/// ([`Syncer`]).
+const SYNC_STEP: u64 = 128 << 20;
 
 /// What a restore did.
 #[derive(Debug, Default, Serialize)]
@@ -90,47 +89,75 @@ struct Ctx<'a> {
     /// Hard links made, by the member they point to: removed with it when
     /// its check fails.
     links: HashMap<Vec<u8>, Vec<(PathBuf, Vec<u8>)>>,
-    /// Big files written, whose writeback a thread of its own starts.
-    flusher: Flusher,
+    /// Syncs the target while the restore goes on, and at its end.
+    syncer: Syncer,
 }
 
-/// Starts the writeback of each big file as soon as it is written, on a
-/// thread of its own: sync_file_range(2) may wait for room in the
-/// device's queue, and the thread that creates and writes the files must
-/// not (it is the restore's critical path). Without it, on a machine with
-/// gigabytes of RAM, the kernel writes nothing before the final syncfs.
-struct Flusher {
-    tx: Option<mpsc::SyncSender<std::fs::File>>,
-    thread: Option<JoinHandle<()>>,
+/// Syncs the file systems a restore writes to (syncfs(2)) every
+/// [`SYNC_STEP`] bytes of file data, on a thread of its own, so the disks
+/// write while the rest is decompressed and the final sync has little
+/// left. Without it the kernel keeps up to dirty_background_ratio of RAM
+/// (gigabytes in a big server) dirty and writes all of it after the last
+/// file. A per-file sync_file_range(2) hint, used before, only reached the
+/// data of big files, and not at all the disk under a stacked device such
+/// as a loop device, whose backing file has a page cache of its own that
+/// only a flush (which syncfs ends with) writes out; syncfs covers small
+/// files, inodes and the journal too. Measured on the bench's restore:
+/// 3.5 s -> 2.9 s (median of 5, sync included).
+///
+/// The restoring thread never waits for it: a sync still running when the
+/// next one is due is simply not repeated.
+struct Syncer {
+    tx: Option<mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<Vec<String>>>,
+    since: u64,
 }
 
-impl Flusher {
-    fn new() -> Self {
-        // Descriptors waiting: a bound on open files, not on memory.
-        let (tx, rx) = mpsc::sync_channel::<std::fs::File>(64);
+impl Syncer {
+    /// `fss`: the target and the disk-backed file systems mounted below it.
+    fn new(fss: Vec<PathBuf>) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<()>(1);
         let thread = std::thread::spawn(move || {
-            while let Ok(f) = rx.recv() {
-                sys::start_writeback(&f);
+            while rx.recv().is_ok() {
+                for fs in &fss {
+                    // Errors are reported by the final sync.
+                    let _ = sys::syncfs(fs);
+                }
             }
+            // The final sync, after the last file: done means on disk.
+            let mut errors = Vec::new();
+            for fs in &fss {
+                if let Err(e) = sys::syncfs(fs) {
+                    errors.push(format!("syncing {}: {e}", fs.display()));
+                }
+            }
+            errors
         });
-        Flusher {
+        Syncer {
             tx: Some(tx),
             thread: Some(thread),
+            since: 0,
         }
     }
 
-    /// Hands over a second descriptor of `f` (a failed dup only loses the
-    /// hint).
-    fn flush(&self, f: &std::fs::File) {
-        if let (Some(tx), Ok(dup)) = (&self.tx, f.try_clone()) {
-            let _ = tx.try_send(dup);
+    /// Counts `n` more bytes written; starts a sync every [`SYNC_STEP`].
+    fn wrote(&mut self, n: u64) {
+        self.since += n;
+        if self.since >= SYNC_STEP {
+            self.since = 0;
+            if let Some(tx) = &self.tx {
+                let _ = tx.try_send(());
+            }
         }
     }
 
-    fn finish(&mut self) {
+    /// The final sync; returns its errors.
+    fn finish(&mut self) -> Vec<String> {
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(errors)) => errors,
+            Some(Err(_)) => vec!["the sync thread failed".into()],
+            None => Vec::new(),
         }
     }
 }
@@ -219,6 +246,11 @@ pub fn restore(
             .collect()
     });
     let mut reader = TarReader::ahead(input, known_names);
+    // The file systems written to: the target's, and each one on a disk
+    // mounted below it (recover mounts /home, /var, /boot/efi there).
+    let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
+    let mut fss = crate::recover::mount::disk_mounts_under(&canon);
+    fss.insert(0, canon);
     let mut cx = Ctx {
         to,
         // SAFETY: geteuid has no preconditions.
@@ -238,7 +270,7 @@ pub fn restore(
         expect: HashMap::new(),
         next_id: 0,
         links: HashMap::new(),
-        flusher: Flusher::new(),
+        syncer: Syncer::new(fss),
     };
     loop {
         match reader.next_event()? {
@@ -274,7 +306,6 @@ pub fn restore(
     // Every check done before the directories get their times: a file
     // that fails is removed.
     check_digests(&mut cx, true);
-    cx.flusher.finish();
     // Directories last, deepest first.
     let dirs = std::mem::take(&mut cx.dirs);
     for (path, h) in dirs.iter().rev() {
@@ -285,19 +316,10 @@ pub fn restore(
         }
     }
     // Done means on disk: a power cut after the summary must not lose the
-    // restored system. syncfs(2) writes data, inodes and journal of one
-    // file system: the target's, and each one on a disk mounted below it
-    // (recover mounts /home, /var, /boot/efi there).
-    let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
-    let mut fss = vec![canon.clone()];
-    fss.extend(crate::recover::mount::disk_mounts_under(&canon));
-    for fs in fss {
-        if let Err(e) = sys::syncfs(&fs) {
-            cx.report
-                .errors
-                .push(format!("syncing {}: {e}", fs.display()));
-        }
-    }
+    // restored system. syncfs(2) writes data, inodes and journal of each
+    // file system written to.
+    let sync_errors = cx.syncer.finish();
+    cx.report.errors.extend(sync_errors);
     if let Some(m) = man {
         // Name everything the manifest has that did not come back, in
         // archive order; the reader's own notes are then redundant.
@@ -412,9 +434,7 @@ fn put<R: Read>(
                     return Err(e);
                 }
             }
-            if h.data_len() >= WRITEBACK_MIN {
-                cx.flusher.flush(&f);
-            }
+            cx.syncer.wrote(h.data_len());
             file_attrs(cx, &f, &dest, &h)?;
             if let Some(want) = want {
                 cx.expect.insert(

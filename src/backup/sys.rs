@@ -200,17 +200,10 @@ pub fn dev_numbers(rdev: u64) -> (u32, u32) {
     (libc::major(rdev), libc::minor(rdev))
 }
 
-/// Starts writing `f`'s dirty pages to disk without waiting
-/// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE). A restore calls it for
-/// each big file it has written, so the disk works while the next files
-/// are decompressed; otherwise the kernel (dirty_background_ratio of a
-/// large RAM) may hold all of it until the final sync. Only a hint: it
-/// flushes no metadata and promises nothing, so errors are ignored.
-pub fn start_writeback(f: &std::fs::File) {
-    start_writeback_range(f, 0, 0);
-}
-
-/// [`start_writeback`] of `len` bytes from `off` (0: to the end).
+/// Starts writing `len` bytes of `f` from `off` (0: to the end) to disk
+/// without waiting (sync_file_range(2) with SYNC_FILE_RANGE_WRITE). Only a
+/// hint: it flushes no metadata and promises nothing, so errors are
+/// ignored.
 fn start_writeback_range(f: &std::fs::File, off: u64, len: u64) {
     // SAFETY: a valid descriptor and a range of it.
     unsafe {
