@@ -246,43 +246,63 @@ fn wrong_targets_get_one_clear_line() {
     assert!(error_line(&out, 5).contains("no complete backup"));
 }
 
-/// Data that the frames' checksums pass but the manifest's sha256 does not
+/// Data that the frames' checksums pass but the manifest's digest does not
 /// (here: the manifest is changed): the file is checked on restore's
 /// hashing thread after it was written, then removed with the hard link
-/// already made to it, and named; everything else stays.
+/// already made to it, and named; everything else stays. Restore checks
+/// BLAKE3 when the manifest has it, and sha256 in a manifest of an older
+/// mkrescue (no `blake3`): both are changed in turn.
 #[test]
-fn sha256_mismatch_removes_the_file_and_its_hard_links() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    tree(&src);
-    std::fs::hard_link(src.join("data/f03"), src.join("data/zz-link")).unwrap();
-    let bk = tmp.path().join("bk");
-    let name = backup(&src, &bk);
-    let man_path = bk.join(format!("{name}.manifest.zst"));
-    let man = String::from_utf8(zstd::decode_all(&std::fs::read(&man_path).unwrap()[..]).unwrap())
-        .unwrap();
-    let mut changed = 0;
-    let lines: Vec<String> = man
-        .lines()
-        .map(|l| {
-            if l.contains("\"data/f03\"") && l.contains("sha256") {
-                changed += 1;
-                let i = l.find("\"sha256\":\"").unwrap() + 10;
-                format!("{}{}{}", &l[..i], "0".repeat(64), &l[i + 64..])
-            } else {
+fn digest_mismatch_removes_the_file_and_its_hard_links() {
+    for (field, drop_blake3) in [("blake3", false), ("sha256", true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        tree(&src);
+        std::fs::hard_link(src.join("data/f03"), src.join("data/zz-link")).unwrap();
+        let bk = tmp.path().join("bk");
+        let name = backup(&src, &bk);
+        let man_path = bk.join(format!("{name}.manifest.zst"));
+        let man =
+            String::from_utf8(zstd::decode_all(&std::fs::read(&man_path).unwrap()[..]).unwrap())
+                .unwrap();
+        let key = format!("\"{field}\":\"");
+        let mut changed = 0;
+        let lines: Vec<String> = man
+            .lines()
+            .map(|l| {
+                let mut l: serde_json::Value = serde_json::from_str(l).unwrap();
+                if l["path"] == "data/f03" && l.get(field).is_some() {
+                    changed += 1;
+                    l[field] = "0".repeat(64).into();
+                }
+                if drop_blake3 {
+                    if let Some(o) = l.as_object_mut() {
+                        o.remove("blake3");
+                    }
+                }
                 l.to_string()
-            }
-        })
-        .collect();
-    assert_eq!(changed, 1, "{man}");
-    let edited = lines.join("\n") + "\n";
-    std::fs::write(&man_path, zstd::encode_all(edited.as_bytes(), 3).unwrap()).unwrap();
+            })
+            .collect();
+        assert_eq!(changed, 1, "{man}");
+        let edited = lines.join("\n") + "\n";
+        assert!(edited.contains(&key));
+        assert_eq!(edited.contains("\"blake3\""), !drop_blake3);
+        std::fs::write(&man_path, zstd::encode_all(edited.as_bytes(), 3).unwrap()).unwrap();
 
-    let (dst, line, rep) = restore_damaged(tmp.path(), &bk, "sha");
-    let damaged = damaged_list(&rep);
-    assert_eq!(damaged, ["data/f03"], "{rep}");
-    assert!(line.contains("first: data/f03"), "{line}");
-    assert!(!dst.join("data/f03").exists());
-    assert!(!dst.join("data/zz-link").exists(), "the hard link stayed");
-    assert_eq!(check_rest(&src, &dst, &damaged), FILES - 1);
+        // verify checks both digests: either one changed names the file.
+        let v = mkrescue(&[os("backup"), os("verify"), os("--target"), bk.as_os_str()]);
+        let vline = error_line(&v, 5);
+        assert!(vline.contains("first: data/f03"), "{field}: {vline}");
+
+        let (dst, line, rep) = restore_damaged(tmp.path(), &bk, field);
+        let damaged = damaged_list(&rep);
+        assert_eq!(damaged, ["data/f03"], "{field}: {rep}");
+        assert!(line.contains("first: data/f03"), "{field}: {line}");
+        assert!(!dst.join("data/f03").exists(), "{field}");
+        assert!(
+            !dst.join("data/zz-link").exists(),
+            "{field}: the hard link stayed"
+        );
+        assert_eq!(check_rest(&src, &dst, &damaged), FILES - 1, "{field}");
+    }
 }

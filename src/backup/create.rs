@@ -289,7 +289,7 @@ pub fn write_archive<W: Write, M: Write>(
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut stats = Stats::default();
     // Manifest lines wait here, in archive order, until the hashing thread
-    // (see FrameWriter) has the sha256 of their file.
+    // (see FrameWriter) has the digests of their file.
     let mut queue = Pending::default();
     let mut next_file = 0u64;
     walk(src, &mut stats, &mut |f, stats| {
@@ -309,6 +309,7 @@ pub fn write_archive<W: Write, M: Write>(
             kind: Kind::Dir,
             size: 0,
             sha256: None,
+            blake3: None,
         };
         if ft.is_socket() {
             stats.sockets_skipped += 1;
@@ -459,7 +460,7 @@ pub fn write_archive<W: Write, M: Write>(
     let (out, compressed, rest) = tar.inner.finish().context("compressing the archive")?;
     queue.push_digests(rest, man)?;
     if let Some((item, _)) = queue.items.front() {
-        anyhow::bail!("no sha256 computed for {}", item.path);
+        anyhow::bail!("no digest computed for {}", item.path);
     }
     Ok((out, stats, compressed))
 }
@@ -468,7 +469,7 @@ pub fn write_archive<W: Write, M: Write>(
 #[derive(Default)]
 struct Pending {
     items: std::collections::VecDeque<(Item, Option<u64>)>,
-    digests: HashMap<u64, [u8; 32]>,
+    digests: HashMap<u64, manifest::Sums>,
 }
 
 impl Pending {
@@ -492,16 +493,17 @@ impl Pending {
     ) -> Result<()> {
         self.digests.extend(digests);
         while let Some((_, id)) = self.items.front() {
-            let sha = match id {
+            let sums = match id {
                 None => None,
                 Some(id) => match self.digests.remove(id) {
-                    Some(d) => Some(hex::encode(d)),
+                    Some(d) => Some(d),
                     None => break,
                 },
             };
             let (mut item, _) = self.items.pop_front().expect("front exists");
-            if sha.is_some() {
-                item.sha256 = sha;
+            if let Some(d) = sums {
+                item.sha256 = Some(hex::encode(d.sha256));
+                item.blake3 = Some(hex::encode(d.blake3));
             }
             man.add(&item)?;
         }

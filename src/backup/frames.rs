@@ -42,8 +42,8 @@ struct HashJob {
     ends: Vec<u64>,
 }
 
-/// A file's sha256, computed by the hashing thread.
-pub type Digest = (u64, [u8; 32]);
+/// A file's digests (sha256 and BLAKE3), computed by the hashing thread.
+pub type Digest = (u64, super::manifest::Sums);
 
 /// A `Write` that compresses into independent zstd frames on `threads`
 /// threads and writes them in order to the inner writer.
@@ -116,7 +116,7 @@ impl<W: Write> FrameWriter<W> {
                 })
             })
             .collect::<Vec<_>>();
-        // The sha256 of every file's data, in a thread of its own: off the
+        // The digests of every file's data, in a thread of its own: off the
         // thread that walks and reads, which is the one stage that cannot
         // run in parallel (and under load the one that waits longest for
         // a CPU). Chunks pass through it in order, so a file's bytes are
@@ -124,8 +124,8 @@ impl<W: Write> FrameWriter<W> {
         let (hash_tx, hash_rx) = mpsc::sync_channel::<HashJob>(threads);
         let (dig_tx, dig_rx) = mpsc::channel::<Digest>();
         let hasher = std::thread::spawn(move || {
-            use sha2::Digest as _;
-            let mut open: std::collections::HashMap<u64, sha2::Sha256> = Default::default();
+            let mut open: std::collections::HashMap<u64, super::manifest::BothHasher> =
+                Default::default();
             while let Ok(HashJob {
                 job,
                 segments,
@@ -137,7 +137,7 @@ impl<W: Write> FrameWriter<W> {
                 }
                 for file in ends {
                     let h = open.remove(&file).unwrap_or_default();
-                    if dig_tx.send((file, h.finalize().into())).is_err() {
+                    if dig_tx.send((file, h.finish())).is_err() {
                         return;
                     }
                 }
@@ -225,7 +225,7 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Keeps `n` bytes written into the last [`Self::spare`] as data of
-    /// `file`, whose sha256 comes back from [`Self::digests`] once
+    /// `file`, whose digests come back from [`Self::digests`] once
     /// [`Self::end_file`] was called for it.
     pub fn commit_file(&mut self, n: usize, file: u64) -> io::Result<()> {
         if n > 0 {

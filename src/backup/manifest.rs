@@ -1,6 +1,16 @@
 //! The manifest that sits beside every archive: one JSON line of facts
 //! about the backup, then one JSON line per member with its type, size and
-//! (for regular files) the sha256 of its content; zstd-compressed.
+//! (for regular files) the sha256 and the BLAKE3 of its content;
+//! zstd-compressed.
+//!
+//! Two digests because they serve two readers. sha256 is what an admin
+//! can check with the tools on any system (`sha256sum`), and what
+//! `backup verify` checks. BLAKE3, as strong a proof and ~4x faster here
+//! (4.5 vs 1.2 GB/s on one core with AVX-512 vs SHA-NI), is what
+//! `restore` checks every file against: on the 2-core machine this was
+//! measured on, sha256 was a fifth of a restore's CPU time. Manifests
+//! written before BLAKE3 was added have no `blake3`, and restore checks
+//! their sha256.
 //!
 //! `verify` re-reads the archive against it, and `restore` uses it to name
 //! the files a damaged archive lost (even when their headers went with the
@@ -40,6 +50,114 @@ pub struct Item {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+}
+
+impl Item {
+    /// The digest restore checks this member's data against: BLAKE3 when
+    /// the manifest has it, else sha256.
+    pub fn check(&self) -> Option<Check> {
+        match (&self.blake3, &self.sha256) {
+            (Some(b), _) => Some(Check {
+                algo: Algo::Blake3,
+                hex: b.clone(),
+            }),
+            (None, Some(s)) => Some(Check {
+                algo: Algo::Sha256,
+                hex: s.clone(),
+            }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A digest algorithm of the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algo {
+    Sha256,
+    Blake3,
+}
+
+impl Algo {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Sha256 => "sha256",
+            Algo::Blake3 => "blake3",
+        }
+    }
+}
+
+/// A digest expected of a member's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub algo: Algo,
+    /// Lowercase hex, as in the manifest.
+    pub hex: String,
+}
+
+/// One running digest of [`Algo`].
+pub enum Hasher {
+    Sha256(Box<sha2::Sha256>),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Hasher {
+    pub fn new(algo: Algo) -> Self {
+        match algo {
+            Algo::Sha256 => Hasher::Sha256(Box::default()),
+            Algo::Blake3 => Hasher::Blake3(Box::default()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Blake3(h) => {
+                h.update(data);
+            }
+        }
+    }
+
+    /// Lowercase hex, as in the manifest.
+    pub fn finish_hex(self) -> String {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Blake3(h) => h.finalize().to_hex().to_string(),
+        }
+    }
+}
+
+/// Both digests of a file's data, as a backup writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sums {
+    pub sha256: [u8; 32],
+    pub blake3: [u8; 32],
+}
+
+/// Computes [`Sums`] in one pass over the data.
+#[derive(Default)]
+pub struct BothHasher {
+    sha256: sha2::Sha256,
+    blake3: blake3::Hasher,
+}
+
+impl BothHasher {
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        self.sha256.update(data);
+        self.blake3.update(data);
+    }
+
+    pub fn finish(self) -> Sums {
+        use sha2::Digest as _;
+        Sums {
+            sha256: self.sha256.finalize().into(),
+            blake3: *self.blake3.finalize().as_bytes(),
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -166,5 +284,54 @@ mod tests {
             assert_eq!(unescape(&e), name, "{e}");
         }
         assert_eq!(escape(b"a\xffb"), "a%FFb");
+    }
+
+    /// The digests are the standard ones (the vectors of FIPS 180-2 and of
+    /// the BLAKE3 reference), so `sha256sum` and `b3sum` agree with the
+    /// manifest; restore prefers BLAKE3 and falls back to sha256.
+    #[test]
+    fn digests_are_the_standard_ones_and_restore_prefers_blake3() {
+        let mut both = BothHasher::default();
+        both.update(b"a");
+        both.update(b"bc");
+        let sums = both.finish();
+        assert_eq!(
+            hex::encode(sums.sha256),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex::encode(sums.blake3),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+        for algo in [Algo::Sha256, Algo::Blake3] {
+            let mut h = Hasher::new(algo);
+            h.update(b"ab");
+            h.update(b"c");
+            let want = match algo {
+                Algo::Sha256 => sums.sha256,
+                Algo::Blake3 => sums.blake3,
+            };
+            assert_eq!(h.finish_hex(), hex::encode(want), "{}", algo.name());
+        }
+        let mut item = Item {
+            path: "f".into(),
+            kind: Kind::File,
+            size: 3,
+            sha256: Some("s".into()),
+            blake3: Some("b".into()),
+        };
+        assert_eq!(
+            item.check().map(|c| (c.algo, c.hex)),
+            Some((Algo::Blake3, "b".into()))
+        );
+        item.blake3 = None;
+        assert_eq!(
+            item.check().map(|c| (c.algo, c.hex)),
+            Some((Algo::Sha256, "s".into()))
+        );
+        // A manifest line of an older mkrescue (no blake3) still reads.
+        let old: Item =
+            serde_json::from_str(r#"{"path":"f","kind":"file","size":3,"sha256":"s"}"#).unwrap();
+        assert_eq!(old, item);
     }
 }

@@ -25,15 +25,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
-use anyhow::Result;
-use indicatif::ProgressBar;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-
-use super::manifest::{self, Manifest};
+use super::manifest::{self, Algo, Check, Hasher, Manifest};
 use super::pax::{Header, Kind};
 use super::reader::{DataError, Event, TarReader};
 use super::sys;
+use anyhow::Result;
+use indicatif::ProgressBar;
+use serde::Serialize;
 
 /// Restored file data between two syncs of the target's file systems
 /// ([`Syncer`]).
@@ -80,9 +78,10 @@ struct Ctx<'a> {
     /// Directories known to exist: their members need no stat(2).
     known_dirs: HashSet<PathBuf>,
     ok: HashSet<Vec<u8>>,
-    known: Option<HashMap<Vec<u8>, Option<String>>>,
+    /// The manifest's members and the digest each file is checked against.
+    known: Option<HashMap<Vec<u8>, Option<Check>>>,
     report: Report,
-    /// The sha256 checks under way on the hashing thread, by file number.
+    /// The digest checks under way on the hashing thread, by file number.
     verifier: Verifier,
     expect: HashMap<u64, Expect>,
     next_id: u64,
@@ -162,26 +161,30 @@ impl Syncer {
     }
 }
 
-/// A restored file whose sha256 is being checked.
+/// A restored file whose digest is being checked.
 struct Expect {
-    want: String,
+    want: Check,
     dest: PathBuf,
     name: Vec<u8>,
     len: u64,
 }
 
-/// What the hashing thread is sent: data of file `id`, or its end.
+/// What the hashing thread is sent: the start of file `id` and the
+/// digest to compute, its data, or its end.
 enum Piece {
+    Begin(u64, Algo),
     Data(u64, Arc<Vec<u8>>, Range<usize>),
     End(u64),
 }
 
-/// The sha256 of every restored file, on a thread of its own: it runs
-/// beside decompressing and writing instead of after them, and reads the
-/// very frame buffers the file was written from (no copy).
+/// The digest of every restored file (see [`manifest`] for which), on a
+/// thread of its own: it runs beside decompressing and writing instead of
+/// after them, and reads the very frame buffers the file was written from
+/// (no copy).
 struct Verifier {
     tx: Option<mpsc::SyncSender<Piece>>,
-    rx: mpsc::Receiver<(u64, [u8; 32])>,
+    /// File number and lowercase hex digest.
+    rx: mpsc::Receiver<(u64, String)>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -191,13 +194,20 @@ impl Verifier {
         let (tx, prx) = mpsc::sync_channel::<Piece>(16);
         let (dtx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let mut open: HashMap<u64, Sha256> = HashMap::new();
+            let mut open: HashMap<u64, Hasher> = HashMap::new();
             while let Ok(p) = prx.recv() {
                 match p {
-                    Piece::Data(id, frame, r) => open.entry(id).or_default().update(&frame[r]),
+                    Piece::Begin(id, algo) => {
+                        open.insert(id, Hasher::new(algo));
+                    }
+                    Piece::Data(id, frame, r) => {
+                        if let Some(h) = open.get_mut(&id) {
+                            h.update(&frame[r]);
+                        }
+                    }
                     Piece::End(id) => {
-                        let h = open.remove(&id).unwrap_or_default();
-                        if dtx.send((id, h.finalize().into())).is_err() {
+                        let Some(h) = open.remove(&id) else { continue };
+                        if dtx.send((id, h.finish_hex())).is_err() {
                             return;
                         }
                     }
@@ -215,11 +225,11 @@ impl Verifier {
         self.tx
             .as_ref()
             .and_then(|t| t.send(p).ok())
-            .ok_or_else(|| anyhow::anyhow!("the sha256 thread stopped"))
+            .ok_or_else(|| anyhow::anyhow!("the hashing thread stopped"))
     }
 
     /// The digests computed so far; with `all`, waits for every one.
-    fn digests(&mut self, all: bool) -> Vec<(u64, [u8; 32])> {
+    fn digests(&mut self, all: bool) -> Vec<(u64, String)> {
         if all {
             self.tx = None;
             if let Some(t) = self.thread.take() {
@@ -232,7 +242,7 @@ impl Verifier {
 
 /// Restores the archive read from `input` under `to`. `man` (when the
 /// manifest could be read) names lost members and checks every file's
-/// sha256.
+/// digest (BLAKE3, or sha256 in older manifests).
 pub fn restore(
     input: impl Read + Send + 'static,
     to: &Path,
@@ -262,7 +272,7 @@ pub fn restore(
         known: man.map(|m| {
             m.items
                 .iter()
-                .map(|i| (manifest::unescape(&i.path), i.sha256.clone()))
+                .map(|i| (manifest::unescape(&i.path), i.check()))
                 .collect()
         }),
         report: Report::default(),
@@ -412,6 +422,9 @@ fn put<R: Read>(
                 .and_then(|k| k.get(&h.path).cloned().flatten());
             let id = cx.next_id;
             cx.next_id += 1;
+            if let Some(w) = &want {
+                cx.verifier.send(Piece::Begin(id, w.algo))?;
+            }
             let written = write_data(cx, reader, &mut f, &h, id, want.is_some(), pb);
             if want.is_some() {
                 // Ends the file's hash even when its data stopped early.
@@ -531,12 +544,15 @@ fn check_digests(cx: &mut Ctx, all: bool) {
         let Some(e) = cx.expect.remove(&id) else {
             continue;
         };
-        if hex::encode(got) == e.want {
+        if got.eq_ignore_ascii_case(&e.want.hex) {
             continue;
         }
         let _ = std::fs::remove_file(&e.dest);
         let name = manifest::escape(&e.name);
-        log::warn!("{name}: its data differs from the manifest's sha256; removed");
+        log::warn!(
+            "{name}: its data differs from the manifest's {}; removed",
+            e.want.algo.name()
+        );
         cx.report.damaged.push(name.clone());
         cx.ok.remove(&e.name);
         cx.report.entries = cx.report.entries.saturating_sub(1);
