@@ -247,9 +247,9 @@ fn wrong_targets_get_one_clear_line() {
 }
 
 /// Data that the frames' checksums pass but the manifest's digest does not
-/// (here: the manifest is changed): the file is checked on restore's
-/// hashing thread after it was written, then removed with the hard link
-/// already made to it, and named; everything else stays. Restore checks
+/// (here: the manifest is changed): the file is checked as it is written,
+/// then removed and named, and the hard link to it that follows in the
+/// archive is not made; everything else stays. Restore checks
 /// BLAKE3 when the manifest has it, and sha256 in a manifest of an older
 /// mkrescue (no `blake3`): both are changed in turn.
 #[test]

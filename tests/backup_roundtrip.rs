@@ -324,4 +324,40 @@ fn archive_round_trip_is_identical() {
         hx.contains(&("user.comment".into(), b"hello".to_vec())),
         "{hx:?}"
     );
+
+    // Restoring over the restored tree after it changed (restore alone,
+    // into a system that is still there): whatever is in the way of a
+    // member makes way for it, an existing directory stays, with what the
+    // archive does not have.
+    std::fs::remove_file(dst.join("etc/hostname")).unwrap();
+    std::fs::create_dir(dst.join("etc/hostname")).unwrap();
+    std::fs::write(dst.join("etc/hostname/inside"), b"a dir where a file was").unwrap();
+    std::fs::remove_dir_all(dst.join("srv/ro")).unwrap();
+    std::fs::write(dst.join("srv/ro"), b"a file where a directory was").unwrap();
+    std::fs::remove_file(dst.join("srv/abs")).unwrap();
+    std::fs::write(dst.join("srv/abs"), b"a file where a symlink was").unwrap();
+    std::fs::remove_file(dst.join("home/u/third")).unwrap();
+    std::fs::write(dst.join("home/u/third"), b"no longer a hard link").unwrap();
+    std::fs::write(dst.join("srv/data/big.bin"), b"changed").unwrap();
+    std::fs::write(dst.join("etc/extra"), b"not in the archive").unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&ok(&mkrescue(&[
+        os("restore"),
+        os("--from"),
+        os(&format!("file://{}", bk.display())),
+        os("--to"),
+        dst.as_os_str(),
+        os("--json"),
+    ])))
+    .unwrap();
+    assert!(rep["damaged"].as_array().unwrap().is_empty(), "{rep}");
+    assert!(rep["errors"].as_array().unwrap().is_empty(), "{rep}");
+    let mut again = facts(&dst);
+    let extra = again.remove(b"etc/extra".as_slice()).unwrap();
+    assert_eq!(
+        extra.content.as_deref(),
+        Some(b"not in the archive".as_slice())
+    );
+    again.remove(b"tmp".as_slice()).unwrap();
+    again.remove(b"srv".as_slice()).unwrap();
+    assert_same(&want, &again);
 }
