@@ -5,6 +5,12 @@
 //! password), a failed mount leaving nothing behind, and a rescue image
 //! that carries mount.nfs / mount.cifs and their kernel modules when such
 //! a target is configured.
+//!
+//! The mounts themselves, against real servers, are tested in QEMU by
+//! `cargo xtask qemu runtime --only shares` (xtask/src/qemu_shares.rs): the
+//! rescue system's kernel and helpers mount an NFSv4 export of nfs-ganesha
+//! and an SMB3 share of smbd run on this side, and back up, verify and
+//! restore through them.
 
 mod backup_common;
 

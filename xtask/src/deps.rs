@@ -23,6 +23,10 @@ use crate::util;
 /// - nfs-common, cifs-utils: mount.nfs / mount.cifs, which a rescue image
 ///   must carry when the backup target is nfs:// or cifs:// (tests build
 ///   such images and check the mount command lines)
+/// - nfs-ganesha, nfs-ganesha-vfs, samba, socat: `qemu runtime --only
+///   shares` backs up to and restores from a real NFSv4 and SMB3 server
+///   run here in user space (this kernel has no nfsd), reached from the
+///   guest through socat
 /// - xorriso, isolinux, syslinux, syslinux-common, pxelinux, mtools,
 ///   dosfstools, grub-efi-amd64-bin, ipxe-qemu: `--output iso|usb|pxe`
 ///   build with them and `cargo xtask qemu media` boots the results
@@ -65,6 +69,10 @@ const PACKAGES: &[&str] = &[
     "borgbackup",
     "nfs-common",
     "cifs-utils",
+    "nfs-ganesha",
+    "nfs-ganesha-vfs",
+    "samba",
+    "socat",
     "xorriso",
     "isolinux",
     "syslinux",

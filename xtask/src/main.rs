@@ -21,6 +21,7 @@ mod qemu_e2e;
 mod qemu_layout;
 mod qemu_media;
 mod qemu_runtime;
+mod qemu_shares;
 mod util;
 
 use std::path::{Path, PathBuf};

@@ -34,6 +34,9 @@
 //!    mounts, `backup list` sees the backup and `restore` brings the file
 //!    back.
 //!
+//! 6. `nfs://` and `cifs://` targets against nfs-ganesha and smbd running
+//!    here, reached through guestfwd ([`crate::qemu_shares`]).
+//!
 //! Scenario 1 also checks that QEMU's DHCP under `restrict=on`, which
 //! offers no router and no DNS server, leaves no default route, no
 //! resolv.conf and no error in the init log; scenario 2 boots with
@@ -55,14 +58,14 @@ const MARKER: &str = mkrescue::init::READY_MARKER;
 const DIR: &str = "target/qemu/runtime";
 const SERIAL: &str = "MKRT0001";
 
-/// Runs the five scenarios, or only the one named by `only` (dhcp,
-/// static, net=dhcp, bond, iso-backup).
+/// Runs the six scenarios, or only the one named by `only` (dhcp,
+/// static, net=dhcp, bond, iso-backup, shares).
 pub fn run(only: Option<&str>) -> Result<()> {
     let want = |n: &str| only.is_none_or(|o| o == n);
     if let Some(o) = only {
         anyhow::ensure!(
-            ["dhcp", "static", "net=dhcp", "bond", "iso-backup"].contains(&o),
-            "no runtime scenario named {o} (dhcp, static, net=dhcp, bond, iso-backup)"
+            ["dhcp", "static", "net=dhcp", "bond", "iso-backup", "shares"].contains(&o),
+            "no runtime scenario named {o} (dhcp, static, net=dhcp, bond, iso-backup, shares)"
         );
     }
     let bin = qemu::build_release()?;
@@ -364,6 +367,15 @@ pub fn run(only: Option<&str>) -> Result<()> {
         times.push(("iso-backup", t));
     }
 
+    // 6. nfs:// and cifs:// targets against real servers on this side.
+    if want("shares") {
+        let t = util::step(
+            "qemu runtime: backup, verify and restore over nfs:// and cifs://",
+            || crate::qemu_shares::run(&bin, &dir, &disk, &key, &ssh_toml),
+        )?;
+        times.push(("shares", t));
+    }
+
     for (name, r) in times {
         eprintln!(
             "boot to ready ({name}): {:.1}s guest uptime, {:.1}s wall",
@@ -447,7 +459,7 @@ fn iso_backup(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -
     Ok(ready)
 }
 
-fn build(bin: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
+pub(crate) fn build(bin: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(&cfg, toml).with_context(|| format!("writing {}", cfg.display()))?;
     let out = dir.join(name);
@@ -466,18 +478,18 @@ fn build(bin: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
 }
 
 /// A port on 127.0.0.1 nobody listens on now.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
 }
 
 #[derive(Clone, Copy)]
-struct Ready {
+pub(crate) struct Ready {
     uptime: f64,
     wall: f64,
 }
 
-struct Vm {
+pub(crate) struct Vm {
     child: Child,
     log: PathBuf,
     start: Instant,
@@ -495,7 +507,7 @@ impl Drop for Vm {
 impl Vm {
     /// Boots the image in `out` with one virtio NIC per (netdev options
     /// without id, MAC) of `nics`.
-    fn boot(
+    pub(crate) fn boot(
         out: &Path,
         log: &Path,
         disk: &Path,
@@ -557,7 +569,7 @@ impl Vm {
     }
 
     /// Waits for the marker; checks it is printed once.
-    fn wait_ready(&mut self) -> Result<Ready> {
+    pub(crate) fn wait_ready(&mut self) -> Result<Ready> {
         loop {
             let text = self.serial();
             if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
@@ -593,7 +605,7 @@ impl Vm {
     }
 
     /// `poweroff` over SSH; QEMU must exit within a minute.
-    fn poweroff(&mut self, s: &Ssh) -> Result<()> {
+    pub(crate) fn poweroff(&mut self, s: &Ssh) -> Result<()> {
         // The connection drops as the guest goes down: ignore ssh's status.
         let _ = s.command("poweroff").output();
         let start = Instant::now();
@@ -614,9 +626,9 @@ impl Vm {
     }
 }
 
-struct Ssh<'a> {
-    port: u16,
-    key: &'a Path,
+pub(crate) struct Ssh<'a> {
+    pub(crate) port: u16,
+    pub(crate) key: &'a Path,
 }
 
 impl Ssh<'_> {
@@ -644,7 +656,7 @@ impl Ssh<'_> {
     }
 
     /// Runs `remote`; its stdout must contain `want`. Returns stdout.
-    fn expect(&self, remote: &str, want: &str) -> Result<String> {
+    pub(crate) fn expect(&self, remote: &str, want: &str) -> Result<String> {
         let mut last = String::new();
         // The first connection may race sshd's start-up behind hostfwd.
         for _ in 0..3 {
