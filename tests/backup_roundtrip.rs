@@ -137,6 +137,22 @@ fn build_tree(src: &Path) -> std::path::PathBuf {
     sock
 }
 
+/// `mkrescue restore` of the backup in `bk` into `dst`: nothing damaged,
+/// no error.
+fn restore_clean(bk: &Path, dst: &Path) {
+    let rep: serde_json::Value = serde_json::from_str(&ok(&mkrescue(&[
+        os("restore"),
+        os("--from"),
+        os(&format!("file://{}", bk.display())),
+        os("--to"),
+        dst.as_os_str(),
+        os("--json"),
+    ])))
+    .unwrap();
+    assert!(rep["damaged"].as_array().unwrap().is_empty(), "{rep}");
+    assert!(rep["errors"].as_array().unwrap().is_empty(), "{rep}");
+}
+
 #[test]
 fn archive_round_trip_is_identical() {
     let tmp = tempfile::tempdir().unwrap();
@@ -209,17 +225,7 @@ fn archive_round_trip_is_identical() {
 
     let dst = tmp.path().join("restored");
     std::fs::create_dir(&dst).unwrap();
-    let rep: serde_json::Value = serde_json::from_str(&ok(&mkrescue(&[
-        os("restore"),
-        os("--from"),
-        os(&format!("file://{}", bk.display())),
-        os("--to"),
-        dst.as_os_str(),
-        os("--json"),
-    ])))
-    .unwrap();
-    assert!(rep["damaged"].as_array().unwrap().is_empty(), "{rep}");
-    assert!(rep["errors"].as_array().unwrap().is_empty(), "{rep}");
+    restore_clean(&bk, &dst);
 
     // /tmp's contents are left out, the directory itself (mode 1777) kept.
     std::fs::remove_file(src.join("tmp/not-backed-up")).unwrap();
@@ -340,17 +346,7 @@ fn archive_round_trip_is_identical() {
     std::fs::write(dst.join("home/u/third"), b"no longer a hard link").unwrap();
     std::fs::write(dst.join("srv/data/big.bin"), b"changed").unwrap();
     std::fs::write(dst.join("etc/extra"), b"not in the archive").unwrap();
-    let rep: serde_json::Value = serde_json::from_str(&ok(&mkrescue(&[
-        os("restore"),
-        os("--from"),
-        os(&format!("file://{}", bk.display())),
-        os("--to"),
-        dst.as_os_str(),
-        os("--json"),
-    ])))
-    .unwrap();
-    assert!(rep["damaged"].as_array().unwrap().is_empty(), "{rep}");
-    assert!(rep["errors"].as_array().unwrap().is_empty(), "{rep}");
+    restore_clean(&bk, &dst);
     let mut again = facts(&dst);
     let extra = again.remove(b"etc/extra".as_slice()).unwrap();
     assert_eq!(
