@@ -34,13 +34,14 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use anyhow::Result;
+use indicatif::ProgressBar;
+use serde::Serialize;
+
 use super::manifest::{self, Check, Hasher, Manifest};
 use super::pax::{Header, Kind};
 use super::reader::{DataError, Event, TarReader};
 use super::sys;
-use anyhow::Result;
-use indicatif::ProgressBar;
-use serde::Serialize;
 
 /// Restored file data between two syncs of the target's file systems
 /// ([`Syncer`]).
