@@ -127,7 +127,7 @@ fn ganesha(dir: &Path, export: &Path, port: u16) -> Result<Server> {
 fn smbd(dir: &Path, share: &Path, port: u16, password: &str) -> Result<Server> {
     let state = dir.join("samba");
     let _ = std::fs::remove_dir_all(&state);
-    for d in ["private", "lock", "state", "cache", "pid"] {
+    for d in ["private", "lock", "state", "cache", "pid", "ncalrpc"] {
         std::fs::create_dir_all(state.join(d))?;
     }
     let s = state.display();
@@ -137,7 +137,8 @@ fn smbd(dir: &Path, share: &Path, port: u16, password: &str) -> Result<Server> {
         format!(
             "[global]\n  smb ports = {port}\n  interfaces = lo\n  bind interfaces only = yes\n  \
              private dir = {s}/private\n  lock directory = {s}/lock\n  state directory = {s}/state\n  \
-             cache directory = {s}/cache\n  pid directory = {s}/pid\n  log file = {s}/smbd.log\n  \
+             cache directory = {s}/cache\n  pid directory = {s}/pid\n  ncalrpc dir = {s}/ncalrpc\n  \
+             log file = {s}/smbd.log\n  \
              passdb backend = tdbsam:{s}/private/passdb.tdb\n  server role = standalone server\n  \
              disable netbios = yes\n  load printers = no\n  printing = bsd\n  printcap name = /dev/null\n  \
              server min protocol = SMB3\n\
@@ -202,7 +203,13 @@ pub fn run(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -> R
     // nfs:// mounts the path whole: the directory must exist on the server.
     std::fs::create_dir_all(export.join("hosts"))?;
     std::fs::create_dir_all(&share)?;
-    let (nfs_port, smb_port) = (free_port()?, free_port()?);
+    let nfs_port = free_port()?;
+    let mut smb_port = free_port()?;
+    // Two servers on one port: the second would fail to listen while the
+    // first answers for it.
+    while smb_port == nfs_port {
+        smb_port = free_port()?;
+    }
     // A password made up for this run (the server only listens on
     // 127.0.0.1; still, no fixed secret in the repository).
     let mut seed = [0u8; 8];
