@@ -120,13 +120,18 @@ impl Hasher {
         }
     }
 
-    /// Lowercase hex, as in the manifest.
-    pub fn finish_hex(self) -> String {
+    /// The digest (both algorithms make 32 bytes).
+    pub fn finish(self) -> [u8; 32] {
         use sha2::Digest as _;
         match self {
-            Hasher::Sha256(h) => hex::encode(h.finalize()),
-            Hasher::Blake3(h) => h.finalize().to_hex().to_string(),
+            Hasher::Sha256(h) => h.finalize().into(),
+            Hasher::Blake3(h) => *h.finalize().as_bytes(),
         }
+    }
+
+    /// Lowercase hex, as in the manifest.
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.finish())
     }
 }
 
@@ -138,24 +143,30 @@ pub struct Sums {
 }
 
 /// Computes [`Sums`] in one pass over the data.
-#[derive(Default)]
 pub struct BothHasher {
-    sha256: sha2::Sha256,
-    blake3: blake3::Hasher,
+    sha256: Hasher,
+    blake3: Hasher,
+}
+
+impl Default for BothHasher {
+    fn default() -> Self {
+        BothHasher {
+            sha256: Hasher::new(Algo::Sha256),
+            blake3: Hasher::new(Algo::Blake3),
+        }
+    }
 }
 
 impl BothHasher {
     pub fn update(&mut self, data: &[u8]) {
-        use sha2::Digest as _;
         self.sha256.update(data);
         self.blake3.update(data);
     }
 
     pub fn finish(self) -> Sums {
-        use sha2::Digest as _;
         Sums {
-            sha256: self.sha256.finalize().into(),
-            blake3: *self.blake3.finalize().as_bytes(),
+            sha256: self.sha256.finish(),
+            blake3: self.blake3.finish(),
         }
     }
 }
