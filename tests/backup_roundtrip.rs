@@ -101,6 +101,22 @@ fn build_tree(src: &Path) -> std::path::PathBuf {
             src.join("srv/shared").as_os_str(),
         ],
     );
+    // Files in that setgid directory of another group, with its default
+    // ACL: new files there get the directory's group and an ACL, which
+    // restore must correct (the second restore below, over the tree, meets
+    // the directory already set up so). One keeps group root, one has a
+    // mode the umask would change, one is a user's.
+    std::os::unix::fs::lchown(src.join("srv/shared"), None, Some(5678)).unwrap();
+    for (name, owner, m) in [
+        ("root-group", (0, 0), 0o664),
+        ("users", (1234, 5678), 0o640),
+        ("setgid-tool", (0, 5678), 0o2755),
+    ] {
+        let p = src.join("srv/shared").join(name);
+        std::fs::write(&p, name.as_bytes()).unwrap();
+        std::os::unix::fs::lchown(&p, Some(owner.0), Some(owner.1)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
     // Special files.
     run(
         "mknod",

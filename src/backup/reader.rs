@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::frames::{AheadReader, FrameReader, Frames};
+use super::frames::{AheadReader, Buf, FrameReader, Frames};
 use super::pax::{self, BLOCK, BadHeader, Header};
 
 /// What the reader found next.
@@ -57,7 +57,7 @@ pub struct TarReader<R: Read> {
     frames: Source<R>,
     /// The frame being read: shared, so member data can be handed on
     /// (to be written and hashed) without a copy.
-    cur: Arc<Vec<u8>>,
+    cur: Arc<Buf>,
     pos: usize,
     /// Looking for a header after damage.
     resync: bool,
@@ -91,7 +91,7 @@ impl<R: Read> TarReader<R> {
     fn with(frames: Source<R>, known: Option<HashSet<Vec<u8>>>) -> Self {
         TarReader {
             frames,
-            cur: Arc::new(Vec::new()),
+            cur: Arc::new(Buf::new(Vec::new())),
             pos: 0,
             resync: false,
             data_left: 0,
@@ -389,7 +389,7 @@ impl<R: Read> TarReader<R> {
 }
 
 /// Member data in place: the frame it lies in, and where.
-pub type Piece = (Arc<Vec<u8>>, Range<usize>);
+pub type Piece = (Arc<Buf>, Range<usize>);
 
 enum Err2 {
     Bad(BadHeader, Option<Vec<u8>>),
