@@ -41,10 +41,10 @@ const DIR: &str = "target/bench/backup";
 const SEED: u64 = 0x6d6b_7265_7363_7565;
 /// Repetitions of the archive and tar measurements (the median is kept);
 /// borg, several times slower, runs once.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 /// The restore goal's yardstick, as printed with the table.
-const BASELINE: &str = "The baseline is what plain `cat` reaches with the same bytes: the time to read mkrescue's archive file to /dev/null (`cat ARCHIVE > /dev/null`) plus the time to write the tree's file data back to disk as one file (`cat` of every regular file of the tree, each hard-linked file once, into one file on the freshly made restore file system, then `sync` of that file, fsync(2)); its MB/s is the tree's data bytes over the sum of the two times (median of 3 each). Restore goal: archive restore ≥ 80% of it. Every restore, and the baseline's write, goes to a new ext4 (`mkfs.ext4` on a loop device of a file in target/bench/backup, made again before each), as in recover.";
+const BASELINE: &str = "The baseline is what plain `cat` reaches with the same bytes: the time to read mkrescue's archive file to /dev/null (`cat ARCHIVE > /dev/null`) plus the time to write the tree's file data back to disk as one file (`cat` of every regular file of the tree, each hard-linked file once, into one file on the freshly made restore file system, then `sync` of that file, fsync(2)); its MB/s is the tree's data bytes over the sum of the two times (median of each). Each run of the baseline follows a restore of the archive, so a change of load on the shared machine meets both. Restore goal: archive restore ≥ 80% of it. Every restore, and the baseline's write, goes to a new ext4 (`mkfs.ext4` on a loop device of a file in target/bench/backup, made again before each), as in recover.";
 
 /// What the backup section measures.
 pub struct Opts {
@@ -257,10 +257,31 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         }
         std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
     };
+    // The baseline: read the archive, write the tree's bytes back.
+    let list = abs.join("files.list");
+    let mut l = Vec::new();
+    for f in &want.unique_files {
+        l.extend_from_slice(f.as_os_str().as_bytes());
+        l.push(0);
+    }
+    std::fs::write(&list, l)?;
+    let base_file = scratch.mnt.join("baseline.bin");
+    let write_cmd = format!(
+        "cd {} && xargs -0 cat < {} > {} && sync {}",
+        q(&tree),
+        q(&list),
+        q(&base_file),
+        q(&base_file)
+    );
+    let mut read_cmd = String::new();
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    // archive and tar in turns, so a burst of load on the shared machine
-    // hits both rather than one.
+    let steal0 = steal_secs();
+    // archive, the baseline and tar in turns, so a burst of load on the
+    // shared machine hits all of them rather than one.
     let mut runs: [(Vec<Measure>, Vec<Measure>); 2] = Default::default();
     let mut sizes = [0u64; 2];
     for i in 0..RUNS {
@@ -291,10 +312,38 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
             {
                 notes.push(format!("{name}: restored tree differs: {e}"));
             }
+            if k == 0 {
+                read_cmd = format!(
+                    "cat {} > /dev/null",
+                    q(&find_archive(&out.join("archive"))?)
+                );
+                scratch.fresh()?;
+                sync_fs(abs)?;
+                reads.push(measure(
+                    &format!("baseline read {}", i + 1),
+                    &mut sh(&read_cmd),
+                )?);
+                writes.push(measure(
+                    &format!("baseline write {}", i + 1),
+                    &mut sh(&write_cmd),
+                )?);
+            }
         }
     }
-    // The archive of the last run is the one the baseline reads.
-    let archive_file = find_archive(&out.join("archive"))?;
+    let steal = steal_secs().map(|b| b - steal0.unwrap_or(b));
+    // Each restore against the baseline run right after it: how much of
+    // the spread is the machine's.
+    let paired: Vec<String> = ar_pairs(&runs[0].1, &reads, &writes);
+    notes.push(format!(
+        "archive restore × baseline, run by run (each restore with the baseline run after it): {}{}",
+        paired.join(", "),
+        match steal {
+            Some(st) => format!(
+                "; CPU time the host took from this machine (steal) during these runs: {st:.1} s"
+            ),
+            None => String::new(),
+        }
+    ));
     let [(ac, ar), (tc, tr)] = runs;
     rows.push(Row {
         name: "archive",
@@ -360,37 +409,6 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         restore_cmd: borg_restore.clone(),
     });
 
-    // The baseline: read the archive, write the tree's bytes back.
-    let list = abs.join("files.list");
-    let mut l = Vec::new();
-    for f in &want.unique_files {
-        l.extend_from_slice(f.as_os_str().as_bytes());
-        l.push(0);
-    }
-    std::fs::write(&list, l)?;
-    let base_file = scratch.mnt.join("baseline.bin");
-    let read_cmd = format!("cat {} > /dev/null", q(&archive_file));
-    let write_cmd = format!(
-        "cd {} && xargs -0 cat < {} > {} && sync {}",
-        q(&tree),
-        q(&list),
-        q(&base_file),
-        q(&base_file)
-    );
-    let mut reads = Vec::new();
-    let mut writes = Vec::new();
-    for i in 0..RUNS {
-        scratch.fresh()?;
-        sync_fs(abs)?;
-        reads.push(measure(
-            &format!("baseline read {}", i + 1),
-            &mut sh(&read_cmd),
-        )?);
-        writes.push(measure(
-            &format!("baseline write {}", i + 1),
-            &mut sh(&write_cmd),
-        )?);
-    }
     drop(scratch);
     let (read, write) = (median(reads), median(writes));
     let text = render(&rows, &read, &write, &want, &shape, data, load, &notes);
@@ -413,6 +431,25 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         now_utc()
     );
     Ok(section)
+}
+
+/// Restore × baseline of each run: the baseline's time over the
+/// restore's (the same bytes, so the ratio of their MB/s).
+fn ar_pairs(restores: &[Measure], reads: &[Measure], writes: &[Measure]) -> Vec<String> {
+    restores
+        .iter()
+        .zip(reads.iter().zip(writes))
+        .map(|(r, (a, b))| format!("{:.2}", (a.wall + b.wall) / r.wall))
+        .collect()
+}
+
+/// CPU time stolen by the hypervisor so far, all CPUs (the `steal`
+/// column of /proc/stat, in USER_HZ = 100 ticks per second).
+fn steal_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: f64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// [`crate::bench::measure`], printing the time of each run (the table
