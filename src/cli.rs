@@ -332,7 +332,7 @@ pub struct BackupCreateArgs {
 pub enum BackupAction {
     /// List the backups at the target
     List(BackupListArgs),
-    /// Re-read a backup and check every file's sha256 (and BLAKE3) against its manifest
+    /// Re-read a backup and check every file's sha256 (and XXH3-128) against its manifest
     Verify(BackupVerifyArgs),
 }
 

@@ -309,7 +309,7 @@ pub fn write_archive<W: Write, M: Write>(
             kind: Kind::Dir,
             size: 0,
             sha256: None,
-            blake3: None,
+            xxh3: None,
         };
         if ft.is_socket() {
             stats.sockets_skipped += 1;
@@ -503,7 +503,7 @@ impl Pending {
             let (mut item, _) = self.items.pop_front().expect("front exists");
             if let Some(d) = sums {
                 item.sha256 = Some(hex::encode(d.sha256));
-                item.blake3 = Some(hex::encode(d.blake3));
+                item.xxh3 = Some(hex::encode(&d.xxh3));
             }
             man.add(&item)?;
         }

@@ -42,7 +42,7 @@ struct HashJob {
     ends: Vec<u64>,
 }
 
-/// A file's digests (sha256 and BLAKE3), computed by the hashing thread.
+/// A file's digests (sha256 and XXH3-128), computed by the hashing thread.
 pub type Digest = (u64, super::manifest::Sums);
 
 /// A `Write` that compresses into independent zstd frames on `threads`

@@ -7,7 +7,7 @@
 //! - `NAME.tar.zst`: a POSIX pax tar ([`pax`]) of the backed-up trees, cut
 //!   into independently compressed zstd frames ([`frames`]) so a damaged
 //!   byte costs one frame, not the rest of the backup;
-//! - `NAME.manifest.zst`: every member with its sha256 and BLAKE3
+//! - `NAME.manifest.zst`: every member with its sha256 and XXH3-128
 //!   ([`manifest`]).
 //!
 //! The walk and writer are in [`create`], the reader in [`reader`], the
@@ -874,20 +874,20 @@ pub fn verify(
                     continue;
                 }
                 let want = expected.get(&h.path);
-                // sha256 always (the admin's own tools check it); BLAKE3
+                // sha256 always (the admin's own tools check it); XXH3
                 // too when the manifest has it (it is what restore checks).
                 let mut sha = manifest::Hasher::new(manifest::Algo::Sha256);
-                let mut b3 = want
-                    .and_then(|i| i.blake3.as_ref())
-                    .map(|_| manifest::Hasher::new(manifest::Algo::Blake3));
+                let mut x3 = want
+                    .and_then(|i| i.xxh3.as_ref())
+                    .map(|_| manifest::Hasher::new(manifest::Algo::Xxh3));
                 let mut ok = true;
                 loop {
                     match r.read_data(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => {
                             sha.update(&buf[..n]);
-                            if let Some(b) = &mut b3 {
-                                b.update(&buf[..n]);
+                            if let Some(x) = &mut x3 {
+                                x.update(&buf[..n]);
                             }
                             rep.bytes_checked += n as u64;
                             pb.inc(n as u64);
@@ -907,9 +907,9 @@ pub fn verify(
                     want.is_some_and(|w| w.eq_ignore_ascii_case(&got))
                 };
                 let sha_ok = same(sha.finish_hex(), want.and_then(|i| i.sha256.as_ref()));
-                let b3_ok =
-                    b3.is_none_or(|b| same(b.finish_hex(), want.and_then(|i| i.blake3.as_ref())));
-                if !(sha_ok && b3_ok) {
+                let x3_ok =
+                    x3.is_none_or(|x| same(x.finish_hex(), want.and_then(|i| i.xxh3.as_ref())));
+                if !(sha_ok && x3_ok) {
                     rep.mismatched.push(manifest::escape(&h.path));
                 } else {
                     seen.insert(h.path);
@@ -996,7 +996,7 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
     }
     if !args.json && !global.quiet {
         eprintln!(
-            "mkrescue: backup {name} verified: {} files, {:.1} MiB, every sha256 and blake3 of the manifest matches ({:.1}s)",
+            "mkrescue: backup {name} verified: {} files, {:.1} MiB, every sha256 and XXH3 of the manifest matches ({:.1}s)",
             rep.files_checked,
             rep.bytes_checked as f64 / (1 << 20) as f64,
             rep.seconds

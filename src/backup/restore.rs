@@ -15,11 +15,11 @@
 //! on. With the manifest the members whose headers were lost are named too.
 //!
 //! Every file's data is hashed as it is written, from the same frame
-//! buffers, and checked against the manifest (BLAKE3, or sha256 in older
-//! manifests) before the file gets its attributes: a file that differs is
+//! buffers, and checked against the manifest (XXH3-128, or sha256 in
+//! older manifests) before the file gets its attributes: a file that differs is
 //! removed and named, and a later hard link to it is not made. The hash
 //! runs on the restoring thread: a thread of its own (used with sha256)
-//! cost two or three wake-ups per file, more than BLAKE3 of a small file,
+//! cost two or three wake-ups per file, more than hashing a small file,
 //! and with 16k files the restoring thread is the critical path (bench
 //! restore 2.44 -> 2.01 s together with creating each member before
 //! looking for something in its way).
@@ -169,7 +169,7 @@ impl Syncer {
 
 /// Restores the archive read from `input` under `to`. `man` (when the
 /// manifest could be read) names lost members and checks every file's
-/// digest (BLAKE3, or sha256 in older manifests).
+/// digest (XXH3-128, or sha256 in older manifests).
 pub fn restore(
     input: impl Read + Send + 'static,
     to: &Path,

@@ -351,7 +351,7 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         restore: median(ar),
         archive_bytes: sizes[0],
         note: format!(
-            "mkrescue built-in, zstd level 3 on one thread per core, sha256 and BLAKE3 of every file (BLAKE3 checked again on restore), archive writeback started while writing, restore syncs every 128 MiB and at its end; median of {RUNS}"
+            "mkrescue built-in, zstd level 3 on one thread per core, sha256 and XXH3-128 of every file (XXH3 checked again on restore), archive writeback started while writing, restore syncs every 128 MiB and at its end; median of {RUNS}"
         ),
         create_cmd: mk_create.clone(),
         restore_cmd: mk_restore.clone(),
