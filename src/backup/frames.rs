@@ -865,16 +865,25 @@ impl Drop for AheadReader {
 mod tests {
     use super::*;
 
-    fn data(n: usize) -> Vec<u8> {
+    /// `n` bytes, every `every`-th one random, the others `a`.
+    fn bytes(n: usize, every: usize) -> Vec<u8> {
         let mut x: u64 = 1;
         (0..n)
             .map(|i| {
                 x = x
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                if i % 3 == 0 { (x >> 56) as u8 } else { b'a' }
+                if i % every == 0 {
+                    (x >> 56) as u8
+                } else {
+                    b'a'
+                }
             })
             .collect()
+    }
+
+    fn data(n: usize) -> Vec<u8> {
+        bytes(n, 3)
     }
 
     fn frames_of(z: &[u8]) -> (Vec<Frame>, bool) {
@@ -1013,15 +1022,7 @@ mod tests {
 
     /// Noise: frames as long as their chunks, so segments fill up fast.
     fn noise(n: usize) -> Vec<u8> {
-        let mut x: u64 = 7;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        bytes(n, 1)
     }
 
     /// Frames cut off at the end of a segment are carried over to the
