@@ -484,8 +484,9 @@ fn write_data<R: Read>(
 /// fchmod, futimens): three path lookups fewer per file. The owner and
 /// mode the file got when it was made (a setgid directory, `grpid`, the
 /// umask and default ACLs all have a say) are looked up first, and only
-/// what differs is changed: on the bench's tree that spares 14k of 16k
-/// chmods and 6k chowns, each a journal update of the inode.
+/// what differs is changed: on the bench's tree that spares all 16k
+/// chmods and 7.9k of the 16k chowns (strace -c), each a journal update
+/// of the inode.
 fn file_attrs(cx: &Ctx, f: &std::fs::File, dest: &Path, h: &Header) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let now = f.metadata().map_err(|e| anyhow::anyhow!("stat: {e}"))?;
