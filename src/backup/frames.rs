@@ -321,12 +321,6 @@ impl std::ops::DerefMut for Buf {
     }
 }
 
-impl std::fmt::Debug for Buf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Buf({} bytes)", self.data.len())
-    }
-}
-
 impl Drop for Buf {
     fn drop(&mut self) {
         if let Some(pool) = &self.home
@@ -559,11 +553,11 @@ impl<R: Read> FrameReader<R> {
             };
             let next = &avail[size..];
             let trusted = next.starts_with(&MAGIC) || (next.is_empty() && self.eof);
+            let at = self.pos..self.pos + size;
             let decoded = if trusted {
                 None
             } else {
-                let bytes = &self.seg[self.pos..self.pos + size];
-                match decode(&mut self.dctx, bytes, content, &self.frames) {
+                match decode(&mut self.dctx, &self.seg[at.clone()], content, &self.frames) {
                     Some(d) => Some(Some(d)),
                     None => {
                         self.skipped += size as u64;
@@ -572,7 +566,6 @@ impl<R: Read> FrameReader<R> {
                     }
                 }
             };
-            let at = self.pos..self.pos + size;
             self.pos += size;
             self.consumed += size as u64;
             return Ok(Some(Raw {
@@ -715,14 +708,15 @@ impl AheadReader {
                         };
                         let Ok((seq, raw)) = job else { return };
                         let data = decode(&mut dctx, raw.bytes(), raw.content, &pool);
-                        // The segment goes back to the pool once its
-                        // last frame is decompressed.
                         let msg = Ahead::Frame {
                             seq,
                             data,
                             after_gap: raw.after_gap,
                             consumed: raw.consumed,
                         };
+                        // Before waiting on the channel: the segment goes
+                        // back to the pool once its last frame is
+                        // decompressed.
                         drop(raw);
                         if tx.send(msg).is_err() {
                             return;
