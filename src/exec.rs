@@ -174,15 +174,7 @@ fn tail(s: &str, n: usize) -> &str {
 }
 
 fn shell_quote(s: &OsStr) -> String {
-    let s = s.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    crate::sys::shell::quote(&s.to_string_lossy())
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! facts feed the rescue plan, which fills a [`image::Manifest`]; the
 //! manifest is streamed into a cpio archive and written out by `output`.
 
+#![deny(unsafe_code)]
+
 pub mod backup;
 pub mod cli;
 pub mod commands;
@@ -21,3 +23,4 @@ pub mod output;
 pub mod progress;
 pub mod recover;
 pub mod rescue;
+pub mod sys;

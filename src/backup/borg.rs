@@ -25,9 +25,7 @@ pub struct Repo {
 
 /// Whether `borg` can be started here (on `PATH`).
 fn borg_present() -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| crate::rescue::is_executable(&d.join("borg")))
-    })
+    crate::sys::in_path("borg")
 }
 
 impl Repo {

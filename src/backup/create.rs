@@ -295,7 +295,7 @@ pub fn write_archive<W: Write, M: Write>(
     walk(src, &mut stats, &mut |f, stats| {
         let m = &f.meta;
         let ft = m.file_type();
-        let xattrs = match super::sys::xattrs(&f.path) {
+        let xattrs = match crate::sys::fs::xattrs(&f.path) {
             Ok(x) => x.into_iter().map(|(k, v)| (k.into_vec(), v)).collect(),
             Err(e) => {
                 stats
@@ -353,7 +353,7 @@ pub fn write_archive<W: Write, M: Write>(
             } else {
                 Kind::Fifo
             };
-            h.dev = super::sys::dev_numbers(m.rdev());
+            h.dev = crate::sys::fs::dev_numbers(m.rdev());
             if ft.is_fifo() {
                 stats.fifos += 1;
             } else {
@@ -385,7 +385,7 @@ pub fn write_archive<W: Write, M: Write>(
             h.mtime = (fm.mtime(), fm.mtime_nsec() as u32);
             // Only ask for holes when the file has fewer blocks than bytes.
             if fm.len() > 0 && fm.blocks() * 512 < fm.len() {
-                let regions = super::sys::data_regions(&file, fm.len())
+                let regions = crate::sys::fs::data_regions(&file, fm.len())
                     .with_context(|| format!("finding holes in {}", f.path.display()))?;
                 let data: u64 = regions.iter().map(|r| r.1).sum();
                 if data < fm.len() {

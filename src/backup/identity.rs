@@ -190,8 +190,8 @@ fn https_get(url: &str, origin: &str) -> Result<Vec<u8>> {
 
 /// Whether stdin is a terminal someone can paste into.
 pub fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(0) == 1 }
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
 }
 
 /// The key for an encrypted backup `what`: from `given`, else asked on the
@@ -218,7 +218,7 @@ fn prompt(what: &str, to: &str) -> Result<Key> {
         "mkrescue: {what} is encrypted{to}.\nPaste the age secret key (AGE-SECRET-KEY-1...) and press Enter: "
     );
     let _ = std::io::stderr().flush();
-    let echo = NoEcho::new();
+    let echo = crate::sys::term::NoEcho::new();
     let mut line = String::new();
     let n = std::io::stdin().lock().read_line(&mut line);
     drop(echo);
@@ -234,40 +234,6 @@ fn prompt(what: &str, to: &str) -> Result<Key> {
         ));
     }
     Key::parse(line.as_bytes(), "the pasted key")
-}
-
-/// Terminal echo off for as long as it lives (termios(3): ECHO).
-struct NoEcho(Option<libc::termios>);
-
-impl NoEcho {
-    fn new() -> NoEcho {
-        // SAFETY: tcgetattr/tcsetattr on fd 0 with a termios we own.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(0, &mut t) != 0 {
-                return NoEcho(None);
-            }
-            let old = t;
-            t.c_lflag &= !libc::ECHO;
-            // ECHONL: the Enter still shows, so the operator sees it was taken.
-            t.c_lflag |= libc::ECHONL;
-            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
-                return NoEcho(None);
-            }
-            NoEcho(Some(old))
-        }
-    }
-}
-
-impl Drop for NoEcho {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            // SAFETY: restores the settings read in new().
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, &t);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

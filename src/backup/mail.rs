@@ -48,7 +48,7 @@ pub fn check(cfg: &Backup) -> Result<()> {
         }
     }
     let sm = &cfg.sendmail;
-    if !crate::rescue::is_executable(sm) {
+    if !crate::sys::is_executable(sm) {
         return Err(fail(
             Code::Host,
             format!(
@@ -74,12 +74,17 @@ pub fn date(secs: i64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (y, m, d, hh, mm, ss) = super::civil(secs);
+    let c = crate::sys::time::civil(secs);
     // 1970-01-01 was a Thursday.
     let wd = DAYS[secs.div_euclid(86400).rem_euclid(7) as usize];
     format!(
-        "{wd}, {d:02} {} {y:04} {hh:02}:{mm:02}:{ss:02} +0000",
-        MONTHS[(m - 1) as usize]
+        "{wd}, {:02} {} {:04} {:02}:{:02}:{:02} +0000",
+        c.day,
+        MONTHS[(c.month - 1) as usize],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
     )
 }
 
@@ -143,7 +148,7 @@ pub fn message(cfg: &Backup, o: &Outcome) -> String {
         o.host,
         method_name(o.method),
         o.location,
-        super::stamp(o.started),
+        crate::sys::time::stamp(o.started),
         o.seconds
     );
     match &o.result {

@@ -29,7 +29,6 @@ pub mod restore;
 pub mod rsync;
 pub mod share;
 pub mod source;
-pub mod sys;
 pub mod target;
 
 use std::io::Write;
@@ -168,7 +167,7 @@ pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
             if mail {
                 mail::check(&cfg.backup)?;
             }
-            let started = now();
+            let started = crate::sys::time::now();
             let t0 = Instant::now();
             let result = create_command(global, &cfg, a);
             if mail {
@@ -178,7 +177,7 @@ pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
                     _ => a.target.as_ref().or(cfg.backup.target.as_ref()),
                 };
                 let outcome = mail::Outcome {
-                    host: hostname(&global.root),
+                    host: crate::sys::host::hostname(&global.root),
                     method,
                     location: location.cloned().unwrap_or_else(|| "(none)".into()),
                     started,
@@ -266,59 +265,6 @@ fn target_of(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> 
     })
 }
 
-fn hostname(root: &Path) -> String {
-    if let Ok(h) = std::fs::read_to_string(root.join("etc/hostname")) {
-        let h = h.trim();
-        if !h.is_empty()
-            && h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        {
-            return h.to_string();
-        }
-    }
-    let mut buf = [0u8; 256];
-    // SAFETY: buffer and length match.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        if let Ok(s) = std::str::from_utf8(&buf[..end]) {
-            if !s.is_empty() {
-                return s.to_string();
-            }
-        }
-    }
-    "host".into()
-}
-
-/// `YYYYMMDDTHHMMSSZ` of a UTC time.
-pub fn stamp(secs: i64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(secs);
-    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
-}
-
-/// Year, month, day, hour, minute, second of a UTC time (days-from-civil
-/// inverse, H. Hinnant's "chrono-Compatible Low-Level Date Algorithms").
-pub fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The report of `mkrescue backup --json`.
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
@@ -366,8 +312,12 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     }
     let src = source_of(global, cfg, args, &target)?;
     let paths = src.paths.clone();
-    let started = now();
-    let name = format!("{}-{}", hostname(&global.root), stamp(started));
+    let started = crate::sys::time::now();
+    let name = format!(
+        "{}-{}",
+        crate::sys::host::hostname(&global.root),
+        crate::sys::time::stamp(started)
+    );
     let recipient = cfg
         .backup
         .age_recipient
@@ -413,7 +363,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     let start = Instant::now();
     let head = manifest::Head {
         mkrescue_backup: FORMAT,
-        host: hostname(&global.root),
+        host: crate::sys::host::hostname(&global.root),
         created: started,
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
         archive: archive.clone(),
@@ -568,7 +518,11 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
     let repo = repo_of(cfg, args.target.as_ref())?;
     let src = source_of(global, cfg, args, &Target::Local(PathBuf::from(&repo.url)))?;
     let start = Instant::now();
-    let name = format!("{}-{}", hostname(&global.root), stamp(now()));
+    let name = format!(
+        "{}-{}",
+        crate::sys::host::hostname(&global.root),
+        crate::sys::time::stamp(crate::sys::time::now())
+    );
     let out = repo
         .create(&src, &name, args.dry_run)
         .with_context(|| format!("borg backup to {}", repo.url))?;
@@ -607,7 +561,7 @@ fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> 
     let target = target_of(cfg, args.target.as_ref(), Use::Rsync)?;
     let src = source_of(global, cfg, args, &target)?;
     let start = Instant::now();
-    let stamp = stamp(now());
+    let stamp = crate::sys::time::stamp(crate::sys::time::now());
     let rep = rsync::backup(
         &src,
         &target,
@@ -753,7 +707,7 @@ fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Re
             out,
             "{}  {}  {}  {}{}",
             b.name,
-            stamp(b.created),
+            crate::sys::time::stamp(b.created),
             b.archive_bytes
                 .map(|n| format!("{:.1} MiB", n as f64 / (1 << 20) as f64))
                 .unwrap_or_else(|| "-".into()),
@@ -1223,8 +1177,8 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
 mod tests {
     #[test]
     fn stamps() {
-        assert_eq!(super::stamp(0), "19700101T000000Z");
-        assert_eq!(super::stamp(1_779_417_045), "20260522T023045Z");
-        assert_eq!(super::stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(crate::sys::time::stamp(0), "19700101T000000Z");
+        assert_eq!(crate::sys::time::stamp(1_779_417_045), "20260522T023045Z");
+        assert_eq!(crate::sys::time::stamp(951_782_400), "20000229T000000Z");
     }
 }

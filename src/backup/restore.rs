@@ -41,7 +41,7 @@ use serde::Serialize;
 use super::manifest::{self, Check, Hasher, Manifest};
 use super::pax::{Header, Kind};
 use super::reader::{DataError, Event, TarReader};
-use super::sys;
+use crate::sys::fs as sys;
 
 /// Restored file data between two syncs of the target's file systems
 /// ([`Syncer`]).
@@ -186,12 +186,11 @@ pub fn restore(
     // The file systems written to: the target's, and each one on a disk
     // mounted below it (recover mounts /home, /var, /boot/efi there).
     let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
-    let mut fss = crate::recover::mount::disk_mounts_under(&canon);
+    let mut fss = crate::sys::mount::disk_mounts_under(&canon);
     fss.insert(0, canon);
     let mut cx = Ctx {
         to,
-        // SAFETY: geteuid has no preconditions.
-        root: unsafe { libc::geteuid() } == 0,
+        root: crate::sys::host::is_root(),
         symlinks: HashSet::new(),
         dirs: Vec::new(),
         known_dirs: HashSet::new(),
@@ -288,7 +287,7 @@ fn put<R: Read>(
     pb: &ProgressBar,
 ) -> Result<bool> {
     let rel = safe_rel(&h.path)
-        .ok_or_else(|| anyhow::anyhow!("unsafe member name (absolute or with ..), skipped"))?;
+        .ok_or_else(|| anyhow::anyhow!("member name is absolute or has .., skipped"))?;
     // Never write through a symlink this restore created (a member below a
     // symlink would land outside its directory).
     for a in rel.ancestors().skip(1) {
@@ -390,7 +389,9 @@ fn put<R: Read>(
         Kind::HardLink => {
             let target = safe_rel(&h.link)
                 .filter(|p| !p.as_os_str().is_empty())
-                .ok_or_else(|| anyhow::anyhow!("unsafe hard link target, skipped"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("hard link target is absolute or has .., skipped")
+                })?;
             if cx.bad_data.contains(&h.link) {
                 anyhow::bail!(
                     "hard link to {}, whose data is damaged: not made",

@@ -289,7 +289,7 @@ impl Share {
 fn helper_present(name: &str) -> bool {
     ["/sbin", "/usr/sbin", "/usr/local/sbin"]
         .iter()
-        .any(|d| crate::rescue::is_executable(&Path::new(d).join(name)))
+        .any(|d| crate::sys::is_executable(&Path::new(d).join(name)))
 }
 
 /// Loads the filesystem's modules unless the kernel has it already. The

@@ -132,7 +132,7 @@ impl Target {
                 Ok(Upload::Local {
                     file: std::io::BufWriter::with_capacity(
                         1 << 20,
-                        super::sys::Writeback::new(file),
+                        crate::sys::fs::Writeback::new(file),
                     ),
                     part,
                     done: dir.join(name),
@@ -259,7 +259,7 @@ impl Read for SshRead {
 /// A file being written to a target.
 pub enum Upload {
     Local {
-        file: std::io::BufWriter<super::sys::Writeback>,
+        file: std::io::BufWriter<crate::sys::fs::Writeback>,
         part: PathBuf,
         done: PathBuf,
     },

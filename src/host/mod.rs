@@ -61,13 +61,13 @@ impl HostFacts {
     /// Reads the facts of the system below `root` (`/` for the host).
     /// `kernel_version` picks the kernel instead of the newest one.
     pub fn detect(root: &Path, kernel_version: Option<&str>) -> Result<Self> {
-        let uts = uname();
+        let uts = crate::sys::host::uname();
         Ok(HostFacts {
-            hostname: read_trim(&root.join("proc/sys/kernel/hostname"))
-                .or_else(|| read_trim(&root.join("etc/hostname")))
-                .unwrap_or_else(|| uts.1.clone()),
-            arch: uts.2.clone(),
-            running_kernel: uts.0,
+            // The one host name of every command (see sys::host::hostname):
+            // the ISO's backup lookup must find what `backup` named.
+            hostname: crate::sys::host::hostname(root),
+            arch: uts.machine,
+            running_kernel: uts.release,
             kernel: choose_kernel(root, kernel_version)?,
             os_release: os_release(root),
             boot_mode: if root.join("sys/firmware/efi").is_dir() {
@@ -78,29 +78,6 @@ impl HostFacts {
             storage: storage(root),
         })
     }
-}
-
-/// (release, nodename, machine) of the running kernel.
-fn uname() -> (String, String, String) {
-    // SAFETY: utsname is plain old data; uname(2) fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return (
-            "unknown".into(),
-            "localhost".into(),
-            std::env::consts::ARCH.into(),
-        );
-    }
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    (field(&u.release), field(&u.nodename), field(&u.machine))
 }
 
 fn read_trim(p: &Path) -> Option<String> {

@@ -31,10 +31,8 @@ mod run;
 mod sshd;
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -159,8 +157,7 @@ impl Cmdline {
 
 /// Runs as PID 1; never returns.
 pub fn run() -> ! {
-    // SAFETY: umask(2) cannot fail.
-    unsafe { libc::umask(0o022) };
+    crate::sys::process::set_umask(0o022);
     mount_kernel_filesystems();
     let _ = std::fs::create_dir_all("/run/mkrescue");
     let cmdline = Cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
@@ -410,7 +407,7 @@ fn mount_kernel_filesystems() {
         ),
     ] {
         let _ = std::fs::create_dir_all(target);
-        if let Err(e) = mount(src, target, fstype, flags, data) {
+        if let Err(e) = crate::sys::mount::mount(src, target, fstype, flags, data) {
             log_line(&format!("mkrescue init: mounting {target} ({fstype}): {e}"));
         }
     }
@@ -432,7 +429,7 @@ fn mount_efivarfs() {
     if let Ok(c) = run::command("modprobe", &["efivarfs"]).spawn() {
         let _ = run::wait(c, "modprobe efivarfs", Duration::from_secs(10));
     }
-    match mount(
+    match crate::sys::mount::mount(
         "efivarfs",
         dir,
         "efivarfs",
@@ -458,12 +455,8 @@ fn set_hostname() {
 
 /// sethostname(2), logged on failure.
 fn sethostname(name: &str) {
-    // SAFETY: pointer and length describe `name`'s bytes.
-    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
-        log_line(&format!(
-            "mkrescue init: setting hostname {name}: {}",
-            std::io::Error::last_os_error()
-        ));
+    if let Err(e) = crate::sys::host::set_kernel_hostname(name) {
+        log_line(&format!("mkrescue init: setting hostname {name}: {e}"));
     }
 }
 
@@ -485,10 +478,7 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
         }
     }
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid status pointer; -1 reaps any child,
-        // including orphans re-parented to PID 1.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        let (pid, status) = crate::sys::process::wait_any();
         if pid < 0 {
             // No children at all: every console failed; try again later.
             std::thread::sleep(Duration::from_secs(5));
@@ -597,20 +587,7 @@ fn spawn_on_console(console: &str, program: &str, args: &[&str], motd: bool) -> 
         .stdin(Stdio::from(tty))
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err));
-    // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and
-    // exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // TIOCSCTTY: make stdin the controlling terminal (tty_ioctl(4)).
-            if libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::sys::process::own_session_with_stdin_tty(&mut cmd);
     match cmd.spawn() {
         Ok(child) => Some(child.id() as i32),
         Err(e) => {
@@ -622,34 +599,6 @@ fn spawn_on_console(console: &str, program: &str, args: &[&str], motd: bool) -> 
     }
 }
 
-fn mount(
-    src: &str,
-    target: &str,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> std::io::Result<()> {
-    let c = |s: &str| {
-        CString::new(s).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (src, target, fstype, data) = (c(src)?, c(target)?, c(fstype)?, c(data)?);
-    // SAFETY: all pointers are valid NUL-terminated strings for the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// `poweroff`, `reboot`, `halt`: flush the disks and tell the kernel.
 pub fn power(action: PowerAction) -> ! {
     log_line(match action {
@@ -657,16 +606,11 @@ pub fn power(action: PowerAction) -> ! {
         PowerAction::Reboot => "mkrescue: rebooting",
         PowerAction::Halt => "mkrescue: halting",
     });
-    // SAFETY: sync(2) and reboot(2) take no pointers. reboot(2) needs
-    // CAP_SYS_BOOT: the rescue shell runs as root.
-    unsafe {
-        libc::sync();
-        libc::reboot(match action {
-            PowerAction::PowerOff => libc::RB_POWER_OFF,
-            PowerAction::Reboot => libc::RB_AUTOBOOT,
-            PowerAction::Halt => libc::RB_HALT_SYSTEM,
-        });
-    }
+    crate::sys::process::sync_and_reboot(match action {
+        PowerAction::PowerOff => libc::RB_POWER_OFF,
+        PowerAction::Reboot => libc::RB_AUTOBOOT,
+        PowerAction::Halt => libc::RB_HALT_SYSTEM,
+    });
     eprintln!(
         "mkrescue: reboot(2) failed: {}",
         std::io::Error::last_os_error()

@@ -9,18 +9,11 @@ use super::{DEFAULT_PATH, Layout, capture, diff, show};
 use crate::cli::{GlobalArgs, LayoutAction, LayoutArgs};
 use crate::error::{Code, fail};
 
-/// The host name the layout is filed under.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// Captures the live layout.
 pub fn capture_live(backup_target: Option<&str>) -> Result<Layout> {
     let sources = capture::gather().context("capturing the disk layout")?;
-    let mut l =
-        capture::assemble(&hostname(), &sources).context("reading the captured disk layout")?;
+    let mut l = capture::assemble(&crate::sys::host::hostname(Path::new("/")), &sources)
+        .context("reading the captured disk layout")?;
     super::exclude::exclude_backup_disks(&mut l, backup_target);
     Ok(l)
 }

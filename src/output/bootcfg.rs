@@ -274,30 +274,9 @@ pub fn ipxe(menu: &Menu, paths: &Paths) -> Result<String> {
     tera_render("ipxe.tera", IPXE, &ctx)
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix time (Howard Hinnant's civil_from_days).
-pub fn date_of(secs: u64) -> String {
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(date_of(0), "1970-01-01");
-        assert_eq!(date_of(1_704_067_200), "2024-01-01");
-        assert_eq!(date_of(951_782_400), "2000-02-29");
-    }
 
     #[test]
     fn default_is_local_disk_unless_testing() {

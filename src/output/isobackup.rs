@@ -162,17 +162,7 @@ pub fn check_size(name: &str, len: u64) -> Result<()> {
 /// Bytes free for an unprivileged writer in the file system of `dir`
 /// (statvfs(3): f_bavail blocks of f_frsize bytes).
 pub fn free_bytes(dir: &Path) -> Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .with_context(|| format!("{} contains a NUL byte", dir.display()))?;
-    // SAFETY: statvfs is plain data filled by the call; `c` is a valid
-    // NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("statvfs {}", dir.display()));
-    }
-    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    crate::sys::free_bytes(dir).with_context(|| format!("statvfs {}", dir.display()))
 }
 
 /// Refuses to start an ISO of `need` bytes in `dir` when it will not fit.

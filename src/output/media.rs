@@ -128,7 +128,7 @@ pub fn menu(cfg: &Config, host: &HostFacts, test_rescue_default: bool) -> Menu {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         });
-    let date = super::bootcfg::date_of(now);
+    let date = crate::sys::time::date(now as i64);
     Menu::new(&MenuSpec {
         hostname: &host.hostname,
         os: &os,

@@ -26,7 +26,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::fd::AsRawFd;
+
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -155,19 +155,7 @@ pub struct StDevice {
     path: std::path::PathBuf,
 }
 
-// <linux/mtio.h>: struct mtop { short mt_op; int mt_count; } and its ops.
-#[repr(C)]
-struct MtOp {
-    mt_op: libc::c_short,
-    mt_count: libc::c_int,
-}
-const MTWEOF: libc::c_short = 5;
-const MTREW: libc::c_short = 6;
-const MTSETBLK: libc::c_short = 20;
-const MTCOMPRESSION: libc::c_short = 32;
-/// _IOW('m', 1, struct mtop): direction write (1) << 30 | size 8 << 16 |
-/// 'm' << 8 | 1.
-const MTIOCTOP: libc::c_ulong = (1 << 30) | (8 << 16) | ((b'm' as libc::c_ulong) << 8) | 1;
+use crate::sys::tape::{MTCOMPRESSION, MTREW, MTSETBLK, MTWEOF};
 
 impl StDevice {
     /// Opens a non-rewinding st device (`/dev/nstN`); the rewinding
@@ -195,17 +183,8 @@ impl StDevice {
     }
 
     fn op(&mut self, op: libc::c_short, count: libc::c_int, what: &str) -> Result<()> {
-        let m = MtOp {
-            mt_op: op,
-            mt_count: count,
-        };
-        // SAFETY: MTIOCTOP reads one struct mtop from the pointer.
-        let r = unsafe { libc::ioctl(self.dev.as_raw_fd(), MTIOCTOP as _, &m as *const MtOp) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("{what} on tape drive {}", self.path.display()));
-        }
-        Ok(())
+        crate::sys::tape::mtioctop(&self.dev, op, count)
+            .with_context(|| format!("{what} on tape drive {}", self.path.display()))
     }
 }
 

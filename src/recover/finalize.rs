@@ -94,7 +94,7 @@ fn bind_system(root: &Path) -> Result<()> {
         ("run", vec!["--bind", "/run"]),
     ] {
         let at = root.join(dir);
-        if super::mount::is_mounted(&at) {
+        if crate::sys::mount::is_mounted(&at) {
             continue;
         }
         std::fs::create_dir_all(&at).with_context(|| format!("creating {}", at.display()))?;

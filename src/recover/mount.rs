@@ -125,7 +125,7 @@ pub fn mount_all(mounts: &[TargetMount]) -> Result<()> {
 /// Unmounts everything below `root` (including the finalize binds), deepest
 /// first; quiet when nothing is mounted.
 pub fn unmount_all(root: &Path) -> Result<()> {
-    if !is_mounted(root) {
+    if !crate::sys::mount::is_mounted(root) {
         return Ok(());
     }
     Cmd::new("umount")
@@ -134,65 +134,6 @@ pub fn unmount_all(root: &Path) -> Result<()> {
         .output()
         .with_context(|| format!("unmounting the target tree {}", root.display()))?;
     Ok(())
-}
-
-/// Whether `dir` is a mount point (listed in /proc/self/mountinfo).
-pub fn is_mounted(dir: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = dir.display().to_string();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| unescape(m) == want)
-}
-
-/// The mount points below `dir` of file systems on block devices (from
-/// /proc/self/mountinfo): those a restore into `dir` wrote to, without
-/// proc, sysfs, bind-mounted /dev or a network share that could hang a
-/// sync. `dir` is taken as given (canonical).
-pub fn disk_mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|info| disk_mounts_in(&info, dir))
-        .unwrap_or_default()
-}
-
-/// [`disk_mounts_under`] of a mountinfo text: field 5 is the mount point;
-/// after the ` - ` separator come the type and the source (proc(5)).
-fn disk_mounts_in(info: &str, dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<std::path::PathBuf> = info
-        .lines()
-        .filter_map(|l| {
-            let point = l.split(' ').nth(4)?;
-            let (_, tail) = l.split_once(" - ")?;
-            let source = tail.split(' ').nth(1)?;
-            source
-                .starts_with("/dev/")
-                .then(|| std::path::PathBuf::from(unescape(point)))
-        })
-        .filter(|m| m.starts_with(dir) && m != dir)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -285,34 +226,5 @@ mod tests {
     fn no_root_mount_is_refused() {
         let e = mount_all(&[]).unwrap_err().to_string();
         assert!(e.contains("no file system mounted at /"), "{e}");
-    }
-
-    #[test]
-    fn disk_mounts_below_a_target() {
-        let info = "\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-40 27 253:1 / /mnt/target rw - ext4 /dev/mapper/vg0-root rw
-41 40 253:2 / /mnt/target/home rw - xfs /dev/mapper/vg0-home rw
-42 40 0:6 / /mnt/target/dev rw - devtmpfs devtmpfs rw
-43 40 0:21 / /mnt/target/proc rw - proc proc rw
-44 40 0:50 / /mnt/target/srv/share rw - nfs4 server:/export rw
-45 40 8:1 / /mnt/target/boot\\040efi rw - vfat /dev/vda1 rw
-46 27 8:2 / /mnt/targetX rw - ext4 /dev/vda2 rw
-";
-        assert_eq!(
-            disk_mounts_in(info, Path::new("/mnt/target")),
-            vec![
-                std::path::PathBuf::from("/mnt/target/boot efi"),
-                std::path::PathBuf::from("/mnt/target/home"),
-            ]
-        );
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert!(is_mounted(Path::new("/proc")));
-        assert!(!is_mounted(Path::new("/proc/self")));
     }
 }

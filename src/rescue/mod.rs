@@ -9,7 +9,7 @@ pub mod ssh;
 pub mod tools;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -488,9 +488,4 @@ fn strip_root(root: &Path, p: &Path) -> Result<PathBuf> {
         .strip_prefix(root)
         .with_context(|| format!("{} is outside {}", p.display(), root.display()))?;
     Ok(Path::new("/").join(rel))
-}
-
-/// Whether a host file is executable by someone.
-pub fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -1,4 +1,4 @@
-//! The few system calls the archive needs that std does not offer: extended
+//! File-level system calls the backup archive needs that std does not offer: extended
 //! attributes (xattr(7)), holes of sparse files (lseek(2) SEEK_DATA /
 //! SEEK_HOLE), mknod(2), lchown(2), utimensat(2) with nanoseconds, and
 //! writeback control (sync_file_range(2), syncfs(2)).
@@ -13,10 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
+use super::cpath;
 
 /// All extended attributes of `path` (not following a symlink), sorted by
 /// name. A filesystem without xattr support yields none.
