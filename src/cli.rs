@@ -1,11 +1,13 @@
-//! Command-line types (clap derive). Parsing only: every command is a library
-//! function taking its own args struct.
+//! Command-line types (clap derive). Parsing only: `src/commands/` turns
+//! these into the configuration and plain option structs; nothing below
+//! the command layer sees them.
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{BackupMethod, Compression, ModulePolicy};
+use crate::config::{BackupMethod, Compression, ModulePolicy, Output};
 
 /// Exit codes, also printed at the end of `--help` and in the man page.
 pub const EXIT_CODES: &str = "\
@@ -18,6 +20,53 @@ Exit codes:
   5  a corrupt or unusable input file (e.g. a truncated ELF binary)
   6  the requested feature is not available in this version yet";
 
+/// `ValueEnum` for the configuration's enums, here so that `config.rs`
+/// needs no clap: each variant's command-line name (the same as its name
+/// in the TOML files) and help.
+macro_rules! value_enum {
+    ($t:ident { $($v:ident => $name:literal: $help:literal),+ $(,)? }) => {
+        impl ValueEnum for $t {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($t::$v),+]
+            }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                let (name, help) = match self {
+                    $($t::$v => ($name, $help)),+
+                };
+                let p = PossibleValue::new(name);
+                Some(if help.is_empty() { p } else { p.help(help) })
+            }
+        }
+    };
+}
+
+value_enum!(Output {
+    Initramfs => "initramfs": "kernel + initrd (DIR/vmlinuz, DIR/initrd.img)",
+    Iso => "iso": "hybrid ISO for BIOS and UEFI",
+    Usb => "usb": "USB disk image or device",
+    Pxe => "pxe": "PXE tree for a TFTP/HTTP server",
+    Obdr => "obdr": "HP One-Button Disaster Recovery tape",
+});
+
+value_enum!(ModulePolicy {
+    Host => "host": "modules loaded on the host plus what its block and network devices need",
+    StorageNet => "storage-net": "storage, network, filesystem and crypto drivers (works on new hardware)",
+    All => "all": "every module of the kernel",
+});
+
+value_enum!(Compression {
+    Zstd => "zstd": "",
+    Xz => "xz": "",
+    Gzip => "gzip": "",
+    None => "none": "",
+});
+
+value_enum!(BackupMethod {
+    Archive => "archive": "built-in archive: pax tar, zstd, sha256 manifest",
+    Rsync => "rsync": "rsync -aHAX over ssh into dated snapshots",
+    Borg => "borg": "the borg CLI",
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mkrescue",
@@ -26,8 +75,7 @@ Exit codes:
     long_about = "mkrescue records this server's disk layout, backs up its files and builds a \
 bootable rescue system cloned from the host (kernel, modules, tools with their libraries). \
 Without a subcommand it builds the rescue system.",
-    after_help = EXIT_CODES,
-    args_conflicts_with_subcommands = true
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -74,25 +122,15 @@ pub struct GlobalArgs {
     /// Only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Output {
-    /// kernel + initrd (DIR/vmlinuz, DIR/initrd.img)
-    Initramfs,
-    /// hybrid ISO for BIOS and UEFI
-    Iso,
-    /// USB disk image or device
-    Usb,
-    /// PXE tree for a TFTP/HTTP server
-    Pxe,
-    /// HP One-Button Disaster Recovery tape
-    Obdr,
+    /// Machine-readable output on stdout: the report of a build, backup,
+    /// restore or recover; dump, backup list, verify, layout show
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// Options of the default command: build the rescue system.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq)]
 pub struct BuildArgs {
     /// What to build
     #[arg(long, value_enum, value_name = "KIND")]
@@ -114,16 +152,12 @@ pub struct BuildArgs {
     #[arg(long, value_enum, value_name = "ALGO")]
     pub compress: Option<Compression>,
 
-    /// Print the build report as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
-
     #[command(flatten)]
     pub media: MediaArgs,
 }
 
 /// Where `--output usb|pxe|obdr` write, and how carefully.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq)]
 pub struct MediaArgs {
     /// usb: write to this whole disk (e.g. /dev/sdb); everything on it is erased
     #[arg(long, value_name = "DEV", conflicts_with = "image")]
@@ -227,9 +261,6 @@ pub enum LayoutAction {
         /// Capture and show the current layout instead of a saved one
         #[arg(long)]
         live: bool,
-        /// Print JSON instead of the tree
-        #[arg(long)]
-        json: bool,
     },
     /// Compare the current layout with the saved one; exit 1 when it changed
     Check {
@@ -274,9 +305,6 @@ pub struct RecoverArgs {
     /// http(s):// URL (default: asked on the terminal)
     #[arg(long, value_name = "FILE|URL")]
     pub identity: Option<String>,
-    /// Print the final report as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
     /// Where the checkpoints of finished steps are kept
     #[arg(
         long,
@@ -288,11 +316,7 @@ pub struct RecoverArgs {
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct DumpArgs {
-    /// Machine-readable output
-    #[arg(long)]
-    pub json: bool,
-}
+pub struct DumpArgs {}
 
 /// `mkrescue backup`: create a backup, or list / verify them.
 #[derive(Debug, Args, Clone)]
@@ -319,10 +343,6 @@ pub struct BackupCreateArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Print the report as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
-
     /// Directories to back up (default: backup.paths, i.e. /)
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -342,10 +362,6 @@ pub struct BackupListArgs {
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
 
-    /// Machine-readable output
-    #[arg(long)]
-    pub json: bool,
-
     /// How the backups were made (default: backup.method)
     #[arg(long, value_enum, value_name = "METHOD")]
     pub method: Option<BackupMethod>,
@@ -360,10 +376,6 @@ pub struct BackupVerifyArgs {
     /// Which backup (its name from `backup list`; default: the newest)
     #[arg(long, value_name = "NAME")]
     pub archive: Option<String>,
-
-    /// Print the report as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
 
     /// age secret key of an encrypted backup: a FILE, file:///PATH or
     /// http(s):// URL (default: asked on the terminal)
@@ -390,10 +402,6 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     pub archive: Option<String>,
 
-    /// Print the report as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
-
     /// age secret key of an encrypted backup: a FILE, file:///PATH or
     /// http(s):// URL (default: asked on the terminal)
     #[arg(long, value_name = "FILE|URL")]
@@ -409,8 +417,4 @@ pub struct VerifyArgs {
     /// Output directory holding SHA256SUMS
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
-
-    /// Machine-readable output
-    #[arg(long)]
-    pub json: bool,
 }

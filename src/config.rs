@@ -9,14 +9,29 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{BuildArgs, GlobalArgs, Output};
 use crate::error::{Code, fail};
 
+/// What a build writes. (The command line's names and help of these enums
+/// are in `cli.rs`; they match the serde names.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// kernel + initrd (DIR/vmlinuz, DIR/initrd.img)
+    Initramfs,
+    /// hybrid ISO for BIOS and UEFI
+    Iso,
+    /// USB disk image or device
+    Usb,
+    /// PXE tree for a TFTP/HTTP server
+    Pxe,
+    /// HP One-Button Disaster Recovery tape
+    Obdr,
+}
+
 /// Which kernel modules go into the rescue system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModulePolicy {
     /// modules loaded on the host plus what its block and network devices need
@@ -29,7 +44,7 @@ pub enum ModulePolicy {
 
 /// Compression of the initrd. The kernel must be able to unpack it
 /// (`CONFIG_RD_*` in its config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     Zstd,
@@ -59,7 +74,7 @@ pub struct Config {
 }
 
 /// How `mkrescue backup` saves the files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupMethod {
     /// built-in archive: pax tar, zstd, sha256 manifest
@@ -382,17 +397,26 @@ pub struct Loaded {
     pub sources: Vec<Source>,
 }
 
-/// Reads the configuration layers and applies the command-line flags.
-pub fn load(global: &GlobalArgs, build: &BuildArgs) -> Result<Loaded> {
+/// Where the configuration files are: `DIR/site.toml`, `DIR/local.toml`
+/// and the one `--config` names.
+#[derive(Debug, Clone)]
+pub struct ConfigFiles {
+    pub dir: PathBuf,
+    pub extra: Option<PathBuf>,
+}
+
+/// Reads the configuration layers (command-line flags are applied on top by
+/// the command layer).
+pub fn load(files: &ConfigFiles) -> Result<Loaded> {
     let mut merged = toml::Table::new();
     let mut sources = Vec::new();
-    let site = global.config_dir.join("site.toml");
-    let local = global.config_dir.join("local.toml");
+    let site = files.dir.join("site.toml");
+    let local = files.dir.join("local.toml");
     for path in [site, local] {
         let found = merge_file(&mut merged, &path, false)?;
         sources.push(Source { path, found });
     }
-    if let Some(path) = &global.config {
+    if let Some(path) = &files.extra {
         merge_file(&mut merged, path, true)?;
         sources.push(Source {
             path: path.clone(),
@@ -413,26 +437,7 @@ pub fn load(global: &GlobalArgs, build: &BuildArgs) -> Result<Loaded> {
             )
         })?;
     }
-    apply_flags(&mut config, build);
     Ok(Loaded { config, sources })
-}
-
-fn apply_flags(config: &mut Config, build: &BuildArgs) {
-    if let Some(o) = build.output {
-        config.build.output = o;
-    }
-    if let Some(d) = &build.out {
-        config.build.out_dir = d.clone();
-    }
-    if let Some(k) = &build.kernel_version {
-        config.build.kernel_version = Some(k.clone());
-    }
-    if let Some(m) = build.modules {
-        config.modules.policy = m;
-    }
-    if let Some(c) = build.compress {
-        config.build.compress = c;
-    }
 }
 
 /// Validates one file and merges its tables into `merged`. Returns whether
@@ -580,29 +585,22 @@ mod tests {
             "[build]\ncompress = \"gzip\"\n",
         )
         .unwrap();
-        let global = GlobalArgs {
-            config_dir: dir.path().to_path_buf(),
-            ..Default::default()
+        let files = ConfigFiles {
+            dir: dir.path().to_path_buf(),
+            extra: None,
         };
-        let loaded = load(&global, &BuildArgs::default()).unwrap();
+        let loaded = load(&files).unwrap();
         assert_eq!(loaded.config.build.compress, Compression::Gzip);
         assert_eq!(loaded.config.build.out_dir, PathBuf::from("/srv/rescue"));
-        let flags = BuildArgs {
-            compress: Some(Compression::None),
-            ..Default::default()
-        };
-        let loaded = load(&global, &flags).unwrap();
-        assert_eq!(loaded.config.build.compress, Compression::None);
     }
 
     #[test]
     fn missing_explicit_config_is_an_error() {
-        let global = GlobalArgs {
-            config_dir: PathBuf::from("/nonexistent"),
-            config: Some(PathBuf::from("/nonexistent/x.toml")),
-            ..Default::default()
+        let files = ConfigFiles {
+            dir: PathBuf::from("/nonexistent"),
+            extra: Some(PathBuf::from("/nonexistent/x.toml")),
         };
-        let e = load(&global, &BuildArgs::default()).unwrap_err();
+        let e = load(&files).unwrap_err();
         assert_eq!(crate::error::code_of(&e), Code::Config);
     }
 }

@@ -1,10 +1,12 @@
 //! `mkrescue`: parse the command line, dispatch, map errors to exit codes.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use mkrescue::cli::{Cli, Command};
+use mkrescue::cli::{BuildArgs, Cli};
 use mkrescue::error::code_of;
 use mkrescue::init::Role;
 
@@ -16,6 +18,31 @@ fn main() -> ExitCode {
         Role::Tool => {}
     }
     let cli = Cli::parse();
+    // The build's flags belong to the default command only. (clap's
+    // args_conflicts_with_subcommands would also refuse the global flags
+    // given before a subcommand: `mkrescue --config F dump`.)
+    if cli.command.is_some() && cli.build != BuildArgs::default() {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the build's options (--output, --out, --kernel-version, --modules, --compress and the medium's) cannot be used with a subcommand",
+            )
+            .exit();
+    }
+    init_logging(&cli);
+    match mkrescue::commands::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the whole context chain, outermost first.
+            eprintln!("mkrescue: error: {e:#}");
+            ExitCode::from(code_of(&e).exit_code())
+        }
+    }
+}
+
+/// `mkrescue: LEVEL: message` on stderr; -q errors only, -v info, -vv
+/// debug; `MKRESCUE_LOG` overrides.
+fn init_logging(cli: &Cli) {
     let level = if cli.global.quiet {
         log::LevelFilter::Error
     } else {
@@ -38,24 +65,4 @@ fn main() -> ExitCode {
         })
         .parse_env("MKRESCUE_LOG")
         .init();
-
-    let result = match &cli.command {
-        None => mkrescue::commands::build(&cli.global, &cli.build),
-        Some(Command::Dump(args)) => mkrescue::commands::dump(&cli.global, args),
-        Some(Command::Backup(args)) => mkrescue::backup::command(&cli.global, args),
-        Some(Command::Restore(args)) => mkrescue::backup::restore_command(&cli.global, args),
-        Some(Command::Verify(args)) => mkrescue::output::verify_command(args),
-        Some(Command::Init) => mkrescue::init::run(),
-        Some(Command::Layout(args)) => mkrescue::layout::command::run(&cli.global, args),
-        Some(Command::Recover(args)) => mkrescue::recover::run(&cli.global, args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: the whole context chain, outermost first.
-            eprintln!("mkrescue: error: {e:#}");
-            let code = code_of(&e);
-            ExitCode::from(code.exit_code())
-        }
-    }
 }

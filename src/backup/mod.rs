@@ -38,13 +38,65 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::{
-    BackupAction, BackupArgs, BackupCreateArgs, BackupListArgs, BackupVerifyArgs, BuildArgs,
-    GlobalArgs, RestoreArgs,
-};
-use crate::config::{self, BackupMethod, Config};
+use crate::config::{BackupMethod, Config};
 use crate::error::{Code, fail};
 use target::Target;
+
+/// What `mkrescue backup` makes, and how it reports.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The host's `/` (`--root` in tests and chroots).
+    pub root: PathBuf,
+    pub quiet: bool,
+    pub json: bool,
+    /// Where the backup goes (default: `backup.target`).
+    pub target: Option<String>,
+    /// How (default: `backup.method`).
+    pub method: Option<BackupMethod>,
+    /// Print what would be done, write nothing.
+    pub dry_run: bool,
+    /// Directories to back up (default: `backup.paths`).
+    pub paths: Vec<PathBuf>,
+}
+
+/// Which backups `mkrescue backup list` lists.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub root: PathBuf,
+    pub json: bool,
+    pub target: Option<String>,
+    pub method: Option<BackupMethod>,
+}
+
+/// Which backup `mkrescue backup verify` re-reads.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub root: PathBuf,
+    pub quiet: bool,
+    pub json: bool,
+    pub target: Option<String>,
+    /// Its name from `backup list` (default: the newest).
+    pub archive: Option<String>,
+    /// age secret key of an encrypted backup: a file or URL.
+    pub identity: Option<String>,
+    pub method: Option<BackupMethod>,
+}
+
+/// What `mkrescue restore` (and `recover`'s restore phase) restores where.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub root: PathBuf,
+    pub quiet: bool,
+    pub json: bool,
+    /// The directory restored into (the mounted target tree in recover).
+    pub to: PathBuf,
+    /// Where the backups are (default: the recorded location, else
+    /// `backup.target`).
+    pub from: Option<String>,
+    pub archive: Option<String>,
+    pub identity: Option<String>,
+    pub method: Option<BackupMethod>,
+}
 
 /// Format version written into every manifest.
 pub const FORMAT: u32 = 1;
@@ -157,68 +209,67 @@ fn key_for(
     .map(Some)
 }
 
-/// `mkrescue backup [list|verify]`.
-pub fn command(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
-    let cfg = config::load(global, &BuildArgs::default())?.config;
-    match &args.action {
-        None => {
-            let a = &args.create;
-            let mail = !a.dry_run && !cfg.backup.mail_to.is_empty();
-            if mail {
-                mail::check(&cfg.backup)?;
-            }
-            let started = crate::sys::time::now();
-            let t0 = Instant::now();
-            let result = create_command(global, &cfg, a);
-            if mail {
-                let method = a.method.unwrap_or(cfg.backup.method);
-                let location = match method {
-                    BackupMethod::Borg => a.target.as_ref().or(cfg.backup.borg_repo.as_ref()),
-                    _ => a.target.as_ref().or(cfg.backup.target.as_ref()),
-                };
-                let outcome = mail::Outcome {
-                    host: crate::sys::host::hostname(&global.root),
-                    method,
-                    location: location.cloned().unwrap_or_else(|| "(none)".into()),
-                    started,
-                    seconds: t0.elapsed().as_secs_f64(),
-                    result: match &result {
-                        Ok(summary) => Ok(summary.clone()),
-                        Err(e) => Err((format!("{e:#}"), crate::error::code_of(e) as i32)),
-                    },
-                };
-                // A mail that cannot be sent does not undo the backup; the
-                // warning reaches cron's own mail.
-                if let Err(e) = mail::send(&cfg.backup, &outcome) {
-                    log::warn!(
-                        "backup report mail to {}: {e:#}",
-                        cfg.backup.mail_to.join(", ")
-                    );
-                }
-            }
-            result.map(|_| ())
-        }
-        Some(BackupAction::List(a)) => {
-            let (mut cfg, mut a) = (cfg.clone(), a.clone());
-            let src = recorded_location(global, &mut cfg, a.target.as_ref(), &mut a.method)?;
-            if let Some(s) = &src {
-                a.target = Some(s.url.clone());
-            }
-            let result = list_command(global, &cfg, &a);
-            close_source(src);
-            result
-        }
-        Some(BackupAction::Verify(a)) => {
-            let (mut cfg, mut a) = (cfg.clone(), a.clone());
-            let src = recorded_location(global, &mut cfg, a.target.as_ref(), &mut a.method)?;
-            if let Some(s) = &src {
-                a.target = Some(s.url.clone());
-            }
-            let result = verify_command(global, &cfg, &a);
-            close_source(src);
-            result
+/// `mkrescue backup`: makes a backup, and mails the report when
+/// `backup.mail_to` asks for it.
+pub fn create_backup(cfg: &Config, a: &CreateOptions) -> Result<()> {
+    let mail = !a.dry_run && !cfg.backup.mail_to.is_empty();
+    if mail {
+        mail::check(&cfg.backup)?;
+    }
+    let started = crate::sys::time::now();
+    let t0 = Instant::now();
+    let result = create_command(cfg, a);
+    if mail {
+        let method = a.method.unwrap_or(cfg.backup.method);
+        let location = match method {
+            BackupMethod::Borg => a.target.as_ref().or(cfg.backup.borg_repo.as_ref()),
+            _ => a.target.as_ref().or(cfg.backup.target.as_ref()),
+        };
+        let outcome = mail::Outcome {
+            host: crate::sys::host::hostname(&a.root),
+            method,
+            location: location.cloned().unwrap_or_else(|| "(none)".into()),
+            started,
+            seconds: t0.elapsed().as_secs_f64(),
+            result: match &result {
+                Ok(summary) => Ok(summary.clone()),
+                Err(e) => Err((format!("{e:#}"), crate::error::code_of(e) as i32)),
+            },
+        };
+        // A mail that cannot be sent does not undo the backup; the
+        // warning reaches cron's own mail.
+        if let Err(e) = mail::send(&cfg.backup, &outcome) {
+            log::warn!(
+                "backup report mail to {}: {e:#}",
+                cfg.backup.mail_to.join(", ")
+            );
         }
     }
+    result.map(|_| ())
+}
+
+/// `mkrescue backup list`.
+pub fn list_backups(cfg: &Config, a: &ListOptions) -> Result<()> {
+    let (mut cfg, mut a) = (cfg.clone(), a.clone());
+    let src = recorded_location(&a.root, &mut cfg, a.target.as_ref(), &mut a.method)?;
+    if let Some(s) = &src {
+        a.target = Some(s.url.clone());
+    }
+    let result = list_command(&cfg, &a);
+    close_source(src);
+    result
+}
+
+/// `mkrescue backup verify`.
+pub fn verify_backup(cfg: &Config, a: &VerifyOptions) -> Result<()> {
+    let (mut cfg, mut a) = (cfg.clone(), a.clone());
+    let src = recorded_location(&a.root, &mut cfg, a.target.as_ref(), &mut a.method)?;
+    if let Some(s) = &src {
+        a.target = Some(s.url.clone());
+    }
+    let result = verify_command(&cfg, &a);
+    close_source(src);
+    result
 }
 
 /// How a target is about to be used: what a share is mounted for.
@@ -281,13 +332,13 @@ pub struct BackupReport {
 }
 
 /// Makes the backup; returns the one-line summary.
-fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
+fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let method = args.method.unwrap_or(cfg.backup.method);
     if method == BackupMethod::Rsync {
-        return rsync_command(global, cfg, args);
+        return rsync_command(cfg, args);
     }
     if method == BackupMethod::Borg {
-        return borg_command(global, cfg, args);
+        return borg_command(cfg, args);
     }
     if method != BackupMethod::Archive {
         return Err(fail(
@@ -310,12 +361,12 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     if let Some(d) = target.local_dir() {
         target::check_local(d)?;
     }
-    let src = source_of(global, cfg, args, &target)?;
+    let src = source_of(cfg, args, &target)?;
     let paths = src.paths.clone();
     let started = crate::sys::time::now();
     let name = format!(
         "{}-{}",
-        crate::sys::host::hostname(&global.root),
+        crate::sys::host::hostname(&args.root),
         crate::sys::time::stamp(started)
     );
     let recipient = cfg
@@ -350,7 +401,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
         );
         return Ok(String::new());
     }
-    let show = crate::progress::enabled(global.quiet) && !args.json;
+    let show = crate::progress::enabled(args.quiet) && !args.json;
     let total = if show { create::estimate(&src)? } else { 0 };
     let pb = crate::progress::bytes(show, total, "backup");
     let threads = if cfg.backup.threads == 0 {
@@ -363,7 +414,7 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
     let start = Instant::now();
     let head = manifest::Head {
         mkrescue_backup: FORMAT,
-        host: crate::sys::host::hostname(&global.root),
+        host: crate::sys::host::hostname(&args.root),
         created: started,
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
         archive: archive.clone(),
@@ -461,18 +512,13 @@ fn create_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) ->
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
-    } else if !global.quiet {
+    } else if !args.quiet {
         eprintln!("mkrescue: {summary}");
     }
     Ok(summary)
 }
 
-fn source_of(
-    global: &GlobalArgs,
-    cfg: &Config,
-    args: &BackupCreateArgs,
-    target: &Target,
-) -> Result<create::Source> {
+fn source_of(cfg: &Config, args: &CreateOptions, target: &Target) -> Result<create::Source> {
     let paths = if args.paths.is_empty() {
         cfg.backup.paths.clone()
     } else {
@@ -486,12 +532,12 @@ fn source_of(
             ));
         }
     }
-    let mut prune = vec![create::under_root(&global.root, &cfg.build.out_dir)];
+    let mut prune = vec![create::under_root(&args.root, &cfg.build.out_dir)];
     if let Some(d) = target.local_dir() {
         prune.push(d.to_path_buf());
     }
     Ok(create::Source {
-        root: global.root.clone(),
+        root: args.root.clone(),
         paths,
         exclude: cfg.backup.exclude.clone(),
         prune,
@@ -514,13 +560,13 @@ fn repo_of(cfg: &Config, flag: Option<&String>) -> Result<borg::Repo> {
 }
 
 /// `mkrescue backup --method borg`.
-fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
+fn borg_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let repo = repo_of(cfg, args.target.as_ref())?;
-    let src = source_of(global, cfg, args, &Target::Local(PathBuf::from(&repo.url)))?;
+    let src = source_of(cfg, args, &Target::Local(PathBuf::from(&repo.url)))?;
     let start = Instant::now();
     let name = format!(
         "{}-{}",
-        crate::sys::host::hostname(&global.root),
+        crate::sys::host::hostname(&args.root),
         crate::sys::time::stamp(crate::sys::time::now())
     );
     let out = repo
@@ -550,16 +596,16 @@ fn borg_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> R
             }),
         )?;
         writeln!(o)?;
-    } else if !global.quiet && !args.dry_run {
+    } else if !args.quiet && !args.dry_run {
         eprintln!("mkrescue: {summary}");
     }
     Ok(summary)
 }
 
 /// `mkrescue backup --method rsync`.
-fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> Result<String> {
+fn rsync_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let target = target_of(cfg, args.target.as_ref(), Use::Rsync)?;
-    let src = source_of(global, cfg, args, &target)?;
+    let src = source_of(cfg, args, &target)?;
     let start = Instant::now();
     let stamp = crate::sys::time::stamp(crate::sys::time::now());
     let rep = rsync::backup(
@@ -595,7 +641,7 @@ fn rsync_command(global: &GlobalArgs, cfg: &Config, args: &BackupCreateArgs) -> 
             }),
         )?;
         writeln!(out)?;
-    } else if !global.quiet && !args.dry_run {
+    } else if !args.quiet && !args.dry_run {
         eprintln!("mkrescue: {summary}");
     }
     Ok(summary)
@@ -676,7 +722,7 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
     Ok(out)
 }
 
-fn list_command(_global: &GlobalArgs, cfg: &Config, args: &BackupListArgs) -> Result<()> {
+fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
     let method = args.method.unwrap_or(cfg.backup.method);
     if method != BackupMethod::Archive {
         let names = match method {
@@ -896,7 +942,7 @@ fn borg_archive(repo: &borg::Repo, asked: Option<&String>) -> Result<String> {
     }
 }
 
-fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) -> Result<()> {
+fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
     match args.method.unwrap_or(cfg.backup.method) {
         BackupMethod::Archive => {}
         BackupMethod::Borg => {
@@ -908,7 +954,7 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
                     format!("borg archive {name} in {} is damaged: {e:#}", repo.url),
                 )
             })?;
-            if !global.quiet {
+            if !args.quiet {
                 eprintln!("mkrescue: borg archive {name} verified (borg check --verify-data)");
             }
             return Ok(());
@@ -922,7 +968,7 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
     }
     let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
     let (name, enc) = pick(&target, args.archive.as_ref())?;
-    let show = crate::progress::enabled(global.quiet) && !args.json;
+    let show = crate::progress::enabled(args.quiet) && !args.json;
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
     let rep = verify(&target, &name, enc, key.as_ref(), show)?;
     if args.json {
@@ -948,7 +994,7 @@ fn verify_command(global: &GlobalArgs, cfg: &Config, args: &BackupVerifyArgs) ->
             ),
         ));
     }
-    if !args.json && !global.quiet {
+    if !args.json && !args.quiet {
         eprintln!(
             "mkrescue: backup {name} verified: {} files, {:.1} MiB, every sha256 and XXH3 of the manifest matches ({:.1}s)",
             rep.files_checked,
@@ -974,8 +1020,8 @@ pub struct RestoreReport {
 /// `--from`, in the rescue system, the location recorded in the image
 /// ([`source::RECORD_PATH`]) is opened (its filesystem mounted by UUID for
 /// the time of the restore); elsewhere the configured one is used.
-pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
-    let mut cfg = config::load(global, &BuildArgs::default())?.config;
+pub fn restore_backup(cfg: &Config, args: &RestoreOptions) -> Result<()> {
+    let mut cfg = cfg.clone();
     if !args.to.is_dir() {
         return Err(fail(
             Code::Usage,
@@ -986,11 +1032,11 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
         ));
     }
     let mut args = args.clone();
-    let src = recorded_location(global, &mut cfg, args.from.as_ref(), &mut args.method)?;
+    let src = recorded_location(&args.root, &mut cfg, args.from.as_ref(), &mut args.method)?;
     if let Some(s) = &src {
         args.from = Some(s.url.clone());
     }
-    let result = restore_from(global, &cfg, &args);
+    let result = restore_from(&cfg, &args);
     close_source(src);
     result
 }
@@ -1001,12 +1047,12 @@ pub fn restore_command(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
 /// without a location given (`--from`, `--target`) the recorded one is
 /// opened (its filesystem mounted by UUID) until [`close_source`].
 fn recorded_location(
-    global: &GlobalArgs,
+    root: &Path,
     cfg: &mut Config,
     given: Option<&String>,
     method: &mut Option<BackupMethod>,
 ) -> Result<Option<source::Source>> {
-    let Some(rec) = source::read_recorded(&global.root)? else {
+    let Some(rec) = source::read_recorded(root)? else {
         return Ok(None);
     };
     let b = &mut cfg.backup;
@@ -1026,7 +1072,7 @@ fn recorded_location(
     if given.is_some() {
         return Ok(None);
     }
-    source::open_source(global, None).map(Some)
+    source::open_source(root, cfg, None).map(Some)
 }
 
 /// Unmounts what [`recorded_location`] mounted.
@@ -1038,13 +1084,13 @@ fn close_source(src: Option<source::Source>) {
     }
 }
 
-fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result<()> {
+fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Borg {
         let repo = repo_of(cfg, args.from.as_ref())?;
         let name = borg_archive(&repo, args.archive.as_ref())?;
         let start = Instant::now();
         repo.extract(&name, &args.to)?;
-        if !global.quiet {
+        if !args.quiet {
             eprintln!(
                 "mkrescue: restored borg archive {name} into {} in {:.1}s",
                 args.to.display(),
@@ -1082,7 +1128,7 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
         };
         let start = Instant::now();
         rsync::restore(&target, &name, &args.to)?;
-        if !global.quiet {
+        if !args.quiet {
             eprintln!(
                 "mkrescue: restored rsync snapshot {name} into {} in {:.1}s",
                 args.to.display(),
@@ -1108,7 +1154,7 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
             None
         }
     };
-    let show = crate::progress::enabled(global.quiet) && !args.json;
+    let show = crate::progress::enabled(args.quiet) && !args.json;
     let total = man
         .as_ref()
         .map(|m| m.items.iter().map(|i| i.size).sum())
@@ -1160,7 +1206,7 @@ fn restore_from(global: &GlobalArgs, cfg: &Config, args: &RestoreArgs) -> Result
             ),
         ));
     }
-    if !args.json && !global.quiet {
+    if !args.json && !args.quiet {
         eprintln!(
             "mkrescue: restored {name} into {}: {} members, {} files, {:.1} MiB in {:.1}s",
             args.to.display(),

@@ -17,8 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{BuildArgs, GlobalArgs};
-use crate::config::{self, BackupMethod, Config};
+use crate::config::{BackupMethod, Config};
 use crate::error::{Code, fail};
 use crate::exec::Cmd;
 
@@ -359,9 +358,8 @@ impl Source {
 /// [`MOUNT_DIR`], after assembling md arrays and activating LVM when it
 /// sits on them — and says which whole disks hold it. On a host without
 /// a record the configured location is used as it is.
-pub fn open_source(global: &GlobalArgs, from: Option<&str>) -> Result<Source> {
-    let cfg = config::load(global, &BuildArgs::default())?.config;
-    let rec = read_recorded(&global.root)?;
+pub fn open_source(root: &Path, cfg: &Config, from: Option<&str>) -> Result<Source> {
+    let rec = read_recorded(root)?;
     let method = rec.as_ref().map_or(cfg.backup.method, |r| r.method);
     let ssh_options = match &rec {
         Some(r) if cfg.backup.ssh_options.is_empty() => r.ssh_options.clone(),
@@ -400,7 +398,7 @@ pub fn open_source(global: &GlobalArgs, from: Option<&str>) -> Result<Source> {
         match (dir, &r.filesystem) {
             (None, _) => src.url = url.to_string(),
             (Some(dir), Some(fs)) => {
-                let (at, dev, mounted) = mount_recorded(&global.root, fs)?;
+                let (at, dev, mounted) = mount_recorded(root, fs)?;
                 let inside = at.join(&fs.path);
                 src.url = location_url(method, &inside);
                 if !dev.is_empty() {

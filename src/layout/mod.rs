@@ -4,8 +4,8 @@
 //! [`Layout`] to `recover`, which rebuilds it on blank disks.
 
 pub mod capture;
-pub mod command;
 pub mod exclude;
+pub mod live;
 pub mod model;
 pub mod parse;
 pub mod show;

@@ -12,11 +12,43 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::bootcfg::{Menu, MenuSpec};
-use crate::cli::{MediaArgs, Output};
 use crate::config::Config;
+use crate::config::Output;
 use crate::error::{Code, fail};
 use crate::host::HostFacts;
 use crate::image::Manifest;
+
+/// Where `--output usb|pxe|obdr|iso` write, and how carefully (the
+/// command line's media flags, as plain data).
+#[derive(Debug, Clone, Default)]
+pub struct MediaOptions {
+    /// usb: the whole disk to write (everything on it is erased).
+    pub device: Option<PathBuf>,
+    /// usb: a disk image file instead of a device.
+    pub image: Option<PathBuf>,
+    /// usb: size of the image file (`2G`, `1500M`).
+    pub size: Option<String>,
+    /// pxe: the TFTP/HTTP root to write into.
+    pub pxe_root: Option<PathBuf>,
+    /// pxe: also the catch-all `pxelinux.cfg/default` and `grub/grub.cfg`.
+    pub pxe_default: bool,
+    /// obdr: the non-rewinding tape drive.
+    pub tape: Option<PathBuf>,
+    /// obdr: a SIMH `.tap` file instead of a drive.
+    pub tape_file: Option<PathBuf>,
+    /// usb: write a device even if it is not removable, mounted or in use.
+    pub force: bool,
+    /// Say what would be written or erased and stop.
+    pub dry_run: bool,
+    /// Test builds: the menu starts the rescue shell on the serial console.
+    pub test_boot_rescue: bool,
+    /// iso: this host's newest archive backup onto the ISO.
+    pub iso_backup: bool,
+    /// pxe: push the tree to this `ssh://` URL afterwards.
+    pub pxe_upload: Option<String>,
+    /// Test builds: the menu starts this entry.
+    pub test_boot_entry: Option<String>,
+}
 
 /// What the medium step wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +67,7 @@ pub struct MediaReport {
 
 /// Checks the medium's own flags before the (slow) initrd build, so a
 /// mistake costs nothing.
-pub fn check_args(kind: Output, cfg: &Config, args: &MediaArgs) -> Result<()> {
+pub fn check_args(kind: Output, cfg: &Config, args: &MediaOptions) -> Result<()> {
     let usage = |m: String| Err(fail(Code::Usage, m));
     if args.iso_backup && kind != Output::Iso {
         return usage(format!(
@@ -96,7 +128,7 @@ pub fn check_args(kind: Output, cfg: &Config, args: &MediaArgs) -> Result<()> {
 }
 
 /// `--pxe-upload`, else `output.pxe_upload`.
-fn pxe_upload<'a>(cfg: &'a Config, args: &'a MediaArgs) -> Option<&'a str> {
+fn pxe_upload<'a>(cfg: &'a Config, args: &'a MediaOptions) -> Option<&'a str> {
     args.pxe_upload
         .as_deref()
         .or(cfg.output.pxe_upload.as_deref())
@@ -153,7 +185,7 @@ fn tag(menu: &Menu) -> String {
 pub fn write(
     kind: Output,
     cfg: &Config,
-    args: &MediaArgs,
+    args: &MediaOptions,
     root: &Path,
     host: &HostFacts,
     manifest: &Manifest,

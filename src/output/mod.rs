@@ -16,5 +16,3 @@ pub mod secureboot;
 pub mod sums;
 pub mod tools;
 pub mod usb;
-
-pub use sums::verify_command;

@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::initramfs::sha256_file;
-use crate::cli::VerifyArgs;
 use crate::error::{Code, fail};
 
 pub const SUMS: &str = "SHA256SUMS";
@@ -129,37 +128,4 @@ pub fn verify(dir: &Path) -> Result<Vec<Checked>> {
         });
     }
     Ok(out)
-}
-
-/// `mkrescue verify DIR`: prints one line per file; exit code 5 when any
-/// file is missing or changed.
-pub fn verify_command(args: &VerifyArgs) -> Result<()> {
-    let checked = verify(&args.dir)?;
-    let bad: Vec<&Checked> = checked.iter().filter(|c| c.status != "ok").collect();
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &checked)?;
-        writeln!(out)?;
-    } else {
-        for c in &checked {
-            writeln!(out, "{}: {}", c.name, c.status)?;
-        }
-    }
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(fail(
-            Code::Input,
-            format!(
-                "{} of {} files in {} do not match SHA256SUMS: {}",
-                bad.len(),
-                checked.len(),
-                args.dir.display(),
-                bad.iter()
-                    .map(|c| format!("{} ({})", c.name, c.status))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ))
-    }
 }

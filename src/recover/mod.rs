@@ -23,14 +23,14 @@ pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::cli::{BuildArgs, GlobalArgs, RecoverArgs, RestoreArgs};
-use crate::config::{self, Config};
+use crate::backup::RestoreOptions;
+use crate::config::Config;
 use crate::exec::Cmd;
 use crate::layout::Layout;
 use mapping::{Ask, NoAsk, Terminal};
@@ -99,10 +99,39 @@ impl Report {
     }
 }
 
+/// What `mkrescue recover` rebuilds from where, and how it asks.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// The rescue system's `/` (`--root` in tests).
+    pub root: PathBuf,
+    pub quiet: bool,
+    /// Print the final report as JSON on stdout.
+    pub json: bool,
+    /// The layout file to rebuild.
+    pub layout: PathBuf,
+    /// Print the plan as a shell script and change nothing.
+    pub dry_run: bool,
+    /// `SRC=DST` disk mappings given by the operator.
+    pub map: Vec<String>,
+    /// Never ask: refuse when a decision is ambiguous.
+    pub unattended: bool,
+    /// Stop after partitions, RAID, LVM, LUKS, file systems and swap.
+    pub layout_only: bool,
+    /// Key file for the LUKS containers.
+    pub key_file: Option<PathBuf>,
+    /// Where the backup is (default: the recorded location).
+    pub restore_from: Option<String>,
+    /// Which backup (default: the newest).
+    pub archive: Option<String>,
+    /// age secret key of an encrypted backup.
+    pub identity: Option<String>,
+    /// Where the checkpoints of finished steps are kept.
+    pub state: PathBuf,
+}
+
 /// `mkrescue recover`.
-pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
+pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let start = Instant::now();
-    let cfg = config::load(global, &BuildArgs::default())?.config;
     let layout = Layout::load(&args.layout)?;
     let root = cfg.recover.target_dir.clone();
     if !args.dry_run {
@@ -116,7 +145,8 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         None
     } else {
         Some(crate::backup::source::open_source(
-            global,
+            &args.root,
+            cfg,
             args.restore_from.as_deref(),
         )?)
     };
@@ -223,10 +253,9 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
     };
     let from = source.as_ref().map(|s| s.url.clone());
     let r = phases(
-        global,
         args,
         from,
-        &cfg,
+        cfg,
         &layout,
         &p,
         &disks,
@@ -258,8 +287,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
 /// shows which).
 #[allow(clippy::too_many_arguments)]
 fn phases(
-    global: &GlobalArgs,
-    args: &RecoverArgs,
+    args: &RecoverOptions,
     from: Option<String>,
     cfg: &Config,
     layout: &Layout,
@@ -292,7 +320,7 @@ fn phases(
         ))
     })?;
     let restored = report.phase("restore", || {
-        let r = crate::backup::restore_command(global, &restore_args(args, from, root));
+        let r = crate::backup::restore_backup(cfg, &restore_options(args, from, root));
         Ok((r, String::new()))
     })?;
     if let Err(e) = restored {
@@ -452,8 +480,12 @@ fn confirm_erase(disks: &BTreeMap<String, String>, targets: &[mapping::TargetDis
     Ok(())
 }
 
-fn restore_args(args: &RecoverArgs, from: Option<String>, root: &Path) -> RestoreArgs {
-    RestoreArgs {
+/// The restore phase is `mkrescue restore --to ROOT` with recover's own
+/// `--restore-from`, `--archive` and `--identity`.
+fn restore_options(args: &RecoverOptions, from: Option<String>, root: &Path) -> RestoreOptions {
+    RestoreOptions {
+        root: args.root.clone(),
+        quiet: args.quiet,
         to: root.to_path_buf(),
         from,
         archive: args.archive.clone(),
@@ -471,7 +503,7 @@ fn rest_script(
     mounts: &[mount::TargetMount],
     root: &Path,
     cfg: &Config,
-    args: &RecoverArgs,
+    args: &RecoverOptions,
 ) -> String {
     let mut s = String::from("\n# Mount the target tree\n");
     for m in mounts {

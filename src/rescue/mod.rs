@@ -415,7 +415,7 @@ fn runtime_files(
 /// two builds of an unchanged host stay byte-identical.
 fn layout_for_image(root: &Path, epoch: u64, backup_target: Option<&str>) -> Option<Vec<u8>> {
     if root == Path::new("/") {
-        match crate::layout::command::capture_live(backup_target) {
+        match crate::layout::live::capture_live(backup_target) {
             Ok(mut l) => {
                 l.captured_at = l.captured_at.min(epoch);
                 return Some(l.to_json().into_bytes());

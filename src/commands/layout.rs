@@ -1,36 +1,24 @@
 //! `mkrescue layout save|show|check`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::{DEFAULT_PATH, Layout, capture, diff, show};
 use crate::cli::{GlobalArgs, LayoutAction, LayoutArgs};
 use crate::error::{Code, fail};
-
-/// Captures the live layout.
-pub fn capture_live(backup_target: Option<&str>) -> Result<Layout> {
-    let sources = capture::gather().context("capturing the disk layout")?;
-    let mut l = capture::assemble(&crate::sys::host::hostname(Path::new("/")), &sources)
-        .context("reading the captured disk layout")?;
-    super::exclude::exclude_backup_disks(&mut l, backup_target);
-    Ok(l)
-}
-
-/// Writes `layout` to `path` atomically (temp file, then rename).
-pub fn write(layout: &Layout, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, layout.to_json()).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
+use crate::layout::live::{capture_live, write};
+use crate::layout::{DEFAULT_PATH, Layout, diff, show};
 
 pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
     let default = PathBuf::from(DEFAULT_PATH);
-    let cfg = crate::config::load(global, &crate::cli::BuildArgs::default())?.config;
+    let cfg = super::load_config(global)?.config;
+    if global.json && !matches!(args.action, LayoutAction::Show { .. }) {
+        return Err(fail(
+            Code::Usage,
+            "--json: only `layout show` prints JSON; drop --json (`layout save` writes JSON to its file)",
+        ));
+    }
     let target = cfg.backup.target.as_deref();
     match &args.action {
         LayoutAction::Save { out } => {
@@ -48,14 +36,14 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             );
             Ok(())
         }
-        LayoutAction::Show { file, live, json } => {
+        LayoutAction::Show { file, live } => {
             let l = if *live {
                 capture_live(target)?
             } else {
                 Layout::load(file.as_ref().unwrap_or(&default))?
             };
             let mut out = std::io::stdout().lock();
-            if *json {
+            if global.json {
                 out.write_all(l.to_json().as_bytes())?;
             } else {
                 out.write_all(show::render(&l).as_bytes())?;

@@ -1,0 +1,55 @@
+//! The command layer: one file per command. With `cli.rs` it is the only
+//! code that sees clap types. Each command loads the configuration once
+//! (`load_config`), applies its flags on top, turns its arguments into the
+//! plain option struct of the step it runs (`MediaOptions`,
+//! `backup::CreateOptions`, `RestoreOptions`, `RecoverOptions`, ...) and
+//! prints the result; below this layer nothing reads the command line or
+//! the configuration files.
+
+pub mod backup;
+pub mod build;
+pub mod dump;
+pub mod layout;
+pub mod recover;
+pub mod restore;
+pub mod verify;
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::config::{self, ConfigFiles, Loaded};
+
+/// Runs the parsed command line.
+pub fn run(cli: &Cli) -> Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        None => build::run(g, &cli.build),
+        Some(Command::Dump(_)) => dump::run(g),
+        Some(Command::Backup(args)) => backup::run(g, args),
+        Some(Command::Restore(args)) => restore::run(g, args),
+        Some(Command::Verify(args)) => verify::run(g, args),
+        Some(Command::Init) => crate::init::run(),
+        Some(Command::Layout(args)) => layout::run(g, args),
+        Some(Command::Recover(args)) => recover::run(g, args),
+    }
+}
+
+/// The configuration layers named by `--config` and the hidden
+/// `--config-dir`: read once per command.
+pub fn load_config(global: &GlobalArgs) -> Result<Loaded> {
+    config::load(&ConfigFiles {
+        dir: global.config_dir.clone(),
+        extra: global.config.clone(),
+    })
+}
+
+/// Pretty JSON and a newline on stdout.
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
