@@ -274,14 +274,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mtioctop_matches_the_kernel_header() {
-        // <asm-generic/ioctl.h> on x86-64: _IOW('m', 1, struct mtop) with
-        // sizeof(struct mtop) == 8.
-        assert_eq!(MTIOCTOP, 0x4008_6d01);
-        assert_eq!(std::mem::size_of::<MtOp>(), 8);
-    }
-
-    #[test]
     fn refuses_rewinding_device() {
         let e = StDevice::open(Path::new("/dev/st0")).err().unwrap();
         assert!(format!("{e:#}").contains("/dev/nstN"));

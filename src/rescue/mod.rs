@@ -52,6 +52,10 @@ const SUPPORT_FILES: &[&str] = &[
     "/etc/dhcp/dhclient.conf",
 ];
 
+/// The rescue system's static files (`boot/`, see its README).
+const MOTD: &str = include_str!("../../boot/motd");
+const FSTAB: &str = include_str!("../../boot/fstab");
+
 /// Summary of the plan for the report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlanReport {
@@ -396,12 +400,7 @@ fn runtime_files(
     m.add_bytes(network::IMAGE_PATH, json, 0o644, "network")?;
     // dhclient-script reads /etc/fstab to learn whether / is read-only
     // (its wait_for_rw); a missing file makes dash's `exec <` abort it.
-    m.add_bytes(
-        "/etc/fstab",
-        "# rescue system: nothing is mounted from disk\n",
-        0o644,
-        "network",
-    )?;
+    m.add_bytes("/etc/fstab", FSTAB, 0o644, "network")?;
     m.add_dir("/var/lib/dhcp", 0o755, "network")?;
     report.ssh_keys = ssh::plan(m, root, &config.ssh)?;
     Ok(())
@@ -429,21 +428,51 @@ fn layout_for_image(root: &Path, epoch: u64, backup_target: Option<&str>) -> Opt
     std::fs::read(&saved).ok()
 }
 
-/// What the operator reads on each console before the first prompt.
+/// What the operator reads on each console before the first prompt
+/// (`boot/motd`).
 fn motd(host: &HostFacts) -> String {
     let os = host
         .os_release
         .get("PRETTY_NAME")
         .map(String::as_str)
         .unwrap_or("Linux");
-    format!(
-        "\nmkrescue rescue system of {} ({os}, kernel {})\n\n\
-         This system runs from RAM; nothing on the disks has been touched.\n\
-         \x20 mkrescue recover --dry-run   show what recovery would do\n\
-         \x20 mkrescue recover             rebuild the disks and restore the files\n\
-         \x20 poweroff | reboot            leave the rescue system\n\n",
-        host.hostname, host.kernel.version
+    fill(
+        MOTD,
+        &[
+            ("hostname", &host.hostname),
+            ("os", os),
+            ("kernel", &host.kernel.version),
+        ],
     )
+}
+
+/// `text` with each `{name}` of `fields` replaced by its value, in one pass
+/// (a value is never looked at again); any other `{...}` stays as it is.
+pub fn fill(text: &str, fields: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let hit = fields.iter().find_map(|(k, v)| {
+            rest.strip_prefix('{')
+                .and_then(|r| r.strip_prefix(k))
+                .and_then(|r| r.strip_prefix('}'))
+                .map(|after| (*v, after))
+        });
+        match hit {
+            Some((v, after)) => {
+                out.push_str(v);
+                rest = after;
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The directories and device nodes every rescue system has.
@@ -488,4 +517,35 @@ fn strip_root(root: &Path, p: &Path) -> Result<PathBuf> {
         .strip_prefix(root)
         .with_context(|| format!("{} is outside {}", p.display(), root.display()))?;
     Ok(Path::new("/").join(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn motd_reads_as_before() {
+        // The text the motd had as a string in code, before boot/motd.
+        let want = "\nmkrescue rescue system of web1 (Debian GNU/Linux 12 (bookworm), kernel 6.1.0-40-amd64)\n\n\
+                    This system runs from RAM; nothing on the disks has been touched.\n\
+                    \x20 mkrescue recover --dry-run   show what recovery would do\n\
+                    \x20 mkrescue recover             rebuild the disks and restore the files\n\
+                    \x20 poweroff | reboot            leave the rescue system\n\n";
+        let got = fill(
+            MOTD,
+            &[
+                ("hostname", "web1"),
+                ("os", "Debian GNU/Linux 12 (bookworm)"),
+                ("kernel", "6.1.0-40-amd64"),
+            ],
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn fill_is_one_pass() {
+        let f = [("a", "{b}"), ("b", "x")];
+        assert_eq!(fill("{a} {b} {c} {", &f), "{b} x {c} {");
+        assert_eq!(fill("", &f), "");
+    }
 }
