@@ -4,7 +4,6 @@
 //! different content is a conflict naming both origins.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
@@ -333,45 +332,30 @@ impl Manifest {
         origin: &str,
     ) -> Result<()> {
         let real = self.add_host_path(path, origin)?;
-        self.add_tree_below(&real, &real, skip, origin)
-    }
-
-    fn add_tree_below(
-        &mut self,
-        top: &Path,
-        real: &Path,
-        skip: &[&str],
-        origin: &str,
-    ) -> Result<()> {
-        let host = self.host_path(real);
+        let host = self.host_path(&real);
         let md = std::fs::symlink_metadata(&host)
             .with_context(|| format!("reading {}", host.display()))?;
         if !md.is_dir() {
             return Ok(());
         }
-        let mut names: Vec<OsString> = std::fs::read_dir(&host)
-            .with_context(|| format!("listing {}", host.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("listing {}", host.display()))?;
-        names.sort();
-        for name in names {
-            let child = real.join(&name);
-            if child
-                .strip_prefix(top)
-                .is_ok_and(|rel| skip.iter().any(|s| rel == Path::new(s)))
-            {
-                continue;
-            }
-            let child_host = self.host_path(&child);
-            let md = std::fs::symlink_metadata(&child_host)
-                .with_context(|| format!("reading {}", child_host.display()))?;
-            let ft = md.file_type();
-            if ft.is_dir() {
-                self.add_host_path(&child, origin)?;
-                self.add_tree_below(top, &child, skip, origin)?;
-            } else if ft.is_socket() || ft.is_fifo() {
-                log::debug!("skipping {} (socket or fifo)", child_host.display());
+        // Depth first, each directory's entries in name order (so the
+        // manifest is the same on every run), a directory before what it
+        // holds; symlinks are entries, never followed (walkdir's default).
+        let walk = walkdir::WalkDir::new(&host)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                let rel = e.path().strip_prefix(&host).unwrap_or(e.path());
+                !skip.iter().any(|s| rel == Path::new(s))
+            });
+        for e in walk {
+            let e = e.with_context(|| format!("listing {}", host.display()))?;
+            let rel = e.path().strip_prefix(&host).unwrap_or(e.path());
+            let child = real.join(rel);
+            let ft = e.file_type();
+            if ft.is_socket() || ft.is_fifo() {
+                log::debug!("skipping {} (socket or fifo)", e.path().display());
             } else {
                 self.add_host_path(&child, origin)?;
             }

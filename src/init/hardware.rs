@@ -122,23 +122,16 @@ fn start_udev() -> bool {
 /// device's alias string, matched against modules.alias).
 pub fn modaliases(sys_devices: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut stack = vec![sys_devices.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            // Symlinks in sysfs point back up the tree (subsystem, driver).
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() && e.file_name() == "modalias" {
-                if let Ok(s) = std::fs::read_to_string(e.path()) {
-                    let s = s.trim();
-                    if !s.is_empty() {
-                        out.insert(s.to_string());
-                    }
-                }
+    // Symlinks in sysfs point back up the tree (subsystem, driver): not
+    // followed (walkdir's default). Unreadable directories are skipped.
+    for e in walkdir::WalkDir::new(sys_devices).into_iter().flatten() {
+        if e.file_type().is_file()
+            && e.file_name() == "modalias"
+            && let Ok(s) = std::fs::read_to_string(e.path())
+        {
+            let s = s.trim();
+            if !s.is_empty() {
+                out.insert(s.to_string());
             }
         }
     }

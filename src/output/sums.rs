@@ -19,32 +19,21 @@ pub const SUMS: &str = "SHA256SUMS";
 /// Every regular file below `dir` (relative, sorted), except SHA256SUMS,
 /// `*.tmp` and dot-directories (scratch space).
 pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
-    fn walk(base: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let here = base.join(rel);
-        let rd = std::fs::read_dir(&here).with_context(|| format!("reading {}", here.display()))?;
-        for e in rd {
-            let e = e.with_context(|| format!("reading {}", here.display()))?;
-            let name = e.file_name();
-            let n = name.to_string_lossy();
-            if n.starts_with('.')
-                || n.ends_with(".tmp")
-                || (rel.as_os_str().is_empty() && n == SUMS)
-            {
-                continue;
-            }
-            let ft = e
-                .file_type()
-                .with_context(|| format!("reading {}", e.path().display()))?;
-            if ft.is_dir() {
-                walk(base, &rel.join(&name), out)?;
-            } else if ft.is_file() {
-                out.push(rel.join(&name));
-            }
-        }
-        Ok(())
-    }
     let mut out = Vec::new();
-    walk(dir, Path::new(""), &mut out)?;
+    let walk = walkdir::WalkDir::new(dir).min_depth(1).into_iter();
+    // Not followed: symlinks (walkdir's default), dot-names, *.tmp, and
+    // the top-level SHA256SUMS itself.
+    let kept = walk.filter_entry(|e| {
+        let n = e.file_name().to_string_lossy();
+        !(n.starts_with('.') || n.ends_with(".tmp") || (e.depth() == 1 && n == SUMS))
+    });
+    for e in kept {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            out.push(rel.to_path_buf());
+        }
+    }
     out.sort();
     Ok(out)
 }
