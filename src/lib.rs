@@ -1,9 +1,18 @@
 //! mkrescue: bare-metal disaster recovery for Linux servers.
 //!
-//! The library holds every command; `main.rs` only parses the command line
-//! and dispatches. The data flow is described in DESIGN.md: config and host
-//! facts feed the rescue plan, which fills a [`image::Manifest`]; the
-//! manifest is streamed into a cpio archive and written out by `output`.
+//! `main.rs` only parses the command line and dispatches to [`commands`];
+//! each command hands plain data down the steps of the data flow: config
+//! and host facts feed the rescue plan, which fills an [`image::Manifest`],
+//! streamed into a cpio archive and written out by [`output`]. The data
+//! flow, the rules the layout keeps and a one-line index of every module
+//! are in `ARCHITECTURE.md` at the top of the repository:
+//!
+//! - [`cli`], [`commands`]: the command line and one file per command
+//! - [`config`], [`error`], [`exec`], [`progress`], [`sys`]: configuration,
+//!   exit codes, running tools, progress bars, OS facts and syscalls
+//! - [`host`], [`elf`], [`kmod`], [`image`], [`rescue`], [`output`]: the build
+//! - [`init`]: PID 1 of the rescue system
+//! - [`layout`], [`recover`], [`backup`]: layout, recovery, file backup
 
 #![deny(unsafe_code)]
 
