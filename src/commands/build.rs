@@ -146,34 +146,24 @@ fn media_options(m: &MediaArgs) -> MediaOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Compression, ConfigFiles};
+    use crate::config::Compression;
 
     #[test]
     fn flags_win_over_the_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("site.toml"),
-            "[build]\ncompress = \"xz\"\nout_dir = \"/srv/rescue\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("local.toml"),
-            "[build]\ncompress = \"gzip\"\n",
-        )
-        .unwrap();
-        let files = ConfigFiles {
-            dir: dir.path().to_path_buf(),
-            extra: None,
-        };
-        let mut cfg = crate::config::load(&files).unwrap().config;
+        // What the files said (config.rs tests the layering itself).
+        let mut cfg = Config::default();
+        cfg.build.compress = Compression::Gzip;
+        cfg.build.out_dir = "/srv/rescue".into();
         apply_flags(&mut cfg, &BuildArgs::default());
         assert_eq!(cfg.build.compress, Compression::Gzip);
         let flags = BuildArgs {
             compress: Some(Compression::None),
+            output: Some(Output::Iso),
             ..Default::default()
         };
         apply_flags(&mut cfg, &flags);
         assert_eq!(cfg.build.compress, Compression::None);
+        assert_eq!(cfg.build.output, Output::Iso);
         assert_eq!(cfg.build.out_dir, std::path::PathBuf::from("/srv/rescue"));
     }
 }
