@@ -127,6 +127,15 @@ fn member_name(p: &Path) -> Vec<u8> {
 
 /// Walks every path of `src` (sorted, parents before children) and calls
 /// `f` for each member.
+///
+/// A hand-written walk, not walkdir (which the image build uses): it is
+/// faster here, and a backup's walk is on the critical path. Measured on
+/// 2026-12-05 on /usr of the CI machine (142,425 entries, warm cache, 6
+/// alternating runs, release build): this shape (a stack, each directory's
+/// names sorted, one lstat per entry) took a median 0.675 s, walkdir with
+/// `sort_by_file_name` and one lstat per entry 0.720 s. It also prunes a
+/// directory after emitting it (other file systems, the output and target
+/// directories) without walkdir's `skip_current_dir` dance.
 fn walk(
     src: &Source,
     stats: &mut Stats,
