@@ -12,8 +12,7 @@ use std::fmt::Write;
 use anyhow::Result;
 
 use crate::error::{Code, fail};
-use crate::layout::capture::part_path;
-use crate::layout::{Layout, LvKind, Table};
+use crate::layout::{Layout, LvKind, Table, part_path};
 
 /// One command of the plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,7 +270,6 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
             argv.push(format!("--label={lb}"));
         }
         argv.extend([format!("--key-file={key}"), d.clone()]);
-        let mapper_name = x.mapper.trim_start_matches("/dev/mapper/").to_string();
         steps.push(Step {
             id: format!("luks {d}"),
             what: format!("LUKS{} container on {d}", x.version),
@@ -290,7 +288,7 @@ pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> R
                 s("open"),
                 format!("--key-file={key}"),
                 d.clone(),
-                mapper_name,
+                s(x.mapper_name()),
             ],
             stdin: None,
             needs: vec![format!("luks:{d}")],
