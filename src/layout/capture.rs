@@ -185,12 +185,6 @@ pub fn gather() -> Result<Sources> {
     Ok(s)
 }
 
-/// The dm name LVM gives VG/LV: hyphens doubled, joined by one hyphen
-/// (lvm2 lib/misc/lvm-string.c build_dm_name).
-pub fn dm_name(vg: &str, lv: &str) -> String {
-    format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
-}
-
 /// Builds the layout from the captured sources.
 pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
     let mut l = Layout::new(host.to_string());
@@ -280,10 +274,7 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
                 kind,
                 name,
             };
-            dm_to_lv.insert(
-                format!("/dev/mapper/{}", dm_name(&lv.vg, &lv.name)),
-                lv.path(),
-            );
+            dm_to_lv.insert(lv.mapper_path(), lv.path());
             l.lvm.lvs.push(lv);
         }
     }
@@ -419,27 +410,6 @@ fn disk_of(d: &BlockDev, s: &Sources) -> Result<Disk> {
         }
     }
     Ok(disk)
-}
-
-/// The number of partition `node` of `disk` (`/dev/sda2` → 2,
-/// `/dev/nvme0n1p3` → 3).
-pub fn part_number(disk: &str, node: &str) -> Result<u32> {
-    let rest = node
-        .strip_prefix(disk)
-        .with_context(|| format!("{node} is not a partition of {disk}"))?;
-    let rest = rest.strip_prefix('p').unwrap_or(rest);
-    rest.parse()
-        .with_context(|| format!("{node}: no partition number"))
-}
-
-/// The kernel name of partition `n` of `disk`: a `p` between when the disk
-/// name ends in a digit (block/partitions/core.c bdevname rules).
-pub fn part_path(disk: &str, n: u32) -> String {
-    if disk.ends_with(|c: char| c.is_ascii_digit()) {
-        format!("{disk}p{n}")
-    } else {
-        format!("{disk}{n}")
-    }
 }
 
 /// The data offset (sectors) of an md array's members, the smallest if

@@ -215,6 +215,11 @@ impl Lv {
     pub fn path(&self) -> String {
         format!("/dev/{}/{}", self.vg, self.name)
     }
+
+    /// `/dev/mapper/VG-LV`, the device-mapper node of the same volume.
+    pub fn mapper_path(&self) -> String {
+        format!("/dev/mapper/{}", dm_name(&self.vg, &self.name))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +238,14 @@ pub struct Luks {
     pub key_bits: u32,
     /// PBKDF of the first key slot (`argon2id`, `pbkdf2`).
     pub pbkdf: String,
+}
+
+impl Luks {
+    /// The mapping's name without `/dev/mapper/`, as `cryptsetup open`
+    /// takes it.
+    pub fn mapper_name(&self) -> &str {
+        self.mapper.trim_start_matches("/dev/mapper/")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -374,5 +387,65 @@ impl Layout {
         let mut s = serde_json::to_string_pretty(self).expect("layout serialises");
         s.push('\n');
         s
+    }
+}
+
+// Device names. The layout records the host's kernel names; capture reads
+// them and recover derives this machine's from them by the same rules.
+
+/// The kernel name of partition `n` of `disk`: a `p` between when the disk
+/// name ends in a digit (block/partitions/core.c bdevname rules).
+pub fn part_path(disk: &str, n: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{n}")
+    } else {
+        format!("{disk}{n}")
+    }
+}
+
+/// The number of partition `node` of `disk` (`/dev/sda2` → 2,
+/// `/dev/nvme0n1p3` → 3).
+pub fn part_number(disk: &str, node: &str) -> Result<u32> {
+    let rest = node
+        .strip_prefix(disk)
+        .with_context(|| format!("{node} is not a partition of {disk}"))?;
+    let rest = rest.strip_prefix('p').unwrap_or(rest);
+    rest.parse()
+        .with_context(|| format!("{node}: no partition number"))
+}
+
+/// The dm name LVM gives VG/LV: hyphens doubled, joined by one hyphen
+/// (lvm2 lib/misc/lvm-string.c build_dm_name).
+pub fn dm_name(vg: &str, lv: &str) -> String {
+    format!("{}-{}", vg.replace('-', "--"), lv.replace('-', "--"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_follow_the_disk_name() {
+        assert_eq!(part_path("/dev/sda", 2), "/dev/sda2");
+        assert_eq!(part_path("/dev/nvme0n1", 3), "/dev/nvme0n1p3");
+        assert_eq!(part_path("/dev/mmcblk0", 1), "/dev/mmcblk0p1");
+        assert_eq!(part_number("/dev/sda", "/dev/sda2").unwrap(), 2);
+        assert_eq!(part_number("/dev/nvme0n1", "/dev/nvme0n1p3").unwrap(), 3);
+        assert!(part_number("/dev/sda", "/dev/sdb1").is_err());
+        assert!(part_number("/dev/sda", "/dev/sda").is_err());
+    }
+
+    #[test]
+    fn dm_names_double_hyphens() {
+        assert_eq!(dm_name("vg0", "root"), "vg0-root");
+        assert_eq!(dm_name("my-vg", "a-b"), "my--vg-a--b");
+        let lv = Lv {
+            vg: "my-vg".into(),
+            name: "root".into(),
+            uuid: String::new(),
+            size: 0,
+            kind: LvKind::Linear,
+        };
+        assert_eq!(lv.mapper_path(), "/dev/mapper/my--vg-root");
     }
 }

@@ -1,0 +1,82 @@
+//! md RAID: each array created by `mdadm --create` on its members' new
+//! names, with the recorded UUID, name, level, chunk, layout and size, so
+//! that what was on it fits again. Arrays keep their layout names.
+
+use super::{DeviceMap, Step, s};
+use crate::layout::{Layout, MdArray};
+
+/// One `mdadm --create` per array, in layout order.
+pub(super) fn steps(layout: &Layout, dev: &DeviceMap) -> Vec<Step> {
+    layout.md.iter().map(|m| create(m, dev)).collect()
+}
+
+fn create(m: &MdArray, dev: &DeviceMap) -> Step {
+    let members: Vec<String> = m.devices.iter().map(|d| dev.target(d)).collect();
+    let spares: Vec<String> = m.spares.iter().map(|d| dev.target(d)).collect();
+    let mut argv = vec![
+        s("mdadm"),
+        s("--create"),
+        m.path.clone(),
+        s("--run"),
+        format!("--level={}", m.level),
+        format!("--metadata={}", m.metadata),
+        format!("--uuid={}", m.uuid),
+        format!("--raid-devices={}", m.raid_devices),
+    ];
+    if let Some(n) = &m.name {
+        argv.push(format!("--name={n}"));
+    }
+    if let Some(c) = m.chunk_kib {
+        argv.push(format!("--chunk={c}K"));
+    }
+    if let Some(l) = &m.layout {
+        argv.push(format!("--layout={l}"));
+    }
+    // The recorded size, so the array is exactly as big as on the host:
+    // mdadm picks a larger data offset on a bigger member, which would
+    // make the array (and the PV on it) smaller than the volumes it held.
+    if let Some(k) = component_kib(&m.level, m.raid_devices, m.size) {
+        argv.push(format!("--size={k}K"));
+    }
+    // ...and where the data starts: mdadm's default offset depends on the
+    // member's size, and with --size a bigger default would not fit.
+    if let Some(o) = m.data_offset_sectors.filter(|o| *o > 0 && o % 2 == 0)
+        && matches!(m.metadata.as_str(), "1.1" | "1.2")
+    {
+        argv.push(format!("--data-offset={}K", o / 2));
+    }
+    argv.push(format!(
+        "--bitmap={}",
+        m.bitmap.as_deref().unwrap_or("none")
+    ));
+    if !spares.is_empty() {
+        argv.push(format!("--spare-devices={}", spares.len()));
+    }
+    // mdadm creates the node itself when no udev runs.
+    argv.extend(members.iter().cloned());
+    argv.extend(spares.iter().cloned());
+    let mut step = Step::new(
+        format!("md {}", m.path),
+        format!("{} array {} of {}", m.level, m.path, members.join(" ")),
+        argv,
+    );
+    step.needs = members.iter().chain(&spares).cloned().collect();
+    step.makes = vec![m.path.clone()];
+    step
+}
+
+/// Size of each member's used part in KiB for `mdadm --size`, from the
+/// array's size; none for levels where --size means nothing (raid0) or the
+/// arithmetic depends on the layout (raid10).
+fn component_kib(level: &str, devices: u32, array_bytes: u64) -> Option<u64> {
+    let data_disks = match level {
+        "raid1" => 1,
+        "raid4" | "raid5" => devices.checked_sub(1)?,
+        "raid6" => devices.checked_sub(2)?,
+        _ => return None,
+    } as u64;
+    if data_disks == 0 || array_bytes == 0 {
+        return None;
+    }
+    Some(array_bytes / 1024 / data_disks)
+}

@@ -1,0 +1,130 @@
+//! Partition tables: each mapped disk has its old signatures erased, then
+//! gets its table back from an sfdisk(8) script with the recorded starts,
+//! sizes, types, GUIDs, names and attributes. This layer puts the mapped
+//! disks and their partitions into the device map, under this machine's
+//! names.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::{DeviceMap, Options, Step, s};
+use crate::layout::{Disk, Flag, Layout, Partition, Table, part_path};
+
+/// The wipe and partition steps of every mapped disk, in layout order.
+pub(super) fn steps(
+    layout: &Layout,
+    map: &BTreeMap<String, String>,
+    opt: &Options,
+    dev: &mut DeviceMap,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for d in &layout.disks {
+        let Some(t) = map.get(&d.path) else { continue };
+        dev.add_disk(d, t);
+        let mut wipe = Step::new(
+            format!("wipe {t}"),
+            format!("erase signatures on {t} (was {})", d.path),
+            vec![s("wipefs"), s("--all"), s("--force"), t.clone()],
+        );
+        wipe.makes = vec![format!("blank:{t}")];
+        if d.table == Table::None {
+            // A file system or PV on the whole disk: it is there once blank.
+            wipe.makes.push(t.clone());
+            steps.push(wipe);
+            continue;
+        }
+        steps.push(wipe);
+        steps.push(partition(d, t, opt));
+    }
+    steps
+}
+
+/// `sfdisk` writing the table of `d` onto the target disk `t`.
+fn partition(d: &Disk, t: &str, opt: &Options) -> Step {
+    // sfdisk(8) script: exact starts and sizes in sectors, the table's
+    // and each partition's GUID, names and attributes.
+    let mut script = String::new();
+    let _ = writeln!(
+        script,
+        "label: {}",
+        if d.table == Table::Gpt { "gpt" } else { "dos" }
+    );
+    if let Some(id) = &d.disk_id {
+        let _ = writeln!(script, "label-id: {id}");
+    }
+    let _ = writeln!(script, "unit: sectors");
+    if d.logical_sector_size != 512 {
+        let _ = writeln!(script, "sector-size: {}", d.logical_sector_size);
+    }
+    let mut makes = vec![t.to_string()];
+    let grown = grown_partition(d, opt.target_sizes.get(t).copied(), opt.grow);
+    for p in &d.partitions {
+        let node = part_path(t, p.number);
+        let fields = sfdisk_fields(d.table, p, Some(p.number) == grown);
+        let _ = writeln!(script, "{node} : {}", fields.join(", "));
+        makes.push(node);
+    }
+    let what = match grown {
+        Some(n) => format!(
+            "partition table of {} on {t} (partition {n} grown to the end of the bigger disk)",
+            d.path
+        ),
+        None => format!("partition table of {} on {t}", d.path),
+    };
+    let mut step = Step::new(
+        format!("partition {t}"),
+        what,
+        vec![
+            s("sfdisk"),
+            s("--quiet"),
+            s("--wipe"),
+            s("always"),
+            t.to_string(),
+        ],
+    );
+    step.stdin = Some(script);
+    step.needs = vec![format!("blank:{t}")];
+    step.makes = makes;
+    step
+}
+
+/// The fields of one partition's line in the sfdisk script.
+fn sfdisk_fields(table: Table, p: &Partition, grown: bool) -> Vec<String> {
+    let mut fields = vec![format!("start={}", p.start)];
+    if !grown {
+        fields.push(format!("size={}", p.size));
+    }
+    // Without size= sfdisk(8) gives the partition all the space up to
+    // the next one or the end of the disk (before the backup GPT).
+    fields.push(format!("type={}", p.type_));
+    if let Some(u) = &p.uuid {
+        fields.push(format!("uuid={u}"));
+    }
+    if let Some(n) = &p.name {
+        fields.push(format!("name=\"{}\"", n.replace('"', "")));
+    }
+    if let Some(a) = &p.attrs {
+        fields.push(format!("attrs=\"{a}\""));
+    }
+    if table == Table::Msdos && p.flags.contains(&Flag::Boot) {
+        fields.push(s("bootable"));
+    }
+    fields
+}
+
+/// The number of the partition to grow onto a bigger target: the one that
+/// ends last, when the target has room beyond the source disk's size. A
+/// logical partition of an MBR extended partition is never grown (its
+/// container would have to grow first).
+fn grown_partition(d: &Disk, target_size: Option<u64>, grow: bool) -> Option<u32> {
+    let target_size = target_size?;
+    if !grow || target_size <= d.size {
+        return None;
+    }
+    let last = d.partitions.iter().max_by_key(|p| p.start + p.size)?;
+    let extended = ["05", "0f", "85"];
+    if d.table == Table::Msdos && (last.number > 4 || extended.contains(&last.type_.as_str())) {
+        return None;
+    }
+    Some(last.number)
+}
