@@ -4,18 +4,7 @@
 use std::fmt::Write;
 
 use super::{Plan, Step};
-
-/// Shell quoting for the printed script.
-pub fn quote(a: &str) -> String {
-    if !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', r"'\''"))
-    }
-}
+pub use crate::sys::shell::quote;
 
 impl Step {
     /// The step as one shell command (with a here-document for stdin).
