@@ -10,11 +10,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::compare::*;
-use super::drive::*;
+use super::compare::{
+    ALLOWED_NEW, ALLOWED_TO_CHANGE, compare_blkid, compare_layouts, compare_lists, load_list,
+    only_under,
+};
+use super::drive::{Disk, Vm, mkrescue_lines, run_vm};
 use super::rootfs::rootfs;
-use super::state::*;
-use super::variant::*;
+use super::state::{
+    BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_READY, blank,
+    read_out, round1,
+};
+use super::variant::{Boot, Firmware};
+
 use crate::qemu::vm::{OVMF_VARS, copy_vars};
 use crate::util::{self, tail};
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::drive::*;
+use super::drive::{Disk, Vm, VmRun, run_vm};
 use super::rootfs::pad_to_mib;
-use super::variant::*;
+use super::variant::{Firmware, Variant};
+
 use crate::util::{self, set_len, tail};
 
 /// Where the disk images, the ISO and the phases' results go.
