@@ -54,3 +54,22 @@ pub fn spec(dir: &Path, log: &Path) -> VmSpec {
 pub fn boot_kernel(dir: &Path, log: &Path, timeout: Duration) -> Result<f64> {
     Vm::start(&spec(dir, log))?.wait_marker_then_exit(timeout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line this boot always had.
+    #[test]
+    fn boot_argv_is_the_one_it_always_was() {
+        let a = spec(Path::new("out"), Path::new("target/qemu/b.log")).argv();
+        let want = "-accel tcg -m 2048 -smp 2 -display none -monitor none -no-reboot \
+                    -serial file:target/qemu/b.log -nic none -kernel out/vmlinuz \
+                    -initrd out/initrd.img -append";
+        assert_eq!(a[..a.len() - 1].join(" "), want);
+        assert_eq!(
+            a.last().unwrap(),
+            "console=ttyS0 panic=-1 loglevel=4 mkrescue.after=poweroff"
+        );
+    }
+}

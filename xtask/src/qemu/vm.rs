@@ -571,3 +571,93 @@ impl Ssh<'_> {
         bail!("`{remote}` in the rescue system: want `{want}`; {last}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(spec: &VmSpec) -> String {
+        spec.argv().join(" ")
+    }
+
+    #[test]
+    fn secure_boot_turns_smm_on_and_the_flash_secure() {
+        let s = VmSpec {
+            q35: true,
+            firmware: Firmware::OvmfSecureBoot {
+                vars: "v.fd".into(),
+            },
+            ..VmSpec::new(Serial::File("l".into()))
+        };
+        let l = line(&s);
+        assert!(l.contains("-machine q35,smm=on "), "{l}");
+        assert!(!l.contains("-machine q35 "), "{l}");
+        assert!(l.contains("-global driver=cfi.pflash01,property=secure,value=on"));
+        assert!(l.contains(&format!(
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SB} -drive if=pflash,format=raw,unit=1,file=v.fd"
+        )));
+    }
+
+    #[test]
+    fn nics_are_restricted_user_networks_with_their_options() {
+        let s = VmSpec {
+            network: Network::Nics(vec![Nic {
+                net: UserNet {
+                    net: Some("192.0.2.0/24".into()),
+                    host: Some("192.0.2.1".into()),
+                    hostfwd: vec!["tcp:127.0.0.1:2222-:22".into()],
+                    guestfwd: vec!["tcp:10.0.2.100:445-cmd:socat STDIO TCP:127.0.0.1:1".into()],
+                    ..UserNet::default()
+                },
+                mac: Some("02:fc:00:00:00:01".into()),
+                bootindex: None,
+            }]),
+            ..VmSpec::new(Serial::File("l".into()))
+        };
+        let a = s.argv();
+        let i = a.iter().position(|x| x == "-netdev").unwrap();
+        assert_eq!(
+            a[i + 1],
+            "user,id=n0,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:2222-:22,guestfwd=tcp:10.0.2.100:445-cmd:socat STDIO TCP:127.0.0.1:1"
+        );
+        assert_eq!(
+            a[i + 2..i + 4],
+            ["-device", "virtio-net-pci,netdev=n0,mac=02:fc:00:00:00:01"]
+        );
+        assert!(!a.contains(&"-nic".to_string()));
+        // QemuDefault: no network option at all; None: `-nic none`.
+        let d = VmSpec {
+            network: Network::QemuDefault,
+            ..VmSpec::new(Serial::File("l".into()))
+        };
+        assert!(!line(&d).contains("-nic") && !line(&d).contains("-netdev"));
+        assert!(line(&VmSpec::new(Serial::File("l".into()))).contains("-nic none"));
+    }
+
+    #[test]
+    fn disks_carry_their_options_and_serials_on_the_device() {
+        let s = VmSpec {
+            disks: vec![
+                Disk {
+                    bootindex: Some(1),
+                    snapshot: true,
+                    ..Disk::raw("usb.img", "RESCUEUSB")
+                },
+                Disk {
+                    cache_unsafe: true,
+                    readonly: true,
+                    ..Disk::raw("d.img", "MKRT0001")
+                },
+            ],
+            cdrom: Some(Cdrom {
+                iso: "x.iso".into(),
+                bootindex: None,
+            }),
+            ..VmSpec::new(Serial::File("l".into()))
+        };
+        let l = line(&s);
+        assert!(l.contains("-cdrom x.iso"), "{l}");
+        assert!(l.contains("-drive file=usb.img,if=none,id=d0,format=raw,snapshot=on -device virtio-blk-pci,drive=d0,serial=RESCUEUSB,bootindex=1"), "{l}");
+        assert!(l.contains("-drive file=d.img,if=none,id=d1,format=raw,cache=unsafe,readonly=on -device virtio-blk-pci,drive=d1,serial=MKRT0001"), "{l}");
+    }
+}

@@ -402,4 +402,42 @@ mod tests {
         assert!(after_flag(&b, "-netdev").is_empty());
         assert!(after_flag(&b, "-device").contains(&"ide-cd,drive=cd,bootindex=0"));
     }
+
+    /// bios/uefi × iso/pxe: q35, the console on stdio, the firmware, the
+    /// one boot device first in the order, the disks as they always were.
+    #[test]
+    fn every_variant_boots_its_device_first_under_its_firmware() {
+        for uefi in [false, true] {
+            for pxe in [false, true] {
+                let a = spec(&vm(uefi, pxe), Path::new("l.log")).argv();
+                let line = a.join(" ");
+                assert!(
+                    line.starts_with("-accel tcg -machine q35 -m 2048 -smp 2"),
+                    "{line}"
+                );
+                assert!(
+                    line.contains(
+                        "-chardev stdio,id=s0,signal=off,logfile=l.log -serial chardev:s0"
+                    )
+                );
+                assert_eq!(line.contains("pflash"), uefi, "{line}");
+                let boot_first: Vec<&str> = after_flag(&a, "-device")
+                    .into_iter()
+                    .filter(|d| d.ends_with("bootindex=0"))
+                    .collect();
+                assert_eq!(
+                    boot_first,
+                    [if pxe {
+                        "virtio-net-pci,netdev=n0,bootindex=0"
+                    } else {
+                        "ide-cd,drive=cd,bootindex=0"
+                    }],
+                    "{line}"
+                );
+                assert!(line.contains(
+                    "-drive file=w/NEW1.raw,if=none,id=d0,format=raw,cache=unsafe,detect-zeroes=unmap,discard=unmap,werror=report,rerror=report -device virtio-blk-pci,drive=d0,serial=NEW1"
+                ), "{line}");
+            }
+        }
+    }
 }
