@@ -315,4 +315,22 @@ mod tests {
             b"\x1b[0;1;38;5;185mDEPEND\x1b[0m] Dependency failed for \x1b[0;1;39mSerial Getty\r\n";
         assert_eq!(plain(raw), "DEPEND] Dependency failed for Serial Getty\n");
     }
+
+    /// The same QEMU for every system, as it always was: TCG, 2 GiB, 2
+    /// CPUs, no NIC, serial console to the log, direct kernel boot.
+    #[test]
+    fn every_system_boots_with_the_same_qemu_options() {
+        let a = spec(
+            Path::new("k"),
+            Path::new("i"),
+            "console=ttyS0",
+            Path::new("l"),
+        )
+        .argv();
+        assert_eq!(
+            a.join(" "),
+            "-accel tcg -m 2048 -smp 2 -display none -monitor none -no-reboot -serial file:l \
+             -nic none -kernel k -initrd i -append console=ttyS0"
+        );
+    }
 }
