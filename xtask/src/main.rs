@@ -6,22 +6,20 @@
 //! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
 //! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
+//! - `qemu runtime`: the rescue system's network, disks and SSH in QEMU
 //! - `qemu layout`: build disk layouts in a VM, recover them, compare
 //! - `qemu e2e`: the whole disaster cycle of a Debian server (issue 7)
 //! - `dist`: man page and shell completions
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR; backup and
 //!   restore against tar+zstd and borg
+//!
+//! Modules: `qemu/` (the VM runner `qemu/vm.rs` and one file or folder per
+//! scenario), `bench/`, `deps`, `dist`, `util` (helpers all of them share).
 
 mod bench;
-mod bench_backup;
 mod deps;
 mod dist;
 mod qemu;
-mod qemu_e2e;
-mod qemu_layout;
-mod qemu_media;
-mod qemu_runtime;
-mod qemu_shares;
 mod util;
 
 use std::path::{Path, PathBuf};
@@ -145,45 +143,45 @@ fn main() -> Result<()> {
         Cmd::Deps => deps::install(),
         Cmd::Rescue { out } => {
             deps::install()?;
-            qemu::build_and_boot(&out)
+            qemu::boot::build_and_boot(&out)
         }
         Cmd::Ci => ci(),
         Cmd::Qemu {
             what: QemuCmd::Boot,
         } => {
             deps::install()?;
-            qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+            qemu::boot::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
         }
         Cmd::Qemu {
             what: QemuCmd::Runtime { only },
         } => {
             deps::install()?;
-            qemu_runtime::run(only.as_deref())
+            qemu::runtime::run(only.as_deref())
         }
         Cmd::Qemu {
             what: QemuCmd::Media { only },
         } => {
             deps::install()?;
-            qemu_media::run(only.as_deref())
+            qemu::media::run(only.as_deref())
         }
         Cmd::Qemu {
             what: QemuCmd::Layout { only, bin },
         } => {
             deps::install()?;
-            let all: Vec<&qemu_layout::Scenario> = qemu_layout::SCENARIOS
+            let all: Vec<&qemu::layout::Scenario> = qemu::layout::SCENARIOS
                 .iter()
-                .chain(qemu_layout::EXTRA)
-                .chain(std::iter::once(&qemu_layout::FIXTURES))
+                .chain(qemu::layout::EXTRA)
+                .chain(std::iter::once(&qemu::layout::FIXTURES))
                 .collect();
-            let which: Vec<&qemu_layout::Scenario> = match only.as_deref() {
+            let which: Vec<&qemu::layout::Scenario> = match only.as_deref() {
                 Some(name) => {
                     let s: Vec<_> = all.into_iter().filter(|s| s.name == name).collect();
                     anyhow::ensure!(!s.is_empty(), "no layout scenario named {name}");
                     s
                 }
-                None => qemu_layout::SCENARIOS.iter().collect(),
+                None => qemu::layout::SCENARIOS.iter().collect(),
             };
-            qemu_layout::run(&which, bin.as_deref())
+            qemu::layout::run(&which, bin.as_deref())
         }
         Cmd::Qemu {
             what:
@@ -195,9 +193,9 @@ fn main() -> Result<()> {
                     firmware,
                 },
         } => {
-            let variant = qemu_e2e::Variant::parse(&boot, &firmware)?;
+            let variant = qemu::e2e::Variant::parse(&boot, &firmware)?;
             deps::install()?;
-            qemu_e2e::run(bin.as_deref(), &scenario, &from, variant)
+            qemu::e2e::run(bin.as_deref(), &scenario, &from, variant)
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench {
@@ -218,7 +216,7 @@ fn main() -> Result<()> {
                 no_boot,
                 rear_iso,
                 backup_only,
-                backup: bench_backup::Opts {
+                backup: bench::backup::Opts {
                     mib: backup_mib,
                     keep,
                 },
@@ -267,7 +265,7 @@ fn ci() -> Result<()> {
     let _ = std::fs::remove_file(&rootfs_log);
     let rootfs = {
         let log = rootfs_log.clone();
-        std::thread::spawn(move || qemu_e2e::rootfs_logged(Some(&log)))
+        std::thread::spawn(move || qemu::e2e::rootfs::rootfs_logged(Some(&log)))
     };
     util::step("cargo fmt --check", || {
         util::run("cargo", &["fmt", "--all", "--", "--check"])
@@ -295,12 +293,12 @@ fn ci() -> Result<()> {
         util::step("CI: free the test build's disk space", free_test_builds)?;
     }
     util::step("qemu boot", || {
-        qemu::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
+        qemu::boot::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
     })?;
-    util::step("qemu runtime", || qemu_runtime::run(None))?;
-    util::step("qemu media", || qemu_media::run(None))?;
+    util::step("qemu runtime", || qemu::runtime::run(None))?;
+    util::step("qemu media", || qemu::media::run(None))?;
     util::step("qemu layout", || {
-        qemu_layout::run(&qemu_layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
+        qemu::layout::run(&qemu::layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
     })?;
     // The whole disaster cycle (issue 7), BIOS + ISO: about 45 minutes
     // under TCG on 2 cores, most of it the Debian server's own
@@ -315,7 +313,12 @@ fn ci() -> Result<()> {
         Ok(())
     })?;
     util::step("qemu e2e raid1-lvm", || {
-        qemu_e2e::run(None, "raid1-lvm", "provision", qemu_e2e::Variant::default())
+        qemu::e2e::run(
+            None,
+            "raid1-lvm",
+            "provision",
+            qemu::e2e::Variant::default(),
+        )
     })?;
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! Small helpers: run a command loudly, time a step.
+//! Small helpers every task shares: run a command loudly, time a step,
+//! build the release binary, free disk space, the tail of a log, a sparse
+//! file's length.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -68,4 +70,30 @@ pub fn free_bytes(dir: &Path) -> Result<u64> {
 /// `bytes` as GiB with one decimal, for messages.
 pub fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Builds mkrescue (release); the scenarios boot what it builds.
+pub fn build_release() -> Result<PathBuf> {
+    step("cargo build --release", || {
+        run("cargo", &["build", "--release", "--package", "mkrescue"])
+    })?;
+    Ok(PathBuf::from("target/release/mkrescue"))
+}
+
+/// The last `lines` lines of `text`, for error messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Creates `p` if needed and sets its length (sparse).
+pub fn set_len(p: &Path, len: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(p)
+        .with_context(|| format!("creating {}", p.display()))?;
+    f.set_len(len)
+        .with_context(|| format!("sizing {}", p.display()))
 }

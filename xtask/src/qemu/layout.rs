@@ -9,14 +9,14 @@
 //! one. The script writes its results as a tar onto the "OUT" disk, which is
 //! read back here. No network, no 9p: only what every rescue image has.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util;
+use super::vm::{Disk, Kernel, MARKER, Network, Serial, Vm, VmSpec};
+use crate::util::{self, set_len};
 
 /// One VM run: which script, which blank disks (serial, MiB).
 pub struct Scenario {
@@ -86,7 +86,7 @@ const WORK: &str = "target/qemu/layout";
 pub fn run(which: &[&Scenario], bin: Option<&Path>) -> Result<()> {
     let bin = match bin {
         Some(b) => b.to_path_buf(),
-        None => crate::qemu::build_release()?,
+        None => util::build_release()?,
     };
     let img = PathBuf::from(WORK).join("image");
     util::step("mkrescue --output initramfs (layout tests)", || {
@@ -272,101 +272,70 @@ fn run_vm(s: &Scenario, img: &Path, timeout: Duration) -> Result<PathBuf> {
     set_len(&in_img, len.div_ceil(1 << 20) * (1 << 20))?;
     let out_img = dir.join("out.img");
     set_len(&out_img, 64 << 20)?;
-    let mut cmd = Command::new("qemu-system-x86_64");
     let log = dir.join("serial.log");
-    cmd.args(["-accel", "tcg", "-m", "2048", "-smp", "2"])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .args([
-            "-chardev",
-            &format!("stdio,id=s0,signal=off,logfile={}", log.display()),
-            "-serial",
-            "chardev:s0",
-        ])
-        .arg("-kernel")
-        .arg(img.join("vmlinuz"))
-        .arg("-initrd")
-        .arg(img.join("initrd.img"))
-        .args([
-            "-append",
+    let mut spec = VmSpec {
+        kernel: Some(Kernel::from_dir(
+            img,
             "console=ttyS0 panic=-1 loglevel=4 mkrescue.after=shell",
-        ]);
-    let mut drives: Vec<(String, PathBuf, &str)> = vec![
-        ("MKRIN".into(), in_img.clone(), "raw"),
-        ("MKROUT".into(), out_img.clone(), "raw"),
-    ];
+        )),
+        // As it always booted: QEMU's default NIC (the rescue image's
+        // network is not under test here).
+        network: Network::QemuDefault,
+        ..VmSpec::new(Serial::Console(log.clone()))
+    };
+    spec.disks.push(Disk::raw(&in_img, "MKRIN"));
+    spec.disks.push(Disk::raw(&out_img, "MKROUT"));
     for (serial, mib) in s.disks {
         let p = dir.join(format!("{serial}.raw"));
         set_len(&p, mib << 20)?;
-        drives.push((serial.to_string(), p, "raw"));
+        spec.disks.push(Disk::raw(p, serial));
     }
-    for (i, (serial, path, fmt)) in drives.iter().enumerate() {
-        cmd.args([
-            "-drive",
-            &format!("file={},if=none,id=d{i},format={fmt}", path.display()),
-            "-device",
-            &format!("virtio-blk-pci,drive=d{i},serial={serial}"),
-        ]);
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    eprintln!("$ {cmd:?}");
-    let mut child = cmd.spawn().context("cannot start qemu-system-x86_64")?;
-    let start = Instant::now();
+    let mut vm = Vm::start(&spec)?;
     let mut typed = false;
     let status = loop {
-        if let Some(st) = child.try_wait()? {
+        if let Some(st) = vm.try_wait()? {
             break st;
         }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
+        if vm.elapsed() > timeout {
+            let _ = vm.kill();
             bail!(
                 "guest did not power off within {}s; serial log {}:\n{}",
                 timeout.as_secs(),
                 log.display(),
-                tail(&log, 60)
+                util::tail(&vm.serial(), 60)
             );
         }
         if typed {
             // A failed script still powers off; if it hangs, stop early
             // once its exit line is out.
-            let text =
-                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+            let text = vm.serial();
             if let Some(at) = text.find("MKR-SCRIPT-EXIT=")
                 && !text[at..].starts_with("MKR-SCRIPT-EXIT=0")
-                && start.elapsed() > Duration::from_secs(5)
+                && vm.elapsed() > Duration::from_secs(5)
             {
                 std::thread::sleep(Duration::from_secs(5));
-                let _ = child.kill();
-                break child.wait()?;
+                break vm.kill()?;
             }
         }
-        if !typed {
-            let text =
-                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-            if text.contains(mkrescue::init::READY_MARKER) {
-                // Give the shell a moment to print its prompt.
-                std::thread::sleep(Duration::from_millis(1500));
-                let line = format!(
-                    "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; modprobe -a virtio_pci virtio_blk; sleep 2; \
-                     for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = MKRIN ] && tar xf /dev/${{d##*/}} -C /tmp; done; \
-                     sh /tmp/layout/{script} > /tmp/script.log 2>&1; printf \"MKR-%s=%s\\n\" SCRIPT-EXIT $?; cat /tmp/script.log; /usr/sbin/poweroff\n",
-                    script = s.script
-                );
-                let stdin = child.stdin.as_mut().context("qemu stdin")?;
-                stdin.write_all(line.as_bytes())?;
-                stdin.flush()?;
-                typed = true;
-            }
+        if !typed && vm.serial().contains(MARKER) {
+            // Give the shell a moment to print its prompt.
+            std::thread::sleep(Duration::from_millis(1500));
+            let line = format!(
+                "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; modprobe -a virtio_pci virtio_blk; sleep 2; \
+                 for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = MKRIN ] && tar xf /dev/${{d##*/}} -C /tmp; done; \
+                 sh /tmp/layout/{script} > /tmp/script.log 2>&1; printf \"MKR-%s=%s\\n\" SCRIPT-EXIT $?; cat /tmp/script.log; /usr/sbin/poweroff\n",
+                script = s.script
+            );
+            vm.type_text(&line)?;
+            typed = true;
         }
         std::thread::sleep(Duration::from_millis(300));
     };
-    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let text = vm.serial();
     eprintln!(
         "guest ran {} in {:.0}s (QEMU {status}); serial log {}",
         s.script,
-        start.elapsed().as_secs_f64(),
+        vm.elapsed().as_secs_f64(),
         log.display()
     );
     if !text.contains("MKR-SCRIPT-EXIT=0") {
@@ -374,7 +343,7 @@ fn run_vm(s: &Scenario, img: &Path, timeout: Duration) -> Result<PathBuf> {
             "guest script {} failed; serial log {}:\n{}",
             s.script,
             log.display(),
-            tail(&log, 80)
+            util::tail(&text, 80)
         );
     }
     let out = dir.join("out");
@@ -390,23 +359,6 @@ fn run_vm(s: &Scenario, img: &Path, timeout: Duration) -> Result<PathBuf> {
         bail!("no results on the OUT disk {}", out_img.display());
     }
     Ok(out)
-}
-
-fn set_len(p: &Path, len: u64) -> Result<()> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(p)
-        .with_context(|| format!("creating {}", p.display()))?;
-    f.set_len(len)
-        .with_context(|| format!("sizing {}", p.display()))
-}
-
-fn tail(log: &Path, lines: usize) -> String {
-    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn copy_tree(src: &Path, dst: &Path) -> Result<()> {

@@ -13,31 +13,33 @@
 //! reports Secure Boot enabled.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::qemu::{build_release, wait_for_marker};
-use crate::util;
+use super::vm::{
+    Cdrom, Disk, Firmware, Network, Nic, OVMF_VARS, OVMF_VARS_MS, Serial, UserNet, Vm, VmSpec,
+    copy_vars,
+};
+use crate::util::{self, build_release};
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-/// OVMF with Secure Boot support (needs SMM and a secure flash), and a
-/// variable store with Microsoft's keys enrolled and Secure Boot on
-/// (Debian's ovmf README.Debian).
-const OVMF_CODE_SB: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-const OVMF_VARS_MS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 /// Per boot. A TCG boot takes 20-40 s on an idle 2-core machine (measured:
 /// UEFI CD 39 s to the marker, PXE BIOS 33 s) and over 100 s when other
 /// builds share the cores.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Firmware {
+enum Fw {
     SeaBios,
     Ovmf,
     OvmfSecureBoot,
+}
+
+/// What a boot attaches: the medium and, for PXE, the NIC.
+enum Medium {
+    Cdrom(PathBuf),
+    Disk(Disk),
+    Pxe(Nic),
 }
 
 /// Every boot, by name (for `--only`).
@@ -77,16 +79,16 @@ pub fn run(only: Option<&str>) -> Result<()> {
         let iso_dir = base.join("iso");
         build(&bin, &["--output", "iso", "--out", s(&iso_dir)?])?;
         let iso = iso_dir.join("mkrescue.iso");
-        let cdrom = vec!["-cdrom".to_string(), s(&iso)?.to_string()];
+        let cdrom = || Medium::Cdrom(iso.clone());
         if want("iso-cdrom-bios") {
-            times.push(boot(&base, "iso-cdrom-bios", Firmware::SeaBios, &cdrom)?);
+            times.push(boot(&base, "iso-cdrom-bios", Fw::SeaBios, cdrom())?);
         }
         if want("iso-cdrom-uefi") {
-            times.push(boot(&base, "iso-cdrom-uefi", Firmware::Ovmf, &cdrom)?);
+            times.push(boot(&base, "iso-cdrom-uefi", Fw::Ovmf, cdrom())?);
         }
         if want("iso-disk-bios") {
-            let disk = disk_args(&iso, "RESCUEISO");
-            times.push(boot(&base, "iso-disk-bios", Firmware::SeaBios, &disk)?);
+            let disk = disk(&iso, "RESCUEISO");
+            times.push(boot(&base, "iso-disk-bios", Fw::SeaBios, disk)?);
         }
         util::step("verify the ISO output's SHA256SUMS", || {
             util::run(s(&bin)?, &["verify", s(&iso_dir)?])
@@ -111,12 +113,11 @@ pub fn run(only: Option<&str>) -> Result<()> {
             ],
         )?;
         let iso = sb_dir.join("mkrescue.iso");
-        let cdrom = vec!["-cdrom".to_string(), s(&iso)?.to_string()];
         times.push(boot(
             &base,
             "iso-cdrom-uefi-secureboot",
-            Firmware::OvmfSecureBoot,
-            &cdrom,
+            Fw::OvmfSecureBoot,
+            Medium::Cdrom(iso),
         )?);
         // The kernel's own word that the firmware enforced Secure Boot
         // (arch/x86/kernel/setup.c prints it from the boot params).
@@ -157,12 +158,13 @@ pub fn run(only: Option<&str>) -> Result<()> {
             s(&usb_dir)?,
         ],
     )?;
-    let usb_disk = disk_args(&usb, "RESCUEUSB");
     if want("usb-bios") {
-        times.push(boot(&base, "usb-bios", Firmware::SeaBios, &usb_disk)?);
+        let usb_disk = disk(&usb, "RESCUEUSB");
+        times.push(boot(&base, "usb-bios", Fw::SeaBios, usb_disk)?);
     }
     if want("usb-uefi") {
-        times.push(boot(&base, "usb-uefi", Firmware::Ovmf, &usb_disk)?);
+        let usb_disk = disk(&usb, "RESCUEUSB");
+        times.push(boot(&base, "usb-uefi", Fw::Ovmf, usb_disk)?);
     }
 
     let pxe_out = base.join("pxe-out");
@@ -183,16 +185,16 @@ pub fn run(only: Option<&str>) -> Result<()> {
         times.push(boot(
             &base,
             "pxe-bios",
-            Firmware::SeaBios,
-            &pxe_args(&tftp, "pxelinux.0", &mac)?,
+            Fw::SeaBios,
+            pxe(&tftp, "pxelinux.0", &mac)?,
         )?);
     }
     if want("pxe-uefi") {
         times.push(boot(
             &base,
             "pxe-uefi",
-            Firmware::Ovmf,
-            &pxe_args(&tftp, "grubx64.efi", &mac)?,
+            Fw::Ovmf,
+            pxe(&tftp, "grubx64.efi", &mac)?,
         )?);
     }
     // QEMU's NIC ROM is iPXE: given the host's script as boot file it runs
@@ -202,8 +204,8 @@ pub fn run(only: Option<&str>) -> Result<()> {
         times.push(boot(
             &base,
             "pxe-ipxe-bios",
-            Firmware::SeaBios,
-            &pxe_args(&tftp, &script, &mac)?,
+            Fw::SeaBios,
+            pxe(&tftp, &script, &mac)?,
         )?);
     }
     for (name, secs) in &times {
@@ -226,18 +228,14 @@ fn build(bin: &Path, args: &[&str]) -> Result<()> {
 
 /// A raw image as a virtio disk (serial on the device, QEMU.md), first in
 /// the boot order.
-fn disk_args(image: &Path, serial: &str) -> Vec<String> {
-    vec![
-        "-drive".into(),
-        format!(
-            // snapshot: the boot loader may write (syslinux's ADV), the
-            // file stays as built.
-            "file={},format=raw,if=none,id=d0,snapshot=on",
-            image.display()
-        ),
-        "-device".into(),
-        format!("virtio-blk-pci,drive=d0,serial={serial},bootindex=1"),
-    ]
+fn disk(image: &Path, serial: &str) -> Medium {
+    Medium::Disk(Disk {
+        bootindex: Some(1),
+        // snapshot: the boot loader may write (syslinux's ADV), the file
+        // stays as built.
+        snapshot: true,
+        ..Disk::raw(image, serial)
+    })
 }
 
 /// The MAC of the first `pxelinux.cfg/01-aa-bb-...` file: the guest NIC
@@ -272,56 +270,59 @@ fn single_host_script(tftp: &Path) -> Result<String> {
 
 /// QEMU's own DHCP + TFTP (user networking, restricted: no way out) serve
 /// `tftp`; the NIC boots first.
-fn pxe_args(tftp: &Path, bootfile: &str, mac: &str) -> Result<Vec<String>> {
+fn pxe(tftp: &Path, bootfile: &str, mac: &str) -> Result<Medium> {
     let abs = std::path::absolute(tftp).context("resolving the TFTP root")?;
-    Ok(vec![
-        "-netdev".into(),
-        format!(
-            "user,id=n0,restrict=on,tftp={},bootfile={bootfile}",
-            abs.display()
-        ),
-        "-device".into(),
-        format!("virtio-net-pci,netdev=n0,mac={mac},bootindex=1"),
-    ])
+    Ok(Medium::Pxe(Nic {
+        net: UserNet {
+            tftp: Some(abs),
+            bootfile: Some(bootfile.to_string()),
+            ..UserNet::default()
+        },
+        mac: Some(mac.to_string()),
+        bootindex: Some(1),
+    }))
 }
 
-/// Boots QEMU with `extra` arguments until the marker and power-off.
-fn boot(base: &Path, name: &str, fw: Firmware, extra: &[String]) -> Result<(String, f64)> {
-    let log = base.join(format!("{name}.log"));
-    let secs = util::step(&format!("boot {name}"), || {
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-accel", "tcg", "-machine", "q35", "-m", "2048", "-smp", "2",
-        ])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()));
-        if fw != Firmware::SeaBios {
-            let (code, vars_src) = if fw == Firmware::OvmfSecureBoot {
-                // The Secure Boot build keeps its variables in SMM-only
-                // flash: SMM on, flash marked secure (Debian ovmf
-                // README.Debian).
-                cmd.args(["-machine", "q35,smm=on"])
-                    .args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
-                (OVMF_CODE_SB, OVMF_VARS_MS)
-            } else {
-                (OVMF_CODE, OVMF_VARS)
-            };
-            // The variable store is written by the firmware: a copy per boot.
-            let vars = base.join(format!("{name}-OVMF_VARS.fd"));
-            std::fs::copy(vars_src, &vars)
-                .with_context(|| format!("copying {vars_src} (apt-get install ovmf)"))?;
-            cmd.arg("-drive")
-                .arg(format!("if=pflash,format=raw,readonly=on,file={code}"))
-                .arg("-drive")
-                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+/// The VM of one boot: q35, the firmware (OVMF with its own copy of the
+/// variable store, BASE/NAME-OVMF_VARS.fd), the medium; serial console to
+/// BASE/NAME.log. A CD or disk boot keeps QEMU's default NIC, as it always
+/// had.
+fn spec(base: &Path, name: &str, fw: Fw, medium: Medium) -> VmSpec {
+    let vars = base.join(format!("{name}-OVMF_VARS.fd"));
+    let mut spec = VmSpec {
+        q35: true,
+        firmware: match fw {
+            Fw::SeaBios => Firmware::SeaBios,
+            Fw::Ovmf => Firmware::Ovmf { vars },
+            Fw::OvmfSecureBoot => Firmware::OvmfSecureBoot { vars },
+        },
+        network: Network::QemuDefault,
+        ..VmSpec::new(Serial::File(base.join(format!("{name}.log"))))
+    };
+    match medium {
+        Medium::Cdrom(iso) => {
+            spec.cdrom = Some(Cdrom {
+                iso,
+                bootindex: None,
+            })
         }
-        cmd.args(extra).stdin(Stdio::null());
-        eprintln!("$ {cmd:?}");
-        let child = cmd
-            .spawn()
-            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-        wait_for_marker(child, &log, TIMEOUT)
+        Medium::Disk(d) => spec.disks.push(d),
+        Medium::Pxe(nic) => spec.network = Network::Nics(vec![nic]),
+    }
+    spec
+}
+
+/// Boots `medium` until the marker and power-off.
+fn boot(base: &Path, name: &str, fw: Fw, medium: Medium) -> Result<(String, f64)> {
+    let secs = util::step(&format!("boot {name}"), || {
+        let spec = spec(base, name, fw, medium);
+        // The variable store is written by the firmware: a copy per boot.
+        match &spec.firmware {
+            Firmware::Ovmf { vars } => copy_vars(OVMF_VARS, vars)?,
+            Firmware::OvmfSecureBoot { vars } => copy_vars(OVMF_VARS_MS, vars)?,
+            Firmware::SeaBios => {}
+        }
+        Vm::start(&spec)?.wait_marker_then_exit(TIMEOUT)
     })?;
     Ok((name.to_string(), secs))
 }

@@ -35,7 +35,7 @@
 //!    back.
 //!
 //! 6. `nfs://` and `cifs://` targets against nfs-ganesha and smbd running
-//!    here, reached through guestfwd ([`crate::qemu_shares`]).
+//!    here, reached through guestfwd ([`super::shares`]).
 //!
 //! Scenario 1 also checks that QEMU's DHCP under `restrict=on`, which
 //! offers no router and no DNS server, leaves no default route, no
@@ -45,18 +45,16 @@
 //!
 //! Reports boot-to-ready seconds (guest uptime in the marker, and wall).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{qemu, util};
+use super::rescue::{self, SERIAL, build, lan_net, nic, ssh_net};
+use super::shares;
+use super::vm::{Ready, Ssh, free_port};
+use crate::util;
 
-const MARKER: &str = mkrescue::init::READY_MARKER;
 const DIR: &str = "target/qemu/runtime";
-const SERIAL: &str = "MKRT0001";
 
 /// Runs the six scenarios, or only the one named by `only` (dhcp,
 /// static, net=dhcp, bond, iso-backup, shares).
@@ -68,7 +66,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             "no runtime scenario named {o} (dhcp, static, net=dhcp, bond, iso-backup, shares)"
         );
     }
-    let bin = qemu::build_release()?;
+    let bin = util::build_release()?;
     let dir = PathBuf::from(DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {DIR}"))?;
     let key = dir.join("id_ed25519");
@@ -106,15 +104,13 @@ pub fn run(only: Option<&str>) -> Result<()> {
         let out = build(&bin, &dir, "dhcp", &ssh_toml)?;
         let t = util::step("qemu runtime: DHCP, disk, modprobe, version", || {
             let port = free_port()?;
-            let mut vm = Vm::boot(
+            let mut vm = rescue::boot(
                 &out,
                 &dir.join("dhcp.log"),
                 &disk,
-                &[(
-                    format!("user,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
-                    "52:54:00:6d:6b:01",
-                )],
+                vec![nic("52:54:00:6d:6b:01", ssh_net(port))],
                 "",
+                None,
             )?;
             let ready = vm.wait_ready()?;
             let s = Ssh { port, key: &key };
@@ -168,19 +164,15 @@ pub fn run(only: Option<&str>) -> Result<()> {
         if want("static") {
             let t = util::step("qemu runtime: static address by MAC", || {
                 let port = free_port()?;
-                let mut vm = Vm::boot(
+                let mut vm = rescue::boot(
                     &out,
                     &dir.join("static.log"),
                     &disk,
-                    &[(
-                        format!(
-                            "user,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.2:22"
-                        ),
-                        "02:fc:00:00:00:01",
-                    )],
+                    vec![nic("02:fc:00:00:00:01", lan_net(port, "192.0.2.2"))],
                     // As the boot menus' serial entries: ttyS0 first, tty0 last (the
                     // kernel's /dev/console); recover runs on ttyS0.
                     "console=tty0 mkrescue.recover=ask",
+                    None,
                 )?;
                 let ready = vm.wait_ready()?;
                 let s = Ssh { port, key: &key };
@@ -238,17 +230,13 @@ pub fn run(only: Option<&str>) -> Result<()> {
         if want("net=dhcp") {
             let t = util::step("qemu runtime: net=dhcp, recover=auto, udev=off", || {
                 let port = free_port()?;
-                let mut vm = Vm::boot(
+                let mut vm = rescue::boot(
                     &out,
                     &dir.join("netdhcp.log"),
                     &disk,
-                    &[(
-                        format!(
-                            "user,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.15:22"
-                        ),
-                        "02:fc:00:00:00:01",
-                    )],
+                    vec![nic("02:fc:00:00:00:01", lan_net(port, "192.0.2.15"))],
                     "mkrescue.net=dhcp mkrescue.recover=auto mkrescue.udev=off",
+                    None,
                 )?;
                 let ready = vm.wait_ready()?;
                 let s = Ssh { port, key: &key };
@@ -290,20 +278,16 @@ pub fn run(only: Option<&str>) -> Result<()> {
             let (p1, p2) = (free_port()?, free_port()?);
             // Two user networks, one per slave, both 192.0.2.0/24 like the
             // captured host's LAN; SSH reaches br0's address through either.
-            let net = |port: u16| {
-                format!(
-                    "user,restrict=on,net=192.0.2.0/24,host=192.0.2.1,hostfwd=tcp:127.0.0.1:{port}-192.0.2.2:22"
-                )
-            };
-            let mut vm = Vm::boot(
+            let mut vm = rescue::boot(
                 &out,
                 &dir.join("bond.log"),
                 &disk,
-                &[
-                    (net(p1), "02:fc:00:00:01:01"),
-                    (net(p2), "02:fc:00:00:01:02"),
+                vec![
+                    nic("02:fc:00:00:01:01", lan_net(p1, "192.0.2.2")),
+                    nic("02:fc:00:00:01:02", lan_net(p2, "192.0.2.2")),
                 ],
                 "",
+                None,
             )?;
             let ready = vm.wait_ready()?;
             // active-backup sends through one slave only, normally the first.
@@ -371,7 +355,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
     if want("shares") {
         let t = util::step(
             "qemu runtime: backup, verify and restore over nfs:// and cifs://",
-            || crate::qemu_shares::run(&bin, &dir, &disk, &key, &ssh_toml),
+            || shares::run(&bin, &dir, &disk, &key, &ssh_toml),
         )?;
         times.push(("shares", t));
     }
@@ -433,16 +417,13 @@ fn iso_backup(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -
     )?;
     let port = free_port()?;
     let iso = out.join("mkrescue.iso");
-    let mut vm = Vm::boot_with(
+    let mut vm = rescue::boot(
         &out,
         &dir.join("iso-backup.log"),
         disk,
-        &[(
-            format!("user,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
-            "52:54:00:6d:6b:01",
-        )],
+        vec![nic("52:54:00:6d:6b:01", ssh_net(port))],
         "",
-        &["-cdrom".as_ref(), iso.as_os_str()],
+        Some(&iso),
     )?;
     let ready = vm.wait_ready()?;
     let s = Ssh { port, key };
@@ -457,231 +438,4 @@ fn iso_backup(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -
     )?;
     vm.poweroff(&s)?;
     Ok(ready)
-}
-
-pub(crate) fn build(bin: &Path, dir: &Path, name: &str, toml: &str) -> Result<PathBuf> {
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, toml).with_context(|| format!("writing {}", cfg.display()))?;
-    let out = dir.join(name);
-    util::run(
-        bin.to_str().context("non-UTF-8 path")?,
-        &[
-            "--config",
-            cfg.to_str().context("non-UTF-8 path")?,
-            "--output",
-            "initramfs",
-            "--out",
-            out.to_str().context("non-UTF-8 path")?,
-        ],
-    )?;
-    Ok(out)
-}
-
-/// A port on 127.0.0.1 nobody listens on now.
-pub(crate) fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
-}
-
-#[derive(Clone, Copy)]
-pub(crate) struct Ready {
-    uptime: f64,
-    wall: f64,
-}
-
-pub(crate) struct Vm {
-    child: Child,
-    log: PathBuf,
-    start: Instant,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Vm {
-    /// Boots the image in `out` with one virtio NIC per (netdev options
-    /// without id, MAC) of `nics`.
-    pub(crate) fn boot(
-        out: &Path,
-        log: &Path,
-        disk: &Path,
-        nics: &[(String, &str)],
-        append: &str,
-    ) -> Result<Vm> {
-        Self::boot_with(out, log, disk, nics, append, &[])
-    }
-
-    /// [`Vm::boot`] with more QEMU arguments.
-    fn boot_with(
-        out: &Path,
-        log: &Path,
-        disk: &Path,
-        nics: &[(String, &str)],
-        append: &str,
-        extra: &[&std::ffi::OsStr],
-    ) -> Result<Vm> {
-        let _ = std::fs::remove_file(log);
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-m", "2048", "-smp", "2"])
-            .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", log.display()))
-            .arg("-kernel")
-            .arg(out.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(out.join("initrd.img"))
-            .arg("-append")
-            .arg(format!("console=ttyS0 panic=-1 loglevel=4 {append}"))
-            .arg("-drive")
-            .arg(format!(
-                "file={},if=none,id=d1,format=raw,cache=unsafe",
-                disk.display()
-            ))
-            .args([
-                "-device",
-                &format!("virtio-blk-pci,drive=d1,serial={SERIAL}"),
-            ])
-            .stdin(Stdio::null());
-        cmd.args(extra);
-        for (i, (netdev, mac)) in nics.iter().enumerate() {
-            cmd.args(["-netdev", &format!("{netdev},id=n{i}")])
-                .args(["-device", &format!("virtio-net-pci,netdev=n{i},mac={mac}")]);
-        }
-        eprintln!("$ {cmd:?}");
-        let child = cmd
-            .spawn()
-            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-        Ok(Vm {
-            child,
-            log: log.to_path_buf(),
-            start: Instant::now(),
-        })
-    }
-
-    fn serial(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-
-    /// Waits for the marker; checks it is printed once.
-    pub(crate) fn wait_ready(&mut self) -> Result<Ready> {
-        loop {
-            let text = self.serial();
-            if let Some(line) = text.lines().find(|l| l.contains(MARKER)) {
-                let wall = self.start.elapsed().as_secs_f64();
-                let uptime = line
-                    .rsplit('(')
-                    .next()
-                    .and_then(|s| s.trim_end_matches([')', 's', '\r']).parse().ok())
-                    .unwrap_or(f64::NAN);
-                std::thread::sleep(Duration::from_millis(300));
-                let n = self.serial().matches(MARKER).count();
-                if n != 1 {
-                    bail!("the ready marker appeared {n} times on ttyS0, want once");
-                }
-                return Ok(Ready { uptime, wall });
-            }
-            if let Some(st) = self.child.try_wait()? {
-                bail!(
-                    "QEMU exited ({st}) before `{MARKER}`; serial log {}:\n{}",
-                    self.log.display(),
-                    tail(&text, 40)
-                );
-            }
-            if self.start.elapsed() > Duration::from_secs(240) {
-                bail!(
-                    "no `{MARKER}` within 240s; serial log {}:\n{}",
-                    self.log.display(),
-                    tail(&text, 40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// `poweroff` over SSH; QEMU must exit within a minute.
-    pub(crate) fn poweroff(&mut self, s: &Ssh) -> Result<()> {
-        // The connection drops as the guest goes down: ignore ssh's status.
-        let _ = s.command("poweroff").output();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Some(st) = self.child.try_wait()? {
-                if !st.success() {
-                    bail!("QEMU exited with {st} after poweroff");
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        bail!(
-            "QEMU still running 60s after poweroff; serial log {}:\n{}",
-            self.log.display(),
-            tail(&self.serial(), 20)
-        )
-    }
-}
-
-pub(crate) struct Ssh<'a> {
-    pub(crate) port: u16,
-    pub(crate) key: &'a Path,
-}
-
-impl Ssh<'_> {
-    fn command(&self, remote: &str) -> Command {
-        let mut c = Command::new("ssh");
-        c.arg("-i")
-            .arg(self.key)
-            .args(["-p", &self.port.to_string()])
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=20",
-                "root@127.0.0.1",
-                remote,
-            ])
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Runs `remote`; its stdout must contain `want`. Returns stdout.
-    pub(crate) fn expect(&self, remote: &str, want: &str) -> Result<String> {
-        let mut last = String::new();
-        // The first connection may race sshd's start-up behind hostfwd.
-        for _ in 0..3 {
-            eprintln!("$ ssh root@rescue {remote}");
-            let out = self.command(remote).output().context("cannot start ssh")?;
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() && stdout.contains(want) {
-                eprint!("{stdout}");
-                return Ok(stdout);
-            }
-            last = format!(
-                "status {}, stdout:\n{stdout}\nstderr:\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            if out.status.code() != Some(255) {
-                break;
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        bail!("`{remote}` in the rescue system: want `{want}`; {last}")
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

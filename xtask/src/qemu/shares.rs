@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::qemu_runtime::{Ready, Ssh, Vm, build, free_port};
+use super::rescue::{self, build, nic, ssh_net};
+use super::vm::{Ready, Ssh, UserNet, free_port};
 
 /// Where the guest sees the servers (inside QEMU's 10.0.2.0/24).
 const SERVER: &str = "10.0.2.100";
@@ -232,21 +233,19 @@ pub fn run(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -> R
     )?;
     let port = free_port()?;
     let fwd = |guest: u16, host: u16| {
-        format!("guestfwd=tcp:{SERVER}:{guest}-cmd:socat STDIO TCP:127.0.0.1:{host}")
+        format!("tcp:{SERVER}:{guest}-cmd:socat STDIO TCP:127.0.0.1:{host}")
     };
-    let mut vm = Vm::boot(
+    let net = UserNet {
+        guestfwd: vec![fwd(2049, nfs_port), fwd(445, smb_port)],
+        ..ssh_net(port)
+    };
+    let mut vm = rescue::boot(
         &out,
         &dir.join("shares.log"),
         disk,
-        &[(
-            format!(
-                "user,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22,{},{}",
-                fwd(2049, nfs_port),
-                fwd(445, smb_port)
-            ),
-            "52:54:00:6d:6b:01",
-        )],
+        vec![nic("52:54:00:6d:6b:01", net)],
         "",
+        None,
     )?;
     let ready = vm.wait_ready()?;
     let s = Ssh { port, key };

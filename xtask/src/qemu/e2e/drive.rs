@@ -1,0 +1,443 @@
+//! How one e2e VM is described ([`Vm`]: its disks, boot, and what to
+//! wait for, type and answer on its console) and driven to its power-off
+//! through the VM runner; the serial log read back without escape codes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::qemu::vm::{self, Cdrom, Firmware, Kernel, Network, Nic, Serial, UserNet, VmSpec};
+use crate::util::{self, tail};
+
+/// Serial console lines that mean a boot has gone wrong for good: stop
+/// waiting and name it.
+pub(super) const FATAL: &[(&str, &str)] = &[
+    (
+        "grub rescue>",
+        "GRUB found no usable /boot (grub rescue prompt)",
+    ),
+    ("Entering emergency mode", "systemd entered emergency mode"),
+    (
+        "Give root password for maintenance",
+        "systemd wants a root password for maintenance",
+    ),
+    ("(initramfs) ", "the initramfs dropped to its shell"),
+    ("Kernel panic", "kernel panic"),
+    (
+        "No bootable device",
+        "the firmware found no bootable device",
+    ),
+];
+
+/// One virtio disk of a VM.
+pub(super) struct Disk {
+    pub(super) serial: &'static str,
+    pub(super) path: PathBuf,
+    /// Firmware boot order (`bootindex`), for the disks it may boot from.
+    pub(super) boot: Option<u32>,
+    /// The guest cannot write it (the cached rootfs tarball).
+    pub(super) readonly: bool,
+}
+
+/// How to start and drive one VM.
+pub(super) struct Vm {
+    /// Log name: target/qemu/e2e-NAME.log.
+    pub(super) name: String,
+    /// `-kernel`, `-initrd`, `-append`.
+    pub(super) kernel: Option<(PathBuf, PathBuf, String)>,
+    pub(super) cdrom: Option<PathBuf>,
+    /// UEFI: the VM's own OVMF variable store (boot entries survive in it
+    /// from one VM to the next); None: SeaBIOS.
+    pub(super) uefi_vars: Option<PathBuf>,
+    /// Network boot: (TFTP root, boot file) served by QEMU's user-mode
+    /// DHCP/TFTP to a virtio NIC that boots first.
+    pub(super) tftp: Option<(PathBuf, String)>,
+    pub(super) disks: Vec<Disk>,
+    /// Waited for; its wall time is "boot to ready".
+    pub(super) ready: &'static str,
+    /// Typed on the serial console once `ready` shows.
+    pub(super) type_on_ready: Option<String>,
+    /// (prompt, reply): typed once each when the prompt shows.
+    pub(super) answers: Vec<(&'static str, String)>,
+    /// Lines whose first appearance is timed too.
+    pub(super) timed: Vec<&'static str>,
+    /// A line that ends the run as failed (after a grace period for the
+    /// rest of the output), e.g. a non-zero exit marker.
+    pub(super) fail_when: Vec<&'static str>,
+    pub(super) timeout: Duration,
+}
+
+/// What a VM run saw.
+pub(super) struct VmRun {
+    /// Wall seconds from QEMU's start to each `ready`/`timed` line.
+    pub(super) seen: BTreeMap<&'static str, f64>,
+    pub(super) total: f64,
+    pub(super) log: PathBuf,
+    pub(super) text: String,
+}
+
+impl VmRun {
+    /// Guest-measured times: `MKR-E2E-TIME NAME VALUE` lines.
+    pub(super) fn guest_times(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for l in self.text.lines() {
+            // systemd prefixes the console lines of a service.
+            if let Some(at) = l.find("MKR-E2E-TIME ") {
+                let rest = &l[at + "MKR-E2E-TIME ".len()..];
+                let mut w = rest.split_whitespace();
+                if let (Some(k), Some(v)) = (w.next(), w.next()) {
+                    out.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The runner's description of `vm`: q35, its serial console logged to
+/// `log` (typed on through stdin), OVMF with the VM's own variables or
+/// SeaBIOS, at most one NIC (network boot from QEMU's TFTP, first in the
+/// boot order; otherwise none, QEMU's default one being unrestricted), the
+/// ISO as a CD-ROM that boots first, and the disks.
+pub(super) fn spec(vm: &Vm, log: &Path) -> VmSpec {
+    VmSpec {
+        q35: true,
+        firmware: match &vm.uefi_vars {
+            Some(vars) => Firmware::Ovmf { vars: vars.clone() },
+            None => Firmware::SeaBios,
+        },
+        network: match &vm.tftp {
+            Some((dir, file)) => Network::Nics(vec![Nic {
+                net: UserNet {
+                    tftp: Some(dir.clone()),
+                    bootfile: Some(file.clone()),
+                    ..UserNet::default()
+                },
+                mac: None,
+                bootindex: Some(0),
+            }]),
+            None => Network::None,
+        },
+        kernel: vm.kernel.as_ref().map(|(k, i, append)| Kernel {
+            kernel: k.clone(),
+            initrd: i.clone(),
+            append: append.clone(),
+        }),
+        cdrom: vm.cdrom.as_ref().map(|iso| Cdrom {
+            iso: iso.clone(),
+            bootindex: Some(0),
+        }),
+        disks: vm
+            .disks
+            .iter()
+            .map(|d| vm::Disk {
+                path: d.path.clone(),
+                serial: Some(d.serial.to_string()),
+                bootindex: d.boot,
+                cache_unsafe: true,
+                // detect-zeroes/discard=unmap: zeros the guest writes (md's
+                // initial resync copies 6 GiB of them) stay holes in the
+                // sparse image instead of filling the host's disk.
+                // werror/rerror=report: a host I/O error (its disk full)
+                // reaches the guest as one, instead of pausing the VM
+                // until the phase's timeout.
+                sparse_report: true,
+                snapshot: false,
+                readonly: d.readonly,
+            })
+            .collect(),
+        ..VmSpec::new(Serial::Console(log.to_path_buf()))
+    }
+}
+
+/// Below this the host's disk counts as full while a VM runs.
+pub(super) const LOW_SPACE: u64 = 64 << 20;
+
+/// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
+pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
+    let log = PathBuf::from(format!("target/qemu/e2e-{}.log", vm.name));
+    let mut child = vm::Vm::start(&spec(vm, &log))?;
+    let mut seen: BTreeMap<&'static str, f64> = BTreeMap::new();
+    let mut typed = vm.type_on_ready.is_none();
+    let mut answered = vec![false; vm.answers.len()];
+    let mut failing: Option<(Instant, String)> = None;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        let text = read_log(&log);
+        let now = child.elapsed().as_secs_f64();
+        for m in std::iter::once(vm.ready).chain(vm.timed.iter().copied()) {
+            if !seen.contains_key(m) && text.contains(m) {
+                eprintln!("[{}] {now:.0}s: {m}", vm.name);
+                seen.insert(m, now);
+            }
+        }
+        if !typed && seen.contains_key(vm.ready) {
+            // Give the shell a moment to print its prompt.
+            std::thread::sleep(Duration::from_millis(1500));
+            type_line(&mut child, vm.type_on_ready.as_deref().unwrap_or(""))?;
+            typed = true;
+        }
+        for (i, (prompt, reply)) in vm.answers.iter().enumerate() {
+            if !answered[i] && text.contains(prompt) {
+                std::thread::sleep(Duration::from_millis(500));
+                type_line(&mut child, reply)?;
+                answered[i] = true;
+            }
+        }
+        if failing.is_none() {
+            let why = FATAL
+                .iter()
+                .find(|(pat, _)| text.contains(pat))
+                .map(|(_, why)| why.to_string())
+                .or_else(|| {
+                    vm.fail_when
+                        .iter()
+                        .find(|p| text.contains(*p))
+                        .map(|p| format!("`{p}` on the console"))
+                });
+            if let Some(why) = why {
+                failing = Some((Instant::now(), why));
+            }
+        }
+        if let Some((at, why)) = &failing
+            && at.elapsed() > Duration::from_secs(20)
+        {
+            let _ = child.kill();
+            bail!(
+                "VM {}: {why}; serial log {}:\n{}",
+                vm.name,
+                log.display(),
+                tail(&mkrescue_lines(&read_log(&log)), 60)
+            );
+        }
+        if let Ok(free) = util::free_bytes(Path::new("target/qemu"))
+            && free < LOW_SPACE
+        {
+            let _ = child.kill();
+            bail!(
+                "VM {}: the host's disk is full ({} MiB left under target/qemu), so the VM's writes fail; free space there and run again; serial log {}:\n{}",
+                vm.name,
+                free >> 20,
+                log.display(),
+                tail(&mkrescue_lines(&read_log(&log)), 30)
+            );
+        }
+        if child.elapsed() > vm.timeout {
+            let _ = child.kill();
+            bail!(
+                "VM {}: {} within {}s; serial log {}:\n{}",
+                vm.name,
+                if seen.contains_key(vm.ready) {
+                    "no power-off".to_string()
+                } else {
+                    format!("no `{}`", vm.ready)
+                },
+                vm.timeout.as_secs(),
+                log.display(),
+                tail(&read_log(&log), 60)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let text = read_log(&log);
+    let total = child.elapsed().as_secs_f64();
+    // The guest may print its failure and power off between two polls.
+    if failing.is_none() {
+        failing = FATAL
+            .iter()
+            .find(|(pat, _)| text.contains(pat))
+            .map(|(_, why)| why.to_string())
+            .or_else(|| {
+                vm.fail_when
+                    .iter()
+                    .find(|p| text.contains(*p))
+                    .map(|p| format!("`{p}` on the console"))
+            })
+            .map(|why| (Instant::now(), why));
+    }
+    eprintln!(
+        "[{}] QEMU exited ({status}) after {total:.0}s; serial log {}",
+        vm.name,
+        log.display()
+    );
+    if let Some((_, why)) = failing {
+        bail!(
+            "VM {}: {why}; serial log {}:\n{}",
+            vm.name,
+            log.display(),
+            tail(&mkrescue_lines(&text), 60)
+        );
+    }
+    if !seen.contains_key(vm.ready) {
+        bail!(
+            "VM {}: powered off without `{}`; serial log {}:\n{}",
+            vm.name,
+            vm.ready,
+            log.display(),
+            tail(&text, 60)
+        );
+    }
+    Ok(VmRun {
+        seen,
+        total,
+        log,
+        text,
+    })
+}
+
+pub(super) fn type_line(child: &mut vm::Vm, line: &str) -> Result<()> {
+    child.type_text(&format!("{line}\n"))
+}
+
+/// The serial log without terminal escape sequences (firmware and GRUB
+/// print them) and carriage returns.
+pub(super) fn read_log(log: &Path) -> String {
+    let raw = std::fs::read(log).unwrap_or_default();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            0x1b => {
+                // ESC [ params final-byte (ECMA-48 CSI), or ESC + one byte.
+                i += 1;
+                if raw.get(i) == Some(&b'[') {
+                    i += 1;
+                    while i < raw.len() && !(0x40..=0x7e).contains(&raw[i]) {
+                        i += 1;
+                    }
+                }
+                i += 1;
+            }
+            // CR, and SO/SI (the boot menus' line-drawing character set).
+            b'\r' | 0x0e | 0x0f => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The lines of mkrescue (init, recover) and of the phase scripts, without
+/// the kernel's and systemd's chatter in between; all of it when there are
+/// none.
+pub(super) fn mkrescue_lines(text: &str) -> String {
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| (l.contains("mkrescue") || l.contains("MKR-")) && !l.contains("qqqq"))
+        .collect();
+    if ours.is_empty() {
+        text.to_string()
+    } else {
+        ours.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(uefi: bool, pxe: bool) -> Vm {
+        Vm {
+            name: "t".into(),
+            kernel: None,
+            cdrom: (!pxe).then(|| PathBuf::from("r.iso")),
+            uefi_vars: uefi.then(|| PathBuf::from("w/OVMF_VARS.fd")),
+            tftp: pxe.then(|| (PathBuf::from("/t/rescue-pxe"), "pxelinux.0".to_string())),
+            disks: vec![Disk {
+                serial: "NEW1",
+                path: PathBuf::from("w/NEW1.raw"),
+                boot: None,
+                readonly: false,
+            }],
+            ready: "x",
+            type_on_ready: None,
+            answers: vec![],
+            timed: vec![],
+            fail_when: vec![],
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn after_flag<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn uefi_vms_get_ovmf_code_read_only_and_their_own_vars() {
+        let a = spec(&vm(true, false), Path::new("l.log")).argv();
+        let flash: Vec<&str> = after_flag(&a, "-drive")
+            .into_iter()
+            .filter(|d| d.starts_with("if=pflash"))
+            .collect();
+        assert_eq!(flash.len(), 2, "{a:?}");
+        assert!(flash[0].contains("readonly=on") && flash[0].ends_with(vm::OVMF_CODE));
+        assert!(!flash[1].contains("readonly") && flash[1].ends_with("w/OVMF_VARS.fd"));
+        // BIOS: no flash at all (SeaBIOS is QEMU's default).
+        let b = spec(&vm(false, false), Path::new("l.log")).argv();
+        assert!(!b.iter().any(|x| x.contains("pflash")), "{b:?}");
+    }
+
+    #[test]
+    fn the_only_network_is_restricted_and_boots_first() {
+        let a = spec(&vm(false, true), Path::new("l.log")).argv();
+        let nd = after_flag(&a, "-netdev");
+        assert_eq!(
+            nd,
+            ["user,id=n0,restrict=on,tftp=/t/rescue-pxe,bootfile=pxelinux.0"]
+        );
+        assert!(after_flag(&a, "-device").contains(&"virtio-net-pci,netdev=n0,bootindex=0"));
+        assert!(after_flag(&a, "-nic").is_empty());
+        // Without TFTP: no NIC at all (QEMU's default one is unrestricted).
+        let b = spec(&vm(false, false), Path::new("l.log")).argv();
+        assert_eq!(after_flag(&b, "-nic"), ["none"]);
+        assert!(after_flag(&b, "-netdev").is_empty());
+        assert!(after_flag(&b, "-device").contains(&"ide-cd,drive=cd,bootindex=0"));
+    }
+
+    /// bios/uefi × iso/pxe: q35, the console on stdio, the firmware, the
+    /// one boot device first in the order, the disks as they always were.
+    #[test]
+    fn every_variant_boots_its_device_first_under_its_firmware() {
+        for uefi in [false, true] {
+            for pxe in [false, true] {
+                let a = spec(&vm(uefi, pxe), Path::new("l.log")).argv();
+                let line = a.join(" ");
+                assert!(
+                    line.starts_with("-accel tcg -machine q35 -m 2048 -smp 2"),
+                    "{line}"
+                );
+                assert!(
+                    line.contains(
+                        "-chardev stdio,id=s0,signal=off,logfile=l.log -serial chardev:s0"
+                    )
+                );
+                assert_eq!(line.contains("pflash"), uefi, "{line}");
+                let boot_first: Vec<&str> = after_flag(&a, "-device")
+                    .into_iter()
+                    .filter(|d| d.ends_with("bootindex=0"))
+                    .collect();
+                assert_eq!(
+                    boot_first,
+                    [if pxe {
+                        "virtio-net-pci,netdev=n0,bootindex=0"
+                    } else {
+                        "ide-cd,drive=cd,bootindex=0"
+                    }],
+                    "{line}"
+                );
+                assert!(line.contains(
+                    "-drive file=w/NEW1.raw,if=none,id=d0,format=raw,cache=unsafe,detect-zeroes=unmap,discard=unmap,werror=report,rerror=report -device virtio-blk-pci,drive=d0,serial=NEW1"
+                ), "{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The phases of the cycle, each one VM: provision (the server installed
+//! by a rescue system), before (its backup and rescue ISO), recover (new
+//! blank disks, the rescue system recovers them), after (the recovered
+//! server compared), degraded (one RAID member pulled).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::compare::{
+    ALLOWED_NEW, ALLOWED_TO_CHANGE, compare_blkid, compare_layouts, compare_lists, load_list,
+    only_under,
+};
+use super::drive::{Disk, Vm, mkrescue_lines, run_vm};
+use super::rootfs::rootfs;
+use super::state::{
+    BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_READY, blank,
+    read_out, round1,
+};
+use super::variant::{Boot, Firmware};
+
+use crate::qemu::vm::{OVMF_VARS, copy_vars};
+use crate::util::{self, tail};
+
+/// Where the PXE tree lies on the backup disk (before.sh) and the file the
+/// firmware's PXE ROM asks QEMU's DHCP for.
+pub(super) const PXE_ON_BACKUP: &str = "/rescue-pxe";
+pub(super) const PXE_BOOTFILE: &str = "pxelinux.0";
+
+/// rootfs, a rescue initramfs of this host, and the VM that installs the
+/// server on DISK1 + DISK2.
+pub(super) fn provision(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let tar = rootfs()?;
+    e.record("rootfs", t.elapsed().as_secs_f64(), json!({"tarball": tar}));
+
+    let t = Instant::now();
+    let img = e.p("rescue-initramfs");
+    util::run(
+        e.bin.to_str().context("non-UTF-8 binary path")?,
+        &[
+            "--output",
+            "initramfs",
+            "--modules",
+            "storage-net",
+            "-q",
+            "--out",
+            img.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let build = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for d in e.old_disks() {
+        blank(&d.path, DISK_MIB)?;
+    }
+    // The backup disk: ext4 over the whole disk, made here (mke2fs(8) on a
+    // file needs no root and no loop device).
+    let backup = e.p("BACKUP.raw");
+    blank(&backup, BACKUP_MIB)?;
+    util::run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "backup",
+            "-U",
+            BACKUP_UUID,
+            backup.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let mut disks = e.old_disks();
+    disks.push(Disk {
+        serial: "ROOTFS",
+        path: tar.clone(),
+        boot: None,
+        // A mistake in the script must not spoil the cache.
+        readonly: true,
+    });
+    disks.extend(e.io_disks("provision")?);
+    let vm = Vm {
+        name: format!("{}-provision", e.scenario),
+        kernel: Some((
+            img.join("vmlinuz"),
+            img.join("initrd.img"),
+            "console=ttyS0 panic=-1 loglevel=4 mkrescue.after=shell mkrescue.net=off".into(),
+        )),
+        cdrom: None,
+        uefi_vars: None,
+        tftp: None,
+        disks,
+        ready: mkrescue::init::READY_MARKER,
+        type_on_ready: Some(
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin; modprobe -a virtio_pci virtio_blk; sleep 2; \
+             mkdir -p /tmp/in; for d in /sys/block/vd*; do [ \"$(cat $d/serial)\" = MKRIN ] && tar xf /dev/${d##*/} -C /tmp/in; done; \
+             sh /tmp/in/e2e/provision.sh 2>&1; printf \"MKR-%s=%s\\n\" SCRIPT-EXIT $?; /usr/sbin/poweroff"
+                .into(),
+        ),
+        answers: vec![],
+        timed: vec!["MKR-SCRIPT-EXIT="],
+        fail_when: vec![],
+        timeout: Duration::from_secs(1800),
+    };
+    let run = run_vm(&vm)?;
+    if !run.text.contains("MKR-SCRIPT-EXIT=0") {
+        bail!(
+            "provision.sh failed; serial log {}:\n{}",
+            run.log.display(),
+            tail(&run.text, 60)
+        );
+    }
+    read_out(&e.p("out-provision.img"), &e.p("out-provision"))?;
+    let mut d = json!({
+        "rescue_build_s": round1(build),
+        "boot_to_ready_s": round1(run.seen[mkrescue::init::READY_MARKER]),
+    });
+    for (k, v) in run.guest_times() {
+        d[format!("guest_{k}_s")] = json!(v);
+    }
+    e.record("provision", t.elapsed().as_secs_f64(), d);
+    Ok(())
+}
+
+/// First boot of the server: layout save, backup, ISO onto the backup
+/// disk; then the ISO is dumped out of the backup disk image.
+pub(super) fn before(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let (run, _out) = e.server_phase("before", e.old_disks())?;
+    let mut d = json!({
+        "boot_to_ready_s": round1(run.seen[SERVER_READY]),
+        "vm_total_s": round1(run.total),
+    });
+    for (k, v) in run.guest_times() {
+        d[format!("guest_{k}")] = json!(v);
+    }
+    let iso = e.p("rescue.iso");
+    let _ = std::fs::remove_file(&iso);
+    // debugfs(8) reads the ext4 image directly: nothing is mounted here.
+    util::run(
+        "debugfs",
+        &[
+            "-R",
+            &format!("dump /rescue/mkrescue.iso {}", iso.display()),
+            e.p("BACKUP.raw").to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let len = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
+    if len == 0 {
+        bail!(
+            "no /rescue/mkrescue.iso on the backup disk {}",
+            e.p("BACKUP.raw").display()
+        );
+    }
+    d["iso_mib"] = json!(round1(len as f64 / 1048576.0));
+    e.record("before", t.elapsed().as_secs_f64(), d);
+    if e.prune_old {
+        // The disaster: from here on only the backup disk and the ISO are
+        // read, so the old disks' 3 GiB go before the new disks fill.
+        for d in e.old_disks() {
+            std::fs::remove_file(&d.path)
+                .with_context(|| format!("removing {}", d.path.display()))?;
+        }
+        eprintln!(
+            "CI: removed DISK1.raw and DISK2.raw after the backup (`--from before` needs provision again)"
+        );
+    }
+    Ok(())
+}
+
+/// The disaster and the recovery: blank NEW1 (same size) and NEW2 (twice
+/// as big), the backup disk attached, the rescue system from the ISO as
+/// CD-ROM or (pxe) from the PXE tree over TFTP; under UEFI with a fresh
+/// copy of OVMF's variable store.
+pub(super) fn recover(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    blank(&e.v("NEW1.raw"), DISK_MIB)?;
+    blank(&e.v("NEW2.raw"), 2 * DISK_MIB)?;
+    let mut disks: Vec<Disk> = e
+        .new_disks()
+        .into_iter()
+        .map(|d| Disk { boot: None, ..d })
+        .collect();
+    disks.push(e.backup_disk());
+    let uefi_vars = e.uefi_vars();
+    if let Some(v) = &uefi_vars {
+        // No entries of an earlier run: what the later boots find is what
+        // this recover wrote.
+        copy_vars(OVMF_VARS, v)?;
+    }
+    let (cdrom, tftp) = match e.variant.boot {
+        Boot::Iso => (Some(e.p("rescue.iso")), None),
+        Boot::Pxe => (None, Some((pxe_tree(e)?, PXE_BOOTFILE.to_string()))),
+    };
+    let vm = Vm {
+        name: e.vm_name("recover"),
+        kernel: None,
+        cdrom,
+        uefi_vars,
+        tftp,
+        disks,
+        ready: mkrescue::init::READY_MARKER,
+        type_on_ready: None,
+        answers: vec![],
+        timed: vec![RECOVER_OK, RECOVER_FAILED],
+        fail_when: vec![RECOVER_FAILED],
+        timeout: Duration::from_secs(2400),
+    };
+    let run = run_vm(&vm)?;
+    let Some(done) = run.seen.get(RECOVER_OK) else {
+        bail!(
+            "the rescue system powered off without `{RECOVER_OK}`; serial log {}:\n{}",
+            run.log.display(),
+            tail(&mkrescue_lines(&run.text), 60)
+        );
+    };
+    let ready = run.seen[mkrescue::init::READY_MARKER];
+    let name = e.phase_name("recover");
+    e.record(
+        &name,
+        t.elapsed().as_secs_f64(),
+        json!({
+            "boot_to_ready_s": round1(ready),
+            "recover_s": round1(done - ready),
+            "vm_total_s": round1(run.total),
+            "recover_phases_s": recover_phases(&run.text),
+        }),
+    );
+    Ok(())
+}
+
+/// The phase table recover prints at its end (src/recover/mod.rs:
+/// `mkrescue:   NAME  SECONDSs  DETAIL`): layout, mount, restore,
+/// finalize, unmount with their seconds, for the report.
+pub(super) fn recover_phases(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("mkrescue:   ") else {
+            continue;
+        };
+        let mut w = rest.split_whitespace();
+        if let (Some(name), Some(secs)) = (w.next(), w.next())
+            && name != "-"
+            && let Some(v) = secs.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
+        {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+/// The PXE tree before.sh wrote onto the backup disk, copied out of the
+/// image with debugfs(8) into the variant's directory: the TFTP root.
+pub(super) fn pxe_tree(e: &E2e) -> Result<PathBuf> {
+    let dir = e.v("tftp");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let backup = e.p("BACKUP.raw");
+    util::run(
+        "debugfs",
+        &[
+            "-R",
+            &format!("rdump {PXE_ON_BACKUP} {}", dir.display()),
+            backup.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let root = dir.join(PXE_ON_BACKUP.trim_start_matches('/'));
+    for f in [PXE_BOOTFILE, "pxelinux.cfg/default"] {
+        anyhow::ensure!(
+            root.join(f).is_file(),
+            "no {PXE_ON_BACKUP}/{f} on the backup disk {} (its before phase predates the PXE tree: run from before)",
+            backup.display()
+        );
+    }
+    // QEMU opens the files relative to its own working directory; an
+    // absolute root does not depend on it.
+    std::fs::canonicalize(&root).with_context(|| format!("resolving {}", root.display()))
+}
+
+/// The recovered server boots; its files, UUIDs, array and layout are
+/// compared with what was recorded before the disaster; under UEFI it must
+/// have booted through the firmware entry recover wrote.
+pub(super) fn after(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let (run, out) = e.server_phase("check", e.new_disks())?;
+    let ready = run.seen[SERVER_READY];
+    let before = e.p("out-before");
+    let prov = e.p("out-provision");
+    let mut problems = Vec::new();
+    let full = compare_lists(
+        &load_list(&before.join("list-before"))?,
+        &load_list(&out.join("list-after"))?,
+        ALLOWED_TO_CHANGE,
+        ALLOWED_NEW,
+    );
+    let test_data = compare_lists(
+        &load_list(&prov.join("list-provision"))?,
+        &only_under(&load_list(&out.join("list-after"))?, &["/srv/e2e", "/home"]),
+        &[],
+        &[],
+    );
+    problems.extend(full.iter().map(|p| format!("files: {p}")));
+    problems.extend(test_data.iter().map(|p| format!("test data: {p}")));
+    problems.extend(compare_blkid(
+        &std::fs::read_to_string(before.join("blkid-before.txt"))?,
+        &std::fs::read_to_string(out.join("blkid-after.txt"))?,
+    ));
+    let mdstat = std::fs::read_to_string(out.join("mdstat.txt"))?;
+    if !(mdstat.contains("md0 : active raid1") && mdstat.contains("[UU]")) {
+        problems.push(format!(
+            "md0 is not an active RAID1 with both members:\n{mdstat}"
+        ));
+    }
+    problems.extend(compare_layouts(
+        &before.join("layout-before.json"),
+        &out.join("layout-after.json"),
+    )?);
+    let mut booted_via = None;
+    if e.variant.firmware == Firmware::Uefi {
+        match uefi_boot(&read_efibootmgr(&out)?, false) {
+            Ok(via) => booted_via = Some(via),
+            Err(p) => problems.push(format!("uefi: {p}")),
+        }
+    }
+    let n = load_list(&out.join("list-after"))?.len();
+    if !problems.is_empty() {
+        bail!(
+            "the recovered server differs ({} problems):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+    let mut d = json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n});
+    if let Some(via) = booted_via {
+        d["booted_via"] = json!(via);
+    }
+    let name = e.phase_name("after");
+    e.record(&name, t.elapsed().as_secs_f64(), d);
+    Ok(())
+}
+
+/// NEW1 pulled: the server must still boot from NEW2 (GRUB on both disks;
+/// under UEFI the ESP copy on NEW2 and its own firmware entry) with the
+/// array degraded.
+pub(super) fn degraded(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let disks: Vec<Disk> = e
+        .new_disks()
+        .into_iter()
+        .filter(|d| d.serial != "NEW1")
+        .collect();
+    let (run, out) = e.server_phase("degraded", disks)?;
+    let mdstat = std::fs::read_to_string(out.join("mdstat.txt"))?;
+    if !(mdstat.contains("active") && (mdstat.contains("[_U]") || mdstat.contains("[U_]"))) {
+        bail!("md0 is not active and degraded with one member:\n{mdstat}");
+    }
+    let mut d =
+        json!({"boot_to_ready_s": round1(run.seen[SERVER_READY]), "vm_total_s": round1(run.total)});
+    if e.variant.firmware == Firmware::Uefi {
+        let via = uefi_boot(&read_efibootmgr(&out)?, true)
+            .map_err(|p| anyhow::anyhow!("uefi, NEW1 pulled: {p}"))?;
+        d["booted_via"] = json!(via);
+    }
+    let name = e.phase_name("degraded");
+    e.record(&name, t.elapsed().as_secs_f64(), d);
+    Ok(())
+}
+
+pub(super) fn read_efibootmgr(out: &Path) -> Result<String> {
+    let p = out.join("efibootmgr.txt");
+    std::fs::read_to_string(&p).with_context(|| {
+        format!(
+            "reading {} (the server booted without EFI variables?)",
+            p.display()
+        )
+    })
+}
+
+/// grub-install's entry (Debian's bootloader id) and the one finalize adds
+/// for the ESP copy on the second disk.
+pub(super) const EFI_ENTRY: &str = "debian";
+pub(super) const EFI_ENTRY_2: &str = "debian ESP2";
+
+/// Which firmware entry booted the server (`efibootmgr -v` of check.sh or
+/// degraded.sh): with both disks the one recover wrote for the first disk,
+/// and the second disk's must exist too; with NEW1 pulled the second
+/// disk's entry, or the firmware's own entry for the disk (it then loads
+/// the removable path \EFI\BOOT\BOOTX64.EFI). Ok: `LABEL: PATH` of it.
+pub(super) fn uefi_boot(efibootmgr: &str, degraded: bool) -> Result<String, String> {
+    let v = mkrescue::recover::efiboot::parse(efibootmgr);
+    let Some(cur) = v.current_entry() else {
+        return Err(format!(
+            "no BootCurrent, or no entry for it, in efibootmgr's output:\n{efibootmgr}"
+        ));
+    };
+    let via = format!("Boot{:04X} {}: {}", cur.num, cur.label, cur.path);
+    let loader = cur.path.to_ascii_lowercase();
+    let own = |label: &str| cur.label == label && loader.contains("grubx64.efi");
+    if !degraded {
+        if !own(EFI_ENTRY) {
+            return Err(format!(
+                "booted through {via}, not the `{EFI_ENTRY}` entry recover wrote"
+            ));
+        }
+        if v.with_label(EFI_ENTRY_2).is_empty() {
+            return Err(format!(
+                "no `{EFI_ENTRY_2}` entry for the ESP on the second disk:\n{efibootmgr}"
+            ));
+        }
+        return Ok(via);
+    }
+    // The firmware's own entries for a disk carry no file path: it loads
+    // the removable-media path (UEFI spec 2.9, 3.5.1.1).
+    let removable = cur.path.starts_with("PciRoot(") && !loader.contains("file(");
+    if own(EFI_ENTRY_2) || removable {
+        Ok(via)
+    } else {
+        Err(format!(
+            "booted through {via}: neither the second disk's `{EFI_ENTRY_2}` entry nor its removable path"
+        ))
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EFI_AFTER: &str =
+        include_str!("../../../../tests/fixtures/efiboot/ovmf-after-recover.txt");
+    const EFI_DEGRADED: &str = include_str!("../../../../tests/fixtures/efiboot/ovmf-degraded.txt");
+
+    #[test]
+    fn uefi_boots_through_recovers_entries() {
+        let via = uefi_boot(EFI_AFTER, false).unwrap();
+        assert!(
+            via.starts_with("Boot0003 debian: HD(2,GPT,61effe1c"),
+            "{via}"
+        );
+        let via = uefi_boot(EFI_DEGRADED, true).unwrap();
+        assert!(
+            via.starts_with("Boot0004 debian ESP2: HD(2,GPT,2b19608c"),
+            "{via}"
+        );
+        // With both disks the second disk's entry booting means the first
+        // one failed.
+        let e = uefi_boot(EFI_DEGRADED, false).unwrap_err();
+        assert!(e.contains("not the `debian` entry"), "{e}");
+        // NEW1 pulled, yet its entry booted: impossible, so a wrong check.
+        assert!(uefi_boot(EFI_AFTER, true).is_err());
+        // The firmware's own entry for a disk: its removable path.
+        let misc = EFI_DEGRADED.replace("BootCurrent: 0004", "BootCurrent: 0006");
+        let via = uefi_boot(&misc, true).unwrap();
+        assert!(via.starts_with("Boot0006 UEFI Misc Device 2"), "{via}");
+        // The EFI shell is neither.
+        let shell = EFI_DEGRADED.replace("BootCurrent: 0004", "BootCurrent: 0002");
+        assert!(uefi_boot(&shell, true).is_err());
+        // No second entry after recover: reported.
+        let one: String = EFI_AFTER
+            .lines()
+            .filter(|l| !l.contains("debian ESP2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uefi_boot(&one, false).unwrap_err().contains("ESP2"));
+        assert!(uefi_boot("EFI variables are not supported on this system.\n", false).is_err());
+    }
+
+    #[test]
+    fn recover_phase_times_from_the_serial_log() {
+        // The end of target/qemu/e2e-raid1-lvm-uefi-recover.log (2026-11-22).
+        let log = "mkrescue: recover of e2e-server finished in 691.2s\n\
+mkrescue:   layout       21.6s  20 steps (0 already done before)\n\
+mkrescue:   mount         1.3s  3 file systems under /mnt/target\n\
+mkrescue:   restore     176.1s  files restored\n\
+mkrescue:   finalize    476.3s  7 actions\n\
+mkrescue:   unmount       3.9s  /mnt/target unmounted, data synced\n\
+mkrescue: recover finished\n\
+mkrescue:   - initramfs regenerated with update-initramfs (359.5s)\n\
+mkrescue:   - GRUB (BIOS) installed on /dev/vda (13.1s)\n";
+        let p = recover_phases(log);
+        let want: BTreeMap<String, f64> = [
+            ("finalize", 476.3),
+            ("layout", 21.6),
+            ("mount", 1.3),
+            ("restore", 176.1),
+            ("unmount", 3.9),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(p, want);
+    }
+}

@@ -1,0 +1,189 @@
+//! The e2e server's root file system: Debian by debootstrap, cached as a
+//! tarball under target/e2e/ keyed by a hash of its package list; the
+//! provision VM unpacks it onto the server's disks.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::set_len;
+
+/// Debian packages of the production server, and why:
+/// - linux-image-amd64, initramfs-tools, udev, kmod, systemd-sysv: a system
+///   that boots by itself
+/// - grub-pc-bin, grub-efi-amd64-bin, grub2-common: the boot loader for
+///   BIOS and UEFI from one image. Not grub-pc / grub-efi-amd64: those two
+///   conflict with each other and their postinst asks debconf for install
+///   devices; the -bin packages bring grub-install for both targets and we
+///   run it ourselves.
+/// - mdadm, lvm2, cryptsetup, cryptsetup-initramfs: the storage stack, with
+///   their initramfs hooks
+/// - xfsprogs, e2fsprogs, dosfstools: the file systems
+/// - fdisk (sfdisk), iproute2 (ip): what `mkrescue layout save` and the
+///   rescue build run on the server (minbase has neither)
+/// - openssh-server: what a server has (the rescue image takes its sshd)
+/// - xorriso, isolinux, syslinux-common, mtools: what `mkrescue --output
+///   iso` needs on the server (src/output/iso.rs, src/output/tools.rs);
+///   pxelinux: what `--output pxe` needs on top (pxelinux.0, the pxe
+///   variant's boot loader)
+/// - acl, attr: test data with ACLs and xattrs, and reading them back
+/// - efibootmgr: what a Debian server with grub-efi has; grub-install
+///   writes the firmware boot entry with it when recover runs under UEFI
+///   (the uefi variant), the rescue image takes it along, and check.sh
+///   prints the entries with `efibootmgr -v`
+/// - rsync, zstd, xz-utils: taken into the rescue image when present
+pub(super) const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "udev",
+    "kmod",
+    "systemd-sysv",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "grub2-common",
+    "mdadm",
+    "lvm2",
+    "cryptsetup",
+    "cryptsetup-initramfs",
+    "xfsprogs",
+    "e2fsprogs",
+    "dosfstools",
+    "fdisk",
+    "iproute2",
+    "openssh-server",
+    "xorriso",
+    "isolinux",
+    "syslinux-common",
+    "pxelinux",
+    "mtools",
+    "acl",
+    "attr",
+    "efibootmgr",
+    "rsync",
+    "zstd",
+    "xz-utils",
+];
+
+pub(super) const SUITE: &str = "bookworm";
+pub(super) const MIRROR: &str = "http://deb.debian.org/debian";
+pub(super) const CACHE: &str = "target/e2e";
+
+/// The rootfs tarball, built by debootstrap unless cached. Returns its path.
+pub fn rootfs() -> Result<PathBuf> {
+    rootfs_logged(None)
+}
+
+/// [`rootfs`], with the output of debootstrap, chroot and tar appended to
+/// `log` instead of this terminal when given: `cargo xtask ci` builds it in
+/// a background thread while clippy and the tests run (debootstrap is
+/// mostly downloads and dpkg, a few minutes of mostly idle CPU).
+pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
+    let run = |program: &str, args: &[&str]| -> Result<()> {
+        let mut c = Command::new(program);
+        // No debconf questions from the packages' maintainer scripts.
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        match log {
+            Some(l) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(l)
+                    .with_context(|| format!("opening {}", l.display()))?;
+                c.stdout(f.try_clone()?).stderr(f);
+            }
+            None => eprintln!("$ {program} {}", args.join(" ")),
+        }
+        let st = c
+            .status()
+            .with_context(|| format!("cannot start {program}"))?;
+        if !st.success() {
+            bail!(
+                "`{program} {}` failed ({st}){}",
+                args.join(" "),
+                log.map(|l| format!("; its output is in {}", l.display()))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    };
+    let key = cache_key()?;
+    let tar = PathBuf::from(CACHE).join(format!("rootfs-{key}.tar"));
+    if tar.exists() {
+        eprintln!("rootfs cached: {}", tar.display());
+        return Ok(tar);
+    }
+    std::fs::create_dir_all(CACHE).with_context(|| format!("creating {CACHE}"))?;
+    let dir = PathBuf::from(CACHE).join(format!("rootfs-{key}"));
+    if dir.exists() {
+        // A half-finished debootstrap: start again.
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let dirs = dir.to_str().context("non-UTF-8 cache path")?;
+    let include = format!("--include={}", PACKAGES.join(","));
+    run(
+        "debootstrap",
+        &["--variant=minbase", &include, SUITE, dirs, MIRROR],
+    )?;
+    // The package cache is 100+ MB the server never needs.
+    run("chroot", &[dirs, "apt-get", "clean"])?;
+    let part = tar.with_extension("tar.part");
+    // --xattrs/--acls: file capabilities (ping) and ACLs survive;
+    // --numeric-owner: the server's uids, not this machine's names.
+    run(
+        "tar",
+        &[
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--acls",
+            "-C",
+            dirs,
+            "-cf",
+            part.to_str().context("non-UTF-8 cache path")?,
+            ".",
+        ],
+    )?;
+    pad_to_mib(&part)?;
+    std::fs::rename(&part, &tar).with_context(|| format!("renaming {}", part.display()))?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    // Tarballs of older package lists are never used again.
+    for e in std::fs::read_dir(CACHE)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("rootfs-") && n.ends_with(".tar") && e.path() != tar {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(tar)
+}
+
+/// sha256 of what makes the rootfs, first 16 hex digits.
+pub(super) fn cache_key() -> Result<String> {
+    let text = format!("{SUITE}\n{MIRROR}\nminbase\n{}\n", PACKAGES.join("\n"));
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running sha256sum")?;
+    child
+        .stdin
+        .take()
+        .context("sha256sum stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let hex = String::from_utf8_lossy(&out.stdout);
+    Ok(hex
+        .get(..16)
+        .context("sha256sum printed nothing")?
+        .to_string())
+}
+
+/// A raw disk image is seen by the guest in whole sectors; whole MiB keeps
+/// every tool happy. Tar ignores the zeros after its end marker.
+pub(super) fn pad_to_mib(p: &Path) -> Result<()> {
+    let len = std::fs::metadata(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .len();
+    set_len(p, len.div_ceil(1 << 20) * (1 << 20))
+}
