@@ -280,7 +280,7 @@ fn run_vm(s: &Scenario, img: &Path, timeout: Duration) -> Result<PathBuf> {
         )),
         // As it always booted: QEMU's default NIC (the rescue image's
         // network is not under test here).
-        network: Network::QemuDefault,
+        network: Network::DefaultNic,
         ..VmSpec::new(Serial::Console(log.clone()))
     };
     spec.disks.push(Disk::raw(&in_img, "MKRIN"));

@@ -296,7 +296,7 @@ fn spec(base: &Path, name: &str, fw: Fw, medium: Medium) -> VmSpec {
             Fw::Ovmf => Firmware::Ovmf { vars },
             Fw::OvmfSecureBoot => Firmware::OvmfSecureBoot { vars },
         },
-        network: Network::QemuDefault,
+        network: Network::DefaultNic,
         ..VmSpec::new(Serial::File(base.join(format!("{name}.log"))))
     };
     match medium {

@@ -139,9 +139,11 @@ pub enum Network {
     /// `-nic none`: QEMU's default NIC is unrestricted user networking,
     /// and a rescue system would DHCP on it.
     None,
-    /// No network option at all: QEMU's default NIC (what the media and
-    /// layout scenarios always booted with).
-    QemuDefault,
+    /// QEMU's default NIC model (what the media and layout scenarios
+    /// always booted with), on a restricted user network: `-nic
+    /// user,restrict=on` (nothing leaves the VM but to the host's loopback
+    /// forwards; DHCP still answers).
+    DefaultNic,
     /// These NICs, each on its own restricted user network.
     Nics(Vec<Nic>),
 }
@@ -243,7 +245,7 @@ impl VmSpec {
         }
         match &self.network {
             Network::None => add(&["-nic", "none"]),
-            Network::QemuDefault => {}
+            Network::DefaultNic => add(&["-nic", "user,restrict=on"]),
             Network::Nics(nics) => {
                 for (i, n) in nics.iter().enumerate() {
                     let u = &n.net;
@@ -625,12 +627,12 @@ mod tests {
             ["-device", "virtio-net-pci,netdev=n0,mac=02:fc:00:00:00:01"]
         );
         assert!(!a.contains(&"-nic".to_string()));
-        // QemuDefault: no network option at all; None: `-nic none`.
+        // DefaultNic: the default model, restricted; None: `-nic none`.
         let d = VmSpec {
-            network: Network::QemuDefault,
+            network: Network::DefaultNic,
             ..VmSpec::new(Serial::File("l".into()))
         };
-        assert!(!line(&d).contains("-nic") && !line(&d).contains("-netdev"));
+        assert!(line(&d).contains("-nic user,restrict=on") && !line(&d).contains("-netdev"));
         assert!(line(&VmSpec::new(Serial::File("l".into()))).contains("-nic none"));
     }
 
