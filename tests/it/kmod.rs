@@ -391,7 +391,7 @@ fn compressed_and_corrupt_copies_of_a_real_module() {
 
 /// Timing and size of the default policy on this machine. Not an
 /// assertion (timings belong in `cargo xtask bench`); run with
-/// `cargo test --release --test kmod_real -- --ignored --nocapture`.
+/// `cargo test --release --test it kmod::measure_storage_net -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn measure_storage_net() {

@@ -3,10 +3,8 @@
 //! the stored files; no key or a wrong key gets one clear line; the right
 //! key restores an identical tree.
 
-mod backup_common;
-
+use crate::support::backup::*;
 use age::secrecy::ExposeSecret;
-use backup_common::*;
 
 fn error_line(out: &std::process::Output, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -3,14 +3,12 @@
 //! append-only one, which mkrescue must work with (it never deletes).
 //! Restored trees must be identical to the source.
 
-mod backup_common;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use backup_common::*;
+use crate::support::backup::*;
 
 fn mk(base: &Path, args: &[&OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))

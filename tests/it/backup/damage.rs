@@ -6,11 +6,9 @@
 //! first lost file, count the losses and exit 5; a full disk must leave
 //! nothing that looks like a backup. Needs root (mounts a small tmpfs).
 
-mod backup_common;
-
 use std::path::{Path, PathBuf};
 
-use backup_common::*;
+use crate::support::backup::*;
 
 const FILES: usize = 40;
 

@@ -4,9 +4,7 @@
 //! restored system has them), and configured patterns (dropped whole).
 //! `--dry-run` writes nothing. Needs root (mounts a tmpfs).
 
-mod backup_common;
-
-use backup_common::*;
+use crate::support::backup::*;
 
 struct Mount(std::path::PathBuf);
 impl Drop for Mount {

@@ -5,12 +5,10 @@
 //! subject, the summary or the error in the body. A bad address stops the
 //! backup before it starts.
 
-mod backup_common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use backup_common::*;
+use crate::support::backup::*;
 
 /// Headers (name → values, in order) and body of a message.
 fn parse(msg: &str) -> (Vec<(String, String)>, String) {

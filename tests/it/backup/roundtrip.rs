@@ -8,14 +8,12 @@
 //!
 //! Needs root (chown, mknod, trusted xattrs) and `setfacl` (Debian: acl).
 
-mod backup_common;
-
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
-use backup_common::*;
+use crate::support::backup::*;
 use mkrescue::backup::sys;
 
 fn set_mtime(p: &Path, s: i64, ns: u32) {

@@ -12,12 +12,10 @@
 //! and an SMB3 share of smbd run on this side, and back up, verify and
 //! restore through them.
 
-mod backup_common;
-
 use std::path::Path;
 use std::process::Command;
 
-use backup_common::*;
+use crate::support::backup::*;
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

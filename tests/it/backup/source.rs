@@ -8,12 +8,10 @@
 //!
 //! Needs root (losetup, mount), like CI.
 
-mod backup_common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use backup_common::*;
+use crate::support::backup::*;
 use mkrescue::backup::source;
 use mkrescue::cli::GlobalArgs;
 

@@ -4,20 +4,18 @@
 //!
 //! Needs root, /usr/sbin/sshd (openssh-server), ssh, rsync.
 
-mod backup_common;
-mod sshd_support;
-
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use backup_common::*;
+use crate::support::backup::*;
+use crate::support::sshd;
 
 struct Sshd {
     /// Held for its Drop, which stops sshd.
-    _server: sshd_support::TestSshd,
+    _server: sshd::TestSshd,
     port: u16,
     /// Config file with `[backup] ssh_options` for mkrescue.
     config: PathBuf,
@@ -37,7 +35,7 @@ impl Drop for Sshd {
 }
 
 fn start_sshd(dir: &Path) -> Sshd {
-    let server = sshd_support::start(dir);
+    let server = sshd::start(dir);
     let port = server.port;
     let mut opts = server.options.clone();
     opts.extend(["-o".into(), format!("ControlPath={}/cm", dir.display())]);

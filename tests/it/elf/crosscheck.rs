@@ -184,7 +184,7 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 2000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "tests/elf_crosscheck.proptest-regressions",
+            "tests/it/elf/crosscheck.proptest-regressions",
         ))),
         ..ProptestConfig::default()
     })]

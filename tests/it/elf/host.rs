@@ -250,8 +250,8 @@ fn corrupt_fields_are_named() {
 
 /// Not a timed assertion (benchmarks belong in `cargo xtask bench`): prints
 /// how long a fresh resolver takes for every ELF program in /usr/bin and
-/// /usr/sbin. Run with `cargo test --release --test elf_host -- --nocapture
-/// resolve_time`.
+/// /usr/sbin. Run with `cargo test --release --test it -- --nocapture
+/// elf::host::resolve_time`.
 #[test]
 fn resolve_time_of_host_programs() {
     let mut inputs: Vec<PathBuf> = ["/usr/bin", "/usr/sbin"]

@@ -2,12 +2,10 @@
 //! header flags the kernel needs, output that is the same on every run and
 //! for any thread count, and the kernel config check.
 
-mod image_support;
-
 use std::io::{Read, Write};
 use std::path::Path;
 
-use image_support::*;
+use crate::support::image::*;
 use mkrescue::config::Compression;
 use mkrescue::error::{Code, code_of};
 use mkrescue::image::compress::{Encoder, check_kernel_support};

@@ -2,15 +2,13 @@
 //! a strict parser written from buffer-format.rst, and GNU cpio (-t and
 //! -idm), on a tree with every kind of entry.
 
-mod image_support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Cursor, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use image_support::*;
+use crate::support::image::*;
 use mkrescue::config::Compression;
 use mkrescue::image::{Entry, Kind};
 

@@ -1,11 +1,9 @@
 //! What write_initrd refuses, and that each refusal names the file at fault.
 
-mod image_support;
-
 use std::io::Write;
 use std::path::Path;
 
-use image_support::*;
+use crate::support::image::*;
 use mkrescue::config::Compression;
 use mkrescue::image::{Kind, Manifest, write_initrd};
 

@@ -8,8 +8,7 @@
 //! boot loader packages and shim-signed + grub-efi-amd64-signed (`cargo
 //! xtask deps`). The > 4 GiB test writes a ~5 GiB ISO into a temp dir.
 
-mod media_support;
-use media_support::ok;
+use crate::support::media::ok;
 
 use std::path::Path;
 use std::process::{Command, Output};

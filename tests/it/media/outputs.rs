@@ -7,8 +7,7 @@
 //! Needs a kernel with modules in /boot and /lib/modules and the boot loader
 //! packages (`cargo xtask deps`).
 
-mod media_support;
-use media_support::ok;
+use crate::support::media::ok;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

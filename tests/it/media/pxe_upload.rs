@@ -1,6 +1,6 @@
 //! `--output pxe --pxe-upload ssh://...` against a real OpenSSH server the
 //! test starts on 127.0.0.1 (free high port, host and client keys made in a
-//! temp dir, `sshd -D`), the way tests/backup_ssh.rs does for backups: the
+//! temp dir, `sshd -D`), the way tests/it/backup/ssh.rs does for backups: the
 //! tree arrives complete (its SHA256SUMS verifies there), a second host's
 //! upload keeps the first one's files, and a server that refuses the key
 //! fails with the URL named. And `--iso-backup` with an ssh:// backup
@@ -9,13 +9,11 @@
 //! Needs root, /usr/sbin/sshd (openssh-server), ssh, rsync, a kernel with
 //! modules in /boot and the PXE boot loader packages (`cargo xtask deps`).
 
-mod sshd_support;
-
-mod media_support;
-use media_support::ok;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use crate::support::media::ok;
+use crate::support::sshd;
 
 fn mkrescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))
@@ -30,10 +28,10 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-use sshd_support::TestSshd as Sshd;
+use crate::support::sshd::TestSshd as Sshd;
 
 fn start_sshd(dir: &Path) -> Sshd {
-    sshd_support::start(dir)
+    sshd::start(dir)
 }
 
 fn config(dir: &Path, name: &str, options: &[String]) -> PathBuf {
@@ -129,7 +127,7 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
 
     // A key the server does not accept: the build fails naming the URL.
     let stranger = tmp.path().join("stranger");
-    sshd_support::keygen(&stranger);
+    sshd::keygen(&stranger);
     let mut opts = sshd.options.clone();
     opts[1] = stranger.display().to_string();
     let bad = config(tmp.path(), "bad.toml", &opts);

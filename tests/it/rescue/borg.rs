@@ -13,8 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod backup_common;
-use backup_common::mkrescue;
+use crate::support::backup::mkrescue;
 
 fn check(what: &str, out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr);

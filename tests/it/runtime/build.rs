@@ -3,7 +3,7 @@
 //! and sshd_config, the captured network configuration.
 //!
 //! Builds real images of this host (`--config FILE`, a temp out dir), like
-//! tests/rescue_image.rs; needs a kernel with modules in /boot (CI has it).
+//! tests/it/rescue/image.rs; needs a kernel with modules in /boot (CI has it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,4 +1,4 @@
-//! Shared by the tests/image_*.rs files: a host tree with every kind of
+//! Shared by the tests in tests/it/image/: a host tree with every kind of
 //! entry, the Manifest over it, an independent newc parser, and helpers to
 //! run the reference tools (GNU cpio, zstd, xz, gzip).
 
