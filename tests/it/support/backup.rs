@@ -2,8 +2,6 @@
 //! compare two trees the way a restored system would be judged (type, mode,
 //! owner, mtime to the nanosecond, content, xattrs, hard links, devices).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
