@@ -1,0 +1,12 @@
+//! `mkrescue backup` and `restore`: the built-in archive, borg, rsync over
+//! ssh, shares, encryption, excludes, damaged input and the report mail.
+
+mod age;
+mod borg;
+mod damage;
+mod excludes;
+mod mail;
+mod roundtrip;
+mod share;
+mod source;
+mod ssh;

@@ -1,0 +1,6 @@
+//! The initrd writer: cpio newc read back by independent readers, the
+//! compressors, and what it refuses.
+
+mod compress;
+mod cpio;
+mod errors;

@@ -1,0 +1,4 @@
+//! The disk layout: capture from real tool output, and the saved file.
+
+mod capture;
+mod file;

@@ -1,0 +1,8 @@
+//! The boot media: boot menus, ISO, USB, PXE and OBDR tape.
+
+mod bootcfg;
+mod iso_extras;
+mod obdr;
+mod outputs;
+mod pxe_upload;
+mod usb_device;

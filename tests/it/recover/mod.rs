@@ -1,0 +1,5 @@
+//! `mkrescue recover`: disk mapping, the plan and its executor.
+
+mod executor;
+mod mapping;
+mod plan;
