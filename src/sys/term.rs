@@ -40,3 +40,31 @@ impl Drop for NoEcho {
         }
     }
 }
+
+/// A new pseudo-terminal pair (openpty(3)): the controlling side and the
+/// terminal a program gets as its stdin, as at a console. (The tests paste
+/// an age key through it.)
+pub fn openpty() -> std::io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let (mut m, mut s) = (0, 0);
+    // SAFETY: two valid out-pointers; name, termios and winsize may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openpty returned two new descriptors that nothing else owns.
+    unsafe {
+        Ok((
+            std::fs::File::from_raw_fd(m),
+            std::os::fd::OwnedFd::from_raw_fd(s),
+        ))
+    }
+}

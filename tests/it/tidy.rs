@@ -7,6 +7,7 @@
 //! [`tracked_text_files`] (or over the files it needs) returning findings,
 //! and a `#[test]` calling `assert_none`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -205,4 +206,161 @@ fn conflict_marker_check_itself() {
         "{shown}"
     );
     assert!(shown.contains("drop the marker lines"), "{shown}");
+}
+
+/// The modules of one folder (its files and subfolders, `mod.rs` aside) and
+/// which of them each names: through `PREFIX` (`crate::` for `src/`,
+/// `crate::qemu::` for `xtask/src/qemu/`) anywhere below it, or through
+/// `super::` from a file directly in the folder. Comments are left out.
+fn module_graph(dir: &Path, prefix: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let p = e.path();
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if p.is_dir() {
+            let below: Vec<PathBuf> = walkdir::WalkDir::new(&p)
+                .into_iter()
+                .map(Result::unwrap)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+                .map(|e| e.into_path())
+                .collect();
+            files.entry(name).or_default().extend(below);
+        } else if p.extension().is_some_and(|x| x == "rs")
+            && !["mod", "lib", "main"].contains(&name.as_str())
+        {
+            files.entry(name).or_default().push(p);
+        }
+    }
+    let mut graph = BTreeMap::new();
+    for (module, paths) in &files {
+        let mut uses = BTreeSet::new();
+        for p in paths {
+            let text: String = std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| l.split("//").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let direct = p.parent() == Some(dir);
+            for pre in [Some(prefix), direct.then_some("super::")]
+                .into_iter()
+                .flatten()
+            {
+                for (i, _) in text.match_indices(pre) {
+                    // `super::super::` is not this folder's module.
+                    if pre == "super::" && text[..i].ends_with("super::") {
+                        continue;
+                    }
+                    let rest = &text[i + pre.len()..];
+                    let names: Vec<&str> = match rest.strip_prefix('{') {
+                        Some(group) => group
+                            .split('}')
+                            .next()
+                            .unwrap_or("")
+                            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                            .collect(),
+                        None => vec![
+                            rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                                .next()
+                                .unwrap_or(""),
+                        ],
+                    };
+                    for n in names {
+                        if n != module && files.contains_key(n) {
+                            uses.insert(n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        graph.insert(module.clone(), uses);
+    }
+    graph
+}
+
+/// One module path of each import circle in `graph` (empty: none).
+fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut found = Vec::new();
+    for start in graph.keys() {
+        // Depth-first from `start`: a path back to `start` is a circle.
+        let mut stack = vec![vec![start.clone()]];
+        let mut seen = BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            let last = path.last().unwrap();
+            for next in &graph[last] {
+                if next == start {
+                    let mut c = path.clone();
+                    c.push(start.clone());
+                    found.push(c.join(" -> "));
+                } else if next > start && seen.insert(next.clone()) {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every folder of `src/` and `xtask/src/`, with the path that names its
+/// modules from elsewhere in its crate (`crate::recover::plan::`).
+fn source_folders() -> Vec<(PathBuf, String)> {
+    let mut folders = Vec::new();
+    for top in ["src", "xtask/src"] {
+        let base = root().join(top);
+        for e in walkdir::WalkDir::new(&base).into_iter().map(Result::unwrap) {
+            if e.file_type().is_dir() {
+                let rel = e.path().strip_prefix(&base).unwrap();
+                let mut prefix = String::from("crate::");
+                for c in rel.components() {
+                    prefix.push_str(&c.as_os_str().to_string_lossy());
+                    prefix.push_str("::");
+                }
+                folders.push((e.into_path(), prefix));
+            }
+        }
+    }
+    folders
+}
+
+#[test]
+fn no_import_circles_between_folders() {
+    let folders = source_folders();
+    assert!(
+        folders.len() > 10,
+        "found only {} source folders",
+        folders.len()
+    );
+    let mut findings = Vec::new();
+    for (dir, prefix) in &folders {
+        for c in circles(&module_graph(dir, prefix)) {
+            findings.push(Finding {
+                path: dir.strip_prefix(root()).unwrap().to_path_buf(),
+                line: 0,
+                message: format!(
+                    "import circle {c}: move what both sides need into a module of its own (OS helpers into src/sys/)"
+                ),
+            });
+        }
+    }
+    assert_none("import circles", &findings);
+}
+
+#[test]
+fn the_circle_check_finds_a_circle() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("a.rs"), "use crate::b::x;\n").unwrap();
+    std::fs::create_dir(d.path().join("b")).unwrap();
+    std::fs::write(
+        d.path().join("b/mod.rs"),
+        "// crate::c\nfn f() { crate::a::y(); }\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("c.rs"), "use crate::{a, b};\n").unwrap();
+    let g = module_graph(d.path(), "crate::");
+    assert_eq!(g["a"], BTreeSet::from(["b".to_string()]));
+    assert_eq!(g["b"], BTreeSet::from(["a".to_string()]));
+    assert_eq!(g["c"], BTreeSet::from(["a".to_string(), "b".to_string()]));
+    assert_eq!(circles(&g), vec!["a -> b -> a".to_string()]);
 }

@@ -231,21 +231,8 @@ fn identity_from_a_file_url_or_http() {
 /// the way an operator at the console pastes the key.
 fn mkrescue_on_tty(args: &[&std::ffi::OsStr], typed: &str) -> std::process::Output {
     use std::io::Write;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let (mut master, slave) = unsafe {
-        let (mut m, mut s) = (0, 0);
-        assert_eq!(
-            libc::openpty(
-                &mut m,
-                &mut s,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null()
-            ),
-            0
-        );
-        (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(s))
-    };
+    let (mut master, slave) = mkrescue::sys::term::openpty().unwrap();
+
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_mkrescue"))
         .args(args)
         .args(["--config-dir", "/nonexistent-mkrescue-test"])

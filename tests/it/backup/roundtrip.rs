@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 
 use crate::support::backup::*;
-use mkrescue::backup::sys;
+use mkrescue::sys::fs as sys;
 
 fn set_mtime(p: &Path, s: i64, ns: u32) {
     sys::set_times(p, (s, ns), (s, ns)).unwrap();

@@ -13,7 +13,6 @@ use std::process::Command;
 
 use crate::support::backup::*;
 use mkrescue::backup::source;
-use mkrescue::cli::GlobalArgs;
 
 /// A loop device with one GPT partition holding ext4, mounted; undone on
 /// drop (also when an assertion fails).
@@ -143,7 +142,7 @@ fn error_line(out: &std::process::Output) -> String {
 #[test]
 fn recorded_backup_disk_is_found_by_uuid_in_the_rescue_system() {
     assert!(
-        unsafe { libc::geteuid() } == 0,
+        mkrescue::sys::host::is_root(),
         "this test needs root (losetup, mount); run it as root like CI does"
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -246,12 +245,9 @@ fn recorded_backup_disk_is_found_by_uuid_in_the_rescue_system() {
     assert!(!is_mountpoint(&mount_dir));
 
     // What recover calls: the URL restore takes and the disk to spare.
-    let global = GlobalArgs {
-        root: rescue.clone(),
-        config_dir: PathBuf::from("/nonexistent-mkrescue-test"),
-        ..Default::default()
-    };
-    let mut opened = source::open_source(&global, None).unwrap();
+    // (config files: none, as on a rescue system without local.toml)
+    let cfg = mkrescue::config::Config::default();
+    let mut opened = source::open_source(&rescue, &cfg, None).unwrap();
     assert_eq!(
         opened.url,
         format!("file://{}/backups", mount_dir.display())
@@ -261,13 +257,17 @@ fn recorded_backup_disk_is_found_by_uuid_in_the_rescue_system() {
     let opts = mount_options(&mount_dir);
     assert!(opts.split(',').any(|o| o == "ro"), "mounted {opts}");
     // Opened again while mounted: the same place, nothing mounted twice.
-    let again = source::open_source(&global, None).unwrap();
+    let again = source::open_source(&rescue, &cfg, None).unwrap();
     assert_eq!(again.url, opened.url);
     assert_eq!(again.mounted, None);
     assert_eq!(again.disks, opened.disks);
     // A --from URL wins; its disks are named too.
-    let given =
-        source::open_source(&global, Some(&format!("file://{}", mount_dir.display()))).unwrap();
+    let given = source::open_source(
+        &rescue,
+        &cfg,
+        Some(&format!("file://{}", mount_dir.display())),
+    )
+    .unwrap();
     assert_eq!(given.disks, vec![disk.dev.clone()]);
     assert_eq!(given.mounted, None);
     opened.close().unwrap();

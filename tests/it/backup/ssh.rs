@@ -84,10 +84,9 @@ fn tree(src: &Path) {
     std::fs::hard_link(src.join("srv/a b/data"), src.join("srv/hard")).unwrap();
     std::os::unix::fs::symlink("a b/data", src.join("srv/sym")).unwrap();
     std::os::unix::fs::lchown(src.join("srv/a b"), Some(2345), Some(2345)).unwrap();
-    mkrescue::backup::sys::set_xattr(&src.join("etc/hostname"), os("user.k"), b"v").unwrap();
+    mkrescue::sys::fs::set_xattr(&src.join("etc/hostname"), os("user.k"), b"v").unwrap();
     for d in ["srv/a b", "srv", "etc", "."] {
-        mkrescue::backup::sys::set_times(&src.join(d), (1_650_000_000, 5), (1_650_000_000, 5))
-            .unwrap();
+        mkrescue::sys::fs::set_times(&src.join(d), (1_650_000_000, 5), (1_650_000_000, 5)).unwrap();
     }
 }
 

@@ -67,6 +67,42 @@ fn extract(iso: &Path, inside: &str, to: &Path) {
     );
 }
 
+/// `--iso-backup` looks archives up by the host name `backup` names them
+/// by, also when /etc/hostname and the kernel's name differ. (They were two
+/// lookups: `backup` read /etc/hostname, the build read
+/// /proc/sys/kernel/hostname first, and the ISO silently had no backup.)
+#[test]
+fn iso_backup_looks_up_the_name_backup_gave() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let name = "isohost-etc-name";
+    let kernel = mkrescue::sys::host::kernel_hostname().unwrap_or_else(|| "kernelname".into());
+    assert_ne!(kernel, name);
+    let write = |p: &str, text: &str| {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("etc/hostname", &format!("{name}\n"));
+    // What the build's lookup used to read first under --root.
+    write("proc/sys/kernel/hostname", &format!("{kernel}\n"));
+    // A kernel with modules: the build's host facts need one.
+    write("boot/vmlinuz-6.1.0-test", "");
+    write("lib/modules/6.1.0-test/modules.dep", "");
+    let target = dir.path().join("backups");
+    let archive = backup(&root, &target);
+    assert!(archive.starts_with(&format!("{name}-")), "{archive}");
+
+    // What `--output iso --iso-backup` does with the host facts.
+    let host = mkrescue::host::HostFacts::detect(&root, None).unwrap();
+    assert_eq!(host.hostname, name);
+    let mut cfg = mkrescue::config::Config::default();
+    cfg.backup.target = Some(format!("file://{}", target.display()));
+    let found = mkrescue::output::isobackup::newest(&cfg, &host.hostname, &dir.path().join("work"))
+        .unwrap();
+    assert_eq!(found.name, archive);
+}
+
 #[test]
 fn iso_carries_this_hosts_newest_backup_even_over_4_gib() {
     let dir = tempfile::tempdir().unwrap();

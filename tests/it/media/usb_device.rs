@@ -22,7 +22,7 @@ impl Drop for Loop {
 
 fn loop_device(with_fs: bool) -> Loop {
     assert!(
-        unsafe { libc::geteuid() } == 0,
+        mkrescue::sys::host::is_root(),
         "these tests need root (losetup); run them as root like CI does"
     );
     let dir = tempfile::tempdir().unwrap();

@@ -48,7 +48,7 @@ fn built() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
     B.get_or_init(|| {
         assert!(
-            unsafe { libc::geteuid() } == 0,
+            mkrescue::sys::host::is_root(),
             "these tests need root (chroot); run them as root like CI does"
         );
         let dir = tempfile::tempdir().unwrap();

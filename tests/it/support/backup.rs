@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mkrescue::backup::sys;
+use mkrescue::sys::fs as sys;
 
 pub fn mkrescue(args: &[&OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))
