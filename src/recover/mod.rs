@@ -228,7 +228,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         let mut out = std::io::stdout().lock();
         out.write_all(p.script(&header).as_bytes())?;
         if !args.layout_only {
-            out.write_all(rest_script(&layout, &disks, &mounts, &root, &cfg, args).as_bytes())?;
+            out.write_all(rest_script(&layout, &disks, &mounts, &root, cfg, args).as_bytes())?;
         }
         return Ok(());
     }
