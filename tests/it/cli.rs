@@ -174,3 +174,47 @@ fn help_lists_exit_codes() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("Exit codes:"), "{s}");
 }
+
+/// `--config`, `-q` and `--json` are global: before the subcommand as well
+/// as after it (`mkrescue --config F dump` was refused by the parser). The
+/// build's own flags are still refused with a subcommand (exit 2).
+#[test]
+fn global_flags_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("extra.toml");
+    std::fs::write(&cfg, "[build]\ncompress = \"xz\"\n").unwrap();
+    // A root with a kernel, so the host facts of `dump` need nothing of
+    // this machine's /boot.
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    std::fs::write(root.join("boot/vmlinuz-6.1.0-test"), b"").unwrap();
+    std::fs::create_dir_all(root.join("lib/modules/6.1.0-test")).unwrap();
+    std::fs::write(root.join("lib/modules/6.1.0-test/modules.dep"), b"").unwrap();
+    let (c, r) = (cfg.to_str().unwrap(), root.to_str().unwrap());
+    for args in [
+        &["--config", c, "--json", "dump", "--root", r][..],
+        &["dump", "--config", c, "--json", "--root", r][..],
+        &["-q", "--root", r, "--json", "dump", "--config", c][..],
+    ] {
+        let out = mkrescue(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["config"]["build"]["compress"], "xz", "{args:?}");
+        assert_eq!(j["host"]["kernel"]["version"], "6.1.0-test", "{args:?}");
+        assert!(
+            j["config_files"].to_string().contains("extra.toml"),
+            "{args:?}"
+        );
+    }
+    let out = mkrescue(&["--output", "iso", "dump", "--root", r]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be used with a subcommand"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
