@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::vm::{Cdrom, Disk, Kernel, Network, Nic, Serial, UserNet, Vm, VmSpec};
+use super::vm::{Cdrom, Disk, Kernel, Network, Nic, Serial, UserNet, VmSpec};
 use crate::util;
 
 /// The test disk's serial: the guest sees /dev/disk/by-id/virtio-MKRT0001.
@@ -63,7 +63,7 @@ pub fn nic(mac: &str, net: UserNet) -> Nic {
     }
 }
 
-/// The VM of [`boot`]: the image in `out` (`append` after the console
+/// The rescue VM of the runtime and shares scenarios: the image in `out` (`append` after the console
 /// options), `disk` as the test disk, `nics`, and optionally a CD-ROM.
 pub fn spec(
     out: &Path,
@@ -89,16 +89,4 @@ pub fn spec(
         network: Network::Nics(nics),
         ..VmSpec::new(Serial::File(log.to_path_buf()))
     }
-}
-
-/// Boots the image in `out`; see [`spec`].
-pub fn boot(
-    out: &Path,
-    log: &Path,
-    disk: &Path,
-    nics: Vec<Nic>,
-    append: &str,
-    cdrom: Option<&Path>,
-) -> Result<Vm> {
-    Vm::start(&spec(out, log, disk, nics, append, cdrom))
 }

@@ -51,7 +51,7 @@ use anyhow::{Context, Result, bail};
 
 use super::rescue::{self, SERIAL, build, lan_net, nic, ssh_net};
 use super::shares;
-use super::vm::{Ready, Ssh, free_port};
+use super::vm::{Ready, Ssh, Vm, free_port};
 use crate::util;
 
 const DIR: &str = "target/qemu/runtime";
@@ -104,14 +104,14 @@ pub fn run(only: Option<&str>) -> Result<()> {
         let out = build(&bin, &dir, "dhcp", &ssh_toml)?;
         let t = util::step("qemu runtime: DHCP, disk, modprobe, version", || {
             let port = free_port()?;
-            let mut vm = rescue::boot(
+            let mut vm = Vm::start(&rescue::spec(
                 &out,
                 &dir.join("dhcp.log"),
                 &disk,
                 vec![nic("52:54:00:6d:6b:01", ssh_net(port))],
                 "",
                 None,
-            )?;
+            ))?;
             let ready = vm.wait_ready()?;
             let s = Ssh { port, key: &key };
             s.expect(&format!("ls /dev/disk/by-id/virtio-{SERIAL}"), SERIAL)?;
@@ -164,7 +164,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
         if want("static") {
             let t = util::step("qemu runtime: static address by MAC", || {
                 let port = free_port()?;
-                let mut vm = rescue::boot(
+                let mut vm = Vm::start(&rescue::spec(
                     &out,
                     &dir.join("static.log"),
                     &disk,
@@ -173,7 +173,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
                     // kernel's /dev/console); recover runs on ttyS0.
                     "console=tty0 mkrescue.recover=ask",
                     None,
-                )?;
+                ))?;
                 let ready = vm.wait_ready()?;
                 let s = Ssh { port, key: &key };
                 s.expect("ip -4 addr show", "inet 192.0.2.2/24")?;
@@ -230,14 +230,14 @@ pub fn run(only: Option<&str>) -> Result<()> {
         if want("net=dhcp") {
             let t = util::step("qemu runtime: net=dhcp, recover=auto, udev=off", || {
                 let port = free_port()?;
-                let mut vm = rescue::boot(
+                let mut vm = Vm::start(&rescue::spec(
                     &out,
                     &dir.join("netdhcp.log"),
                     &disk,
                     vec![nic("02:fc:00:00:00:01", lan_net(port, "192.0.2.15"))],
                     "mkrescue.net=dhcp mkrescue.recover=auto mkrescue.udev=off",
                     None,
-                )?;
+                ))?;
                 let ready = vm.wait_ready()?;
                 let s = Ssh { port, key: &key };
                 let addrs = s.expect("ip -4 addr show", "inet 192.0.2.15/24")?;
@@ -278,7 +278,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             let (p1, p2) = (free_port()?, free_port()?);
             // Two user networks, one per slave, both 192.0.2.0/24 like the
             // captured host's LAN; SSH reaches br0's address through either.
-            let mut vm = rescue::boot(
+            let mut vm = Vm::start(&rescue::spec(
                 &out,
                 &dir.join("bond.log"),
                 &disk,
@@ -288,7 +288,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
                 ],
                 "",
                 None,
-            )?;
+            ))?;
             let ready = vm.wait_ready()?;
             // active-backup sends through one slave only, normally the first.
             let s1 = Ssh {
@@ -417,14 +417,14 @@ fn iso_backup(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -
     )?;
     let port = free_port()?;
     let iso = out.join("mkrescue.iso");
-    let mut vm = rescue::boot(
+    let mut vm = Vm::start(&rescue::spec(
         &out,
         &dir.join("iso-backup.log"),
         disk,
         vec![nic("52:54:00:6d:6b:01", ssh_net(port))],
         "",
         Some(&iso),
-    )?;
+    ))?;
     let ready = vm.wait_ready()?;
     let s = Ssh { port, key };
     s.expect(

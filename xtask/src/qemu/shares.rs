@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::rescue::{self, build, nic, ssh_net};
-use super::vm::{Ready, Ssh, UserNet, free_port};
+use super::vm::{Ready, Ssh, UserNet, Vm, free_port};
 
 /// Where the guest sees the servers (inside QEMU's 10.0.2.0/24).
 const SERVER: &str = "10.0.2.100";
@@ -239,14 +239,14 @@ pub fn run(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -> R
         guestfwd: vec![fwd(2049, nfs_port), fwd(445, smb_port)],
         ..ssh_net(port)
     };
-    let mut vm = rescue::boot(
+    let mut vm = Vm::start(&rescue::spec(
         &out,
         &dir.join("shares.log"),
         disk,
         vec![nic("52:54:00:6d:6b:01", net)],
         "",
         None,
-    )?;
+    ))?;
     let ready = vm.wait_ready()?;
     let s = Ssh { port, key };
     s.expect(MAKE_TREE, "tree-made")?;

@@ -31,6 +31,21 @@ pub(super) const FATAL: &[(&str, &str)] = &[
     ),
 ];
 
+/// Why the console `text` says the VM failed: a [`FATAL`] line, or one of
+/// the VM's own `fail_when` lines.
+fn fatal(text: &str, fail_when: &[&str]) -> Option<String> {
+    FATAL
+        .iter()
+        .find(|(pat, _)| text.contains(pat))
+        .map(|(_, why)| why.to_string())
+        .or_else(|| {
+            fail_when
+                .iter()
+                .find(|p| text.contains(*p))
+                .map(|p| format!("`{p}` on the console"))
+        })
+}
+
 /// One virtio disk of a VM.
 pub(super) struct Disk {
     pub(super) serial: &'static str,
@@ -188,20 +203,10 @@ pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
                 answered[i] = true;
             }
         }
-        if failing.is_none() {
-            let why = FATAL
-                .iter()
-                .find(|(pat, _)| text.contains(pat))
-                .map(|(_, why)| why.to_string())
-                .or_else(|| {
-                    vm.fail_when
-                        .iter()
-                        .find(|p| text.contains(*p))
-                        .map(|p| format!("`{p}` on the console"))
-                });
-            if let Some(why) = why {
-                failing = Some((Instant::now(), why));
-            }
+        if failing.is_none()
+            && let Some(why) = fatal(&text, &vm.fail_when)
+        {
+            failing = Some((Instant::now(), why));
         }
         if let Some((at, why)) = &failing
             && at.elapsed() > Duration::from_secs(20)
@@ -247,17 +252,7 @@ pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
     let total = child.elapsed().as_secs_f64();
     // The guest may print its failure and power off between two polls.
     if failing.is_none() {
-        failing = FATAL
-            .iter()
-            .find(|(pat, _)| text.contains(pat))
-            .map(|(_, why)| why.to_string())
-            .or_else(|| {
-                vm.fail_when
-                    .iter()
-                    .find(|p| text.contains(*p))
-                    .map(|p| format!("`{p}` on the console"))
-            })
-            .map(|why| (Instant::now(), why));
+        failing = fatal(&text, &vm.fail_when).map(|why| (Instant::now(), why));
     }
     eprintln!(
         "[{}] QEMU exited ({status}) after {total:.0}s; serial log {}",
