@@ -154,13 +154,8 @@ pub fn menu(cfg: &Config, host: &HostFacts, test_rescue_default: bool) -> Menu {
     let now = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        });
-    let date = crate::sys::time::date(now as i64);
+        .unwrap_or_else(crate::sys::time::now);
+    let date = crate::sys::time::date(now);
     Menu::new(&MenuSpec {
         hostname: &host.hostname,
         os: &os,

@@ -448,7 +448,7 @@ fn motd(host: &HostFacts) -> String {
 
 /// `text` with each `{name}` of `fields` replaced by its value, in one pass
 /// (a value is never looked at again); any other `{...}` stays as it is.
-pub fn fill(text: &str, fields: &[(&str, &str)]) -> String {
+fn fill(text: &str, fields: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('{') {
