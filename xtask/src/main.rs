@@ -3,7 +3,8 @@
 //!
 //! - `deps`: install the Debian packages the build and tests need
 //! - `rescue`: build a rescue image of this machine and boot it in QEMU
-//! - `ci`: fmt, clippy, tests, QEMU boot test (what `.ci/run` calls)
+//! - `ci`: fmt, clippy, tests, the QEMU scenarios and the e2e matrix
+//!   (what `.ci/run` calls; `--plan` lists it)
 //! - `qemu boot`: boot the built initramfs in QEMU and wait for the marker
 //! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
 //! - `qemu runtime`: the rescue system's network, disks and SSH in QEMU
@@ -13,18 +14,20 @@
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR; backup and
 //!   restore against tar+zstd and borg
 //!
-//! Modules: `qemu/` (the VM runner `qemu/vm.rs` and one file or folder per
-//! scenario), `bench/`, `deps`, `dist`, `util` (helpers all of them share).
+//! Modules: `ci` (the plan, the budget, the table of times), `qemu/` (the
+//! VM runner `qemu/vm.rs` and one file or folder per scenario), `bench/`,
+//! `deps`, `dist`, `util` (helpers all of them share).
 
 mod bench;
+mod ci;
 mod deps;
 mod dist;
 mod qemu;
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -44,8 +47,23 @@ enum Cmd {
         #[arg(long, default_value = "target/rescue")]
         out: PathBuf,
     },
-    /// Everything CI checks: fmt, clippy, tests, QEMU boot and layout tests
-    Ci,
+    /// Everything CI checks: fmt, clippy, tests, the QEMU scenarios and
+    /// the e2e disaster matrix; a table of minutes at the end (also in
+    /// target/ci-times.json)
+    Ci {
+        /// Print the steps and e2e variants this run would run, one per
+        /// line, without running them
+        #[arg(long)]
+        plan: bool,
+        /// Every e2e variant of the matrix, none rotated out
+        #[arg(long)]
+        all: bool,
+        /// Which e2e variants: one (raid1-lvm iso bios), matrix (the core
+        /// ones and the rest as the 80-minute budget allows, rotated by
+        /// commit), all [default: one, or $MKRESCUE_CI_E2E]
+        #[arg(long, value_name = "SET")]
+        e2e: Option<String>,
+    },
     /// QEMU tests
     Qemu {
         #[command(subcommand)]
@@ -145,7 +163,7 @@ fn main() -> Result<()> {
             deps::install()?;
             qemu::boot::build_and_boot(&out)
         }
-        Cmd::Ci => ci(),
+        Cmd::Ci { plan, all, e2e } => ci::ci(plan, ci::E2eSet::choose(all, e2e.as_deref())?),
         Cmd::Qemu {
             what: QemuCmd::Boot,
         } => {
@@ -223,102 +241,4 @@ fn main() -> Result<()> {
             })
         }
     }
-}
-
-/// Under CI only: the debug build of clippy and the tests (several GiB)
-/// is not read again; the QEMU steps use the release binary, and the e2e
-/// VMs' disks need the room (CI's machine ran out of disk in the e2e
-/// recover once). The running xtask binary stays usable: Linux keeps an
-/// unlinked file's inode while it runs.
-fn free_test_builds() -> Result<()> {
-    let target = Path::new("target");
-    let before = util::free_bytes(target)?;
-    for d in [
-        "debug/deps",
-        "debug/incremental",
-        "debug/build",
-        "debug/examples",
-    ] {
-        let p = target.join(d);
-        if p.exists() {
-            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
-    }
-    // Downloaded .deb files: installed already.
-    util::run("apt-get", &["clean"])?;
-    let after = util::free_bytes(target)?;
-    eprintln!(
-        "freed {}; {} free under target/",
-        util::gib(after.saturating_sub(before)),
-        util::gib(after)
-    );
-    Ok(())
-}
-
-fn ci() -> Result<()> {
-    deps::install()?;
-    // The e2e server's debootstrap (downloads and dpkg, a few minutes of
-    // mostly idle CPU) runs while clippy and the tests compile; the e2e
-    // step below waits for it and builds it itself if this failed.
-    std::fs::create_dir_all("target/qemu")?;
-    let rootfs_log = PathBuf::from("target/qemu/e2e-rootfs.log");
-    let _ = std::fs::remove_file(&rootfs_log);
-    let rootfs = {
-        let log = rootfs_log.clone();
-        std::thread::spawn(move || qemu::e2e::rootfs::rootfs_logged(Some(&log)))
-    };
-    util::step("cargo fmt --check", || {
-        util::run("cargo", &["fmt", "--all", "--", "--check"])
-    })?;
-    util::step("cargo clippy", || {
-        util::run(
-            "cargo",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        )
-    })?;
-    util::step("cargo test", || {
-        util::run("cargo", &["test", "--workspace"])
-    })?;
-    util::step("cargo xtask dist", || {
-        dist::generate(&PathBuf::from("target/dist"))
-    })?;
-    if util::in_ci() {
-        util::step("CI: free the test build's disk space", free_test_builds)?;
-    }
-    util::step("qemu boot", || {
-        qemu::boot::build_and_boot(&PathBuf::from("target/qemu/initramfs"))
-    })?;
-    util::step("qemu runtime", || qemu::runtime::run(None))?;
-    util::step("qemu media", || qemu::media::run(None))?;
-    util::step("qemu layout", || {
-        qemu::layout::run(&qemu::layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
-    })?;
-    // The whole disaster cycle (issue 7), BIOS + ISO: about 45 minutes
-    // under TCG on 2 cores, most of it the Debian server's own
-    // update-initramfs and boots; the other scenarios and variants are run
-    // by hand (`cargo xtask qemu e2e --scenario ...`).
-    util::step("e2e rootfs (built in the background)", || {
-        match rootfs.join() {
-            Ok(Ok(tar)) => eprintln!("rootfs: {}", tar.display()),
-            Ok(Err(e)) => eprintln!("background rootfs build failed, building again: {e:#}"),
-            Err(_) => eprintln!("background rootfs build panicked, building again"),
-        }
-        Ok(())
-    })?;
-    util::step("qemu e2e raid1-lvm", || {
-        qemu::e2e::run(
-            None,
-            "raid1-lvm",
-            "provision",
-            qemu::e2e::Variant::default(),
-        )
-    })?;
-    Ok(())
 }

@@ -170,9 +170,14 @@ pub(super) fn spec(vm: &Vm, log: &Path) -> VmSpec {
 /// Below this the host's disk counts as full while a VM runs.
 pub(super) const LOW_SPACE: u64 = 64 << 20;
 
+/// The serial log of the VM named `name`: target/qemu/e2e-NAME.log.
+pub(super) fn log_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("target/qemu/e2e-{name}.log"))
+}
+
 /// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
 pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
-    let log = PathBuf::from(format!("target/qemu/e2e-{}.log", vm.name));
+    let log = log_path(&vm.name);
     let mut child = vm::Vm::start(&spec(vm, &log))?;
     let mut seen: BTreeMap<&'static str, f64> = BTreeMap::new();
     let mut typed = vm.type_on_ready.is_none();

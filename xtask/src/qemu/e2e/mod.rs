@@ -13,29 +13,37 @@
 //! 4. recover: both system disks are replaced by blank ones (one the same
 //!    size, one twice as big), the ISO boots as a CD-ROM and recovers
 //!    unattended.
-//! 5. after: the recovered server boots, every file is compared; then one
-//!    RAID member is pulled and it must still boot.
+//! 5. after: the recovered server boots, every file is compared; then the
+//!    first RAID member is pulled and it must still boot (degraded).
+//!
+//! Provision and before make a scenario's server and belong to it; recover,
+//! after and degraded are the disaster half, run once per [`Variant`] from
+//! the same `before` ([`server`] and [`disaster`] are the two halves, as
+//! `cargo xtask ci` runs its matrix; [`run`] is the command line's).
 //!
 //! Every VM is driven the same way: an IN disk (a tar on a raw image, found
 //! by its serial) carries the scripts of tests/qemu/e2e/ and the phase to
 //! run, an OUT disk carries results back as a tar. The serial console of
-//! every VM is logged to target/qemu/e2e-PHASE.log and left there; the
+//! every VM is logged to target/qemu/e2e-NAME.log and left there; the
 //! report with each phase's wall time goes to target/qemu/e2e-report.json.
 //!
 //! Files: [`rootfs`] (the server's Debian), [`variant`] (`--boot`,
-//! `--firmware`), [`drive`] (one VM, driven through [`crate::qemu::vm`]),
-//! [`state`] (disks, space, report), [`phases`] (provision to degraded),
-//! [`compare`] (the recovered server against the one backed up). This
-//! file only runs the phases in order.
+//! `--firmware`), [`matrix`] (the variants CI runs), [`drive`] (one VM, driven through
+//! [`crate::qemu::vm`]), [`state`] (disks, space, report), [`phases`]
+//! (provision to degraded), [`compare`] (the recovered server against the
+//! one backed up). This file only runs the phases in order.
 
 mod compare;
 mod drive;
+pub mod matrix;
 mod phases;
 pub mod rootfs;
 mod state;
 mod variant;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 
@@ -45,14 +53,18 @@ use state::{E2e, WORK, check_space};
 pub use variant::Variant;
 use variant::{PHASES, SCENARIOS};
 
-/// phases' disks and results are reused).
-/// The host disk space the phases from `start` on take at their peak,
+/// The phases of a scenario's server (provision, before) and of one
+/// variant's disaster half (recover, after, degraded), as indices of
+/// [`PHASES`].
+const SERVER: Range<usize> = 0..2;
+const DISASTER: Range<usize> = 2..5;
+
+/// Wall seconds of each phase that ran, in order.
+pub type PhaseTimes = Vec<(&'static str, f64)>;
+
+/// Runs the cycle of `scenario` in `variant` from phase `from` (earlier
+/// phases' disks and results are reused): `cargo xtask qemu e2e`.
 pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> Result<()> {
-    anyhow::ensure!(
-        SCENARIOS.contains(&scenario),
-        "no e2e scenario named {scenario}; one of {}",
-        SCENARIOS.join(", ")
-    );
     let Some(start) = PHASES.iter().position(|p| *p == from) else {
         bail!("no e2e phase named {from}; one of {}", PHASES.join(", "));
     };
@@ -60,41 +72,102 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> 
         Some(b) => b.to_path_buf(),
         None => util::build_release()?,
     };
+    let mut e = state(&bin, scenario, variant)?;
+    run_phases(&mut e, start..PHASES.len()).map(|_| ())
+}
+
+/// The scenario's server: provision and before, whose disks and results
+/// every variant of the scenario recovers from. The report and logs name
+/// the scenario only.
+pub fn server(bin: &Path, scenario: &str) -> Result<PhaseTimes> {
+    let mut e = state(bin, scenario, Variant::default())?;
+    run_phases(&mut e, SERVER)
+}
+
+/// One variant's disaster half from the scenario's `before`: recover,
+/// after, degraded. Under CI the variant's new disks are deleted at the
+/// end, passed or failed (its serial logs and results stay): the next
+/// variant needs the room.
+pub fn disaster(bin: &Path, scenario: &str, variant: Variant) -> Result<PhaseTimes> {
+    let mut e = state(bin, scenario, variant)?;
+    let r = run_phases(&mut e, DISASTER);
+    if e.prune_old {
+        for f in [e.v("NEW1.raw"), e.v("NEW2.raw")] {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+    r
+}
+
+/// Under CI, once every variant of `scenario` has run: its disk images go
+/// (the backup disk, the ISO), its results and every serial log stay.
+pub fn prune_scenario(scenario: &str) -> Result<()> {
+    let dir = PathBuf::from(WORK).join(scenario);
+    for name in ["BACKUP.raw", "DISK1.raw", "DISK2.raw", "rescue.iso"] {
+        let p = dir.join(name);
+        if p.exists() {
+            std::fs::remove_file(&p)
+                .map_err(|err| anyhow::anyhow!("removing {}: {err}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn state(bin: &Path, scenario: &str, variant: Variant) -> Result<E2e> {
+    anyhow::ensure!(
+        SCENARIOS.contains(&scenario),
+        "no e2e scenario named {scenario}; one of {}",
+        SCENARIOS.join(", ")
+    );
     let work = PathBuf::from(WORK).join(scenario);
-    let mut e = E2e {
+    let e = E2e {
         scenario: scenario.to_string(),
         variant,
-        bin,
+        bin: bin.to_path_buf(),
         vwork: work.join(variant.dir()),
         work,
         report: Vec::new(),
         prune_old: util::in_ci(),
     };
     std::fs::create_dir_all(&e.vwork)?;
-    check_space(&e, start)?;
-    let what = format!("{scenario}{}", variant.suffix());
+    Ok(e)
+}
+
+/// Runs the phases `which` of `e` in order; stops at the first failure,
+/// whose error names the phase, the variant and the phase's serial log.
+fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
+    check_space(e, which.start)?;
+    let what = if which.start >= DISASTER.start {
+        format!("{} {}", e.scenario, e.variant.words())
+    } else {
+        e.scenario.clone()
+    };
+    let mut times = PhaseTimes::new();
     let mut current = "rootfs";
     let r = (|| -> Result<()> {
-        for (i, phase) in PHASES.iter().enumerate().skip(start) {
+        for i in which {
+            let phase = PHASES[i];
             current = phase;
             if let Ok(free) = util::free_bytes(&e.work) {
                 eprintln!("e2e: {} free under {}", util::gib(free), e.work.display());
             }
+            let t = Instant::now();
             util::step(&format!("e2e {what}: {phase}"), || match i {
-                0 => provision(&mut e),
-                1 => before(&mut e),
-                2 => recover(&mut e),
-                3 => after(&mut e),
-                _ => degraded(&mut e),
+                0 => provision(e),
+                1 => before(e),
+                2 => recover(e),
+                3 => after(e),
+                _ => degraded(e),
             })?;
+            times.push((phase, t.elapsed().as_secs_f64()));
         }
         Ok(())
     })();
     match r {
         Ok(()) => {
             e.write_report(None)?;
-            eprintln!("e2e {what}: the server was recovered and boots");
-            Ok(())
+            eprintln!("e2e {what}: ok");
+            Ok(times)
         }
         Err(err) => {
             // The phase's own error is what counts: a report that cannot be
@@ -102,10 +175,15 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> 
             if let Err(w) = e.write_report(Some((current, format!("{err:#}")))) {
                 eprintln!("warning: {w:#}");
             }
+            let log = e.log(current);
             eprintln!(
-                "e2e {what}: FAILED in phase {current}; serial logs in target/qemu/e2e-*.log"
+                "e2e {what}: FAILED in phase {current}; its serial log {} (all of them in target/qemu/e2e-*.log)",
+                log.display()
             );
-            Err(err.context(format!("e2e phase {current} failed")))
+            Err(err.context(format!(
+                "e2e {what}: phase {current} failed (serial log {})",
+                log.display()
+            )))
         }
     }
 }

@@ -25,10 +25,8 @@ use super::variant::{Boot, Firmware};
 use crate::qemu::vm::{OVMF_VARS, copy_vars};
 use crate::util::{self, tail};
 
-/// Where the PXE tree lies on the backup disk (before.sh) and the file the
-/// firmware's PXE ROM asks QEMU's DHCP for.
+/// Where the PXE tree lies on the backup disk (before.sh).
 pub(super) const PXE_ON_BACKUP: &str = "/rescue-pxe";
-pub(super) const PXE_BOOTFILE: &str = "pxelinux.0";
 
 /// rootfs, a rescue initramfs of this host, and the VM that installs the
 /// server on DISK1 + DISK2.
@@ -193,7 +191,10 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     }
     let (cdrom, tftp) = match e.variant.boot {
         Boot::Iso => (Some(e.p("rescue.iso")), None),
-        Boot::Pxe => (None, Some((pxe_tree(e)?, PXE_BOOTFILE.to_string()))),
+        Boot::Pxe => (
+            None,
+            Some((pxe_tree(e)?, e.variant.pxe_bootfile().to_string())),
+        ),
     };
     let vm = Vm {
         name: e.vm_name("recover"),
@@ -268,7 +269,11 @@ pub(super) fn pxe_tree(e: &E2e) -> Result<PathBuf> {
         ],
     )?;
     let root = dir.join(PXE_ON_BACKUP.trim_start_matches('/'));
-    for f in [PXE_BOOTFILE, "pxelinux.cfg/default"] {
+    let config = match e.variant.firmware {
+        Firmware::Bios => "pxelinux.cfg/default",
+        Firmware::Uefi => "grub/grub.cfg",
+    };
+    for f in [e.variant.pxe_bootfile(), config] {
         anyhow::ensure!(
             root.join(f).is_file(),
             "no {PXE_ON_BACKUP}/{f} on the backup disk {} (its before phase predates the PXE tree: run from before)",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::drive::{Disk, Vm, VmRun, run_vm};
+use super::drive::{Disk, Vm, VmRun, log_path, run_vm};
 use super::rootfs::pad_to_mib;
 use super::variant::{Firmware, Variant};
 
@@ -132,6 +132,11 @@ impl E2e {
             "provision" | "before" => format!("{}-{phase}", self.scenario),
             _ => format!("{}{}-{phase}", self.scenario, self.variant.suffix()),
         }
+    }
+
+    /// The serial log of `phase`'s VM (after's runs check.sh).
+    pub(super) fn log(&self, phase: &str) -> PathBuf {
+        log_path(&self.vm_name(if phase == "after" { "check" } else { phase }))
     }
 
     pub(super) fn phase_name(&self, phase: &str) -> String {
@@ -342,7 +347,7 @@ pub(super) fn luks_passphrase() -> String {
     "e2e-luks-passphrase".to_string()
 }
 
-/// Runs the cycle of `scenario` in `variant` from phase `from` (earlier
+/// The host disk space the phases from `start` on take at their peak,
 /// measured on the luks-lvm and raid1-lvm runs (BENCHMARKS.md): each
 /// system disk holds about 1.5 GiB when full (its images are sparse, the
 /// guest's zeros stay holes), the backup disk about 1.3 GiB.
@@ -446,6 +451,14 @@ mod tests {
         };
         assert_eq!(e.vm_name("recover"), "raid1-lvm-uefi-recover");
         assert_eq!(e.vm_name("before"), "raid1-lvm-before");
+        assert_eq!(
+            e.log("after"),
+            Path::new("target/qemu/e2e-raid1-lvm-uefi-check.log")
+        );
+        assert_eq!(
+            e.log("provision"),
+            Path::new("target/qemu/e2e-raid1-lvm-provision.log")
+        );
         assert_eq!(e.phase_name("after"), "after-uefi");
         assert_eq!(e.phase_dir("check"), Path::new("w/iso-uefi"));
         assert_eq!(e.phase_dir("before"), Path::new("w"));

@@ -59,12 +59,32 @@ impl Variant {
             "uefi" => Firmware::Uefi,
             o => bail!("--firmware {o}: one of bios, uefi"),
         };
-        if boot == Boot::Pxe && firmware == Firmware::Uefi {
-            // The tree has grubx64.efi for it, but nothing here has booted
-            // it under OVMF yet.
-            bail!("--boot pxe --firmware uefi is not a variant yet; pxe runs under BIOS");
-        }
         Ok(Variant { boot, firmware })
+    }
+
+    /// `iso bios`, `pxe uefi`: the words of `--boot` and `--firmware`, as
+    /// `cargo xtask ci --plan` prints them after the scenario.
+    pub fn words(&self) -> String {
+        let boot = match self.boot {
+            Boot::Iso => "iso",
+            Boot::Pxe => "pxe",
+        };
+        let fw = match self.firmware {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        };
+        format!("{boot} {fw}")
+    }
+
+    /// The file QEMU's DHCP names as boot file for a PXE boot, from the
+    /// tree `mkrescue --output pxe` wrote: pxelinux for SeaBIOS's iPXE
+    /// ROM, the tree's GRUB EFI image (it reads (tftp)/grub/grub.cfg,
+    /// written by `--pxe-default`) for OVMF's PXE.
+    pub fn pxe_bootfile(&self) -> &'static str {
+        match self.firmware {
+            Firmware::Bios => "pxelinux.0",
+            Firmware::Uefi => "grubx64.efi",
+        }
     }
 
     /// Appended to the scenario in log and phase names: nothing for the
@@ -106,7 +126,17 @@ mod tests {
         assert_eq!((p.suffix(), p.dir()), ("-pxe", "pxe-bios"));
         assert!(Variant::parse("usb", "bios").is_err());
         assert!(Variant::parse("iso", "coreboot").is_err());
-        let e = Variant::parse("pxe", "uefi").unwrap_err().to_string();
-        assert!(e.contains("not a variant yet"), "{e}");
+        let pu = Variant::parse("pxe", "uefi").unwrap();
+        assert_eq!((pu.suffix(), pu.dir()), ("-pxe-uefi", "pxe-uefi"));
+        assert_eq!(
+            (p.pxe_bootfile(), pu.pxe_bootfile()),
+            ("pxelinux.0", "grubx64.efi")
+        );
+        // The words read back as the same variant.
+        for v in [d, u, p, pu] {
+            let w = v.words();
+            let (b, f) = w.split_once(' ').unwrap();
+            assert_eq!(Variant::parse(b, f).unwrap(), v, "{w}");
+        }
     }
 }

@@ -1,0 +1,118 @@
+//! The disaster matrix that `cargo xtask ci` runs (issue 17): which
+//! scenario's server is recovered in which variant, which of them are core
+//! (every change) and what each costs, for the plan's budget.
+
+use super::variant::{Boot, Firmware, Variant};
+
+/// One cell of the matrix: `scenario`'s server recovered in `variant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    pub scenario: &'static str,
+    pub variant: Variant,
+    /// Runs on every change. The others rotate by commit when the matrix
+    /// outgrows the budget.
+    pub core: bool,
+}
+
+impl Case {
+    /// `raid1-lvm iso bios`: how plans, tables and errors name it.
+    pub fn name(&self) -> String {
+        format!("{} {}", self.scenario, self.variant.words())
+    }
+
+    /// Planning estimate of the disaster half's wall minutes (recover,
+    /// after, degraded) on a quiet 2-core machine, from the runs of
+    /// 2026-12-05 (BENCHMARKS.md, issue 17): 6.4-6.7 min for the raid1-lvm
+    /// variants, a LUKS boot asks a passphrase and unlocks on top. The
+    /// plan scales it by how fast the run has been so far.
+    pub fn minutes(&self) -> f64 {
+        let base = match (self.variant.boot, self.variant.firmware) {
+            (Boot::Iso, Firmware::Bios) => 6.2,
+            (Boot::Iso, Firmware::Uefi) => 6.7,
+            (Boot::Pxe, Firmware::Bios) => 6.4,
+            (Boot::Pxe, Firmware::Uefi) => 6.9,
+        };
+        if self.scenario == "luks-lvm" {
+            base + 1.0
+        } else {
+            base
+        }
+    }
+}
+
+/// Planning estimate of a scenario's server (provision + before) in wall
+/// minutes, quiet: raid1-lvm 184 s + 164 s on 2026-12-05; luks-lvm's
+/// whole cycle took 15.8 min that day, its server the larger part.
+pub fn server_minutes(scenario: &str) -> f64 {
+    match scenario {
+        "luks-lvm" => 8.5,
+        _ => 5.8,
+    }
+}
+
+const fn case(scenario: &'static str, boot: Boot, firmware: Firmware, core: bool) -> Case {
+    Case {
+        scenario,
+        variant: Variant { boot, firmware },
+        core,
+    }
+}
+
+/// The matrix, in the order CI runs it: a scenario's variants one after
+/// the other from its one `before`, core ones first within the scenario.
+/// A variant that breaks is fixed, never dropped from this list.
+pub const MATRIX: &[Case] = &[
+    case("raid1-lvm", Boot::Iso, Firmware::Bios, true),
+    case("raid1-lvm", Boot::Iso, Firmware::Uefi, true),
+    case("raid1-lvm", Boot::Pxe, Firmware::Bios, true),
+    case("raid1-lvm", Boot::Pxe, Firmware::Uefi, false),
+    case("luks-lvm", Boot::Iso, Firmware::Bios, true),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::super::variant::SCENARIOS;
+    use super::*;
+
+    /// Issue 17's matrix: raid1-lvm in all four variants, luks-lvm from
+    /// the ISO under BIOS; core are raid1-lvm ISO BIOS, ISO UEFI, PXE (BIOS)
+    /// and luks-lvm; every case once, every scenario a known one, a
+    /// scenario's cases next to each other (they share its server).
+    #[test]
+    fn the_matrix_of_issue_17() {
+        let names: Vec<String> = MATRIX.iter().map(Case::name).collect();
+        assert_eq!(
+            names,
+            [
+                "raid1-lvm iso bios",
+                "raid1-lvm iso uefi",
+                "raid1-lvm pxe bios",
+                "raid1-lvm pxe uefi",
+                "luks-lvm iso bios",
+            ]
+        );
+        let core: Vec<String> = MATRIX.iter().filter(|c| c.core).map(Case::name).collect();
+        assert_eq!(
+            core,
+            [
+                "raid1-lvm iso bios",
+                "raid1-lvm iso uefi",
+                "raid1-lvm pxe bios",
+                "luks-lvm iso bios",
+            ]
+        );
+        for (i, c) in MATRIX.iter().enumerate() {
+            assert!(SCENARIOS.contains(&c.scenario), "{}", c.name());
+            let later = &MATRIX[i + 1..];
+            if let Some(j) = later.iter().position(|d| d.scenario != c.scenario) {
+                assert!(
+                    later[j..].iter().all(|d| d.scenario != c.scenario),
+                    "{}: its scenario's cases are split",
+                    c.name()
+                );
+            }
+        }
+        assert!(MATRIX.iter().all(|c| c.minutes() > 0.0));
+        assert!(server_minutes("luks-lvm") > server_minutes("raid1-lvm"));
+    }
+}
