@@ -136,7 +136,8 @@ pub struct BuildArgs {
     #[arg(long, value_enum, value_name = "KIND")]
     pub output: Option<Output>,
 
-    /// Where to write the result
+    /// initramfs, iso: the directory to write into (default build.out_dir);
+    /// usb, pxe and obdr write only where their own flags say
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
@@ -192,7 +193,8 @@ pub struct MediaArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Show what would be written or erased and stop
+    /// Write nothing: print the files the build would write (sizes where
+    /// known), the devices it would erase and the tools it would call
     #[arg(long)]
     pub dry_run: bool,
 

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::{BuildArgs, GlobalArgs, MediaArgs};
@@ -54,12 +54,49 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         plan.firmware
     );
 
-    let written = crate::output::initramfs::write(
+    if args.media.dry_run {
+        let plan = crate::output::dryrun::describe(
+            cfg.build.output,
+            cfg,
+            &media_opts,
+            root,
+            &host,
+            &manifest,
+        )?;
+        if global.json {
+            super::print_json(&plan)?;
+        } else {
+            print!("{}", crate::output::dryrun::render(&plan));
+        }
+        return Ok(());
+    }
+
+    // The kernel and initrd of a USB, PXE or OBDR medium are scratch
+    // files: they go to a temporary directory (TMPDIR), never over the
+    // initramfs build's files in build.out_dir.
+    let staging = match cfg.build.output {
+        Output::Initramfs | Output::Iso => None,
+        _ => Some(
+            tempfile::Builder::new()
+                .prefix("mkrescue-build.")
+                .tempdir()
+                .with_context(|| {
+                    format!(
+                        "creating a scratch directory in {} (set TMPDIR to use another)",
+                        std::env::temp_dir().display()
+                    )
+                })?,
+        ),
+    };
+    let stage_dir = staging
+        .as_ref()
+        .map_or(cfg.build.out_dir.as_path(), |t| t.path());
+    let mut written = crate::output::initramfs::write(
         &manifest,
         &host.kernel,
         cfg.build.compress,
         cfg.build.compress_level,
-        &cfg.build.out_dir,
+        stage_dir,
         show,
     )?;
     let media = match cfg.build.output {
@@ -73,12 +110,15 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
                 root,
                 &host,
                 &manifest,
-                &cfg.build.out_dir,
+                stage_dir,
             )?;
             pb.finish_and_clear();
             Some(m)
         }
     };
+    if staging.is_some() {
+        written.out_dir = None;
+    }
     let report = BuildReport {
         output: written,
         plan,
@@ -88,14 +128,17 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     if global.json {
         super::print_json(&report)?;
     } else if !global.quiet {
-        eprintln!(
-            "mkrescue: wrote {}/initrd.img ({:.1} MiB, {} files, kernel {}) in {:.1}s",
-            report.output.out_dir.display(),
+        let what = format!(
+            "({:.1} MiB, {} files, kernel {}) in {:.1}s",
             report.output.initrd_bytes as f64 / (1024.0 * 1024.0),
             report.output.files,
             report.output.kernel_version,
             report.seconds
         );
+        match &report.output.out_dir {
+            Some(dir) => eprintln!("mkrescue: wrote {}/initrd.img {what}", dir.display()),
+            None => eprintln!("mkrescue: built the rescue system {what}"),
+        }
         if let Some(m) = &report.media {
             for p in &m.written {
                 eprintln!("mkrescue: wrote {}", p.display());

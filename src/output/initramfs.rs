@@ -20,7 +20,8 @@ use crate::image::{self, ArchiveReport, Manifest};
 /// What the build wrote, for the summary line and `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Written {
-    pub out_dir: PathBuf,
+    /// None when the files were scratch for a USB, PXE or OBDR medium.
+    pub out_dir: Option<PathBuf>,
     pub kernel_version: String,
     pub compression: Compression,
     pub entries: usize,
@@ -95,7 +96,7 @@ pub fn write(
     })?;
 
     Ok(Written {
-        out_dir: out_dir.to_path_buf(),
+        out_dir: Some(out_dir.to_path_buf()),
         kernel_version: kernel.version.clone(),
         compression,
         entries: manifest.len(),

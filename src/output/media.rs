@@ -196,40 +196,8 @@ pub fn write(
     let mut written = Vec::new();
     let mut pxe = None;
     let mut tape_records = None;
-    // ISO, PXE tree and tape file only create files: a dry run says where
-    // and stops. USB and tape drives are handled below (they erase).
-    let creates_only = match kind {
-        Output::Iso | Output::Pxe => true,
-        Output::Obdr => args.tape.is_none(),
-        _ => false,
-    };
-    if args.dry_run && creates_only {
-        let target = match kind {
-            Output::Pxe => args.pxe_root.clone().unwrap_or_default(),
-            Output::Obdr => args.tape_file.clone().unwrap_or_default(),
-            _ => out_dir.join(super::iso::ISO_NAME),
-        };
-        println!(
-            "would write the {} output to {} (nothing existing is erased)",
-            name(kind),
-            target.display()
-        );
-        if kind == Output::Pxe
-            && let Some(url) = pxe_upload(cfg, args)
-        {
-            println!(
-                "would then upload it to {} with rsync over ssh (adds and updates files, deletes none)",
-                super::pxeupload::Remote::parse(url)?.describe()
-            );
-        }
-        return Ok(MediaReport {
-            kind,
-            written,
-            checksums: Vec::new(),
-            pxe,
-            tape_records,
-        });
-    }
+    // `--dry-run` stops before this step (see `dryrun`).
+    debug_assert!(!args.dry_run);
     let efi = if matches!(kind, Output::Iso | Output::Obdr) {
         let (l, warning) = super::secureboot::choose(
             cfg.output.secure_boot,
@@ -282,6 +250,8 @@ pub fn write(
             )?);
         }
         Output::Obdr => {
+            // The ISO is scratch here: `out_dir` is the build's staging
+            // directory; only the tape (file) is the product.
             let iso = super::iso::write(
                 &vmlinuz,
                 &initrd,
@@ -291,7 +261,6 @@ pub fn write(
                 out_dir,
                 &iso_opts,
             )?;
-            written.push(iso.clone());
             if let Some(path) = &args.tape_file {
                 let tmp = path.with_extension("tmp");
                 let mut sink = super::obdr::SimhFile::create(&tmp)?;
@@ -300,16 +269,9 @@ pub fn write(
                     .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
                 written.push(path.clone());
             } else if let Some(dev) = &args.tape {
-                if args.dry_run {
-                    println!(
-                        "would rewind {} and overwrite the tape with the OBDR label and {}",
-                        dev.display(),
-                        iso.display()
-                    );
-                } else {
-                    let mut sink = super::obdr::StDevice::open(dev)?;
-                    tape_records = Some(super::obdr::write_layout(&mut sink, &iso)?);
-                }
+                let mut sink = super::obdr::StDevice::open(dev)?;
+                tape_records = Some(super::obdr::write_layout(&mut sink, &iso)?);
+                written.push(dev.clone());
             }
         }
         Output::Pxe => {
@@ -347,54 +309,45 @@ pub fn write(
                 (None, Some(img)) => (img.clone(), size),
                 (None, None) => unreachable!("check_args requires --device or --image"),
             };
-            if args.dry_run {
-                println!(
-                    "would write a {} MiB GPT image (ESP + ext4 {}) to {}",
-                    size >> 20,
-                    super::usb::DATA_LABEL,
-                    args.device.as_ref().unwrap_or(&image).display()
-                );
+            super::usb::write_image(&vmlinuz, &initrd, &menu, &tag(&menu), &work, &image, size)?;
+            if let Some(dev) = &args.device {
+                super::usb::write_device(&image, dev)?;
+                written.push(dev.clone());
             } else {
-                super::usb::write_image(
-                    &vmlinuz,
-                    &initrd,
-                    &menu,
-                    &tag(&menu),
-                    &work,
-                    &image,
-                    size,
-                )?;
-                if let Some(dev) = &args.device {
-                    super::usb::write_device(&image, dev)?;
-                    written.push(dev.clone());
-                } else {
-                    written.push(image);
-                }
+                written.push(image);
             }
         }
     }
     let _ = std::fs::remove_dir_all(out_dir.join(".iso-backup"));
-    if !args.dry_run {
-        std::fs::remove_dir_all(&work)
-            .or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })
-            .with_context(|| format!("removing scratch directory {}", work.display()))?;
-    }
-    let checksums = match (&pxe, args.pxe_root.as_deref()) {
-        // The PXE tree gets its own SHA256SUMS (over every host's files).
-        (Some(_), Some(pxe_root)) => {
-            super::sums::write(out_dir, &[])?;
+    std::fs::remove_dir_all(&work)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .with_context(|| format!("removing scratch directory {}", work.display()))?;
+    // Each medium's SHA256SUMS sits beside it with names relative to its
+    // directory, so `mkrescue verify` of that directory checks it. The PXE
+    // tree's covers every host's files; a USB image's or tape file's
+    // directory may hold other files, so only their own line changes.
+    let checksums = match kind {
+        Output::Initramfs | Output::Iso => super::sums::write(out_dir, &[])?,
+        Output::Pxe => {
+            let pxe_root = args.pxe_root.as_deref().context("--pxe-root is required")?;
             super::sums::write(pxe_root, &[])?
         }
-        _ => {
-            // A device is not a file to checksum.
-            let files: Vec<PathBuf> = written.iter().filter(|p| p.is_file()).cloned().collect();
-            super::sums::write(out_dir, &files)?
+        Output::Usb | Output::Obdr => {
+            let file = match kind {
+                Output::Usb => args.image.as_deref(),
+                _ => args.tape_file.as_deref(),
+            };
+            match file {
+                // A device is not a file to checksum.
+                None => Vec::new(),
+                Some(f) => super::sums::update(f)?,
+            }
         }
     };
     // The tree is complete with its SHA256SUMS: now it can go to the

@@ -1,10 +1,13 @@
 //! Output writers: turn the Manifest into the files an admin carries to the
 //! dead machine. `initramfs` writes DIR/vmlinuz, DIR/initrd.img,
 //! DIR/manifest.json and DIR/SHA256SUMS; `media` builds the iso, usb, pxe
-//! and obdr outputs on top of it, with boot menus rendered by `bootcfg`.
-//! Every output ends with a SHA256SUMS that `mkrescue verify DIR` checks.
+//! and obdr outputs on top of it (the usb, pxe and obdr ones from a scratch
+//! copy in TMPDIR), with boot menus rendered by `bootcfg`. Every output ends
+//! with a SHA256SUMS beside it that `mkrescue verify DIR` checks. `dryrun`
+//! says what a build would write and call, writing nothing.
 
 pub mod bootcfg;
+pub mod dryrun;
 pub mod initramfs;
 pub mod iso;
 pub mod isobackup;

@@ -53,6 +53,45 @@ pub fn write(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(String, String)>> {
         }
         lines.push((abs.to_string_lossy().into_owned(), sha256_file(&abs)?));
     }
+    store(dir, &lines)?;
+    Ok(lines)
+}
+
+/// Adds or replaces the line of `file` in the SHA256SUMS of its directory,
+/// keeping the other lines (a directory of USB images or tape files may
+/// hold several media, and other files that are none of ours). Returns
+/// the file's (name, hash).
+pub fn update(file: &Path) -> Result<Vec<(String, String)>> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = file
+        .file_name()
+        .with_context(|| format!("{} names no file", file.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let hash = sha256_file(file)?;
+    let mut lines: Vec<(String, String)> = match std::fs::read_to_string(dir.join(SUMS)) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .filter(|(_, n)| *n != name)
+            .map(|(h, n)| (n.to_string(), h.to_string()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}", dir.join(SUMS).display()));
+        }
+    };
+    lines.push((name.clone(), hash.clone()));
+    lines.sort();
+    store(dir, &lines)?;
+    Ok(vec![(name, hash)])
+}
+
+/// DIR/SHA256SUMS with these (name, hash) lines, replaced atomically.
+fn store(dir: &Path, lines: &[(String, String)]) -> Result<()> {
     let text: String = lines.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();
     let path = dir.join(SUMS);
     let tmp = dir.join(format!("{SUMS}.tmp"));
@@ -62,7 +101,7 @@ pub fn write(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(String, String)>> {
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(lines)
+    Ok(())
 }
 
 /// The outcome for one listed file.

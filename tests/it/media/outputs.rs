@@ -212,9 +212,13 @@ fn usb_image_has_esp_with_both_loaders_and_ext4_for_backups() {
         .arg(&img));
     assert!(probe.contains("LABEL=\"MKRESCUE-DATA\""), "{probe}");
     assert!(probe.contains("TYPE=\"ext4\""), "{probe}");
-    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
-    assert!(sums.contains(&format!("  {}\n", img.display())), "{sums}");
-    ok(verify(&out));
+    // The image's checksum is beside it, by its name (item 4 of the
+    // first-hour issue): `verify` of its directory passes, and nothing went
+    // into --out.
+    let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+    assert!(sums.ends_with("  usb.img\n"), "{sums}");
+    ok(verify(dir.path()));
+    assert!(!out.exists(), "a USB build wrote into --out");
 }
 
 #[test]
@@ -325,6 +329,16 @@ fn pxe_tree_per_mac_with_shared_base_and_host_layer() {
     let second = build("out2");
     assert_eq!(second["media"]["pxe"]["base_shared"], true, "{second}");
     ok(verify(&root));
+    // The tree is the product: --out is not written, no scratch is left.
+    assert!(!dir.path().join("out1").exists());
+    assert!(!dir.path().join("out2").exists());
+    assert!(
+        !std::fs::read_dir(&root).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.'))
+    );
 
     // --pxe-default adds the catch-all menus.
     build_default(&root, dir.path());
@@ -359,14 +373,17 @@ fn obdr_tape_file_through_the_cli() {
         "--json",
     ]));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let iso_len = std::fs::metadata(out.join("mkrescue.iso")).unwrap().len();
-    assert_eq!(j["media"]["tape_records"].as_u64().unwrap(), iso_len / 2048);
+    let iso_records = j["media"]["tape_records"].as_u64().unwrap();
     let raw = std::fs::read(&tap).unwrap();
     assert_eq!(&raw[4..12], b"REAR-000");
     let items = mkrescue::output::obdr::read_simh(&raw).unwrap();
-    assert_eq!(items.len() as u64, 20 + iso_len / 2048 + 2);
-    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
-    assert!(sums.contains("rescue.tap"), "{sums}");
+    assert_eq!(items.len() as u64, 20 + iso_records + 2);
+    // The tape file's checksum is beside it; the ISO on the tape was
+    // scratch, and --out is not touched.
+    let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+    assert!(sums.ends_with("  rescue.tap\n"), "{sums}");
+    ok(verify(dir.path()));
+    assert!(!out.exists(), "an OBDR build wrote into --out");
 }
 
 #[test]
@@ -381,7 +398,83 @@ fn iso_dry_run_says_where_and_writes_no_iso() {
         "--dry-run",
     ]));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("would write the iso output to"), "{stdout}");
-    assert!(!out.join("mkrescue.iso").exists());
-    assert!(!out.join(".work").exists());
+    assert!(
+        stdout.contains(&format!(
+            "  {}: hybrid ISO",
+            out.join("mkrescue.iso").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("would call: "), "{stdout}");
+    assert!(stdout.contains("xorriso"), "{stdout}");
+    assert!(!out.exists(), "the dry run created {}", out.display());
+}
+
+/// Item 1 of the first-hour issue: `--dry-run` of an initramfs build wrote
+/// the whole image. Now it lists the files (the kernel with its size, the
+/// initrd's entries and size before compression) and writes nothing: an
+/// existing build stays as it was.
+#[test]
+fn initramfs_dry_run_lists_files_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("initrd.img"), "the admin's image").unwrap();
+    let o = ok(mkrescue(&[
+        "--output",
+        "initramfs",
+        "--out",
+        s(&out),
+        "--dry-run",
+    ]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let first = stdout.lines().next().unwrap_or("");
+    assert_eq!(
+        first, "dry run of --output initramfs: nothing is written",
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("  {} (", out.join("vmlinuz").display())),
+        "the kernel's size: {stdout}"
+    );
+    assert!(stdout.contains("MiB before zstd compression"), "{stdout}");
+    assert!(stdout.contains("would call no external tool"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["initrd.img"], "the dry run wrote into --out");
+    assert_eq!(
+        std::fs::read_to_string(out.join("initrd.img")).unwrap(),
+        "the admin's image"
+    );
+}
+
+/// Item 1: `--output usb --image F --dry-run` said "would write" and then
+/// wrote build.out_dir's initrd.img anyway.
+#[test]
+fn usb_dry_run_touches_neither_image_nor_out_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let img = dir.path().join("usb.img");
+    let o = ok(mkrescue(&[
+        "--output",
+        "usb",
+        "--image",
+        s(&img),
+        "--out",
+        s(&out),
+        "--dry-run",
+    ]));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "  {} (2048.0 MiB): sparse GPT disk",
+            img.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("syslinux, sfdisk, mkfs.ext4"), "{stdout}");
+    assert!(!img.exists());
+    assert!(!out.exists(), "the dry run created {}", out.display());
 }

@@ -184,6 +184,7 @@ fn pxe_upload_url_and_output_are_checked_first() {
         "{stdout}"
     );
     assert!(!tmp.path().join("t").exists());
+    assert!(!tmp.path().join("out").exists());
 
     // The flag with another output is a mistake; the configuration key is
     // for pxe builds and does not stop the others.
@@ -212,7 +213,7 @@ fn pxe_upload_url_and_output_are_checked_first() {
         s(&tmp.path().join("out")),
     ]));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("would write the iso output"), "{stdout}");
+    assert!(stdout.contains("dry run of --output iso"), "{stdout}");
     assert!(!stdout.contains("upload"), "{stdout}");
 }
 
