@@ -363,11 +363,15 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     }
     let src = source_of(cfg, args, &target)?;
     let paths = src.paths.clone();
-    let started = crate::sys::time::now();
+    let clock = std::time::SystemTime::now();
+    let started = clock
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Unique to the microsecond (README "Backup names").
     let name = format!(
         "{}-{}",
         crate::sys::host::hostname(&args.root),
-        crate::sys::time::stamp(started)
+        crate::sys::time::stamp_micros(clock)
     );
     let recipient = cfg
         .backup
@@ -567,7 +571,7 @@ fn borg_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let name = format!(
         "{}-{}",
         crate::sys::host::hostname(&args.root),
-        crate::sys::time::stamp(crate::sys::time::now())
+        crate::sys::time::stamp_micros(std::time::SystemTime::now())
     );
     let out = repo
         .create(&src, &name, args.dry_run)
@@ -607,7 +611,7 @@ fn rsync_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let target = target_of(cfg, args.target.as_ref(), Use::Rsync)?;
     let src = source_of(cfg, args, &target)?;
     let start = Instant::now();
-    let stamp = crate::sys::time::stamp(crate::sys::time::now());
+    let stamp = crate::sys::time::stamp_micros(std::time::SystemTime::now());
     let rep = rsync::backup(
         &src,
         &target,

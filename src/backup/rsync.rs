@@ -21,7 +21,7 @@ use crate::exec::Cmd;
 
 /// Which snapshots to keep: the newest overall, the newest of each of the
 /// newest `daily` days and of each of the newest `monthly` months. Names
-/// are `YYYYMMDDTHHMMSSZ` stamps, sorted oldest first.
+/// are `YYYYMMDDTHHMMSS[.ffffff]Z` stamps, sorted oldest first.
 pub fn keep(names: &[String], daily: usize, monthly: usize) -> BTreeSet<String> {
     let mut keep = BTreeSet::new();
     if let Some(last) = names.last() {
@@ -46,8 +46,22 @@ pub fn keep(names: &[String], daily: usize, monthly: usize) -> BTreeSet<String> 
     keep
 }
 
+/// `YYYYMMDDTHHMMSSZ` (before microseconds) or `YYYYMMDDTHHMMSS.ffffffZ`.
 fn is_stamp(n: &str) -> bool {
-    n.len() == 16 && n.as_bytes()[8] == b'T' && n.ends_with('Z')
+    let b = n.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    match b.len() {
+        16 => digits(0..8) && b[8] == b'T' && digits(9..15) && b[15] == b'Z',
+        23 => {
+            digits(0..8)
+                && b[8] == b'T'
+                && digits(9..15)
+                && b[15] == b'.'
+                && digits(16..22)
+                && b[22] == b'Z'
+        }
+        _ => false,
+    }
 }
 
 /// The complete snapshots at the target, oldest first.
@@ -166,7 +180,20 @@ pub fn backup(
         ));
     }
     cmd = cmd.arg(format!("{base}/{part}/"));
-    cmd.output().context("rsync backup")?;
+    // A failed run leaves no .part behind (the next run would not use it).
+    let done = cmd.output().context("rsync backup").and_then(|_| {
+        if dry_run {
+            Ok(())
+        } else {
+            target.rename(&part, stamp)
+        }
+    });
+    if let Err(e) = done {
+        if !dry_run {
+            let _ = target.remove_dir(&part);
+        }
+        return Err(e);
+    }
     if dry_run {
         return Ok(RsyncReport {
             snapshot: stamp.to_string(),
@@ -175,23 +202,58 @@ pub fn backup(
             kept: before.len() + 1,
         });
     }
-    target.rename(&part, stamp)?;
+    // STAMP.paths names what the snapshot holds: retention compares
+    // snapshots of the same paths only, so a snapshot of /etc never
+    // replaces the day's snapshot of /data.
+    let paths = paths_text(src);
+    let mut up = target.upload(&paths_file(stamp))?;
+    std::io::Write::write_all(&mut up, paths.as_bytes())
+        .with_context(|| format!("writing {}", paths_file(stamp)))?;
+    up.close()?.commit()?;
     let mut all = before;
     all.push(stamp.to_string());
-    let kept = keep(&all, daily, monthly);
-    let mut pruned = Vec::new();
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for s in &all {
-        if !kept.contains(s) {
-            target.remove_dir(s)?;
-            pruned.push(s.clone());
+        // Snapshots from before the .paths files form one group.
+        let mut text = String::new();
+        if let Ok(mut r) = target.open(&paths_file(s)) {
+            let _ = std::io::Read::read_to_string(&mut r, &mut text);
+        }
+        groups.entry(text).or_default().push(s.clone());
+    }
+    let mut pruned = Vec::new();
+    let mut kept = 0;
+    for names in groups.values() {
+        let k = keep(names, daily, monthly);
+        kept += k.len();
+        for s in names {
+            if !k.contains(s) {
+                target.remove_dir(s)?;
+                target.remove_file(&paths_file(s))?;
+                pruned.push(s.clone());
+            }
         }
     }
+    pruned.sort();
     Ok(RsyncReport {
         snapshot: stamp.to_string(),
         link_dest: prev,
         pruned,
-        kept: kept.len(),
+        kept,
     })
+}
+
+/// The file beside snapshot `stamp` naming its source paths.
+fn paths_file(stamp: &str) -> String {
+    format!("{stamp}.paths")
+}
+
+/// One source path a line, as given.
+fn paths_text(src: &Source) -> String {
+    src.paths
+        .iter()
+        .map(|p| format!("{}\n", p.display()))
+        .collect()
 }
 
 /// Copies snapshot `name` back into `to`.

@@ -224,6 +224,21 @@ impl Target {
         }
     }
 
+    /// Removes a file of the target directory; a missing one is no error.
+    pub fn remove_file(&self, name: &str) -> Result<()> {
+        match self {
+            Target::Local(dir) => match std::fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("removing {}", dir.join(name).display()))
+                }
+                _ => Ok(()),
+            },
+            Target::Ssh { dir, .. } => {
+                self.run(&format!("rm -f {}", sq(&Self::remote_path(dir, name))))
+            }
+        }
+    }
+
     /// The local directory, to keep it out of the backup.
     pub fn local_dir(&self) -> Option<&Path> {
         match self {

@@ -44,6 +44,16 @@ pub fn stamp(secs: i64) -> String {
     )
 }
 
+/// `YYYYMMDDTHHMMSS.ffffffZ`: [`stamp`] with microseconds, the name of a
+/// backup. Two backups of one host started in the same second (of /data,
+/// then of /etc) get different names and both stay; the names still sort
+/// in time order.
+pub fn stamp_micros(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let s = stamp(d.as_secs() as i64);
+    format!("{}.{:06}Z", s.trim_end_matches('Z'), d.subsec_micros())
+}
+
 /// `YYYY-MM-DD` (UTC).
 pub fn date(secs: i64) -> String {
     let c = civil(secs);
@@ -69,6 +79,8 @@ mod tests {
         assert_eq!(date(951_782_400), "2000-02-29");
         assert_eq!(stamp(1_795_412_671), "20261123T054431Z");
         assert_eq!(stamp(-1), "19691231T235959Z");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_412_671_000_042);
+        assert_eq!(stamp_micros(t), "20261123T054431.000042Z");
         let c = civil(1_795_412_671);
         assert_eq!((c.hour, c.minute, c.second), (5, 44, 31));
     }

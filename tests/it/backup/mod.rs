@@ -6,6 +6,7 @@ mod borg;
 mod damage;
 mod excludes;
 mod mail;
+mod naming;
 mod roundtrip;
 mod share;
 mod source;
