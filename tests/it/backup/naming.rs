@@ -89,13 +89,13 @@ fn two_rsync_snapshots_in_one_second_both_stay() {
     let snaps: Vec<&String> = all.iter().filter(|n| bk.join(n).is_dir()).collect();
     assert_eq!(snaps.len(), 2, "the day's retention pruned one: {all:?}");
     assert!(
-        bk.join(&snaps[0])
+        bk.join(snaps[0])
             .join(data.strip_prefix("/").unwrap())
             .join("file")
             .is_file()
     );
     assert!(
-        bk.join(&snaps[1])
+        bk.join(snaps[1])
             .join(etc.strip_prefix("/").unwrap())
             .join("file")
             .is_file()
