@@ -18,7 +18,10 @@ Exit codes:
   3  invalid configuration file (unknown key, wrong type, bad value)
   4  the host lacks something the build needs (tool, kernel modules, compression support)
   5  a corrupt or unusable input file (e.g. a truncated ELF binary)
-  6  the requested feature is not available in this version yet";
+  6  the requested feature is not available in this version yet
+  7  no saved layout (layout check|show, recover): run `mkrescue layout save`
+  8  a disk or file system could not be probed (layout save|check)
+`layout check` exits 0 when the layout is unchanged, 1 when it changed, 7 or 8.";
 
 /// `ValueEnum` for the configuration's enums, here so that `config.rs`
 /// needs no clap: each variant's command-line name (the same as its name
@@ -254,6 +257,10 @@ pub enum LayoutAction {
         /// Write here instead
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Save even when a disk or file system cannot be probed, recording
+        /// it as unknown (else that is an error, exit 8)
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Print a saved layout as a tree (or the live one with --live)
     Show {
@@ -264,7 +271,8 @@ pub enum LayoutAction {
         #[arg(long)]
         live: bool,
     },
-    /// Compare the current layout with the saved one; exit 1 when it changed
+    /// Compare the current layout with the saved one: exit 0 unchanged, 1
+    /// changed, 7 no saved layout, 8 a disk could not be probed
     Check {
         /// Layout file to compare with
         #[arg(long, value_name = "FILE")]

@@ -23,6 +23,12 @@ pub enum Code {
     Input = 5,
     /// The requested feature is not available in this version yet.
     NotYet = 6,
+    /// There is no saved layout (`layout check|show`, `recover`): run
+    /// `mkrescue layout save`.
+    NoLayout = 7,
+    /// A disk or file system could not be probed (no permission, I/O
+    /// error), so its layout is unknown.
+    Probe = 8,
 }
 
 impl Code {

@@ -12,6 +12,16 @@ use anyhow::{Context, Result, bail};
 /// How many bytes of a failed command's stderr go into the error.
 const STDERR_TAIL: usize = 2000;
 
+/// A finished command of [`Cmd::run_any`].
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// None when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    /// Trimmed.
+    pub stderr: String,
+}
+
 /// A command to run, built like `std::process::Command`.
 #[derive(Debug)]
 pub struct Cmd {
@@ -90,6 +100,26 @@ impl Cmd {
             bail!("`{line}` failed ({}): {tail}", out.status);
         }
         Ok(out.stdout)
+    }
+
+    /// Runs the command for tools whose exit codes mean more than
+    /// success or failure (blkid: 2 is "nothing found"). Only a command
+    /// that cannot start is an error.
+    pub fn run_any(mut self) -> Result<Finished> {
+        let line = self.display();
+        log::debug!("running: {line}");
+        let out = self
+            .inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        Ok(Finished {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 
     /// Runs the command and returns stdout as text.

@@ -21,19 +21,49 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
     }
     let target = cfg.backup.target.as_deref();
     match &args.action {
-        LayoutAction::Save { out } => {
+        LayoutAction::Save { out, allow_partial } => {
             let path = out.as_ref().unwrap_or(&default);
             let l = capture_live(target)?;
+            if !l.unknown.is_empty() {
+                if !*allow_partial {
+                    return Err(unprobed(
+                        &l,
+                        "the layout would miss what it holds; run as root where the disk can be read, or add --allow-partial to record it as unknown",
+                    ));
+                }
+                for u in &l.unknown {
+                    log::warn!(
+                        "{}: could not be probed ({}); recorded as unknown",
+                        u.device,
+                        u.reason
+                    );
+                }
+            }
+            if !l.has_root() {
+                log::warn!(
+                    "no file system mounted at / is in the layout: `recover` will refuse it"
+                );
+            }
             write(&l, path)?;
-            eprintln!(
-                "mkrescue: layout saved to {} ({} disks, {} partitions, {} md, {} LVs, {} file systems)",
-                path.display(),
-                l.disks.len(),
-                l.disks.iter().map(|d| d.partitions.len()).sum::<usize>(),
-                l.md.len(),
-                l.lvm.lvs.len(),
-                l.filesystems.len()
-            );
+            if !global.quiet {
+                eprintln!(
+                    "mkrescue: layout saved to {} ({}, {}, {} md, {}, {}{})",
+                    path.display(),
+                    count(l.disks.len(), "disk"),
+                    count(
+                        l.disks.iter().map(|d| d.partitions.len()).sum::<usize>(),
+                        "partition"
+                    ),
+                    l.md.len(),
+                    count(l.lvm.lvs.len(), "LV"),
+                    count(l.filesystems.len(), "file system"),
+                    if l.unknown.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} unknown", l.unknown.len())
+                    }
+                );
+            }
             Ok(())
         }
         LayoutAction::Show { file, live } => {
@@ -54,9 +84,23 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             let path = file.as_ref().unwrap_or(&default);
             let saved = Layout::load(path)?;
             let now = capture_live(target)?;
+            // A device that cannot be probed now is no drift, but the
+            // check is not sound either (unless the save recorded it so).
+            if now
+                .unknown
+                .iter()
+                .any(|u| !saved.unknown.iter().any(|s| s.device == u.device))
+            {
+                return Err(unprobed(
+                    &now,
+                    "the layout cannot be compared; run as root where the disk can be read",
+                ));
+            }
             let d = diff(&saved, &now);
             if d.is_empty() {
-                eprintln!("mkrescue: layout unchanged since {}", path.display());
+                if !global.quiet {
+                    eprintln!("mkrescue: layout unchanged since {}", path.display());
+                }
                 return Ok(());
             }
             let mut out = std::io::stdout().lock();
@@ -66,11 +110,38 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             Err(fail(
                 Code::Failed,
                 format!(
-                    "layout changed since {} was saved ({} differences above); run `mkrescue layout save` and build a new rescue image",
+                    "layout changed since {} was saved ({} above); run `mkrescue layout save{}` and build a new rescue image",
                     path.display(),
-                    d.len()
+                    count(d.len(), "difference"),
+                    if file.is_some() {
+                        format!(" --out {}", path.display())
+                    } else {
+                        String::new()
+                    }
                 ),
             ))
         }
     }
+}
+
+/// "1 disk", "2 disks".
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// The error for devices blkid could not probe (exit 8).
+fn unprobed(l: &Layout, consequence: &str) -> anyhow::Error {
+    let list: Vec<String> = l
+        .unknown
+        .iter()
+        .map(|u| format!("{} ({})", u.device, u.reason))
+        .collect();
+    fail(
+        Code::Probe,
+        format!("could not probe {}: {consequence}", list.join(", ")),
+    )
 }

@@ -16,8 +16,9 @@ pub fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<()> {
     if global.json {
         super::print_json(&checked)?;
     } else {
+        // -q: only errors, so only the files that do not match.
         let mut out = std::io::stdout().lock();
-        for c in &checked {
+        for c in checked.iter().filter(|c| !global.quiet || c.status != "ok") {
             writeln!(out, "{}: {}", c.name, c.status)?;
         }
     }

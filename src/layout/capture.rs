@@ -39,6 +39,26 @@ pub struct Sources {
     /// md path → data offset of its members in sectors, from sysfs
     /// (`/sys/block/mdX/md/dev-*/offset`; md(4)).
     pub md_data_offset: BTreeMap<String, u64>,
+    /// device → why blkid could not probe it (its error line). What it
+    /// holds is unknown: `layout save` refuses unless `--allow-partial`.
+    pub unprobed: BTreeMap<String, String>,
+}
+
+/// `blkid -p -o export DEV`: Ok(Some) its output, Ok(None) when it found
+/// nothing (exit 2 without a message, blkid(8) "RETURN CODE"), Err(the
+/// error line) when it could not probe (no permission, I/O error).
+fn blkid(dev: &str) -> Result<Option<String>, String> {
+    let r = Cmd::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(dev)
+        .run_any()
+        .map_err(|e| format!("{e:#}"))?;
+    match r.code {
+        Some(0) => Ok(Some(r.stdout)),
+        Some(2) if r.stderr.is_empty() => Ok(None),
+        _ if r.stderr.is_empty() => Err(format!("blkid -p {dev} exited with {:?}", r.code)),
+        _ => Err(r.stderr.lines().last().unwrap_or_default().to_string()),
+    }
 }
 
 const PVS_FIELDS: &str = "pv_name,pv_uuid,vg_name,pv_size,dev_size,pe_start";
@@ -94,11 +114,13 @@ pub fn gather() -> Result<Sources> {
     for disk in tree.iter().filter(|d| !ignored(d)) {
         // Without udev, lsblk may not know the table type: ask blkid too.
         let has_table = disk.pttype.is_some()
-            || Cmd::new("blkid")
-                .args(["-p", "-o", "export"])
-                .arg(&disk.path)
-                .read()
-                .is_ok_and(|o| parse::export(&o).contains_key("PTTYPE"));
+            || match blkid(&disk.path) {
+                Ok(o) => o.is_some_and(|o| parse::export(&o).contains_key("PTTYPE")),
+                Err(e) => {
+                    s.unprobed.insert(disk.path.clone(), e);
+                    false
+                }
+            };
         if has_table {
             s.sfdisk.insert(
                 disk.path.clone(),
@@ -116,13 +138,14 @@ pub fn gather() -> Result<Sources> {
             if !seen.insert(d.path.clone()) {
                 continue;
             }
-            // blkid exits 2 when it finds nothing: not an error here.
-            if let Ok(out) = Cmd::new("blkid")
-                .args(["-p", "-o", "export"])
-                .arg(&d.path)
-                .read()
-            {
-                s.blkid.insert(d.path.clone(), out);
+            match blkid(&d.path) {
+                Ok(Some(out)) => {
+                    s.blkid.insert(d.path.clone(), out);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    s.unprobed.insert(d.path.clone(), e);
+                }
             }
             // lsblk takes FSTYPE from the udev database, which the rescue
             // system lacks; blkid probes the device itself.
@@ -336,6 +359,15 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
             }
         }
     }
+
+    l.unknown = s
+        .unprobed
+        .iter()
+        .map(|(device, reason)| Unknown {
+            device: canon(device),
+            reason: reason.clone(),
+        })
+        .collect();
 
     // Mounts of the file systems in the layout, parents first.
     let fs_devs: BTreeSet<&str> = l.filesystems.iter().map(|f| f.device.as_str()).collect();

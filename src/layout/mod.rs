@@ -10,7 +10,7 @@ pub mod model;
 pub mod parse;
 pub mod show;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use model::*;
 
@@ -28,8 +28,21 @@ const VOLATILE: &[&str] = &["captured_at", "mkrescue_version"];
 pub fn diff(old: &Layout, new: &Layout) -> Vec<String> {
     let a = flatten_layout(old);
     let b = flatten_layout(new);
+    // A disk, partition, array... that is gone (or new) is one line, not
+    // one per field.
+    let gone = whole_entries(&a, &b);
+    let came = whole_entries(&b, &a);
+    let under =
+        |set: &BTreeSet<String>, k: &str| set.iter().find(|e| k.starts_with(e.as_str())).cloned();
     let mut out = Vec::new();
+    let mut said = BTreeSet::new();
     for (k, va) in &a {
+        if let Some(e) = under(&gone, k) {
+            if said.insert(e.clone()) {
+                out.push(format!("- {e}: removed"));
+            }
+            continue;
+        }
         match b.get(k) {
             None => out.push(format!("- {k}: {va}")),
             Some(vb) if vb != va => out.push(format!("~ {k}: {va} -> {vb}")),
@@ -37,11 +50,37 @@ pub fn diff(old: &Layout, new: &Layout) -> Vec<String> {
         }
     }
     for (k, vb) in &b {
+        if let Some(e) = under(&came, k) {
+            if said.insert(e.clone()) {
+                out.push(format!("+ {e}: added"));
+            }
+            continue;
+        }
         if !a.contains_key(k) {
             out.push(format!("+ {k}: {vb}"));
         }
     }
     out
+}
+
+/// The list entries (`disks[/dev/vdb]`, ...) of `a` of which `b` has no
+/// field at all, outermost only.
+fn whole_entries(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let entries = |m: &BTreeMap<String, String>| -> BTreeSet<String> {
+        m.keys()
+            .flat_map(|k| k.match_indices(']').map(move |(i, _)| k[..=i].to_string()))
+            .collect()
+    };
+    let eb = entries(b);
+    let mut gone: Vec<String> = entries(a).difference(&eb).cloned().collect();
+    gone.sort_by_key(|e| e.len());
+    let mut outer = BTreeSet::new();
+    for e in gone {
+        if !outer.iter().any(|o: &String| e.starts_with(o.as_str())) {
+            outer.insert(e);
+        }
+    }
+    outer
 }
 
 fn flatten_layout(l: &Layout) -> BTreeMap<String, String> {

@@ -44,6 +44,10 @@ pub struct Layout {
     /// configured excludes).
     #[serde(default)]
     pub excluded: Vec<Excluded>,
+    /// Devices whose contents could not be probed, recorded because
+    /// `layout save --allow-partial` was given: what they hold is unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<Unknown>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,7 +334,21 @@ pub struct Excluded {
     pub reason: String,
 }
 
+/// A device `layout save --allow-partial` could not probe, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unknown {
+    pub device: String,
+    pub reason: String,
+}
+
 impl Layout {
+    /// Whether a file system mounted at `/` is recorded: without one,
+    /// recover has nothing to restore the system onto.
+    pub fn has_root(&self) -> bool {
+        self.mounts.iter().any(|m| m.target == "/")
+    }
+
     pub fn new(host: String) -> Self {
         Layout {
             schema_version: SCHEMA_VERSION,
@@ -347,14 +365,33 @@ impl Layout {
             filesystems: Vec::new(),
             mounts: Vec::new(),
             excluded: Vec::new(),
+            unknown: Vec::new(),
         }
     }
 
     /// Reads a layout file. A wrong schema version or a broken field is one
     /// line naming the file and the field (exit code 5).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading layout {}", path.display()))?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let out = if path == Path::new(super::DEFAULT_PATH) {
+                    String::new()
+                } else {
+                    format!(" --out {}", path.display())
+                };
+                return Err(fail(
+                    Code::NoLayout,
+                    format!(
+                        "no saved layout at {}: run `mkrescue layout save{out}` first",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading layout {}", path.display()));
+            }
+        };
         Self::from_json(&text)
             .map_err(|e| fail(Code::Input, format!("layout {}: {e}", path.display())))
     }

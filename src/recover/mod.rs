@@ -133,6 +133,28 @@ pub struct RecoverOptions {
 pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let start = Instant::now();
     let layout = Layout::load(&args.layout)?;
+    if !layout.has_root() {
+        return Err(crate::error::fail(
+            crate::error::Code::Input,
+            format!(
+                "layout {} records no file system mounted at /{}: nothing to restore the system onto; save the layout on the host where blkid can read every disk (`mkrescue layout save`) and build a new rescue image (nothing was changed)",
+                args.layout.display(),
+                if layout.unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (saved with --allow-partial; unknown: {})",
+                        layout
+                            .unknown
+                            .iter()
+                            .map(|u| u.device.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        ));
+    }
     let root = cfg.recover.target_dir.clone();
     if !args.dry_run {
         // A re-run after a failure: the last attempt's tree holds the disks.

@@ -218,3 +218,35 @@ fn global_flags_before_or_after_the_subcommand() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Item 6 of the first-hour issue: `-q` ("only errors") still printed the
+/// success lines of `layout save`, `layout check` and `verify`.
+#[test]
+fn quiet_prints_no_success_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("layout.json");
+    let fs = f.to_str().unwrap();
+    let silent = |args: &[&str]| {
+        let out = mkrescue(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+    };
+    silent(&["-q", "layout", "save", "--out", fs, "--allow-partial"]);
+    assert!(f.is_file());
+    silent(&["layout", "check", "-q", "--file", fs]);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("a"), "a").unwrap();
+    std::fs::write(
+        out_dir.join("SHA256SUMS"),
+        "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb  a\n",
+    )
+    .unwrap();
+    silent(&["-q", "verify", out_dir.to_str().unwrap()]);
+    // A mismatch is still reported, with its line.
+    std::fs::write(out_dir.join("a"), "b").unwrap();
+    let out = mkrescue(&["-q", "verify", out_dir.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a: changed\n");
+    error_line(&out, 5);
+}

@@ -90,12 +90,109 @@ fn broken_field_is_named_with_its_path() {
 #[test]
 fn missing_file_fails_without_touching_anything() {
     let out = mkrescue(&["layout", "show", "--file", "/nonexistent/layout.json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7));
+    let err = one_error_line(&out);
+    assert_eq!(
+        err.trim_end(),
+        "mkrescue: error: no saved layout at /nonexistent/layout.json: run `mkrescue layout save --out /nonexistent/layout.json` first"
+    );
+}
+
+/// Item 5 of the first-hour issue: "no saved layout" exited 1 like
+/// "changed", and its hint ignored --file. A cron job now tells them apart.
+#[test]
+fn check_without_a_saved_layout_exits_7_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("nowhere.json");
+    let out = mkrescue(&["layout", "check", "--file", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7));
     let err = one_error_line(&out);
     assert!(
-        err.contains("reading layout /nonexistent/layout.json"),
+        err.starts_with(&format!(
+            "mkrescue: error: no saved layout at {}",
+            f.display()
+        )),
         "{err}"
     );
+    assert!(
+        err.contains(&format!("`mkrescue layout save --out {}`", f.display())),
+        "{err}"
+    );
+    assert!(!f.exists());
+}
+
+/// Item 5: "changed" stays exit 1; a removed disk is one line, not one per
+/// field; the hint names --file's path. The saved file is this machine's
+/// own layout plus a disk it does not have.
+#[test]
+fn check_of_a_changed_layout_exits_1_with_one_line_per_removed_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("layout.json");
+    let fs = f.to_str().unwrap();
+    // --allow-partial: a disk this machine cannot probe is recorded as
+    // unknown (check then compares it as such), not an error.
+    let out = mkrescue(&["layout", "save", "--out", fs, "--allow-partial", "-q"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mkrescue(&["layout", "check", "--file", fs]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+    let mut gone = v["disks"][0].clone();
+    if gone.is_null() {
+        gone = serde_json::json!({"path": "", "size": 1, "logical_sector_size": 512,
+            "physical_sector_size": 512, "wwn": null, "serial": null, "model": null,
+            "by_path": null, "table": "none", "disk_id": null, "partitions": []});
+    }
+    gone["path"] = "/dev/mkrescue-test-gone".into();
+    v["disks"].as_array_mut().unwrap().push(gone);
+    std::fs::write(&f, serde_json::to_string(&v).unwrap()).unwrap();
+    let out = mkrescue(&["layout", "check", "--file", fs]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("mkrescue-test-gone"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["- disks[/dev/mkrescue-test-gone]: removed"],
+        "{stdout}"
+    );
+    let err = one_error_line(&out);
+    assert!(
+        err.starts_with("mkrescue: error: layout changed since"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("`mkrescue layout save --out {fs}`")),
+        "{err}"
+    );
+}
+
+/// Item 3: `recover` refuses a layout without a root file system (what a
+/// save that could not probe the disks produced), before it plans anything.
+#[test]
+fn recover_refuses_a_layout_without_a_root_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_variant(&dir, |v| {
+        let m = v["mounts"].as_array_mut().unwrap();
+        m.retain(|m| m["target"] != "/");
+    });
+    let out = mkrescue(&["recover", "--dry-run", "--layout", &p]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = one_error_line(&out);
+    assert!(
+        err.starts_with(&format!(
+            "mkrescue: error: layout {p} records no file system mounted at /"
+        )),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "a plan was printed");
 }
 
 #[test]
@@ -132,9 +229,7 @@ fn check_diff_names_what_changed_and_ignores_volatile_fields() {
         "{lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("- filesystems[/dev/vg0/swap].uuid:")),
+        lines.contains(&"- filesystems[/dev/vg0/swap]: removed".to_string()),
         "{lines:#?}"
     );
     // Reordering LVs is no change: entries are keyed by name.

@@ -2,3 +2,4 @@
 
 mod capture;
 mod file;
+mod probe;
