@@ -177,8 +177,50 @@ pub struct RecoverCfg {
     /// Reinstall the boot loader (GRUB for BIOS and UEFI) after the restore.
     pub bootloader: bool,
     /// Regenerate the restored system's initramfs (update-initramfs, dracut
-    /// or mkinitcpio, whichever it has) so it fits the new disks.
-    pub initramfs: bool,
+    /// or mkinitcpio, whichever it has): `auto` only when finalize rewrote
+    /// a file it embeds or it lacks a driver of the new disks.
+    pub initramfs: Regen,
+    /// Regenerate the boot menu (grub-mkconfig): `auto` only when something
+    /// the restored grub.cfg refers to changed.
+    pub boot_menu: Regen,
+}
+
+/// When recover regenerates a file of the restored system that it can
+/// also keep as restored (`[recover] initramfs`, `boot_menu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", from = "RegenIn")]
+pub enum Regen {
+    /// Only when the restored one does not fit the new machine.
+    Auto,
+    Always,
+    Never,
+}
+
+/// `initramfs = true|false` from before `auto` existed still reads:
+/// true is `always`, false `never`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RegenIn {
+    Bool(bool),
+    Word(RegenWord),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RegenWord {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<RegenIn> for Regen {
+    fn from(r: RegenIn) -> Regen {
+        match r {
+            RegenIn::Bool(true) | RegenIn::Word(RegenWord::Always) => Regen::Always,
+            RegenIn::Bool(false) | RegenIn::Word(RegenWord::Never) => Regen::Never,
+            RegenIn::Word(RegenWord::Auto) => Regen::Auto,
+        }
+    }
 }
 
 impl Default for RecoverCfg {
@@ -188,7 +230,8 @@ impl Default for RecoverCfg {
             grow_last_partition: true,
             target_dir: PathBuf::from("/mnt/target"),
             bootloader: true,
-            initramfs: true,
+            initramfs: Regen::Auto,
+            boot_menu: Regen::Auto,
         }
     }
 }

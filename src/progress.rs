@@ -44,3 +44,138 @@ fn target(show: bool) -> ProgressDrawTarget {
         ProgressDrawTarget::hidden()
     }
 }
+
+/// What a serial console, a log file or a script sees of a byte counter
+/// when the bar is not drawn: a plain line (stderr not a terminal), or a
+/// JSON event (`--json`), every [`EVERY`] while the step runs. Dropping it
+/// stops the reports.
+pub struct Reporter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often [`Reporter`] reports.
+pub const EVERY: Duration = Duration::from_secs(5);
+
+/// Starts reporting `pb` (whose length is the total) as `step`. Nothing
+/// with `quiet`, or when the bar itself is drawn (a terminal, no `--json`).
+pub fn report(pb: &ProgressBar, step: &str, quiet: bool, json: bool) -> Reporter {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let text = !quiet && !std::io::stderr().is_terminal();
+    if !json && !text {
+        return Reporter { stop, thread: None };
+    }
+    let (pb, step, flag) = (pb.clone(), step.to_string(), stop.clone());
+    let start = std::time::Instant::now();
+    let thread = std::thread::spawn(move || {
+        let mut next = EVERY;
+        while !flag.load(Ordering::Relaxed) && !pb.is_finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            if start.elapsed() < next {
+                continue;
+            }
+            next += EVERY;
+            let line = progress_line(&step, pb.position(), pb.length(), start.elapsed(), json);
+            eprintln!("{line}");
+        }
+    });
+    Reporter {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One report: bytes done of the total, the mean rate since the start and
+/// the time left at that rate (none until there is a rate to go by).
+pub fn progress_line(
+    step: &str,
+    done: u64,
+    total: Option<u64>,
+    elapsed: Duration,
+    json: bool,
+) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let eta = match total {
+        Some(t) if rate > 0.0 && t >= done => Some((t - done) as f64 / rate),
+        _ => None,
+    };
+    if json {
+        return serde_json::json!({
+            "event": "progress",
+            "step": step,
+            "bytes": done,
+            "total": total,
+            "bytes_per_sec": rate.round(),
+            "eta_seconds": eta.map(|e| e.round()),
+        })
+        .to_string();
+    }
+    let mib = |b: f64| b / (1u64 << 20) as f64;
+    let mut s = format!("mkrescue: {step}: {:.1} MiB", mib(done as f64));
+    if let Some(t) = total.filter(|t| *t > 0) {
+        s.push_str(&format!(
+            " of {:.1} MiB ({:.0}%)",
+            mib(t as f64),
+            done as f64 * 100.0 / t as f64
+        ));
+    }
+    s.push_str(&format!(", {:.1} MiB/s", mib(rate)));
+    if let Some(e) = eta {
+        s.push_str(&format!(", {:.0}s left", e.ceil()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_events() {
+        let l = progress_line(
+            "restore",
+            512 << 20,
+            Some(1024 << 20),
+            Duration::from_secs(16),
+            false,
+        );
+        assert_eq!(
+            l,
+            "mkrescue: restore: 512.0 MiB of 1024.0 MiB (50%), 32.0 MiB/s, 16s left"
+        );
+        let j: serde_json::Value = serde_json::from_str(&progress_line(
+            "restore",
+            512 << 20,
+            Some(1024 << 20),
+            Duration::from_secs(16),
+            true,
+        ))
+        .unwrap();
+        assert_eq!(j["event"], "progress");
+        assert_eq!(j["bytes"], 512u64 << 20);
+        assert_eq!(j["eta_seconds"], 16.0);
+        // Nothing done yet: no rate, no time left.
+        let l = progress_line("restore", 0, Some(10), Duration::ZERO, false);
+        assert_eq!(l, "mkrescue: restore: 0.0 MiB of 0.0 MiB (0%), 0.0 MiB/s");
+    }
+
+    #[test]
+    fn reporter_stops_when_dropped() {
+        let pb = bytes(false, 100, "x");
+        let r = report(&pb, "x", false, true);
+        drop(r);
+        assert!(!pb.is_finished());
+    }
+}

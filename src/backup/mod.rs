@@ -96,6 +96,9 @@ pub struct RestoreOptions {
     pub archive: Option<String>,
     pub identity: Option<String>,
     pub method: Option<BackupMethod>,
+    /// Progress as JSON events on stderr without the JSON report on stdout
+    /// (recover's `--json`: its own report is the one on stdout).
+    pub events: bool,
 }
 
 /// Format version written into every manifest.
@@ -1164,6 +1167,7 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
         .map(|m| m.items.iter().map(|i| i.size).sum())
         .unwrap_or(0);
     let pb = crate::progress::bytes(show, total, "restore");
+    let _report = crate::progress::report(&pb, "restore", args.quiet, args.json || args.events);
     let input = open_file(
         &target,
         &format!("{name}{ARCHIVE_SUFFIX}{enc}"),

@@ -18,6 +18,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> Result<()> {
             archive: args.archive.clone(),
             identity: args.identity.clone(),
             method: args.method,
+            events: false,
         },
     )
 }

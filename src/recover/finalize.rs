@@ -8,23 +8,31 @@
 //!    fstab, crypttab, mdadm.conf, /etc/default/grub and the resume config.
 //!    The original is kept next to it as `*.mkrescue-orig`.
 //! 3. The initramfs is regenerated in a chroot with the system's own tool
-//!    (update-initramfs, dracut or mkinitcpio), so it carries the drivers
-//!    and the md/LVM/LUKS configuration of this machine.
+//!    (update-initramfs, dracut or mkinitcpio) when it must be: with
+//!    `initramfs = "auto"` only when [`needs::initramfs`] names a reason (a
+//!    file it embeds was rewritten, a driver of the new disks is missing).
 //! 4. The boot loader: GRUB for BIOS on every disk whose source disk had it
 //!    (a GPT `bios_grub` partition, or an MBR disk), so either RAID1 member
 //!    boots alone; GRUB for UEFI onto the ESP mounted in the tree (with a
 //!    firmware boot entry when the rescue system runs under UEFI, and the
 //!    removable-media path `\EFI\BOOT\BOOTX64.EFI` so new firmware finds it
 //!    without an entry), its `\EFI` tree copied onto the other disks' ESPs,
-//!    each with a boot entry of its own under UEFI; then `grub-mkconfig`.
+//!    each with a boot entry of its own under UEFI. grub-install always
+//!    runs: the boot sector and core image are not files the restore put
+//!    back. Then `grub-mkconfig`, with `boot_menu = "auto"` only when
+//!    [`needs::grub_cfg`] names a reason.
+//!
+//! Every tool's output goes to its own log under the work directory; a
+//! failure names the tool and that log, and leaves the disks as they are, so
+//! recover can run again after a fix.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::efiboot;
-use crate::config::RecoverCfg;
+use super::{efiboot, needs};
+use crate::config::{RecoverCfg, Regen};
 use crate::exec::Cmd;
 use crate::layout::{Flag, Layout, Table};
 
@@ -49,14 +57,20 @@ pub struct Ctx<'a> {
     pub cfg: &'a RecoverCfg,
     /// The rescue system runs under UEFI (firmware boot entries writable).
     pub efi_booted: bool,
-    /// Scratch space for mounting the other ESPs.
+    /// Scratch space for mounting the other ESPs, and the tools' logs.
     pub work_dir: &'a Path,
+    /// Kernel modules the new disks under /, /boot, /usr and swap need
+    /// (from the rescue system's sysfs), or why they could not be found.
+    pub needed: &'a Result<std::collections::BTreeSet<String>, String>,
+    /// What the recovered machine has that grub.cfg may refer to.
+    pub present: &'a needs::Present,
 }
 
 /// Runs the finalize steps; returns one line per thing done, for the report.
 pub fn run(c: &Ctx) -> Result<Vec<String>> {
     let mut done = Vec::new();
     bind_system(c.root)?;
+    let mut rewritten = Vec::new();
     for f in ID_FILES {
         let path = c.root.join(f);
         let Ok(text) = std::fs::read_to_string(&path) else {
@@ -73,13 +87,34 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
                 "/{f}: disk names rewritten for the new disks (original in {})",
                 orig.display()
             ));
+            rewritten.push(f.to_string());
         }
     }
-    if c.cfg.initramfs {
-        done.push(timed(|| initramfs(c.root))?);
+    let initramfs_needed = match c.cfg.initramfs {
+        Regen::Always => needs::Decision {
+            run: true,
+            why: "recover.initramfs = always".into(),
+        },
+        Regen::Never => needs::Decision {
+            run: false,
+            why: "kept: recover.initramfs = never".into(),
+        },
+        Regen::Auto => match c.needed {
+            Ok(m) => needs::initramfs(c.root, &rewritten, m),
+            Err(e) => needs::Decision {
+                run: true,
+                why: format!("the drivers of the new disks are not known ({e})"),
+            },
+        },
+    };
+    if initramfs_needed.run {
+        done.push(timed(|| initramfs(c, &initramfs_needed.why))?);
+    } else {
+        eprintln!("mkrescue: finalize: initramfs {}", initramfs_needed.why);
+        done.push(format!("initramfs {}", initramfs_needed.why));
     }
     if c.cfg.bootloader {
-        done.extend(bootloader(c)?);
+        done.extend(bootloader(c, &rewritten)?);
     }
     Ok(done)
 }
@@ -171,26 +206,60 @@ fn has(root: &Path, names: &[&'static str]) -> Option<&'static str> {
     })
 }
 
-fn initramfs(root: &Path) -> Result<String> {
+/// Runs `argv` in a chroot of the restored system with its output (stdout
+/// and stderr) in `WORK_DIR/finalize-NAME.log`; a failure is one line naming
+/// the tool and that log.
+fn logged(c: &Ctx, name: &str, argv: &[&str]) -> Result<()> {
+    let log = c.work_dir.join(format!("finalize-{name}.log"));
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let err = file.try_clone()?;
+    let status = std::process::Command::new("chroot")
+        .arg(c.root)
+        .args(argv)
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .status()
+        .with_context(|| {
+            format!(
+                "cannot start chroot {} {}",
+                c.root.display(),
+                argv.join(" ")
+            )
+        })?;
+    if !status.success() {
+        bail!(
+            "`{}` in the restored system failed ({status}); its output is in {}. The disks stay as they are: fix it (`chroot {}`) and run recover again",
+            argv.join(" "),
+            log.display(),
+            c.root.display()
+        );
+    }
+    Ok(())
+}
+
+fn initramfs(c: &Ctx, why: &str) -> Result<String> {
     let (tool, argv): (&str, &[&str]) = match has(
-        root,
+        c.root,
         &["update-initramfs", "dracut", "mkinitcpio"],
     ) {
         Some("update-initramfs") => ("update-initramfs", &["update-initramfs", "-u", "-k", "all"]),
         Some("dracut") => ("dracut", &["dracut", "--force", "--regenerate-all"]),
         Some("mkinitcpio") => ("mkinitcpio", &["mkinitcpio", "-P"]),
         _ => {
-            return Ok(
-                "initramfs: the restored system has no update-initramfs, dracut or mkinitcpio; its initramfs was restored as it was"
-                    .into(),
-            );
+            return Ok(format!(
+                "initramfs: the restored system has no update-initramfs, dracut or mkinitcpio; its initramfs was restored as it was, although {why}"
+            ));
         }
     };
-    eprintln!("mkrescue: finalize: regenerating the initramfs ({tool})");
-    chroot(root, argv)
-        .output()
-        .with_context(|| format!("regenerating the restored system's initramfs with {tool} (fix it in `chroot {}` and run recover again)", root.display()))?;
-    Ok(format!("initramfs regenerated with {tool}"))
+    eprintln!("mkrescue: finalize: regenerating the initramfs ({tool}): {why}");
+    logged(c, tool, argv)?;
+    Ok(format!("initramfs regenerated with {tool}: {why}"))
 }
 
 /// Target disks that get GRUB's BIOS boot code: those whose source disk had
@@ -242,7 +311,7 @@ pub fn esps(layout: &Layout) -> (Option<(String, String)>, Vec<String>) {
     (mounted, others)
 }
 
-fn bootloader(c: &Ctx) -> Result<Vec<String>> {
+fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let bios = bios_disks(c.layout, c.disks);
     let (esp, other_esps) = esps(c.layout);
@@ -280,9 +349,7 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
             for d in &bios {
                 eprintln!("mkrescue: finalize: installing GRUB for BIOS on {d}");
                 done.push(timed(|| {
-                    chroot(c.root, &[install, "--target=i386-pc", d])
-                        .output()
-                        .with_context(|| format!("installing GRUB for BIOS on {d}"))?;
+                    logged(c, "grub-install-bios", &[install, "--target=i386-pc", d])?;
                     Ok(format!("GRUB (BIOS) installed on {d}"))
                 })?);
             }
@@ -315,9 +382,7 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
             }
             eprintln!("mkrescue: finalize: installing GRUB for UEFI onto the ESP at {dir}");
             done.push(timed(|| {
-                chroot(c.root, &argv)
-                    .output()
-                    .with_context(|| format!("installing GRUB for UEFI onto {dir}"))?;
+                logged(c, "grub-install-efi", &argv)?;
                 Ok(format!("GRUB (UEFI) installed onto the ESP at {dir}"))
             })?);
             if c.efi_booted && !target_efibootmgr {
@@ -342,26 +407,53 @@ fn bootloader(c: &Ctx) -> Result<Vec<String>> {
             ));
         }
     }
-    match mkconfig {
-        Some(m) => {
-            let out = if m == "grub2-mkconfig" {
-                "/boot/grub2/grub.cfg"
-            } else {
-                "/boot/grub/grub.cfg"
-            };
-            eprintln!("mkrescue: finalize: writing {out} ({m})");
-            done.push(timed(|| {
-                chroot(c.root, &[m, "-o", out])
-                    .output()
-                    .with_context(|| format!("writing the restored system's {out} with {m}"))?;
-                Ok(format!("{out} written by {m}"))
-            })?);
-        }
-        None => done.push(
+    let Some(m) = mkconfig else {
+        done.push(
             "grub-mkconfig missing in the restored system: its grub.cfg was restored as it was"
                 .into(),
-        ),
+        );
+        return Ok(done);
+    };
+    let out = if m == "grub2-mkconfig" {
+        "/boot/grub2/grub.cfg"
+    } else {
+        "/boot/grub/grub.cfg"
+    };
+    let decision = match c.cfg.boot_menu {
+        Regen::Always => needs::Decision {
+            run: true,
+            why: "recover.boot_menu = always".into(),
+        },
+        Regen::Never => needs::Decision {
+            run: false,
+            why: "kept: recover.boot_menu = never".into(),
+        },
+        Regen::Auto => {
+            let renamed = c
+                .dev
+                .iter()
+                .filter(|(k, v)| k != v)
+                .map(|(k, _)| k.clone())
+                .collect();
+            needs::grub_cfg(
+                &c.root.join(out.trim_start_matches('/')),
+                &c.root.join("boot"),
+                rewritten,
+                c.present,
+                &renamed,
+            )
+        }
+    };
+    if !decision.run {
+        eprintln!("mkrescue: finalize: {out} {}", decision.why);
+        done.push(format!("{out} {}", decision.why));
+        return Ok(done);
     }
+    eprintln!("mkrescue: finalize: writing {out} ({m}): {}", decision.why);
+    done.push(timed(|| {
+        logged(c, m, &[m, "-o", out])?;
+        Ok(format!("{out} written by {m}: {}", decision.why))
+    })?);
     Ok(done)
 }
 

@@ -19,6 +19,7 @@ pub mod executor;
 pub mod finalize;
 pub mod mapping;
 pub mod mount;
+pub mod needs;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +31,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::backup::RestoreOptions;
-use crate::config::Config;
+use crate::config::{Config, Regen};
 use crate::exec::Cmd;
 use crate::layout::Layout;
 use mapping::{Ask, NoAsk, Terminal};
@@ -358,6 +359,10 @@ fn phases(
     if let Some(last) = report.phases.last_mut() {
         last.detail = "files restored".into();
     }
+    let needed = needs::needed_modules(Path::new("/sys"), &boot_devices(layout, dev, mounts))
+        .map_err(|e| format!("{e:#}"));
+    let md: Vec<String> = layout.md.iter().map(|m| m.path.clone()).collect();
+    let present = needs::present(&md);
     let ctx = finalize::Ctx {
         root,
         layout,
@@ -366,6 +371,8 @@ fn phases(
         cfg: &cfg.recover,
         efi_booted: Path::new("/sys/firmware/efi").is_dir(),
         work_dir: Path::new(WORK_DIR),
+        needed: &needed,
+        present: &present,
     };
     let done = report.phase("finalize", || {
         let done = finalize::run(&ctx)?;
@@ -387,6 +394,24 @@ fn phases(
         Ok(((), format!("{} unmounted, data synced", root.display())))
     })?;
     Ok(())
+}
+
+/// The new devices the restored system boots from: (device here, mount
+/// point or `swap`, file-system type) of every mount and swap area.
+fn boot_devices(
+    layout: &Layout,
+    dev: &BTreeMap<String, String>,
+    mounts: &[mount::TargetMount],
+) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = mounts
+        .iter()
+        .map(|m| (m.device.clone(), m.target.clone(), m.fstype.clone()))
+        .collect();
+    for f in layout.filesystems.iter().filter(|f| f.fstype == "swap") {
+        let d = dev.get(&f.device).cloned().unwrap_or(f.device.clone());
+        v.push((d, "swap".into(), "swap".into()));
+    }
+    v
 }
 
 /// Kernel modules the layout needs, loaded up front: the kernel would
@@ -514,6 +539,7 @@ fn restore_options(args: &RecoverOptions, from: Option<String>, root: &Path) -> 
         json: false,
         identity: args.identity.clone(),
         method: None,
+        events: args.json,
     }
 }
 
@@ -566,8 +592,16 @@ fn rest_script(
         "mount -t proc proc {r}/proc\nmount --bind /run {r}/run\n"
     ));
     s.push_str("# /etc/fstab, crypttab, mdadm.conf, default/grub: renamed disks rewritten\n");
-    if cfg.recover.initramfs {
-        s.push_str(&format!("chroot {r} update-initramfs -u -k all   # or dracut --force --regenerate-all, mkinitcpio -P\n"));
+    let initramfs = format!(
+        "chroot {r} update-initramfs -u -k all   # or dracut --force --regenerate-all, mkinitcpio -P\n"
+    );
+    match cfg.recover.initramfs {
+        Regen::Always => s.push_str(&initramfs),
+        Regen::Never => s.push_str("# initramfs kept as restored (recover.initramfs = never)\n"),
+        Regen::Auto => {
+            s.push_str("# initramfs = auto: only when a file it embeds was rewritten or it lacks a driver of the new disks\n");
+            s.push_str(&format!("# {initramfs}"));
+        }
     }
     if cfg.recover.bootloader {
         for d in finalize::bios_disks(layout, disks) {
@@ -581,9 +615,15 @@ fn rest_script(
                 s.push_str(&format!("# copy {dir}/EFI onto the ESP {o}\n"));
             }
         }
-        s.push_str(&format!(
-            "chroot {r} grub-mkconfig -o /boot/grub/grub.cfg\n"
-        ));
+        let mkconfig = format!("chroot {r} grub-mkconfig -o /boot/grub/grub.cfg\n");
+        match cfg.recover.boot_menu {
+            Regen::Always => s.push_str(&mkconfig),
+            Regen::Never => s.push_str("# grub.cfg kept as restored (recover.boot_menu = never)\n"),
+            Regen::Auto => {
+                s.push_str("# boot_menu = auto: only when a UUID, volume or kernel grub.cfg names is gone, or default/grub was rewritten\n");
+                s.push_str(&format!("# {mkconfig}"));
+            }
+        }
     }
     s.push_str(&format!("umount --recursive {r}\n"));
     s

@@ -68,6 +68,12 @@ pub fn plan(layout: &Layout, dev: &BTreeMap<String, String>, root: &Path) -> Vec
                     })
                     .collect::<Vec<_>>()
                     .join(","),
+                // mkfs.ext4 leaves the inode tables for a kernel thread
+                // to zero after the first mount (lazy_itable_init): that
+                // thread would write the whole table area while the
+                // restore runs. noinit_itable holds it off for this mount;
+                // the restored system's first boot starts it.
+                ("ext4", "/") => "noinit_itable".to_string(),
                 (_, "/") => String::new(),
                 ("btrfs", sub) => format!("subvol={sub}"),
                 // A bind mount of a directory: its files come with the

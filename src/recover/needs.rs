@@ -1,0 +1,816 @@
+//! What finalize must regenerate, and why (`initramfs = "auto"`,
+//! `boot_menu = "auto"`).
+//!
+//! Recover recreates every UUID and label, so the restored initramfs and
+//! grub.cfg usually fit the new disks as they are, and regenerating them is
+//! most of finalize's time (update-initramfs in a chroot is minutes under
+//! emulation). Each is regenerated only for a reason this module can name:
+//!
+//! - **initramfs**: finalize rewrote a file it embeds (fstab, crypttab,
+//!   mdadm.conf, the resume config); a kernel of the restored system has no
+//!   initramfs, or one this module cannot read; or a driver that the new
+//!   disks under `/`, `/boot`, `/usr` and swap need is neither in the
+//!   initramfs nor built into that kernel (`modules.builtin`). The drivers
+//!   are the modules bound to each device in the rescue system's sysfs, from
+//!   the volume down through dm and md to the disk and its controller.
+//! - **grub.cfg**: it is missing; /etc/default/grub was rewritten; or it
+//!   refers to a file-system UUID, LVM or md id, device or kernel file that
+//!   the recovered machine does not have.
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Files the initramfs tools copy into the image: a rewrite of any of them
+/// makes the restored initramfs stale.
+pub const EMBEDDED: &[&str] = &[
+    "etc/fstab",
+    "etc/crypttab",
+    "etc/mdadm/mdadm.conf",
+    "etc/mdadm.conf",
+    "etc/initramfs-tools/conf.d/resume",
+];
+
+/// A decision and its reason, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub run: bool,
+    pub why: String,
+}
+
+impl Decision {
+    fn yes(why: impl Into<String>) -> Decision {
+        Decision {
+            run: true,
+            why: why.into(),
+        }
+    }
+    fn no(why: impl Into<String>) -> Decision {
+        Decision {
+            run: false,
+            why: why.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The initramfs
+
+/// Module names in an initramfs image: every `*.ko`, `*.ko.{zst,xz,gz}`
+/// member's base name, with `-` as `_` (as the kernel names modules).
+/// Handles what initramfs-tools, dracut and mkinitcpio write: uncompressed
+/// early cpio segments (microcode) followed by a gzip, zstd or xz one.
+pub fn initrd_modules(path: &Path) -> Result<BTreeSet<String>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut names = BTreeSet::new();
+    let mut rest: &[u8] = &data;
+    loop {
+        // Segments are padded with NULs between them.
+        let skip = rest.iter().take_while(|b| **b == 0).count();
+        rest = &rest[skip..];
+        if rest.is_empty() {
+            break;
+        }
+        if rest.starts_with(b"070701") || rest.starts_with(b"070702") {
+            let used = cpio_names(rest, &mut |n| add_module(n, &mut names))?;
+            rest = &rest[used..];
+            continue;
+        }
+        // A compressed segment runs to the end of the file.
+        let reader: Box<dyn Read> = if rest.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(rest))
+        } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::stream::read::Decoder::new(rest)?)
+        } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Box::new(liblzma::read::XzDecoder::new_multi_decoder(rest))
+        } else {
+            bail!(
+                "{}: a segment in a compression this reader does not know (magic {:02x?})",
+                path.display(),
+                &rest[..rest.len().min(4)]
+            );
+        };
+        let mut all = Vec::new();
+        BufReader::new(reader)
+            .read_to_end(&mut all)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        // The decompressed stream may itself hold several archives.
+        let mut inner: &[u8] = &all;
+        loop {
+            let skip = inner.iter().take_while(|b| **b == 0).count();
+            inner = &inner[skip..];
+            if inner.is_empty() {
+                break;
+            }
+            let used = cpio_names(inner, &mut |n| add_module(n, &mut names))?;
+            inner = &inner[used..];
+        }
+        break;
+    }
+    Ok(names)
+}
+
+fn add_module(name: &str, out: &mut BTreeSet<String>) {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    for ext in [".ko", ".ko.zst", ".ko.xz", ".ko.gz"] {
+        if let Some(m) = base.strip_suffix(ext) {
+            out.insert(m.replace('-', "_"));
+        }
+    }
+}
+
+/// Walks one cpio newc archive, calling `f` with each member's name;
+/// returns the bytes it spans up to and including the trailer.
+fn cpio_names(buf: &[u8], f: &mut dyn FnMut(&str)) -> Result<usize> {
+    let mut off = 0usize;
+    let field = |h: &[u8], i: usize| -> Result<usize> {
+        let s = std::str::from_utf8(&h[6 + i * 8..6 + (i + 1) * 8])?;
+        Ok(usize::from_str_radix(s, 16)?)
+    };
+    loop {
+        let h = buf
+            .get(off..off + 110)
+            .context("the cpio archive ends inside a header")?;
+        if !(h.starts_with(b"070701") || h.starts_with(b"070702")) {
+            bail!("no cpio header at offset {off}");
+        }
+        // newc: magic, then 13 8-hex-digit fields; filesize is the 7th
+        // (index 6), namesize the 12th (index 11).
+        let size = field(h, 6)?;
+        let namesize = field(h, 11)?;
+        let name = buf
+            .get(off + 110..off + 110 + namesize)
+            .context("the cpio archive ends inside a name")?;
+        let name = String::from_utf8_lossy(name.strip_suffix(&[0]).unwrap_or(name));
+        off = align4(off + 110 + namesize);
+        if name == "TRAILER!!!" {
+            return Ok(off);
+        }
+        f(&name);
+        off = align4(off + size);
+        if off > buf.len() {
+            bail!("the cpio archive ends inside {name}");
+        }
+    }
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Module names built into kernel `kver` of the restored system.
+pub fn builtin_modules(root: &Path, kver: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for dir in ["lib/modules", "usr/lib/modules"] {
+        if let Ok(text) = std::fs::read_to_string(root.join(dir).join(kver).join("modules.builtin"))
+        {
+            for l in text.lines() {
+                add_module(l.trim(), &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The restored system's kernels (those with a `/boot/vmlinuz-KVER`) and
+/// where each one's initramfs is, whether or not it exists.
+pub fn kernels(root: &Path) -> Vec<(String, PathBuf)> {
+    let boot = root.join("boot");
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&boot)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let kver = name.strip_prefix("vmlinuz-")?.to_string();
+            // dracut names it initramfs-KVER.img, initramfs-tools
+            // initrd.img-KVER.
+            let dracut = boot.join(format!("initramfs-{kver}.img"));
+            let initrd = if dracut.exists() {
+                dracut
+            } else {
+                boot.join(format!("initrd.img-{kver}"))
+            };
+            Some((kver, initrd))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The modules bound to block device `dev` (a /dev path of the rescue
+/// system) and everything under it: dm and md slaves, partitions' disks, and
+/// each disk's chain of parent devices (virtio_blk, virtio_pci; sd_mod,
+/// ahci; nvme). `sys` is the sysfs root (`/sys`). Built-in drivers have no
+/// module and are left out; so is what the kernel does not show.
+pub fn block_modules(sys: &Path, dev: &str) -> Result<BTreeSet<String>> {
+    let real = std::fs::canonicalize(dev).with_context(|| format!("resolving {dev}"))?;
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("{dev} has no kernel name"))?;
+    let mut out = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    walk_block(sys, &name, &mut out, &mut seen)?;
+    Ok(out)
+}
+
+fn walk_block(
+    sys: &Path,
+    name: &str,
+    out: &mut BTreeSet<String>,
+    seen: &mut BTreeSet<String>,
+) -> Result<()> {
+    if !seen.insert(name.to_string()) {
+        return Ok(());
+    }
+    let node = sys.join("class/block").join(name);
+    let node = std::fs::canonicalize(&node)
+        .with_context(|| format!("{} (is {name} a block device?)", node.display()))?;
+    // md: the personality (raid1, raid456, ...).
+    if let Ok(level) = std::fs::read_to_string(node.join("md/level")) {
+        let m = match level.trim() {
+            "raid4" | "raid5" | "raid6" => "raid456".to_string(),
+            l => l.to_string(),
+        };
+        if !m.is_empty() {
+            out.insert(m);
+        }
+    }
+    if node.join("dm").is_dir() {
+        out.insert("dm_mod".into());
+        if let Ok(uuid) = std::fs::read_to_string(node.join("dm/uuid"))
+            && uuid.starts_with("CRYPT-")
+        {
+            out.insert("dm_crypt".into());
+        }
+    }
+    let slaves: Vec<String> = std::fs::read_dir(node.join("slaves"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for s in &slaves {
+        walk_block(sys, s, out, seen)?;
+    }
+    // A partition's disk is its parent directory in sysfs.
+    let disk = if node.join("partition").exists() {
+        node.parent().map(Path::to_path_buf)
+    } else {
+        Some(node.clone())
+    };
+    if let Some(disk) = disk
+        && slaves.is_empty()
+    {
+        let mut at = std::fs::canonicalize(disk.join("device")).ok();
+        while let Some(d) = at {
+            if let Ok(m) = std::fs::canonicalize(d.join("driver/module"))
+                && let Some(m) = m.file_name()
+            {
+                out.insert(m.to_string_lossy().replace('-', "_"));
+            }
+            at = d
+                .parent()
+                .filter(|p| p.starts_with(sys.join("devices")) && *p != sys.join("devices"))
+                .map(Path::to_path_buf);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the restored initramfs must be regenerated. `rewritten`: the
+/// files finalize rewrote (relative to the root); `needed`: modules the new
+/// disks need (from [`block_modules`]).
+pub fn initramfs(root: &Path, rewritten: &[String], needed: &BTreeSet<String>) -> Decision {
+    if let Some(f) = rewritten.iter().find(|f| EMBEDDED.contains(&f.as_str())) {
+        return Decision::yes(format!("/{f} was rewritten and the initramfs embeds it"));
+    }
+    let kernels = kernels(root);
+    if kernels.is_empty() {
+        return Decision::no("the restored system has no /boot/vmlinuz-*: nothing to check");
+    }
+    let mut ok = Vec::new();
+    for (kver, initrd) in &kernels {
+        if !initrd.exists() {
+            return Decision::yes(format!(
+                "kernel {kver} has no initramfs ({} is missing)",
+                initrd.display()
+            ));
+        }
+        let have = match initrd_modules(initrd) {
+            Ok(m) => m,
+            Err(e) => {
+                return Decision::yes(format!("the initramfs of {kver} cannot be checked ({e:#})"));
+            }
+        };
+        let builtin = builtin_modules(root, kver);
+        let missing: Vec<&str> = needed
+            .iter()
+            .filter(|m| !have.contains(*m) && !builtin.contains(*m))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Decision::yes(format!(
+                "the initramfs of {kver} lacks {} that the new disks need",
+                missing.join(", ")
+            ));
+        }
+        ok.push(kver.as_str());
+    }
+    let need = if needed.is_empty() {
+        "no modules".to_string()
+    } else {
+        needed.iter().cloned().collect::<Vec<_>>().join(", ")
+    };
+    Decision::no(format!(
+        "kept: the initramfs of {} has every driver the new disks need ({need}) and no file it embeds changed",
+        ok.join(", ")
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// grub.cfg
+
+/// What the recovered machine has, that a grub.cfg may refer to.
+#[derive(Debug, Default)]
+pub struct Present {
+    /// File-system UUIDs and partition UUIDs, lower case.
+    pub uuids: BTreeSet<String>,
+    /// LVM VG and LV UUIDs, as LVM prints them (with dashes).
+    pub lvm_uuids: BTreeSet<String>,
+    /// md UUIDs as 32 lower-case hex digits.
+    pub md_uuids: BTreeSet<String>,
+}
+
+/// References in a grub.cfg that may go stale on a new machine.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GrubRefs {
+    pub fs_uuids: BTreeSet<String>,
+    pub lvmids: BTreeSet<(String, String)>,
+    pub mduuids: BTreeSet<String>,
+    /// `root=/dev/...` by path.
+    pub root_devs: BTreeSet<String>,
+    /// Kernel and initramfs files (`linux`, `initrd` arguments).
+    pub files: BTreeSet<String>,
+}
+
+/// The references of grub.cfg `text`: `search --fs-uuid X`,
+/// `root=UUID=X`, `lvmid/VG/LV`, `mduuid/X`, `root=/dev/X`, and the files
+/// of `linux` and `initrd` lines.
+pub fn grub_refs(text: &str) -> GrubRefs {
+    let mut r = GrubRefs::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '\'' || c == '"'))
+            .collect();
+        if words.first() == Some(&"search") && words.contains(&"--fs-uuid") {
+            if let Some(u) = words.iter().rev().find(|w| !w.starts_with('-')) {
+                r.fs_uuids.insert(u.to_lowercase());
+            }
+        }
+        if matches!(
+            words.first(),
+            Some(&"linux") | Some(&"linux16") | Some(&"linuxefi")
+        ) {
+            if let Some(f) = words.get(1) {
+                r.files.insert(f.to_string());
+            }
+        }
+        if matches!(
+            words.first(),
+            Some(&"initrd") | Some(&"initrd16") | Some(&"initrdefi")
+        ) {
+            for f in &words[1..] {
+                r.files.insert(f.to_string());
+            }
+        }
+        for w in &words {
+            for part in w.split([',', '(', ')', '=', '\'', '"']) {
+                if let Some(rest) = part.strip_prefix("lvmid/") {
+                    let mut it = rest.splitn(2, '/');
+                    if let (Some(vg), Some(lv)) = (it.next(), it.next()) {
+                        r.lvmids.insert((vg.to_string(), lv.to_string()));
+                    }
+                }
+                if let Some(u) = part.strip_prefix("mduuid/") {
+                    r.mduuids.insert(u.to_lowercase());
+                }
+            }
+            if let Some(u) = w.strip_prefix("root=UUID=") {
+                r.fs_uuids.insert(u.to_lowercase());
+            }
+            if let Some(d) = w.strip_prefix("root=/dev/") {
+                r.root_devs.insert(format!("/dev/{d}"));
+            }
+        }
+    }
+    r
+}
+
+/// Whether grub.cfg must be regenerated. `cfg`: its path in the restored
+/// tree; `boot_dir`: the restored /boot (kernel files are looked up by
+/// name there); `rewritten`: files finalize rewrote; `renamed`: source
+/// device paths the mapping gave another name.
+pub fn grub_cfg(
+    cfg: &Path,
+    boot_dir: &Path,
+    rewritten: &[String],
+    present: &Present,
+    renamed: &BTreeSet<String>,
+) -> Decision {
+    if let Some(f) = rewritten.iter().find(|f| f.starts_with("etc/default/grub")) {
+        return Decision::yes(format!("/{f} was rewritten"));
+    }
+    let Ok(text) = std::fs::read_to_string(cfg) else {
+        return Decision::yes(format!("{} is missing", cfg.display()));
+    };
+    let r = grub_refs(&text);
+    if let Some(u) = r.fs_uuids.iter().find(|u| !present.uuids.contains(*u)) {
+        return Decision::yes(format!("it refers to file system UUID {u}, which is gone"));
+    }
+    if let Some((vg, lv)) = r
+        .lvmids
+        .iter()
+        .find(|(vg, lv)| !present.lvm_uuids.contains(vg) || !present.lvm_uuids.contains(lv))
+    {
+        return Decision::yes(format!(
+            "it refers to LVM volume lvmid/{vg}/{lv}, which is gone"
+        ));
+    }
+    if let Some(u) = r
+        .mduuids
+        .iter()
+        .find(|u| !present.md_uuids.contains(&u.replace([':', '-'], "")))
+    {
+        return Decision::yes(format!("it refers to md array mduuid/{u}, which is gone"));
+    }
+    if let Some(d) = r.root_devs.iter().find(|d| renamed.contains(*d)) {
+        return Decision::yes(format!("its root={d} has another name on this machine"));
+    }
+    if let Some(f) = r.files.iter().find(|f| {
+        let name = f.rsplit('/').next().unwrap_or(f);
+        !boot_dir.join(name).exists()
+    }) {
+        return Decision::yes(format!("it boots {f}, which the restored /boot lacks"));
+    }
+    Decision::no(format!(
+        "kept: every UUID ({}), volume and kernel file it refers to is there",
+        r.fs_uuids.len() + r.lvmids.len() + r.mduuids.len()
+    ))
+}
+
+/// The modules every device under `/`, `/boot`, `/usr` and swap of the
+/// recovered machine needs: its drivers ([`block_modules`] in `sys`) and the
+/// file systems' own (`ext4` also serves ext2 and ext3). `devices`: (the
+/// device here, its mount point or `swap`, its file-system type).
+pub fn needed_modules(
+    sys: &Path,
+    devices: &[(String, String, String)],
+) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for (dev, at, fstype) in devices {
+        if !matches!(at.as_str(), "/" | "/boot" | "/usr" | "swap") {
+            continue;
+        }
+        out.extend(
+            block_modules(sys, dev).with_context(|| format!("the drivers of {dev} ({at})"))?,
+        );
+        match fstype.as_str() {
+            "ext2" | "ext3" | "ext4" => {
+                out.insert("ext4".into());
+            }
+            "xfs" | "btrfs" => {
+                out.insert(fstype.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The UUIDs the recovered machine has now: file systems' and partitions'
+/// (lsblk), LVM volumes' and groups' (lvs), md arrays' (mdadm --detail).
+/// A tool that is missing or fails leaves its part empty: grub.cfg's
+/// references into it then count as gone, and it is regenerated.
+pub fn present(md_paths: &[String]) -> Present {
+    use crate::exec::Cmd;
+    let mut p = Present::default();
+    if let Ok(out) = Cmd::new("lsblk").args(["-rno", "UUID,PARTUUID"]).read() {
+        p.uuids = out.split_whitespace().map(str::to_lowercase).collect();
+    }
+    if let Ok(out) = Cmd::new("lvm")
+        .args(["lvs", "--noheadings", "-o", "vg_uuid,lv_uuid"])
+        .read()
+    {
+        p.lvm_uuids = out.split_whitespace().map(str::to_string).collect();
+    }
+    for md in md_paths {
+        if let Ok(out) = Cmd::new("mdadm").args(["--detail", "--export", md]).read()
+            && let Some(u) = out.lines().find_map(|l| l.strip_prefix("MD_UUID="))
+        {
+            p.md_uuids.insert(u.replace(':', "").to_lowercase());
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn newc(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+        let namesize = name.len() + 1;
+        let hdr = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            1,
+            0o100644,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            namesize,
+            0
+        );
+        out.extend_from_slice(hdr.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
+
+    fn archive(names: &[&str]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for n in names {
+            newc(&mut v, n, b"x");
+        }
+        newc(&mut v, "TRAILER!!!", b"");
+        v
+    }
+
+    #[test]
+    fn modules_of_early_cpio_plus_zstd_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        // Like initramfs-tools: an uncompressed microcode cpio, padding,
+        // then the zstd main archive.
+        let mut img = archive(&["kernel/x86/microcode/GenuineIntel.bin"]);
+        img.extend_from_slice(&[0u8; 512]);
+        let main = archive(&[
+            "usr/lib/modules/6.1.0-57-amd64/kernel/drivers/block/virtio_blk.ko",
+            "usr/lib/modules/6.1.0-57-amd64/kernel/drivers/md/raid1.ko.zst",
+            "usr/lib/modules/6.1.0-57-amd64/kernel/drivers/md/dm-mod.ko.xz",
+            "usr/bin/lvm",
+        ]);
+        img.extend(zstd::encode_all(&main[..], 3).unwrap());
+        let p = dir.path().join("initrd.img");
+        std::fs::write(&p, &img).unwrap();
+        let m = initrd_modules(&p).unwrap();
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            ["dm_mod", "raid1", "virtio_blk"]
+        );
+    }
+
+    #[test]
+    fn gzip_and_unknown_compression() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&archive(&["lib/modules/k/nvme.ko"])).unwrap();
+        let p = dir.path().join("a");
+        std::fs::write(&p, gz.finish().unwrap()).unwrap();
+        assert!(initrd_modules(&p).unwrap().contains("nvme"));
+        std::fs::write(&p, b"\x04\x22\x4d\x18lz4 data").unwrap();
+        let e = initrd_modules(&p).unwrap_err().to_string();
+        assert!(e.contains("does not know"), "{e}");
+        // Truncated: an error, never a partial list taken as complete.
+        let mut a = archive(&["lib/modules/k/nvme.ko"]);
+        a.truncate(60);
+        std::fs::write(&p, a).unwrap();
+        assert!(initrd_modules(&p).is_err());
+    }
+
+    fn tree(initrd_mods: &[&str], builtin: &str) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let boot = d.path().join("boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::write(boot.join("vmlinuz-6.1.0-57-amd64"), b"k").unwrap();
+        let names: Vec<String> = initrd_mods
+            .iter()
+            .map(|m| format!("usr/lib/modules/6.1.0-57-amd64/kernel/{m}.ko"))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        std::fs::write(boot.join("initrd.img-6.1.0-57-amd64"), archive(&refs)).unwrap();
+        let m = d.path().join("lib/modules/6.1.0-57-amd64");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("modules.builtin"), builtin).unwrap();
+        d
+    }
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn initramfs_kept_when_every_driver_is_there() {
+        let t = tree(
+            &["virtio_blk", "raid1", "dm-mod"],
+            "kernel/drivers/scsi/sd_mod.ko\n",
+        );
+        let d = initramfs(
+            t.path(),
+            &[],
+            &set(&["virtio_blk", "raid1", "dm_mod", "sd_mod"]),
+        );
+        assert!(!d.run, "{d:?}");
+        assert!(d.why.starts_with("kept"), "{}", d.why);
+    }
+
+    #[test]
+    fn initramfs_regenerated_for_a_missing_driver_or_rewritten_file() {
+        let t = tree(&["virtio_blk", "raid1"], "");
+        let d = initramfs(t.path(), &[], &set(&["nvme", "nvme_core", "raid1"]));
+        assert!(d.run);
+        assert_eq!(
+            d.why,
+            "the initramfs of 6.1.0-57-amd64 lacks nvme, nvme_core that the new disks need"
+        );
+        let d = initramfs(t.path(), &["etc/fstab".into()], &set(&[]));
+        assert!(d.run && d.why.contains("/etc/fstab"), "{d:?}");
+        // default/grub is not in the initramfs.
+        let d = initramfs(t.path(), &["etc/default/grub".into()], &set(&["raid1"]));
+        assert!(!d.run, "{d:?}");
+        std::fs::remove_file(t.path().join("boot/initrd.img-6.1.0-57-amd64")).unwrap();
+        let d = initramfs(t.path(), &[], &set(&[]));
+        assert!(d.run && d.why.contains("has no initramfs"), "{d:?}");
+    }
+
+    #[test]
+    fn drivers_from_sysfs_through_dm_and_md() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        let sys = t.path();
+        let mk = |p: &str| std::fs::create_dir_all(sys.join(p)).unwrap();
+        let pci = "devices/pci0000:00/0000:00:04.0";
+        mk(&format!("{pci}/virtio1/block/vda/vda2"));
+        std::fs::write(
+            sys.join(format!("{pci}/virtio1/block/vda/vda2/partition")),
+            "2",
+        )
+        .unwrap();
+        for (drv, module) in [
+            ("bus/virtio/drivers/virtio_blk", "virtio_blk"),
+            ("bus/pci/drivers/virtio-pci", "virtio_pci"),
+        ] {
+            mk(drv);
+            mk(&format!("module/{module}"));
+            symlink(
+                sys.join(format!("module/{module}")),
+                sys.join(drv).join("module"),
+            )
+            .unwrap();
+        }
+        symlink(
+            sys.join("bus/virtio/drivers/virtio_blk"),
+            sys.join(format!("{pci}/virtio1/driver")),
+        )
+        .unwrap();
+        symlink(
+            sys.join("bus/pci/drivers/virtio-pci"),
+            sys.join(format!("{pci}/driver")),
+        )
+        .unwrap();
+        symlink(
+            sys.join(format!("{pci}/virtio1")),
+            sys.join(format!("{pci}/virtio1/block/vda/device")),
+        )
+        .unwrap();
+        mk("devices/virtual/block/md127/md");
+        std::fs::write(sys.join("devices/virtual/block/md127/md/level"), "raid1\n").unwrap();
+        mk("devices/virtual/block/md127/slaves");
+        mk("devices/virtual/block/dm-0/dm");
+        std::fs::write(sys.join("devices/virtual/block/dm-0/dm/uuid"), "LVM-abc").unwrap();
+        mk("devices/virtual/block/dm-0/slaves");
+        mk("class/block");
+        for (n, at) in [
+            ("vda", format!("{pci}/virtio1/block/vda")),
+            ("vda2", format!("{pci}/virtio1/block/vda/vda2")),
+            ("md127", "devices/virtual/block/md127".into()),
+            ("dm-0", "devices/virtual/block/dm-0".into()),
+        ] {
+            symlink(sys.join(at), sys.join("class/block").join(n)).unwrap();
+        }
+        symlink(
+            sys.join("class/block/vda2"),
+            sys.join("devices/virtual/block/md127/slaves/vda2"),
+        )
+        .unwrap();
+        symlink(
+            sys.join("class/block/md127"),
+            sys.join("devices/virtual/block/dm-0/slaves/md127"),
+        )
+        .unwrap();
+        let mut out = BTreeSet::new();
+        walk_block(sys, "dm-0", &mut out, &mut BTreeSet::new()).unwrap();
+        assert_eq!(out, set(&["dm_mod", "raid1", "virtio_blk", "virtio_pci"]));
+        let e = walk_block(sys, "sdz", &mut out, &mut BTreeSet::new()).unwrap_err();
+        assert!(format!("{e:#}").contains("sdz"), "{e:#}");
+    }
+
+    const GRUB_CFG: &str = r#"
+insmod lvm
+set root='lvmid/Yb2yD3-aaaa-bbbb/Zc3zE4-cccc-dddd'
+if [ x$feature_platform_search_hint = xy ]; then
+  search --no-floppy --fs-uuid --set=root --hint='lvmid/Yb2yD3-aaaa-bbbb/Zc3zE4-cccc-dddd'  0f3c9d1e-1111-2222-3333-444455556666
+fi
+menuentry 'Debian GNU/Linux' {
+	insmod mdraid1x
+	set root='mduuid/5ad8b7e1c2d3e4f5a6b7c8d9e0f1a2b3'
+	linux	/boot/vmlinuz-6.1.0-57-amd64 root=/dev/mapper/vg-root ro  quiet
+	initrd	/boot/initrd.img-6.1.0-57-amd64
+}
+"#;
+
+    #[test]
+    fn grub_cfg_references() {
+        let r = grub_refs(GRUB_CFG);
+        assert_eq!(r.fs_uuids, set(&["0f3c9d1e-1111-2222-3333-444455556666"]));
+        assert_eq!(
+            r.lvmids.iter().next().unwrap(),
+            &(
+                "Yb2yD3-aaaa-bbbb".to_string(),
+                "Zc3zE4-cccc-dddd".to_string()
+            )
+        );
+        assert_eq!(r.mduuids, set(&["5ad8b7e1c2d3e4f5a6b7c8d9e0f1a2b3"]));
+        assert_eq!(r.root_devs, set(&["/dev/mapper/vg-root"]));
+        assert_eq!(
+            r.files,
+            set(&[
+                "/boot/vmlinuz-6.1.0-57-amd64",
+                "/boot/initrd.img-6.1.0-57-amd64"
+            ])
+        );
+    }
+
+    #[test]
+    fn grub_cfg_kept_only_when_all_it_names_is_there() {
+        let t = tree(&[], "");
+        let cfg = t.path().join("boot/grub/grub.cfg");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(&cfg, GRUB_CFG).unwrap();
+        let boot = t.path().join("boot");
+        let mut p = Present {
+            uuids: set(&["0f3c9d1e-1111-2222-3333-444455556666"]),
+            lvm_uuids: set(&["Yb2yD3-aaaa-bbbb", "Zc3zE4-cccc-dddd"]),
+            md_uuids: set(&["5ad8b7e1c2d3e4f5a6b7c8d9e0f1a2b3"]),
+        };
+        let none = BTreeSet::new();
+        let d = grub_cfg(&cfg, &boot, &[], &p, &none);
+        assert!(!d.run, "{d:?}");
+        assert!(grub_cfg(&cfg, &boot, &["etc/default/grub".into()], &p, &none).run);
+        let d = grub_cfg(&cfg, &boot, &[], &p, &set(&["/dev/mapper/vg-root"]));
+        assert!(d.run && d.why.contains("root=/dev/mapper/vg-root"), "{d:?}");
+        p.md_uuids.clear();
+        let d = grub_cfg(&cfg, &boot, &[], &p, &none);
+        assert!(d.run && d.why.contains("mduuid"), "{d:?}");
+        std::fs::remove_file(&cfg).unwrap();
+        assert!(
+            grub_cfg(&cfg, &boot, &[], &p, &none)
+                .why
+                .contains("missing")
+        );
+    }
+
+    #[test]
+    fn grub_cfg_regenerated_for_a_missing_kernel() {
+        let t = tree(&[], "");
+        let cfg = t.path().join("grub.cfg");
+        std::fs::write(&cfg, GRUB_CFG).unwrap();
+        std::fs::remove_file(t.path().join("boot/initrd.img-6.1.0-57-amd64")).unwrap();
+        let p = Present {
+            uuids: set(&["0f3c9d1e-1111-2222-3333-444455556666"]),
+            lvm_uuids: set(&["Yb2yD3-aaaa-bbbb", "Zc3zE4-cccc-dddd"]),
+            md_uuids: set(&["5ad8b7e1c2d3e4f5a6b7c8d9e0f1a2b3"]),
+        };
+        let d = grub_cfg(&cfg, &t.path().join("boot"), &[], &p, &BTreeSet::new());
+        assert!(d.run && d.why.contains("initrd.img"), "{d:?}");
+    }
+}
