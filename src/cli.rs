@@ -242,6 +242,39 @@ pub enum Command {
     Layout(LayoutArgs),
     /// Rebuild the disks from a saved layout (run inside the rescue system)
     Recover(RecoverArgs),
+    /// Predict how long recovering this host takes, per phase (on the host,
+    /// or in the rescue system before recover)
+    Estimate(EstimateArgs),
+}
+
+/// `mkrescue estimate`.
+#[derive(Debug, Args, Clone)]
+pub struct EstimateArgs {
+    /// The layout recover would rebuild
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/mkrescue/layout.json"
+    )]
+    pub layout: PathBuf,
+    /// Where the backup is (default: the location recorded in the rescue
+    /// image, else backup.target)
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// Which backup (default: the newest)
+    #[arg(long, value_name = "NAME")]
+    pub archive: Option<String>,
+    /// age secret key of an encrypted backup (to read its manifest)
+    #[arg(long, value_name = "FILE|URL")]
+    pub identity: Option<String>,
+    /// A whole site: this many hosts like this one, recovered one after
+    /// another, with estimate.provision_seconds and post_work_seconds each
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub hosts: u32,
+    /// No read probe of the backup and no write probe of a disk: only
+    /// recorded rates
+    #[arg(long)]
+    pub no_probe: bool,
 }
 
 #[derive(Debug, Args, Clone)]

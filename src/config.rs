@@ -71,6 +71,35 @@ pub struct Config {
     pub secrets: Secrets,
     pub output: OutputCfg,
     pub recover: RecoverCfg,
+    pub estimate: EstimateCfg,
+}
+
+/// `mkrescue estimate`'s assumptions where nothing was measured, and
+/// seed 002's site-wide terms (`[estimate]`), in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstimateCfg {
+    /// The rescue system's boot, kernel to ready, until it is measured
+    /// (in the rescue system it is).
+    pub rescue_boot_seconds: f64,
+    /// The recovered system's first boot when the host's own boot time is
+    /// not known (no systemd).
+    pub first_boot_seconds: f64,
+    /// b: getting a replacement machine ready, per host (`--hosts`).
+    pub provision_seconds: f64,
+    /// n: post-work after the first boot (checks, hand-over), per host.
+    pub post_work_seconds: f64,
+}
+
+impl Default for EstimateCfg {
+    fn default() -> Self {
+        EstimateCfg {
+            rescue_boot_seconds: 60.0,
+            first_boot_seconds: 60.0,
+            provision_seconds: 0.0,
+            post_work_seconds: 0.0,
+        }
+    }
 }
 
 /// How `mkrescue backup` saves the files.

@@ -22,6 +22,7 @@ pub mod commands;
 pub mod config;
 pub mod elf;
 pub mod error;
+pub mod estimate;
 pub mod exec;
 pub mod host;
 pub mod image;

@@ -19,6 +19,7 @@
 pub mod activate;
 pub mod borg;
 pub mod create;
+pub mod facts;
 pub mod frames;
 pub mod identity;
 pub mod mail;
@@ -495,6 +496,14 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         stats,
         seconds,
     };
+    facts::record(
+        &args.root,
+        "backup",
+        report.stats.data_bytes,
+        report.stats.files,
+        report.seconds,
+    );
+    facts::record_boot(&args.root);
     for w in &report.stats.warnings {
         log::warn!("{w}");
     }
@@ -978,6 +987,13 @@ fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
     let show = crate::progress::enabled(args.quiet) && !args.json;
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
     let rep = verify(&target, &name, enc, key.as_ref(), show)?;
+    facts::record(
+        &args.root,
+        "verify",
+        rep.bytes_checked,
+        rep.files_checked,
+        rep.seconds,
+    );
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &rep)?;
@@ -1176,6 +1192,13 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     let result = restore::restore(input, &args.to, man.as_ref(), &pb)
         .with_context(|| format!("restoring {name} into {}", args.to.display()))?;
     pb.finish_and_clear();
+    facts::record(
+        &args.root,
+        "restore",
+        result.bytes,
+        result.files,
+        start.elapsed().as_secs_f64(),
+    );
     let report = RestoreReport {
         name: name.clone(),
         from: target.describe(),

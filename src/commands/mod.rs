@@ -9,6 +9,7 @@
 pub mod backup;
 pub mod build;
 pub mod dump;
+pub mod estimate;
 pub mod layout;
 pub mod recover;
 pub mod restore;
@@ -34,6 +35,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(Command::Init) => crate::init::run(),
         Some(Command::Layout(args)) => layout::run(g, args),
         Some(Command::Recover(args)) => recover::run(g, args),
+        Some(Command::Estimate(args)) => estimate::run(g, args),
     }
 }
 

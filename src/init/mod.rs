@@ -188,6 +188,8 @@ pub fn run() -> ! {
         cmdline.consoles.clone()
     };
     print_marker(&consoles);
+    // For `mkrescue estimate`: this boot's time, kernel to ready.
+    let _ = std::fs::write(crate::estimate::READY_AT, uptime());
 
     let mut tasks: HashMap<i32, Task> = HashMap::new();
     if let Some(pid) = sshd_pid {

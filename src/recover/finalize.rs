@@ -90,25 +90,22 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
             rewritten.push(f.to_string());
         }
     }
+    let auto = match c.needed {
+        Ok(m) => needs::initramfs(c.root, &rewritten, m),
+        Err(e) => needs::Decision::yes(format!("the drivers of the new disks are not known ({e})")),
+    };
     let initramfs_needed = match c.cfg.initramfs {
+        // The drivers found missing are added all the same.
         Regen::Always => needs::Decision {
-            run: true,
             why: "recover.initramfs = always".into(),
+            run: true,
+            ..auto
         },
-        Regen::Never => needs::Decision {
-            run: false,
-            why: "kept: recover.initramfs = never".into(),
-        },
-        Regen::Auto => match c.needed {
-            Ok(m) => needs::initramfs(c.root, &rewritten, m),
-            Err(e) => needs::Decision {
-                run: true,
-                why: format!("the drivers of the new disks are not known ({e})"),
-            },
-        },
+        Regen::Never => needs::Decision::no("kept: recover.initramfs = never"),
+        Regen::Auto => auto,
     };
     if initramfs_needed.run {
-        done.push(timed(|| initramfs(c, &initramfs_needed.why))?);
+        done.extend(initramfs(c, &initramfs_needed)?);
     } else {
         eprintln!("mkrescue: finalize: initramfs {}", initramfs_needed.why);
         done.push(format!("initramfs {}", initramfs_needed.why));
@@ -243,7 +240,8 @@ fn logged(c: &Ctx, name: &str, argv: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn initramfs(c: &Ctx, why: &str) -> Result<String> {
+fn initramfs(c: &Ctx, d: &needs::Decision) -> Result<Vec<String>> {
+    let why = &d.why;
     let (tool, argv): (&str, &[&str]) = match has(
         c.root,
         &["update-initramfs", "dracut", "mkinitcpio"],
@@ -252,14 +250,26 @@ fn initramfs(c: &Ctx, why: &str) -> Result<String> {
         Some("dracut") => ("dracut", &["dracut", "--force", "--regenerate-all"]),
         Some("mkinitcpio") => ("mkinitcpio", &["mkinitcpio", "-P"]),
         _ => {
-            return Ok(format!(
+            return Ok(vec![format!(
                 "initramfs: the restored system has no update-initramfs, dracut or mkinitcpio; its initramfs was restored as it was, although {why}"
-            ));
+            )]);
         }
     };
+    let mut done = Vec::new();
+    match needs::add_drivers(c.root, tool, &d.missing)? {
+        Some(line) => done.push(line),
+        None if !d.missing.is_empty() => done.push(format!(
+            "{tool}: add {} to its modules by hand if the regenerated initramfs still lacks them",
+            d.missing.join(" ")
+        )),
+        None => {}
+    }
     eprintln!("mkrescue: finalize: regenerating the initramfs ({tool}): {why}");
-    logged(c, tool, argv)?;
-    Ok(format!("initramfs regenerated with {tool}: {why}"))
+    done.push(timed(|| {
+        logged(c, tool, argv)?;
+        Ok(format!("initramfs regenerated with {tool}: {why}"))
+    })?);
+    Ok(done)
 }
 
 /// Target disks that get GRUB's BIOS boot code: those whose source disk had
@@ -420,14 +430,8 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
         "/boot/grub/grub.cfg"
     };
     let decision = match c.cfg.boot_menu {
-        Regen::Always => needs::Decision {
-            run: true,
-            why: "recover.boot_menu = always".into(),
-        },
-        Regen::Never => needs::Decision {
-            run: false,
-            why: "kept: recover.boot_menu = never".into(),
-        },
+        Regen::Always => needs::Decision::yes("recover.boot_menu = always"),
+        Regen::Never => needs::Decision::no("kept: recover.boot_menu = never"),
         Regen::Auto => {
             let renamed = c
                 .dev

@@ -51,13 +51,31 @@ pub struct Report {
     pub finalize: Vec<String>,
     pub error: Option<String>,
     pub seconds: f64,
+    /// What `mkrescue estimate` predicted for the whole recover, when it
+    /// ran in this rescue system before.
+    pub predicted_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Phase {
     pub name: String,
     pub seconds: f64,
+    /// The estimate's prediction for this phase.
+    pub predicted: Option<f64>,
     pub detail: String,
+}
+
+/// The phases' predictions and the recover total of the estimate saved
+/// in this rescue system ([`crate::estimate::SAVED`]), if any.
+fn saved_estimate(root: &Path) -> Option<(BTreeMap<String, f64>, f64)> {
+    let p = root.join(crate::estimate::SAVED.trim_start_matches('/'));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+    let phases = v["phases"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["seconds"].as_f64()?)))
+        .collect();
+    Some((phases, v["recover_seconds"].as_f64()?))
 }
 
 impl Report {
@@ -76,6 +94,7 @@ impl Report {
         self.phases.push(Phase {
             name: name.to_string(),
             seconds,
+            predicted: None,
             detail,
         });
         value
@@ -88,9 +107,16 @@ impl Report {
             if self.ok { "finished" } else { "FAILED" },
             self.seconds
         );
+        if let Some(t) = self.predicted_seconds {
+            eprintln!("mkrescue:   (estimated beforehand: {t:.1}s)");
+        }
         for p in &self.phases {
+            let predicted = p
+                .predicted
+                .map(|s| format!(" (est. {s:.1}s)"))
+                .unwrap_or_default();
             eprintln!(
-                "mkrescue:   {:<9} {:>7.1}s  {}",
+                "mkrescue:   {:<9} {:>7.1}s{predicted}  {}",
                 p.name, p.seconds, p.detail
             );
         }
@@ -262,6 +288,9 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     if !args.unattended {
         confirm_erase(&disks, &targets)?;
     }
+    if !args.layout_only {
+        announce_estimate(cfg, args, source.as_ref().map(|s| s.url.clone()));
+    }
     load_modules(&layout);
     std::fs::create_dir_all(WORK_DIR).map_err(|e| anyhow::anyhow!("creating {WORK_DIR}: {e}"))?;
 
@@ -273,6 +302,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         finalize: Vec::new(),
         error: None,
         seconds: 0.0,
+        predicted_seconds: None,
     };
     let from = source.as_ref().map(|s| s.url.clone());
     let r = phases(
@@ -293,6 +323,12 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         log::warn!("unmounting the backup source: {e:#}");
     }
     report.seconds = start.elapsed().as_secs_f64();
+    if let Some((phases, total)) = saved_estimate(&args.root) {
+        for p in &mut report.phases {
+            p.predicted = phases.get(&p.name).copied();
+        }
+        report.predicted_seconds = Some(total);
+    }
     report.ok = r.is_ok();
     report.error = r.as_ref().err().map(|e| format!("{e:#}"));
     let json = serde_json::to_string_pretty(&report).context("rendering the recover report")?;
@@ -304,6 +340,45 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         println!("{json}");
     }
     r
+}
+
+/// The estimate of this recovery, printed before it starts (the admin's
+/// "when is it back?") and kept for the report: the one `mkrescue
+/// estimate` saved in this rescue system, else made now (a few seconds of
+/// probes). Never stops the recovery: a failure is a warning.
+fn announce_estimate(cfg: &Config, args: &RecoverOptions, from: Option<String>) {
+    let saved = args
+        .root
+        .join(crate::estimate::SAVED.trim_start_matches('/'));
+    if saved.exists() {
+        return;
+    }
+    let t = Instant::now();
+    let opts = crate::estimate::EstimateOptions {
+        root: args.root.clone(),
+        layout: args.layout.clone(),
+        from: from.or(args.restore_from.clone()),
+        archive: args.archive.clone(),
+        identity: args.identity.clone(),
+        hosts: 1,
+        no_probe: false,
+    };
+    match crate::estimate::estimate(cfg, &opts) {
+        Ok(e) => {
+            if !args.quiet {
+                for l in crate::estimate::render(&e).lines() {
+                    eprintln!("mkrescue: {l}");
+                }
+                eprintln!("mkrescue: (estimated in {:.1}s)", t.elapsed().as_secs_f64());
+            }
+            if let Ok(j) = serde_json::to_vec_pretty(&e)
+                && let Err(err) = std::fs::write(&saved, j)
+            {
+                log::warn!("cannot keep the estimate in {}: {err}", saved.display());
+            }
+        }
+        Err(e) => log::warn!("no recovery-time estimate: {e:#}"),
+    }
 }
 
 /// Runs the phases after planning; stops at the first failure (the report

@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("/".into(), "/dev/vg0/root".into(), "".into()),
+                ("/".into(), "/dev/vg0/root".into(), "noinit_itable".into()),
                 ("/data".into(), "/dev/vg1/data".into(), "subvol=/@".into()),
                 (
                     "/boot/efi".into(),

@@ -38,19 +38,25 @@ pub const EMBEDDED: &[&str] = &[
 pub struct Decision {
     pub run: bool,
     pub why: String,
+    /// Drivers the new disks need that the initramfs lacks: the
+    /// regenerated one must get them even where its tool would not look
+    /// (`MODULES=list`, or `dep` in a chroot).
+    pub missing: Vec<String>,
 }
 
 impl Decision {
-    fn yes(why: impl Into<String>) -> Decision {
+    pub fn yes(why: impl Into<String>) -> Decision {
         Decision {
             run: true,
             why: why.into(),
+            missing: Vec::new(),
         }
     }
-    fn no(why: impl Into<String>) -> Decision {
+    pub fn no(why: impl Into<String>) -> Decision {
         Decision {
             run: false,
             why: why.into(),
+            missing: Vec::new(),
         }
     }
 }
@@ -313,10 +319,12 @@ pub fn initramfs(root: &Path, rewritten: &[String], needed: &BTreeSet<String>) -
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            return Decision::yes(format!(
+            let mut d = Decision::yes(format!(
                 "the initramfs of {kver} lacks {} that the new disks need",
                 missing.join(", ")
             ));
+            d.missing = missing.iter().map(|m| m.to_string()).collect();
+            return d;
         }
         ok.push(kver.as_str());
     }
@@ -329,6 +337,60 @@ pub fn initramfs(root: &Path, rewritten: &[String], needed: &BTreeSet<String>) -
         "kept: the initramfs of {} has every driver the new disks need ({need}) and no file it embeds changed",
         ok.join(", ")
     ))
+}
+
+/// Makes the initramfs tool of the restored system include `modules`
+/// whatever its policy: initramfs-tools lists them in
+/// /etc/initramfs-tools/modules (read with every MODULES= setting),
+/// dracut gets `add_drivers` in /etc/dracut.conf.d/. Returns the file
+/// written and what was added, for the report; None when the tool is
+/// neither (mkinitcpio's MODULES array is left to the admin, and said so).
+pub fn add_drivers(root: &Path, tool: &str, modules: &[String]) -> Result<Option<String>> {
+    if modules.is_empty() {
+        return Ok(None);
+    }
+    let list = modules.join(" ");
+    match tool {
+        "update-initramfs" => {
+            let p = root.join("etc/initramfs-tools/modules");
+            let mut text = std::fs::read_to_string(&p).unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str("# Added by mkrescue recover: the disks of this machine need them.\n");
+            for m in modules {
+                text.push_str(m);
+                text.push('\n');
+            }
+            write_keeping(&p, &text)?;
+            Ok(Some(format!("/etc/initramfs-tools/modules: added {list}")))
+        }
+        "dracut" => {
+            let p = root.join("etc/dracut.conf.d/90-mkrescue-recover.conf");
+            let text = format!(
+                "# Written by mkrescue recover: the disks of this machine need them.\nadd_drivers+=\" {list} \"\n"
+            );
+            write_keeping(&p, &text)?;
+            Ok(Some(format!(
+                "/etc/dracut.conf.d/90-mkrescue-recover.conf: add_drivers {list}"
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Writes `text` to `p`, keeping an existing file as `*.mkrescue-orig`.
+fn write_keeping(p: &Path, text: &str) -> Result<()> {
+    if p.exists() {
+        let orig = p.with_file_name(format!(
+            "{}.mkrescue-orig",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        std::fs::copy(p, &orig).with_context(|| format!("keeping {}", orig.display()))?;
+    } else if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))
 }
 
 // ---------------------------------------------------------------------------
@@ -652,6 +714,7 @@ mod tests {
             d.why,
             "the initramfs of 6.1.0-57-amd64 lacks nvme, nvme_core that the new disks need"
         );
+        assert_eq!(d.missing, ["nvme", "nvme_core"]);
         let d = initramfs(t.path(), &["etc/fstab".into()], &set(&[]));
         assert!(d.run && d.why.contains("/etc/fstab"), "{d:?}");
         // default/grub is not in the initramfs.
@@ -732,6 +795,36 @@ mod tests {
         assert_eq!(out, set(&["dm_mod", "raid1", "virtio_blk", "virtio_pci"]));
         let e = walk_block(sys, "sdz", &mut out, &mut BTreeSet::new()).unwrap_err();
         assert!(format!("{e:#}").contains("sdz"), "{e:#}");
+    }
+
+    #[test]
+    fn missing_drivers_go_into_the_tools_config() {
+        let t = tempfile::tempdir().unwrap();
+        let m = t.path().join("etc/initramfs-tools/modules");
+        std::fs::create_dir_all(m.parent().unwrap()).unwrap();
+        std::fs::write(&m, "virtio_blk").unwrap();
+        let mods = vec!["nvme".to_string(), "nvme_core".to_string()];
+        let line = add_drivers(t.path(), "update-initramfs", &mods)
+            .unwrap()
+            .unwrap();
+        assert_eq!(line, "/etc/initramfs-tools/modules: added nvme nvme_core");
+        let text = std::fs::read_to_string(&m).unwrap();
+        assert!(
+            text.starts_with("virtio_blk\n# Added by mkrescue"),
+            "{text}"
+        );
+        assert!(text.ends_with("nvme\nnvme_core\n"), "{text}");
+        assert_eq!(
+            std::fs::read_to_string(m.with_file_name("modules.mkrescue-orig")).unwrap(),
+            "virtio_blk"
+        );
+        add_drivers(t.path(), "dracut", &mods).unwrap().unwrap();
+        let d =
+            std::fs::read_to_string(t.path().join("etc/dracut.conf.d/90-mkrescue-recover.conf"))
+                .unwrap();
+        assert!(d.contains("add_drivers+=\" nvme nvme_core \""), "{d}");
+        assert_eq!(add_drivers(t.path(), "mkinitcpio", &mods).unwrap(), None);
+        assert_eq!(add_drivers(t.path(), "dracut", &[]).unwrap(), None);
     }
 
     const GRUB_CFG: &str = r#"

@@ -1,0 +1,814 @@
+//! `mkrescue estimate`: how long recovering this host takes, per phase,
+//! before the disaster (on the healthy host) or before `recover` (in the
+//! rescue system).
+//!
+//! The phases are those of a recovery: **boot** (the rescue system, kernel
+//! to ready), **layout** (partitions, md, LUKS, LVM, file systems),
+//! **restore**, **finalize** (boot loader, and initramfs or grub.cfg when
+//! they must be regenerated), **unmount**, then the recovered system's
+//! **first boot**. The whole-site figure follows seed 002's recovery plan,
+//! t = a·(w/s + b + n): `--hosts` servers (a) one after another, each with
+//! its data over the restore rate (w/s), provisioning (b,
+//! `estimate.provision_seconds`) and post-work (n,
+//! `estimate.post_work_seconds`).
+//!
+//! **What it is built from, and how each part is measured:**
+//! - the size of the backup (files and bytes) from its manifest;
+//! - the restore rate: the slower of a read probe (the head of the archive
+//!   decompressed, parsed and hashed as restore does, for a few seconds,
+//!   writing nothing) and, in the rescue system, a write probe of a target
+//!   disk (zeros written over a region read as all zeros first, so nothing
+//!   on the disk changes, then flushed); on the healthy host, the rate of
+//!   the last restore recorded in [`RATES_PATH`] when there is one;
+//! - a per-file cost: files created, chmod'ed and timestamped in a scratch
+//!   directory on tmpfs;
+//! - command costs: layout and finalize are a sequence of tools (sfdisk,
+//!   mdadm, lvm, mkfs, grub-install, ...), and what they cost scales with
+//!   how fast this machine starts a program, the exec probe (a tool run ten
+//!   times, the median taken). Each step is a number of such starts,
+//!   [`Units`], fitted to the e2e's measured phases (see there);
+//! - boot times: the rescue system's, measured when running in it; the
+//!   host's own last boot (systemd's timestamps) for the first boot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+pub use crate::backup::facts::RATES_PATH;
+use crate::backup::facts::{Facts, Rate, Rates};
+use crate::config::{Config, Regen};
+use crate::exec::Cmd;
+use crate::layout::Layout;
+
+/// Where `mkrescue estimate` leaves its result in the rescue system, for
+/// recover's report to put beside the actual times.
+pub const SAVED: &str = "/run/mkrescue/estimate.json";
+/// Where the rescue system's init writes its uptime at the ready marker.
+pub const READY_AT: &str = "/run/mkrescue/ready-at";
+
+/// Costs in exec-probe units (one start of a small tool on this machine):
+/// fitted on the e2e raid1-lvm server under TCG, whose measured phases
+/// were divided by that run's exec probe.
+pub struct Units {
+    /// One layout step (a partition table, an md create, a mkfs...),
+    /// including the udev settle around it.
+    pub layout_step: f64,
+    /// Mounting one file system.
+    pub mount: f64,
+    /// `grub-install` for one BIOS disk, or onto the ESP.
+    pub grub_install: f64,
+    /// Copying `\EFI` onto another ESP (mount, cp, umount).
+    pub esp_copy: f64,
+    /// `grub-mkconfig`.
+    pub grub_mkconfig: f64,
+    /// Regenerating an initramfs (update-initramfs, dracut).
+    pub initramfs: f64,
+    /// Binding /dev, /proc, /sys, /run and unmounting the tree.
+    pub fixed: f64,
+}
+
+pub const UNITS: Units = Units {
+    layout_step: 12.0,
+    mount: 6.0,
+    grub_install: 300.0,
+    esp_copy: 60.0,
+    grub_mkconfig: 2000.0,
+    initramfs: 6000.0,
+    fixed: 60.0,
+};
+
+/// One predicted phase.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub seconds: f64,
+    /// What it is made of, for the reader.
+    pub basis: String,
+}
+
+/// The measurements the prediction is built from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Probes {
+    /// Median wall time of one start of a small tool (seconds).
+    pub exec_seconds: f64,
+    /// Per-file cost of creating a file with its metadata (seconds).
+    pub file_seconds: f64,
+    /// Restore read rate (bytes/s) and where it comes from.
+    pub read_rate: Option<f64>,
+    pub read_basis: String,
+    /// Disk write rate (bytes/s) and where it comes from.
+    pub write_rate: Option<f64>,
+    pub write_basis: String,
+}
+
+/// The estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    pub host: String,
+    /// Where it was made: `host` or `rescue`.
+    pub on: String,
+    pub backup: Option<Facts>,
+    pub probes: Probes,
+    pub phases: Vec<Phase>,
+    /// `mkrescue recover` alone: layout to unmount.
+    pub recover_seconds: f64,
+    /// Rescue boot to the recovered system's first boot.
+    pub total_seconds: f64,
+    /// Seed 002's a·(w/s + b + n) for `hosts` servers.
+    pub hosts: u32,
+    pub site_seconds: f64,
+}
+
+impl Estimate {
+    pub fn phase(&self, name: &str) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}
+
+/// What the model needs, gathered by [`gather`] (or given by a test).
+pub struct Inputs<'a> {
+    pub layout: &'a Layout,
+    pub cfg: &'a Config,
+    pub backup: Option<Facts>,
+    pub rates: Rates,
+    pub probes: Probes,
+    pub in_rescue: bool,
+    /// The rescue system's measured boot (kernel to ready).
+    pub rescue_boot: Option<f64>,
+    /// Layout steps of the plan.
+    pub steps: usize,
+    /// The finalize steps the plan will take.
+    pub finalize: FinalizePlan,
+    pub hosts: u32,
+}
+
+/// The finalize steps recover will take for this layout.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FinalizePlan {
+    pub grub_bios_disks: usize,
+    pub grub_efi: bool,
+    pub esp_copies: usize,
+    /// Predicted: the boot menu is regenerated.
+    pub grub_mkconfig: bool,
+    /// Predicted: the initramfs is regenerated, and why.
+    pub initramfs: bool,
+    pub initramfs_why: String,
+}
+
+/// The prediction from measured inputs.
+pub fn model(i: &Inputs) -> Estimate {
+    let u = &UNITS;
+    let x = i.probes.exec_seconds;
+    let mut phases = Vec::new();
+    let ec = &i.cfg.estimate;
+    let (boot, boot_basis) = match i.rescue_boot {
+        Some(b) => (
+            b,
+            "measured: this rescue system's kernel to ready".to_string(),
+        ),
+        None => (
+            ec.rescue_boot_seconds,
+            "assumed: estimate.rescue_boot_seconds (not measured on this host)".to_string(),
+        ),
+    };
+    phases.push(Phase {
+        name: "boot".into(),
+        seconds: boot,
+        basis: boot_basis,
+    });
+    phases.push(Phase {
+        name: "layout".into(),
+        seconds: i.steps as f64 * u.layout_step * x,
+        basis: format!(
+            "{} steps × {} tool starts × {:.1} ms",
+            i.steps,
+            u.layout_step,
+            x * 1e3
+        ),
+    });
+    let mounts = i
+        .layout
+        .mounts
+        .iter()
+        .filter(|m| m.fstype != "swap")
+        .count();
+    phases.push(Phase {
+        name: "mount".into(),
+        seconds: mounts as f64 * u.mount * x,
+        basis: format!("{mounts} file systems"),
+    });
+    let (restore, restore_basis) = restore_time(i);
+    phases.push(Phase {
+        name: "restore".into(),
+        seconds: restore,
+        basis: restore_basis,
+    });
+    let f = &i.finalize;
+    let mut units = 0.0;
+    let mut what = Vec::new();
+    if f.grub_bios_disks > 0 {
+        units += f.grub_bios_disks as f64 * u.grub_install;
+        what.push(format!("GRUB (BIOS) on {} disks", f.grub_bios_disks));
+    }
+    if f.grub_efi {
+        units += u.grub_install + f.esp_copies as f64 * u.esp_copy;
+        what.push(format!("GRUB (UEFI) + {} ESP copies", f.esp_copies));
+    }
+    if f.grub_mkconfig {
+        units += u.grub_mkconfig;
+        what.push("grub-mkconfig".into());
+    }
+    if f.initramfs {
+        units += u.initramfs;
+        what.push(format!("initramfs ({})", f.initramfs_why));
+    } else {
+        what.push(format!("initramfs kept ({})", f.initramfs_why));
+    }
+    phases.push(Phase {
+        name: "finalize".into(),
+        seconds: units * x,
+        basis: what.join(", "),
+    });
+    phases.push(Phase {
+        name: "unmount".into(),
+        seconds: u.fixed * x,
+        basis: "unmount and sync".into(),
+    });
+    let (first, first_basis) = match i.rates.get("first_boot").filter(|r| r.seconds > 0.0) {
+        Some(r) => (
+            r.seconds,
+            "measured: the host's last boot (systemd)".to_string(),
+        ),
+        None => (
+            ec.first_boot_seconds,
+            "assumed: estimate.first_boot_seconds (the host's boot was not recorded)".to_string(),
+        ),
+    };
+    phases.push(Phase {
+        name: "first boot".into(),
+        seconds: first,
+        basis: first_basis,
+    });
+    let recover_seconds: f64 = phases
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.name.as_str(),
+                "layout" | "mount" | "restore" | "finalize" | "unmount"
+            )
+        })
+        .map(|p| p.seconds)
+        .sum();
+    let total_seconds: f64 = phases.iter().map(|p| p.seconds).sum();
+    let hosts = i.hosts.max(1);
+    let site_seconds = hosts as f64 * (total_seconds + ec.provision_seconds + ec.post_work_seconds);
+    Estimate {
+        host: i.layout.host.clone(),
+        on: if i.in_rescue { "rescue" } else { "host" }.into(),
+        backup: i.backup.clone(),
+        probes: i.probes.clone(),
+        phases,
+        recover_seconds,
+        total_seconds,
+        hosts,
+        site_seconds,
+    }
+}
+
+/// w/s plus the per-file cost: the restore streams (a read-ahead thread
+/// decodes while files are written), so the slower of reading and writing
+/// sets the pace.
+fn restore_time(i: &Inputs) -> (f64, String) {
+    let Some(b) = &i.backup else {
+        return (0.0, "no backup found: nothing to restore".into());
+    };
+    let p = &i.probes;
+    let rate = match (p.read_rate, p.write_rate) {
+        (Some(r), Some(w)) => Some(r.min(w)),
+        (r, w) => r.or(w),
+    };
+    let Some(rate) = rate.filter(|r| *r > 0.0) else {
+        return (
+            0.0,
+            "no restore rate: no read probe and no recorded restore".into(),
+        );
+    };
+    let data = b.bytes as f64 / rate;
+    let files = b.files as f64 * p.file_seconds;
+    (
+        data + files,
+        format!(
+            "{:.1} MiB at {:.1} MiB/s ({}; {}) + {} files × {:.2} ms",
+            b.bytes as f64 / MIB,
+            rate / MIB,
+            p.read_basis,
+            p.write_basis,
+            b.files,
+            p.file_seconds * 1e3
+        ),
+    )
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+// ---------------------------------------------------------------------------
+// Probes
+
+/// Median wall time of starting a small tool that recover runs anyway.
+pub fn exec_probe() -> Result<f64> {
+    let tool = ["sfdisk", "mdadm", "true"]
+        .into_iter()
+        .find(|t| crate::sys::in_path(t))
+        .context("no sfdisk, mdadm or true in PATH to time")?;
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        std::process::Command::new(tool)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .with_context(|| format!("running {tool} --version"))?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Per-file cost of what restore does for each file (create, write a few
+/// bytes, chmod, set times), in a scratch directory under `dir`.
+pub fn file_probe(dir: &Path) -> Result<f64> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir.join(format!("mkrescue-estimate-{}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+    const N: usize = 200;
+    let t = Instant::now();
+    let r = (|| -> std::io::Result<()> {
+        for n in 0..N {
+            let p = d.join(format!("f{n}"));
+            std::fs::write(&p, b"probe")?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640))?;
+            let f = std::fs::File::options().write(true).open(&p)?;
+            f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))?;
+        }
+        Ok(())
+    })();
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&d);
+    r.with_context(|| format!("creating files in {}", d.display()))?;
+    Ok(secs / N as f64)
+}
+
+/// Write rate of `disk`: `LEN` bytes of zeros written at offset `AT` and
+/// flushed, only when that region reads as all zeros first, so the write
+/// changes nothing on the disk. `None` with the reason otherwise.
+pub fn write_probe(disk: &str) -> Result<std::result::Result<f64, String>> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    const AT: u64 = 64 << 20;
+    const LEN: usize = 64 << 20;
+    let mut f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .with_context(|| format!("opening {disk}"))?;
+    let mut buf = vec![0u8; LEN];
+    f.seek(SeekFrom::Start(AT))?;
+    f.read_exact(&mut buf)
+        .with_context(|| format!("reading {disk}"))?;
+    if buf.iter().any(|b| *b != 0) {
+        return Ok(Err(format!(
+            "{disk} holds data where the probe would write: not probed"
+        )));
+    }
+    let t = Instant::now();
+    f.seek(SeekFrom::Start(AT))?;
+    f.write_all(&buf)
+        .with_context(|| format!("writing zeros over zeros on {disk}"))?;
+    f.sync_data().with_context(|| format!("flushing {disk}"))?;
+    Ok(Ok(LEN as f64 / t.elapsed().as_secs_f64().max(1e-6)))
+}
+
+/// The host's last boot, firmware to systemd's "startup finished", from
+/// systemd's monotonic timestamps (microseconds): None without systemd.
+pub fn host_boot_seconds() -> Option<f64> {
+    let out = Cmd::new("systemctl")
+        .args([
+            "show",
+            "--property=FirmwareTimestampMonotonic,LoaderTimestampMonotonic,FinishTimestampMonotonic",
+        ])
+        .read()
+        .ok()?;
+    let mut v = BTreeMap::new();
+    for l in out.lines() {
+        if let Some((k, val)) = l.split_once('=') {
+            v.insert(k.to_string(), val.trim().parse::<f64>().unwrap_or(0.0));
+        }
+    }
+    let finish = *v.get("FinishTimestampMonotonic")?;
+    if finish <= 0.0 {
+        return None;
+    }
+    // Firmware and loader count backwards from the kernel's start.
+    let before = v.get("FirmwareTimestampMonotonic").copied().unwrap_or(0.0);
+    Some((before + finish) / 1e6)
+}
+
+/// The rescue system's boot, kernel start to the ready marker, as its
+/// init wrote it.
+pub fn rescue_boot_seconds(root: &Path) -> Option<f64> {
+    std::fs::read_to_string(root.join(READY_AT.trim_start_matches('/')))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether this is a rescue system made by mkrescue.
+pub fn in_rescue(root: &Path) -> bool {
+    root.join(READY_AT.trim_start_matches('/')).exists()
+        || root.join("etc/mkrescue-rescue").exists()
+}
+
+/// Options of `mkrescue estimate`.
+#[derive(Debug, Clone, Default)]
+pub struct EstimateOptions {
+    pub root: PathBuf,
+    pub layout: PathBuf,
+    pub from: Option<String>,
+    pub archive: Option<String>,
+    pub identity: Option<String>,
+    pub hosts: u32,
+    /// Skip the probes that read the backup and write a disk.
+    pub no_probe: bool,
+}
+
+/// Gathers the inputs on this machine and makes the estimate.
+pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
+    let layout = load_layout(&o.layout)?;
+    let rescue = in_rescue(&o.root);
+    let backup = crate::backup::facts::facts(
+        cfg,
+        &crate::backup::facts::FactsOptions {
+            root: o.root.clone(),
+            from: o.from.clone(),
+            archive: o.archive.clone(),
+            identity: o.identity.clone(),
+            probe_seconds: if o.no_probe { 0.0 } else { 3.0 },
+        },
+    )
+    .map_err(|e| {
+        crate::error::fail(
+            crate::error::code_of(&e),
+            format!(
+                "{e:#}; the estimate needs the backup recover would restore: make one with `mkrescue backup`, or give --from URL"
+            ),
+        )
+    })?;
+    let mut rates = crate::backup::facts::read_rates(&o.root);
+    if !rescue && let Some(b) = host_boot_seconds() {
+        rates.insert(
+            "first_boot".into(),
+            Rate {
+                seconds: b,
+                ..Rate::default()
+            },
+        );
+    }
+    let mut probes = Probes {
+        exec_seconds: exec_probe()?,
+        file_seconds: file_probe(Path::new(if rescue { "/run" } else { "/tmp" }))?,
+        ..Probes::default()
+    };
+    match backup.read_probe.as_ref().and_then(Rate::per_sec) {
+        Some(r) => {
+            probes.read_rate = Some(r);
+            probes.read_basis = "read probe".into();
+        }
+        None => {
+            let rec = rates
+                .get("restore")
+                .or(rates.get("verify"))
+                .and_then(Rate::per_sec);
+            probes.read_rate = rec;
+            probes.read_basis = if rec.is_some() {
+                "rate of the last restore or verify".into()
+            } else {
+                "no read rate".into()
+            };
+        }
+    }
+    if rescue && !o.no_probe {
+        match probe_target_disk(cfg) {
+            Ok(Ok((disk, w))) => {
+                probes.write_rate = Some(w);
+                probes.write_basis = format!("write probe of {disk}");
+            }
+            Ok(Err(why)) => probes.write_basis = why,
+            Err(e) => probes.write_basis = format!("no write probe: {e:#}"),
+        }
+    } else if let Some(r) = rates.get("restore").and_then(Rate::per_sec) {
+        probes.write_rate = Some(r);
+        probes.write_basis = "rate of the last restore".into();
+    } else {
+        probes.write_basis = "disk write rate not probed (only in the rescue system)".into();
+    }
+    let finalize = finalize_plan(&layout, cfg);
+    let steps = plan_steps(&layout)?;
+    Ok(model(&Inputs {
+        layout: &layout,
+        cfg,
+        backup: Some(backup),
+        rates,
+        probes,
+        in_rescue: rescue,
+        rescue_boot: if rescue {
+            rescue_boot_seconds(&o.root)
+        } else {
+            None
+        },
+        steps,
+        finalize,
+        hosts: o.hosts,
+    }))
+}
+
+fn load_layout(path: &Path) -> Result<Layout> {
+    if !path.exists() {
+        return Err(crate::error::fail(
+            crate::error::Code::Usage,
+            format!(
+                "no saved layout at {}: run `mkrescue layout save` (or give --layout FILE)",
+                path.display()
+            ),
+        ));
+    }
+    Layout::load(path)
+}
+
+/// The number of layout steps recover's plan has for this layout on disks
+/// like the host's.
+fn plan_steps(layout: &Layout) -> Result<usize> {
+    let disks: BTreeMap<String, String> = layout
+        .disks
+        .iter()
+        .map(|d| (d.path.clone(), d.path.clone()))
+        .collect();
+    let opt = crate::recover::plan::Options {
+        udev: true,
+        key_file: Some("/dev/null".into()),
+        work_dir: crate::recover::WORK_DIR.into(),
+        target_sizes: layout
+            .disks
+            .iter()
+            .map(|d| (d.path.clone(), d.size))
+            .collect(),
+        grow: false,
+    };
+    Ok(crate::recover::plan::plan(layout, &disks, &opt)?
+        .steps
+        .len())
+}
+
+/// The finalize steps: boot loaders from the layout; the boot menu and the
+/// initramfs by the configuration (auto: kept, since recover recreates every
+/// UUID; the disks' drivers are checked only once the files are restored).
+pub fn finalize_plan(layout: &Layout, cfg: &Config) -> FinalizePlan {
+    let disks: BTreeMap<String, String> = layout
+        .disks
+        .iter()
+        .map(|d| (d.path.clone(), d.path.clone()))
+        .collect();
+    let r = &cfg.recover;
+    let (esp, others) = crate::recover::finalize::esps(layout);
+    let (initramfs, why) = match r.initramfs {
+        Regen::Always => (true, "recover.initramfs = always".to_string()),
+        Regen::Never => (false, "recover.initramfs = never".to_string()),
+        Regen::Auto => (
+            false,
+            "auto: regenerated only if the new disks need a driver it lacks".to_string(),
+        ),
+    };
+    FinalizePlan {
+        grub_bios_disks: if r.bootloader {
+            crate::recover::finalize::bios_disks(layout, &disks).len()
+        } else {
+            0
+        },
+        grub_efi: r.bootloader && esp.is_some(),
+        esp_copies: if r.bootloader && esp.is_some() {
+            others.len()
+        } else {
+            0
+        },
+        grub_mkconfig: r.bootloader && r.boot_menu == Regen::Always,
+        initramfs,
+        initramfs_why: why,
+    }
+}
+
+/// The write probe on the biggest disk here that is not in use (a disk
+/// recover may erase anyway).
+fn probe_target_disk(cfg: &Config) -> Result<std::result::Result<(String, f64), String>> {
+    let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
+    let targets = crate::recover::mapping::TargetDisk::from_lsblk(&lsblk)?;
+    let in_use = crate::recover::mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
+    let Some(d) = targets
+        .iter()
+        .filter(|t| !in_use.contains_key(&t.path) && t.size >= 256 << 20)
+        .max_by_key(|t| t.size)
+    else {
+        return Ok(Err("no disk free for a write probe".into()));
+    };
+    Ok(write_probe(&d.path)?.map(|w| (d.path.clone(), w)))
+}
+
+/// The human-readable table.
+pub fn render(e: &Estimate) -> String {
+    let mut s = format!(
+        "Recovery time of {} (estimated on the {}):\n",
+        e.host,
+        if e.on == "rescue" {
+            "rescue system"
+        } else {
+            "healthy host"
+        }
+    );
+    for p in &e.phases {
+        s.push_str(&format!(
+            "  {:<10} {:>9}  {}\n",
+            p.name,
+            human(p.seconds),
+            p.basis
+        ));
+    }
+    s.push_str(&format!(
+        "  {:<10} {:>9}  mkrescue recover (layout to unmount)\n",
+        "recover",
+        human(e.recover_seconds)
+    ));
+    s.push_str(&format!(
+        "  {:<10} {:>9}  rescue boot to the first boot\n",
+        "total",
+        human(e.total_seconds)
+    ));
+    if e.hosts > 1 {
+        s.push_str(&format!(
+            "  {:<10} {:>9}  {} hosts one after another, each with provisioning and post-work (estimate.*)\n",
+            "site",
+            human(e.site_seconds),
+            e.hosts
+        ));
+    }
+    s
+}
+
+/// `42s`, `3m 05s`, `2h 01m`.
+pub fn human(s: f64) -> String {
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout2() -> Layout {
+        Layout::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/layout/layout2.json"
+        )))
+        .unwrap()
+    }
+
+    fn inputs<'a>(l: &'a Layout, cfg: &'a Config) -> Inputs<'a> {
+        Inputs {
+            layout: l,
+            cfg,
+            backup: Some(Facts {
+                name: "h-1".into(),
+                from: "file:///b".into(),
+                files: 1000,
+                bytes: 1 << 30,
+                archive_bytes: None,
+                read_probe: None,
+            }),
+            rates: Rates::new(),
+            probes: Probes {
+                exec_seconds: 0.01,
+                file_seconds: 0.001,
+                read_rate: Some(100.0 * MIB),
+                read_basis: "read probe".into(),
+                write_rate: Some(50.0 * MIB),
+                write_basis: "write probe".into(),
+            },
+            in_rescue: true,
+            rescue_boot: Some(20.0),
+            steps: 20,
+            finalize: finalize_plan(l, cfg),
+            hosts: 1,
+        }
+    }
+
+    #[test]
+    fn phases_add_up_and_the_slower_rate_sets_the_restore() {
+        let l = layout2();
+        let cfg = Config::default();
+        let e = model(&inputs(&l, &cfg));
+        let names: Vec<&str> = e.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "boot",
+                "layout",
+                "mount",
+                "restore",
+                "finalize",
+                "unmount",
+                "first boot"
+            ]
+        );
+        // 1 GiB at the 50 MiB/s of the write probe, 1000 files at 1 ms.
+        let r = e.phase("restore").unwrap().seconds;
+        assert!((r - (1024.0 / 50.0 + 1.0)).abs() < 1e-9, "{r}");
+        assert_eq!(e.phase("boot").unwrap().seconds, 20.0);
+        let sum: f64 = e.phases.iter().map(|p| p.seconds).sum();
+        assert!((e.total_seconds - sum).abs() < 1e-9);
+        assert!(e.recover_seconds < e.total_seconds);
+        // Assumed where not measured, and said so.
+        assert!(e.phase("first boot").unwrap().basis.starts_with("assumed"));
+    }
+
+    #[test]
+    fn site_is_a_times_w_over_s_plus_b_plus_n() {
+        let l = layout2();
+        let mut cfg = Config::default();
+        cfg.estimate.provision_seconds = 600.0;
+        cfg.estimate.post_work_seconds = 300.0;
+        let mut i = inputs(&l, &cfg);
+        i.hosts = 10;
+        let e = model(&i);
+        assert!((e.site_seconds - 10.0 * (e.total_seconds + 900.0)).abs() < 1e-6);
+        assert!(render(&e).contains("10 hosts"));
+    }
+
+    #[test]
+    fn finalize_follows_the_configuration() {
+        let l = layout2();
+        let mut cfg = Config::default();
+        let auto = model(&inputs(&l, &cfg)).phase("finalize").unwrap().seconds;
+        cfg.recover.initramfs = Regen::Always;
+        cfg.recover.boot_menu = Regen::Always;
+        let e = model(&inputs(&l, &cfg));
+        let always = e.phase("finalize").unwrap().seconds;
+        assert!(
+            (always - auto - (UNITS.initramfs + UNITS.grub_mkconfig) * 0.01).abs() < 1e-9,
+            "{auto} {always}"
+        );
+        assert!(e.phase("finalize").unwrap().basis.contains("grub-mkconfig"));
+    }
+
+    #[test]
+    fn no_rate_is_said_not_guessed() {
+        let l = layout2();
+        let cfg = Config::default();
+        let mut i = inputs(&l, &cfg);
+        i.probes.read_rate = None;
+        i.probes.write_rate = None;
+        let e = model(&i);
+        let r = e.phase("restore").unwrap();
+        assert_eq!(r.seconds, 0.0);
+        assert!(r.basis.starts_with("no restore rate"), "{}", r.basis);
+    }
+
+    #[test]
+    fn write_probe_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("disk.img");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(256 << 20).unwrap();
+        drop(f);
+        let r = write_probe(p.to_str().unwrap()).unwrap();
+        assert!(r.unwrap() > 0.0);
+        // Data where the probe writes: refused, and the data stays.
+        let mut data = vec![0u8; 256 << 20];
+        data[(64 << 20) + 5] = 7;
+        std::fs::write(&p, &data).unwrap();
+        let why = write_probe(p.to_str().unwrap()).unwrap().unwrap_err();
+        assert!(why.contains("holds data"), "{why}");
+        assert_eq!(std::fs::read(&p).unwrap()[(64 << 20) + 5], 7);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human(42.4), "42s");
+        assert_eq!(human(185.0), "3m 05s");
+        assert_eq!(human(7260.0), "2h 01m");
+    }
+}
