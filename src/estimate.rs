@@ -538,7 +538,7 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
 fn load_layout(path: &Path) -> Result<Layout> {
     if !path.exists() {
         return Err(crate::error::fail(
-            crate::error::Code::Usage,
+            crate::error::Code::NoLayout,
             format!(
                 "no saved layout at {}: run `mkrescue layout save` (or give --layout FILE)",
                 path.display()

@@ -282,7 +282,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         return Ok(());
     }
     for l in header.lines() {
-        eprintln!("mkrescue: {l}");
+        eprintln!("mkrescue: estimate: {l}");
     }
     executor::check_tools(&p)?;
     if !args.unattended {
@@ -367,7 +367,7 @@ fn announce_estimate(cfg: &Config, args: &RecoverOptions, from: Option<String>) 
         Ok(e) => {
             if !args.quiet {
                 for l in crate::estimate::render(&e).lines() {
-                    eprintln!("mkrescue: {l}");
+                    eprintln!("mkrescue: estimate: {l}");
                 }
                 eprintln!("mkrescue: (estimated in {:.1}s)", t.elapsed().as_secs_f64());
             }

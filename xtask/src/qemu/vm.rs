@@ -67,8 +67,8 @@ impl Serial {
     }
 }
 
-/// One virtio disk (raw image); its serial goes on the device (QEMU 7.2
-/// rejects it in `-drive`, QEMU.md).
+/// One disk (raw image), virtio unless `nvme`; its serial goes on the
+/// device (QEMU 7.2 rejects it in `-drive`, QEMU.md).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Disk {
     pub path: PathBuf,
@@ -85,6 +85,9 @@ pub struct Disk {
     /// e2e server's big sparse disks): detect-zeroes/discard=unmap,
     /// werror/rerror=report.
     pub sparse_report: bool,
+    /// On an NVMe controller instead of virtio (the nvme device needs a
+    /// serial; SeaBIOS and OVMF boot from it).
+    pub nvme: bool,
 }
 
 impl Disk {
@@ -313,7 +316,11 @@ impl VmSpec {
             if d.readonly {
                 drive.push_str(",readonly=on");
             }
-            let mut dev = format!("virtio-blk-pci,drive=d{i}");
+            let mut dev = if d.nvme {
+                format!("nvme,drive=d{i}")
+            } else {
+                format!("virtio-blk-pci,drive=d{i}")
+            };
             if let Some(s) = &d.serial {
                 dev.push_str(&format!(",serial={s}"));
             }

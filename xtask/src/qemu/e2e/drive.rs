@@ -54,6 +54,8 @@ pub(super) struct Disk {
     pub(super) boot: Option<u32>,
     /// The guest cannot write it (the cached rootfs tarball).
     pub(super) readonly: bool,
+    /// On NVMe instead of virtio (see [`super::variant::Variant::nvme`]).
+    pub(super) nvme: bool,
 }
 
 /// How to start and drive one VM.
@@ -161,6 +163,7 @@ pub(super) fn spec(vm: &Vm, log: &Path) -> VmSpec {
                 sparse_report: true,
                 snapshot: false,
                 readonly: d.readonly,
+                nvme: d.nvme,
             })
             .collect(),
         ..VmSpec::new(Serial::Console(log.to_path_buf()))
@@ -354,6 +357,7 @@ mod tests {
                 path: PathBuf::from("w/NEW1.raw"),
                 boot: None,
                 readonly: false,
+                nvme: false,
             }],
             ready: "x",
             type_on_ready: None,

@@ -78,6 +78,7 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
         boot: None,
         // A mistake in the script must not spoil the cache.
         readonly: true,
+        nvme: false,
     });
     disks.extend(e.io_disks("provision")?);
     let vm = Vm {
@@ -220,6 +221,22 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     };
     let ready = run.seen[mkrescue::init::READY_MARKER];
     let name = e.phase_name("recover");
+    // Issue 16: with `initramfs = auto` recover keeps the server's
+    // initramfs on disks like its own, and regenerates it (with the driver
+    // added) on NVMe, whose driver the server's MODULES=list lacks.
+    let initramfs = finalize_line(&run.text, "initramfs").unwrap_or_default();
+    let want = if e.variant.nvme() {
+        "initramfs regenerated"
+    } else {
+        "initramfs kept"
+    };
+    if !initramfs.starts_with(want) {
+        bail!(
+            "recover's finalize says `{initramfs}`; expected `{want} ...` (serial log {})",
+            run.log.display()
+        );
+    }
+    let (predicted, predicted_total) = recover_predicted(&run.text);
     e.record(
         &name,
         t.elapsed().as_secs_f64(),
@@ -228,9 +245,53 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
             "recover_s": round1(done - ready),
             "vm_total_s": round1(run.total),
             "recover_phases_s": recover_phases(&run.text),
+            "recover_predicted_s": predicted,
+            "recover_predicted_total_s": predicted_total,
+            "initramfs": initramfs,
+            "boot_menu": finalize_line(&run.text, "/boot/grub/grub.cfg"),
         }),
     );
     Ok(())
+}
+
+/// The line of recover's finalize report (`mkrescue:   - WHAT ...`) that
+/// starts with `what`.
+pub(super) fn finalize_line(text: &str, what: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("mkrescue:   - "))
+        .find(|l| l.starts_with(what))
+        .map(str::to_string)
+}
+
+/// The estimate beside each phase of recover's table (`NAME  12.3s (est.
+/// 11.0s)  DETAIL`) and the estimated total (`(estimated beforehand:
+/// 98.0s)`), from the serial log.
+pub(super) fn recover_predicted(text: &str) -> (BTreeMap<String, f64>, Option<f64>) {
+    let secs = |w: &str| {
+        w.trim_end_matches(')')
+            .strip_suffix('s')?
+            .parse::<f64>()
+            .ok()
+    };
+    let mut phases = BTreeMap::new();
+    let mut total = None;
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("mkrescue:   ") else {
+            continue;
+        };
+        if let Some(t) = rest.trim().strip_prefix("(estimated beforehand: ") {
+            total = secs(t);
+            continue;
+        }
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        if let [name, _, est, value, ..] = w.as_slice()
+            && *est == "(est."
+            && let Some(v) = secs(value)
+        {
+            phases.insert(name.to_string(), v);
+        }
+    }
+    (phases, total)
 }
 
 /// The phase table recover prints at its end (src/recover/mod.rs:
@@ -469,6 +530,33 @@ mod tests {
             .collect();
         assert!(uefi_boot(&one, false).unwrap_err().contains("ESP2"));
         assert!(uefi_boot("EFI variables are not supported on this system.\n", false).is_err());
+    }
+
+    #[test]
+    fn predicted_times_and_finalize_lines_from_the_serial_log() {
+        let log = "mkrescue: recover of e2e-server finished in 61.2s\n\
+mkrescue:   (estimated beforehand: 58.0s)\n\
+mkrescue:   layout       11.6s (est. 10.0s)  20 steps (0 already done before)\n\
+mkrescue:   restore      31.0s (est. 30.5s)  files restored\n\
+mkrescue:   - initramfs kept: the initramfs of 6.1.0-57-amd64 has every driver\n\
+mkrescue:   - /boot/grub/grub.cfg kept: every UUID (3), volume and kernel file it refers to is there\n";
+        let (p, t) = recover_predicted(log);
+        assert_eq!(t, Some(58.0));
+        assert_eq!(p["layout"], 10.0);
+        assert_eq!(p["restore"], 30.5);
+        assert!(
+            finalize_line(log, "initramfs")
+                .unwrap()
+                .starts_with("initramfs kept")
+        );
+        assert!(
+            finalize_line(log, "/boot/grub/grub.cfg")
+                .unwrap()
+                .contains("kept")
+        );
+        assert_eq!(finalize_line(log, "GRUB"), None);
+        // The phase table still reads the actual times.
+        assert_eq!(recover_phases(log)["layout"], 11.6);
     }
 
     #[test]

@@ -210,12 +210,14 @@ impl E2e {
                 path: self.p("DISK1.raw"),
                 boot: Some(1),
                 readonly: false,
+                nvme: false,
             },
             Disk {
                 serial: "DISK2",
                 path: self.p("DISK2.raw"),
                 boot: Some(2),
                 readonly: false,
+                nvme: false,
             },
         ]
     }
@@ -235,12 +237,14 @@ impl E2e {
                 path: self.v("NEW1.raw"),
                 boot: (!uefi).then_some(1),
                 readonly: false,
+                nvme: self.variant.nvme(),
             },
             Disk {
                 serial: "NEW2",
                 path: self.v("NEW2.raw"),
                 boot: (!uefi).then_some(2),
                 readonly: false,
+                nvme: self.variant.nvme(),
             },
         ]
     }
@@ -251,6 +255,7 @@ impl E2e {
             path: self.p("BACKUP.raw"),
             boot: None,
             readonly: false,
+            nvme: false,
         }
     }
 
@@ -267,12 +272,14 @@ impl E2e {
                 path: in_img,
                 boot: None,
                 readonly: false,
+                nvme: false,
             },
             Disk {
                 serial: "MKROUT",
                 path: out_img,
                 boot: None,
                 readonly: false,
+                nvme: false,
             },
         ])
     }
