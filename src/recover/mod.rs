@@ -282,7 +282,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         return Ok(());
     }
     for l in header.lines() {
-        eprintln!("mkrescue: estimate: {l}");
+        eprintln!("mkrescue: {l}");
     }
     executor::check_tools(&p)?;
     if !args.unattended {
