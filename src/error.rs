@@ -10,14 +10,16 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Code {
-    /// Something failed at run time (I/O error, a tool returned non-zero).
+    /// Something failed at run time (I/O error, a tool returned non-zero),
+    /// or a device was refused for what it is now (mounted, in use, fixed).
     Failed = 1,
     /// The command line was wrong (clap uses 2 as well).
     Usage = 2,
     /// A configuration file is invalid: unknown key, wrong type, bad value.
     Config = 3,
-    /// The host lacks something the build needs: a required tool, a kernel
-    /// with modules, a compression its kernel can unpack.
+    /// This machine lacks something the command needs: a required tool, a
+    /// kernel with modules, a compression its kernel can unpack, a disk
+    /// large enough to recover onto.
     Host = 4,
     /// An input file is corrupt or unusable (truncated ELF, broken cache).
     Input = 5,

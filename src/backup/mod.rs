@@ -301,6 +301,18 @@ impl std::ops::Deref for Opened {
 }
 
 fn target_of(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> {
+    // A bad URL given as a flag is a command-line mistake (exit 2); the
+    // same in backup.target a configuration one (3).
+    let r = opened(cfg, flag, usage);
+    match r {
+        Err(e) if flag.is_some() && crate::error::code_of(&e) == Code::Config => {
+            Err(fail(Code::Usage, format!("{e:#}")))
+        }
+        r => r,
+    }
+}
+
+fn opened(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> {
     let url = flag.or(cfg.backup.target.as_ref()).ok_or_else(|| {
         fail(
             Code::Usage,

@@ -408,16 +408,25 @@ fn probe_filesystems(d: &mut BlockDev) {
 
 /// Checks that `dev` may be erased. Returns its description.
 pub fn check_device(dev: &Path, force: bool) -> Result<BlockDev> {
+    // What the device is now (mounted, in use, fixed) is no mistake of
+    // the command line: a refusal at run time, exit 1. Naming something
+    // that is no disk at all is one: exit 2.
     let refuse = |why: String| {
         Err(fail(
-            Code::Usage,
+            Code::Failed,
             format!("refusing to write {}: {why}", dev.display()),
         ))
     };
     let meta = std::fs::metadata(dev)
         .map_err(|e| fail(Code::Usage, format!("--device {}: {e}", dev.display())))?;
     if !meta.file_type().is_block_device() {
-        return refuse("not a block device (use --image FILE for an image file)".into());
+        return Err(fail(
+            Code::Usage,
+            format!(
+                "refusing to write {}: not a block device (use --image FILE for an image file)",
+                dev.display()
+            ),
+        ));
     }
     let canon =
         std::fs::canonicalize(dev).with_context(|| format!("resolving {}", dev.display()))?;
@@ -428,7 +437,13 @@ pub fn check_device(dev: &Path, force: bool) -> Result<BlockDev> {
         .to_string();
     let sys = Path::new("/sys/class/block").join(&name);
     if sys.join("partition").exists() {
-        return refuse(format!("{name} is a partition; give the whole disk"));
+        return Err(fail(
+            Code::Usage,
+            format!(
+                "refusing to write {}: {name} is a partition; give the whole disk",
+                dev.display()
+            ),
+        ));
     }
     let out = Cmd::new("lsblk")
         .args([

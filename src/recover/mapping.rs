@@ -302,8 +302,9 @@ pub fn map_disks(
         let chosen = match fits.len() {
             0 => {
                 let biggest = f.iter().max_by_key(|t| t.size);
+                // This machine lacks a disk (exit 4), the layout is fine.
                 return Err(fail(
-                    Code::Input,
+                    Code::Host,
                     match biggest {
                         Some(t) => format!(
                             "no disk large enough for {} (needs {}; the largest free one, {}, has {}); attach one or give --map {}=DISK; nothing was changed",

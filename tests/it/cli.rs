@@ -250,3 +250,26 @@ fn quiet_prints_no_success_lines() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a: changed\n");
     error_line(&out, 5);
 }
+
+/// Item 12: a bad `--target` URL is a command-line mistake (2); the same
+/// URL in backup.target is a configuration one (3). Nothing is created.
+#[test]
+fn bad_target_url_is_2_as_a_flag_and_3_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let out = mkrescue(&["backup", "--target", "ftp://host/b", src.to_str().unwrap()]);
+    let line = error_line(&out, 2);
+    assert!(line.contains("backup target \"ftp://host/b\""), "{line}");
+    assert!(line.contains("file:///DIR"), "{line}");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[backup]\ntarget = \"ftp://host/b\"\n").unwrap();
+    let out = mkrescue(&[
+        "backup",
+        "--config",
+        cfg.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    error_line(&out, 3);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}

@@ -21,6 +21,15 @@ fn write_variant(dir: &tempfile::TempDir, f: impl FnOnce(&mut serde_json::Value)
     p.display().to_string()
 }
 
+/// layout2.json was captured in a VM where / was not on these disks: the
+/// variant that mounts its root LV at /, as a host's layout would.
+fn with_root(v: &mut serde_json::Value) {
+    v["mounts"] = serde_json::json!([{
+        "target": "/", "source": "/dev/vg0/root", "fstype": "ext4",
+        "options": "rw,relatime", "fsroot": "/"
+    }]);
+}
+
 fn one_error_line(out: &std::process::Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -179,7 +188,17 @@ fn check_of_a_changed_layout_exits_1_with_one_line_per_removed_disk() {
 #[test]
 fn recover_refuses_a_layout_without_a_root_file_system() {
     let dir = tempfile::tempdir().unwrap();
+    // With its root the same layout gets past this check (to the disk
+    // mapping, which this machine cannot satisfy: exit 4).
+    let p = write_variant(&dir, with_root);
+    let out = mkrescue(&["recover", "--dry-run", "--unattended", "--layout", &p]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("records no file system mounted at /"),
+        "{err}"
+    );
     let p = write_variant(&dir, |v| {
+        with_root(v);
         let m = v["mounts"].as_array_mut().unwrap();
         m.retain(|m| m["target"] != "/");
     });
@@ -234,4 +253,31 @@ fn check_diff_names_what_changed_and_ignores_volatile_fields() {
     );
     // Reordering LVs is no change: entries are keyed by name.
     assert!(!lines.iter().any(|l| l.contains("lvs[")), "{lines:#?}");
+}
+
+/// Item 12 of the first-hour issue: "no disk large enough" exited 5
+/// ("corrupt input"); the layout is fine, this machine lacks a disk: 4.
+#[test]
+fn recover_without_a_disk_large_enough_exits_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_variant(&dir, |v| {
+        with_root(v);
+        for d in v["disks"].as_array_mut().unwrap() {
+            d["size"] = (1u64 << 60).into();
+        }
+    });
+    let out = mkrescue(&["recover", "--dry-run", "--unattended", "--layout", &p]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = one_error_line(&out);
+    assert!(
+        err.starts_with("mkrescue: error: no disk large enough for /dev/vd")
+            || err.starts_with("mkrescue: error: no target disk left for /dev/vd"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "a plan was printed");
 }

@@ -105,7 +105,16 @@ fn non_removable_device_is_refused_without_force() {
     let before = first_sector(&l.dev);
     let out = mkrescue(&l.dev, &dir.path().join("out"), &[]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    // Item 12 of the first-hour issue: a refusal for the device's state
+    // is exit 1, not 2 ("wrong command line").
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "mkrescue: error: refusing to write {}: it is not a removable disk",
+            l.dev.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("not a removable disk"), "{err}");
     assert!(err.contains("--force"), "{err}");
     // It says what the device is.
@@ -120,7 +129,7 @@ fn mounted_device_is_refused_even_with_force() {
     let dir = tempfile::tempdir().unwrap();
     let out = mkrescue(&l.dev, &dir.path().join("out"), &["--force"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("mounted"), "{err}");
     assert!(
         err.contains(&l.mnt.as_ref().unwrap().display().to_string()),
