@@ -300,34 +300,39 @@ impl std::ops::Deref for Opened {
     }
 }
 
-fn target_of(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> {
-    // A bad URL given as a flag is a command-line mistake (exit 2); the
-    // same in backup.target a configuration one (3).
-    let r = opened(cfg, flag, usage);
-    match r {
-        Err(e) if flag.is_some() && crate::error::code_of(&e) == Code::Config => {
-            Err(fail(Code::Usage, format!("{e:#}")))
-        }
-        r => r,
-    }
-}
-
-fn opened(cfg: &Config, flag: Option<&String>, usage: Use) -> Result<Opened> {
+/// The target named by `flag`, else backup.target; a local one must exist
+/// (not below an unmounted mount point of `root`/etc/fstab).
+fn target_of(cfg: &Config, root: &Path, flag: Option<&String>, usage: Use) -> Result<Opened> {
     let url = flag.or(cfg.backup.target.as_ref()).ok_or_else(|| {
         fail(
             Code::Usage,
             "no backup target: give --target URL (or --from for restore) or set backup.target in /etc/mkrescue/local.toml",
         )
     })?;
+    // A bad URL given as a flag is a command-line mistake (exit 2); the
+    // same in backup.target a configuration one (3).
+    let url_error = |e: anyhow::Error| {
+        if flag.is_some() && crate::error::code_of(&e) == Code::Config {
+            fail(Code::Usage, format!("{e:#}"))
+        } else {
+            e
+        }
+    };
     if let (Some(s), false) = (share::Share::parse(url), usage == Use::Rsync) {
-        let m = s?.mount(&cfg.backup, usage == Use::Read, usage == Use::DryRun)?;
+        let m =
+            s.map_err(url_error)?
+                .mount(&cfg.backup, usage == Use::Read, usage == Use::DryRun)?;
         return Ok(Opened {
             target: Target::Local(m.path.clone()),
             _mount: Some(m),
         });
     }
+    let target = Target::parse(url, &cfg.backup.ssh_options).map_err(url_error)?;
+    if let Some(d) = target.local_dir() {
+        target::check_local(d, &root.join("etc/fstab"))?;
+    }
     Ok(Opened {
-        target: Target::parse(url, &cfg.backup.ssh_options)?,
+        target,
         _mount: None,
     })
 }
@@ -367,6 +372,7 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     }
     let target = target_of(
         cfg,
+        &args.root,
         args.target.as_ref(),
         if args.dry_run {
             Use::DryRun
@@ -374,9 +380,6 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
             Use::Write
         },
     )?;
-    if let Some(d) = target.local_dir() {
-        target::check_local(d)?;
-    }
     let src = source_of(cfg, args, &target)?;
     let paths = src.paths.clone();
     let clock = std::time::SystemTime::now();
@@ -632,7 +635,7 @@ fn borg_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
 
 /// `mkrescue backup --method rsync`.
 fn rsync_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
-    let target = target_of(cfg, args.target.as_ref(), Use::Rsync)?;
+    let target = target_of(cfg, &args.root, args.target.as_ref(), Use::Rsync)?;
     let src = source_of(cfg, args, &target)?;
     let start = Instant::now();
     let stamp = crate::sys::time::stamp_micros(std::time::SystemTime::now());
@@ -755,7 +758,9 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
     if method != BackupMethod::Archive {
         let names = match method {
             BackupMethod::Borg => repo_of(cfg, args.target.as_ref())?.list()?,
-            _ => rsync::snapshots(&target_of(cfg, args.target.as_ref(), Use::Rsync)?.target)?,
+            _ => rsync::snapshots(
+                &target_of(cfg, &args.root, args.target.as_ref(), Use::Rsync)?.target,
+            )?,
         };
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -768,7 +773,7 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
         }
         return Ok(());
     }
-    let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
+    let target = target_of(cfg, &args.root, args.target.as_ref(), Use::Read)?;
     let l = list(&target)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -994,7 +999,7 @@ fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
             ));
         }
     }
-    let target = target_of(cfg, args.target.as_ref(), Use::Read)?;
+    let target = target_of(cfg, &args.root, args.target.as_ref(), Use::Read)?;
     let (name, enc) = pick(&target, args.archive.as_ref())?;
     let show = crate::progress::enabled(args.quiet) && !args.json;
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
@@ -1139,7 +1144,7 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     } else {
         Use::Read
     };
-    let target = target_of(cfg, args.from.as_ref(), usage)?;
+    let target = target_of(cfg, &args.root, args.from.as_ref(), usage)?;
     if args.method.unwrap_or(cfg.backup.method) == BackupMethod::Rsync {
         let snaps = rsync::snapshots(&target)?;
         let name = match &args.archive {

@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::error::{Code, fail};
 use crate::exec::{Cmd, Running};
@@ -399,13 +399,51 @@ impl Staged {
     }
 }
 
-/// Refuses a target inside nothing sensible: the local directory must not
-/// be a file.
-pub fn check_local(dir: &Path) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!("backup target {} is not a directory", dir.display());
+/// Refuses a local target that is not there: mkrescue never creates it.
+/// A missing directory, or one below a mount point of `fstab` where
+/// nothing is mounted (the backup disk), would put the backup onto the
+/// file system below, most often the root file system it is meant to
+/// survive.
+pub fn check_local(dir: &Path, fstab: &Path) -> Result<()> {
+    let gone = |why: String| {
+        Err(fail(
+            Code::Failed,
+            format!("backup target {}: {why}", dir.display()),
+        ))
+    };
+    if let Ok(text) = std::fs::read_to_string(fstab) {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 3 || f[0].starts_with('#') || f[2] == "swap" {
+                continue;
+            }
+            let mnt = Path::new(f[1]);
+            if mnt != Path::new("/")
+                && mnt.is_absolute()
+                && dir.starts_with(mnt)
+                && !crate::sys::mount::is_mounted(mnt)
+            {
+                return gone(format!(
+                    "{} is a mount point in {} where nothing is mounted; mount it first (`mount {}`)",
+                    mnt.display(),
+                    fstab.display(),
+                    mnt.display()
+                ));
+            }
+        }
     }
-    Ok(())
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(fail(
+            Code::Usage,
+            format!("backup target {} is not a directory", dir.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone(format!(
+            "no such directory; mount the backup disk there, or create it (`mkdir -p {}`) for backups on this system",
+            dir.display()
+        )),
+        Err(e) => Err(e).with_context(|| format!("backup target {}", dir.display())),
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ fn age_encrypted_archive_round_trip() {
     )
     .unwrap();
     let bk = tmp.path().join("bk");
+    std::fs::create_dir_all(&bk).unwrap();
 
     let out = mkrescue(&[
         os("backup"),
@@ -140,6 +141,7 @@ fn encrypted_backup() -> (
     )
     .unwrap();
     let bk = tmp.path().join("bk");
+    std::fs::create_dir_all(&bk).unwrap();
     ok(&mkrescue(&[
         os("backup"),
         os("--root"),

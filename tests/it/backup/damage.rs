@@ -106,6 +106,7 @@ fn flipped_bytes_cost_one_frame_and_are_named() {
     let src = tmp.path().join("src");
     tree(&src);
     let bk = tmp.path().join("bk");
+    std::fs::create_dir_all(&bk).unwrap();
     let name = backup(&src, &bk);
     let archive = bk.join(format!("{name}.tar.zst"));
     let mut bytes = std::fs::read(&archive).unwrap();
@@ -143,6 +144,7 @@ fn truncated_archive_restores_what_it_holds() {
     let src = tmp.path().join("src");
     tree(&src);
     let bk = tmp.path().join("bk");
+    std::fs::create_dir_all(&bk).unwrap();
     let name = backup(&src, &bk);
     let archive = bk.join(format!("{name}.tar.zst"));
     let len = std::fs::metadata(&archive).unwrap().len();
@@ -187,6 +189,7 @@ fn full_target_disk_leaves_nothing_that_looks_complete() {
         ],
     );
     let _m = Mount(full.clone());
+    std::fs::create_dir(full.join("backups")).unwrap();
     let out = mkrescue(&[
         os("backup"),
         os("--root"),
@@ -221,7 +224,7 @@ fn wrong_targets_get_one_clear_line() {
         os("--target"),
         os("ftp://x/y"),
     ]);
-    assert!(error_line(&out, 3).contains("use file:///DIR, ssh://"));
+    assert!(error_line(&out, 2).contains("use file:///DIR, ssh://"));
     let out = mkrescue(&[os("backup"), os("--root"), tmp.path().as_os_str()]);
     assert!(error_line(&out, 2).contains("--target"));
     let out = mkrescue(&[
@@ -258,6 +261,7 @@ fn digest_mismatch_removes_the_file_and_its_hard_links() {
         tree(&src);
         std::fs::hard_link(src.join("data/f03"), src.join("data/zz-link")).unwrap();
         let bk = tmp.path().join("bk");
+        std::fs::create_dir_all(&bk).unwrap();
         let name = backup(&src, &bk);
         let man_path = bk.join(format!("{name}.manifest.zst"));
         let man =

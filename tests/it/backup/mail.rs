@@ -74,6 +74,8 @@ fn report_mail_on_success_and_on_failure() {
     };
 
     let bk = t.join("bk");
+
+    std::fs::create_dir_all(&bk).unwrap();
     ok(&backup(&bk));
     assert_eq!(
         std::fs::read_to_string(t.join("args")).unwrap(),

@@ -110,3 +110,84 @@ fn two_rsync_snapshots_in_one_second_both_stay() {
     ]);
     assert_eq!(ok(&out).lines().count(), 2);
 }
+
+fn stderr_first_line(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Item 9: a target that did not exist was created, path and all (an
+/// unmounted backup disk filled the root file system), `backup list` of it
+/// said "no backups" with exit 0, and a failed backup left the directory.
+#[test]
+fn missing_target_is_refused_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tree(dir.path(), "data");
+    let missing = dir.path().join("mnt/backup");
+    let url = format!("file://{}", missing.display());
+    let want = format!(
+        "mkrescue: error: backup target {}: no such directory; mount the backup disk there, or create it (`mkdir -p {}`) for backups on this system",
+        missing.display(),
+        missing.display()
+    );
+    for method in ["archive", "rsync"] {
+        let out = mkrescue(&[
+            os("backup"),
+            os("--method"),
+            os(method),
+            os("--target"),
+            os(&url),
+            data.as_os_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{method}: {out:?}");
+        assert_eq!(stderr_first_line(&out), want, "{method}");
+        assert!(!dir.path().join("mnt").exists(), "{method} created it");
+    }
+    let out = mkrescue(&[os("backup"), os("list"), os("--target"), os(&url)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(stderr_first_line(&out), want);
+    assert!(!dir.path().join("mnt").exists());
+}
+
+/// Item 9: the usual unmounted backup disk: its mount point is there (an
+/// empty directory), listed in fstab, with nothing mounted on it.
+#[test]
+fn target_below_an_unmounted_fstab_mount_point_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    tree(&root, "etc");
+    let mnt = dir.path().join("mnt/backup");
+    let target = mnt.join("hosts");
+    std::fs::create_dir_all(&target).unwrap();
+    let fstab = root.join("etc/fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "# <fs> <mount point> <type> <options>\nUUID=0c0ffee0-0000-4000-8000-000000000000 {} ext4 noauto 0 2\n",
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let out = mkrescue(&[
+        os("backup"),
+        os("--root"),
+        root.as_os_str(),
+        os("--target"),
+        os(&format!("file://{}", target.display())),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        stderr_first_line(&out),
+        format!(
+            "mkrescue: error: backup target {}: {} is a mount point in {} where nothing is mounted; mount it first (`mount {}`)",
+            target.display(),
+            mnt.display(),
+            fstab.display(),
+            mnt.display()
+        )
+    );
+    assert_eq!(entries(&target), Vec::<String>::new());
+}

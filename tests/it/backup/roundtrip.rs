@@ -174,6 +174,7 @@ fn archive_round_trip_is_identical() {
     std::fs::create_dir(&src).unwrap();
     let socket = build_tree(&src);
     let bk = tmp.path().join("backups");
+    std::fs::create_dir_all(&bk).unwrap();
 
     let out = mkrescue(&[
         os("backup"),

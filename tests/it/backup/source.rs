@@ -160,6 +160,7 @@ fn recorded_backup_disk_is_found_by_uuid_in_the_rescue_system() {
     std::fs::create_dir_all(src.join("home/u")).unwrap();
     std::fs::write(src.join("home/u/notes"), "kept\n").unwrap();
     let target = format!("file://{}/backups", mnt.display());
+    std::fs::create_dir(mnt.join("backups")).unwrap();
     ok(&mkrescue(&[
         os("backup"),
         os("--root"),

@@ -90,6 +90,7 @@ fn iso_backup_looks_up_the_name_backup_gave() {
     write("boot/vmlinuz-6.1.0-test", "");
     write("lib/modules/6.1.0-test/modules.dep", "");
     let target = dir.path().join("backups");
+    std::fs::create_dir_all(&target).unwrap();
     let archive = backup(&root, &target);
     assert!(archive.starts_with(&format!("{name}-")), "{archive}");
 
@@ -107,6 +108,7 @@ fn iso_backup_looks_up_the_name_backup_gave() {
 fn iso_carries_this_hosts_newest_backup_even_over_4_gib() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("backups");
+    std::fs::create_dir_all(&target).unwrap();
     // This host's tree (no etc/hostname: the backup is named after this
     // machine, like the build) and, newer, another host's.
     let src = dir.path().join("src");
