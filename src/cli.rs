@@ -173,7 +173,7 @@ pub struct MediaArgs {
     pub image: Option<PathBuf>,
 
     /// usb: size of the image file (e.g. 2G, 1500M; default 2G)
-    #[arg(long, value_name = "SIZE", requires = "image")]
+    #[arg(long, value_name = "SIZE")]
     pub size: Option<String>,
 
     /// pxe: the TFTP/HTTP root to write into

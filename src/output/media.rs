@@ -69,6 +69,34 @@ pub struct MediaReport {
 /// mistake costs nothing.
 pub fn check_args(kind: Output, cfg: &Config, args: &MediaOptions) -> Result<()> {
     let usage = |m: String| Err(fail(Code::Usage, m));
+    // A flag of another medium is a mistake, not something to ignore.
+    let flags: [(&str, bool, Output); 8] = [
+        ("--device", args.device.is_some(), Output::Usb),
+        ("--image", args.image.is_some(), Output::Usb),
+        ("--size", args.size.is_some(), Output::Usb),
+        ("--force", args.force, Output::Usb),
+        ("--pxe-root", args.pxe_root.is_some(), Output::Pxe),
+        ("--pxe-default", args.pxe_default, Output::Pxe),
+        ("--tape", args.tape.is_some(), Output::Obdr),
+        ("--tape-file", args.tape_file.is_some(), Output::Obdr),
+    ];
+    if let Some((flag, _, owner)) = flags
+        .iter()
+        .find(|(_, given, owner)| *given && *owner != kind)
+    {
+        return usage(format!(
+            "{flag} is for --output {}; it does not go with --output {} (drop it, or give --output {})",
+            name(*owner),
+            name(kind),
+            name(*owner)
+        ));
+    }
+    if kind == Output::Usb && args.size.is_some() && args.image.is_none() {
+        return usage(
+            "--size sizes an image file: give --image FILE with it (--device /dev/sdX is written whole)"
+                .into(),
+        );
+    }
     if args.iso_backup && kind != Output::Iso {
         return usage(format!(
             "--iso-backup puts the backup onto an ISO; it does not go with --output {}",
@@ -198,6 +226,12 @@ pub fn write(
     let mut tape_records = None;
     // `--dry-run` stops before this step (see `dryrun`).
     debug_assert!(!args.dry_run);
+    // The directory of a USB image or tape file, as `--out` for the others.
+    for f in [&args.image, &args.tape_file].into_iter().flatten() {
+        if let Some(dir) = f.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
     let efi = if matches!(kind, Output::Iso | Output::Obdr) {
         let (l, warning) = super::secureboot::choose(
             cfg.output.secure_boot,

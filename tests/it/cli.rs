@@ -273,3 +273,39 @@ fn bad_target_url_is_2_as_a_flag_and_3_in_the_config() {
     error_line(&out, 3);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
+
+/// Item 16: flags of another output kind were silently ignored
+/// (`--output iso --image x.img`), and `--output usb --size` without
+/// `--image` got clap's "required: --image" that never named --device.
+#[test]
+fn flags_of_another_output_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let img = dir.path().join("x.img");
+    let o = out_dir.to_str().unwrap();
+    let i = img.to_str().unwrap();
+    let out = mkrescue(&["--output", "iso", "--image", i, "--out", o]);
+    assert_eq!(
+        error_line(&out, 2),
+        "mkrescue: error: --image is for --output usb; it does not go with --output iso (drop it, or give --output usb)"
+    );
+    let out = mkrescue(&[
+        "--output",
+        "pxe",
+        "--pxe-root",
+        o,
+        "--tape-file",
+        i,
+        "--out",
+        o,
+    ]);
+    assert!(error_line(&out, 2).starts_with("mkrescue: error: --tape-file is for --output obdr"));
+    let out = mkrescue(&["--output", "usb", "--size", "1G", "--out", o]);
+    let line = error_line(&out, 2);
+    assert!(
+        line.contains("--image FILE") && line.contains("--device"),
+        "{line}"
+    );
+    assert_nothing_written(&out_dir);
+    assert!(!img.exists());
+}

@@ -28,6 +28,9 @@ roots="/ /home /boot/efi"
 if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
 bash /run/e2e/in/e2e/list.sh "$out/list-before" $roots
 blkid -o export > "$out/blkid-before.txt"
+# mkrescue never creates its backup target (a missing one may be an
+# unmounted disk): the directory on the backup disk is made here.
+mkdir -p /backup/archive
 timed backup mkrescue backup
 mkrescue backup list | tee "$out/backup-list.txt"
 rm -rf /backup/rescue
@@ -43,8 +46,11 @@ ls -la /backup/rescue
 # The same rescue system as a PXE tree for the pxe variant (QEMU's TFTP
 # serves it). --pxe-default: the server has no NIC here, so there is no
 # pxelinux.cfg/01-MAC to write; the recover VM's NIC gets `default`.
+# A pxe build stages its kernel and initrd in TMPDIR: the backup disk's
+# room, as for the ISO.
 rm -rf /backup/rescue-pxe /backup/rescue-pxe-build
-timed pxe mkrescue --output pxe --out /backup/rescue-pxe-build --pxe-root /backup/rescue-pxe \
+mkdir -p /backup/rescue-pxe-build
+timed pxe env TMPDIR=/backup/rescue-pxe-build mkrescue --output pxe --pxe-root /backup/rescue-pxe \
     --pxe-default --test-boot-entry recover-auto-serial
 rm -rf /backup/rescue-pxe-build
 find /backup/rescue-pxe -type f | sort

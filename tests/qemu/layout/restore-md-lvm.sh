@@ -42,6 +42,7 @@ ln -s ../../etc/app/app.conf "$SRC/home/u/link"
 echo spaced > "$SRC/home/u/a name"
 dd if=/dev/urandom of="$SRC/var/lib/db/sparse" bs=4096 count=1 seek=1000 2>/dev/null
 
+mkdir -p /mnt/bk/backups   # mkrescue never creates a backup target
 mkrescue backup --root "$SRC" --target file:///mnt/bk/backups --json > "$OUT/backup.json"
 
 # What `mkrescue --output` records for a backup directory on this file

@@ -381,6 +381,8 @@ fn iso_backup(bin: &Path, dir: &Path, disk: &Path, key: &Path, ssh_toml: &str) -
         let _ = std::fs::remove_dir_all(d);
     }
     std::fs::create_dir_all(src.join("srv"))?;
+    // mkrescue never creates a backup target.
+    std::fs::create_dir_all(&target)?;
     // No etc/hostname in the tree: the backup is named after this host,
     // like the ISO.
     std::fs::write(src.join("srv/payload.txt"), "carried on the ISO\n")?;
