@@ -145,7 +145,7 @@ fn facts_at(
             ),
         ));
     }
-    let target = target_of(cfg, from, Use::Read)?;
+    let target = target_of(cfg, &o.root, from, Use::Read)?;
     let (name, enc) = pick(&target, o.archive.as_ref())?;
     let key = if enc.is_empty() {
         None
