@@ -216,8 +216,8 @@ pub struct RecoverCfg {
 
 /// When recover regenerates a file of the restored system that it can
 /// also keep as restored (`[recover] initramfs`, `boot_menu`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", from = "RegenIn")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Regen {
     /// Only when the restored one does not fit the new machine.
     Auto,
@@ -225,30 +225,29 @@ pub enum Regen {
     Never,
 }
 
-/// `initramfs = true|false` from before `auto` existed still reads:
-/// true is `always`, false `never`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RegenIn {
-    Bool(bool),
-    Word(RegenWord),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RegenWord {
-    Auto,
-    Always,
-    Never,
-}
-
-impl From<RegenIn> for Regen {
-    fn from(r: RegenIn) -> Regen {
-        match r {
-            RegenIn::Bool(true) | RegenIn::Word(RegenWord::Always) => Regen::Always,
-            RegenIn::Bool(false) | RegenIn::Word(RegenWord::Never) => Regen::Never,
-            RegenIn::Word(RegenWord::Auto) => Regen::Auto,
+/// `"auto"`, `"always"`, `"never"`; `initramfs = true|false` from before
+/// `auto` existed still reads: true is `always`, false `never`.
+impl<'de> Deserialize<'de> for Regen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Regen, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Regen;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"auto\", \"always\" or \"never\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Regen, E> {
+                Ok(if b { Regen::Always } else { Regen::Never })
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Regen, E> {
+                match s {
+                    "auto" => Ok(Regen::Auto),
+                    "always" => Ok(Regen::Always),
+                    "never" => Ok(Regen::Never),
+                    o => Err(E::invalid_value(serde::de::Unexpected::Str(o), &self)),
+                }
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
@@ -598,6 +597,27 @@ pub fn to_toml(config: &Config) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `initramfs = true|false` from before `auto` still reads; the words
+    /// are the new form; anything else is refused.
+    #[test]
+    fn regen_words_and_old_booleans() {
+        let read = |t: &str| toml::from_str::<RecoverCfg>(t);
+        assert_eq!(read("").unwrap().initramfs, Regen::Auto);
+        assert_eq!(read("").unwrap().boot_menu, Regen::Auto);
+        assert_eq!(read("initramfs = true").unwrap().initramfs, Regen::Always);
+        assert_eq!(read("initramfs = false").unwrap().initramfs, Regen::Never);
+        assert_eq!(read("boot_menu = \"never\"").unwrap().boot_menu, Regen::Never);
+        assert_eq!(read("initramfs = \"always\"").unwrap().initramfs, Regen::Always);
+        let e = read("initramfs = \"sometimes\"").unwrap_err().to_string();
+        assert!(e.contains("expected \"auto\", \"always\" or \"never\""), "{e}");
+        // Written back as words.
+        let c = RecoverCfg {
+            initramfs: Regen::Never,
+            ..RecoverCfg::default()
+        };
+        assert!(toml::to_string(&c).unwrap().contains("initramfs = \"never\""));
+    }
 
     /// The rescue image carries `to_toml` of the host's config as its
     /// site.toml: it must read back as the same configuration.
