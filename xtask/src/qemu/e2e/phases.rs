@@ -128,11 +128,18 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
 /// disk; then the ISO is dumped out of the backup disk image.
 pub(super) fn before(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
-    let (run, _out) = e.server_phase("before", e.old_disks())?;
+    let (run, out) = e.server_phase("before", e.old_disks())?;
     let mut d = json!({
         "boot_to_ready_s": round1(run.seen[SERVER_READY]),
         "vm_total_s": round1(run.total),
     });
+    // `mkrescue estimate` on the healthy server: its recover total.
+    if let Ok(b) = std::fs::read(out.join("estimate-host.json"))
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b)
+    {
+        d["host_estimate_recover_s"] = v["recover_seconds"].clone();
+        d["host_estimate_total_s"] = v["total_seconds"].clone();
+    }
     for (k, v) in run.guest_times() {
         d[format!("guest_{k}")] = json!(v);
     }
