@@ -607,16 +607,29 @@ mod tests {
         assert_eq!(read("").unwrap().boot_menu, Regen::Auto);
         assert_eq!(read("initramfs = true").unwrap().initramfs, Regen::Always);
         assert_eq!(read("initramfs = false").unwrap().initramfs, Regen::Never);
-        assert_eq!(read("boot_menu = \"never\"").unwrap().boot_menu, Regen::Never);
-        assert_eq!(read("initramfs = \"always\"").unwrap().initramfs, Regen::Always);
+        assert_eq!(
+            read("boot_menu = \"never\"").unwrap().boot_menu,
+            Regen::Never
+        );
+        assert_eq!(
+            read("initramfs = \"always\"").unwrap().initramfs,
+            Regen::Always
+        );
         let e = read("initramfs = \"sometimes\"").unwrap_err().to_string();
-        assert!(e.contains("expected \"auto\", \"always\" or \"never\""), "{e}");
+        assert!(
+            e.contains("expected \"auto\", \"always\" or \"never\""),
+            "{e}"
+        );
         // Written back as words.
         let c = RecoverCfg {
             initramfs: Regen::Never,
             ..RecoverCfg::default()
         };
-        assert!(toml::to_string(&c).unwrap().contains("initramfs = \"never\""));
+        assert!(
+            toml::to_string(&c)
+                .unwrap()
+                .contains("initramfs = \"never\"")
+        );
     }
 
     /// The rescue image carries `to_toml` of the host's config as its

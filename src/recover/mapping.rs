@@ -84,6 +84,9 @@ pub enum Why {
     SamePath,
     Identity,
     Size,
+    /// As many free disks as disks left to map: each free disk is erased
+    /// whichever source it gets, so each got the smallest that holds it.
+    AllUsed,
     Asked,
 }
 
@@ -292,6 +295,31 @@ pub fn map_disks(
         .filter(|s| !out.contains_key(&s.path))
         .collect();
     rest.sort_by_key(|s| std::cmp::Reverse(needed_bytes(s)));
+    // Every free disk will be erased: no disk is at risk whichever source
+    // it receives, so there is nothing to ask. Best fit, biggest source
+    // first (this finds an assignment whenever one exists: a bigger source
+    // fits fewer disks). More free disks than sources: which one stays
+    // untouched matters, and pass 3 asks or refuses.
+    let f = free(&taken);
+    if !rest.is_empty() && rest.len() == f.len() {
+        let mut left: Vec<&TargetDisk> = f.clone();
+        left.sort_by_key(|t| (t.size, t.path.clone()));
+        let mut fit = Vec::new();
+        for s in &rest {
+            match left.iter().position(|t| t.size >= needed_bytes(s)) {
+                Some(i) => fit.push((s.path.clone(), left.remove(i).path.clone())),
+                None => break,
+            }
+        }
+        if fit.len() == rest.len() {
+            for (src, dst) in fit {
+                taken.insert(dst.clone());
+                out.insert(src, (dst, Why::AllUsed));
+            }
+            return Ok(out);
+        }
+    }
+    // Pass 3: one by one.
     for s in rest {
         let f = free(&taken);
         let fits: Vec<&TargetDisk> = f

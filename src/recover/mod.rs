@@ -715,6 +715,7 @@ fn header(l: &Layout, map: &BTreeMap<String, (String, mapping::Why)>) -> String 
             mapping::Why::SamePath => "same path and size",
             mapping::Why::Identity => "same WWN/serial",
             mapping::Why::Size => "only disk large enough",
+            mapping::Why::AllUsed => "every free disk is used; the smallest that holds it",
             mapping::Why::Asked => "chosen by the operator",
         };
         h.push_str(&format!("disk {src} -> {dst} ({why})\n"));

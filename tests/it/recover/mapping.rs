@@ -90,11 +90,53 @@ fn renamed_disks_found_by_serial() {
 }
 
 #[test]
+fn as_many_free_disks_as_sources_each_gets_the_smallest_that_holds_it() {
+    // A new machine with NVMe disks (other names, no serial in common):
+    // every free disk is erased whichever source it receives, so nothing
+    // is asked; the smaller disk goes to a source it holds.
+    let l = anonymous(layout());
+    let got = map(
+        &l,
+        &[
+            t("/dev/nvme1n1", 2 * SIZE, None),
+            t("/dev/nvme0n1", SIZE, None),
+        ],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            ("/dev/vdc".into(), "/dev/nvme0n1".into(), Why::AllUsed),
+            ("/dev/vdd".into(), "/dev/nvme1n1".into(), Why::AllUsed),
+        ]
+    );
+    // One too small: not a way out of the refusal.
+    let e = map(
+        &l,
+        &[
+            t("/dev/nvme1n1", SIZE / 2, None),
+            t("/dev/nvme0n1", SIZE, None),
+        ],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("no disk large enough"), "{e:#}");
+}
+
+#[test]
 fn same_size_disks_without_identity_are_ambiguous_unattended() {
+    // Three free disks for two: which one is left alone matters.
     let l = anonymous(layout());
     let e = map(
         &l,
-        &[t("/dev/sda", SIZE, None), t("/dev/sdb", SIZE, None)],
+        &[
+            t("/dev/sda", SIZE, None),
+            t("/dev/sdb", SIZE, None),
+            t("/dev/sdc", SIZE, None),
+        ],
         &[],
         &mut NoAsk,
     )
@@ -120,12 +162,16 @@ fn ambiguous_interactive_takes_the_operators_choice() {
     let mut ask = Pick(1, 0);
     let got = map(
         &l,
-        &[t("/dev/sda", SIZE, None), t("/dev/sdb", SIZE, None)],
+        &[
+            t("/dev/sda", SIZE, None),
+            t("/dev/sdb", SIZE, None),
+            t("/dev/sdc", SIZE / 2, None),
+        ],
         &[],
         &mut ask,
     )
     .unwrap();
-    assert_eq!(ask.1, 2, "asked with both candidates");
+    assert_eq!(ask.1, 2, "asked with both disks large enough");
     assert_eq!(got[0].1, "/dev/sdb");
     assert_eq!(got[0].2, Why::Asked);
     // The second disk had one candidate left: no question needed.
@@ -249,9 +295,17 @@ fn never_targets_are_skipped() {
         t("/dev/sdb", SIZE, None),
         t("/dev/sdc", SIZE, None),
     ];
-    let e = map_disks(&l, &targets, &[], &never, &mut NoAsk).unwrap_err();
-    // sda and sdc remain: still two candidates, but never sdb.
+    // sda and sdc remain for the two disks: each gets one, never sdb.
+    let m = map_disks(&l, &targets, &[], &never, &mut NoAsk).unwrap();
+    let got: Vec<&str> = m.values().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(got, ["/dev/sda", "/dev/sdc"]);
+    // With a fourth disk free the choice matters again: refused, and the
+    // message never offers sdb.
+    let mut more = targets.to_vec();
+    more.push(t("/dev/sdd", SIZE, None));
+    let e = map_disks(&l, &more, &[], &never, &mut NoAsk).unwrap_err();
     let msg = format!("{e:#}");
+    assert!(msg.contains("could go to any of"), "{msg}");
     assert!(!msg.contains("/dev/sdb"), "{msg}");
 }
 
