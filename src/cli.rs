@@ -323,7 +323,9 @@ pub struct RecoverArgs {
         default_value = "/var/lib/mkrescue/layout.json"
     )]
     pub layout: PathBuf,
-    /// Print the plan as a shell script and change nothing
+    /// Print the plan as a shell script (with --json: as JSON) and change
+    /// nothing; warns when this is not a rescue system or no backup source
+    /// is known
     #[arg(long)]
     pub dry_run: bool,
     /// Map a disk of the layout to a disk of this machine (repeatable)

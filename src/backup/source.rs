@@ -96,7 +96,7 @@ impl Filesystem {
 impl Recorded {
     /// The URL of the location for `method`: the target, or the borg
     /// repository.
-    fn url(&self) -> Option<&str> {
+    pub fn url(&self) -> Option<&str> {
         match self.method {
             BackupMethod::Borg => self.borg_repo.as_deref(),
             _ => self.target.as_deref(),

@@ -343,10 +343,12 @@ pub struct Unknown {
 }
 
 impl Layout {
-    /// Whether a file system mounted at `/` is recorded: without one,
+    /// Whether a file system of the layout is mounted at `/`: without one,
     /// recover has nothing to restore the system onto.
     pub fn has_root(&self) -> bool {
-        self.mounts.iter().any(|m| m.target == "/")
+        self.mounts
+            .iter()
+            .any(|m| m.target == "/" && self.filesystems.iter().any(|f| f.device == m.source))
     }
 
     pub fn new(host: String) -> Self {

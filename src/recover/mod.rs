@@ -14,6 +14,7 @@
 //! `--dry-run` prints the plan as a shell script and changes nothing;
 //! `--layout-only` stops after phase 1.
 
+pub mod dryrun;
 pub mod efiboot;
 pub mod executor;
 pub mod finalize;
@@ -182,6 +183,16 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
             ),
         ));
     }
+    // Said first: a dry run on the wrong machine is worth knowing about
+    // even when the plan fails.
+    let warnings = if args.dry_run {
+        dryrun::notes(cfg, args)
+    } else {
+        Vec::new()
+    };
+    for w in &warnings {
+        log::warn!("{w}");
+    }
     let root = cfg.recover.target_dir.clone();
     if !args.dry_run {
         // A re-run after a failure: the last attempt's tree holds the disks.
@@ -274,10 +285,25 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let mounts = mount::plan(&layout, &dev, &root);
     let header = header(&layout, &map);
     if args.dry_run {
-        let mut out = std::io::stdout().lock();
-        out.write_all(p.script(&header).as_bytes())?;
+        let mut script = p.script(&header);
         if !args.layout_only {
-            out.write_all(rest_script(&layout, &disks, &mounts, &root, cfg, args).as_bytes())?;
+            script.push_str(&rest_script(&layout, &disks, &mounts, &root, cfg, args));
+        }
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            let r = dryrun::DryRunReport {
+                rescue_system: args.root.join(dryrun::RESCUE_MARKER).is_file(),
+                layout: &args.layout,
+                disks: &disks,
+                restore_from: dryrun::source(cfg, args).filter(|_| !args.layout_only),
+                steps: dryrun::steps(&p),
+                script,
+                warnings,
+            };
+            serde_json::to_writer_pretty(&mut out, &r)?;
+            writeln!(out)?;
+        } else {
+            out.write_all(script.as_bytes())?;
         }
         return Ok(());
     }
