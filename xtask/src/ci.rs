@@ -350,15 +350,23 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
     let mut clock = Clock::new(&items);
     let mut rows: Vec<Row> = Vec::new();
     // The e2e server's debootstrap (downloads and dpkg, a few minutes of
-    // mostly idle CPU) runs while clippy and the tests compile; the e2e
-    // step waits for it and a server builds it itself if this failed.
+    // mostly idle CPU) and its initramfs run while clippy and the tests
+    // compile; the e2e step waits for them and a server builds them itself
+    // if this failed.
     let mut rootfs = None;
     if !sel.run.is_empty() {
         std::fs::create_dir_all("target/qemu")?;
         let log = PathBuf::from("target/qemu/e2e-rootfs.log");
         let _ = std::fs::remove_file(&log);
+        let mut scenarios: Vec<&'static str> = sel.run.iter().map(|c| c.scenario).collect();
+        scenarios.dedup();
         rootfs = Some(std::thread::spawn(move || {
-            e2e::rootfs::rootfs_logged(Some(&log))
+            let tar = e2e::rootfs::rootfs_logged(Some(&log))?;
+            // And each scenario's server initramfs, natively (initrd.rs).
+            for sc in scenarios {
+                e2e::initrd::initrd(sc, Some(&log))?;
+            }
+            Ok::<_, anyhow::Error>(tar)
         }));
     }
     let mut failed_servers: Vec<&str> = Vec::new();

@@ -4,8 +4,12 @@
 #   GPT: 1 MiB bios_grub, 200 MiB ESP (vfat), Linux RAID over the rest
 #   md0: RAID1 (metadata 1.2) of the two RAID partitions
 #   vg0 on md0: root (ext4), home (xfs), swap
-# then configures it (fstab by UUID, mdadm.conf, serial console, GRUB on
-# both disks, mkrescue), fills in test data and lists every file.
+# then configures it (server-etc.sh: fstab by UUID, mdadm.conf, serial
+# console; GRUB on both disks, mkrescue), fills in test data and lists every
+# file. Every array, LUKS header and file system gets the fixed UUID of the
+# env file, so server-etc.sh writes the same files here and on the host,
+# where xtask builds the server's initramfs natively (the INITRD disk, a
+# tar of boot/initrd.img-*); without that disk it is built here.
 # $SCENARIO (from /tmp/in/env) picks the variant:
 #   raid1-lvm   the above
 #   luks-lvm    md0 -> LUKS2 -> vg0 (the passphrase is in /tmp/in/luks.key),
@@ -36,11 +40,11 @@ done
 # Both members are blank (all zeros), so they already agree: no resync
 # (md(4): --assume-clean is safe exactly then).
 mdadm --create /dev/md0 --run --level=1 --raid-devices=2 --metadata=1.2 \
-    --homehost=e2e-server --name=0 --assume-clean "${D1}$MAIN" "${D2}$MAIN"
+    --homehost=e2e-server --name=0 --uuid="$MD0_UUID" --assume-clean "${D1}$MAIN" "${D2}$MAIN"
 if [ "$SCENARIO" = luks-lvm ]; then
     mdadm --create /dev/md1 --run --level=1 --raid-devices=2 --metadata=1.2 \
-        --homehost=e2e-server --name=1 --assume-clean "${D1}3" "${D2}3"
-    mkfs.ext4 -q -L boot /dev/md1
+        --homehost=e2e-server --name=1 --uuid="$MD1_UUID" --assume-clean "${D1}3" "${D2}3"
+    mkfs.ext4 -q -L boot -U "$BOOT_UUID" /dev/md1
 fi
 PV=/dev/md0
 if [ "$SCENARIO" = luks-lvm ]; then
@@ -48,7 +52,7 @@ if [ "$SCENARIO" = luks-lvm ]; then
     # encrypted server). pbkdf2 with a fixed low iteration count: argon2's
     # memory-hard default takes minutes under TCG.
     cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
-        --label cryptroot --key-file /tmp/in/luks.key /dev/md0
+        --label cryptroot --uuid "$LUKS_UUID" --key-file /tmp/in/luks.key /dev/md0
     cryptsetup open --key-file /tmp/in/luks.key /dev/md0 md0_crypt
     PV=/dev/mapper/md0_crypt
 fi
@@ -57,11 +61,12 @@ vgcreate -q vg0 "$PV"
 lvcreate -q -y -n root -L 3G vg0
 lvcreate -q -y -n home -L 1536M vg0
 lvcreate -q -y -n swap -L 256M vg0
-mkfs.ext4 -q -L root /dev/vg0/root
-mkfs.xfs -q -L home /dev/vg0/home
-mkswap -L swap /dev/vg0/swap >/dev/null
-mkfs.vfat -n ESP1 "${D1}2" >/dev/null
-mkfs.vfat -n ESP2 "${D2}2" >/dev/null
+mkfs.ext4 -q -L root -U "$ROOT_UUID" /dev/vg0/root
+mkfs.xfs -q -L home -m uuid="$HOME_UUID" /dev/vg0/home
+mkswap -L swap -U "$SWAP_UUID" /dev/vg0/swap >/dev/null
+# A FAT volume id is its UUID without the dash (mkfs.fat(8) -i).
+mkfs.vfat -n ESP1 -i "$(echo "$ESP1_UUID" | tr -d -)" "${D1}2" >/dev/null
+mkfs.vfat -n ESP2 -i "$(echo "$ESP2_UUID" | tr -d -)" "${D2}2" >/dev/null
 
 T=/mnt/t
 mkdir -p $T
@@ -77,66 +82,20 @@ t0=$(date +%s)
 tar -x -p --numeric-owner --xattrs --xattrs-include='*' --acls -f "$(disk ROOTFS)" -C $T
 echo "MKR-E2E-TIME rootfs-extract $(( $(date +%s) - t0 ))"
 
+# The created devices must carry the UUIDs server-etc.sh writes into
+# fstab, crypttab and mdadm.conf.
 uuid() { blkid -s UUID -o value "$1"; }
-cat > $T/etc/fstab <<FSTAB
-# written by tests/qemu/e2e/provision.sh
-UUID=$(uuid /dev/vg0/root) / ext4 errors=remount-ro 0 1
-UUID=$(uuid /dev/vg0/home) /home xfs defaults 0 2
-$([ "$SCENARIO" = luks-lvm ] && echo "UUID=$(uuid /dev/md1) /boot ext4 defaults 0 2")
-UUID=$(uuid "${D1}2") /boot/efi vfat umask=0077,nofail 0 1
-UUID=$(uuid /dev/vg0/swap) none swap sw 0 0
-UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
-FSTAB
-mkdir -p $T/backup
+for pair in "/dev/vg0/root $ROOT_UUID" "/dev/vg0/home $HOME_UUID" "/dev/vg0/swap $SWAP_UUID" \
+    "${D1}2 $ESP1_UUID" "${D2}2 $ESP2_UUID"; do
+    set -- $pair
+    [ "$(uuid "$1")" = "$2" ] || { echo "$1: UUID $(uuid "$1"), not $2" >&2; exit 1; }
+done
+mdadm --detail --scan | grep -q "UUID=$MD0_UUID" || { echo "md0 has not UUID $MD0_UUID" >&2; exit 1; }
 if [ "$SCENARIO" = luks-lvm ]; then
-    # The server asks for the passphrase at boot (the harness types it on
-    # the serial console). `initramfs` (crypttab(5)): unlock it in the
-    # initramfs even though the hook, run in a chroot, cannot see that /
-    # lives on it.
-    echo "md0_crypt UUID=$(uuid /dev/md0) none luks,discard,initramfs" > $T/etc/crypttab
-    echo CRYPTSETUP=y >> $T/etc/cryptsetup-initramfs/conf-hook
+    [ "$(uuid /dev/md0)" = "$LUKS_UUID" ] && [ "$(uuid /dev/md1)" = "$BOOT_UUID" ] \
+        || { echo "LUKS or /boot without its fixed UUID" >&2; exit 1; }
 fi
-mkdir -p $T/etc/mdadm
-{
-    echo "HOMEHOST <system>"
-    echo "MAILADDR root"
-    mdadm --detail --scan
-} > $T/etc/mdadm/mdadm.conf
-echo e2e-server > $T/etc/hostname
-printf '127.0.0.1 localhost\n127.0.1.1 e2e-server\n' > $T/etc/hosts
-# No resume from swap: a recovered swap with a new UUID must not stall boot.
-echo RESUME=none > $T/etc/initramfs-tools/conf.d/resume
-# The initramfs holds the listed modules (plus what the mdadm, lvm2 and
-# cryptsetup hooks add) instead of MODULES=most: under TCG, "most" makes
-# one update-initramfs take over 10 minutes (thousands of forks), here and
-# in recover's finalize; MODULES=dep cannot find the device of / in a
-# chroot. initramfs.conf(5), initramfs-tools(7).
-echo MODULES=list > $T/etc/initramfs-tools/conf.d/e2e-modules
-cat >> $T/etc/initramfs-tools/modules <<MODS
-virtio_pci
-virtio_blk
-ahci
-sd_mod
-raid1
-dm_mod
-dm_crypt
-ext4
-xfs
-vfat
-nls_cp437
-nls_ascii
-MODS
-mkdir -p $T/etc/default
-cat > $T/etc/default/grub <<GRUB
-GRUB_DEFAULT=0
-GRUB_TIMEOUT=1
-GRUB_DISTRIBUTOR=Debian
-GRUB_CMDLINE_LINUX_DEFAULT="loglevel=4"
-GRUB_CMDLINE_LINUX="console=ttyS0,115200"
-GRUB_TERMINAL=serial
-GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
-GRUB_DISABLE_OS_PROBER=true
-GRUB
+sh /tmp/in/e2e/server-etc.sh $T /tmp/in/env
 # Root logs in on the serial console without a password (a test VM with no
 # network); sshd takes keys only.
 chroot $T passwd -d root >/dev/null
@@ -168,11 +127,20 @@ for m in dev proc sys; do mount --bind /$m $T/$m; done
 mount -t tmpfs tmpfs $T/run
 mkdir -p $T/run/lvm $T/run/udev
 t0=$(date +%s)
-chroot $T update-initramfs -u -k all
+if INITRD=$(disk INITRD 2>/dev/null); then
+    # Built on the host from the same files (server-etc.sh) and rootfs.
+    rm -f $T/boot/initrd.img-*
+    tar -x -f "$INITRD" -C $T/boot
+    ls -l $T/boot
+else
+    chroot $T update-initramfs -u -k all
+fi
+echo "MKR-E2E-TIME initramfs $(( $(date +%s) - t0 ))"
+t0=$(date +%s)
 chroot $T grub-install --target=i386-pc "$D1"
 chroot $T grub-install --target=i386-pc "$D2"
 chroot $T grub-mkconfig -o /boot/grub/grub.cfg
-echo "MKR-E2E-TIME initramfs-grub $(( $(date +%s) - t0 ))"
+echo "MKR-E2E-TIME grub $(( $(date +%s) - t0 ))"
 
 # Test data, then the list of every test file.
 t0=$(date +%s)

@@ -2,6 +2,7 @@
 //!
 //! 1. rootfs: a Debian 12 system made by debootstrap, cached as a tarball
 //!    under target/e2e/ keyed by a hash of its package list.
+//!    The server's initramfs is built from it natively, in a chroot here.
 //! 2. provision: mkrescue's own rescue initramfs of this host installs it on
 //!    two blank virtio disks (GPT bios_grub + ESP + md RAID1, LVM with an
 //!    ext4 root, an xfs /home and swap), GRUB on both disks, mkrescue and
@@ -27,7 +28,8 @@
 //! every VM is logged to target/qemu/e2e-NAME.log and left there; the
 //! report with each phase's wall time goes to target/qemu/e2e-report.json.
 //!
-//! Files: [`rootfs`] (the server's Debian), [`variant`] (`--boot`,
+//! Files: [`rootfs`] (the server's Debian), [`initrd`] (its initramfs,
+//! built on the host), [`variant`] (`--boot`,
 //! `--firmware`), [`matrix`] (the variants CI runs), [`drive`] (one VM, driven through
 //! [`crate::qemu::vm`]), [`state`] (disks, space, report), [`phases`]
 //! (provision to degraded), [`compare`] (the recovered server against the
@@ -35,6 +37,7 @@
 
 mod compare;
 mod drive;
+pub mod initrd;
 pub mod matrix;
 mod phases;
 pub mod rootfs;

@@ -15,6 +15,7 @@ use super::compare::{
     only_under,
 };
 use super::drive::{Disk, Vm, mkrescue_lines, run_vm};
+use super::initrd::initrd;
 use super::rootfs::rootfs;
 use super::state::{
     BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_READY, blank,
@@ -34,6 +35,9 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
     let tar = rootfs()?;
     e.record("rootfs", t.elapsed().as_secs_f64(), json!({"tarball": tar}));
+    let t = Instant::now();
+    let initrd = initrd(&e.scenario, None)?;
+    e.record("initrd", t.elapsed().as_secs_f64(), json!({"tar": initrd}));
 
     let t = Instant::now();
     let img = e.p("rescue-initramfs");
@@ -80,6 +84,13 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
         readonly: true,
         nvme: false,
     });
+    // The server's initramfs, built on the host (initrd.rs).
+    disks.extend(initrd.map(|path| Disk {
+        serial: "INITRD",
+        path,
+        boot: None,
+        readonly: true,
+    }));
     disks.extend(e.io_disks("provision")?);
     let vm = Vm {
         name: format!("{}-provision", e.scenario),

@@ -80,34 +80,7 @@ pub fn rootfs() -> Result<PathBuf> {
 /// a background thread while clippy and the tests run (debootstrap is
 /// mostly downloads and dpkg, a few minutes of mostly idle CPU).
 pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
-    let run = |program: &str, args: &[&str]| -> Result<()> {
-        let mut c = Command::new(program);
-        // No debconf questions from the packages' maintainer scripts.
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        match log {
-            Some(l) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(l)
-                    .with_context(|| format!("opening {}", l.display()))?;
-                c.stdout(f.try_clone()?).stderr(f);
-            }
-            None => eprintln!("$ {program} {}", args.join(" ")),
-        }
-        let st = c
-            .status()
-            .with_context(|| format!("cannot start {program}"))?;
-        if !st.success() {
-            bail!(
-                "`{program} {}` failed ({st}){}",
-                args.join(" "),
-                log.map(|l| format!("; its output is in {}", l.display()))
-                    .unwrap_or_default()
-            );
-        }
-        Ok(())
-    };
+    let run = |program: &str, args: &[&str]| run_logged(log, program, args);
     let key = cache_key()?;
     let tar = PathBuf::from(CACHE).join(format!("rootfs-{key}.tar"));
     if tar.exists() {
@@ -158,9 +131,47 @@ pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
     Ok(tar)
 }
 
+/// Runs `program` with its output appended to `log` when given (else on
+/// this terminal, the command line printed first); no debconf questions.
+pub(super) fn run_logged(log: Option<&Path>, program: &str, args: &[&str]) -> Result<()> {
+    let mut c = Command::new(program);
+    // No debconf questions from the packages' maintainer scripts.
+    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    match log {
+        Some(l) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(l)
+                .with_context(|| format!("opening {}", l.display()))?;
+            c.stdout(f.try_clone()?).stderr(f);
+        }
+        None => eprintln!("$ {program} {}", args.join(" ")),
+    }
+    let st = c
+        .status()
+        .with_context(|| format!("cannot start {program}"))?;
+    if !st.success() {
+        bail!(
+            "`{program} {}` failed ({st}){}",
+            args.join(" "),
+            log.map(|l| format!("; its output is in {}", l.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// sha256 of what makes the rootfs, first 16 hex digits.
 pub(super) fn cache_key() -> Result<String> {
-    let text = format!("{SUITE}\n{MIRROR}\nminbase\n{}\n", PACKAGES.join("\n"));
+    sha16(&format!(
+        "{SUITE}\n{MIRROR}\nminbase\n{}\n",
+        PACKAGES.join("\n")
+    ))
+}
+
+/// sha256 of `text`, first 16 hex digits: the cache keys under target/e2e.
+pub(super) fn sha16(text: &str) -> Result<String> {
     let mut child = Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -27,6 +27,23 @@ pub(super) const DISK_MIB: u64 = 6 << 10;
 pub(super) const BACKUP_MIB: u64 = 4 << 10;
 /// Its UUID, fixed so the server's fstab can name it before it exists.
 pub(super) const BACKUP_UUID: &str = "6d6b7265-7363-7565-2d65-326562616b75";
+/// The server's arrays, LUKS header and file systems get these UUIDs at
+/// provisioning (fixed like [`BACKUP_UUID`]), so its fstab, crypttab and
+/// mdadm.conf, and the initramfs built from them, can be written before
+/// the disks exist: on the host (tests/qemu/e2e/server-etc.sh). The md
+/// ones in mdadm's notation, the ESPs' as FAT volume ids (mkfs.fat -i).
+/// Recover must keep them all, as it keeps any UUID.
+pub(super) const SERVER_UUIDS: &[(&str, &str)] = &[
+    ("MD0_UUID", "6d6b7265:73637565:2d6d6430:00000001"),
+    ("MD1_UUID", "6d6b7265:73637565:2d6d6431:00000001"),
+    ("LUKS_UUID", "6d6b7265-7363-7565-2d6c-756b73000001"),
+    ("ROOT_UUID", "6d6b7265-7363-7565-2d72-6f6f74000001"),
+    ("HOME_UUID", "6d6b7265-7363-7565-2d68-6f6d65000001"),
+    ("SWAP_UUID", "6d6b7265-7363-7565-2d73-776170000001"),
+    ("BOOT_UUID", "6d6b7265-7363-7565-2d62-6f6f74000001"),
+    ("ESP1_UUID", "E2E1-0E51"),
+    ("ESP2_UUID", "E2E2-0E52"),
+];
 /// What the server's phase runner prints once multi-user is reached.
 pub(super) const SERVER_READY: &str = "MKR-E2E-READY";
 /// What init prints when `mkrescue recover --unattended` is done.
@@ -149,10 +166,7 @@ impl E2e {
     }
 
     pub(super) fn env(&self, phase: &str) -> String {
-        format!(
-            "PHASE={phase}\nSCENARIO={}\nBACKUP_UUID={BACKUP_UUID}\n",
-            self.scenario
-        )
+        env(phase, &self.scenario)
     }
 
     /// Records one phase in the report (and prints it).
@@ -342,6 +356,15 @@ impl E2e {
         got?;
         Ok((run, out))
     }
+}
+
+/// The env file of a phase's IN disk (sourced by the scripts).
+pub(super) fn env(phase: &str, scenario: &str) -> String {
+    let mut s = format!("PHASE={phase}\nSCENARIO={scenario}\nBACKUP_UUID={BACKUP_UUID}\n");
+    for (k, v) in SERVER_UUIDS {
+        s.push_str(&format!("{k}={v}\n"));
+    }
+    s
 }
 
 pub(super) fn round1(x: f64) -> f64 {

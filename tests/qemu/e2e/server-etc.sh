@@ -1,0 +1,82 @@
+# The e2e server's configuration that its initramfs is built from: fstab,
+# crypttab, mdadm.conf, the initramfs-tools settings, hostname, GRUB's
+# defaults. Written into the root file system ROOT from the fixed UUIDs in
+# ENV (the harness's env file: SCENARIO, MD0_UUID, ..., see
+# xtask/src/qemu/e2e/state.rs), so the same files come out on the host
+# (xtask builds the server's initramfs there, natively, in a chroot of the
+# rootfs) and in the provision VM (provision.sh, on the real disks, whose
+# arrays and file systems it creates with these UUIDs).
+# Usage: sh server-etc.sh ROOT ENV
+set -eu
+T=$1
+. "$2"
+# Never the host's own /etc.
+case "$T" in /|"") echo "server-etc.sh: ROOT must be the server's root, not '$T'" >&2; exit 2;; esac
+[ -d "$T/etc/initramfs-tools" ] || { echo "server-etc.sh: $T has no etc/initramfs-tools" >&2; exit 2; }
+
+cat > "$T/etc/fstab" <<FSTAB
+# written by tests/qemu/e2e/server-etc.sh
+UUID=$ROOT_UUID / ext4 errors=remount-ro 0 1
+UUID=$HOME_UUID /home xfs defaults 0 2
+$([ "$SCENARIO" = luks-lvm ] && echo "UUID=$BOOT_UUID /boot ext4 defaults 0 2")
+UUID=$ESP1_UUID /boot/efi vfat umask=0077,nofail 0 1
+UUID=$SWAP_UUID none swap sw 0 0
+UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
+FSTAB
+mkdir -p "$T/backup"
+if [ "$SCENARIO" = luks-lvm ]; then
+    # The server asks for the passphrase at boot (the harness types it on
+    # the serial console). `initramfs` (crypttab(5)): unlock it in the
+    # initramfs even though the hook, run in a chroot, cannot see that /
+    # lives on it.
+    echo "md0_crypt UUID=$LUKS_UUID none luks,discard,initramfs" > "$T/etc/crypttab"
+    echo CRYPTSETUP=y >> "$T/etc/cryptsetup-initramfs/conf-hook"
+fi
+mkdir -p "$T/etc/mdadm"
+{
+    echo "HOMEHOST <system>"
+    echo "MAILADDR root"
+    # What `mdadm --detail --scan` prints for the arrays provision.sh
+    # creates (--homehost=e2e-server --name=N --uuid=...).
+    echo "ARRAY /dev/md0 metadata=1.2 name=e2e-server:0 UUID=$MD0_UUID"
+    if [ "$SCENARIO" = luks-lvm ]; then
+        echo "ARRAY /dev/md1 metadata=1.2 name=e2e-server:1 UUID=$MD1_UUID"
+    fi
+} > "$T/etc/mdadm/mdadm.conf"
+echo e2e-server > "$T/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 e2e-server\n' > "$T/etc/hosts"
+# No resume from swap: a recovered swap with a new UUID must not stall boot.
+echo RESUME=none > "$T/etc/initramfs-tools/conf.d/resume"
+# The initramfs holds the listed modules (plus what the mdadm, lvm2 and
+# cryptsetup hooks add) instead of MODULES=most: under TCG, "most" makes
+# one update-initramfs take over 10 minutes (thousands of forks), in
+# recover's finalize; MODULES=dep cannot find the device of / in a
+# chroot. FSTYPE: the root file system's type, which the fsck hook
+# would otherwise probe on the device of / (absent on the host).
+# initramfs.conf(5), initramfs-tools(7).
+printf 'MODULES=list\nFSTYPE=ext4\n' > "$T/etc/initramfs-tools/conf.d/e2e-modules"
+cat >> "$T/etc/initramfs-tools/modules" <<MODS
+virtio_pci
+virtio_blk
+ahci
+sd_mod
+raid1
+dm_mod
+dm_crypt
+ext4
+xfs
+vfat
+nls_cp437
+nls_ascii
+MODS
+mkdir -p "$T/etc/default"
+cat > "$T/etc/default/grub" <<GRUB
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT="loglevel=4"
+GRUB_CMDLINE_LINUX="console=ttyS0,115200"
+GRUB_TERMINAL=serial
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+GRUB
