@@ -377,7 +377,7 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
         if let Item::Variant(c) = item
             && failed_servers.contains(&c.scenario)
         {
-            rows.push(Row::skipped(item, "its server failed", true));
+            rows.push(Row::skipped(item, "its server failed or did not run", true));
             continue;
         }
         if !matches!(item, Item::Step(_))
@@ -397,9 +397,9 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
                 match rootfs.take().map(|h| h.join()) {
                     Some(Ok(Ok(tar))) => eprintln!("rootfs: {}", tar.display()),
                     Some(Ok(Err(e))) => {
-                        eprintln!("background rootfs build failed, building again: {e:#}")
+                        eprintln!("background rootfs/initramfs build failed, building again: {e:#}")
                     }
-                    _ => eprintln!("background rootfs build panicked, building again"),
+                    _ => eprintln!("background rootfs/initramfs build panicked, building again"),
                 }
                 Ok(vec![])
             }
