@@ -468,6 +468,51 @@ mod tests {
         }
     }
 
+    /// Every fixed UUID the scripts read comes from the env file, and every
+    /// one in it is used: server-etc.sh writes them, provision.sh creates
+    /// the devices with them.
+    #[test]
+    fn the_scripts_and_the_env_agree_on_the_server_uuids() {
+        let e = env("provision", "luks-lvm");
+        let used = |file: &str| -> Vec<String> {
+            let text = std::fs::read_to_string(format!("../tests/qemu/e2e/{file}")).unwrap();
+            let mut names: Vec<String> = text
+                .split('$')
+                .skip(1)
+                .filter_map(|t| {
+                    let t = t.trim_start_matches('{').trim_start_matches('"');
+                    let n: String = t
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    n.ends_with("_UUID").then_some(n)
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        let etc = used("server-etc.sh");
+        let prov = used("provision.sh");
+        for (k, v) in SERVER_UUIDS {
+            assert!(
+                e.contains(&format!("\n{k}={v}\n")),
+                "{k} not in the env:\n{e}"
+            );
+            assert!(
+                prov.contains(&k.to_string()),
+                "provision.sh does not create a device with {k}"
+            );
+        }
+        for n in etc.iter().chain(&prov) {
+            assert!(
+                n == "BACKUP_UUID" || SERVER_UUIDS.iter().any(|(k, _)| k == n),
+                "${n} is not in the env file"
+            );
+        }
+        assert!(etc.contains(&"MD0_UUID".to_string()) && etc.contains(&"LUKS_UUID".to_string()));
+    }
+
     #[test]
     fn uefi_variant_names_and_disks() {
         let e = E2e {
