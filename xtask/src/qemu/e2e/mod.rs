@@ -140,7 +140,7 @@ fn state(bin: &Path, scenario: &str, variant: Variant) -> Result<E2e> {
 /// whose error names the phase, the variant and the phase's serial log.
 fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
     check_space(e, which.start)?;
-    let what = if which.start >= DISASTER.start {
+    let what = if which.end > DISASTER.start {
         format!("{} {}", e.scenario, e.variant.words())
     } else {
         e.scenario.clone()
