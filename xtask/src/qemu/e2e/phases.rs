@@ -90,6 +90,7 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
         path,
         boot: None,
         readonly: true,
+        nvme: false,
     }));
     disks.extend(e.io_disks("provision")?);
     let vm = Vm {

@@ -89,7 +89,7 @@ impl Variant {
 
     /// The replacement disks are NVMe instead of the server's virtio: the
     /// PXE (BIOS) variant. The server's initramfs lists virtio and AHCI
-    /// drivers but not nvme (provision.sh, MODULES=list), so recover's
+    /// drivers but not nvme (server-etc.sh, MODULES=list), so recover's
     /// `initramfs = auto` must find the driver missing, add it and
     /// regenerate, and the recovered server must boot from NVMe (issue
     /// 16); the other variants keep virtio and must keep the initramfs.
