@@ -309,3 +309,47 @@ fn flags_of_another_output_are_refused() {
     assert_nothing_written(&out_dir);
     assert!(!img.exists());
 }
+
+/// Item 7: argument errors lacked the `mkrescue: error:` prefix (clap's
+/// own text and usage block); global flags work before a subcommand.
+#[test]
+fn argument_errors_are_one_prefixed_line() {
+    for (args, what) in [
+        (&["--bogus"][..], "unexpected argument '--bogus' found"),
+        (
+            &["backup", "--method", "foo"][..],
+            "invalid value 'foo' for '--method <METHOD>'",
+        ),
+        (
+            &["-q", "layout", "save", "--out"][..],
+            "a value is required for '--out <FILE>'",
+        ),
+        (&["--output", "iso", "dump"][..], "the build's options"),
+    ] {
+        let out = mkrescue(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("mkrescue: error: {what}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // -v and -q before the subcommand are taken.
+    let out = mkrescue(&[
+        "-v",
+        "layout",
+        "show",
+        "--file",
+        "tests/fixtures/layout/layout2.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = mkrescue(&[
+        "-q",
+        "layout",
+        "show",
+        "--file",
+        "tests/fixtures/layout/layout2.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
