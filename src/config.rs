@@ -466,6 +466,32 @@ pub struct Source {
 pub struct Loaded {
     pub config: Config,
     pub sources: Vec<Source>,
+    /// The text of each file read, in order, to name the line of a value
+    /// that a later check refuses.
+    #[serde(skip)]
+    pub texts: Vec<(PathBuf, String)>,
+}
+
+impl Loaded {
+    /// `FILE:LINE` of the file that sets the dotted `key` last (the one
+    /// that wins), if any does.
+    pub fn where_set(&self, key: &str) -> Option<String> {
+        let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+        self.texts.iter().rev().find_map(|(path, text)| {
+            let mut current = String::new();
+            for (i, l) in text.lines().enumerate() {
+                let t = l.trim();
+                if t.starts_with('[') && t.ends_with(']') {
+                    current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+                    continue;
+                }
+                if current == table && t.split_once('=').map(|(k, _)| k.trim()) == Some(name) {
+                    return Some(format!("{}:{}", path.display(), i + 1));
+                }
+            }
+            None
+        })
+    }
 }
 
 /// Where the configuration files are: `DIR/site.toml`, `DIR/local.toml`
@@ -481,18 +507,24 @@ pub struct ConfigFiles {
 pub fn load(files: &ConfigFiles) -> Result<Loaded> {
     let mut merged = toml::Table::new();
     let mut sources = Vec::new();
+    let mut texts = Vec::new();
     let site = files.dir.join("site.toml");
     let local = files.dir.join("local.toml");
     for path in [site, local] {
-        let found = merge_file(&mut merged, &path, false)?;
-        sources.push(Source { path, found });
+        let text = merge_file(&mut merged, &path, false)?;
+        sources.push(Source {
+            path: path.clone(),
+            found: text.is_some(),
+        });
+        texts.extend(text.map(|t| (path, t)));
     }
     if let Some(path) = &files.extra {
-        merge_file(&mut merged, path, true)?;
+        let text = merge_file(&mut merged, path, true)?;
         sources.push(Source {
             path: path.clone(),
             found: true,
         });
+        texts.extend(text.map(|t| (path.clone(), t)));
     }
     let mut config: Config =
         toml::Value::Table(merged)
@@ -508,16 +540,20 @@ pub fn load(files: &ConfigFiles) -> Result<Loaded> {
             )
         })?;
     }
-    Ok(Loaded { config, sources })
+    Ok(Loaded {
+        config,
+        sources,
+        texts,
+    })
 }
 
-/// Validates one file and merges its tables into `merged`. Returns whether
-/// the file exists; a missing `--config` file is an error, a missing
-/// site/local file is not.
-fn merge_file(merged: &mut toml::Table, path: &Path, must_exist: bool) -> Result<bool> {
+/// Validates one file and merges its tables into `merged`. Returns its
+/// text, None when it does not exist; a missing `--config` file is an
+/// error, a missing site/local file is not.
+fn merge_file(merged: &mut toml::Table, path: &Path, must_exist: bool) -> Result<Option<String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(None),
         Err(e) => {
             return Err(fail(
                 Code::Config,
@@ -527,7 +563,7 @@ fn merge_file(merged: &mut toml::Table, path: &Path, must_exist: bool) -> Result
     };
     let table = parse_str(&text, path)?;
     deep_merge(merged, table);
-    Ok(true)
+    Ok(Some(text))
 }
 
 /// Parses and validates one configuration text; errors name `path`, the line

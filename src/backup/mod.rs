@@ -110,6 +110,20 @@ const MANIFEST_SUFFIX: &str = ".manifest.zst";
 const AGE_SUFFIX: &str = ".age";
 
 /// Parses `backup.age_recipient`.
+/// Checks backup.age_recipient when the configuration is loaded.
+pub fn check_recipient(s: &str) -> Result<()> {
+    age_recipient(s).map(|_| ())
+}
+
+/// Checks a backup target URL (backup.target) when the configuration is
+/// loaded, as `--target` would take it.
+pub fn check_target_url(url: &str, ssh_options: &[String]) -> Result<()> {
+    match share::Share::parse(url) {
+        Some(r) => r.map(|_| ()),
+        None => Target::parse(url, ssh_options).map(|_| ()),
+    }
+}
+
 fn age_recipient(s: &str) -> Result<age::x25519::Recipient> {
     s.trim().parse().map_err(|e| {
         fail(

@@ -36,11 +36,56 @@ pub fn run(global: &GlobalArgs) -> Result<()> {
             if s.found { "(read)" } else { "(not present)" }
         )?;
     }
-    writeln!(out, "{}", config::to_toml(&loaded.config)?)?;
+    writeln!(out, "{}", with_unset(&loaded.config)?)?;
     writeln!(out, "# host facts")?;
     let host_toml = toml::to_string_pretty(&host).context("rendering host facts")?;
     for l in host_toml.lines() {
         writeln!(out, "# {l}")?;
     }
     Ok(())
+}
+
+/// The configuration as TOML with every unset key (TOML has no null) as a
+/// comment under its table: `# kernel_version = (unset)`.
+fn with_unset(c: &config::Config) -> Result<String> {
+    let text = config::to_toml(c)?;
+    let v = serde_json::to_value(c)?;
+    let mut unset: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    fn walk(
+        prefix: &str,
+        v: &serde_json::Value,
+        out: &mut std::collections::BTreeMap<String, Vec<String>>,
+    ) {
+        if let Some(o) = v.as_object() {
+            for (k, x) in o {
+                if x.is_null() {
+                    out.entry(prefix.to_string()).or_default().push(k.clone());
+                } else if x.is_object() {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&p, x, out);
+                }
+            }
+        }
+    }
+    walk("", &v, &mut unset);
+    let mut s = String::new();
+    let comment = |s: &mut String, table: &str| {
+        for k in unset.get(table).into_iter().flatten() {
+            s.push_str(&format!("# {k} = (unset)\n"));
+        }
+    };
+    comment(&mut s, "");
+    for line in text.lines() {
+        s.push_str(line);
+        s.push('\n');
+        let t = line.trim();
+        if t.starts_with('[') && t.ends_with(']') && !t.starts_with("[[") {
+            comment(&mut s, t.trim_matches(|c| c == '[' || c == ']'));
+        }
+    }
+    Ok(s)
 }

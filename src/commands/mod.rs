@@ -42,10 +42,58 @@ pub fn run(cli: &Cli) -> Result<()> {
 /// The configuration layers named by `--config` and the hidden
 /// `--config-dir`: read once per command.
 pub fn load_config(global: &GlobalArgs) -> Result<Loaded> {
-    config::load(&ConfigFiles {
+    let loaded = config::load(&ConfigFiles {
         dir: global.config_dir.clone(),
         extra: global.config.clone(),
-    })
+    })?;
+    check_values(&loaded)?;
+    Ok(loaded)
+}
+
+/// Values the files' types allow but every command would refuse later
+/// (a compression level out of range, a volume id an ISO cannot carry, a
+/// key that is no age key, a target URL of no known kind): refused when
+/// the configuration is read, `dump` included, with the file and line that
+/// set them.
+fn check_values(loaded: &Loaded) -> Result<()> {
+    let c = &loaded.config;
+    let checks: [(&str, Result<()>); 4] = [
+        (
+            "build.compress_level",
+            crate::image::compress::check_level(c.build.compress, c.build.compress_level)
+                .map(|_| ()),
+        ),
+        (
+            "output.volume_id",
+            crate::output::iso::check_volume_id(&c.output.volume_id),
+        ),
+        (
+            "backup.age_recipient",
+            c.backup
+                .age_recipient
+                .as_deref()
+                .map_or(Ok(()), crate::backup::check_recipient),
+        ),
+        (
+            "backup.target",
+            c.backup.target.as_deref().map_or(Ok(()), |t| {
+                crate::backup::check_target_url(t, &c.backup.ssh_options)
+            }),
+        ),
+    ];
+    for (key, r) in checks {
+        if let Err(e) = r {
+            let at = loaded
+                .where_set(key)
+                .map(|w| format!("{w}: "))
+                .unwrap_or_default();
+            return Err(crate::error::fail(
+                crate::error::Code::Config,
+                format!("{at}{e:#}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Pretty JSON and a newline on stdout.

@@ -179,7 +179,7 @@ impl<W: Write> Write for Encoder<W> {
 
 /// The level to use for `c`: the configured one if it is in range, else the
 /// default. An out-of-range level is a configuration error.
-fn check_level(c: Compression, level: Option<u32>) -> Result<u32> {
+pub fn check_level(c: Compression, level: Option<u32>) -> Result<u32> {
     let (default, range) = match c {
         Compression::Zstd => (ZSTD_DEFAULT_LEVEL, 1..=ZSTD_MAX_LEVEL),
         Compression::Xz => (XZ_DEFAULT_PRESET, 0..=9),

@@ -353,3 +353,50 @@ fn argument_errors_are_one_prefixed_line() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// Item 8: `dump` accepted values that every command then refused, and the
+/// later refusal named no file and line; the text dump left unset keys out.
+#[test]
+fn dump_refuses_bad_values_with_file_and_line_and_shows_unset_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, line, what) in [
+        (
+            "[build]\ncompress_level = 99\n",
+            2,
+            "build.compress_level 99 is out of range",
+        ),
+        (
+            "# the ISO\n[output]\nvolume_id = \"ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQ\"\n",
+            3,
+            "output.volume_id = \"ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQ\": an ISO volume id is 1 to 32 characters",
+        ),
+        (
+            "[backup]\nage_recipient = \"notakey\"\n",
+            2,
+            "backup.age_recipient \"notakey\": not an age public key",
+        ),
+        (
+            "[backup]\nmethod = \"archive\"\ntarget = \"ftp://host/b\"\n",
+            3,
+            "backup target \"ftp://host/b\"",
+        ),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = mkrescue(&["dump", "--config", cfg.to_str().unwrap()]);
+        let got = error_line(&out, 3);
+        let want = format!("mkrescue: error: {}:{line}: {what}", cfg.display());
+        assert!(got.starts_with(&want), "{got}\nwant: {want}");
+        assert!(out.stdout.is_empty(), "dump printed a configuration");
+    }
+    let out = mkrescue(&["dump"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for k in [
+        "# kernel_version = (unset)",
+        "# compress_level = (unset)",
+        "# target = (unset)",
+    ] {
+        assert!(text.contains(k), "{k} missing from:\n{text}");
+    }
+}
