@@ -1085,6 +1085,18 @@ pub fn restore_backup(cfg: &Config, args: &RestoreOptions) -> Result<()> {
             ),
         ));
     }
+    // A target that cannot be written (read-only mount, no permission)
+    // would fail file by file: say it once, before anything is read.
+    if let Err(e) = tempfile::tempfile_in(&args.to) {
+        return Err(fail(
+            Code::Failed,
+            format!(
+                "restore --to {}: cannot write there ({e}); mount it read-write (`mount -o remount,rw {}`) and run the restore again",
+                args.to.display(),
+                args.to.display()
+            ),
+        ));
+    }
     let mut args = args.clone();
     let src = recorded_location(&args.root, &mut cfg, args.from.as_ref(), &mut args.method)?;
     if let Some(s) = &src {

@@ -1,6 +1,8 @@
 //! What a new admin sees of backup names and targets (issue "the first
 //! hour of a new admin"): two backups started in the same second both
-//! stay, with the archive and the rsync method.
+//! stay, with the archive and the rsync method; a missing or unmounted
+//! target is refused, never created; a read-only restore target is one
+//! error, not one warning per file. Some tests need root (mounts).
 
 use std::path::Path;
 
@@ -190,4 +192,58 @@ fn target_below_an_unmounted_fstab_mount_point_is_refused() {
         )
     );
     assert_eq!(entries(&target), Vec::<String>::new());
+}
+
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Item 10: a restore into a read-only target printed one warning per
+/// file (hundreds of thousands on a server), then "0 restored". Needs root
+/// (mounts a read-only tmpfs).
+#[test]
+fn restore_into_a_read_only_target_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tree(dir.path(), "data");
+    for i in 0..50 {
+        std::fs::write(data.join(format!("f{i}")), "x").unwrap();
+    }
+    let bk = dir.path().join("b");
+    std::fs::create_dir(&bk).unwrap();
+    ok(&mkrescue(&[
+        os("backup"),
+        os("-q"),
+        os("--target"),
+        bk.as_os_str(),
+        data.as_os_str(),
+    ]));
+    let dst = dir.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "none"])
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs (needs root)");
+    let _u = Unmount(dst.clone());
+    let out = mkrescue(&[
+        os("restore"),
+        os("--from"),
+        bk.as_os_str(),
+        os("--to"),
+        dst.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "mkrescue: error: restore --to {}: cannot write there (Read-only file system",
+            dst.display()
+        )),
+        "{err}"
+    );
 }
