@@ -416,19 +416,32 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let archive = format!("{name}{ARCHIVE_SUFFIX}{enc}");
     let manifest_name = format!("{name}{MANIFEST_SUFFIX}{enc}");
     if args.dry_run {
+        // Only what is below a path being backed up is left out of it: a
+        // tree under /tmp is backed up whole.
+        let logical = |p: &Path| {
+            p.strip_prefix(&src.root)
+                .map(|r| Path::new("/").join(r))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let left_out: Vec<String> = create::ALWAYS_PRUNED
+            .iter()
+            .map(|d| Path::new("/").join(d))
+            .chain(src.prune.iter().map(|p| logical(p)))
+            .filter(|d| paths.iter().any(|p| d.starts_with(p) && d != p))
+            .map(|d| d.display().to_string())
+            .collect();
         println!(
-            "would back up {} (one filesystem each; contents of /{} and of {} left out{}) to {}/{archive} and {manifest_name}",
+            "would back up {} (one filesystem each; {}{}) to {}/{archive} and {manifest_name}",
             paths
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            create::ALWAYS_PRUNED.join(", /"),
-            src.prune
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            if left_out.is_empty() {
+                "nothing below them left out".to_string()
+            } else {
+                format!("contents of {} left out", left_out.join(", "))
+            },
             if src.exclude.is_empty() {
                 String::new()
             } else {

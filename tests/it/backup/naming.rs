@@ -247,3 +247,38 @@ fn restore_into_a_read_only_target_is_one_error() {
         "{err}"
     );
 }
+
+/// Item 15: the dry run of a backup of a tree under /tmp claimed /tmp's
+/// contents were left out, though the whole tree is backed up.
+#[test]
+fn dry_run_names_only_what_is_left_out_below_the_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tree(dir.path(), "data");
+    let bk = dir.path().join("b");
+    std::fs::create_dir(&bk).unwrap();
+    let run = |path: &Path| {
+        ok(&mkrescue(&[
+            os("backup"),
+            os("--dry-run"),
+            os("--target"),
+            bk.as_os_str(),
+            path.as_os_str(),
+        ]))
+    };
+    let out = run(&data);
+    assert!(
+        out.starts_with(&format!(
+            "would back up {} (one filesystem each; nothing below them left out)",
+            data.display()
+        )),
+        "{out}"
+    );
+    // Backing up the tree that holds the target leaves the target out.
+    let out = run(dir.path());
+    assert!(
+        out.contains(&format!("contents of {} left out", bk.display())),
+        "{out}"
+    );
+    assert!(!out.contains("/proc"), "{out}");
+    assert_eq!(entries(&bk), Vec::<String>::new());
+}
