@@ -749,7 +749,8 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
                     .map(|x| x.0)
                     .unwrap_or(base)
                     .to_string(),
-                created: 0,
+                // The name's stamp: when the backup started.
+                created: crate::sys::time::parse_stamp(stamp_of(base)).unwrap_or(0),
                 paths: Vec::new(),
                 archive: archive.clone(),
                 encrypted: true,
@@ -808,22 +809,67 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    for b in &l {
+    // A table: name, start (UTC), archive size, paths.
+    let rows: Vec<[String; 4]> = l
+        .iter()
+        .map(|b| {
+            [
+                b.name.clone(),
+                crate::sys::time::datetime(b.created),
+                b.archive_bytes
+                    .map(|n| format!("{:.1} MiB", n as f64 / (1 << 20) as f64))
+                    .unwrap_or_else(|| "-".into()),
+                format!(
+                    "{}{}",
+                    if b.encrypted && b.paths.is_empty() {
+                        "(encrypted: the key shows them)".to_string()
+                    } else {
+                        b.paths.join(",")
+                    },
+                    if b.complete {
+                        ""
+                    } else {
+                        "  (incomplete: archive missing)"
+                    }
+                ),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        let head = ["NAME", "STARTED (UTC)", "SIZE", "PATHS"];
+        let w: Vec<usize> = (0..3)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].len())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         writeln!(
             out,
-            "{}  {}  {}  {}{}",
-            b.name,
-            crate::sys::time::stamp(b.created),
-            b.archive_bytes
-                .map(|n| format!("{:.1} MiB", n as f64 / (1 << 20) as f64))
-                .unwrap_or_else(|| "-".into()),
-            b.paths.join(","),
-            if b.complete {
-                ""
-            } else {
-                "  (incomplete: archive missing)"
-            }
+            "{:<a$}  {:<b$}  {:>c$}  {}",
+            head[0],
+            head[1],
+            head[2],
+            head[3],
+            a = w[0],
+            b = w[1],
+            c = w[2]
         )?;
+        for r in &rows {
+            writeln!(
+                out,
+                "{:<a$}  {:<b$}  {:>c$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                a = w[0],
+                b = w[1],
+                c = w[2]
+            )?;
+        }
     }
     if l.is_empty() {
         eprintln!("mkrescue: no backups at {}", target.describe());

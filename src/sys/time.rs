@@ -54,6 +54,44 @@ pub fn stamp_micros(t: std::time::SystemTime) -> String {
     format!("{}.{:06}Z", s.trim_end_matches('Z'), d.subsec_micros())
 }
 
+/// The Unix time of a [`stamp`] or [`stamp_micros`] (whole seconds), e.g.
+/// the end of a backup's name; None if it is not one.
+pub fn parse_stamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 16 || b[8] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // days_from_civil, the inverse of `civil` (same source).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC), for people.
+pub fn datetime(secs: i64) -> String {
+    let c = civil(secs);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
 /// `YYYY-MM-DD` (UTC).
 pub fn date(secs: i64) -> String {
     let c = civil(secs);
@@ -81,6 +119,11 @@ mod tests {
         assert_eq!(stamp(-1), "19691231T235959Z");
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_412_671_000_042);
         assert_eq!(stamp_micros(t), "20261123T054431.000042Z");
+        assert_eq!(parse_stamp("20261123T054431Z"), Some(1_795_412_671));
+        assert_eq!(parse_stamp("20261123T054431.000042Z"), Some(1_795_412_671));
+        assert_eq!(parse_stamp("20000229T000000Z"), Some(951_782_400));
+        assert_eq!(parse_stamp("19700101T000000Z"), Some(0));
+        assert_eq!(parse_stamp("2026112XT054431Z"), None);
         let c = civil(1_795_412_671);
         assert_eq!((c.hour, c.minute, c.second), (5, 44, 31));
     }

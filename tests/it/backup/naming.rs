@@ -282,3 +282,57 @@ fn dry_run_names_only_what_is_left_out_below_the_paths() {
     assert!(!out.contains("/proc"), "{out}");
     assert_eq!(entries(&bk), Vec::<String>::new());
 }
+
+/// Items 14 and 17: an encrypted backup listed with the date
+/// 19700101T000000Z and no paths, and `backup list` had no header.
+#[test]
+fn backup_list_has_a_header_and_dates_encrypted_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tree(dir.path(), "data");
+    let bk = dir.path().join("b");
+    std::fs::create_dir(&bk).unwrap();
+    let key = age::x25519::Identity::generate();
+    let cfg = dir.path().join("age.toml");
+    std::fs::write(
+        &cfg,
+        format!("[backup]\nage_recipient = \"{}\"\n", key.to_public()),
+    )
+    .unwrap();
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    ok(&mkrescue(&[
+        os("backup"),
+        os("-q"),
+        os("--config"),
+        cfg.as_os_str(),
+        os("--target"),
+        bk.as_os_str(),
+        data.as_os_str(),
+    ]));
+    let list = |json: bool| {
+        let mut a = vec![os("backup"), os("list"), os("--target"), bk.as_os_str()];
+        if json {
+            a.push(os("--json"));
+        }
+        ok(&mkrescue(&a))
+    };
+    let j: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+    let created = j[0]["created"].as_i64().unwrap();
+    assert!((before - 1..=before + 60).contains(&created), "{j}");
+    let text = list(false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let head: Vec<&str> = lines[0]
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(head, ["NAME", "STARTED (UTC)", "SIZE", "PATHS"], "{text}");
+    assert!(!lines[1].contains("1970"), "{text}");
+    assert!(
+        lines[1].ends_with("(encrypted: the key shows them)"),
+        "{text}"
+    );
+}
