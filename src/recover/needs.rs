@@ -71,51 +71,49 @@ impl Decision {
 pub fn initrd_modules(path: &Path) -> Result<BTreeSet<String>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut names = BTreeSet::new();
-    let mut rest: &[u8] = &data;
-    loop {
-        // Segments are padded with NULs between them.
-        let skip = rest.iter().take_while(|b| **b == 0).count();
-        rest = &rest[skip..];
-        if rest.is_empty() {
-            break;
-        }
-        if rest.starts_with(b"070701") || rest.starts_with(b"070702") {
-            let used = cpio_names(rest, &mut |n| add_module(n, &mut names))?;
-            rest = &rest[used..];
-            continue;
-        }
-        // A compressed segment runs to the end of the file.
-        let reader: Box<dyn Read> = if rest.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(rest))
-        } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::stream::read::Decoder::new(rest)?)
-        } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            Box::new(liblzma::read::XzDecoder::new_multi_decoder(rest))
-        } else {
-            bail!(
-                "{}: a segment in a compression this reader does not know (magic {:02x?})",
-                path.display(),
-                &rest[..rest.len().min(4)]
-            );
-        };
-        let mut all = Vec::new();
-        BufReader::new(reader)
-            .read_to_end(&mut all)
-            .with_context(|| format!("decompressing {}", path.display()))?;
-        // The decompressed stream may itself hold several archives.
-        let mut inner: &[u8] = &all;
-        loop {
-            let skip = inner.iter().take_while(|b| **b == 0).count();
-            inner = &inner[skip..];
-            if inner.is_empty() {
-                break;
-            }
-            let used = cpio_names(inner, &mut |n| add_module(n, &mut names))?;
-            inner = &inner[used..];
-        }
-        break;
+    let rest = plain_archives(&data, &mut names)?;
+    if rest.is_empty() {
+        return Ok(names);
+    }
+    // A compressed segment runs to the end of the file.
+    let reader: Box<dyn Read> = if rest.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(rest))
+    } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(rest)?)
+    } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(rest))
+    } else {
+        bail!(
+            "{}: a segment in a compression this reader does not know (magic {:02x?})",
+            path.display(),
+            &rest[..rest.len().min(4)]
+        );
+    };
+    let mut all = Vec::new();
+    BufReader::new(reader)
+        .read_to_end(&mut all)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    // The decompressed stream may itself hold several archives.
+    let tail = plain_archives(&all, &mut names)?;
+    if !tail.is_empty() {
+        bail!("{}: data after the compressed archive", path.display());
     }
     Ok(names)
+}
+
+/// Reads the uncompressed cpio archives at the start of `buf` (NUL padding
+/// between them) into `names`; returns what follows them: nothing, or a
+/// compressed segment.
+fn plain_archives<'a>(mut buf: &'a [u8], names: &mut BTreeSet<String>) -> Result<&'a [u8]> {
+    loop {
+        let skip = buf.iter().take_while(|b| **b == 0).count();
+        buf = &buf[skip..];
+        if !(buf.starts_with(b"070701") || buf.starts_with(b"070702")) {
+            return Ok(buf);
+        }
+        let used = cpio_names(buf, &mut |n| add_module(n, names))?;
+        buf = &buf[used..];
+    }
 }
 
 fn add_module(name: &str, out: &mut BTreeSet<String>) {

@@ -35,20 +35,26 @@ fn backup(dir: &Path) -> String {
     url
 }
 
-#[test]
-fn estimate_of_a_saved_layout_and_backup() {
-    let d = tempfile::tempdir().unwrap();
-    let url = backup(d.path());
-    let out = ok(&mkrescue(&[
+/// `mkrescue estimate` of layout2 and the backup at `url`, below `root`.
+fn estimate(root: &Path, url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
         os("estimate"),
         os("--layout"),
         os(layout2()),
         os("--from"),
-        os(&url),
+        os(url),
         os("--root"),
-        d.path().as_os_str(),
-        os("--json"),
-    ]));
+        root.as_os_str(),
+    ];
+    args.extend(extra.iter().map(os));
+    ok(&mkrescue(&args))
+}
+
+#[test]
+fn estimate_of_a_saved_layout_and_backup() {
+    let d = tempfile::tempdir().unwrap();
+    let url = backup(d.path());
+    let out = estimate(d.path(), &url, &["--json"]);
     let e: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(e["on"], "host");
     assert_eq!(e["host"], "vm-rescue");
@@ -120,17 +126,7 @@ fn estimate_of_a_saved_layout_and_backup() {
     assert_eq!(rates["backup"]["bytes"], 50 * 40_000);
 
     // The text form, for a whole site of 20 such hosts.
-    let text = ok(&mkrescue(&[
-        os("estimate"),
-        os("--layout"),
-        os(layout2()),
-        os("--from"),
-        os(&url),
-        os("--root"),
-        d.path().as_os_str(),
-        os("--hosts"),
-        os("20"),
-    ]));
+    let text = estimate(d.path(), &url, &["--hosts", "20"]);
     assert!(
         text.starts_with("Recovery time of vm-rescue (estimated on the healthy host):"),
         "{text}"
