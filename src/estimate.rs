@@ -50,8 +50,12 @@ pub const SAVED: &str = "/run/mkrescue/estimate.json";
 pub const READY_AT: &str = "/run/mkrescue/ready-at";
 
 /// Costs in exec-probe units (one start of a small tool on this machine):
-/// fitted on the e2e raid1-lvm server under TCG, whose measured phases
-/// were divided by that run's exec probe.
+/// fitted on the e2e raid1-lvm server under TCG (2026-12-05, PXE variant
+/// onto NVMe, exec probe 59.3 ms): each phase's measured seconds divided by
+/// that probe. Layout 12.7 s for 20 steps, mount 0.5 s for 3, grub-install
+/// 8.4-9.9 s, the ESP copy 2.7 s, update-initramfs 204.1 s (MODULES=list),
+/// unmount 2.3 s; grub-mkconfig from its ratio to update-initramfs in the
+/// earlier runs of BENCHMARKS.md (77 s to 360 s).
 pub struct Units {
     /// One layout step (a partition table, an md create, a mkfs...),
     /// including the udev settle around it.
@@ -71,13 +75,13 @@ pub struct Units {
 }
 
 pub const UNITS: Units = Units {
-    layout_step: 12.0,
-    mount: 6.0,
-    grub_install: 300.0,
-    esp_copy: 60.0,
-    grub_mkconfig: 2000.0,
-    initramfs: 6000.0,
-    fixed: 60.0,
+    layout_step: 11.0,
+    mount: 3.0,
+    grub_install: 150.0,
+    esp_copy: 45.0,
+    grub_mkconfig: 740.0,
+    initramfs: 3440.0,
+    fixed: 40.0,
 };
 
 /// One predicted phase.
@@ -467,7 +471,8 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
             ),
         )
     })?;
-    let mut rates = crate::backup::facts::read_rates(&o.root);
+    let recorded = crate::backup::facts::read_recorded(&o.root);
+    let mut rates = recorded.rates.clone();
     if !rescue && let Some(b) = host_boot_seconds() {
         rates.insert(
             "first_boot".into(),
@@ -515,7 +520,13 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
     } else {
         probes.write_basis = "disk write rate not probed (only in the rescue system)".into();
     }
-    let finalize = finalize_plan(&layout, cfg);
+    let target_modules = if rescue { free_disk_modules(cfg) } else { None };
+    let finalize = finalize_plan(
+        &layout,
+        cfg,
+        &recorded.boot_modules,
+        target_modules.as_ref(),
+    );
     let steps = plan_steps(&layout)?;
     Ok(model(&Inputs {
         layout: &layout,
@@ -573,9 +584,18 @@ fn plan_steps(layout: &Layout) -> Result<usize> {
 }
 
 /// The finalize steps: boot loaders from the layout; the boot menu and the
-/// initramfs by the configuration (auto: kept, since recover recreates every
-/// UUID; the disks' drivers are checked only once the files are restored).
-pub fn finalize_plan(layout: &Layout, cfg: &Config) -> FinalizePlan {
+/// initramfs by the configuration. With `auto`, the boot menu is kept
+/// (recover recreates every UUID), and the initramfs too unless the disks
+/// here need a module the host's own boot disks did not use
+/// (`host_modules`, recorded by `backup`; `target_modules`: the drivers of
+/// the free disks here, in the rescue system): recover checks the restored
+/// initramfs itself once it is there.
+pub fn finalize_plan(
+    layout: &Layout,
+    cfg: &Config,
+    host_modules: &[String],
+    target_modules: Option<&std::collections::BTreeSet<String>>,
+) -> FinalizePlan {
     let disks: BTreeMap<String, String> = layout
         .disks
         .iter()
@@ -586,10 +606,36 @@ pub fn finalize_plan(layout: &Layout, cfg: &Config) -> FinalizePlan {
     let (initramfs, why) = match r.initramfs {
         Regen::Always => (true, "recover.initramfs = always".to_string()),
         Regen::Never => (false, "recover.initramfs = never".to_string()),
-        Regen::Auto => (
-            false,
-            "auto: regenerated only if the new disks need a driver it lacks".to_string(),
-        ),
+        Regen::Auto => {
+            let new: Vec<&str> = target_modules
+                .into_iter()
+                .flatten()
+                .filter(|m| !host_modules.contains(m))
+                .map(String::as_str)
+                .collect();
+            if host_modules.is_empty() {
+                (
+                    false,
+                    "auto: the host's disk drivers are not recorded (run `mkrescue backup` on it)"
+                        .to_string(),
+                )
+            } else if !new.is_empty() {
+                (
+                    true,
+                    format!(
+                        "auto: the disks here need {}, which the host's did not use",
+                        new.join(", ")
+                    ),
+                )
+            } else if target_modules.is_some() {
+                (
+                    false,
+                    "auto: the disks here use the host's drivers".to_string(),
+                )
+            } else {
+                (false, "auto: kept on disks like the host's".to_string())
+            }
+        }
     };
     FinalizePlan {
         grub_bios_disks: if r.bootloader {
@@ -607,6 +653,21 @@ pub fn finalize_plan(layout: &Layout, cfg: &Config) -> FinalizePlan {
         initramfs,
         initramfs_why: why,
     }
+}
+
+/// The modules bound to the disks here that recover may write (not in use).
+fn free_disk_modules(cfg: &Config) -> Option<std::collections::BTreeSet<String>> {
+    let lsblk = Cmd::new("lsblk")
+        .args(["--json", "--bytes", "-O"])
+        .read()
+        .ok()?;
+    let targets = crate::recover::mapping::TargetDisk::from_lsblk(&lsblk).ok()?;
+    let in_use = crate::recover::mapping::in_use_disks(&lsblk, &cfg.output.volume_id).ok()?;
+    let mut out = std::collections::BTreeSet::new();
+    for t in targets.iter().filter(|t| !in_use.contains_key(&t.path)) {
+        out.extend(crate::recover::needs::block_modules(Path::new("/sys"), &t.path).ok()?);
+    }
+    Some(out)
 }
 
 /// The write probe on the biggest disk here that is not in use (a disk
@@ -711,7 +772,7 @@ mod tests {
             in_rescue: true,
             rescue_boot: Some(20.0),
             steps: 20,
-            finalize: finalize_plan(l, cfg),
+            finalize: finalize_plan(l, cfg, &[], None),
             hosts: 1,
         }
     }
@@ -772,6 +833,29 @@ mod tests {
             "{auto} {always}"
         );
         assert!(e.phase("finalize").unwrap().basis.contains("grub-mkconfig"));
+    }
+
+    #[test]
+    fn initramfs_predicted_from_the_drivers_here_and_the_hosts() {
+        let l = layout2();
+        let cfg = Config::default();
+        let host: Vec<String> = ["dm_mod", "ext4", "raid1", "virtio_blk", "virtio_pci"]
+            .map(String::from)
+            .to_vec();
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let same = finalize_plan(&l, &cfg, &host, Some(&set(&["virtio_blk", "virtio_pci"])));
+        assert!(!same.initramfs, "{same:?}");
+        let nvme = finalize_plan(&l, &cfg, &host, Some(&set(&["nvme", "virtio_pci"])));
+        assert!(nvme.initramfs);
+        assert_eq!(
+            nvme.initramfs_why,
+            "auto: the disks here need nvme, which the host's did not use"
+        );
+        let unknown = finalize_plan(&l, &cfg, &[], Some(&set(&["nvme"])));
+        assert!(!unknown.initramfs && unknown.initramfs_why.contains("not recorded"));
+        let mut always = Config::default();
+        always.recover.initramfs = Regen::Always;
+        assert!(finalize_plan(&l, &always, &host, None).initramfs);
     }
 
     #[test]

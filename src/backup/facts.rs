@@ -42,8 +42,20 @@ impl Rate {
 /// The rates of the last `backup`, `verify` and `restore`, by step name.
 pub type Rates = BTreeMap<String, Rate>;
 
-/// The recorded rates below `root` (none when there is no file yet).
-pub fn read_rates(root: &Path) -> Rates {
+/// What [`RATES_PATH`] holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Recorded {
+    #[serde(default)]
+    pub rates: Rates,
+    /// The modules the host's own disks under /, /boot, /usr and swap need
+    /// (drivers, md, dm, file systems): what its initramfs holds at least,
+    /// since it boots from them. Recorded by `backup` on the host.
+    #[serde(default)]
+    pub boot_modules: Vec<String>,
+}
+
+/// What is recorded below `root` (nothing when there is no file yet).
+pub fn read_recorded(root: &Path) -> Recorded {
     let p = root.join(RATES_PATH.trim_start_matches('/'));
     std::fs::read(&p)
         .ok()
@@ -51,26 +63,16 @@ pub fn read_rates(root: &Path) -> Rates {
         .unwrap_or_default()
 }
 
-/// Records one measured step. Best effort: a read-only or full /var must
-/// not fail the backup or restore that measured it.
-pub fn record(root: &Path, step: &str, bytes: u64, files: u64, seconds: f64) {
+/// Best effort: a read-only or full /var must not fail the backup or
+/// restore that measured something.
+fn write_recorded(root: &Path, r: &Recorded) {
     let p = root.join(RATES_PATH.trim_start_matches('/'));
-    let mut rates = read_rates(root);
-    rates.insert(
-        step.to_string(),
-        Rate {
-            bytes,
-            files,
-            seconds,
-            at: crate::sys::time::now(),
-        },
-    );
     let write = || -> Result<()> {
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d)?;
         }
         let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&rates)?)?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(r)?)?;
         std::fs::rename(&tmp, &p)?;
         Ok(())
     };
@@ -79,15 +81,69 @@ pub fn record(root: &Path, step: &str, bytes: u64, files: u64, seconds: f64) {
     }
 }
 
-/// Records the host's last boot time (for the estimate's first boot),
-/// only when `root` is the running host's own.
-pub fn record_boot(root: &Path) {
+/// Records one measured step.
+pub fn record(root: &Path, step: &str, bytes: u64, files: u64, seconds: f64) {
+    let mut r = read_recorded(root);
+    r.rates.insert(
+        step.to_string(),
+        Rate {
+            bytes,
+            files,
+            seconds,
+            at: crate::sys::time::now(),
+        },
+    );
+    write_recorded(root, &r);
+}
+
+/// Records what only the running host can tell: its last boot time (the
+/// estimate's first boot) and the modules its boot disks need. Nothing
+/// when `root` is another tree.
+pub fn record_host(root: &Path) {
     if root != Path::new("/") {
         return;
     }
+    let mut r = read_recorded(root);
     if let Some(b) = crate::estimate::host_boot_seconds() {
-        record(root, "first_boot", 0, 0, b);
+        r.rates.insert(
+            "first_boot".into(),
+            Rate {
+                seconds: b,
+                at: crate::sys::time::now(),
+                ..Rate::default()
+            },
+        );
     }
+    match crate::recover::needs::needed_modules(Path::new("/sys"), &host_boot_devices()) {
+        Ok(m) => r.boot_modules = m.into_iter().collect(),
+        Err(e) => log::info!("the drivers of this host's disks are not recorded: {e:#}"),
+    }
+    write_recorded(root, &r);
+}
+
+/// (device, mount point or `swap`, type) of the running host's /, /boot,
+/// /usr and swap areas, from /proc/self/mounts and /proc/swaps.
+fn host_boot_devices() -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for l in mounts.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let [dev, at, fstype, ..] = f.as_slice()
+            && matches!(*at, "/" | "/boot" | "/usr")
+            && dev.starts_with("/dev/")
+        {
+            v.push((dev.to_string(), at.to_string(), fstype.to_string()));
+        }
+    }
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap_or_default();
+    for l in swaps.lines().skip(1) {
+        if let Some(dev) = l.split_whitespace().next()
+            && dev.starts_with("/dev/")
+        {
+            v.push((dev.to_string(), "swap".into(), "swap".into()));
+        }
+    }
+    v
 }
 
 /// Which backup, from where (as for restore).

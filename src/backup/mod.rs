@@ -545,7 +545,7 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         report.stats.files,
         report.seconds,
     );
-    facts::record_boot(&args.root);
+    facts::record_host(&args.root);
     for w in &report.stats.warnings {
         log::warn!("{w}");
     }

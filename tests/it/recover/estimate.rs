@@ -123,7 +123,7 @@ fn estimate_of_a_saved_layout_and_backup() {
         &std::fs::read(d.path().join("var/lib/mkrescue/rates.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(rates["backup"]["bytes"], 50 * 40_000);
+    assert_eq!(rates["rates"]["backup"]["bytes"], 50 * 40_000);
 
     // The text form, for a whole site of 20 such hosts.
     let text = estimate(d.path(), &url, &["--hosts", "20"]);

@@ -35,7 +35,7 @@ timed backup mkrescue backup
 mkrescue backup list | tee "$out/backup-list.txt"
 # The recovery time as the healthy server predicts it (the e2e report puts
 # it beside recover's actual time).
-timed estimate mkrescue estimate --json > "$out/estimate-host.json"
+timed estimate bash -c 'mkrescue estimate --json > "$1"' - "$out/estimate-host.json"
 rm -rf /backup/rescue
 if [ -f /root/keys/luks.key ]; then
     # The LUKS key goes to the backup disk, where recover finds it
