@@ -186,9 +186,23 @@ pub(super) fn compare_lists(
     // `/boot/efi/EFI` itself is new when the ESP was empty before.
     let new_ok = |p: &[u8]| under(p, allowed_new);
     let ok = |p: &[u8]| under(p, allowed);
+    // A file recover rewrote, documented by the original kept next to it
+    // as F.mkrescue-orig (fstab for new disk names, the initramfs tool's
+    // modules list for a new disk driver): both are expected when the
+    // original is byte for byte what F was.
+    let orig = |p: &[u8]| {
+        let mut o = p.to_vec();
+        o.extend_from_slice(b".mkrescue-orig");
+        o
+    };
+    let rewritten = |p: &[u8], b: &Entry| {
+        after
+            .get(&orig(p))
+            .is_some_and(|o| o.sha.is_some() && o.sha == b.sha)
+    };
     let mut out = Vec::new();
     for (p, b) in before {
-        if ok(p) {
+        if ok(p) || rewritten(p, b) {
             continue;
         }
         let name = String::from_utf8_lossy(p);
@@ -198,8 +212,13 @@ pub(super) fn compare_lists(
             _ => {}
         }
     }
+    let kept_orig = |p: &[u8]| {
+        p.strip_suffix(b".mkrescue-orig".as_slice())
+            .and_then(|f| before.get(f).map(|b| rewritten(f, b)))
+            .unwrap_or(false)
+    };
     for p in after.keys() {
-        if !ok(p) && !new_ok(p) && !before.contains_key(p) {
+        if !ok(p) && !new_ok(p) && !before.contains_key(p) && !kept_orig(p) {
             out.push(format!("new {:?}", String::from_utf8_lossy(p)));
         }
     }
@@ -272,11 +291,53 @@ pub(super) fn compare_blkid(before: &str, after: &str) -> Vec<String> {
     out
 }
 
+/// The disks recover mapped to other names (`mkrescue: disk SRC -> DST
+/// (why)` in its serial log), with their partitions: the names the
+/// recovered server's layout has for the disks of the old one.
+pub(super) fn renames(
+    recover_log: &str,
+    before: &mkrescue::layout::Layout,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for l in recover_log.lines() {
+        let Some(rest) = l.trim_end().strip_prefix("mkrescue: disk ") else {
+            continue;
+        };
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        if let [src, "->", dst, ..] = w.as_slice()
+            && src != dst
+        {
+            out.insert(src.to_string(), dst.to_string());
+            for d in before.disks.iter().filter(|d| d.path == *src) {
+                for p in &d.partitions {
+                    out.insert(p.path.clone(), mkrescue::layout::part_path(dst, p.number));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// `mkrescue layout save` before and after must agree, except for what
-/// belongs to the new disks themselves (size, serial, WWN, model, ids).
-pub(super) fn compare_layouts(before: &Path, after: &Path) -> Result<Vec<String>> {
-    let b = mkrescue::layout::Layout::load(before)?;
-    let a = mkrescue::layout::Layout::load(after)?;
+/// belongs to the new disks themselves (size, serial, WWN, model, ids), and
+/// the new names of disks recover mapped elsewhere (`renamed`, see
+/// [`renames`]); then the devices left alone (`excluded`: the backup disk)
+/// have new names too, and are not compared.
+pub(super) fn compare_layouts(
+    before: &Path,
+    after: &Path,
+    renamed: &BTreeMap<String, String>,
+) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(before).with_context(|| format!("reading {}", before.display()))?;
+    let text = mkrescue::recover::finalize::rewrite_devices(&text, renamed).unwrap_or(text);
+    let mut b = mkrescue::layout::Layout::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{} with the disks renamed: {e}", before.display()))?;
+    let mut a = mkrescue::layout::Layout::load(after)?;
+    if !renamed.is_empty() {
+        b.excluded.clear();
+        a.excluded.clear();
+    }
     let disk_fields = ["size", "serial", "wwn", "model", "by_path", "disk_id"];
     // A disk that got bigger may have its last partition grown onto it
     // (recover.grow_last_partition, the default).
@@ -326,6 +387,47 @@ mod tests {
             .iter()
             .map(|(p, s)| (p.as_bytes().to_vec(), entry(s)))
             .collect()
+    }
+
+    #[test]
+    fn a_rewrite_recover_documents_with_the_original_passes() {
+        let before = list(&[("/etc/initramfs-tools/modules", "a")]);
+        let after = list(&[
+            ("/etc/initramfs-tools/modules", "b"),
+            ("/etc/initramfs-tools/modules.mkrescue-orig", "a"),
+        ]);
+        assert!(compare_lists(&before, &after, &[], &[]).is_empty());
+        // The kept original is not what the file was: both reported.
+        let wrong = list(&[
+            ("/etc/initramfs-tools/modules", "b"),
+            ("/etc/initramfs-tools/modules.mkrescue-orig", "c"),
+        ]);
+        let p = compare_lists(&before, &wrong, &[], &[]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        // No original kept: a change like any other.
+        let p = compare_lists(
+            &before,
+            &list(&[("/etc/initramfs-tools/modules", "b")]),
+            &[],
+            &[],
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    #[test]
+    fn disks_renamed_by_recover_from_its_log() {
+        let before = mkrescue::layout::Layout::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/layout/layout2.json"
+        )))
+        .unwrap();
+        let log = "mkrescue: disk /dev/vdc -> /dev/nvme0n1 (every free disk is used; the smallest that holds it)\n\
+mkrescue: disk /dev/vdd -> /dev/vdd (same path and size)\n";
+        let r = renames(log, &before);
+        assert_eq!(r["/dev/vdc"], "/dev/nvme0n1");
+        assert_eq!(r["/dev/vdc2"], "/dev/nvme0n1p2");
+        assert!(!r.contains_key("/dev/vdd"));
+        assert!(renames("", &before).is_empty());
     }
 
     #[test]

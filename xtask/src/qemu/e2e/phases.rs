@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::compare::{
     ALLOWED_NEW, ALLOWED_TO_CHANGE, compare_blkid, compare_layouts, compare_lists, load_list,
-    only_under,
+    only_under, renames,
 };
 use super::drive::{Disk, Vm, mkrescue_lines, run_vm};
 use super::initrd::initrd;
@@ -399,9 +399,16 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
             "md0 is not an active RAID1 with both members:\n{mdstat}"
         ));
     }
+    // The disks' names on the recovered machine (NVMe in the pxe variant).
+    let recover_log = std::fs::read_to_string(e.log("recover")).unwrap_or_default();
+    let renamed = renames(
+        &recover_log,
+        &mkrescue::layout::Layout::load(&before.join("layout-before.json"))?,
+    );
     problems.extend(compare_layouts(
         &before.join("layout-before.json"),
         &out.join("layout-after.json"),
+        &renamed,
     )?);
     let mut booted_via = None;
     if e.variant.firmware == Firmware::Uefi {
