@@ -76,7 +76,7 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             if global.json {
                 out.write_all(l.to_json().as_bytes())?;
             } else {
-                out.write_all(show::render(&l).as_bytes())?;
+                out.write_all(show::render(&l, global.verbose > 0).as_bytes())?;
             }
             Ok(())
         }

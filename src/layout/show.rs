@@ -22,8 +22,72 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Renders the tree.
-pub fn render(l: &Layout) -> String {
+/// The name util-linux's sfdisk gives a partition type (a GPT type GUID,
+/// or an MBR type byte in hex), for the ones a Linux server has.
+pub fn type_name(t: &str) -> Option<&'static str> {
+    const TYPES: &[(&str, &str)] = &[
+        ("C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EFI System"),
+        ("21686148-6449-6E6F-744E-656564454649", "BIOS boot"),
+        ("0FC63DAF-8483-4772-8E79-3D69D8477DE4", "Linux filesystem"),
+        ("A19D880F-05FC-4D3B-A006-743F0F84911E", "Linux RAID"),
+        ("E6D6D379-F507-44C2-A23C-238F2A3DF928", "Linux LVM"),
+        ("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", "Linux swap"),
+        (
+            "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
+            "Linux root (x86-64)",
+        ),
+        (
+            "BC13C2FF-59E6-4262-A352-B275FD6F7172",
+            "Linux extended boot",
+        ),
+        ("933AC7E1-2EB4-4F13-B844-0E14E2AEF915", "Linux home"),
+        ("CA7D7CCB-63ED-4C53-861C-1742536059CC", "Linux LUKS"),
+        (
+            "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+            "Microsoft basic data",
+        ),
+        ("E3C9E316-0B5C-4DB8-817D-F92DF00215AE", "Microsoft reserved"),
+        (
+            "DE94BBA4-06D1-4D40-A16A-BFD50179D6AC",
+            "Windows recovery environment",
+        ),
+        ("83", "Linux"),
+        ("82", "Linux swap"),
+        ("8E", "Linux LVM"),
+        ("FD", "Linux raid autodetect"),
+        ("EF", "EFI (FAT-12/16/32)"),
+        ("5", "Extended"),
+        ("F", "W95 Ext'd (LBA)"),
+        ("7", "HPFS/NTFS/exFAT"),
+        ("B", "W95 FAT32"),
+        ("C", "W95 FAT32 (LBA)"),
+        ("EE", "GPT"),
+    ];
+    let t = t.trim().trim_start_matches("0x");
+    // MBR bytes may come as `05`; GUIDs keep their leading zeros.
+    let t = if t.len() <= 4 {
+        t.trim_start_matches('0')
+    } else {
+        t
+    };
+    TYPES
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(t))
+        .map(|(_, n)| *n)
+}
+
+/// A partition's type as `layout show` prints it: the name, with the GUID
+/// (or MBR byte) as well when `verbose`, or when it has no name.
+fn type_text(t: &str, verbose: bool) -> String {
+    match type_name(t) {
+        Some(n) if verbose => format!("{n} ({t})"),
+        Some(n) => n.to_string(),
+        None => t.to_string(),
+    }
+}
+
+/// Renders the tree; `verbose` adds partition type GUIDs.
+pub fn render(l: &Layout, verbose: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -81,7 +145,7 @@ pub fn render(l: &Layout) -> String {
                 p.path,
                 human(p.size * d.logical_sector_size),
                 p.start,
-                p.type_,
+                type_text(&p.type_, verbose),
                 p.name
                     .as_deref()
                     .map(|n| format!(" name {n:?}"))
@@ -93,6 +157,12 @@ pub fn render(l: &Layout) -> String {
                 }
             );
             device(l, &p.path, 2, &mut out);
+        }
+    }
+    if !l.unknown.is_empty() {
+        let _ = writeln!(out, "not probed (saved with --allow-partial):");
+        for u in &l.unknown {
+            let _ = writeln!(out, "  {} ({})", u.device, u.reason);
         }
     }
     if !l.excluded.is_empty() {

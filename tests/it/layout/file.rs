@@ -355,3 +355,26 @@ fn recover_dry_run_off_a_rescue_system_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("warn:"), "{err}");
 }
+
+/// Item 17: `layout show` printed raw GPT type GUIDs; now the name, and
+/// the GUID too under -v.
+#[test]
+fn show_names_partition_types_and_gives_guids_with_v() {
+    let out = mkrescue(&["layout", "show", "--file", LAYOUT2]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("/dev/vdc2 1.5 GiB at sector 4096 type Linux RAID name \"raid\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("A19D880F-05FC-4D3B-A006-743F0F84911E"),
+        "{text}"
+    );
+    let out = mkrescue(&["-v", "layout", "show", "--file", LAYOUT2]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("type Linux RAID (A19D880F-05FC-4D3B-A006-743F0F84911E)"),
+        "{text}"
+    );
+}
