@@ -95,5 +95,9 @@ fn init_logging(cli: &Cli) {
             )
         })
         .parse_env("MKRESCUE_LOG")
+        // Above the progress bars, never onto a spinner's line.
+        .target(env_logger::Target::Pipe(Box::new(
+            mkrescue::progress::LogWriter,
+        )))
         .init();
 }

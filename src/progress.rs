@@ -1,10 +1,54 @@
 //! Progress bars on long steps, hidden when stderr is not a terminal (cron,
 //! CI, pipes) or with `--quiet`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// Every drawn bar hangs off this one, so that a log line (a warning in
+/// the middle of a step) is printed above the bars instead of onto the
+/// spinner's line: [`LogWriter`] suspends it while it writes.
+fn multi() -> &'static MultiProgress {
+    static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+    MULTI.get_or_init(MultiProgress::new)
+}
+
+/// Where the logger writes: stderr, with the bars cleared around it.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        multi().suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Time left at the mean rate since the start, shown only once there is
+/// something to go by (3 s and 2% done): indicatif's own estimate said
+/// "eta 4m" at the start of a 2-second job.
+fn eta(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    let secs = state.elapsed().as_secs_f64();
+    let f = state.fraction() as f64;
+    if secs < 3.0 || !(0.02..1.0).contains(&f) {
+        return;
+    }
+    let left = (secs * (1.0 - f) / f).round() as u64;
+    let _ = if left >= 60 {
+        write!(w, "eta {}m{:02}s", left / 60, left % 60)
+    } else {
+        write!(w, "eta {left}s")
+    };
+}
+
+/// `pb` drawn through [`multi`] when shown.
+fn attach(pb: ProgressBar, show: bool) -> ProgressBar {
+    if show { multi().add(pb) } else { pb }
+}
 
 /// Whether bars are drawn at all.
 pub fn enabled(quiet: bool) -> bool {
@@ -13,7 +57,7 @@ pub fn enabled(quiet: bool) -> bool {
 
 /// A spinner for a step of unknown length.
 pub fn spinner(show: bool, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(None, target(show));
+    let pb = attach(ProgressBar::with_draw_target(None, target(show)), show);
     pb.set_style(
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -25,12 +69,16 @@ pub fn spinner(show: bool, msg: &str) -> ProgressBar {
 
 /// A byte counter for writing the image.
 pub fn bytes(show: bool, total: u64, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(total), target(show));
+    let pb = attach(
+        ProgressBar::with_draw_target(Some(total), target(show)),
+        show,
+    );
     pb.set_style(
         ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {mean_eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("mean_eta", eta)
         .progress_chars("=> "),
     );
     pb.set_message(msg.to_string());

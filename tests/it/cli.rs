@@ -400,3 +400,43 @@ fn dump_refuses_bad_values_with_file_and_line_and_shows_unset_keys() {
         assert!(text.contains(k), "{k} missing from:\n{text}");
     }
 }
+
+/// Item 13: a warning during a step was printed onto the spinner's line
+/// (`⠁ collecting tools... (0s)mkrescue: warn: ...`). On a terminal (a
+/// pty from script(1)) each warning now starts a line of its own: the bar
+/// is cleared (`ESC[2K`) before it, or it follows a newline.
+#[test]
+fn warnings_do_not_land_on_the_spinner_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[tools]\noptional = [\"mkrescue-test-no-such-tool\"]\n",
+    )
+    .unwrap();
+    let cmd = format!(
+        "{} --config-dir /nonexistent-mkrescue-test --config {} --modules host --out {}",
+        env!("CARGO_BIN_EXE_mkrescue"),
+        cfg.display(),
+        dir.path().join("out").display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let warns: Vec<usize> = text
+        .match_indices("mkrescue: warn:")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!warns.is_empty(), "no warning seen: {text:?}");
+    for i in warns {
+        let before = &text[..i];
+        assert!(
+            before.is_empty() || before.ends_with('\n') || before.ends_with("\x1b[2K"),
+            "a warning on another line: {:?}",
+            before.chars().rev().take(60).collect::<String>()
+        );
+    }
+}
