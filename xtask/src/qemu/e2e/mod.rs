@@ -29,8 +29,8 @@
 //! report with each phase's wall time goes to target/qemu/e2e-report.json.
 //!
 //! Files: [`rootfs`] (the server's Debian), [`initrd`] (its initramfs,
-//! built on the host), [`variant`] (`--boot`,
-//! `--firmware`), [`matrix`] (the variants CI runs), [`drive`] (one VM, driven through
+//! built on the host), [`variant`] (`--boot`, `--firmware`), [`matrix`]
+//! (the variants CI runs), [`drive`] (one VM, driven through
 //! [`crate::qemu::vm`]), [`state`] (disks, space, report), [`phases`]
 //! (provision to degraded), [`compare`] (the recovered server against the
 //! one backed up). This file only runs the phases in order.
@@ -48,7 +48,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::util;
 use phases::{after, before, degraded, provision, recover};
@@ -109,8 +109,7 @@ pub fn prune_scenario(scenario: &str) -> Result<()> {
     for name in ["BACKUP.raw", "DISK1.raw", "DISK2.raw", "rescue.iso"] {
         let p = dir.join(name);
         if p.exists() {
-            std::fs::remove_file(&p)
-                .map_err(|err| anyhow::anyhow!("removing {}: {err}", p.display()))?;
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
         }
     }
     Ok(())
