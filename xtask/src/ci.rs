@@ -348,7 +348,6 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
     deps::install()?;
     let start = Instant::now();
     let mut clock = Clock::new(&items);
-    let mut rows: Vec<Row> = Vec::new();
     // The e2e server's debootstrap (downloads and dpkg, a few minutes of
     // mostly idle CPU) and its initramfs run while clippy and the tests
     // compile; the e2e step waits for them and a server builds them itself
@@ -369,30 +368,17 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
             Ok::<_, anyhow::Error>(tar)
         }));
     }
-    let mut failed_servers: Vec<&str> = Vec::new();
     let mut bin: Option<PathBuf> = None;
-    let mut done_scenarios: Vec<&str> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let name = item.name();
-        if let Item::Variant(c) = item
-            && failed_servers.contains(&c.scenario)
-        {
-            rows.push(Row::skipped(item, "its server failed or did not run", true));
-            continue;
-        }
-        if !matches!(item, Item::Step(_))
-            && let Some(why) = clock.refuse(i)
-        {
-            eprintln!("==> {name}: SKIPPED, {why}");
-            let core = clock.core[i];
-            rows.push(Row::skipped(item, &why, core));
-            if let Item::Server(sc) = item {
-                failed_servers.push(sc);
-            }
-            continue;
-        }
-        let t = Instant::now();
-        let r: Result<e2e::PhaseTimes> = util::step(&name, || match item {
+    let mut release = || -> Result<PathBuf> {
+        Ok(match &bin {
+            Some(b) => b.clone(),
+            None => bin.insert(util::build_release()?).clone(),
+        })
+    };
+    let rows = run_items(
+        &items,
+        &mut clock,
+        |item| match item {
             Item::Step(Step::E2eRootfs) => {
                 match rootfs.take().map(|h| h.join()) {
                     Some(Ok(Ok(tar))) => eprintln!("rootfs: {}", tar.display()),
@@ -404,47 +390,16 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
                 Ok(vec![])
             }
             Item::Step(s) => run_step(*s).map(|()| vec![]),
-            Item::Server(sc) => {
-                let b = match &bin {
-                    Some(b) => b.clone(),
-                    None => bin.insert(util::build_release()?).clone(),
-                };
-                e2e::server(&b, sc)
-            }
-            Item::Variant(c) => {
-                let b = match &bin {
-                    Some(b) => b.clone(),
-                    None => bin.insert(util::build_release()?).clone(),
-                };
-                e2e::disaster(&b, c.scenario, c.variant)
-            }
-        });
-        let minutes = t.elapsed().as_secs_f64() / 60.0;
-        clock.done(i, minutes);
-        match r {
-            Ok(phases) => rows.push(Row::ran(item, minutes, phases, None)),
-            Err(e) => {
-                eprintln!("==> {name}: FAILED: {e:#}");
-                if let Item::Server(sc) = item {
-                    failed_servers.push(sc);
-                }
-                rows.push(Row::ran(item, minutes, vec![], Some(format!("{e:#}"))));
-            }
-        }
-        // Under CI a scenario's disk images go once its last variant ran.
-        if in_ci
-            && let Item::Variant(c) = item
-            && !items[i + 1..]
-                .iter()
-                .any(|n| matches!(n, Item::Variant(d) if d.scenario == c.scenario))
-            && !done_scenarios.contains(&c.scenario)
-        {
-            done_scenarios.push(c.scenario);
-            if let Err(e) = e2e::prune_scenario(c.scenario) {
+            Item::Server(sc) => e2e::server(&release()?, sc),
+            Item::Variant(c) => e2e::disaster(&release()?, c.scenario, c.variant),
+        },
+        |scenario| {
+            // Under CI a scenario's disk images go once its last variant ran.
+            if in_ci && let Err(e) = e2e::prune_scenario(scenario) {
                 eprintln!("warning: {e:#}");
             }
-        }
-    }
+        },
+    );
     let total = start.elapsed().as_secs_f64() / 60.0;
     let table = table_text(&rows, total);
     eprint!("\n{table}");
@@ -474,6 +429,60 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `items` in order through `exec`, each under a heading with its
+/// time, and returns the table's rows. A failure does not stop the run;
+/// the variants of a scenario whose server failed or did not run are
+/// skipped; an e2e item the [`Clock`] refuses is skipped. `scenario_done`
+/// is called after the last variant of each scenario.
+fn run_items(
+    items: &[Item],
+    clock: &mut Clock,
+    mut exec: impl FnMut(&Item) -> Result<e2e::PhaseTimes>,
+    mut scenario_done: impl FnMut(&'static str),
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut no_server: Vec<&str> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let name = item.name();
+        if let Item::Variant(c) = item
+            && no_server.contains(&c.scenario)
+        {
+            rows.push(Row::skipped(item, "its server failed or did not run", true));
+        } else if !matches!(item, Item::Step(_))
+            && let Some(why) = clock.refuse(i)
+        {
+            eprintln!("==> {name}: SKIPPED, {why}");
+            rows.push(Row::skipped(item, &why, clock.core[i]));
+            if let Item::Server(sc) = item {
+                no_server.push(sc);
+            }
+        } else {
+            let t = Instant::now();
+            let r = util::step(&name, || exec(item));
+            let minutes = t.elapsed().as_secs_f64() / 60.0;
+            clock.done(i, minutes);
+            match r {
+                Ok(phases) => rows.push(Row::ran(item, minutes, phases, None)),
+                Err(e) => {
+                    eprintln!("==> {name}: FAILED: {e:#}");
+                    if let Item::Server(sc) = item {
+                        no_server.push(sc);
+                    }
+                    rows.push(Row::ran(item, minutes, vec![], Some(format!("{e:#}"))));
+                }
+            }
+        }
+        if let Item::Variant(c) = item
+            && !items[i + 1..]
+                .iter()
+                .any(|n| matches!(n, Item::Variant(d) if d.scenario == c.scenario))
+        {
+            scenario_done(c.scenario);
+        }
+    }
+    rows
 }
 
 fn run_step(s: Step) -> Result<()> {
@@ -887,6 +896,66 @@ mod tests {
         let j = rows[1].json();
         assert_eq!(j["phases_seconds"]["after"], 90.0);
         assert_eq!(j["ok"], false);
+    }
+
+    /// A failing step or variant does not stop the run; a failed server's
+    /// variants are skipped and counted; every scenario is done once,
+    /// after its last variant.
+    #[test]
+    fn the_run_goes_on_after_a_failure() {
+        let sel = select(MATRIX, E2eSet::All, fixed_minutes(false), 0);
+        let items = plan(&sel, false);
+        let mut clock = Clock::new(&items);
+        let mut ran = Vec::new();
+        let mut done = Vec::new();
+        let rows = run_items(
+            &items,
+            &mut clock,
+            |item| {
+                ran.push(item.name());
+                match item.name().as_str() {
+                    "cargo clippy" => bail!("clippy found something"),
+                    "e2e raid1-lvm iso uefi" => bail!("phase degraded failed"),
+                    "e2e luks-lvm server" => bail!("phase provision failed"),
+                    "e2e raid1-lvm pxe bios" => Ok(vec![("recover", 1.0), ("after", 2.0)]),
+                    _ => Ok(vec![]),
+                }
+            },
+            |sc| done.push(sc),
+        );
+        assert_eq!(rows.len(), items.len());
+        // Everything ran but the failed server's variant.
+        let want: Vec<String> = items
+            .iter()
+            .map(Item::name)
+            .filter(|n| n != "e2e luks-lvm iso bios")
+            .collect();
+        assert_eq!(ran, want);
+        let status = |n: &str| {
+            let r = rows.iter().find(|r| r.name == n).unwrap();
+            (r.status.clone(), r.fails())
+        };
+        assert_eq!(
+            status("cargo clippy"),
+            (
+                "FAILED: step `cargo clippy` failed: clippy found something".into(),
+                true
+            )
+        );
+        assert_eq!(status("cargo test"), ("ok".into(), false));
+        assert!(status("e2e raid1-lvm iso uefi").1);
+        assert_eq!(status("e2e raid1-lvm pxe uefi"), ("ok".into(), false));
+        assert_eq!(
+            status("e2e luks-lvm iso bios"),
+            ("skipped: its server failed or did not run".into(), true)
+        );
+        let pxe = rows
+            .iter()
+            .find(|r| r.name == "e2e raid1-lvm pxe bios")
+            .unwrap();
+        assert_eq!(pxe.phases, vec![("recover", 1.0), ("after", 2.0)]);
+        assert_eq!(done, ["raid1-lvm", "luks-lvm"]);
+        assert_eq!(rows.iter().filter(|r| r.fails()).count(), 4);
     }
 
     #[test]
