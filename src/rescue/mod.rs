@@ -422,6 +422,19 @@ fn layout_for_image(root: &Path, epoch: u64, backup_target: Option<&str>) -> Opt
     if root == Path::new("/") {
         match crate::layout::live::capture_live(backup_target) {
             Ok(mut l) => {
+                // Not silently: recover refuses a layout without /.
+                for u in &l.unknown {
+                    log::warn!(
+                        "disk layout: {} could not be probed ({}); recover cannot rebuild it (see `mkrescue layout save`)",
+                        u.device,
+                        u.reason
+                    );
+                }
+                if !l.has_root() {
+                    log::warn!(
+                        "disk layout: no file system mounted at / is in it; recover in this rescue system will refuse it"
+                    );
+                }
                 l.captured_at = l.captured_at.min(epoch);
                 return Some(l.to_json().into_bytes());
             }

@@ -66,7 +66,10 @@ fn secret_scan_refuses_a_private_key_naming_the_file() {
     let o = mkrescue(&cfg, &out);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(4), "{err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("mkrescue: error:"))
+        .collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
         lines[0].contains(&format!("{} holds a private key", key.display())),
