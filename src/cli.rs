@@ -231,6 +231,11 @@ pub enum Command {
     /// Print the effective configuration and the detected host facts
     Dump(DumpArgs),
     /// Back up the files (see `backup list`, `backup verify`)
+    ///
+    /// Each backup is named HOST-YYYYMMDDTHHMMSS.ffffffZ (UTC, to the
+    /// microsecond; rsync snapshots: the stamp), so two started in the same
+    /// second both stay. A local target must exist and be mounted: it is
+    /// never created (exit 1).
     Backup(BackupArgs),
     /// Restore a backup into a directory (what `recover` runs)
     Restore(RestoreArgs),
