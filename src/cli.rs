@@ -13,12 +13,13 @@ use crate::config::{BackupMethod, Compression, ModulePolicy, Output};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  failure at run time (I/O error, a tool failed, a USB device refused: mounted, in use, not removable)
+  1  failure at run time (I/O error, a tool failed, a USB device refused: mounted, in use, not
+     removable; a backup target missing or not mounted)
   2  wrong command line (also a bad --target/--from URL)
   3  invalid configuration file (unknown key, wrong type, bad value)
   4  this machine lacks something the command needs (tool, kernel modules, compression support,
      a disk large enough to recover onto)
-  5  a corrupt or unusable input file (e.g. a truncated ELF binary)
+  5  a corrupt or unusable input file (e.g. a truncated ELF binary, a layout without /)
   6  the requested feature is not available in this version yet
   7  no saved layout (layout check|show, recover): run `mkrescue layout save`
   8  a disk or file system could not be probed (layout save|check)
