@@ -372,7 +372,7 @@ pub fn file_probe(dir: &Path) -> Result<f64> {
 pub fn write_probe(disk: &str) -> Result<std::result::Result<f64, String>> {
     use std::io::{Read, Seek, SeekFrom, Write};
     const AT: u64 = 64 << 20;
-    const LEN: usize = 64 << 20;
+    const LEN: usize = 32 << 20;
     let mut f = std::fs::File::options()
         .read(true)
         .write(true)
@@ -460,7 +460,7 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
             from: o.from.clone(),
             archive: o.archive.clone(),
             identity: o.identity.clone(),
-            probe_seconds: if o.no_probe { 0.0 } else { 3.0 },
+            probe_seconds: if o.no_probe { 0.0 } else { 2.0 },
         },
     )
     .map_err(|e| {
