@@ -43,11 +43,8 @@ use crate::config::{Config, Regen};
 use crate::exec::Cmd;
 use crate::layout::Layout;
 
-/// Where `mkrescue estimate` leaves its result in the rescue system, for
-/// recover's report to put beside the actual times.
-pub const SAVED: &str = "/run/mkrescue/estimate.json";
-/// Where the rescue system's init writes its uptime at the ready marker.
-pub const READY_AT: &str = "/run/mkrescue/ready-at";
+pub use crate::init::READY_AT;
+pub use crate::recover::ESTIMATE as SAVED;
 
 /// Costs in exec-probe units (one start of a small tool on this machine):
 /// fitted on the e2e raid1-lvm server under TCG (2026-12-05, PXE variant
@@ -395,31 +392,6 @@ pub fn write_probe(disk: &str) -> Result<std::result::Result<f64, String>> {
     Ok(Ok(LEN as f64 / t.elapsed().as_secs_f64().max(1e-6)))
 }
 
-/// The host's last boot, firmware to systemd's "startup finished", from
-/// systemd's monotonic timestamps (microseconds): None without systemd.
-pub fn host_boot_seconds() -> Option<f64> {
-    let out = Cmd::new("systemctl")
-        .args([
-            "show",
-            "--property=FirmwareTimestampMonotonic,LoaderTimestampMonotonic,FinishTimestampMonotonic",
-        ])
-        .read()
-        .ok()?;
-    let mut v = BTreeMap::new();
-    for l in out.lines() {
-        if let Some((k, val)) = l.split_once('=') {
-            v.insert(k.to_string(), val.trim().parse::<f64>().unwrap_or(0.0));
-        }
-    }
-    let finish = *v.get("FinishTimestampMonotonic")?;
-    if finish <= 0.0 {
-        return None;
-    }
-    // Firmware and loader count backwards from the kernel's start.
-    let before = v.get("FirmwareTimestampMonotonic").copied().unwrap_or(0.0);
-    Some((before + finish) / 1e6)
-}
-
 /// The rescue system's boot, kernel start to the ready marker, as its
 /// init wrote it.
 pub fn rescue_boot_seconds(root: &Path) -> Option<f64> {
@@ -473,7 +445,7 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
     })?;
     let recorded = crate::backup::facts::read_recorded(&o.root);
     let mut rates = recorded.rates.clone();
-    if !rescue && let Some(b) = host_boot_seconds() {
+    if !rescue && let Some(b) = crate::sys::host::boot_seconds() {
         rates.insert(
             "first_boot".into(),
             Rate {
@@ -665,7 +637,7 @@ fn free_disk_modules(cfg: &Config) -> Option<std::collections::BTreeSet<String>>
     let in_use = crate::recover::mapping::in_use_disks(&lsblk, &cfg.output.volume_id).ok()?;
     let mut out = std::collections::BTreeSet::new();
     for t in targets.iter().filter(|t| !in_use.contains_key(&t.path)) {
-        out.extend(crate::recover::needs::block_modules(Path::new("/sys"), &t.path).ok()?);
+        out.extend(crate::sys::block::block_modules(Path::new("/sys"), &t.path).ok()?);
     }
     Some(out)
 }

@@ -81,8 +81,16 @@ fn write_recorded(root: &Path, r: &Recorded) {
     }
 }
 
-/// Records one measured step.
+/// Records one measured step, on the running system only: a `--root`
+/// tree (a chroot, a test's tree) is read, never given state of ours.
 pub fn record(root: &Path, step: &str, bytes: u64, files: u64, seconds: f64) {
+    if root != Path::new("/") {
+        return;
+    }
+    add_rate(root, step, bytes, files, seconds);
+}
+
+fn add_rate(root: &Path, step: &str, bytes: u64, files: u64, seconds: f64) {
     let mut r = read_recorded(root);
     r.rates.insert(
         step.to_string(),
@@ -104,7 +112,7 @@ pub fn record_host(root: &Path) {
         return;
     }
     let mut r = read_recorded(root);
-    if let Some(b) = crate::estimate::host_boot_seconds() {
+    if let Some(b) = crate::sys::host::boot_seconds() {
         r.rates.insert(
             "first_boot".into(),
             Rate {
@@ -114,7 +122,7 @@ pub fn record_host(root: &Path) {
             },
         );
     }
-    match crate::recover::needs::needed_modules(Path::new("/sys"), &host_boot_devices()) {
+    match crate::sys::block::needed_modules(Path::new("/sys"), &host_boot_devices()) {
         Ok(m) => r.boot_modules = m.into_iter().collect(),
         Err(e) => log::info!("the drivers of this host's disks are not recorded: {e:#}"),
     }
@@ -293,4 +301,25 @@ fn read_probe(input: Box<dyn std::io::Read + Send>, seconds: f64) -> Result<Rate
         seconds: start.elapsed().as_secs_f64(),
         at: crate::sys::time::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_kept_beside_each_other_and_only_for_the_running_system() {
+        let d = tempfile::tempdir().unwrap();
+        add_rate(d.path(), "backup", 100, 2, 4.0);
+        add_rate(d.path(), "restore", 50, 1, 1.0);
+        let r = read_recorded(d.path());
+        assert_eq!(r.rates["backup"].per_sec(), Some(25.0));
+        assert_eq!(r.rates["restore"].bytes, 50);
+        // Another tree than / is never written.
+        let other = tempfile::tempdir().unwrap();
+        record(other.path(), "backup", 1, 1, 1.0);
+        record_host(other.path());
+        assert!(!other.path().join("var").exists());
+        assert_eq!(read_recorded(other.path()), Recorded::default());
+    }
 }

@@ -39,6 +39,9 @@ use std::time::Duration;
 
 /// The line every boot test waits for.
 pub const READY_MARKER: &str = "mkrescue: rescue system ready";
+/// Where init writes its uptime at the ready marker: the rescue system's
+/// boot time, kernel to ready, for `mkrescue estimate`.
+pub const READY_AT: &str = "/run/mkrescue/ready-at";
 
 pub(crate) const LOG: &str = "/run/mkrescue/init.log";
 pub(crate) const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -189,7 +192,7 @@ pub fn run() -> ! {
     };
     print_marker(&consoles);
     // For `mkrescue estimate`: this boot's time, kernel to ready.
-    let _ = std::fs::write(crate::estimate::READY_AT, uptime());
+    let _ = std::fs::write(READY_AT, uptime());
 
     let mut tasks: HashMap<i32, Task> = HashMap::new();
     if let Some(pid) = sshd_pid {

@@ -69,8 +69,8 @@ const LVS_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,segtype,stripes,stripe
 const IGNORED_KINDS: &[&str] = &["loop", "rom", "ram", "zram"];
 
 /// Loop, optical, RAM and compressed-RAM (zram, which lsblk calls a
-/// "disk") devices hold nothing to rebuild.
-fn ignored(d: &BlockDev) -> bool {
+/// "disk") devices hold nothing to rebuild, and recover never writes them.
+pub fn ignored(d: &BlockDev) -> bool {
     IGNORED_KINDS.contains(&d.kind.as_str())
         || d.name.starts_with("zram")
         || d.name.starts_with("ram")

@@ -27,7 +27,8 @@ impl TargetDisk {
     pub fn from_lsblk(text: &str) -> Result<Vec<TargetDisk>> {
         let mut out = Vec::new();
         for d in crate::layout::parse::lsblk(text)? {
-            if d.kind != "disk" {
+            // zram and RAM disks are "disk" to lsblk: never targets.
+            if d.kind != "disk" || crate::layout::capture::ignored(&d) {
                 continue;
             }
             let serial = d.serial.clone().or_else(|| {

@@ -41,6 +41,9 @@ use mapping::{Ask, NoAsk, Terminal};
 pub const WORK_DIR: &str = "/run/mkrescue/recover";
 /// The report of the last recover in the rescue system.
 pub const REPORT: &str = "/run/mkrescue/recover-report.json";
+/// Where `mkrescue estimate` leaves its result in the rescue system, for
+/// the report to put beside the actual times.
+pub const ESTIMATE: &str = "/run/mkrescue/estimate.json";
 
 /// The final report: what was done, each phase with its time.
 #[derive(Debug, Serialize)]
@@ -67,9 +70,9 @@ pub struct Phase {
 }
 
 /// The phases' predictions and the recover total of the estimate saved
-/// in this rescue system ([`crate::estimate::SAVED`]), if any.
+/// in this rescue system ([`ESTIMATE`]), if any.
 fn saved_estimate(root: &Path) -> Option<(BTreeMap<String, f64>, f64)> {
-    let p = root.join(crate::estimate::SAVED.trim_start_matches('/'));
+    let p = root.join(ESTIMATE.trim_start_matches('/'));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
     let phases = v["phases"]
         .as_array()?
@@ -314,9 +317,6 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     if !args.unattended {
         confirm_erase(&disks, &targets)?;
     }
-    if !args.layout_only {
-        announce_estimate(cfg, args, source.as_ref().map(|s| s.url.clone()));
-    }
     load_modules(&layout);
     std::fs::create_dir_all(WORK_DIR).map_err(|e| anyhow::anyhow!("creating {WORK_DIR}: {e}"))?;
 
@@ -366,45 +366,6 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         println!("{json}");
     }
     r
-}
-
-/// The estimate of this recovery, printed before it starts (the admin's
-/// "when is it back?") and kept for the report: the one `mkrescue
-/// estimate` saved in this rescue system, else made now (a few seconds of
-/// probes). Never stops the recovery: a failure is a warning.
-fn announce_estimate(cfg: &Config, args: &RecoverOptions, from: Option<String>) {
-    let saved = args
-        .root
-        .join(crate::estimate::SAVED.trim_start_matches('/'));
-    if saved.exists() {
-        return;
-    }
-    let t = Instant::now();
-    let opts = crate::estimate::EstimateOptions {
-        root: args.root.clone(),
-        layout: args.layout.clone(),
-        from: from.or(args.restore_from.clone()),
-        archive: args.archive.clone(),
-        identity: args.identity.clone(),
-        hosts: 1,
-        no_probe: false,
-    };
-    match crate::estimate::estimate(cfg, &opts) {
-        Ok(e) => {
-            if !args.quiet {
-                for l in crate::estimate::render(&e).lines() {
-                    eprintln!("mkrescue: estimate: {l}");
-                }
-                eprintln!("mkrescue: (estimated in {:.1}s)", t.elapsed().as_secs_f64());
-            }
-            if let Ok(j) = serde_json::to_vec_pretty(&e)
-                && let Err(err) = std::fs::write(&saved, j)
-            {
-                log::warn!("cannot keep the estimate in {}: {err}", saved.display());
-            }
-        }
-        Err(e) => log::warn!("no recovery-time estimate: {e:#}"),
-    }
 }
 
 /// Runs the phases after planning; stops at the first failure (the report
@@ -460,8 +421,9 @@ fn phases(
     if let Some(last) = report.phases.last_mut() {
         last.detail = "files restored".into();
     }
-    let needed = needs::needed_modules(Path::new("/sys"), &boot_devices(layout, dev, mounts))
-        .map_err(|e| format!("{e:#}"));
+    let needed =
+        crate::sys::block::needed_modules(Path::new("/sys"), &boot_devices(layout, dev, mounts))
+            .map_err(|e| format!("{e:#}"));
     let md: Vec<String> = layout.md.iter().map(|m| m.path.clone()).collect();
     let present = needs::present(&md);
     let ctx = finalize::Ctx {

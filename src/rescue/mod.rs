@@ -358,9 +358,14 @@ pub fn plan(
     }
     // The rates `backup`, `backup verify` and `restore` measured here, and
     // the host's boot time: `mkrescue estimate` in the rescue system.
-    let rates = root.join(crate::estimate::RATES_PATH.trim_start_matches('/'));
+    let rates = root.join(crate::backup::facts::RATES_PATH.trim_start_matches('/'));
     if let Ok(b) = std::fs::read(&rates) {
-        m.add_bytes(crate::estimate::RATES_PATH, b, 0o644, "recovery-time rates")?;
+        m.add_bytes(
+            crate::backup::facts::RATES_PATH,
+            b,
+            0o644,
+            "recovery-time rates",
+        )?;
     }
 
     runtime_files(&mut m, root, config, &mut report)?;

@@ -95,6 +95,35 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The host's last boot, firmware to systemd's "startup finished", from
+/// systemd's monotonic timestamps (microseconds): None without systemd.
+pub fn boot_seconds() -> Option<f64> {
+    let out = std::process::Command::new("systemctl")
+        .args([
+            "show",
+            "--property=FirmwareTimestampMonotonic,LoaderTimestampMonotonic,FinishTimestampMonotonic",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let out = String::from_utf8_lossy(&out.stdout);
+    let mut v = std::collections::BTreeMap::new();
+    for l in out.lines() {
+        if let Some((k, val)) = l.split_once('=') {
+            v.insert(k.to_string(), val.trim().parse::<f64>().unwrap_or(0.0));
+        }
+    }
+    let finish = *v.get("FinishTimestampMonotonic")?;
+    if finish <= 0.0 {
+        return None;
+    }
+    // Firmware and loader count backwards from the kernel's start.
+    let before = v.get("FirmwareTimestampMonotonic").copied().unwrap_or(0.0);
+    Some((before + finish) / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod block;
 pub mod fs;
 pub mod host;
 pub mod mount;

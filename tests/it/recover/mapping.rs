@@ -323,6 +323,27 @@ fn disks_with_mounted_file_systems_are_never_targets() {
     assert!(used["/dev/vdc"].contains("mounted at"), "{used:?}");
 }
 
+/// zram (compressed swap in RAM) is a "disk" to lsblk: never a target, so
+/// never erased and never counted among the free disks.
+#[test]
+fn zram_is_never_a_target() {
+    let text = std::fs::read_to_string("tests/fixtures/layout/lsblk.json").unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut z = v["blockdevices"][0].clone();
+    for (k, val) in [
+        ("name", "zram0"),
+        ("kname", "zram0"),
+        ("path", "/dev/zram0"),
+    ] {
+        z[k] = serde_json::json!(val);
+    }
+    v["blockdevices"].as_array_mut().unwrap().push(z);
+    let targets = TargetDisk::from_lsblk(&v.to_string()).unwrap();
+    let names: Vec<&str> = targets.iter().map(|t| t.path.as_str()).collect();
+    assert!(names.contains(&"/dev/vda"), "{names:?}");
+    assert!(!names.contains(&"/dev/zram0"), "{names:?}");
+}
+
 /// A disk carrying the rescue ISO's volume id (a hybrid ISO written to a
 /// USB stick) is the medium, not a target.
 #[test]
