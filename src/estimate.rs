@@ -16,10 +16,12 @@
 //! - the size of the backup (files and bytes) from its manifest;
 //! - the restore rate: the slower of a read probe (the head of the archive
 //!   decompressed, parsed and hashed as restore does, for a few seconds,
-//!   writing nothing) and, in the rescue system, a write probe of a target
-//!   disk (zeros written over a region read as all zeros first, so nothing
-//!   on the disk changes, then flushed); on the healthy host, the rate of
-//!   the last restore recorded in [`RATES_PATH`] when there is one;
+//!   writing nothing) and, in the rescue system, a write probe of the free
+//!   disks, all at once (zeros written over a region read as all zeros
+//!   first, so nothing on a disk changes, then flushed), divided by the
+//!   copies the layout's md arrays write of each byte; on the healthy
+//!   host, the rate of the last restore recorded in [`RATES_PATH`] when
+//!   there is one;
 //! - a per-file cost: files created, chmod'ed and timestamped in a scratch
 //!   directory on tmpfs;
 //! - command costs: layout and finalize are a sequence of tools (sfdisk,
@@ -363,13 +365,16 @@ pub fn file_probe(dir: &Path) -> Result<f64> {
     Ok(secs / N as f64)
 }
 
+/// What [`write_probe`] writes on a disk.
+const WRITE_PROBE_LEN: usize = 32 << 20;
+
 /// Write rate of `disk`: `LEN` bytes of zeros written at offset `AT` and
 /// flushed, only when that region reads as all zeros first, so the write
 /// changes nothing on the disk. `None` with the reason otherwise.
 pub fn write_probe(disk: &str) -> Result<std::result::Result<f64, String>> {
     use std::io::{Read, Seek, SeekFrom, Write};
     const AT: u64 = 64 << 20;
-    const LEN: usize = 32 << 20;
+    const LEN: usize = WRITE_PROBE_LEN;
     let mut f = std::fs::File::options()
         .read(true)
         .write(true)
@@ -478,10 +483,14 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
         }
     }
     if rescue && !o.no_probe {
-        match probe_target_disk(cfg) {
-            Ok(Ok((disk, w))) => {
-                probes.write_rate = Some(w);
-                probes.write_basis = format!("write probe of {disk}");
+        match probe_target_disks(cfg) {
+            Ok(Ok((disks, w))) => {
+                let amp = write_amplification(&layout);
+                probes.write_rate = Some(w / amp);
+                probes.write_basis = format!(
+                    "write probe of {disks}: {:.1} MiB/s, {amp:.1} bytes written per byte of data",
+                    w / MIB
+                );
             }
             Ok(Err(why)) => probes.write_basis = why,
             Err(e) => probes.write_basis = format!("no write probe: {e:#}"),
@@ -642,20 +651,74 @@ fn free_disk_modules(cfg: &Config) -> Option<std::collections::BTreeSet<String>>
     Some(out)
 }
 
-/// The write probe on the biggest disk here that is not in use (a disk
-/// recover may erase anyway).
-fn probe_target_disk(cfg: &Config) -> Result<std::result::Result<(String, f64), String>> {
+/// The write probe on every disk here that is not in use (disks recover
+/// may erase anyway), all at once: their aggregate rate, which is what
+/// separate disks give together and what disks sharing one backend (VM
+/// images on one host disk) share. Disks holding data where the probe
+/// writes are left out, and said.
+fn probe_target_disks(cfg: &Config) -> Result<std::result::Result<(String, f64), String>> {
     let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
     let targets = crate::recover::mapping::TargetDisk::from_lsblk(&lsblk)?;
     let in_use = crate::recover::mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
-    let Some(d) = targets
+    let free: Vec<String> = targets
         .iter()
         .filter(|t| !in_use.contains_key(&t.path) && t.size >= 256 << 20)
-        .max_by_key(|t| t.size)
-    else {
+        .map(|t| t.path.clone())
+        .collect();
+    if free.is_empty() {
         return Ok(Err("no disk free for a write probe".into()));
-    };
-    Ok(write_probe(&d.path)?.map(|w| (d.path.clone(), w)))
+    }
+    let t = Instant::now();
+    let results: Vec<(String, Result<std::result::Result<f64, String>>)> =
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = free
+                .iter()
+                .map(|d| (d.clone(), sc.spawn(move || write_probe(d))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(d, h)| {
+                    let r = h
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the probe of {d} panicked")));
+                    (d, r)
+                })
+                .collect()
+        });
+    let secs = t.elapsed().as_secs_f64().max(1e-6);
+    let mut probed = Vec::new();
+    let mut skipped = Vec::new();
+    for (d, r) in results {
+        match r? {
+            Ok(_) => probed.push(d),
+            Err(why) => skipped.push(why),
+        }
+    }
+    if probed.is_empty() {
+        return Ok(Err(skipped.join("; ")));
+    }
+    let rate = (probed.len() * WRITE_PROBE_LEN) as f64 / secs;
+    Ok(Ok((probed.join(" + "), rate)))
+}
+
+/// Bytes written to the disks per byte of file data: the most copies any
+/// md array of the layout keeps (raid1: one per member; raid10: two;
+/// raid4/5/6: the stripe plus its parity).
+fn write_amplification(layout: &Layout) -> f64 {
+    layout
+        .md
+        .iter()
+        .map(|m| {
+            let n = m.raid_devices.max(1) as f64;
+            match m.level.as_str() {
+                "raid1" => n,
+                "raid10" => 2.0,
+                "raid4" | "raid5" if n > 1.0 => n / (n - 1.0),
+                "raid6" if n > 2.0 => n / (n - 2.0),
+                _ => 1.0,
+            }
+        })
+        .fold(1.0, f64::max)
 }
 
 /// The human-readable table.
@@ -859,6 +922,18 @@ mod tests {
         let why = write_probe(p.to_str().unwrap()).unwrap().unwrap_err();
         assert!(why.contains("holds data"), "{why}");
         assert_eq!(std::fs::read(&p).unwrap()[(64 << 20) + 5], 7);
+    }
+
+    #[test]
+    fn raid_levels_write_more_than_the_data() {
+        let mut l = layout2();
+        // layout2: one RAID1 of two members.
+        assert_eq!(write_amplification(&l), 2.0);
+        l.md[0].level = "raid5".into();
+        l.md[0].raid_devices = 4;
+        assert!((write_amplification(&l) - 4.0 / 3.0).abs() < 1e-9);
+        l.md.clear();
+        assert_eq!(write_amplification(&l), 1.0);
     }
 
     #[test]
