@@ -105,11 +105,24 @@ fn shared() -> &'static Sysroot {
     S.get_or_init(|| build_sysroot("shared"))
 }
 
-/// Builds a sysroot in cargo's scratch directory for integration tests
-/// (replacing one left by an earlier run).
+/// Builds a sysroot in cargo's scratch directory for integration tests.
+/// The directory carries the process id: `cargo test` runs every test in one
+/// process, but cargo-nextest runs each in its own, and two processes must
+/// never build into one tree. Trees of processes that are gone are removed.
 fn build_sysroot(name: &str) -> Sysroot {
     gcc_available();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("elf_sysroot_{name}"));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let prefix = format!("elf_sysroot_{name}_");
+    for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = tmp.join(format!("{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let root = dir.join("root");
     let build = dir.join("build");
