@@ -254,10 +254,10 @@ pub enum Command {
     Estimate(EstimateArgs),
 }
 
-/// `mkrescue estimate`.
-#[derive(Debug, Args, Clone)]
-pub struct EstimateArgs {
-    /// The layout recover would rebuild
+/// What a recovery rebuilds and restores, for `recover` and `estimate`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RecoveryFrom {
+    /// Layout to rebuild
     #[arg(
         long,
         value_name = "FILE",
@@ -266,14 +266,22 @@ pub struct EstimateArgs {
     pub layout: PathBuf,
     /// Where the backup is (default: the location recorded in the rescue
     /// image, else backup.target)
-    #[arg(long, value_name = "URL")]
-    pub from: Option<String>,
-    /// Which backup (default: the newest)
+    #[arg(long, visible_alias = "from", value_name = "URL")]
+    pub restore_from: Option<String>,
+    /// Which backup to restore (its name from `backup list`; default: the newest)
     #[arg(long, value_name = "NAME")]
     pub archive: Option<String>,
-    /// age secret key of an encrypted backup (to read its manifest)
+    /// age secret key of an encrypted backup: a FILE, file:///PATH or
+    /// http(s):// URL (default: asked on the terminal)
     #[arg(long, value_name = "FILE|URL")]
     pub identity: Option<String>,
+}
+
+/// `mkrescue estimate`.
+#[derive(Debug, Args, Clone)]
+pub struct EstimateArgs {
+    #[command(flatten)]
+    pub recovery: RecoveryFrom,
     /// A whole site: this many hosts like this one, recovered one after
     /// another, with estimate.provision_seconds and post_work_seconds each
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -322,13 +330,8 @@ pub enum LayoutAction {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct RecoverArgs {
-    /// Layout to rebuild
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/var/lib/mkrescue/layout.json"
-    )]
-    pub layout: PathBuf,
+    #[command(flatten)]
+    pub recovery: RecoveryFrom,
     /// Print the plan as a shell script (with --json: as JSON) and change
     /// nothing; warns when this is not a rescue system or no backup source
     /// is known
@@ -346,17 +349,6 @@ pub struct RecoverArgs {
     /// Key file for LUKS containers (else the passphrase is asked)
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Where the backup is (default: the location recorded in the rescue
-    /// image, else backup.target)
-    #[arg(long, value_name = "URL")]
-    pub restore_from: Option<String>,
-    /// Which backup to restore (its name from `backup list`; default: the newest)
-    #[arg(long, value_name = "NAME")]
-    pub archive: Option<String>,
-    /// age secret key of an encrypted backup: a FILE, file:///PATH or
-    /// http(s):// URL (default: asked on the terminal)
-    #[arg(long, value_name = "FILE|URL")]
-    pub identity: Option<String>,
     /// Where the checkpoints of finished steps are kept
     #[arg(
         long,
