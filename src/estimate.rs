@@ -63,6 +63,8 @@ pub struct Units {
     pub mount: f64,
     /// `grub-install` for one BIOS disk, or onto the ESP.
     pub grub_install: f64,
+    /// `grub-bios-setup` of the core image onto a further BIOS disk.
+    pub bios_setup: f64,
     /// Copying `\EFI` onto another ESP (mount, cp, umount).
     pub esp_copy: f64,
     /// `grub-mkconfig`.
@@ -77,6 +79,7 @@ pub const UNITS: Units = Units {
     layout_step: 11.0,
     mount: 3.0,
     grub_install: 150.0,
+    bios_setup: 30.0,
     esp_copy: 45.0,
     grub_mkconfig: 740.0,
     initramfs: 3440.0,
@@ -152,6 +155,9 @@ pub struct Inputs<'a> {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct FinalizePlan {
     pub grub_bios_disks: usize,
+    /// The disks after the first get the first one's core image
+    /// (grub-bios-setup) instead of a grub-install of their own.
+    pub grub_bios_shared: bool,
     pub grub_efi: bool,
     pub esp_copies: usize,
     /// Predicted: the boot menu is regenerated.
@@ -213,8 +219,17 @@ pub fn model(i: &Inputs) -> Estimate {
     let mut units = 0.0;
     let mut what = Vec::new();
     if f.grub_bios_disks > 0 {
-        units += f.grub_bios_disks as f64 * u.grub_install;
-        what.push(format!("GRUB (BIOS) on {} disks", f.grub_bios_disks));
+        let more = (f.grub_bios_disks - 1) as f64;
+        if f.grub_bios_shared {
+            units += u.grub_install + more * u.bios_setup;
+        } else {
+            units += (1.0 + more) * u.grub_install;
+        }
+        what.push(match (f.grub_bios_disks, f.grub_bios_shared) {
+            (1, _) => "GRUB (BIOS) on 1 disk".to_string(),
+            (n, true) => format!("GRUB (BIOS) on {n} disks (one core image)"),
+            (n, false) => format!("GRUB (BIOS) on {n} disks"),
+        });
     }
     if f.grub_efi {
         units += u.grub_install + f.esp_copies as f64 * u.esp_copy;
@@ -624,6 +639,7 @@ pub fn finalize_plan(
         } else {
             0
         },
+        grub_bios_shared: crate::recover::finalize::grub_dir_on_abstraction(layout, "grub-install"),
         grub_efi: r.bootloader && esp.is_some(),
         esp_copies: if r.bootloader && esp.is_some() {
             others.len()

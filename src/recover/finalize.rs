@@ -272,6 +272,56 @@ fn initramfs(c: &Ctx, d: &needs::Decision) -> Result<Vec<String>> {
     Ok(done)
 }
 
+/// GRUB's directory as the restored system's grub-install uses it.
+fn grub_dir(install: &str) -> &'static str {
+    if install == "grub2-install" {
+        "/boot/grub2"
+    } else {
+        "/boot/grub"
+    }
+}
+
+/// The restored system's grub-bios-setup, named like its grub-install.
+fn bios_setup_tool(root: &Path, install: &str) -> Option<&'static str> {
+    if install == "grub2-install" {
+        has(root, &["grub2-bios-setup"])
+    } else {
+        has(root, &["grub-bios-setup"])
+    }
+}
+
+/// A disk path as part of a log file's name (`/dev/vda` -> `vda`).
+fn log_name(disk: &str) -> String {
+    disk.trim_start_matches("/dev/").replace('/', "_")
+}
+
+/// Whether the file system holding GRUB's directory sits on an md array,
+/// an LVM volume or a LUKS mapping: then grub-install's core image finds
+/// it by that volume's name (GRUB's "abstraction"), whichever disk it is
+/// written to.
+pub fn grub_dir_on_abstraction(layout: &Layout, install: &str) -> bool {
+    let dir = grub_dir(install);
+    let Some(m) = layout
+        .mounts
+        .iter()
+        .filter(|m| {
+            let t = m.target.trim_end_matches('/');
+            dir == t || dir.starts_with(&format!("{t}/")) || t.is_empty()
+        })
+        .max_by_key(|m| m.target.len())
+    else {
+        return false;
+    };
+    let src = m.source.as_str();
+    layout.md.iter().any(|a| a.path == src)
+        || layout
+            .lvm
+            .lvs
+            .iter()
+            .any(|lv| lv.path() == src || lv.mapper_path() == src)
+        || layout.luks.iter().any(|l| l.mapper == src)
+}
+
 /// Target disks that get GRUB's BIOS boot code: those whose source disk had
 /// a `bios_grub` partition (GPT) or an MBR with partitions.
 pub fn bios_disks(layout: &Layout, disks: &BTreeMap<String, String>) -> Vec<String> {
@@ -356,10 +406,46 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
     };
     if !bios.is_empty() {
         if grub_lib("i386-pc") {
-            for d in &bios {
+            let setup = bios_setup_tool(c.root, install);
+            let shared_core = grub_dir_on_abstraction(c.layout, install);
+            for (n, d) in bios.iter().enumerate() {
+                let name = format!("grub-install-bios-{}", log_name(d));
+                let platdir = format!("{}/i386-pc", grub_dir(install));
+                let core = c
+                    .root
+                    .join(platdir.trim_start_matches('/'))
+                    .join("core.img");
+                if n > 0
+                    && shared_core
+                    && let Some(setup) = setup
+                    && core.is_file()
+                {
+                    // grub-install on the first disk built core.img; with
+                    // GRUB's directory on md, LVM or LUKS that image names
+                    // the volume, not the disk it boots from, so it is the
+                    // same for every disk (grub-install only writes a
+                    // disk-specific image for a plain partition). What is
+                    // left per disk is grub-install's last step: boot.img
+                    // into the MBR and core.img into the bios_grub
+                    // partition or the MBR gap, which grub-bios-setup does
+                    // (grub-install calls the same code).
+                    eprintln!(
+                        "mkrescue: finalize: writing GRUB's boot sector and core image onto {d}"
+                    );
+                    let dir = format!("--directory={platdir}");
+                    let name = format!("grub-bios-setup-{}", log_name(d));
+                    done.push(timed(|| {
+                        logged(c, &name, &[setup, dir.as_str(), d])?;
+                        Ok(format!(
+                            "GRUB (BIOS) installed on {d} (the core image grub-install built for {}, written by {setup})",
+                            bios[0]
+                        ))
+                    })?);
+                    continue;
+                }
                 eprintln!("mkrescue: finalize: installing GRUB for BIOS on {d}");
                 done.push(timed(|| {
-                    logged(c, "grub-install-bios", &[install, "--target=i386-pc", d])?;
+                    logged(c, &name, &[install, "--target=i386-pc", d])?;
                     Ok(format!("GRUB (BIOS) installed on {d}"))
                 })?);
             }
@@ -684,6 +770,36 @@ mod tests {
             "/tests/fixtures/layout/layout2.json"
         )))
         .unwrap()
+    }
+
+    /// The BIOS core image is shared between disks only when GRUB's
+    /// directory sits on md, LVM or LUKS; a plain /boot partition makes
+    /// grub-install write a disk-specific image.
+    #[test]
+    fn core_image_is_shared_only_on_an_abstraction() {
+        let mount = |target: &str, source: &str| crate::layout::Mount {
+            target: target.into(),
+            source: source.into(),
+            fstype: "ext4".into(),
+            options: "rw".into(),
+            fsroot: None,
+        };
+        let mut l = layout2();
+        assert!(!grub_dir_on_abstraction(&l, "grub-install"), "no mounts");
+        l.mounts = vec![mount("/", "/dev/mapper/vg0-root")];
+        assert!(grub_dir_on_abstraction(&l, "grub-install"));
+        assert!(grub_dir_on_abstraction(&l, "grub2-install"));
+        l.mounts.push(mount("/boot", "/dev/sda1"));
+        assert!(!grub_dir_on_abstraction(&l, "grub-install"), "plain /boot");
+        l.mounts[1] = mount("/boot", "/dev/md0");
+        assert!(grub_dir_on_abstraction(&l, "grub-install"), "/boot on md");
+        // /boot/efi does not hold /boot/grub; /bootx is not /boot.
+        l.mounts = vec![
+            mount("/", "/dev/sda2"),
+            mount("/boot/efi", "/dev/md0"),
+            mount("/bootx", "/dev/vg0/root"),
+        ];
+        assert!(!grub_dir_on_abstraction(&l, "grub-install"));
     }
 
     #[test]
