@@ -13,7 +13,9 @@
 //!    file it embeds was rewritten, a driver of the new disks is missing).
 //! 4. The boot loader: GRUB for BIOS on every disk whose source disk had it
 //!    (a GPT `bios_grub` partition, or an MBR disk), so either RAID1 member
-//!    boots alone; GRUB for UEFI onto the ESP mounted in the tree (with a
+//!    boots alone (grub-install on the first; on the others, when GRUB's
+//!    directory is on md, LVM or LUKS, grub-bios-setup of the same core
+//!    image, which is all grub-install would do differently); GRUB for UEFI onto the ESP mounted in the tree (with a
 //!    firmware boot entry when the rescue system runs under UEFI, and the
 //!    removable-media path `\EFI\BOOT\BOOTX64.EFI` so new firmware finds it
 //!    without an entry), its `\EFI` tree copied onto the other disks' ESPs,
