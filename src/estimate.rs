@@ -49,12 +49,17 @@ pub use crate::init::READY_AT;
 pub use crate::recover::ESTIMATE as SAVED;
 
 /// Costs in exec-probe units (one start of a small tool on this machine):
-/// fitted on the e2e raid1-lvm server under TCG (2026-12-05, PXE variant
-/// onto NVMe, exec probe 59.3 ms): each phase's measured seconds divided by
-/// that probe. Layout 12.7 s for 20 steps, mount 0.5 s for 3, grub-install
-/// 8.4-9.9 s, the ESP copy 2.7 s, update-initramfs 204.1 s (MODULES=list),
-/// unmount 2.3 s; grub-mkconfig from its ratio to update-initramfs in the
-/// earlier runs of BENCHMARKS.md (77 s to 360 s).
+/// fitted on the e2e raid1-lvm server under TCG, each phase's measured
+/// seconds divided by the exec probe of that run. From the fresh-clone CI
+/// run of 2026-12-05 14:00 UTC on a quiet machine (exec probe 61-68 ms):
+/// layout 7.9-9.1 s for 20 steps (6.5-6.7 units a step), grub-install
+/// 6.7-9.3 s (106-138 units), the ESP copy with its boot entry 1.4-2.6 s,
+/// update-initramfs 159.3 s (MODULES=list, 2443 units); on a loaded
+/// machine the same update-initramfs took 204.1 s at a 59.3 ms probe (3442
+/// units): the unit sits between the two, nearer the quiet run CI makes.
+/// grub-bios-setup from the run after that change; grub-mkconfig from
+/// its ratio to update-initramfs in the earlier runs of BENCHMARKS.md
+/// (77 s to 360 s).
 pub struct Units {
     /// One layout step (a partition table, an md create, a mkfs...),
     /// including the udev settle around it.
@@ -76,14 +81,14 @@ pub struct Units {
 }
 
 pub const UNITS: Units = Units {
-    layout_step: 11.0,
+    layout_step: 7.0,
     mount: 3.0,
-    grub_install: 150.0,
+    grub_install: 125.0,
     bios_setup: 30.0,
-    esp_copy: 45.0,
-    grub_mkconfig: 740.0,
-    initramfs: 3440.0,
-    fixed: 40.0,
+    esp_copy: 30.0,
+    grub_mkconfig: 600.0,
+    initramfs: 2700.0,
+    fixed: 30.0,
 };
 
 /// One predicted phase.
