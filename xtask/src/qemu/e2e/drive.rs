@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::qemu::vm::{self, Cdrom, Firmware, Kernel, Network, Nic, Serial, UserNet, VmSpec};
 use crate::util::{self, tail};
@@ -178,10 +178,55 @@ pub(super) fn log_path(name: &str) -> PathBuf {
     PathBuf::from(format!("target/qemu/e2e-{name}.log"))
 }
 
+/// GRUB's last line before it jumps into the kernel it loaded.
+const GRUB_JUMPS: &str = "Loading initial ramdisk ...";
+/// How long a kernel GRUB started may print nothing (under TCG the
+/// initramfs's first line comes 5-30 s after [`GRUB_JUMPS`]).
+const KERNEL_SILENT: Duration = Duration::from_secs(180);
+
 /// Boots `vm`, drives it, waits until QEMU exits (the guest powers off).
+///
+/// A kernel that prints nothing at all for [`KERNEL_SILENT`] after GRUB
+/// jumped into it is stopped and the VM booted once more: seen once in
+/// the fresh-clone matrix run of 2026-12-05 (pxe uefi, degraded: 13 min of
+/// silence after GRUB, at full CPU), while the same disks booted in every
+/// other run. Nothing has run in the guest by then that writes a disk (the
+/// initramfs prints first), so the second boot starts from the same disks.
+/// Its log is kept as target/qemu/e2e-NAME.stalled.log; a second stall
+/// fails the phase.
 pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
+    match run_vm_once(vm)? {
+        Some(run) => Ok(run),
+        None => {
+            let log = log_path(&vm.name);
+            let kept = log.with_extension("stalled.log");
+            std::fs::rename(&log, &kept)
+                .with_context(|| format!("keeping {} as {}", log.display(), kept.display()))?;
+            eprintln!(
+                "[{}] the kernel printed nothing for {}s after GRUB started it: stopped, booting once more (log of the first boot: {})",
+                vm.name,
+                KERNEL_SILENT.as_secs(),
+                kept.display()
+            );
+            run_vm_once(vm)?.with_context(|| {
+                format!(
+                    "VM {}: the kernel printed nothing for {}s after GRUB started it, twice; serial logs {} and {}",
+                    vm.name,
+                    KERNEL_SILENT.as_secs(),
+                    kept.display(),
+                    log.display()
+                )
+            })
+        }
+    }
+}
+
+/// [`run_vm`]'s one boot: `None` when the kernel stalled silently.
+fn run_vm_once(vm: &Vm) -> Result<Option<VmRun>> {
     let log = log_path(&vm.name);
     let mut child = vm::Vm::start(&spec(vm, &log))?;
+    let mut last_len = 0;
+    let mut last_change = Instant::now();
     let mut seen: BTreeMap<&'static str, f64> = BTreeMap::new();
     let mut typed = vm.type_on_ready.is_none();
     let mut answered = vec![false; vm.answers.len()];
@@ -192,6 +237,13 @@ pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
         }
         let text = read_log(&log);
         let now = child.elapsed().as_secs_f64();
+        if text.len() != last_len {
+            last_len = text.len();
+            last_change = Instant::now();
+        } else if last_change.elapsed() > KERNEL_SILENT && stalled_in_kernel(&text) {
+            let _ = child.kill();
+            return Ok(None);
+        }
         for m in std::iter::once(vm.ready).chain(vm.timed.iter().copied()) {
             if !seen.contains_key(m) && text.contains(m) {
                 eprintln!("[{}] {now:.0}s: {m}", vm.name);
@@ -284,12 +336,17 @@ pub(super) fn run_vm(vm: &Vm) -> Result<VmRun> {
             tail(&text, 60)
         );
     }
-    Ok(VmRun {
+    Ok(Some(VmRun {
         seen,
         total,
         log,
         text,
-    })
+    }))
+}
+
+/// Whether the serial log ends where GRUB hands over to the kernel.
+fn stalled_in_kernel(text: &str) -> bool {
+    text.trim_end().ends_with(GRUB_JUMPS)
 }
 
 pub(super) fn type_line(child: &mut vm::Vm, line: &str) -> Result<()> {
@@ -344,6 +401,20 @@ pub(super) fn mkrescue_lines(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The end of the stalled log of 2026-12-05 (read_log's text), and a
+    /// kernel that went on.
+    #[test]
+    fn a_kernel_silent_after_grub_is_a_stall_and_one_that_printed_is_not() {
+        let stalled = "  Booting `Debian GNU/Linux'\n\nLoading Linux 6.1.0-50-amd64 ...\nLoading initial ramdisk ...\n";
+        assert!(stalled_in_kernel(stalled));
+        assert!(!stalled_in_kernel(&format!(
+            "{stalled}Loading, please wait...\n"
+        )));
+        assert!(!stalled_in_kernel(
+            "Begin: Waiting for root file system ... "
+        ));
+    }
 
     fn vm(uefi: bool, pxe: bool) -> Vm {
         Vm {
