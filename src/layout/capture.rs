@@ -70,10 +70,18 @@ const IGNORED_KINDS: &[&str] = &["loop", "rom", "ram", "zram"];
 
 /// Loop, optical, RAM and compressed-RAM (zram, which lsblk calls a
 /// "disk") devices hold nothing to rebuild, and recover never writes them.
+/// Nor do floppy drives (`fd0`, a "disk" to lsblk: QEMU's default PC and
+/// many server BMCs' virtual media have one, mostly empty, and blkid then
+/// fails with "No such device or address") or devices without a medium
+/// (size 0: an empty card reader).
 pub fn ignored(d: &BlockDev) -> bool {
     IGNORED_KINDS.contains(&d.kind.as_str())
         || d.name.starts_with("zram")
         || d.name.starts_with("ram")
+        || d.name
+            .strip_prefix("fd")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        || d.size == 0
 }
 
 fn have(tool: &str) -> bool {

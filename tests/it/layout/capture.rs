@@ -246,3 +246,45 @@ fn luks1_header() {
     assert_eq!(x.pbkdf, "pbkdf2");
     assert_eq!(x.label, None);
 }
+
+/// The fresh-clone CI run of 2026-12-05: QEMU's default PC has an empty
+/// floppy drive, `blkid -p /dev/fd0` fails ("No such device or address"),
+/// and `layout save` refused the whole layout. Floppy drives and devices
+/// without a medium (an empty card reader: size 0) are no part of a layout.
+#[test]
+fn floppy_drives_and_empty_readers_are_left_out() {
+    let mut tree: serde_json::Value = serde_json::from_str(&read("lsblk.json")).unwrap();
+    let devs = tree["blockdevices"].as_array_mut().unwrap();
+    let mut extra = Vec::new();
+    for (name, size) in [("fd0", 4096), ("sdz", 0)] {
+        let mut d = devs[0].clone();
+        for k in ["name", "kname"] {
+            d[k] = name.into();
+        }
+        d["path"] = format!("/dev/{name}").into();
+        d["size"] = size.into();
+        d["rm"] = true.into();
+        d["children"] = serde_json::Value::Null;
+        extra.push(d);
+    }
+    devs.extend(extra);
+    let text = tree.to_string();
+    let parsed = parse::lsblk(&text).unwrap();
+    for name in ["fd0", "sdz"] {
+        let d = parsed.iter().find(|d| d.name == name).unwrap();
+        assert!(mkrescue::layout::capture::ignored(d), "{name}");
+    }
+    let vda = parsed.iter().find(|d| d.name == "vda").unwrap();
+    assert!(!mkrescue::layout::capture::ignored(vda));
+    let mut s = sources();
+    s.lsblk = text;
+    let l = assemble("capture", &s).unwrap();
+    assert!(
+        l.disks
+            .iter()
+            .all(|d| d.path != "/dev/fd0" && d.path != "/dev/sdz"),
+        "{:?}",
+        l.disks.iter().map(|d| &d.path).collect::<Vec<_>>()
+    );
+    assert_eq!(l.disks.len(), layout().disks.len());
+}
