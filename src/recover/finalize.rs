@@ -283,13 +283,20 @@ fn grub_dir(install: &str) -> &'static str {
     }
 }
 
-/// The restored system's grub-bios-setup, named like its grub-install.
+/// The restored system's grub-bios-setup, named like its grub-install:
+/// in the sbin/bin directories (Fedora's grub2-bios-setup), or where
+/// Debian keeps it, /usr/lib/grub/i386-pc/grub-bios-setup. The path as
+/// the chroot sees it.
 fn bios_setup_tool(root: &Path, install: &str) -> Option<&'static str> {
     if install == "grub2-install" {
-        has(root, &["grub2-bios-setup"])
-    } else {
-        has(root, &["grub-bios-setup"])
+        return has(root, &["grub2-bios-setup"]);
     }
+    const DEBIAN: &str = "/usr/lib/grub/i386-pc/grub-bios-setup";
+    has(root, &["grub-bios-setup"]).or_else(|| {
+        root.join(DEBIAN.trim_start_matches('/'))
+            .is_file()
+            .then_some(DEBIAN)
+    })
 }
 
 /// A disk path as part of a log file's name (`/dev/vda` -> `vda`).
@@ -802,6 +809,28 @@ mod tests {
             mount("/bootx", "/dev/vg0/root"),
         ];
         assert!(!grub_dir_on_abstraction(&l, "grub-install"));
+    }
+
+    /// Debian keeps grub-bios-setup out of PATH (the e2e server's first
+    /// run with the shared core image fell back to grub-install for it).
+    #[test]
+    fn grub_bios_setup_is_found_where_debian_and_fedora_keep_it() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert_eq!(bios_setup_tool(r, "grub-install"), None);
+        std::fs::create_dir_all(r.join("usr/lib/grub/i386-pc")).unwrap();
+        std::fs::write(r.join("usr/lib/grub/i386-pc/grub-bios-setup"), "").unwrap();
+        assert_eq!(
+            bios_setup_tool(r, "grub-install"),
+            Some("/usr/lib/grub/i386-pc/grub-bios-setup")
+        );
+        assert_eq!(bios_setup_tool(r, "grub2-install"), None);
+        std::fs::create_dir_all(r.join("usr/sbin")).unwrap();
+        std::fs::write(r.join("usr/sbin/grub2-bios-setup"), "").unwrap();
+        assert_eq!(
+            bios_setup_tool(r, "grub2-install"),
+            Some("grub2-bios-setup")
+        );
     }
 
     #[test]
