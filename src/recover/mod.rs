@@ -164,7 +164,9 @@ pub struct RecoverOptions {
 pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let start = Instant::now();
     let layout = Layout::load(&args.layout)?;
-    if !layout.has_root() {
+    // Files are restored onto the root file system; `--layout-only` builds
+    // the disks alone, which a layout of data disks (no /) is enough for.
+    if !args.layout_only && !layout.has_root() {
         return Err(crate::error::fail(
             crate::error::Code::Input,
             format!(

@@ -212,6 +212,21 @@ fn recover_refuses_a_layout_without_a_root_file_system() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "a plan was printed");
+    // --layout-only restores nothing: disks without / are enough for it
+    // (the QEMU layout scenarios rebuild data disks this way).
+    let out = mkrescue(&[
+        "recover",
+        "--layout-only",
+        "--dry-run",
+        "--unattended",
+        "--layout",
+        &p,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("records no file system mounted at /"),
+        "{err}"
+    );
 }
 
 #[test]
