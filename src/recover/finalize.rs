@@ -417,13 +417,12 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
         if grub_lib("i386-pc") {
             let setup = bios_setup_tool(c.root, install);
             let shared_core = grub_dir_on_abstraction(c.layout, install);
+            let platdir = format!("{}/i386-pc", grub_dir(install));
+            let core = c
+                .root
+                .join(platdir.trim_start_matches('/'))
+                .join("core.img");
             for (n, d) in bios.iter().enumerate() {
-                let name = format!("grub-install-bios-{}", log_name(d));
-                let platdir = format!("{}/i386-pc", grub_dir(install));
-                let core = c
-                    .root
-                    .join(platdir.trim_start_matches('/'))
-                    .join("core.img");
                 if n > 0
                     && shared_core
                     && let Some(setup) = setup
@@ -453,6 +452,7 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
                     continue;
                 }
                 eprintln!("mkrescue: finalize: installing GRUB for BIOS on {d}");
+                let name = format!("grub-install-bios-{}", log_name(d));
                 done.push(timed(|| {
                     logged(c, &name, &[install, "--target=i386-pc", d])?;
                     Ok(format!("GRUB (BIOS) installed on {d}"))
