@@ -60,7 +60,7 @@ enum Cmd {
         all: bool,
         /// Which e2e variants: one (raid1-lvm iso bios), matrix (the core
         /// ones and the rest as the 80-minute budget allows, rotated by
-        /// commit), all [default: one, or $MKRESCUE_CI_E2E]
+        /// commit), all [default: matrix, or $MKRESCUE_CI_E2E]
         #[arg(long, value_name = "SET")]
         e2e: Option<String>,
     },
