@@ -404,6 +404,20 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
     let total = start.elapsed().as_secs_f64() / 60.0;
     let table = table_text(&rows, total);
     eprint!("\n{table}");
+    // The variants' phases against recover's own estimate (issue 16's
+    // measures), from the reports this run wrote.
+    if rows
+        .iter()
+        .any(|r| r.name.starts_with("e2e ") && r.minutes.is_some())
+    {
+        match e2e::table::columns(Path::new("target/qemu")) {
+            Ok(cols) if !cols.is_empty() => {
+                eprint!("\ne2e variants:\n{}", e2e::table::markdown(&cols))
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: the e2e table: {e:#}"),
+        }
+    }
     let doc = json!({
         "landing": landing,
         "e2e": format!("{set:?}").to_lowercase(),

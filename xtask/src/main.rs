@@ -152,6 +152,14 @@ enum QemuCmd {
         #[arg(long, default_value = "bios")]
         firmware: String,
     },
+    /// The e2e variants' phase table (recover's phases against its
+    /// estimate, recover / restore, the boots after) as Markdown, from the
+    /// reports in target/qemu/e2e-report-*.json
+    E2eTable {
+        /// Directory of the reports (another clone's target/qemu)
+        #[arg(long, default_value = "target/qemu")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -214,6 +222,15 @@ fn main() -> Result<()> {
             let variant = qemu::e2e::Variant::parse(&boot, &firmware)?;
             deps::install()?;
             qemu::e2e::run(bin.as_deref(), &scenario, &from, variant)
+        }
+        Cmd::Qemu {
+            what: QemuCmd::E2eTable { dir },
+        } => {
+            print!(
+                "{}",
+                qemu::e2e::table::markdown(&qemu::e2e::table::columns(&dir)?)
+            );
+            Ok(())
         }
         Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
         Cmd::Bench {

@@ -33,7 +33,8 @@
 //! (the variants CI runs), [`drive`] (one VM, driven through
 //! [`crate::qemu::vm`]), [`state`] (disks, space, report), [`phases`]
 //! (provision to degraded), [`compare`] (the recovered server against the
-//! one backed up). This file only runs the phases in order.
+//! one backed up), [`table`] (the variants' phase table from the
+//! reports). This file only runs the phases in order.
 
 mod compare;
 mod drive;
@@ -42,6 +43,7 @@ pub mod matrix;
 mod phases;
 pub mod rootfs;
 mod state;
+pub mod table;
 mod variant;
 
 use std::ops::Range;
@@ -144,6 +146,7 @@ fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
     } else {
         e.scenario.clone()
     };
+    let server = which.end <= DISASTER.start;
     let mut times = PhaseTimes::new();
     let mut current = "rootfs";
     let r = (|| -> Result<()> {
@@ -167,14 +170,14 @@ fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
     })();
     match r {
         Ok(()) => {
-            e.write_report(None)?;
+            e.write_report(None, server)?;
             eprintln!("e2e {what}: ok");
             Ok(times)
         }
         Err(err) => {
             // The phase's own error is what counts: a report that cannot be
             // written (a full disk, say) must not hide it.
-            if let Err(w) = e.write_report(Some((current, format!("{err:#}")))) {
+            if let Err(w) = e.write_report(Some((current, format!("{err:#}"))), server) {
                 eprintln!("warning: {w:#}");
             }
             let log = e.log(current);

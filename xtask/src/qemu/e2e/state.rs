@@ -176,7 +176,10 @@ impl E2e {
             .push(json!({"phase": name, "ok": true, "seconds": round1(wall), "details": details}));
     }
 
-    pub(super) fn write_report(&self, failed: Option<(&str, String)>) -> Result<()> {
+    /// Writes the report to [`REPORT`] and to the run's own file:
+    /// `e2e-report-SCENARIO-server.json` for a `server` run (provision,
+    /// before), `e2e-report-SCENARIO{suffix}.json` for a variant's.
+    pub(super) fn write_report(&self, failed: Option<(&str, String)>, server: bool) -> Result<()> {
         let total: f64 = self
             .report
             .iter()
@@ -201,7 +204,11 @@ impl E2e {
         let own = format!(
             "target/qemu/e2e-report-{}{}.json",
             self.scenario,
-            self.variant.suffix()
+            if server {
+                "-server"
+            } else {
+                self.variant.suffix()
+            }
         );
         std::fs::write(&own, &text).with_context(|| format!("writing {own}"))?;
         eprintln!("report: {REPORT} (and {own})");
