@@ -217,12 +217,28 @@ fn dhcp(device: Option<&str>) -> String {
         Some(d) => vec![d.to_string()],
         None => nics().into_iter().map(|n| n.name).collect(),
     };
+    if names.is_empty() {
+        return no_link(&names);
+    }
     let linked = up_with_link(&names);
     if linked.is_empty() {
-        return format!("dhcp: no link on {}", names.join(", "));
+        return no_link(&names);
     }
     run_dhclient(&linked);
     format!("dhcp on {}", linked.join(", "))
+}
+
+/// The log's line when DHCP has no interface to run on: none at all (no
+/// NIC, or no driver for it in the image) or none with carrier.
+fn no_link(names: &[String]) -> String {
+    if names.is_empty() {
+        "dhcp: no network interface besides lo (no NIC, or its driver is not in the image: `lsmod`, `ls /sys/class/net`)".into()
+    } else {
+        format!(
+            "dhcp: no link on {} (cable or switch port?)",
+            names.join(", ")
+        )
+    }
 }
 
 /// ISC dhclient: the parent returns once a lease is bound (or after the
@@ -465,6 +481,21 @@ fn write_resolv_conf(ns: &[String], search: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_interface_and_no_link_say_which() {
+        let none = no_link(&[]);
+        assert!(
+            none.starts_with("dhcp: no network interface besides lo"),
+            "{none}"
+        );
+        assert!(!none.contains("on  "), "{none}");
+        let two = no_link(&["enp1s0".to_string(), "enp2s0".to_string()]);
+        assert_eq!(
+            two,
+            "dhcp: no link on enp1s0, enp2s0 (cable or switch port?)"
+        );
+    }
 
     #[test]
     fn kernel_ip_syntax() {

@@ -141,6 +141,14 @@ pub fn plan(
             Some(p) => {
                 m.add_host_path(&p, &format!("tool {name}"))?;
                 elf_inputs.push(p.clone());
+                if tools::WHOLE_PACKAGES.contains(&package.as_str()) {
+                    for c in tools::package_commands(root, package, &p) {
+                        if c != p {
+                            m.add_host_path(&c, &format!("command of {package}"))?;
+                            elf_inputs.push(c);
+                        }
+                    }
+                }
                 report.tools.push(p);
             }
             None if *required => missing_required.push((name.clone(), package.clone())),

@@ -189,6 +189,83 @@ pub const TOOLS: &[ToolSpec] = &[
     t("rsync", "rsync", Optional),
 ];
 
+/// Packages whose every command the rescue shell carries once the tool
+/// that brings the package in is found: an admin at the rescue shell types
+/// `vgs` or `pvcreate`, which on the host are links to `lvm`, and
+/// `mdmon`, `integritysetup` or `dmstats` beside the tools recover runs.
+pub const WHOLE_PACKAGES: &[&str] = &["lvm2", "mdadm", "cryptsetup-bin", "dmsetup"];
+
+/// The command names (in bin or sbin directories) that `package` provides
+/// on the host below `root`, beside `tool` (the path [`find`] returned):
+/// the package's file list from dpkg (`/var/lib/dpkg/info/PKG.list` or
+/// `PKG:ARCH.list`) when the host has one, otherwise the symlinks in the
+/// tool's own directory that point to it (what LVM's names are on every
+/// distribution). Only names that exist on the host and run (an
+/// executable file, or a link to one) are returned, as host paths, sorted.
+pub fn package_commands(root: &Path, package: &str, tool: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let host = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    // Follows the name's own links below `root` (an absolute link target
+    // is inside `root`, as the rescue image will see it).
+    let runs = |p: &Path| {
+        let mut p = p.to_path_buf();
+        for _ in 0..8 {
+            match std::fs::read_link(host(&p)) {
+                Ok(t) if t.is_absolute() => p = t,
+                Ok(t) => p = p.parent().unwrap_or(Path::new("/")).join(t),
+                Err(_) => break,
+            }
+        }
+        std::fs::metadata(host(&p))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let info = root.join("var/lib/dpkg/info");
+    let list = std::fs::read_dir(&info).ok().and_then(|rd| {
+        rd.flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| {
+                n.strip_suffix(".list").is_some_and(|stem| {
+                    stem == package || stem.split_once(':').is_some_and(|(p, _)| p == package)
+                })
+            })
+            .and_then(|n| std::fs::read_to_string(info.join(n)).ok())
+    });
+    let mut out: Vec<PathBuf> = match list {
+        Some(text) => text
+            .lines()
+            .map(PathBuf::from)
+            .filter(|p| {
+                p.parent().is_some_and(|d| {
+                    ["/bin", "/sbin", "/usr/bin", "/usr/sbin"]
+                        .iter()
+                        .any(|b| d == Path::new(b))
+                })
+            })
+            .collect(),
+        None => {
+            let (Some(dir), Some(name)) = (tool.parent(), tool.file_name()) else {
+                return Vec::new();
+            };
+            std::fs::read_dir(host(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    // `vgs -> lvm`, or `vgs -> /usr/sbin/lvm`.
+                    std::fs::read_link(e.path()).is_ok_and(|t| {
+                        t == tool || (t.file_name() == Some(name) && t.components().count() == 1)
+                    })
+                })
+                .map(|e| dir.join(e.file_name()))
+                .collect()
+        }
+    };
+    out.retain(|p| runs(p));
+    out.sort();
+    out.dedup();
+    out
+}
+
 impl Need {
     /// Whether this host requires the tool.
     pub fn required(self, host: &HostFacts) -> bool {
@@ -218,4 +295,84 @@ pub fn find(root: &Path, name: &str, path: &[PathBuf]) -> Option<PathBuf> {
         return is_exec(&p).then_some(p);
     }
     path.iter().map(|d| d.join(name)).find(|p| is_exec(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn exe(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"\x7fELF").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn lvm_names_from_dpkg_only_what_exists_and_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        exe(&r.join("usr/sbin/lvm"));
+        symlink("lvm", r.join("usr/sbin/vgs")).unwrap();
+        symlink("lvm", r.join("usr/sbin/pvcreate")).unwrap();
+        symlink("usr/sbin", r.join("sbin")).unwrap();
+        // A config file and a man page are no commands; a listed name the
+        // host lacks is left out; a non-executable file is left out.
+        std::fs::write(r.join("usr/sbin/lvmdump"), b"#!/bin/sh\n").unwrap();
+        std::fs::create_dir_all(r.join("var/lib/dpkg/info")).unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/info/lvm2.list"),
+            "/.\n/etc/lvm/lvm.conf\n/sbin\n/sbin/lvm\n/sbin/vgs\n/sbin/pvcreate\n/sbin/lvmdump\n/sbin/vgchange\n/usr/share/man/man8/vgs.8.gz\n",
+        )
+        .unwrap();
+        let got = package_commands(r, "lvm2", Path::new("/usr/sbin/lvm"));
+        assert_eq!(
+            got,
+            ["/sbin/lvm", "/sbin/pvcreate", "/sbin/vgs"].map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn a_multiarch_list_name_counts() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        exe(&r.join("usr/sbin/cryptsetup"));
+        exe(&r.join("usr/sbin/veritysetup"));
+        std::fs::create_dir_all(r.join("var/lib/dpkg/info")).unwrap();
+        std::fs::write(
+            r.join("var/lib/dpkg/info/cryptsetup-bin:amd64.list"),
+            "/usr/sbin/cryptsetup\n/usr/sbin/veritysetup\n",
+        )
+        .unwrap();
+        // Another package with a prefix of the name is not it.
+        std::fs::write(
+            r.join("var/lib/dpkg/info/cryptsetup-bin-extra.list"),
+            "/usr/sbin/x\n",
+        )
+        .unwrap();
+        let got = package_commands(r, "cryptsetup-bin", Path::new("/usr/sbin/cryptsetup"));
+        assert_eq!(
+            got,
+            ["/usr/sbin/cryptsetup", "/usr/sbin/veritysetup"].map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn without_dpkg_the_links_beside_the_tool() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        exe(&r.join("usr/sbin/lvm"));
+        exe(&r.join("usr/sbin/other"));
+        // Resolved inside the root, not on the machine running the test.
+        symlink("/usr/sbin/nothere", r.join("usr/sbin/dangling")).unwrap();
+        symlink("lvm", r.join("usr/sbin/lvs")).unwrap();
+        symlink("/usr/sbin/lvm", r.join("usr/sbin/vgchange")).unwrap();
+        symlink("other", r.join("usr/sbin/notlvm")).unwrap();
+        symlink("../lib/lvm", r.join("usr/sbin/elsewhere")).unwrap();
+        let got = package_commands(r, "lvm2", Path::new("/usr/sbin/lvm"));
+        assert_eq!(
+            got,
+            ["/usr/sbin/lvs", "/usr/sbin/vgchange"].map(PathBuf::from)
+        );
+    }
 }

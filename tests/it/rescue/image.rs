@@ -152,6 +152,64 @@ fn two_builds_are_byte_identical() {
     }
 }
 
+/// The rescue shell has LVM's command names (issue 21): on the host they
+/// are links to `lvm` (`cargo xtask deps` installs lvm2, mdadm and
+/// cryptsetup-bin), and in the image `pvcreate`, `vgs`, `lvs` and
+/// `vgchange` lead to the image's own `lvm`, through whatever links the
+/// host has on the way (`/sbin` -> `usr/sbin`). mdadm's and cryptsetup's
+/// other commands are there too.
+#[test]
+fn lvm_mdadm_and_cryptsetup_command_names_are_in_the_image() {
+    let b = built();
+    // Follows links inside the extracted tree, never the host's.
+    let resolve = |name: &str| -> PathBuf {
+        let mut p = PathBuf::from(name);
+        for _ in 0..16 {
+            let mut out = PathBuf::from("/");
+            let mut moved = false;
+            for c in p.strip_prefix("/").unwrap().components() {
+                let next = out.join(c);
+                match std::fs::read_link(b.tree.join(next.strip_prefix("/").unwrap())) {
+                    Ok(t) => {
+                        let rest: PathBuf = p
+                            .strip_prefix(&next)
+                            .map(Path::to_path_buf)
+                            .unwrap_or_default();
+                        let base = if t.is_absolute() { t } else { out.join(t) };
+                        p = base.join(rest);
+                        moved = true;
+                        break;
+                    }
+                    Err(_) => out = next,
+                }
+            }
+            if !moved {
+                return out;
+            }
+        }
+        panic!("{name}: too many links");
+    };
+    let lvm = resolve("/usr/sbin/lvm");
+    assert!(
+        b.tree.join(lvm.strip_prefix("/").unwrap()).is_file(),
+        "no lvm in the image"
+    );
+    for name in ["pvcreate", "vgs", "lvs", "vgchange"] {
+        let got = resolve(&format!("/usr/sbin/{name}"));
+        assert_eq!(
+            got, lvm,
+            "/usr/sbin/{name} in the image does not lead to lvm"
+        );
+    }
+    for name in ["mdmon", "veritysetup", "dmstats"] {
+        let p = resolve(&format!("/usr/sbin/{name}"));
+        assert!(
+            b.tree.join(p.strip_prefix("/").unwrap()).is_file(),
+            "{name} is not in the image"
+        );
+    }
+}
+
 /// Every ELF executable or shared object in the image, as image paths.
 fn elf_files(tree: &Path) -> Vec<String> {
     let mut out = Vec::new();

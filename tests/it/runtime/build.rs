@@ -79,6 +79,40 @@ fn secret_scan_refuses_a_private_key_naming_the_file() {
     assert!(!out.join("initrd.img").exists(), "an image was written");
 }
 
+/// Issue 21: the age identity `mkrescue backup` encrypts with (a real one,
+/// made by the age crate as age-keygen does) is refused by name too.
+#[test]
+fn secret_scan_refuses_an_age_identity() {
+    use age::secrecy::ExposeSecret;
+    let d = tempfile::tempdir().unwrap();
+    let key = d.path().join("backup.agekey");
+    let id = age::x25519::Identity::generate();
+    std::fs::write(
+        &key,
+        format!(
+            "# public key: {}\n{}\n",
+            id.to_public(),
+            id.to_string().expose_secret()
+        ),
+    )
+    .unwrap();
+    let cfg = d.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[files]\ninclude = [{:?}]\n", key.display().to_string()),
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let o = mkrescue(&cfg, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains(&format!("{} holds an age identity", key.display())),
+        "{err}"
+    );
+    assert!(!out.join("initrd.img").exists(), "an image was written");
+}
+
 #[test]
 fn secret_scan_refuses_shadow_and_denied_patterns_unless_allowed() {
     let d = tempfile::tempdir().unwrap();
