@@ -252,6 +252,29 @@ pub enum Command {
     /// Predict how long recovering this host takes, per phase (on the host,
     /// or in the rescue system before recover)
     Estimate(EstimateArgs),
+    /// On a backup server: take a host's backups append-only over ssh
+    ///
+    /// Put it in front of the host's key in ~backup/.ssh/authorized_keys:
+    ///
+    ///   command="mkrescue serve --append-only /srv/backup/web1",restrict ssh-ed25519 AAAA... root@web1
+    ///
+    /// The host's `ssh://backup@server/srv/backup/web1` archive target then
+    /// adds, lists and reads backups through it, and can never delete,
+    /// truncate, overwrite or rename one, nor write outside DIR. Each backup
+    /// becomes visible only once complete and checked against its manifest.
+    /// Any other command asked with the key (a shell, rsync, scp, sftp) is
+    /// refused. Prune on the server with `mkrescue prune DIR`.
+    Serve(ServeArgs),
+    /// On a backup server: delete old backups by keep_daily / keep_monthly
+    ///
+    /// Keeps the newest backup, the newest of each of the last keep_daily
+    /// days and of each of the last keep_monthly months, per host and set
+    /// of backed-up paths (the same rule as the host's own). Incomplete
+    /// backups and unreadable manifests are left alone. Prints the pruned
+    /// names on stdout. Exit 0: done (also when nothing was due); 1: a file
+    /// could not be deleted; 2: DIR is not a directory; 5: a manifest could
+    /// not be read (that backup was left alone, the rest pruned).
+    Prune(PruneArgs),
 }
 
 /// What a recovery rebuilds and restores, for `recover` and `estimate`.
@@ -461,4 +484,39 @@ pub struct VerifyArgs {
     /// Output directory holding SHA256SUMS
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+/// `mkrescue serve --append-only DIR`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Refuse every delete, rename and overwrite (required: serve is only
+    /// ever append-only; the flag says so in authorized_keys)
+    #[arg(long, required = true)]
+    pub append_only: bool,
+
+    /// The directory this key's backups go into (must exist)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `mkrescue prune DIR`.
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    /// The backup directory of one host (the DIR of its `mkrescue serve`)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Keep the newest backup of each of the last N days (default:
+    /// backup.keep_daily, 7)
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+
+    /// Keep the newest backup of each of the last N months (default:
+    /// backup.keep_monthly, 12)
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+
+    /// Print what would be deleted; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -135,7 +135,8 @@ pub struct Backup {
     pub threads: usize,
     /// Extra options for `ssh` (e.g. `["-i", "/root/.ssh/backup_key"]`).
     pub ssh_options: Vec<String>,
-    /// rsync: keep the newest snapshot of each of the last N days...
+    /// rsync (on the host) and `mkrescue prune` (on a backup server): keep
+    /// the newest snapshot or backup of each of the last N days...
     pub keep_daily: usize,
     /// ...and of each of the last M months.
     pub keep_monthly: usize,

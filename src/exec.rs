@@ -162,6 +162,85 @@ impl Cmd {
             line,
         })
     }
+
+    /// Starts the command with pipes to its stdin and from its stdout (a
+    /// conversation: `mkrescue serve` over ssh). Stderr is collected as in
+    /// [`Cmd::spawn_stream`].
+    pub fn spawn_duplex(mut self) -> Result<Duplex> {
+        let line = self.display();
+        log::debug!("running: {line}");
+        let mut child = self
+            .inner
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start `{line}`"))?;
+        let mut err = child.stderr.take();
+        let drain = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(e) = err.as_mut() {
+                use std::io::Read;
+                let _ = e.read_to_end(&mut s);
+            }
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        Ok(Duplex {
+            run: Some(Running {
+                child,
+                drain: Some(drain),
+                line,
+            }),
+        })
+    }
+}
+
+/// A command started by [`Cmd::spawn_duplex`]; killed when dropped
+/// unwaited.
+pub struct Duplex {
+    run: Option<Running>,
+}
+
+impl std::ops::Deref for Duplex {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        self.run.as_ref().expect("a running command")
+    }
+}
+
+impl std::ops::DerefMut for Duplex {
+    fn deref_mut(&mut self) -> &mut Running {
+        self.run.as_mut().expect("a running command")
+    }
+}
+
+impl Duplex {
+    /// A placeholder for one that was taken out.
+    pub fn none() -> Duplex {
+        Duplex { run: None }
+    }
+
+    /// Closes stdin, waits, and fails with stderr's tail on non-zero exit.
+    pub fn wait(mut self) -> Result<()> {
+        match self.run.take() {
+            Some(r) => r.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops it now (best effort).
+    pub fn kill(&mut self) {
+        if let Some(mut r) = self.run.take() {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+impl Drop for Duplex {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// A command started by [`Cmd::spawn_stream`].

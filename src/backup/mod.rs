@@ -12,6 +12,9 @@
 //!
 //! The walk and writer are in [`create`], the reader in [`reader`], the
 //! restore in [`restore`], targets (`file://`, `ssh://`) in [`target`].
+//! The backup server's side: [`serve`] (append-only, over the protocol of
+//! [`proto`], names checked by [`names`]) and [`prune`] (the retention of
+//! [`retention`]).
 //! This module holds the commands: it reads the configuration, picks the
 //! target and hands plain data (a [`create::Source`], a target, a reader)
 //! to those steps, then prints the one-line summary or the JSON report.
@@ -24,10 +27,15 @@ pub mod frames;
 pub mod identity;
 pub mod mail;
 pub mod manifest;
+pub mod names;
 pub mod pax;
+pub mod proto;
+pub mod prune;
 pub mod reader;
 pub mod restore;
+pub mod retention;
 pub mod rsync;
+pub mod serve;
 pub mod share;
 pub mod source;
 pub mod target;
@@ -359,6 +367,9 @@ pub struct BackupReport {
     pub name: String,
     pub archive: String,
     pub manifest: String,
+    /// The target is `mkrescue serve` (append-only): this host prunes
+    /// nothing there; the backup server does (`mkrescue prune`).
+    pub append_only: bool,
     pub archive_bytes: u64,
     pub stats: create::Stats,
     pub seconds: f64,
@@ -470,14 +481,7 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         archive: archive.clone(),
         encrypted: recipient.is_some(),
     };
-    let up = target.upload(&archive)?;
-    let mup = match target.upload(&manifest_name) {
-        Ok(m) => m,
-        Err(e) => {
-            up.abort();
-            return Err(e);
-        }
-    };
+    let (up, mup) = target.upload_backup(&archive, &manifest_name)?;
     let (up, mup) = match (
         Sink::new(up, recipient.as_ref()),
         Sink::new(mup, recipient.as_ref()),
@@ -524,8 +528,7 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
             return Err(e.context(format!("backup to {}", target.describe())));
         }
     };
-    m.commit()?;
-    a.commit()?;
+    target::commit_backup(m, a)?;
     let seconds = start.elapsed().as_secs_f64();
     let report = BackupReport {
         method,
@@ -533,6 +536,7 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         name: name.clone(),
         archive,
         manifest: manifest_name,
+        append_only: target.append_only(),
         archive_bytes: compressed,
         mib_per_s: stats.data_bytes as f64 / (1 << 20) as f64 / seconds.max(1e-6),
         stats,
@@ -572,6 +576,12 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         writeln!(out)?;
     } else if !args.quiet {
         eprintln!("mkrescue: {summary}");
+        if report.append_only {
+            eprintln!(
+                "mkrescue: {} is append-only (mkrescue serve): this host deletes nothing there; old backups are pruned on the backup server (`mkrescue prune DIR`)",
+                report.target
+            );
+        }
     }
     Ok(summary)
 }
@@ -948,6 +958,21 @@ pub fn verify(
     let start = Instant::now();
     let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
     let man = manifest::read(open_file(target, &mname, key)?, Path::new(&mname))?;
+    let archive = open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), key)?;
+    let mut rep = check_archive(&man, archive, name, show)?;
+    rep.seconds = start.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
+/// Reads `archive` through and checks every file against `man` (what
+/// `backup verify` and `mkrescue serve` check).
+pub fn check_archive(
+    man: &manifest::Manifest,
+    archive: Box<dyn std::io::Read + Send>,
+    name: &str,
+    show: bool,
+) -> Result<VerifyReport> {
+    let start = Instant::now();
     let expected: std::collections::HashMap<Vec<u8>, &manifest::Item> = man
         .items
         .iter()
@@ -956,10 +981,7 @@ pub fn verify(
     let total: u64 = man.items.iter().map(|i| i.size).sum();
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
-    let mut r = reader::TarReader::ahead(
-        open_file(target, &format!("{name}{ARCHIVE_SUFFIX}{enc}"), key)?,
-        Some(known),
-    );
+    let mut r = reader::TarReader::ahead(archive, Some(known));
     let mut seen = std::collections::HashSet::new();
     let mut rep = VerifyReport {
         name: name.to_string(),

@@ -10,7 +10,6 @@
 //! finished, so an interrupted run never looks complete (and the next run
 //! starts from the last complete one).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -19,54 +18,13 @@ use super::create::{ALWAYS_PRUNED, Source};
 use super::target::Target;
 use crate::exec::Cmd;
 
-/// Which snapshots to keep: the newest overall, the newest of each of the
-/// newest `daily` days and of each of the newest `monthly` months. Names
-/// are `YYYYMMDDTHHMMSS[.ffffff]Z` stamps, sorted oldest first.
-pub fn keep(names: &[String], daily: usize, monthly: usize) -> BTreeSet<String> {
-    let mut keep = BTreeSet::new();
-    if let Some(last) = names.last() {
-        keep.insert(last.clone());
-    }
-    for (len, n) in [(8, daily), (6, monthly)] {
-        let mut periods = BTreeSet::new();
-        for name in names.iter().rev() {
-            let Some(period) = name.get(..len) else {
-                continue;
-            };
-            if periods.contains(period) {
-                continue;
-            }
-            if periods.len() == n {
-                break;
-            }
-            periods.insert(period.to_string());
-            keep.insert(name.clone());
-        }
-    }
-    keep
-}
-
-/// `YYYYMMDDTHHMMSSZ` (before microseconds) or `YYYYMMDDTHHMMSS.ffffffZ`.
-fn is_stamp(n: &str) -> bool {
-    let b = n.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    match b.len() {
-        16 => digits(0..8) && b[8] == b'T' && digits(9..15) && b[15] == b'Z',
-        23 => {
-            digits(0..8)
-                && b[8] == b'T'
-                && digits(9..15)
-                && b[15] == b'.'
-                && digits(16..22)
-                && b[22] == b'Z'
-        }
-        _ => false,
-    }
-}
-
 /// The complete snapshots at the target, oldest first.
 pub fn snapshots(target: &Target) -> Result<Vec<String>> {
-    let mut v: Vec<String> = target.list()?.into_iter().filter(|n| is_stamp(n)).collect();
+    let mut v: Vec<String> = target
+        .list()?
+        .into_iter()
+        .filter(|n| super::names::is_stamp(n))
+        .collect();
     v.sort();
     Ok(v)
 }
@@ -79,6 +37,7 @@ fn rsh(target: &Target) -> Option<(String, String)> {
         port,
         dir,
         options,
+        ..
     } = target
     else {
         return None;
@@ -224,7 +183,7 @@ pub fn backup(
     let mut pruned = Vec::new();
     let mut kept = 0;
     for names in groups.values() {
-        let k = keep(names, daily, monthly);
+        let k = super::retention::keep(names, daily, monthly);
         kept += k.len();
         for s in names {
             if !k.contains(s) {
@@ -278,33 +237,4 @@ pub fn restore(target: &Target, name: &str, to: &Path) -> Result<()> {
         .output()
         .context("rsync restore")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_keeps_newest_per_day_and_month() {
-        let names: Vec<String> = [
-            "20260101T010000Z",
-            "20260115T010000Z",
-            "20260201T010000Z",
-            "20260301T010000Z",
-            "20260301T230000Z",
-            "20260302T010000Z",
-            "20260303T010000Z",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let k = keep(&names, 2, 2);
-        let want: BTreeSet<String> = ["20260303T010000Z", "20260302T010000Z", "20260201T010000Z"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(k, want);
-        // 0/0 still keeps the newest.
-        assert_eq!(keep(&names, 0, 0).len(), 1);
-    }
 }

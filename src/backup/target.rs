@@ -6,9 +6,16 @@
 //! Every upload goes to a hidden temporary name (`.NAME.part`) and is
 //! renamed only once it is complete and synced: a full disk or a broken
 //! connection leaves nothing that looks like a finished backup.
+//!
+//! An `ssh://` server whose key is restricted to `mkrescue serve` (it
+//! answers `ssh HOST -- mkrescue serve ...` with the protocol's greeting,
+//! [`super::proto`]) is used through that protocol instead: append-only,
+//! the server checks and links each backup. Any other server gets `cat`,
+//! `mv` and `rm` as before. Which one it is is asked once per process.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 
@@ -25,7 +32,20 @@ pub enum Target {
         dir: String,
         /// Extra `ssh` options from the configuration (`-i KEY`, `-o ...`).
         options: Vec<String>,
+        /// Whether the server speaks `mkrescue serve` (asked once).
+        serve: Probe,
     },
+}
+
+/// The answer of the first session: does the server speak `mkrescue
+/// serve`? Shared by the clones of a target; not part of its identity.
+#[derive(Debug, Clone, Default)]
+pub struct Probe(Arc<OnceLock<bool>>);
+
+impl PartialEq for Probe {
+    fn eq(&self, _: &Probe) -> bool {
+        true
+    }
 }
 
 impl Target {
@@ -70,6 +90,7 @@ impl Target {
                 port,
                 dir: dir.to_string(),
                 options: ssh_options.to_vec(),
+                serve: Probe::default(),
             });
         }
         if let Some(share) = super::share::Share::parse(url) {
@@ -114,6 +135,53 @@ impl Target {
             c = c.args(["-p", &p.to_string()]);
         }
         c.args(options).arg(dest).arg("--").arg(remote)
+    }
+
+    /// A `mkrescue serve` session, when the server speaks the protocol
+    /// (behind a forced command, or with mkrescue installed); `None` for a
+    /// local target or a server without it.
+    fn session(&self) -> Result<Option<super::proto::Session>> {
+        let Target::Ssh { dir, serve, .. } = self else {
+            return Ok(None);
+        };
+        if serve.0.get() == Some(&false) {
+            return Ok(None);
+        }
+        let cmd = self.ssh(&format!("mkrescue serve --append-only {}", sq(dir)));
+        let s = super::proto::Session::start(cmd, &self.describe())?;
+        if serve.0.set(s.is_some()).is_ok() && s.is_none() {
+            log::debug!(
+                "{}: no mkrescue serve there; using cat, mv and rm",
+                self.describe()
+            );
+        }
+        Ok(s)
+    }
+
+    /// Whether the target turned out to be append-only (`mkrescue serve`):
+    /// known after the first use.
+    pub fn append_only(&self) -> bool {
+        matches!(self, Target::Ssh { serve, .. } if serve.0.get() == Some(&true))
+    }
+
+    /// Starts writing the archive and the manifest of one backup: through
+    /// one `mkrescue serve` session where the server speaks it, else as
+    /// two uploads.
+    pub fn upload_backup(&self, archive: &str, manifest: &str) -> Result<(Upload, Upload)> {
+        if let Some(s) = self.session()? {
+            let mut v = super::proto::put(s, &[archive, manifest])?;
+            let m = v.pop().expect("two uploads");
+            let a = v.pop().expect("two uploads");
+            return Ok((Upload::Serve(a), Upload::Serve(m)));
+        }
+        let up = self.upload(archive)?;
+        match self.upload(manifest) {
+            Ok(m) => Ok((up, m)),
+            Err(e) => {
+                up.abort();
+                Err(e)
+            }
+        }
     }
 
     fn remote_path(dir: &str, name: &str) -> String {
@@ -162,6 +230,9 @@ impl Target {
                 Ok(Box::new(f))
             }
             Target::Ssh { dir, .. } => {
+                if let Some(s) = self.session()? {
+                    return Ok(Box::new(super::proto::Get::start(s, name)?));
+                }
                 let p = Self::remote_path(dir, name);
                 let mut run = self.ssh(&format!("cat {}", sq(&p))).spawn_stream(false)?;
                 let out = run.child.stdout.take().context("ssh stdout")?;
@@ -185,6 +256,11 @@ impl Target {
                 Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
             },
             Target::Ssh { dir, .. } => {
+                if let Some(mut s) = self.session()? {
+                    let l = s.list()?;
+                    s.quit()?;
+                    return Ok(l.into_iter().map(|(n, _)| n).collect());
+                }
                 let cmd = format!("ls -1 {} 2>/dev/null || true", sq(dir));
                 self.ssh(&cmd).read()?.lines().map(str::to_string).collect()
             }
@@ -284,6 +360,8 @@ pub enum Upload {
         done: String,
         target: Target,
     },
+    /// One file of a backup through `mkrescue serve`.
+    Serve(super::proto::Put),
 }
 
 impl Write for Upload {
@@ -294,12 +372,14 @@ impl Write for Upload {
                 Some(s) => s.write(b),
                 None => Err(std::io::Error::other("ssh stdin closed")),
             },
+            Upload::Serve(p) => p.write(b),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Upload::Local { file, .. } => file.flush(),
             Upload::Ssh { run, .. } => run.child.stdin.as_mut().map_or(Ok(()), |s| s.flush()),
+            Upload::Serve(p) => p.flush(),
         }
     }
 }
@@ -315,6 +395,8 @@ pub enum Staged {
         done: String,
         target: Target,
     },
+    /// Ended on the server, which links it at COMMIT.
+    Serve(super::proto::Shared),
 }
 
 impl Upload {
@@ -342,6 +424,7 @@ impl Upload {
                     .with_context(|| format!("uploading {}", target.describe()))?;
                 Ok(Staged::Ssh { part, done, target })
             }
+            Upload::Serve(p) => Ok(Staged::Serve(p.end()?)),
         }
     }
 
@@ -358,6 +441,24 @@ impl Upload {
                 let _ = run.wait();
                 let _ = target.ssh(&format!("rm -f {}", sq(&part))).output();
             }
+            // The session is cut: the server drops what it had.
+            Upload::Serve(p) => drop(p),
+        }
+    }
+}
+
+/// Gives a backup's manifest and archive their final names: two renames,
+/// or one COMMIT of the `mkrescue serve` session, which checks the backup
+/// first.
+pub fn commit_backup(manifest: Staged, archive: Staged) -> Result<()> {
+    match (manifest, archive) {
+        (Staged::Serve(s), Staged::Serve(other)) => {
+            drop(other);
+            super::proto::commit(s)
+        }
+        (m, a) => {
+            m.commit()?;
+            a.commit()
         }
     }
 }
@@ -384,6 +485,7 @@ impl Staged {
                     .output()?;
                 Ok(())
             }
+            Staged::Serve(s) => super::proto::commit(s),
         }
     }
 
@@ -395,6 +497,7 @@ impl Staged {
             Staged::Ssh { part, target, .. } => {
                 let _ = target.ssh(&format!("rm -f {}", sq(&part))).output();
             }
+            Staged::Serve(s) => drop(s),
         }
     }
 }

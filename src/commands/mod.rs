@@ -11,8 +11,10 @@ pub mod build;
 pub mod dump;
 pub mod estimate;
 pub mod layout;
+pub mod prune;
 pub mod recover;
 pub mod restore;
+pub mod serve;
 pub mod verify;
 
 use std::io::Write;
@@ -36,6 +38,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(Command::Layout(args)) => layout::run(g, args),
         Some(Command::Recover(args)) => recover::run(g, args),
         Some(Command::Estimate(args)) => estimate::run(g, args),
+        Some(Command::Serve(args)) => serve::run(g, args),
+        Some(Command::Prune(args)) => prune::run(g, args),
     }
 }
 

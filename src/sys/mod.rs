@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod block;
+pub mod dirfd;
 pub mod fs;
 pub mod host;
 pub mod mount;

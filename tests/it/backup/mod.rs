@@ -8,6 +8,7 @@ mod excludes;
 mod mail;
 mod naming;
 mod roundtrip;
+mod serve;
 mod share;
 mod source;
 mod ssh;

@@ -13,13 +13,15 @@ use std::time::Duration;
 use crate::support::backup::*;
 use crate::support::sshd;
 
-struct Sshd {
+pub(super) struct Sshd {
     /// Held for its Drop, which stops sshd.
     _server: sshd::TestSshd,
-    port: u16,
+    pub(super) port: u16,
     /// Config file with `[backup] ssh_options` for mkrescue.
-    config: PathBuf,
+    pub(super) config: PathBuf,
     control: PathBuf,
+    /// ssh options reaching the server through the master connection.
+    pub(super) options: Vec<String>,
 }
 
 impl Drop for Sshd {
@@ -35,7 +37,12 @@ impl Drop for Sshd {
 }
 
 fn start_sshd(dir: &Path) -> Sshd {
-    let server = sshd::start(dir);
+    start_sshd_with(dir, None)
+}
+
+/// The test server, with the client key restricted to `forced` if given.
+pub(super) fn start_sshd_with(dir: &Path, forced: Option<&str>) -> Sshd {
+    let server = sshd::start_with(dir, forced);
     let port = server.port;
     let mut opts = server.options.clone();
     opts.extend(["-o".into(), format!("ControlPath={}/cm", dir.display())]);
@@ -73,10 +80,11 @@ fn start_sshd(dir: &Path) -> Sshd {
         port,
         config,
         control: dir.join("cm"),
+        options: opts,
     }
 }
 
-fn tree(src: &Path) {
+pub(super) fn tree(src: &Path) {
     std::fs::create_dir_all(src.join("etc")).unwrap();
     std::fs::create_dir_all(src.join("srv/a b")).unwrap();
     std::fs::write(src.join("etc/hostname"), "remote-test\n").unwrap();

@@ -1,6 +1,7 @@
 //! A real OpenSSH server for tests: `sshd -D` on 127.0.0.1 at a free high
 //! port, with a host key and a client key made in a temp dir, root's key
-//! authorized, no passwords. Killed when dropped.
+//! authorized (or restricted to a forced command), no passwords. Killed
+//! when dropped.
 //!
 //! Needs root and /usr/sbin/sshd (openssh-server).
 
@@ -33,12 +34,24 @@ pub fn keygen(path: &Path) {
 
 /// Starts the server with its files in `dir`; returns once it listens.
 pub fn start(dir: &Path) -> TestSshd {
+    start_with(dir, None)
+}
+
+/// As [`start`], with the client key restricted to a forced command
+/// (`command="...",restrict` in authorized_keys, sshd(8)), as a backup
+/// server puts `mkrescue serve` in front of a host's key.
+pub fn start_with(dir: &Path, forced: Option<&str>) -> TestSshd {
     std::fs::create_dir_all("/run/sshd").unwrap();
     let host_key = dir.join("host_key");
     let client_key = dir.join("client_key");
     keygen(&host_key);
     keygen(&client_key);
-    std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+    let key = std::fs::read_to_string(dir.join("client_key.pub")).unwrap();
+    let line = match forced {
+        Some(c) => format!("command=\"{}\",restrict {key}", c.replace('"', "\\\"")),
+        None => key,
+    };
+    std::fs::write(dir.join("authorized_keys"), line).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,0 +1,223 @@
+//! `mkrescue prune DIR`: retention on the backup server, for the backups
+//! that hosts add through `mkrescue serve` (which can never delete). The
+//! rule is the host's own ([`super::retention::keep`], `keep_daily` and
+//! `keep_monthly`), applied per host and per set of backed-up paths, so a
+//! backup of /etc never displaces the day's backup of /.
+//!
+//! Only complete backups (archive and manifest, both named by the scheme
+//! of [`super::names`]) are pruned; incomplete ones, files of other names
+//! and backups whose manifest cannot be read are left alone and reported.
+//! A backup goes manifest first, so it is never listed without its
+//! archive.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::names::{self, Kind};
+use crate::error::{Code, fail};
+use crate::sys::dirfd::Dir;
+
+/// What `mkrescue prune` prunes.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    pub dir: PathBuf,
+    pub keep_daily: usize,
+    pub keep_monthly: usize,
+    /// Print what would go; delete nothing.
+    pub dry_run: bool,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// The report of `mkrescue prune --json`.
+#[derive(Debug, Serialize, Default)]
+pub struct PruneReport {
+    pub dir: PathBuf,
+    pub dry_run: bool,
+    pub keep_daily: usize,
+    pub keep_monthly: usize,
+    /// Backups kept (names), oldest first.
+    pub kept: Vec<String>,
+    /// Backups deleted (or, with --dry-run, that would be).
+    pub pruned: Vec<String>,
+    /// Backups missing their archive or manifest: left alone.
+    pub incomplete: Vec<String>,
+    /// Backups whose manifest cannot be read: left alone.
+    pub unreadable: Vec<String>,
+}
+
+#[derive(Default)]
+struct Found {
+    archive: Option<String>,
+    manifest: Option<String>,
+    host: String,
+    stamp: String,
+    encrypted: bool,
+}
+
+/// Decides and (without `dry_run`) deletes.
+pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
+    let not_dir = |why: String| {
+        fail(
+            Code::Usage,
+            format!(
+                "prune {}: {why}; give the backup directory of one host (the DIR of its `mkrescue serve`)",
+                o.dir.display()
+            ),
+        )
+    };
+    match std::fs::metadata(&o.dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(not_dir("not a directory".into())),
+        Err(e) => return Err(not_dir(e.to_string())),
+    }
+    let dir = Dir::open(&o.dir).map_err(|e| not_dir(e.to_string()))?;
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    for (name, _) in dir.regular_files()? {
+        let Ok(n) = names::parse(&name) else {
+            continue;
+        };
+        let f = found.entry(n.base.to_string()).or_default();
+        f.host = n.host.to_string();
+        f.stamp = n.stamp.to_string();
+        f.encrypted = n.encrypted;
+        match n.kind {
+            Kind::Archive => f.archive = Some(name.clone()),
+            Kind::Manifest => f.manifest = Some(name.clone()),
+        }
+    }
+    let mut rep = PruneReport {
+        dir: o.dir.clone(),
+        dry_run: o.dry_run,
+        keep_daily: o.keep_daily,
+        keep_monthly: o.keep_monthly,
+        ..Default::default()
+    };
+    // (host, paths) -> stamps and names.
+    let mut groups: BTreeMap<(String, Vec<String>), Vec<(String, String)>> = BTreeMap::new();
+    for (base, f) in &found {
+        let (Some(_), Some(m)) = (&f.archive, &f.manifest) else {
+            rep.incomplete.push(base.clone());
+            continue;
+        };
+        let paths = if f.encrypted {
+            // No key on the server: the paths are unknown.
+            Vec::new()
+        } else {
+            match dir
+                .open_file(m)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| super::manifest::read_head(r, Path::new(m)))
+            {
+                Ok(h) => h.paths,
+                Err(e) => {
+                    log::warn!("{}: {e:#}; backup {base} left alone", o.dir.display());
+                    rep.unreadable.push(base.clone());
+                    continue;
+                }
+            }
+        };
+        groups
+            .entry((f.host.clone(), paths))
+            .or_default()
+            .push((f.stamp.clone(), base.clone()));
+    }
+    let mut failed = Vec::new();
+    for members in groups.values_mut() {
+        members.sort();
+        let stamps: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
+        let keep = super::retention::keep(&stamps, o.keep_daily, o.keep_monthly);
+        for (stamp, base) in members.iter() {
+            if keep.contains(stamp) {
+                rep.kept.push(base.clone());
+                continue;
+            }
+            rep.pruned.push(base.clone());
+            if o.dry_run {
+                continue;
+            }
+            let f = &found[base];
+            for name in [&f.manifest, &f.archive].into_iter().flatten() {
+                if let Err(e) = std::fs::remove_file(o.dir.join(name)) {
+                    failed.push(format!("{name}: {e}"));
+                }
+            }
+        }
+    }
+    let by_stamp = |v: &mut Vec<String>| {
+        v.sort_by(|a, b| {
+            let s = |n: &String| found.get(n).map(|f| f.stamp.clone()).unwrap_or_default();
+            s(a).cmp(&s(b)).then(a.cmp(b))
+        })
+    };
+    by_stamp(&mut rep.kept);
+    by_stamp(&mut rep.pruned);
+    if !failed.is_empty() {
+        return Err(fail(
+            Code::Failed,
+            format!(
+                "prune {}: {} files could not be deleted (first: {}); {} backups were pruned",
+                o.dir.display(),
+                failed.len(),
+                failed[0],
+                rep.pruned.len()
+            ),
+        ));
+    }
+    if !o.dry_run && !rep.pruned.is_empty() {
+        let _ = dir.sync();
+    }
+    Ok(rep)
+}
+
+/// `mkrescue prune`: prunes, prints, and fails (exit 5) when a manifest
+/// could not be read (its backup is left alone).
+pub fn prune_command(o: &PruneOptions) -> Result<()> {
+    let rep = prune(o)?;
+    if o.json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &rep)?;
+        writeln!(out)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        let verb = if o.dry_run { "would prune" } else { "pruned" };
+        for n in &rep.pruned {
+            writeln!(out, "{verb} {n}")?;
+        }
+        if !o.quiet {
+            eprintln!(
+                "mkrescue: prune {}: {} backups kept, {} {verb} (keep_daily {}, keep_monthly {}){}",
+                o.dir.display(),
+                rep.kept.len(),
+                rep.pruned.len(),
+                o.keep_daily,
+                o.keep_monthly,
+                if rep.incomplete.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} incomplete left alone ({})",
+                        rep.incomplete.len(),
+                        rep.incomplete.join(", ")
+                    )
+                }
+            );
+        }
+    }
+    if let Some(first) = rep.unreadable.first() {
+        return Err(fail(
+            Code::Input,
+            format!(
+                "prune {}: the manifest of {} backups cannot be read (first: {first}); they were left alone: check them with `mkrescue backup verify --target file://{} --archive {first}`",
+                o.dir.display(),
+                rep.unreadable.len(),
+                o.dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
