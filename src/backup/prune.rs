@@ -59,6 +59,11 @@ struct Found {
     encrypted: bool,
 }
 
+/// Backups compared with each other: one host's, of one set of paths
+/// (empty when encrypted: the server cannot read them). Each member is a
+/// (stamp, name).
+type Group = (String, Vec<String>);
+
 /// Decides and (without `dry_run`) deletes.
 pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
     let not_dir = |why: String| {
@@ -97,8 +102,7 @@ pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
         keep_monthly: o.keep_monthly,
         ..Default::default()
     };
-    // (host, paths) -> stamps and names.
-    let mut groups: BTreeMap<(String, Vec<String>), Vec<(String, String)>> = BTreeMap::new();
+    let mut groups: BTreeMap<Group, Vec<(String, String)>> = BTreeMap::new();
     for (base, f) in &found {
         let (Some(_), Some(m)) = (&f.archive, &f.manifest) else {
             rep.incomplete.push(base.clone());

@@ -298,9 +298,9 @@ fn a_cut_upload_leaves_no_backup() {
     }
     // Half a frame of 1 MiB, after a whole one.
     let data = noise(3, 1 << 20);
-    write!(to, "DATA 1 {}\n", data.len()).unwrap();
+    writeln!(to, "DATA 1 {}", data.len()).unwrap();
     to.write_all(&data).unwrap();
-    write!(to, "DATA 1 {}\n", data.len()).unwrap();
+    writeln!(to, "DATA 1 {}", data.len()).unwrap();
     to.write_all(&data[..data.len() / 2]).unwrap();
     to.flush().unwrap();
     // While the upload runs, nothing is listed.
