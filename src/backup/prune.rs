@@ -225,3 +225,78 @@ pub fn prune_command(o: &PruneOptions) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn keeps_by_day_and_leaves_what_it_cannot_judge() {
+        let t = tempfile::tempdir().unwrap();
+        // Encrypted backups: the server never reads their manifests.
+        let days = ["20261201T010000Z", "20261202T010000Z", "20261203T010000Z"];
+        for d in days {
+            for suffix in [".tar.zst.age", ".manifest.zst.age"] {
+                std::fs::write(t.path().join(format!("web1-{d}{suffix}")), b"x").unwrap();
+            }
+        }
+        // Incomplete, unreadable, and no backup at all: left alone.
+        std::fs::write(t.path().join("web1-20261101T010000Z.tar.zst"), b"x").unwrap();
+        std::fs::write(t.path().join("web1-20261102T010000Z.tar.zst"), b"x").unwrap();
+        std::fs::write(t.path().join("web1-20261102T010000Z.manifest.zst"), b"junk").unwrap();
+        std::fs::write(t.path().join("notes.txt"), b"x").unwrap();
+        let before = names(t.path());
+        let mut o = PruneOptions {
+            dir: t.path().to_path_buf(),
+            keep_daily: 2,
+            keep_monthly: 0,
+            dry_run: true,
+            ..Default::default()
+        };
+        let r = prune(&o).unwrap();
+        assert_eq!(r.pruned, vec!["web1-20261201T010000Z"]);
+        assert_eq!(
+            r.kept,
+            vec!["web1-20261202T010000Z", "web1-20261203T010000Z"]
+        );
+        assert_eq!(r.incomplete, vec!["web1-20261101T010000Z"]);
+        assert_eq!(r.unreadable, vec!["web1-20261102T010000Z"]);
+        assert_eq!(names(t.path()), before, "--dry-run deletes nothing");
+        o.dry_run = false;
+        let e = prune_command(&o).unwrap_err();
+        assert_eq!(crate::error::code_of(&e), Code::Input);
+        let after = names(t.path());
+        assert_eq!(after.len(), before.len() - 2);
+        assert!(!after.iter().any(|n| n.contains("20261201")));
+        // 0 and 0 still keep the newest.
+        o.keep_daily = 0;
+        let r = prune(&o).unwrap();
+        assert_eq!(r.kept, vec!["web1-20261203T010000Z"]);
+        assert!(!names(t.path()).iter().any(|n| n.contains("20261202T")));
+        assert!(names(t.path()).contains(&"notes.txt".to_string()));
+    }
+
+    #[test]
+    fn a_file_is_no_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, b"").unwrap();
+        for dir in [f, t.path().join("missing")] {
+            let e = prune(&PruneOptions {
+                dir,
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(crate::error::code_of(&e), Code::Usage);
+        }
+    }
+}

@@ -13,7 +13,9 @@
 //!
 //! Every name from the client is checked against the backup naming scheme
 //! ([`super::names`]) and opened relative to DIR without following
-//! symlinks ([`crate::sys::dirfd`]). An upload is written unnamed, synced,
+//! symlinks ([`crate::sys::dirfd`]); a stamp more than a day ahead of the
+//! server's clock is refused, as it would outlive every real backup under
+//! the server's retention. An upload is written unnamed, synced,
 //! and linked into place (never replacing a name) only after COMMIT has
 //! read its manifest and checked the archive against it, as `backup
 //! verify` does; until then nothing is listed, and a session cut off
@@ -201,7 +203,8 @@ fn handle(
     let io = |e: std::io::Error| fatal("io", format!("talking to the client: {e}"));
     match req {
         Request::Put { slot, name } => {
-            names::parse(&name).map_err(|w| soft("refused", format!("name {w}")))?;
+            let n = names::parse(&name).map_err(|w| soft("refused", format!("name {w}")))?;
+            check_stamp(n.stamp).map_err(|w| soft("refused", format!("{name}: {w}")))?;
             if slots.contains_key(&slot) {
                 return Err(fatal("protocol", format!("slot {slot} is in use")));
             }
@@ -293,6 +296,24 @@ fn handle(
         }
         Request::Get { name } => get(dir, &name, out),
         Request::Quit => Ok(()),
+    }
+}
+
+/// How far ahead of this server's clock a backup's stamp may be (clocks
+/// drift; a day is generous).
+const MAX_AHEAD: i64 = 86_400;
+
+/// Refuses a stamp from the future: `mkrescue prune` keeps the newest
+/// backups per day and month, so a few backups stamped years ahead would
+/// push every real one out of retention.
+fn check_stamp(stamp: &str) -> Result<(), String> {
+    let now = crate::sys::time::now();
+    match crate::sys::time::parse_stamp(stamp) {
+        Some(t) if t <= now + MAX_AHEAD => Ok(()),
+        _ => Err(format!(
+            "its time stamp is not a time up to a day ahead of this server's clock ({} UTC); check the host's clock",
+            crate::sys::time::datetime(now)
+        )),
     }
 }
 
@@ -453,7 +474,7 @@ mod tests {
         let d = Dir::open(t.path()).unwrap();
         let (out, r) = session(
             &d,
-            format!("DELETE {A}\nRENAME {A} x\nPUT 1 {A}\nPUT 1 ../{A}\nPUT 1 /etc/passwd\nPUT 1 a\0b\nGET ../../etc/passwd\nLIST\nQUIT\n").as_bytes(),
+            format!("DELETE {A}\nRENAME {A} x\nPUT 1 {A}\nPUT 1 ../{A}\nPUT 1 /etc/passwd\nPUT 1 a\0b\nGET ../../etc/passwd\nPUT 1 web1-29991231T000000Z.tar.zst\nLIST\nQUIT\n").as_bytes(),
         );
         r.unwrap();
         let lines: Vec<&str> = out.lines().collect();
@@ -465,9 +486,10 @@ mod tests {
         assert!(lines[5].contains("absolute"), "{out}");
         assert!(lines[6].contains("NUL"), "{out}");
         assert!(lines[7].starts_with("ERR refused"), "{out}");
-        assert_eq!(lines[8], "OK 1");
-        assert_eq!(lines[9], format!("3 {A}"));
-        assert_eq!(lines[10], "OK");
+        assert!(lines[8].contains("ahead of this server's clock"), "{out}");
+        assert_eq!(lines[9], "OK 1");
+        assert_eq!(lines[10], format!("3 {A}"));
+        assert_eq!(lines[11], "OK");
         assert_eq!(std::fs::read(t.path().join(A)).unwrap(), b"old");
     }
 
