@@ -169,4 +169,17 @@ mod tests {
         assert!(parse("/etc/passwd").unwrap_err().contains("absolute"));
         assert!(parse("a\0b").unwrap_err().contains("NUL"));
     }
+
+    proptest::proptest! {
+        /// Whatever the client sends, an accepted name is one plain,
+        /// visible file name of the scheme.
+        #[test]
+        fn accepted_names_stay_inside(name in "[a-z0-9./\\-_\\x00\\n ]{0,12}-2026120[0-9]T10111[0-9](\\.[0-9]{6})?Z(\\.tar\\.zst|\\.manifest\\.zst|/x)?(\\.age)?") {
+            if let Ok(n) = parse(&name) {
+                proptest::prop_assert!(!name.contains('/') && !name.contains("..") && !name.contains('\0'));
+                proptest::prop_assert!(!name.starts_with('.') && !name.is_empty());
+                proptest::prop_assert!(is_stamp(n.stamp) && !n.host.is_empty());
+            }
+        }
+    }
 }

@@ -567,4 +567,15 @@ mod tests {
         assert_eq!(parse_greeting("bash: mkrescue: command not found"), None);
         assert_eq!(parse_greeting("mkrescue-serve"), None);
     }
+
+    proptest::proptest! {
+        /// Arbitrary input never panics the line reader or the parser.
+        #[test]
+        fn any_bytes_are_a_line_or_an_error(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut r = std::io::Cursor::new(b);
+            while let Ok(Some(l)) = read_line(&mut r) {
+                let _ = Request::parse(&l);
+            }
+        }
+    }
 }
