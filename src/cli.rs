@@ -269,7 +269,8 @@ pub enum Command {
     ///
     /// Keeps the newest backup, the newest of each of the last keep_daily
     /// days and of each of the last keep_monthly months, per host and set
-    /// of backed-up paths (the same rule as the host's own). Incomplete
+    /// of backed-up paths (the same rule as the host's own), and deletes
+    /// temporary files of uploads cut off over a day ago. Incomplete
     /// backups and unreadable manifests are left alone. Prints the pruned
     /// names on stdout. Exit 0: done (also when nothing was due); 1: a file
     /// could not be deleted; 2: DIR is not a directory; 5: a manifest could

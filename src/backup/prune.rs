@@ -7,6 +7,7 @@
 //! Only complete backups (archive and manifest, both named by the scheme
 //! of [`super::names`]) are pruned; incomplete ones, files of other names
 //! and backups whose manifest cannot be read are left alone and reported.
+//! Temporary files of uploads cut off over a day ago are deleted.
 //! A backup goes manifest first, so it is never listed without its
 //! archive.
 
@@ -48,6 +49,26 @@ pub struct PruneReport {
     pub incomplete: Vec<String>,
     /// Backups whose manifest cannot be read: left alone.
     pub unreadable: Vec<String>,
+    /// Temporary files of uploads cut off over a day ago (a killed
+    /// `mkrescue serve` on a file system without `O_TMPFILE`, or the
+    /// `cat` upload of a host without serve), deleted.
+    pub stale_parts: Vec<String>,
+}
+
+/// How old a temporary upload file must be before prune deletes it: no
+/// upload runs for a day.
+const STALE_PART_SECS: u64 = 86_400;
+
+/// Whether `name` is the temporary file of an upload of a backup file:
+/// `.NAME.part` (the `cat` upload) or `.NAME.PID-N.part` (serve).
+fn is_part(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else {
+        return false;
+    };
+    names::parse(inner).is_ok()
+        || inner
+            .rsplit_once('.')
+            .is_some_and(|(n, tag)| names::parse(n).is_ok() && tag.contains('-'))
 }
 
 #[derive(Default)]
@@ -82,8 +103,12 @@ pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
     }
     let dir = Dir::open(&o.dir).map_err(|e| not_dir(e.to_string()))?;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    let mut parts = Vec::new();
     for (name, _) in dir.regular_files()? {
         let Ok(n) = names::parse(&name) else {
+            if is_part(&name) {
+                parts.push(name);
+            }
             continue;
         };
         let f = found.entry(n.base.to_string()).or_default();
@@ -131,6 +156,23 @@ pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
             .push((f.stamp.clone(), base.clone()));
     }
     let mut failed = Vec::new();
+    for p in parts {
+        let old = std::fs::symlink_metadata(o.dir.join(&p))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > STALE_PART_SECS);
+        if !old {
+            continue;
+        }
+        if !o.dry_run {
+            if let Err(e) = std::fs::remove_file(o.dir.join(&p)) {
+                failed.push(format!("{p}: {e}"));
+                continue;
+            }
+        }
+        rep.stale_parts.push(p);
+    }
     for members in groups.values_mut() {
         members.sort();
         let stamps: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
@@ -191,6 +233,9 @@ pub fn prune_command(o: &PruneOptions) -> Result<()> {
         let verb = if o.dry_run { "would prune" } else { "pruned" };
         for n in &rep.pruned {
             writeln!(out, "{verb} {n}")?;
+        }
+        for n in &rep.stale_parts {
+            writeln!(out, "{verb} {n} (an upload cut off over a day ago)")?;
         }
         if !o.quiet {
             eprintln!(
@@ -254,6 +299,13 @@ mod tests {
         std::fs::write(t.path().join("web1-20261102T010000Z.tar.zst"), b"x").unwrap();
         std::fs::write(t.path().join("web1-20261102T010000Z.manifest.zst"), b"junk").unwrap();
         std::fs::write(t.path().join("notes.txt"), b"x").unwrap();
+        // Temporary files of cut uploads: only the old one goes.
+        let part = ".web1-20261204T010000Z.tar.zst.123-0.part";
+        std::fs::write(t.path().join(part), b"x").unwrap();
+        let day_ago = (crate::sys::time::now() - 2 * 86_400, 0);
+        crate::sys::fs::set_times(&t.path().join(part), day_ago, day_ago).unwrap();
+        let fresh = ".web1-20261205T010000Z.manifest.zst.part";
+        std::fs::write(t.path().join(fresh), b"x").unwrap();
         let before = names(t.path());
         let mut o = PruneOptions {
             dir: t.path().to_path_buf(),
@@ -270,12 +322,14 @@ mod tests {
         );
         assert_eq!(r.incomplete, vec!["web1-20261101T010000Z"]);
         assert_eq!(r.unreadable, vec!["web1-20261102T010000Z"]);
+        assert_eq!(r.stale_parts, vec![part]);
         assert_eq!(names(t.path()), before, "--dry-run deletes nothing");
         o.dry_run = false;
         let e = prune_command(&o).unwrap_err();
         assert_eq!(crate::error::code_of(&e), Code::Input);
         let after = names(t.path());
-        assert_eq!(after.len(), before.len() - 2);
+        assert_eq!(after.len(), before.len() - 3);
+        assert!(!after.contains(&part.to_string()) && after.contains(&fresh.to_string()));
         assert!(!after.iter().any(|n| n.contains("20261201")));
         // 0 and 0 still keep the newest.
         o.keep_daily = 0;
