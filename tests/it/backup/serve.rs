@@ -390,3 +390,55 @@ fn a_full_disk_on_the_server_is_one_error_and_no_backup() {
         .unwrap();
     assert!(!buf.is_empty());
 }
+
+#[test]
+fn an_encrypted_backup_through_serve() {
+    use age::secrecy::ExposeSecret;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let s = serve_sshd(tmp.path(), &store);
+    let src = tmp.path().join("src");
+    tree(&src);
+    let key = age::x25519::Identity::generate();
+    let idf = tmp.path().join("key.txt");
+    std::fs::write(&idf, format!("{}\n", key.to_string().expose_secret())).unwrap();
+    // The server has no key: it checks that both files are age files.
+    let mut cfg = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&s.config)
+        .unwrap();
+    writeln!(cfg, "age_recipient = \"{}\"", key.to_public()).unwrap();
+    drop(cfg);
+    let rep: serde_json::Value = serde_json::from_str(&ok(&backup(&s, &src, true))).unwrap();
+    let name = rep["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        files(&store),
+        vec![
+            format!("{name}.manifest.zst.age"),
+            format!("{name}.tar.zst.age")
+        ]
+    );
+    let dst = tmp.path().join("restored");
+    std::fs::create_dir(&dst).unwrap();
+    ok(&mkrescue(&[
+        os("restore"),
+        os("--from"),
+        os(&url(&s)),
+        os("--identity"),
+        idf.as_os_str(),
+        os("--to"),
+        dst.as_os_str(),
+        os("--config"),
+        s.config.as_os_str(),
+    ]));
+    assert_same(&facts(&src), &facts(&dst));
+    // Plain bytes under an .age name are refused at COMMIT.
+    let fresh = "remote-test-20261205T101112Z";
+    let script = format!(
+        "PUT 1 {fresh}.tar.zst.age\nPUT 2 {fresh}.manifest.zst.age\nDATA 1 4\njunkDATA 2 4\njunkEND 1 4\nEND 2 4\nCOMMIT\nQUIT\n"
+    );
+    let out = session(&s, SERVE, script.as_bytes());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("is no age file"), "{text}");
+    assert_eq!(files(&store).len(), 2);
+}
