@@ -18,10 +18,15 @@
 //!   decompressed, parsed and hashed as restore does, for a few seconds,
 //!   writing nothing) and, in the rescue system, a write probe of the free
 //!   disks, all at once (zeros written over a region read as all zeros
-//!   first, so nothing on a disk changes, then flushed), divided by the
-//!   copies the layout's md arrays write of each byte; on the healthy
-//!   host, the rate of the last restore recorded in [`RATES_PATH`] when
-//!   there is one;
+//!   first, so nothing on a disk changes, flushed, again and again),
+//!   divided by the copies the layout's md arrays write of each byte. In
+//!   the rescue system the two probes run side by side, as restore reads
+//!   and writes at once: where both need the same CPU or bus (a small VM,
+//!   a USB disk beside the backup) each gets the share it will get in the
+//!   restore. Measured one after the other they promised 78-92 MiB/s where
+//!   the e2e's restore made about 41 (BENCHMARKS.md, issue 16). On the
+//!   healthy host, the rate of the last restore recorded in [`RATES_PATH`]
+//!   when there is one;
 //! - a per-file cost: files created, chmod'ed and timestamped in a scratch
 //!   directory on tmpfs;
 //! - command costs: layout and finalize are a sequence of tools (sfdisk,
@@ -385,13 +390,17 @@ pub fn file_probe(dir: &Path) -> Result<f64> {
     Ok(secs / N as f64)
 }
 
+/// How long the read probe and the write probes run.
+const PROBE_SECONDS: f64 = 2.0;
+
 /// What [`write_probe`] writes on a disk.
 const WRITE_PROBE_LEN: usize = 32 << 20;
 
 /// Write rate of `disk`: `LEN` bytes of zeros written at offset `AT` and
 /// flushed, only when that region reads as all zeros first, so the write
-/// changes nothing on the disk. `None` with the reason otherwise.
-pub fn write_probe(disk: &str) -> Result<std::result::Result<f64, String>> {
+/// changes nothing on the disk; repeated until `seconds` have passed (at
+/// least once). `Err` with the reason when the region holds data.
+pub fn write_probe(disk: &str, seconds: f64) -> Result<std::result::Result<f64, String>> {
     use std::io::{Read, Seek, SeekFrom, Write};
     const AT: u64 = 64 << 20;
     const LEN: usize = WRITE_PROBE_LEN;
@@ -410,11 +419,18 @@ pub fn write_probe(disk: &str) -> Result<std::result::Result<f64, String>> {
         )));
     }
     let t = Instant::now();
-    f.seek(SeekFrom::Start(AT))?;
-    f.write_all(&buf)
-        .with_context(|| format!("writing zeros over zeros on {disk}"))?;
-    f.sync_data().with_context(|| format!("flushing {disk}"))?;
-    Ok(Ok(LEN as f64 / t.elapsed().as_secs_f64().max(1e-6)))
+    let mut written = 0usize;
+    loop {
+        f.seek(SeekFrom::Start(AT))?;
+        f.write_all(&buf)
+            .with_context(|| format!("writing zeros over zeros on {disk}"))?;
+        f.sync_data().with_context(|| format!("flushing {disk}"))?;
+        written += LEN;
+        if t.elapsed().as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    Ok(Ok(written as f64 / t.elapsed().as_secs_f64().max(1e-6)))
 }
 
 /// The rescue system's boot, kernel start to the ready marker, as its
@@ -450,17 +466,33 @@ pub struct EstimateOptions {
 pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
     let layout = load_layout(&o.layout)?;
     let rescue = in_rescue(&o.root);
-    let backup = crate::backup::facts::facts(
-        cfg,
-        &crate::backup::facts::FactsOptions {
+    // In the rescue system the write probe of the target disks runs beside
+    // the read probe of the backup (see the module doc): it starts when
+    // the read probe does, and not at all if the backup cannot be read.
+    let side_by_side = rescue && !o.no_probe;
+    let (backup, writes) = std::thread::scope(|sc| {
+        let (started, start) = std::sync::mpsc::sync_channel::<()>(1);
+        let writer = side_by_side.then(|| {
+            sc.spawn(move || {
+                start.recv().ok()?;
+                Some(probe_target_disks(cfg, PROBE_SECONDS))
+            })
+        });
+        let opts = crate::backup::facts::FactsOptions {
             root: o.root.clone(),
             from: o.from.clone(),
             archive: o.archive.clone(),
             identity: o.identity.clone(),
-            probe_seconds: if o.no_probe { 0.0 } else { 2.0 },
-        },
-    )
-    .map_err(|e| {
+            probe_seconds: if o.no_probe { 0.0 } else { PROBE_SECONDS },
+            probe_started: side_by_side.then_some(started),
+        };
+        let backup = crate::backup::facts::facts(cfg, &opts);
+        // Unblocks the writer when the read probe never started.
+        drop(opts);
+        let writes = writer.and_then(|h| h.join().ok().flatten());
+        (backup, writes)
+    });
+    let backup = backup.map_err(|e| {
         crate::error::fail(
             crate::error::code_of(&e),
             format!(
@@ -502,18 +534,19 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
             };
         }
     }
-    if rescue && !o.no_probe {
-        match probe_target_disks(cfg) {
-            Ok(Ok((disks, w))) => {
+    if side_by_side {
+        match writes {
+            Some(Ok(Ok((disks, w)))) => {
                 let amp = write_amplification(&layout);
                 probes.write_rate = Some(w / amp);
                 probes.write_basis = format!(
-                    "write probe of {disks}: {:.1} MiB/s, {amp:.1} bytes written per byte of data",
+                    "write probe of {disks} beside the read probe: {:.1} MiB/s, {amp:.1} bytes written per byte of data",
                     w / MIB
                 );
             }
-            Ok(Err(why)) => probes.write_basis = why,
-            Err(e) => probes.write_basis = format!("no write probe: {e:#}"),
+            Some(Ok(Err(why))) => probes.write_basis = why,
+            Some(Err(e)) => probes.write_basis = format!("no write probe: {e:#}"),
+            None => probes.write_basis = "no write probe: the read probe did not run".into(),
         }
     } else if let Some(r) = rates.get("restore").and_then(Rate::per_sec) {
         probes.write_rate = Some(r);
@@ -677,7 +710,12 @@ fn free_disk_modules(cfg: &Config) -> Option<std::collections::BTreeSet<String>>
 /// separate disks give together and what disks sharing one backend (VM
 /// images on one host disk) share. Disks holding data where the probe
 /// writes are left out, and said.
-fn probe_target_disks(cfg: &Config) -> Result<std::result::Result<(String, f64), String>> {
+/// Write probes of every free target disk at once for `seconds`; the sum
+/// of their rates and the disks probed, or why none was.
+fn probe_target_disks(
+    cfg: &Config,
+    seconds: f64,
+) -> Result<std::result::Result<(String, f64), String>> {
     let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
     let targets = crate::recover::mapping::TargetDisk::from_lsblk(&lsblk)?;
     let in_use = crate::recover::mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
@@ -689,12 +727,11 @@ fn probe_target_disks(cfg: &Config) -> Result<std::result::Result<(String, f64),
     if free.is_empty() {
         return Ok(Err("no disk free for a write probe".into()));
     }
-    let t = Instant::now();
     let results: Vec<(String, Result<std::result::Result<f64, String>>)> =
         std::thread::scope(|sc| {
             let handles: Vec<_> = free
                 .iter()
-                .map(|d| (d.clone(), sc.spawn(move || write_probe(d))))
+                .map(|d| (d.clone(), sc.spawn(move || write_probe(d, seconds))))
                 .collect();
             handles
                 .into_iter()
@@ -706,19 +743,21 @@ fn probe_target_disks(cfg: &Config) -> Result<std::result::Result<(String, f64),
                 })
                 .collect()
         });
-    let secs = t.elapsed().as_secs_f64().max(1e-6);
     let mut probed = Vec::new();
     let mut skipped = Vec::new();
+    let mut rate = 0.0;
     for (d, r) in results {
         match r? {
-            Ok(_) => probed.push(d),
+            Ok(w) => {
+                probed.push(d);
+                rate += w;
+            }
             Err(why) => skipped.push(why),
         }
     }
     if probed.is_empty() {
         return Ok(Err(skipped.join("; ")));
     }
-    let rate = (probed.len() * WRITE_PROBE_LEN) as f64 / secs;
     Ok(Ok((probed.join(" + "), rate)))
 }
 
@@ -934,13 +973,13 @@ mod tests {
         let f = std::fs::File::create(&p).unwrap();
         f.set_len(256 << 20).unwrap();
         drop(f);
-        let r = write_probe(p.to_str().unwrap()).unwrap();
+        let r = write_probe(p.to_str().unwrap(), 0.0).unwrap();
         assert!(r.unwrap() > 0.0);
         // Data where the probe writes: refused, and the data stays.
         let mut data = vec![0u8; 256 << 20];
         data[(64 << 20) + 5] = 7;
         std::fs::write(&p, &data).unwrap();
-        let why = write_probe(p.to_str().unwrap()).unwrap().unwrap_err();
+        let why = write_probe(p.to_str().unwrap(), 0.0).unwrap().unwrap_err();
         assert!(why.contains("holds data"), "{why}");
         assert_eq!(std::fs::read(&p).unwrap()[(64 << 20) + 5], 7);
     }

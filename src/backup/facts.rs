@@ -163,6 +163,9 @@ pub struct FactsOptions {
     pub identity: Option<String>,
     /// How long the read probe runs; 0: no probe.
     pub probe_seconds: f64,
+    /// Told when the read probe starts (the estimate's write probe runs
+    /// beside it); dropped unsent when it does not.
+    pub probe_started: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 /// The backup a recover would restore.
@@ -243,6 +246,9 @@ fn facts_at(
         .map(|m| m.len());
     let read_probe = if o.probe_seconds > 0.0 {
         let input = open_file(&target, &aname, key.as_ref())?;
+        if let Some(tx) = &o.probe_started {
+            let _ = tx.try_send(());
+        }
         Some(read_probe(input, o.probe_seconds).with_context(|| format!("reading {aname}"))?)
     } else {
         None
