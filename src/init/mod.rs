@@ -703,7 +703,7 @@ mod tests {
             hostname: "h",
             os: "Debian",
             kernel_version: "6.1",
-            date: "2024-01-01",
+            date: Some("2024-01-01"),
             timeout: 30,
             test_rescue_default: false,
         });

@@ -55,8 +55,10 @@ pub struct MenuSpec<'a> {
     pub hostname: &'a str,
     pub os: &'a str,
     pub kernel_version: &'a str,
-    /// `YYYY-MM-DD` of the build.
-    pub date: &'a str,
+    /// `YYYY-MM-DD` the admin dated the build with (`SOURCE_DATE_EPOCH`
+    /// or `build.source_date_epoch`); `None` with the built-in epoch,
+    /// whose date would say nothing about when the medium was made.
+    pub date: Option<&'a str>,
     /// Seconds before the default entry (the local disk) boots.
     pub timeout: u32,
     /// Test builds only: boot the rescue shell on the serial console after
@@ -66,9 +68,13 @@ pub struct MenuSpec<'a> {
 
 impl Menu {
     pub fn new(spec: &MenuSpec) -> Menu {
+        let built = spec
+            .date
+            .map(|d| format!(", built {d}"))
+            .unwrap_or_default();
         let title = clean(&format!(
-            "mkrescue rescue system of {} ({}, kernel {}, built {})",
-            spec.hostname, spec.os, spec.kernel_version, spec.date
+            "mkrescue rescue system of {} ({}, kernel {}{built})",
+            spec.hostname, spec.os, spec.kernel_version
         ));
         let mut entries = vec![Entry {
             id: "local".into(),
@@ -284,7 +290,7 @@ mod tests {
             hostname: "h",
             os: "Debian",
             kernel_version: "6.1",
-            date: "2024-01-01",
+            date: Some("2024-01-01"),
             timeout: 30,
             test_rescue_default: false,
         };
@@ -305,7 +311,7 @@ mod tests {
             hostname: "h",
             os: "Debian",
             kernel_version: "6.1",
-            date: "2024-01-01",
+            date: Some("2024-01-01"),
             timeout: 30,
             test_rescue_default: false,
         });

@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 
 use super::bootcfg::{self, Menu, Paths, Syslinux};
 use super::secureboot::{self, EfiLoader};
+use super::stamp::Stamp;
 use super::tools;
 use crate::exec::Cmd;
 
@@ -57,12 +58,13 @@ pub fn check_volume_id(v: &str) -> Result<()> {
 }
 
 /// Builds `out_dir/mkrescue.iso` from `vmlinuz` and `initrd` using `work`
-/// as scratch space (emptied first).
+/// as scratch space (emptied first). Every date in it is `stamp.epoch` and
+/// every serial comes from `stamp`, so the same input gives the same ISO.
 pub fn write(
     vmlinuz: &Path,
     initrd: &Path,
     menu: &Menu,
-    tag: &str,
+    stamp: &Stamp,
     work: &Path,
     out_dir: &Path,
     opts: &IsoOptions,
@@ -76,7 +78,7 @@ pub fn write(
     }
     copy(vmlinuz, &root.join("boot/vmlinuz"))?;
     copy(initrd, &root.join("boot/initrd.img"))?;
-    let tag_path = format!("/mkrescue/{tag}.tag");
+    let tag_path = format!("/mkrescue/{}.tag", stamp.tag);
     write_text(
         &root.join(tag_path.trim_start_matches('/')),
         &format!("{}\n", menu.title),
@@ -115,7 +117,7 @@ pub fn write(
                 opts.dry_run,
             )?;
             copy(&efi, &root.join("EFI/BOOT/BOOTX64.EFI"))?;
-            tools::fat_image(&esp, &[(&efi, "EFI/BOOT/BOOTX64.EFI")], opts.dry_run)?;
+            tools::fat_image(&esp, &[(&efi, "EFI/BOOT/BOOTX64.EFI")], stamp, opts.dry_run)?;
         }
         EfiLoader::Signed(chain) => {
             // The signed GRUB cannot have a config built in; its own finds
@@ -129,7 +131,7 @@ pub fn write(
             for (from, inside) in &files {
                 copy(from, &root.join(inside))?;
             }
-            tools::fat_image(&esp, &files, opts.dry_run)?;
+            tools::fat_image(&esp, &files, stamp, opts.dry_run)?;
         }
     }
 
@@ -147,13 +149,23 @@ pub fn write(
     //  -iso-level 3: files over 4 GiB (backup archives) are allowed
     //  -graft-points: `ISO_PATH=FILE` arguments put a file anywhere in the
     //   image without copying it into the staging tree
+    // Reproducible (xorrisofs(1) "ENVIRONMENT"): SOURCE_DATE_EPOCH sets the
+    // volume dates, the volume "uuid" (--modification-date) the GPT disk
+    // GUID is made from, and the "now" of nodes without a file on disk
+    // (the boot catalogue, the directories). --set_all_file_dates: the
+    // staged files were written just now, so their mtimes (and atimes,
+    // ctimes, in Rock Ridge and the directory records) are set to the epoch
+    // too; `=N` is xorriso's form for seconds since 1970.
     let mut extra = vec![graft("/", &root)];
     for (from, inside) in &opts.extra {
         extra.push(graft(&format!("/{}", inside.trim_start_matches('/')), from));
     }
-    Cmd::new("xorriso")
+    stamp
+        .on(Cmd::new("xorriso"))
         .args(["-as", "mkisofs", "-quiet", "-iso-level", "3", "-r", "-J"])
         .args(["-joliet-long", "-V", &opts.volume_id])
+        .arg("--set_all_file_dates")
+        .arg(format!("={}", stamp.epoch))
         .arg("-o")
         .arg(&tmp)
         .arg("-isohybrid-mbr")

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::bootcfg::{Menu, MenuSpec};
+use super::stamp::Stamp;
 use crate::config::Config;
 use crate::config::Output;
 use crate::error::{Code, fail};
@@ -119,6 +119,9 @@ pub fn check_args(kind: Output, cfg: &Config, args: &MediaOptions) -> Result<()>
     {
         super::pxeupload::Remote::parse(url)?;
     }
+    if matches!(kind, Output::Iso | Output::Usb | Output::Obdr) {
+        super::stamp::check_epoch(cfg.build.source_date_epoch)?;
+    }
     match kind {
         Output::Initramfs => Ok(()),
         Output::Iso => super::iso::check_volume_id(&cfg.output.volume_id),
@@ -179,28 +182,21 @@ pub fn menu(cfg: &Config, host: &HostFacts, test_rescue_default: bool) -> Menu {
         .get("PRETTY_NAME")
         .cloned()
         .unwrap_or_else(|| "Linux".into());
-    let now = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(crate::sys::time::now);
-    let date = crate::sys::time::date(now);
+    // The date of the image epoch (`SOURCE_DATE_EPOCH` already applied by
+    // the config loader), never of the clock: a medium built tomorrow of
+    // the same host is the same medium. The built-in epoch is no date of
+    // this build, so then the title names none.
+    let epoch = cfg.build.source_date_epoch;
+    let date = (epoch != crate::config::DEFAULT_EPOCH)
+        .then(|| crate::sys::time::date(i64::try_from(epoch).unwrap_or(i64::MAX)));
     Menu::new(&MenuSpec {
         hostname: &host.hostname,
         os: &os,
         kernel_version: &host.kernel.version,
-        date: &date,
+        date: date.as_deref(),
         timeout: cfg.output.boot_timeout,
         test_rescue_default,
     })
-}
-
-/// A name only this build uses, for the file GRUB searches for.
-fn tag(menu: &Menu) -> String {
-    let mut h = Sha256::new();
-    h.update(menu.title.as_bytes());
-    h.update(format!("{:?}", std::time::SystemTime::now()).as_bytes());
-    h.update(std::process::id().to_le_bytes());
-    hex::encode(&h.finalize()[..8])
 }
 
 /// Builds the medium from `out_dir/{vmlinuz,initrd.img}` and writes
@@ -264,6 +260,31 @@ pub fn write(
         );
         extra = b.files;
     }
+    // The tag, dates and serials of an ISO or USB image: from what it
+    // boots and the image epoch, so an unchanged host gives the same bytes.
+    // Backup files on an ISO count by name and size (see `Stamp::new`).
+    let extra_sizes: Vec<(u64, String)> = extra
+        .iter()
+        .map(|(p, inside): &(PathBuf, String)| {
+            let len = std::fs::metadata(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .len();
+            Ok((len, inside.clone()))
+        })
+        .collect::<Result<_>>()?;
+    let stamp = |medium: &str| {
+        let listed: Vec<(u64, &str)> = extra_sizes
+            .iter()
+            .map(|(len, inside)| (*len, inside.as_str()))
+            .collect();
+        Stamp::new(
+            medium,
+            &menu,
+            &[&vmlinuz, &initrd],
+            &listed,
+            cfg.build.source_date_epoch,
+        )
+    };
     let iso_opts = super::iso::IsoOptions {
         volume_id: cfg.output.volume_id.clone(),
         dry_run: false,
@@ -277,7 +298,7 @@ pub fn write(
                 &vmlinuz,
                 &initrd,
                 &menu,
-                &tag(&menu),
+                &stamp("iso")?,
                 &work,
                 out_dir,
                 &iso_opts,
@@ -290,7 +311,7 @@ pub fn write(
                 &vmlinuz,
                 &initrd,
                 &menu,
-                &tag(&menu),
+                &stamp("iso")?,
                 &work,
                 out_dir,
                 &iso_opts,
@@ -343,7 +364,15 @@ pub fn write(
                 (None, Some(img)) => (img.clone(), size),
                 (None, None) => unreachable!("check_args requires --device or --image"),
             };
-            super::usb::write_image(&vmlinuz, &initrd, &menu, &tag(&menu), &work, &image, size)?;
+            super::usb::write_image(
+                &vmlinuz,
+                &initrd,
+                &menu,
+                &stamp("usb")?,
+                &work,
+                &image,
+                size,
+            )?;
             if let Some(dev) = &args.device {
                 super::usb::write_device(&image, dev)?;
                 written.push(dev.clone());

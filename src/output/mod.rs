@@ -16,6 +16,7 @@ pub mod obdr;
 pub mod pxe;
 pub mod pxeupload;
 pub mod secureboot;
+pub mod stamp;
 pub mod sums;
 pub mod tools;
 pub mod usb;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::stamp::Stamp;
 use crate::error::{Code, fail};
 use crate::exec::Cmd;
 
@@ -134,8 +135,14 @@ pub fn grub_efi_image(
 
 /// Creates a FAT image file holding `files` (host path, path inside), sized
 /// to fit them, without mounting: mkfs.vfat(8) `-C` creates the file,
-/// mtools(1) `mmd`/`mcopy -i IMAGE` write into it.
-pub fn fat_image(image: &Path, files: &[(&Path, &str)], dry_run: bool) -> Result<()> {
+/// mtools(1) `mmd`/`mcopy -i IMAGE` write into it. Its serial and dates
+/// come from `stamp`.
+pub fn fat_image(
+    image: &Path,
+    files: &[(&Path, &str)],
+    stamp: &Stamp,
+    dry_run: bool,
+) -> Result<()> {
     let mut bytes = 0u64;
     for (p, _) in files {
         bytes += std::fs::metadata(p)
@@ -145,22 +152,8 @@ pub fn fat_image(image: &Path, files: &[(&Path, &str)], dry_run: bool) -> Result
     // Clusters, FATs and directories: 10% plus 1 MiB is plenty for a few
     // files; mkfs.vfat takes the size in KiB.
     let kib = (bytes + bytes / 10) / 1024 + 1024;
-    fat_image_sized(image, kib, "ESP", files, dry_run)
-}
-
-/// Like [`fat_image`] with an explicit size in KiB and volume label.
-pub fn fat_image_sized(
-    image: &Path,
-    kib: u64,
-    label: &str,
-    files: &[(&Path, &str)],
-    dry_run: bool,
-) -> Result<()> {
     let _ = std::fs::remove_file(image);
-    Cmd::new("mkfs.vfat")
-        .args(["-C", "-n", label])
-        .arg(image)
-        .arg(kib.to_string())
+    fat_mkfs(image, kib, &["-n", "ESP"], stamp)
         .dry_run(dry_run)
         .output()
         .with_context(|| {
@@ -169,16 +162,30 @@ pub fn fat_image_sized(
                 image.display()
             )
         })?;
-    fat_copy_dry(image, files, dry_run)
+    fat_copy_dry(image, files, stamp, dry_run)
+}
+
+/// mkfs.vfat(8) `-C IMAGE KIB` with `flags`, reproducible: `--invariant`
+/// puts constants where mkfs.fat would take the clock (the volume label's
+/// and boot sector's dates) or a random number, and `-i` sets the volume
+/// serial from `stamp` so two different media still differ.
+pub fn fat_mkfs(image: &Path, kib: u64, flags: &[&str], stamp: &Stamp) -> Cmd {
+    stamp
+        .on(Cmd::new("mkfs.vfat"))
+        .args(["-C", "--invariant", "-i"])
+        .arg(stamp.fat_serial("fat"))
+        .args(flags)
+        .arg(image)
+        .arg(kib.to_string())
 }
 
 /// Copies `files` (host path, path inside) into an existing FAT image,
-/// creating directories, with mtools(1).
-pub fn fat_copy(image: &Path, files: &[(&Path, &str)]) -> Result<()> {
-    fat_copy_dry(image, files, false)
+/// creating directories, with mtools(1), dated `stamp.epoch`.
+pub fn fat_copy(image: &Path, files: &[(&Path, &str)], stamp: &Stamp) -> Result<()> {
+    fat_copy_dry(image, files, stamp, false)
 }
 
-fn fat_copy_dry(image: &Path, files: &[(&Path, &str)], dry_run: bool) -> Result<()> {
+fn fat_copy_dry(image: &Path, files: &[(&Path, &str)], stamp: &Stamp, dry_run: bool) -> Result<()> {
     let mut dirs: Vec<String> = Vec::new();
     for (_, inside) in files {
         let mut acc = String::new();
@@ -192,13 +199,13 @@ fn fat_copy_dry(image: &Path, files: &[(&Path, &str)], dry_run: bool) -> Result<
         }
     }
     for d in &dirs {
-        mtools("mmd", image, dry_run)
+        mtools("mmd", image, stamp, dry_run)
             .arg(format!("::{d}"))
             .output()
             .with_context(|| format!("creating {d} in {}", image.display()))?;
     }
     for (src, inside) in files {
-        mtools("mcopy", image, dry_run)
+        mtools("mcopy", image, stamp, dry_run)
             .arg(src)
             .arg(format!("::/{inside}"))
             .output()
@@ -207,10 +214,13 @@ fn fat_copy_dry(image: &Path, files: &[(&Path, &str)], dry_run: bool) -> Result<
     Ok(())
 }
 
-fn mtools(tool: &str, image: &Path, dry_run: bool) -> Cmd {
+fn mtools(tool: &str, image: &Path, stamp: &Stamp, dry_run: bool) -> Cmd {
     // MTOOLS_SKIP_CHECK: the image has no partition table and a geometry
     // mtools would otherwise warn about (mtools(1) "Environment").
-    Cmd::new(tool)
+    // SOURCE_DATE_EPOCH (from `stamp`): the date of the entries mmd and
+    // mcopy write, which is otherwise the clock's.
+    stamp
+        .on(Cmd::new(tool))
         .env("MTOOLS_SKIP_CHECK", "1")
         .arg("-i")
         .arg(image)

@@ -30,6 +30,7 @@ use serde::Deserialize;
 
 use super::bootcfg::{self, Menu, Paths, Syslinux};
 use super::iso::{mkdir, write_text};
+use super::stamp::Stamp;
 use super::tools;
 use crate::error::{Code, fail};
 use crate::exec::Cmd;
@@ -78,11 +79,13 @@ fn esp_size(payload: u64) -> u64 {
 }
 
 /// Builds the disk image `image` of `size` bytes from `vmlinuz`/`initrd`.
+/// Its GUIDs, serials and dates come from `stamp`, so the same input gives
+/// the same image (the data file system's free space included).
 pub fn write_image(
     vmlinuz: &Path,
     initrd: &Path,
     menu: &Menu,
-    tag: &str,
+    stamp: &Stamp,
     work: &Path,
     image: &Path,
     size: u64,
@@ -110,7 +113,7 @@ pub fn write_image(
     // 1. The ESP as a file.
     let stage = work.join("esp-files");
     mkdir(&stage)?;
-    let tag_path = format!("/mkrescue/{tag}.tag");
+    let tag_path = format!("/mkrescue/{}.tag", stamp.tag);
     let paths = Paths {
         kernel: "/boot/vmlinuz".into(),
         initrds: vec!["/boot/initrd.img".into()],
@@ -155,19 +158,22 @@ pub fn write_image(
     let _ = std::fs::remove_file(&esp);
     // -h: hidden sectors = the partition's start, which the FAT boot
     // sector (SYSLINUX's) adds to find ldlinux.sys (mkfs.fat(8)).
-    Cmd::new("mkfs.vfat")
-        .args(["-C", "-F", "32", "-n", "MKRESCUE"])
-        .arg("-h")
-        .arg((first / SECTOR).to_string())
-        .arg(&esp)
-        .arg((esp_bytes / 1024).to_string())
-        .output()
-        .with_context(|| format!("creating the ESP image {}", esp.display()))?;
+    let hidden = (first / SECTOR).to_string();
+    tools::fat_mkfs(
+        &esp,
+        esp_bytes / 1024,
+        &["-F", "32", "-n", "MKRESCUE", "-h", &hidden],
+        stamp,
+    )
+    .output()
+    .with_context(|| format!("creating the ESP image {}", esp.display()))?;
     let refs: Vec<(&Path, &str)> = files.iter().map(|(p, n)| (*p, n.as_str())).collect();
-    tools::fat_copy(&esp, &refs)?;
+    tools::fat_copy(&esp, &refs, stamp)?;
     // syslinux(1) from the syslinux package writes ldlinux.sys and
-    // ldlinux.c32 through mtools and its boot sector into the image file.
-    Cmd::new("syslinux")
+    // ldlinux.c32 through mtools and its boot sector into the image file;
+    // SOURCE_DATE_EPOCH dates them as mtools dates the other files.
+    stamp
+        .on(Cmd::new("syslinux"))
         .args(["--install", "--directory", "/syslinux"])
         .arg(&esp)
         .output()
@@ -181,13 +187,19 @@ pub fn write_image(
         f.set_len(size)
             .with_context(|| format!("sizing {} to {size} bytes", tmp.display()))?;
     }
+    // sfdisk(8) "Input format": `label-id` is the GPT disk GUID, `uuid`
+    // a partition's unique GUID; sfdisk would otherwise pick random ones.
     let script = format!(
         "label: gpt\n\
-         start={}, size={}, type={ESP_TYPE}, name=\"MKRESCUE-ESP\", attrs=\"LegacyBIOSBootable\"\n\
-         start={}, type={LINUX_TYPE}, name=\"{DATA_LABEL}\"\n",
+         label-id: {}\n\
+         start={}, size={}, type={ESP_TYPE}, uuid={}, name=\"MKRESCUE-ESP\", attrs=\"LegacyBIOSBootable\"\n\
+         start={}, type={LINUX_TYPE}, uuid={}, name=\"{DATA_LABEL}\"\n",
+        stamp.guid("gpt disk"),
         first / SECTOR,
         esp_bytes / SECTOR,
+        stamp.guid("gpt esp"),
         (first + esp_bytes) / SECTOR,
+        stamp.guid("gpt data"),
     );
     let script_path = work.join("sfdisk.script");
     write_text(&script_path, &script)?;
@@ -228,10 +240,20 @@ pub fn write_image(
     write_at(&tmp, 0, &code)?;
 
     // 4. ext4 for backups, in place (mke2fs(8) `-E offset=`, size in KiB).
-    Cmd::new("mkfs.ext4")
+    //    Reproducible: `-U` the file system UUID and `-E hash_seed=` the
+    //    directory hash seed, both otherwise random (mke2fs(8)); the dates
+    //    from `stamp`'s environment (E2FSPROGS_FAKE_TIME).
+    stamp
+        .on(Cmd::new("mkfs.ext4"))
         .args(["-q", "-F", "-L", DATA_LABEL])
+        .arg("-U")
+        .arg(stamp.guid("ext4 uuid"))
         .arg("-E")
-        .arg(format!("offset={}", p2.start * SECTOR))
+        .arg(format!(
+            "offset={},hash_seed={}",
+            p2.start * SECTOR,
+            stamp.guid("ext4 hash seed")
+        ))
         .arg(&tmp)
         .arg(format!("{}k", p2.size * SECTOR / 1024))
         .output()

@@ -8,7 +8,7 @@ fn spec(test: bool) -> MenuSpec<'static> {
         hostname: "db1",
         os: "Debian GNU/Linux 12 (bookworm)",
         kernel_version: "6.1.0-56-amd64",
-        date: "2026-11-22",
+        date: Some("2026-11-22"),
         timeout: 30,
         test_rescue_default: test,
     }

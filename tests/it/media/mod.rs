@@ -5,4 +5,5 @@ mod iso_extras;
 mod obdr;
 mod outputs;
 mod pxe_upload;
+mod reproducible;
 mod usb_device;
