@@ -92,3 +92,56 @@ fn two_usb_builds_are_byte_identical() {
         .collect();
     assert_same(&imgs[0], &imgs[1]);
 }
+
+/// `SOURCE_DATE_EPOCH` is the one knob: it dates the ISO's volume and the
+/// menu title says that date.
+#[test]
+fn source_date_epoch_dates_the_iso() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // 2026-01-01T00:00:00Z
+    ok(Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args(["--config-dir", "/nonexistent-mkrescue-test"])
+        .args(["--modules", "host", "--output", "iso", "--out", s(&out)])
+        .env("SOURCE_DATE_EPOCH", "1767225600")
+        .output()
+        .unwrap());
+    let iso = out.join("mkrescue.iso");
+    let pvd = Command::new("xorriso")
+        .arg("-indev")
+        .arg(&iso)
+        .arg("-pvd_info")
+        .output()
+        .unwrap();
+    let pvd = String::from_utf8_lossy(&pvd.stdout);
+    assert!(pvd.contains("Creation Time: 2026010100000000"), "{pvd}");
+    assert!(pvd.contains("Modif. Time  : 2026010100000000"), "{pvd}");
+    let cfg = dir.path().join("grub.cfg");
+    ok(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/boot/grub/grub.cfg"])
+        .arg(&cfg)
+        .output()
+        .unwrap());
+    let cfg = std::fs::read_to_string(cfg).unwrap();
+    assert!(cfg.contains("built 2026-01-01)"), "{cfg}");
+}
+
+/// An epoch the FAT and ISO dates cannot hold is one line, before any build.
+#[test]
+fn epoch_before_1980_is_refused_for_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args(["--config-dir", "/nonexistent-mkrescue-test"])
+        .args(["--output", "iso", "--out", s(&out)])
+        .env("SOURCE_DATE_EPOCH", "0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("SOURCE_DATE_EPOCH"), "{err}");
+    assert!(!out.exists());
+}
