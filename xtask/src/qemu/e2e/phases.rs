@@ -256,12 +256,15 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
         );
     }
     let (predicted, predicted_total) = recover_predicted(&run.text);
+    let (recover_total, estimate_took) = recover_totals(&run.text);
     e.record(
         &name,
         t.elapsed().as_secs_f64(),
         json!({
             "boot_to_ready_s": round1(ready),
             "recover_s": round1(done - ready),
+            "recover_total_s": recover_total,
+            "estimate_took_s": estimate_took,
             "vm_total_s": round1(run.total),
             "recover_phases_s": recover_phases(&run.text),
             "recover_predicted_s": predicted,
@@ -311,6 +314,34 @@ pub(super) fn recover_predicted(text: &str) -> (BTreeMap<String, f64>, Option<f6
         }
     }
     (phases, total)
+}
+
+/// What mkrescue itself reports as the recover's total (`mkrescue: recover
+/// of HOST finished in 48.1s`) and how long the estimate before it took
+/// (`mkrescue: (estimated in 4.6s)`), from the serial log. The e2e's own
+/// `recover_s` (ready marker to done marker) holds both and the start.
+pub(super) fn recover_totals(text: &str) -> (Option<f64>, Option<f64>) {
+    let secs = |w: &str| {
+        w.trim_end_matches(')')
+            .strip_suffix('s')?
+            .parse::<f64>()
+            .ok()
+    };
+    let mut total = None;
+    let mut estimate = None;
+    for l in text.lines() {
+        let Some(rest) = l.trim_end().strip_prefix("mkrescue: ") else {
+            continue;
+        };
+        if let Some(t) = rest.strip_prefix("(estimated in ") {
+            estimate = secs(t);
+        } else if rest.starts_with("recover of ")
+            && let Some((_, t)) = rest.rsplit_once(" finished in ")
+        {
+            total = secs(t);
+        }
+    }
+    (total, estimate)
 }
 
 /// The phase table recover prints at its end (src/recover/mod.rs:
@@ -583,6 +614,10 @@ mkrescue:   - /boot/grub/grub.cfg kept: every UUID (3), volume and kernel file i
         assert_eq!(finalize_line(log, "GRUB"), None);
         // The phase table still reads the actual times.
         assert_eq!(recover_phases(log)["layout"], 11.6);
+        let with_estimate =
+            format!("mkrescue: (estimated in 4.6s)\n{log}mkrescue: recover finished\n");
+        assert_eq!(recover_totals(&with_estimate), (Some(61.2), Some(4.6)));
+        assert_eq!(recover_totals("mkrescue: recover finished\n"), (None, None));
     }
 
     #[test]

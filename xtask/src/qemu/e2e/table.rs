@@ -23,8 +23,12 @@ pub struct Column {
     pub boot_to_ready: Option<f64>,
     /// (phase, actual, estimated) for [`RECOVER_PHASES`].
     pub phases: Vec<(&'static str, Option<f64>, Option<f64>)>,
+    /// mkrescue's own total of recover (layout to unmount), else the
+    /// e2e's span from the ready marker to recover's end.
     pub recover: Option<f64>,
     pub recover_estimated: Option<f64>,
+    /// The estimate recover made before it started (its probes).
+    pub estimate_took: Option<f64>,
     pub initramfs: String,
     /// Wall seconds of the after and degraded VMs.
     pub after: Option<f64>,
@@ -80,8 +84,9 @@ pub fn column(report: &Value) -> Option<Column> {
                 )
             })
             .collect(),
-        recover: f(&d["recover_s"]),
+        recover: f(&d["recover_total_s"]).or(f(&d["recover_s"])),
         recover_estimated: f(&d["recover_predicted_total_s"]),
+        estimate_took: f(&d["estimate_took_s"]),
         initramfs: d["initramfs"].as_str().unwrap_or("").to_string(),
         after: phase("after").and_then(|p| f(&p["seconds"])),
         degraded: phase("degraded").and_then(|p| f(&p["seconds"])),
@@ -149,6 +154,9 @@ pub fn markdown(cols: &[Column]) -> String {
             format!("**{}**", cell(c.recover_estimated)),
         )
     });
+    row("the estimate before it (probes)", &mut |c| {
+        (cell(c.estimate_took), String::new())
+    });
     row("estimate off by", &mut |c| {
         (
             String::new(),
@@ -187,7 +195,9 @@ mod tests {
             "phases": [
                 {"phase": format!("recover-{firmware}"), "seconds": 80.0, "details": {
                     "boot_to_ready_s": 9.7,
-                    "recover_s": recover,
+                    "recover_s": recover + 4.6,
+                    "recover_total_s": recover,
+                    "estimate_took_s": 4.6,
                     "recover_phases_s": {"layout": 6.0, "mount": 0.3, "restore": restore, "finalize": 13.3, "unmount": 1.2},
                     "recover_predicted_s": {"layout": 6.2, "restore": 20.3},
                     "recover_predicted_total_s": est,
@@ -231,6 +241,11 @@ mod tests {
         assert!(t.contains("| **recover** | **50.2** | **41.8** | **83.4** | **85.4** |\n"));
         assert!(t.contains("| estimate off by |  | -17% |  | +2% |\n"));
         assert!(t.contains("| recover / restore | 1.89 |  | 2.17 |  |\n"));
+        assert!(t.contains("| the estimate before it (probes) | 4.6 |  | 4.6 |  |\n"));
+        // An older report without mkrescue's own total: the e2e's span.
+        let mut old = report("bios", 26.5, 50.2, 41.8);
+        old["phases"][0]["details"]["recover_total_s"] = serde_json::Value::Null;
+        assert!((column(&old).unwrap().recover.unwrap() - 54.8).abs() < 1e-9);
         assert!(t.contains("- raid1-lvm iso uefi: initramfs kept"));
     }
 }
