@@ -147,15 +147,7 @@ impl Cmd {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
-        let mut err = child.stderr.take();
-        let drain = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(e) = err.as_mut() {
-                use std::io::Read;
-                let _ = e.read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        });
+        let drain = drain_stderr(&mut child);
         Ok(Running {
             child,
             drain: Some(drain),
@@ -176,15 +168,7 @@ impl Cmd {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start `{line}`"))?;
-        let mut err = child.stderr.take();
-        let drain = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(e) = err.as_mut() {
-                use std::io::Read;
-                let _ = e.read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        });
+        let drain = drain_stderr(&mut child);
         Ok(Duplex {
             run: Some(Running {
                 child,
@@ -284,6 +268,20 @@ fn tail(s: &str, n: usize) -> &str {
 
 fn shell_quote(s: &OsStr) -> String {
     crate::sys::shell::quote(&s.to_string_lossy())
+}
+
+/// Collects a child's stderr on a thread (so a full pipe never blocks it)
+/// for the error a failed [`Running`] reports.
+fn drain_stderr(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
+    let mut err = child.stderr.take();
+    std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(e) = err.as_mut() {
+            use std::io::Read;
+            let _ = e.read_to_end(&mut s);
+        }
+        String::from_utf8_lossy(&s).into_owned()
+    })
 }
 
 #[cfg(test)]

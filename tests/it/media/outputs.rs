@@ -7,24 +7,10 @@
 //! Needs a kernel with modules in /boot and /lib/modules and the boot loader
 //! packages (`cargo xtask deps`).
 
-use crate::support::media::ok;
+use crate::support::media::{mkrescue, ok};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn mkrescue(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mkrescue"))
-        .args([
-            "--config-dir",
-            "/nonexistent-mkrescue-test",
-            "--modules",
-            "host",
-        ])
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .expect("running mkrescue")
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

@@ -5,25 +5,11 @@
 //! process. The builds run at least two seconds apart, so a time stamp of
 //! the build would show.
 
-use crate::support::media::ok;
+use crate::support::media::{mkrescue, ok};
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
-
-fn mkrescue(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mkrescue"))
-        .args([
-            "--config-dir",
-            "/nonexistent-mkrescue-test",
-            "--modules",
-            "host",
-        ])
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .expect("running mkrescue")
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -51,19 +51,24 @@ fn ssh_keygen(path: &Path) {
     assert!(st.success());
 }
 
+/// mkrescue with `[files] include` of `file`, into `dir`/out.
+fn build_including(dir: &Path, file: &Path) -> (Output, PathBuf) {
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[files]\ninclude = [{:?}]\n", file.display().to_string()),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    (mkrescue(&cfg, &out), out)
+}
+
 #[test]
 fn secret_scan_refuses_a_private_key_naming_the_file() {
     let d = tempfile::tempdir().unwrap();
     let key = d.path().join("backup_key");
     ssh_keygen(&key);
-    let cfg = d.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("[files]\ninclude = [{:?}]\n", key.display().to_string()),
-    )
-    .unwrap();
-    let out = d.path().join("out");
-    let o = mkrescue(&cfg, &out);
+    let (o, out) = build_including(d.path(), &key);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(4), "{err}");
     let lines: Vec<&str> = err
@@ -96,14 +101,7 @@ fn secret_scan_refuses_an_age_identity() {
         ),
     )
     .unwrap();
-    let cfg = d.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("[files]\ninclude = [{:?}]\n", key.display().to_string()),
-    )
-    .unwrap();
-    let out = d.path().join("out");
-    let o = mkrescue(&cfg, &out);
+    let (o, out) = build_including(d.path(), &key);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(
