@@ -345,10 +345,22 @@ pub enum LayoutAction {
     },
     /// Compare the current layout with the saved one: exit 0 unchanged, 1
     /// changed, 7 no saved layout, 8 a disk could not be probed
+    ///
+    /// With --rebuild (what the package's mkrescue-check.timer runs), a
+    /// change, or no saved layout, is handled instead of reported: the
+    /// rescue system is built as `mkrescue` builds it (build.output into
+    /// build.out_dir), then the current layout is saved, and the
+    /// differences and the build's result are mailed to backup.mail_to.
+    /// Exit 0 when the build succeeded; a failed build keeps the old
+    /// layout, so the next check tries again.
     Check {
         /// Layout file to compare with
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// On a change: rebuild the rescue system, save the layout and mail
+        /// the differences to backup.mail_to
+        #[arg(long)]
+        rebuild: bool,
     },
 }
 

@@ -108,11 +108,23 @@ fn fold(text: &str) -> String {
     out
 }
 
+/// A report of any mkrescue job (the backup's, the layout check's).
+pub struct Report<'a> {
+    pub host: &'a str,
+    /// What ran, in the subject and the Message-ID: `backup`, `layout check`.
+    pub job: &'a str,
+    /// `OK`, `FAILED`, `CHANGED`: the end of the subject.
+    pub status: &'a str,
+    /// Seconds since 1970 (UTC).
+    pub started: i64,
+    pub body: &'a str,
+}
+
 /// The whole message, headers and body, with LF line ends (sendmail's
 /// local submission converts them).
-pub fn message(cfg: &Backup, o: &Outcome) -> String {
+pub fn compose(cfg: &Backup, r: &Report) -> String {
     // The host name goes into headers: keep it to plain ASCII.
-    let host: String = o
+    let host: String = r
         .host
         .chars()
         .map(|c| {
@@ -123,7 +135,6 @@ pub fn message(cfg: &Backup, o: &Outcome) -> String {
             }
         })
         .collect();
-    let status = if o.result.is_ok() { "OK" } else { "FAILED" };
     let from = cfg
         .mail_from
         .clone()
@@ -131,11 +142,15 @@ pub fn message(cfg: &Backup, o: &Outcome) -> String {
     let mut m = String::new();
     m.push_str(&format!("From: mkrescue <{from}>\n"));
     m.push_str(&format!("To: {}\n", cfg.mail_to.join(", ")));
-    m.push_str(&format!("Subject: mkrescue backup {host}: {status}\n"));
-    m.push_str(&format!("Date: {}\n", date(o.started)));
     m.push_str(&format!(
-        "Message-ID: <mkrescue-backup.{}.{}@{host}>\n",
-        o.started,
+        "Subject: mkrescue {} {host}: {}\n",
+        r.job, r.status
+    ));
+    m.push_str(&format!("Date: {}\n", date(r.started)));
+    m.push_str(&format!(
+        "Message-ID: <mkrescue-{}.{}.{}@{host}>\n",
+        r.job.replace(' ', "-"),
+        r.started,
         std::process::id()
     ));
     // RFC 3834: no vacation replies to a robot.
@@ -143,6 +158,13 @@ pub fn message(cfg: &Backup, o: &Outcome) -> String {
     m.push_str("MIME-Version: 1.0\n");
     m.push_str("Content-Type: text/plain; charset=utf-8\n");
     m.push_str("Content-Transfer-Encoding: 8bit\n\n");
+    m.push_str(&fold(r.body));
+    m
+}
+
+/// The backup's report.
+pub fn message(cfg: &Backup, o: &Outcome) -> String {
+    let status = if o.result.is_ok() { "OK" } else { "FAILED" };
     let mut body = format!(
         "mkrescue backup on {}: {status}\n\nmethod:   {}\nlocation: {}\nstarted:  {}\ntook:     {:.1} s\n\n",
         o.host,
@@ -157,15 +179,27 @@ pub fn message(cfg: &Backup, o: &Outcome) -> String {
             "The backup FAILED (exit code {code}); nothing that looks complete was left at the target.\n\nerror: {err}\n"
         )),
     }
-    m.push_str(&fold(&body));
-    m
+    compose(
+        cfg,
+        &Report {
+            host: &o.host,
+            job: "backup",
+            status,
+            started: o.started,
+            body: &body,
+        },
+    )
 }
 
 /// Pipes the report into `sendmail -t -oi`: `-t` takes the recipients
 /// from the headers, `-oi` keeps a line of a single dot from ending the
 /// message (sendmail(8)).
 pub fn send(cfg: &Backup, o: &Outcome) -> Result<()> {
-    let msg = message(cfg, o);
+    send_message(cfg, &message(cfg, o))
+}
+
+/// Pipes a composed message into `sendmail -t -oi`.
+pub fn send_message(cfg: &Backup, msg: &str) -> Result<()> {
     let mut run = Cmd::new(&cfg.sendmail)
         .args(["-t", "-oi"])
         .spawn_stream(true)?;

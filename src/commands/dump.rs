@@ -9,24 +9,59 @@ use crate::cli::GlobalArgs;
 use crate::config;
 use crate::host::HostFacts;
 
+/// Left by the package's kernel hook (packaging/deb/kernel-hook) when it
+/// could not rebuild the rescue system for a new kernel: `key=value` lines
+/// (kernel, event, command, exit, log, date). The hook removes it after its
+/// next successful run.
+pub const KERNEL_HOOK_MARK: &str = "var/lib/mkrescue/kernel-hook-failed";
+
 #[derive(Serialize)]
 struct Dump<'a> {
     config: &'a config::Config,
     config_files: &'a [config::Source],
     host: &'a HostFacts,
+    /// The kernel hook's mark, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_hook_failed: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The mark below `root`, as its key/value pairs; None when there is none.
+fn kernel_hook_mark(root: &std::path::Path) -> Option<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(root.join(KERNEL_HOOK_MARK)).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect(),
+    )
 }
 
 pub fn run(global: &GlobalArgs) -> Result<()> {
     let loaded = super::load_config(global)?;
     let host = HostFacts::detect(&global.root, loaded.config.build.kernel_version.as_deref())?;
+    let mark = kernel_hook_mark(&global.root);
     if global.json {
         return super::print_json(&Dump {
             config: &loaded.config,
             config_files: &loaded.sources,
             host: &host,
+            kernel_hook_failed: mark,
         });
     }
     let mut out = std::io::stdout().lock();
+    if let Some(m) = &mark {
+        let get = |k: &str| m.get(k).map_or("?", String::as_str);
+        let warning = format!(
+            "the kernel hook could not rebuild the rescue system for kernel {} ({}, exit {}, {}): it is out of date; see {} and run `mkrescue`",
+            get("kernel"),
+            get("event"),
+            get("exit"),
+            get("date"),
+            get("log")
+        );
+        log::warn!("{warning}");
+        writeln!(out, "# WARNING: {warning}")?;
+    }
     writeln!(out, "# configuration files (later ones win):")?;
     for s in &loaded.sources {
         writeln!(

@@ -1,11 +1,13 @@
 //! `mkrescue layout save|show|check`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::cli::{GlobalArgs, LayoutAction, LayoutArgs};
+use crate::backup::mail;
+use crate::cli::{BuildArgs, GlobalArgs, LayoutAction, LayoutArgs};
+use crate::config::Config;
 use crate::error::{Code, fail};
 use crate::layout::live::{capture_live, write};
 use crate::layout::{DEFAULT_PATH, Layout, diff, show};
@@ -80,23 +82,32 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             }
             Ok(())
         }
-        LayoutAction::Check { file } => {
+        LayoutAction::Check { file, rebuild } => {
             let path = file.as_ref().unwrap_or(&default);
-            let saved = Layout::load(path)?;
+            let saved = match Layout::load(path) {
+                Ok(l) => Some(l),
+                Err(e) if *rebuild && crate::error::code_of(&e) == Code::NoLayout => None,
+                Err(e) => return Err(e),
+            };
             let now = capture_live(target)?;
             // A device that cannot be probed now is no drift, but the
             // check is not sound either (unless the save recorded it so).
-            if now
-                .unknown
-                .iter()
-                .any(|u| !saved.unknown.iter().any(|s| s.device == u.device))
-            {
+            let known = |dev: &str| {
+                saved
+                    .iter()
+                    .flat_map(|s| &s.unknown)
+                    .any(|s| s.device == dev)
+            };
+            if now.unknown.iter().any(|u| !known(&u.device)) {
                 return Err(unprobed(
                     &now,
                     "the layout cannot be compared; run as root where the disk can be read",
                 ));
             }
-            let d = diff(&saved, &now);
+            let d = match &saved {
+                Some(saved) => diff(saved, &now),
+                None => vec![format!("(no layout saved at {})", path.display())],
+            };
             if d.is_empty() {
                 if !global.quiet {
                     eprintln!("mkrescue: layout unchanged since {}", path.display());
@@ -106,6 +117,10 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             let mut out = std::io::stdout().lock();
             for line in &d {
                 writeln!(out, "{line}")?;
+            }
+            drop(out);
+            if *rebuild {
+                return rebuild_and_save(global, &cfg, &now, path, &d);
             }
             Err(fail(
                 Code::Failed,
@@ -122,6 +137,63 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             ))
         }
     }
+}
+
+/// `layout check --rebuild` after a change: builds the rescue system as a
+/// plain `mkrescue` does (which captures the layout itself), saves the
+/// current layout once the build succeeded (so a failed build is tried
+/// again by the next check), and mails the differences and the build's
+/// result to backup.mail_to. A mail that cannot be sent is a warning; a
+/// failed build is the command's error.
+fn rebuild_and_save(
+    global: &GlobalArgs,
+    cfg: &Config,
+    now: &Layout,
+    path: &Path,
+    differences: &[String],
+) -> Result<()> {
+    let started = crate::sys::time::now();
+    eprintln!("mkrescue: layout changed: rebuilding the rescue system");
+    let built = super::build::run(global, &BuildArgs::default()).and_then(|()| write(now, path));
+    if !cfg.backup.mail_to.is_empty() {
+        let status = if built.is_ok() { "CHANGED" } else { "FAILED" };
+        let result = match &built {
+            Ok(()) => format!(
+                "The rescue system was rebuilt ({} into {}) and the new layout saved.",
+                format!("{:?}", cfg.build.output).to_lowercase(),
+                cfg.build.out_dir.display()
+            ),
+            Err(e) => format!(
+                "Rebuilding the rescue system FAILED (exit code {}): it is out of date.\n\nerror: {e:#}",
+                crate::error::code_of(e) as i32
+            ),
+        };
+        let host = crate::sys::host::hostname(&global.root);
+        let body = format!(
+            "The disk layout of {host} changed since it was saved in {}:\n\n{}\n\n{result}\n",
+            path.display(),
+            differences.join("\n")
+        );
+        let msg = mail::compose(
+            &cfg.backup,
+            &mail::Report {
+                host: &host,
+                job: "layout check",
+                status,
+                started,
+                body: &body,
+            },
+        );
+        if let Err(e) =
+            mail::check(&cfg.backup).and_then(|()| mail::send_message(&cfg.backup, &msg))
+        {
+            log::warn!(
+                "layout change mail to {}: {e:#}",
+                cfg.backup.mail_to.join(", ")
+            );
+        }
+    }
+    built
 }
 
 /// "1 disk", "2 disks".

@@ -13,6 +13,7 @@ mod image;
 mod kmod;
 mod layout;
 mod media;
+mod package;
 mod recover;
 mod rescue;
 mod runtime;

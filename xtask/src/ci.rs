@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::qemu::e2e::{self, matrix::Case};
-use crate::{deps, dist, qemu, util};
+use crate::{deb, deps, dist, qemu, util};
 
 /// Minutes the whole run is planned to take; rotating variants start only
 /// while the run is projected to end within it.
@@ -88,6 +88,9 @@ pub enum Step {
     Clippy,
     Test,
     Dist,
+    /// `cargo xtask deb`: packs the release binary `qemu boot` built and
+    /// checks the package (dpkg-deb -c, lintian); 19 s on 2026-12-05.
+    Deb,
     FreeTestBuilds,
     QemuBoot,
     QemuRuntime,
@@ -104,6 +107,7 @@ impl Step {
             Step::Clippy => "cargo clippy",
             Step::Test => "cargo test",
             Step::Dist => "cargo xtask dist",
+            Step::Deb => "cargo xtask deb",
             Step::FreeTestBuilds => "CI: free the test build's disk space",
             Step::QemuBoot => "qemu boot",
             Step::QemuRuntime => "qemu runtime",
@@ -119,6 +123,7 @@ impl Step {
     pub fn minutes(self) -> f64 {
         match self {
             Step::Fmt | Step::Dist | Step::FreeTestBuilds | Step::E2eRootfs => 0.1,
+            Step::Deb => 0.4,
             Step::Clippy => 3.0,
             Step::Test => 4.0,
             Step::QemuBoot => 0.5,
@@ -267,6 +272,7 @@ pub fn plan(sel: &Selection, in_ci: bool) -> Vec<Item> {
     items.extend(
         [
             Step::QemuBoot,
+            Step::Deb,
             Step::QemuRuntime,
             Step::QemuMedia,
             Step::QemuLayout,
@@ -515,7 +521,8 @@ fn run_step(s: Step) -> Result<()> {
             ],
         ),
         Step::Test => util::run("cargo", &["test", "--workspace"]),
-        Step::Dist => dist::generate(&PathBuf::from("target/dist")),
+        Step::Dist => dist::generate(&PathBuf::from("target/dist")).map(drop),
+        Step::Deb => deb::build().map(drop),
         Step::FreeTestBuilds => free_test_builds(),
         Step::QemuBoot => qemu::boot::build_and_boot(&PathBuf::from("target/qemu/initramfs")),
         Step::QemuRuntime => qemu::runtime::run(None),
@@ -733,6 +740,7 @@ mod tests {
                 "cargo xtask dist",
                 "CI: free the test build's disk space",
                 "qemu boot",
+                "cargo xtask deb",
                 "qemu runtime",
                 "qemu media",
                 "qemu layout",

@@ -34,6 +34,8 @@ use crate::util;
 /// - shim-signed, grub-efi-amd64-signed: the Secure Boot ESP of the ISO
 ///   (`output.secure_boot`) is built from them and tested
 /// - debootstrap: `cargo xtask qemu e2e` makes its Debian server with it
+/// - dpkg-dev, lintian: `cargo xtask deb` takes the shared-library
+///   dependencies from dpkg-shlibdeps and checks the package with lintian
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -83,6 +85,8 @@ const PACKAGES: &[&str] = &[
     "shim-signed",
     "grub-efi-amd64-signed",
     "debootstrap",
+    "dpkg-dev",
+    "lintian",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -10,16 +10,18 @@
 //! - `qemu runtime`: the rescue system's network, disks and SSH in QEMU
 //! - `qemu layout`: build disk layouts in a VM, recover them, compare
 //! - `qemu e2e`: the whole disaster cycle of a Debian server (issue 7)
-//! - `dist`: man page and shell completions
+//! - `dist`: man pages and shell completions
+//! - `deb`: the Debian package (target/deb), checked with dpkg-deb -c and lintian
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR; backup and
 //!   restore against tar+zstd and borg
 //!
 //! Modules: `ci` (the plan, the budget, the table of times), `qemu/` (the
 //! VM runner `qemu/vm.rs` and one file or folder per scenario), `bench/`,
-//! `deps`, `dist`, `util` (helpers all of them share).
+//! `deb`, `deps`, `dist`, `util` (helpers all of them share).
 
 mod bench;
 mod ci;
+mod deb;
 mod deps;
 mod dist;
 mod qemu;
@@ -69,8 +71,12 @@ enum Cmd {
         #[command(subcommand)]
         what: QemuCmd,
     },
-    /// Man page and shell completions into target/dist
+    /// Man pages (section 8, one per command) and shell completions into
+    /// target/dist
     Dist,
+    /// The Debian package target/deb/mkrescue_VERSION_amd64.deb, checked
+    /// (dpkg-deb -c, lintian)
+    Deb,
     /// Compare build time, memory and size with dracut, mkinitramfs and ReaR;
     /// backup and restore throughput with tar+zstd and borg
     Bench {
@@ -232,7 +238,8 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Dist => dist::generate(&PathBuf::from("target/dist")),
+        Cmd::Dist => dist::generate(&PathBuf::from("target/dist")).map(drop),
+        Cmd::Deb => deb::build().map(drop),
         Cmd::Bench {
             no_rear,
             write,

@@ -138,28 +138,7 @@ fn check_of_a_changed_layout_exits_1_with_one_line_per_removed_disk() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("layout.json");
     let fs = f.to_str().unwrap();
-    // --allow-partial: a disk this machine cannot probe is recorded as
-    // unknown (check then compares it as such), not an error.
-    let out = mkrescue(&["layout", "save", "--out", fs, "--allow-partial", "-q"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = mkrescue(&["layout", "check", "--file", fs]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
-    let mut gone = v["disks"][0].clone();
-    if gone.is_null() {
-        gone = serde_json::json!({"path": "", "size": 1, "logical_sector_size": 512,
-            "physical_sector_size": 512, "wwn": null, "serial": null, "model": null,
-            "by_path": null, "table": "none", "disk_id": null, "partitions": []});
-    }
-    gone["path"] = "/dev/mkrescue-test-gone".into();
-    v["disks"].as_array_mut().unwrap().push(gone);
-    std::fs::write(&f, serde_json::to_string(&v).unwrap()).unwrap();
+    changed_layout(&f);
     let out = mkrescue(&["layout", "check", "--file", fs]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -181,6 +160,127 @@ fn check_of_a_changed_layout_exits_1_with_one_line_per_removed_disk() {
         err.contains(&format!("`mkrescue layout save --out {fs}`")),
         "{err}"
     );
+}
+
+/// A saved layout with a disk this machine does not have (so `check`
+/// sees a change): this machine's own layout plus /dev/mkrescue-test-gone.
+/// --allow-partial: a disk this machine cannot probe is recorded as
+/// unknown (check then compares it as such), not an error.
+fn changed_layout(f: &std::path::Path) {
+    let fs = f.to_str().unwrap();
+    let out = mkrescue(&["layout", "save", "--out", fs, "--allow-partial", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = mkrescue(&["layout", "check", "--file", fs]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+    let mut gone = v["disks"][0].clone();
+    if gone.is_null() {
+        gone = serde_json::json!({"path": "", "size": 1, "logical_sector_size": 512,
+            "physical_sector_size": 512, "wwn": null, "serial": null, "model": null,
+            "by_path": null, "table": "none", "disk_id": null, "partitions": []});
+    }
+    gone["path"] = "/dev/mkrescue-test-gone".into();
+    v["disks"].as_array_mut().unwrap().push(gone);
+    std::fs::write(f, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+/// What mkrescue-check.timer runs: `layout check --rebuild` after a change
+/// builds the rescue system into build.out_dir, saves the new layout (the
+/// next check is quiet) and mails the difference; a failed build leaves
+/// the old layout, so the next check tries again, and mails that too.
+/// Needs root and a kernel with modules (a real build), like the image tests.
+#[test]
+fn check_rebuild_builds_saves_and_mails_the_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("layout.json");
+    let fs = f.to_str().unwrap();
+    let sendmail = dir.path().join("sendmail");
+    let mails = dir.path().join("mails");
+    std::fs::write(
+        &sendmail,
+        format!(
+            "#!/bin/sh
+cat >> {}
+",
+            mails.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out_dir = dir.path().join("out");
+    let c = dir.path().join("c.toml");
+    std::fs::write(
+        &c,
+        format!(
+            "[build]\nout_dir = \"{}\"\n[modules]\npolicy = \"host\"\n[backup]\nmail_to = [\"admin@example.com\"]\nsendmail = \"{}\"\n",
+            out_dir.display(),
+            sendmail.display()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        mkrescue(&[
+            "layout",
+            "check",
+            "--rebuild",
+            "--file",
+            fs,
+            "--config",
+            c.to_str().unwrap(),
+            "--config-dir",
+            "/nonexistent-mkrescue-test",
+        ])
+    };
+
+    // A build that fails: a file where build.out_dir should be.
+    changed_layout(&f);
+    let saved = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&out_dir, b"not a directory").unwrap();
+    let out = check();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        saved,
+        "layout saved after a failed build"
+    );
+    let mail = std::fs::read_to_string(&mails).unwrap();
+    assert!(mail.contains("Subject: mkrescue layout check "), "{mail}");
+    assert!(mail.contains(": FAILED\n"), "{mail}");
+    assert!(
+        mail.contains("- disks[/dev/mkrescue-test-gone]: removed"),
+        "{mail}"
+    );
+    std::fs::remove_file(&mails).unwrap();
+    std::fs::remove_file(&out_dir).unwrap();
+
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("- disks[/dev/mkrescue-test-gone]: removed"),
+        "{stdout}"
+    );
+    assert!(out_dir.join("initrd.img").exists(), "{out:?}");
+    let mail = std::fs::read_to_string(&mails).unwrap();
+    assert!(mail.contains(": CHANGED\n"), "{mail}");
+    assert!(mail.contains("To: admin@example.com\n"), "{mail}");
+    assert!(
+        mail.contains("- disks[/dev/mkrescue-test-gone]: removed"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("The rescue system was rebuilt (initramfs into"),
+        "{mail}"
+    );
+    std::fs::remove_file(&mails).unwrap();
+
+    // Saved: the next check finds nothing, builds nothing, mails nothing.
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(!mails.exists());
 }
 
 /// Item 3: `recover` refuses a layout without a root file system (what a
