@@ -238,3 +238,28 @@ fn systemd_units_verify() {
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("mkrescue")).collect();
     assert!(out.status.success() && ours.is_empty(), "{err}");
 }
+
+/// The hook and the maintainer scripts are POSIX sh (dash runs them):
+/// `sh -n` always, shellcheck where it is installed.
+#[test]
+fn scripts_are_posix_sh() {
+    let scripts = ["kernel-hook", "postinst", "prerm", "postrm"].map(packaging);
+    for s in &scripts {
+        let out = Command::new("sh").arg("-n").arg(s).output().unwrap();
+        assert!(out.status.success(), "{}: {out:?}", s.display());
+        let text = std::fs::read_to_string(s).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{}", s.display());
+    }
+    match Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .args(&scripts)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(_) => eprintln!("no shellcheck: only `sh -n` checked"),
+    }
+}

@@ -132,7 +132,8 @@ pub fn build() -> Result<PathBuf> {
         gzip(&to)?;
     }
     let changelog = tree.0.join(doc).join("changelog.Debian");
-    std::fs::write(&changelog, changelog_text(&version)?)
+    let epoch = release_epoch()?;
+    std::fs::write(&changelog, changelog_text(&version, &epoch)?)
         .with_context(|| format!("writing {}", changelog.display()))?;
     gzip(&changelog)?;
 
@@ -148,15 +149,17 @@ pub fn build() -> Result<PathBuf> {
     std::fs::write(debian.join("control"), control).context("writing DEBIAN/control")?;
 
     let deb = out.join(format!("mkrescue_{version}_amd64.deb"));
-    util::run(
-        "dpkg-deb",
-        &[
-            "--build",
-            "--root-owner-group",
-            path_str(&root)?,
-            path_str(&deb)?,
-        ],
-    )?;
+    // dpkg-deb clamps the mtimes to SOURCE_DATE_EPOCH and dates the ar
+    // container with it (dpkg-deb(1), ENVIRONMENT).
+    eprintln!("$ SOURCE_DATE_EPOCH={epoch} dpkg-deb --build --root-owner-group ...");
+    let status = Command::new("dpkg-deb")
+        .args(["--build", "--root-owner-group"])
+        .arg(&root)
+        .arg(&deb)
+        .env("SOURCE_DATE_EPOCH", &epoch)
+        .status()
+        .context("running dpkg-deb (package dpkg)")?;
+    ensure!(status.success(), "dpkg-deb --build failed ({status})");
     check(&deb)?;
     let size = std::fs::metadata(&deb)?.len();
     eprintln!(
@@ -212,32 +215,40 @@ fn gzip(p: &Path) -> Result<()> {
     util::run("gzip", &["-9nf", path_str(p)?])
 }
 
-/// The date of the last commit (reproducible; SOURCE_DATE_EPOCH wins).
-fn release_date() -> Result<String> {
-    let mut cmd = Command::new("date");
-    cmd.arg("-u").arg("-R");
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(e) => e,
-        Err(_) => {
-            let o = Command::new("git")
-                .args(["log", "-1", "--format=%ct"])
-                .output()
-                .context("running git log")?;
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        }
-    };
-    if !epoch.is_empty() {
-        cmd.arg("-d").arg(format!("@{epoch}"));
+/// Seconds since 1970 of the last commit (SOURCE_DATE_EPOCH wins): the
+/// changelog's date and the clamp of every mtime in the package, so two
+/// builds of one commit are the same .deb.
+fn release_epoch() -> Result<String> {
+    if let Ok(e) = std::env::var("SOURCE_DATE_EPOCH") {
+        return Ok(e);
     }
-    let o = cmd.output().context("running date")?;
-    ensure!(o.status.success(), "date -R failed");
+    let o = Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .output()
+        .context("running git log")?;
+    let e = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    ensure!(
+        o.status.success() && !e.is_empty(),
+        "git log: no commit date"
+    );
+    Ok(e)
+}
+
+/// RFC 2822 date of `epoch`, as debian/changelog wants it.
+fn release_date(epoch: &str) -> Result<String> {
+    let o = Command::new("date")
+        .args(["-u", "-R", "-d"])
+        .arg(format!("@{epoch}"))
+        .output()
+        .context("running date")?;
+    ensure!(o.status.success(), "date -R -d @{epoch} failed");
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-fn changelog_text(version: &str) -> Result<String> {
+fn changelog_text(version: &str, epoch: &str) -> Result<String> {
     Ok(format!(
         "mkrescue ({version}) unstable; urgency=medium\n\n  * Package built by `cargo xtask deb` from the mkrescue source tree.\n\n -- {MAINTAINER}  {}\n",
-        release_date()?
+        release_date(epoch)?
     ))
 }
 

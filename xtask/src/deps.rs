@@ -36,6 +36,8 @@ use crate::util;
 /// - debootstrap: `cargo xtask qemu e2e` makes its Debian server with it
 /// - dpkg-dev, lintian: `cargo xtask deb` takes the shared-library
 ///   dependencies from dpkg-shlibdeps and checks the package with lintian
+/// - shellcheck: the package's kernel hook and maintainer scripts are
+///   checked with it (tests/it/package.rs)
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -87,6 +89,7 @@ const PACKAGES: &[&str] = &[
     "debootstrap",
     "dpkg-dev",
     "lintian",
+    "shellcheck",
 ];
 
 fn installed(pkg: &str) -> bool {
