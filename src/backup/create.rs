@@ -314,6 +314,7 @@ pub fn write_archive<W: Write, M: Write>(
             }
         };
         let mut item = Item {
+            stored: None,
             path: manifest::escape(&f.name),
             kind: Kind::Dir,
             size: 0,
@@ -404,6 +405,7 @@ pub fn write_archive<W: Write, M: Write>(
                     if r.last().is_none_or(|l| l.0 + l.1 < fm.len()) {
                         r.push((fm.len(), 0));
                     }
+                    item.stored = Some(data);
                     h.sparse = Some(r);
                     stats.sparse_files += 1;
                 }

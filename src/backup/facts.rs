@@ -238,7 +238,7 @@ fn facts_at(
         .iter()
         .filter(|i| i.kind == super::pax::Kind::File)
         .count() as u64;
-    let bytes = man.items.iter().map(|i| i.size).sum();
+    let bytes = man.items.iter().map(|i| i.data_bytes()).sum();
     let aname = format!("{name}{ARCHIVE_SUFFIX}{enc}");
     let archive_bytes = target
         .local_dir()

@@ -54,6 +54,12 @@ pub struct Item {
     pub kind: Kind,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
+    /// A sparse file's data bytes (the sum of its data regions), where
+    /// `size` is its apparent length; absent for every other member (and
+    /// in manifests written before it existed). What restore writes and
+    /// what its progress and the estimate count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// XXH3-128, canonical (big-endian) hex as `xxhsum -H2` prints it.
@@ -62,6 +68,12 @@ pub struct Item {
 }
 
 impl Item {
+    /// The bytes of data restore writes for this member: a sparse file's
+    /// data regions, else its size.
+    pub fn data_bytes(&self) -> u64 {
+        self.stored.unwrap_or(self.size)
+    }
+
     /// The digest restore checks this member's data against: XXH3-128
     /// when the manifest has it, else sha256.
     pub fn check(&self) -> Option<Check> {
@@ -335,6 +347,7 @@ mod tests {
             assert_eq!(h.finish_hex(), hex::encode(want), "{}", algo.name());
         }
         let mut item = Item {
+            stored: None,
             path: "f".into(),
             kind: Kind::File,
             size: 3,

@@ -978,7 +978,7 @@ pub fn check_archive(
         .iter()
         .map(|i| (manifest::unescape(&i.path), i))
         .collect();
-    let total: u64 = man.items.iter().map(|i| i.size).sum();
+    let total: u64 = man.items.iter().map(|i| i.data_bytes()).sum();
     let pb = crate::progress::bytes(show, total, "verify");
     let known = expected.keys().cloned().collect();
     let mut r = reader::TarReader::ahead(archive, Some(known));
@@ -1304,7 +1304,7 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     let show = crate::progress::enabled(args.quiet) && !args.json;
     let total = man
         .as_ref()
-        .map(|m| m.items.iter().map(|i| i.size).sum())
+        .map(|m| m.items.iter().map(|i| i.data_bytes()).sum())
         .unwrap_or(0);
     let pb = crate::progress::bytes(show, total, "restore");
     let _report = crate::progress::report(&pb, "restore", args.quiet, args.json || args.events);
