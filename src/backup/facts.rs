@@ -264,14 +264,23 @@ fn facts_at(
 }
 
 /// Decompresses, parses and hashes the archive's members for `seconds`
-/// (or to its end), writing nothing.
+/// (or to its end), writing nothing. The clock starts at the first member
+/// header: opening the archive (an ssh handshake, a cold disk's first seek,
+/// under TCG the first translation of the decoder) is a one-time latency
+/// that a 2 s window would otherwise count as a rate, and it made the
+/// probe say 32 MiB/s where the restore ran at 38 (BENCHMARKS.md, issue 16).
 fn read_probe(input: Box<dyn std::io::Read + Send>, seconds: f64) -> Result<Rate> {
-    let start = Instant::now();
     let mut r = reader::TarReader::ahead(input, None);
+    let mut first = Some(r.next_event()?);
+    let start = Instant::now();
     let mut buf = vec![0u8; 1 << 20];
     let (mut bytes, mut files) = (0u64, 0u64);
     'members: loop {
-        match r.next_event()? {
+        let event = match first.take() {
+            Some(e) => e,
+            None => r.next_event()?,
+        };
+        match event {
             reader::Event::End => break,
             reader::Event::Damaged { .. } => {}
             reader::Event::Entry(h) => {
