@@ -166,6 +166,9 @@ pub struct FactsOptions {
     /// Told when the read probe starts (the estimate's write probe runs
     /// beside it); dropped unsent when it does not.
     pub probe_started: Option<std::sync::mpsc::SyncSender<()>>,
+    /// Mount points (`/`, `/home`, ...) to split the data bytes by: each
+    /// file counts under the longest one holding it.
+    pub mounts: Vec<String>,
 }
 
 /// The backup a recover would restore.
@@ -177,6 +180,9 @@ pub struct Facts {
     pub files: u64,
     pub bytes: u64,
     pub archive_bytes: Option<u64>,
+    /// Data bytes per mount point of [`FactsOptions::mounts`] (those
+    /// holding none are left out).
+    pub bytes_by_mount: BTreeMap<String, u64>,
     /// The read probe: file data decompressed, parsed and hashed.
     pub read_probe: Option<Rate>,
 }
@@ -239,6 +245,12 @@ fn facts_at(
         .filter(|i| i.kind == super::pax::Kind::File)
         .count() as u64;
     let bytes = man.items.iter().map(|i| i.data_bytes()).sum();
+    let mut bytes_by_mount = BTreeMap::new();
+    for i in &man.items {
+        if let Some(m) = mount_of(&o.mounts, &i.path) {
+            *bytes_by_mount.entry(m.to_string()).or_insert(0) += i.data_bytes();
+        }
+    }
     let aname = format!("{name}{ARCHIVE_SUFFIX}{enc}");
     let archive_bytes = target
         .local_dir()
@@ -259,8 +271,25 @@ fn facts_at(
         files,
         bytes,
         archive_bytes,
+        bytes_by_mount,
         read_probe,
     })
+}
+
+/// The longest of `mounts` holding the member `path` (relative to /, as
+/// archive members are named).
+fn mount_of<'m>(mounts: &'m [String], path: &str) -> Option<&'m str> {
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    mounts
+        .iter()
+        .map(|m| m.as_str())
+        .filter(|m| {
+            let rel = m.trim_start_matches('/');
+            rel.is_empty()
+                || path == rel
+                || path.strip_prefix(rel).is_some_and(|r| r.starts_with('/'))
+        })
+        .max_by_key(|m| m.len())
 }
 
 /// Decompresses, parses and hashes the archive's members for `seconds`
@@ -321,6 +350,19 @@ fn read_probe(input: Box<dyn std::io::Read + Send>, seconds: f64) -> Result<Rate
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_counts_under_its_longest_mount_point() {
+        let m: Vec<String> = ["/", "/home", "/boot/efi", "/boot"]
+            .map(String::from)
+            .into();
+        assert_eq!(mount_of(&m, "etc/passwd"), Some("/"));
+        assert_eq!(mount_of(&m, "home/a/x"), Some("/home"));
+        assert_eq!(mount_of(&m, "homer/x"), Some("/"));
+        assert_eq!(mount_of(&m, "boot/efi/EFI/x.efi"), Some("/boot/efi"));
+        assert_eq!(mount_of(&m, "boot/vmlinuz"), Some("/boot"));
+        assert_eq!(mount_of(&m[1..], "etc/passwd"), None);
+    }
 
     #[test]
     fn rates_kept_beside_each_other_and_only_for_the_running_system() {
