@@ -213,7 +213,9 @@ pub fn model(i: &Inputs) -> Estimate {
             u.layout_step,
             x * 1e3,
             if luks > 0 {
-                format!(" + {luks} LUKS key slot(s) derived twice (format, open) × {PBKDF_SECONDS} s")
+                format!(
+                    " + {luks} LUKS key slot(s) derived twice (format, open) × {PBKDF_SECONDS} s"
+                )
             } else {
                 String::new()
             }
@@ -534,7 +536,10 @@ pub fn crypt_probe(cipher: &str, key_bits: u32) -> std::result::Result<f64, Stri
     let text = String::from_utf8_lossy(&out.stdout);
     parse_crypt_benchmark(&text, key_bits).ok_or_else(|| {
         let why = String::from_utf8_lossy(&out.stderr);
-        let why = why.lines().chain(text.lines()).find(|l| !l.starts_with('#'));
+        let why = why
+            .lines()
+            .chain(text.lines())
+            .find(|l| !l.starts_with('#'));
         format!(
             "cryptsetup benchmark of {cipher} gave no rate: {}",
             why.unwrap_or("no output").trim()
@@ -1059,8 +1064,15 @@ mod tests {
         // 1 GiB at 50 MiB/s, the 768 MiB of / through dm-crypt at 200
         // MiB/s, 1000 files at 1 ms; /boot is not on LUKS.
         let r = e.phase("restore").unwrap();
-        assert!((r.seconds - (1024.0 / 50.0 + 768.0 / 200.0 + 1.0)).abs() < 1e-9, "{r:?}");
-        assert!(r.basis.contains("768.0 MiB through dm-crypt"), "{}", r.basis);
+        assert!(
+            (r.seconds - (1024.0 / 50.0 + 768.0 / 200.0 + 1.0)).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert!(
+            r.basis.contains("768.0 MiB through dm-crypt"),
+            "{}",
+            r.basis
+        );
         let base = model(&inputs(&plain, &cfg));
         let dl = e.phase("layout").unwrap().seconds - base.phase("layout").unwrap().seconds;
         assert!((dl - 2.0 * PBKDF_SECONDS).abs() < 1e-9, "{dl}");
@@ -1069,7 +1081,11 @@ mod tests {
         i.probes.crypt_basis = "no cryptsetup here".into();
         let r = model(&i).phase("restore").unwrap().clone();
         assert!((r.seconds - (1024.0 / 50.0 + 1.0)).abs() < 1e-9);
-        assert!(r.basis.contains("not counted: no cryptsetup here"), "{}", r.basis);
+        assert!(
+            r.basis.contains("not counted: no cryptsetup here"),
+            "{}",
+            r.basis
+        );
         // Nothing of the plain layout goes through dm-crypt.
         assert_eq!(luks_bytes(&plain, &with_mounts("/boot")), 0);
     }
@@ -1081,7 +1097,13 @@ mod tests {
                    \x20       aes-xts        512b        61.4 MiB/s        63.0 MiB/s\n";
         assert_eq!(parse_crypt_benchmark(out, 512), Some(61.4 * MIB));
         assert_eq!(parse_crypt_benchmark(out, 256), None);
-        assert_eq!(parse_crypt_benchmark("Cipher aes-xts-plain64 (with 512 bits key) is not available.\n", 512), None);
+        assert_eq!(
+            parse_crypt_benchmark(
+                "Cipher aes-xts-plain64 (with 512 bits key) is not available.\n",
+                512
+            ),
+            None
+        );
     }
 
     #[test]

@@ -284,6 +284,9 @@ mod tests {
         assert_eq!(c.regenerated(), Some(110.0));
         assert!((c.ratio_without_initramfs().unwrap() - 50.4 / 27.6).abs() < 1e-9);
         let t = markdown(&[c]);
-        assert!(t.contains("| recover / restore without the initramfs | 1.83 |  |\n"), "{t}");
+        assert!(
+            t.contains("| recover / restore without the initramfs | 1.83 |  |\n"),
+            "{t}"
+        );
     }
 }
