@@ -579,15 +579,11 @@ pub fn crypt_probe(cipher: &str, key_bits: u32, seconds: f64) -> std::result::Re
     };
     for (name, table) in &tables {
         // The table (with the key) on stdin, not on a command line.
-        let mut c = std::process::Command::new("dmsetup");
+        let mut c = dmsetup();
         c.args(["create", name])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        if !Path::new("/run/udev/control").exists() {
-            // No udevd (the rescue system): dmsetup makes the node itself.
-            c.env("DM_DISABLE_UDEV", "1");
-        }
         let mut child = c
             .spawn()
             .map_err(|e| format!("dmsetup create {name}: {e}"))?;
@@ -630,6 +626,16 @@ pub fn crypt_probe(cipher: &str, key_bits: u32, seconds: f64) -> std::result::Re
     rate
 }
 
+/// `dmsetup`, told to make its device nodes itself where no udevd runs
+/// (the rescue system), as recover's steps are.
+fn dmsetup() -> std::process::Command {
+    let mut c = std::process::Command::new("dmsetup");
+    if !Path::new("/run/udev/control").exists() {
+        c.env("DM_DISABLE_UDEV", "1");
+    }
+    c
+}
+
 /// The probe's device-mapper devices, removed (top first) when dropped.
 struct DmProbe {
     names: Vec<String>,
@@ -638,14 +644,11 @@ struct DmProbe {
 impl Drop for DmProbe {
     fn drop(&mut self) {
         for name in self.names.iter().rev() {
-            let mut c = std::process::Command::new("dmsetup");
-            c.args(["remove", "--retry", name])
+            let _ = dmsetup()
+                .args(["remove", "--retry", name])
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            if !Path::new("/run/udev/control").exists() {
-                c.env("DM_DISABLE_UDEV", "1");
-            }
-            let _ = c.status();
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
