@@ -423,6 +423,11 @@ pub struct BackupCreateArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// A full backup this time, even with backup.mode = "incremental" (it
+    /// starts a new chain)
+    #[arg(long)]
+    pub full: bool,
+
     /// Directories to back up (default: backup.paths, i.e. /)
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,

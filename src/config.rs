@@ -114,6 +114,19 @@ pub enum BackupMethod {
     Borg,
 }
 
+/// Whether `mkrescue backup` stores everything or what changed
+/// (`backup.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMode {
+    /// every backup holds every member
+    #[default]
+    Full,
+    /// a backup holds what changed since the previous one, and a full one
+    /// starts a new chain every `full_every` days
+    Incremental,
+}
+
 /// The `[backup]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -129,6 +142,12 @@ pub struct Backup {
     /// `**` across; with a `/` matched against the whole path, else the
     /// last component.
     pub exclude: Vec<String>,
+    /// archive: `"full"`, or `"incremental"` (only what changed since the
+    /// previous backup; see `full_every`).
+    pub mode: BackupMode,
+    /// incremental: days after which the next backup is a full one again
+    /// (1 or more).
+    pub full_every: u32,
     /// zstd level of the archive (1-19).
     pub compress_level: i32,
     /// Compression threads; 0: one per core.
@@ -172,6 +191,8 @@ impl Default for Backup {
             target: None,
             paths: vec![PathBuf::from("/")],
             exclude: Vec::new(),
+            mode: BackupMode::Full,
+            full_every: 7,
             compress_level: 3,
             threads: 0,
             ssh_options: Vec::new(),

@@ -23,6 +23,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::frames::FrameWriter;
+use super::incremental::Stat;
 use super::manifest::{self, Item};
 use super::pax::{self, Header, Kind};
 
@@ -58,6 +59,10 @@ pub struct Stats {
     pub data_bytes: u64,
     /// Length of the tar stream before compression.
     pub tar_bytes: u64,
+    /// An incremental's members left out as unchanged since its parent...
+    pub unchanged: u64,
+    /// ...and the members of the parent's tree that are gone.
+    pub removed: u64,
     pub warnings: Vec<String>,
 }
 
@@ -281,6 +286,16 @@ fn open_noatime(p: &Path) -> std::io::Result<File> {
     }
 }
 
+/// The members of the tree being backed up, and of its parent's tree for
+/// an incremental ([`super::incremental`]).
+#[derive(Default)]
+pub struct Tracker<'a> {
+    /// The parent's members: one with the same [`Stat`] is left out.
+    pub parent: Option<&'a HashMap<Vec<u8>, Stat>>,
+    /// Every member of this tree, stored or left out, in walk order.
+    pub members: Vec<(Vec<u8>, Stat)>,
+}
+
 /// Writes the archive of `src` into `out` and the manifest lines into
 /// `man`. Returns the inner writer, the counts and the compressed length.
 pub fn write_archive<W: Write, M: Write>(
@@ -290,6 +305,7 @@ pub fn write_archive<W: Write, M: Write>(
     level: i32,
     threads: usize,
     pb: &ProgressBar,
+    tracker: &mut Tracker,
 ) -> Result<(W, Stats, u64)> {
     let mut tar = Counting {
         inner: FrameWriter::new(out, level, threads),
@@ -325,6 +341,13 @@ pub fn write_archive<W: Write, M: Write>(
             stats.sockets_skipped += 1;
             return Ok(());
         }
+        let stat = Stat::of(m, &xattrs);
+        if tracker.parent.and_then(|p| p.get(&f.name)) == Some(&stat) {
+            stats.unchanged += 1;
+            tracker.members.push((f.name, stat));
+            return Ok(());
+        }
+        tracker.members.push((f.name.clone(), stat));
         if !ft.is_dir() && m.nlink() > 1 {
             let key = (m.dev(), m.ino());
             if let Some(first) = links.get(&key) {
@@ -350,6 +373,7 @@ pub fn write_archive<W: Write, M: Write>(
                     stats
                         .warnings
                         .push(format!("cannot read symlink {}: {e}", f.path.display()));
+                    tracker.members.pop();
                     return Ok(());
                 }
             };
@@ -377,12 +401,14 @@ pub fn write_archive<W: Write, M: Write>(
                     stats
                         .warnings
                         .push(format!("{} vanished during the backup", f.path.display()));
+                    tracker.members.pop();
                     return Ok(());
                 }
                 Err(e) => {
                     stats
                         .warnings
                         .push(format!("cannot open {}: {e}", f.path.display()));
+                    tracker.members.pop();
                     return Ok(());
                 }
             };
@@ -461,6 +487,7 @@ pub fn write_archive<W: Write, M: Write>(
             item.size = h.size;
             return queue.push(item, Some(id), tar.inner.digests(), man);
         } else {
+            tracker.members.pop();
             return Ok(());
         }
         item.kind = h.kind;
@@ -472,6 +499,18 @@ pub fn write_archive<W: Write, M: Write>(
     queue.push_digests(rest, man)?;
     if let Some((item, _)) = queue.items.front() {
         anyhow::bail!("no digest computed for {}", item.path);
+    }
+    if let Some(parent) = tracker.parent {
+        let here: HashSet<&[u8]> = tracker.members.iter().map(|m| m.0.as_slice()).collect();
+        let mut gone: Vec<&Vec<u8>> = parent
+            .keys()
+            .filter(|k| !here.contains(k.as_slice()))
+            .collect();
+        gone.sort();
+        for g in gone {
+            man.add_removed(&manifest::escape(g))?;
+            stats.removed += 1;
+        }
     }
     Ok((out, stats, compressed))
 }

@@ -1,5 +1,6 @@
 //! What the recovery-time estimate needs to know of a backup: the newest
-//! (or the named) archive's size from its manifest, and how fast this
+//! (or the named) archive's size from its manifest (of a chain: the
+//! members a chain restore writes, each once, and every link's archive), and how fast this
 //! machine reads it back: a short timed read that decompresses, parses and
 //! hashes (XXH3, as restore does) the head of the archive without writing
 //! anything. Also the rates `backup`, `backup verify` and `restore`
@@ -13,8 +14,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ARCHIVE_SUFFIX, BackupMethod, MANIFEST_SUFFIX, Use, manifest, open_file, pick, reader,
-    recorded_location, target_of,
+    AGE_SUFFIX, ARCHIVE_SUFFIX, BackupMethod, MANIFEST_SUFFIX, Use, list, manifest, open_file,
+    pick_name, reader, recorded_location, target_of,
 };
 use crate::config::Config;
 use crate::error::{Code, fail};
@@ -219,8 +220,19 @@ fn facts_at(
         ));
     }
     let target = target_of(cfg, &o.root, from, Use::Read)?;
-    let (name, enc) = pick(&target, o.archive.as_ref())?;
-    let key = if enc.is_empty() {
+    let l = list(&target)?;
+    let name = pick_name(&l, &target, o.archive.as_ref())?;
+    // A chain restore reads every link and writes each member once, from
+    // the newest link that has it ([`super::chain`]).
+    let chain = super::chain::resolve(&l, &name);
+    let enc_of = |n: &str| {
+        if l.iter().any(|b| b.name == n && b.encrypted) {
+            AGE_SUFFIX
+        } else {
+            ""
+        }
+    };
+    let key = if chain.links.iter().all(|n| enc_of(n).is_empty()) {
         None
     } else {
         let Some(id) = o.identity.as_deref() else {
@@ -237,25 +249,42 @@ fn facts_at(
             cfg.backup.age_recipient.as_deref(),
         )?)
     };
-    let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
-    let man = manifest::read(open_file(&target, &mname, key.as_ref())?, Path::new(&mname))?;
-    let files = man
-        .items
+    let mut mans = Vec::new();
+    for link in &chain.links {
+        let mname = format!("{link}{MANIFEST_SUFFIX}{}", enc_of(link));
+        mans.push(Some(manifest::read(
+            open_file(&target, &mname, key.as_ref())?,
+            Path::new(&mname),
+        )?));
+    }
+    let restored = super::chain::restored(&mans);
+    let files = restored
         .iter()
         .filter(|i| i.kind == super::pax::Kind::File)
         .count() as u64;
-    let bytes = man.items.iter().map(|i| i.data_bytes()).sum();
+    let bytes = restored.iter().map(|i| i.data_bytes()).sum();
     let mut bytes_by_mount = BTreeMap::new();
-    for i in &man.items {
+    for i in &restored {
         if let Some(m) = mount_of(&o.mounts, &i.path) {
             *bytes_by_mount.entry(m.to_string()).or_insert(0) += i.data_bytes();
         }
     }
-    let aname = format!("{name}{ARCHIVE_SUFFIX}{enc}");
-    let archive_bytes = target
-        .local_dir()
-        .and_then(|d| std::fs::metadata(d.join(&aname)).ok())
-        .map(|m| m.len());
+    let sizes: Option<Vec<u64>> = chain
+        .links
+        .iter()
+        .map(|n| {
+            target
+                .local_dir()
+                .and_then(|d| {
+                    std::fs::metadata(d.join(format!("{n}{ARCHIVE_SUFFIX}{}", enc_of(n)))).ok()
+                })
+                .map(|m| m.len())
+        })
+        .collect();
+    let archive_bytes = sizes.map(|v| v.iter().sum());
+    // The probe reads the chain's full backup: the most of what is read.
+    let first = &chain.links[0];
+    let aname = format!("{first}{ARCHIVE_SUFFIX}{}", enc_of(first));
     let read_probe = if o.probe_seconds > 0.0 {
         let input = open_file(&target, &aname, key.as_ref())?;
         if let Some(tx) = &o.probe_started {

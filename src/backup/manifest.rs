@@ -18,6 +18,11 @@
 //! an encrypted archive). Manifests without `xxh3` (older mkrescue, whose
 //! `blake3` is ignored) are checked by their sha256.
 //!
+//! An incremental backup's manifest is a delta (see [`super::incremental`]
+//! for why): its head names the parent, its member lines are the members
+//! it carries (new or changed), and `{"removed":"PATH"}` lines name the
+//! members of the parent's tree that are gone ([`Manifest::removed`]).
+//!
 //! `verify` re-reads the archive against it, and `restore` uses it to name
 //! the files a damaged archive lost (even when their headers went with the
 //! damage). Names are arbitrary bytes; JSON strings are UTF-8, so bytes that
@@ -44,6 +49,16 @@ pub struct Head {
     pub archive: String,
     /// Whether the archive is age-encrypted.
     pub encrypted: bool,
+    /// An incremental's parent: the name of the backup it was made
+    /// against (also in its own name, [`super::names`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// A `{"removed":"PATH"}` line of an incremental's manifest.
+#[derive(Debug, Serialize, Deserialize)]
+struct Removed {
+    removed: String,
 }
 
 /// One member.
@@ -252,6 +267,18 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// A member of the parent's tree that is gone (escaped path).
+    pub fn add_removed(&mut self, path: &str) -> Result<()> {
+        serde_json::to_writer(
+            &mut self.z,
+            &Removed {
+                removed: path.to_string(),
+            },
+        )?;
+        self.z.write_all(b"\n")?;
+        Ok(())
+    }
+
     pub fn finish(self) -> Result<W> {
         Ok(self.z.finish()?)
     }
@@ -262,6 +289,9 @@ impl<W: Write> Writer<W> {
 pub struct Manifest {
     pub head: Head,
     pub items: Vec<Item>,
+    /// An incremental's members of the parent's tree that are gone
+    /// (escaped paths).
+    pub removed: Vec<String>,
 }
 
 pub fn read(r: impl std::io::Read, what: &Path) -> Result<Manifest> {
@@ -275,14 +305,26 @@ pub fn read(r: impl std::io::Read, what: &Path) -> Result<Manifest> {
     let head: Head = serde_json::from_str(&first)
         .with_context(|| format!("{}: line 1 is not a manifest header", what.display()))?;
     let mut items = Vec::new();
+    let mut removed = Vec::new();
     for (i, l) in lines.enumerate() {
         let l = l.with_context(|| format!("reading {}", what.display()))?;
+        if l.starts_with("{\"removed\":") {
+            let r: Removed = serde_json::from_str(&l).with_context(|| {
+                format!("{}: line {} is not a manifest entry", what.display(), i + 2)
+            })?;
+            removed.push(r.removed);
+            continue;
+        }
         let item: Item = serde_json::from_str(&l).with_context(|| {
             format!("{}: line {} is not a manifest entry", what.display(), i + 2)
         })?;
         items.push(item);
     }
-    Ok(Manifest { head, items })
+    Ok(Manifest {
+        head,
+        items,
+        removed,
+    })
 }
 
 /// Only the first line (for `backup list`).

@@ -21,10 +21,12 @@
 
 pub mod activate;
 pub mod borg;
+pub mod chain;
 pub mod create;
 pub mod facts;
 pub mod frames;
 pub mod identity;
+pub mod incremental;
 pub mod mail;
 pub mod manifest;
 pub mod names;
@@ -66,6 +68,8 @@ pub struct CreateOptions {
     pub dry_run: bool,
     /// Directories to back up (default: `backup.paths`).
     pub paths: Vec<PathBuf>,
+    /// A full backup even when `backup.mode` is incremental.
+    pub full: bool,
 }
 
 /// Which backups `mkrescue backup list` lists.
@@ -116,6 +120,17 @@ const ARCHIVE_SUFFIX: &str = ".tar.zst";
 const MANIFEST_SUFFIX: &str = ".manifest.zst";
 /// Appended to both file names when the backup is encrypted with age.
 const AGE_SUFFIX: &str = ".age";
+
+/// Checks backup.full_every when the configuration is loaded.
+pub fn check_full_every(days: u32) -> Result<()> {
+    if days == 0 {
+        return Err(fail(
+            Code::Config,
+            "backup.full_every 0: give the days after which a full backup starts a new chain (1 or more)",
+        ));
+    }
+    Ok(())
+}
 
 /// Parses `backup.age_recipient`.
 /// Checks backup.age_recipient when the configuration is loaded.
@@ -370,6 +385,8 @@ pub struct BackupReport {
     /// The target is `mkrescue serve` (append-only): this host prunes
     /// nothing there; the backup server does (`mkrescue prune`).
     pub append_only: bool,
+    /// An incremental's parent (`None`: a full backup).
+    pub parent: Option<String>,
     pub archive_bytes: u64,
     pub stats: create::Stats,
     pub seconds: f64,
@@ -405,24 +422,35 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
             Use::Write
         },
     )?;
-    let src = source_of(cfg, args, &target)?;
+    let mut src = source_of(cfg, args, &target)?;
     let paths = src.paths.clone();
     let clock = std::time::SystemTime::now();
     let started = clock
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    // Unique to the microsecond (README "Backup names").
-    let name = format!(
-        "{}-{}",
-        crate::sys::host::hostname(&args.root),
-        crate::sys::time::stamp_micros(clock)
-    );
     let recipient = cfg
         .backup
         .age_recipient
         .as_deref()
         .map(age_recipient)
         .transpose()?;
+    let plan = plan_incremental(cfg, args, &target, &mut src, started)?;
+    // Unique to the microsecond (README "Backup names"); an incremental's
+    // name carries its parent's and full backup's stamps.
+    let mut name = format!(
+        "{}-{}",
+        crate::sys::host::hostname(&args.root),
+        crate::sys::time::stamp_micros(clock)
+    );
+    if let Some(p) = &plan.parent {
+        let parent = p.head.chain.last().map(String::as_str).unwrap_or("");
+        let full = p.head.chain.first().map(String::as_str).unwrap_or("");
+        name = format!(
+            "{name}_{}_{}",
+            chain::stamps(parent).own,
+            chain::stamps(full).own
+        );
+    }
     let enc = if recipient.is_some() { AGE_SUFFIX } else { "" };
     let archive = format!("{name}{ARCHIVE_SUFFIX}{enc}");
     let manifest_name = format!("{name}{MANIFEST_SUFFIX}{enc}");
@@ -441,6 +469,9 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
             .filter(|d| paths.iter().any(|p| d.starts_with(p) && d != p))
             .map(|d| d.display().to_string())
             .collect();
+        if let Some(why) = &plan.why_full {
+            println!("a full backup: {why}");
+        }
         println!(
             "would back up {} (one filesystem each; {}{}) to {}/{archive} and {manifest_name}",
             paths
@@ -480,6 +511,10 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
         archive: archive.clone(),
         encrypted: recipient.is_some(),
+        parent: plan
+            .parent
+            .as_ref()
+            .and_then(|p| p.head.chain.last().cloned()),
     };
     let (up, mup) = target.upload_backup(&archive, &manifest_name)?;
     let (up, mup) = match (
@@ -494,7 +529,19 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         }
     };
     let mut man = manifest::Writer::new(mup, &head)?;
-    let result = create::write_archive(&src, up, &mut man, cfg.backup.compress_level, threads, &pb);
+    let mut tracker = create::Tracker {
+        parent: plan.parent.as_ref().map(|p| &p.members),
+        members: Vec::new(),
+    };
+    let result = create::write_archive(
+        &src,
+        up,
+        &mut man,
+        cfg.backup.compress_level,
+        threads,
+        &pb,
+        &mut tracker,
+    );
     pb.finish_and_clear();
     let (up, stats, compressed) = match result {
         Ok(x) => x,
@@ -529,11 +576,35 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         }
     };
     target::commit_backup(m, a)?;
+    if let Some(state_file) = &plan.state_file {
+        // Only now is the backup there to be a parent.
+        let (mut chain, full_created) = match &plan.parent {
+            Some(p) => (p.head.chain.clone(), p.head.full_created),
+            None => (Vec::new(), started),
+        };
+        chain.push(name.clone());
+        let head = incremental::Head {
+            version: 0,
+            target: target.describe(),
+            paths: head.paths.clone(),
+            recipient: cfg
+                .backup
+                .age_recipient
+                .as_deref()
+                .map(|r| r.trim().to_string()),
+            chain,
+            full_created,
+        };
+        if let Err(e) = incremental::save(state_file, &head, &tracker.members) {
+            log::warn!("{e:#}; the next backup will be made on the previous one again");
+        }
+    }
     let seconds = start.elapsed().as_secs_f64();
     let report = BackupReport {
         method,
         target: target.describe(),
         name: name.clone(),
+        parent: head.parent.clone(),
         archive,
         manifest: manifest_name,
         append_only: target.append_only(),
@@ -555,7 +626,14 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     }
     let s = &report.stats;
     let summary = format!(
-        "backup {name}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
+        "backup {name}{}: {} files, {} dirs, {} links, {:.1} MiB data -> {:.1} MiB at {} in {:.1}s ({:.0} MiB/s){}",
+        match &report.parent {
+            Some(p) => format!(
+                " (incremental on {p}: {} members unchanged, {} removed)",
+                s.unchanged, s.removed
+            ),
+            None => String::new(),
+        },
         s.files,
         s.dirs,
         s.symlinks + s.hardlinks,
@@ -584,6 +662,73 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         }
     }
     Ok(summary)
+}
+
+/// Whether a backup is an incremental, and on what.
+struct Plan {
+    /// Where the state goes after the backup (incremental mode only).
+    state_file: Option<PathBuf>,
+    /// The state of the backup this one is an incremental on.
+    parent: Option<incremental::State>,
+    /// Why it is a full one (incremental mode only).
+    why_full: Option<String>,
+}
+
+/// Decides between a full backup and an incremental
+/// ([`incremental::why_full`]); in incremental mode the state directory is
+/// made and kept empty in the backup.
+fn plan_incremental(
+    cfg: &Config,
+    args: &CreateOptions,
+    target: &Target,
+    src: &mut create::Source,
+    now: i64,
+) -> Result<Plan> {
+    if cfg.backup.mode != crate::config::BackupMode::Incremental {
+        return Ok(Plan {
+            state_file: None,
+            parent: None,
+            why_full: None,
+        });
+    }
+    let paths: Vec<String> = src.paths.iter().map(|p| p.display().to_string()).collect();
+    let state_file = incremental::state_path(&args.root, &target.describe(), &paths);
+    let dir = create::under_root(&args.root, Path::new(incremental::STATE_DIR));
+    if !args.dry_run {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    src.prune.push(dir);
+    let state = if args.full {
+        None
+    } else {
+        incremental::load(&state_file)
+    };
+    let listed = match &state {
+        Some(_) => list(target).unwrap_or_else(|e| {
+            log::warn!("listing {}: {e:#}", target.describe());
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let why = if args.full {
+        Some("--full".to_string())
+    } else {
+        incremental::why_full(
+            state.as_ref(),
+            cfg.backup.age_recipient.as_deref().map(str::trim),
+            cfg.backup.full_every,
+            now,
+            |n| listed.iter().any(|b| b.name == n && b.complete),
+        )
+    };
+    if let Some(w) = &why {
+        log::info!("a full backup: {w}");
+    }
+    Ok(Plan {
+        state_file: (!args.dry_run).then_some(state_file),
+        parent: if why.is_none() { state } else { None },
+        why_full: why,
+    })
 }
 
 fn source_of(cfg: &Config, args: &CreateOptions, target: &Target) -> Result<create::Source> {
@@ -731,6 +876,14 @@ pub struct Listed {
     pub archive_bytes: Option<u64>,
     pub complete: bool,
     pub encrypted: bool,
+    /// An incremental's parent (its name, or `HOST-STAMP` when it is not
+    /// at the target)...
+    pub parent: Option<String>,
+    /// ...and its chain's full backup.
+    pub full: Option<String>,
+    /// The links of its chain that are not at the target (or incomplete):
+    /// a restore of it cannot be the exact tree ([`chain`]).
+    pub missing_links: Vec<String>,
 }
 
 /// The backups at `target`, oldest first. A backup is complete when both
@@ -764,6 +917,7 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
                 paths: Vec::new(),
                 archive: archive.clone(),
                 encrypted: true,
+                parent: None,
             }
         } else {
             manifest::read_head(target.open(n)?, Path::new(n))?
@@ -780,6 +934,9 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
             archive_bytes,
             complete,
             encrypted,
+            parent: None,
+            full: None,
+            missing_links: Vec::new(),
         });
     }
     // Names end in the UTC stamp: their order is the time order.
@@ -788,6 +945,37 @@ pub fn list(target: &Target) -> Result<Vec<Listed>> {
             .cmp(stamp_of(&b.name))
             .then(a.name.cmp(&b.name))
     });
+    // The chains, from the names.
+    let name_of = |host: &str, stamp: &str| {
+        out.iter()
+            .find(|b| {
+                let s = chain::stamps(&b.name);
+                s.host == host && s.own == stamp
+            })
+            .map(|b| b.name.clone())
+            .unwrap_or_else(|| format!("{host}-{stamp}"))
+    };
+    let links: Vec<_> = out
+        .iter()
+        .map(|b| {
+            let s = chain::stamps(&b.name);
+            let missing = if s.parent.is_some() && b.complete {
+                chain::resolve(&out, &b.name).missing
+            } else {
+                Vec::new()
+            };
+            (
+                s.parent.map(|p| name_of(s.host, p)),
+                s.full.map(|f| name_of(s.host, f)),
+                missing,
+            )
+        })
+        .collect();
+    for (b, (parent, full, missing)) in out.iter_mut().zip(links) {
+        b.parent = parent;
+        b.full = full;
+        b.missing_links = missing;
+    }
     Ok(out)
 }
 
@@ -819,16 +1007,26 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    // A table: name, start (UTC), archive size, paths.
-    let rows: Vec<[String; 4]> = l
+    // A table: name, start (UTC), archive size, chain, paths.
+    let rows: Vec<[String; 5]> = l
         .iter()
         .map(|b| {
+            let chain = match (&b.full, b.missing_links.first()) {
+                (None, _) => "full".to_string(),
+                (Some(_), Some(m)) => format!("broken: {m} missing"),
+                (Some(f), None) => format!(
+                    "+{} on {}",
+                    chain::resolve(&l, &b.name).links.len().saturating_sub(1),
+                    chain::stamps(f).own
+                ),
+            };
             [
                 b.name.clone(),
                 crate::sys::time::datetime(b.created),
                 b.archive_bytes
                     .map(|n| format!("{:.1} MiB", n as f64 / (1 << 20) as f64))
                     .unwrap_or_else(|| "-".into()),
+                chain,
                 format!(
                     "{}{}",
                     if b.encrypted && b.paths.is_empty() {
@@ -846,8 +1044,8 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
         })
         .collect();
     if !rows.is_empty() {
-        let head = ["NAME", "STARTED (UTC)", "SIZE", "PATHS"];
-        let w: Vec<usize> = (0..3)
+        let head = ["NAME", "STARTED (UTC)", "SIZE", "CHAIN", "PATHS"];
+        let w: Vec<usize> = (0..4)
             .map(|i| {
                 rows.iter()
                     .map(|r| r[i].len())
@@ -856,28 +1054,19 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
                     .unwrap_or(0)
             })
             .collect();
-        writeln!(
-            out,
-            "{:<a$}  {:<b$}  {:>c$}  {}",
-            head[0],
-            head[1],
-            head[2],
-            head[3],
-            a = w[0],
-            b = w[1],
-            c = w[2]
-        )?;
-        for r in &rows {
+        for r in std::iter::once(&head.map(String::from)).chain(&rows) {
             writeln!(
                 out,
-                "{:<a$}  {:<b$}  {:>c$}  {}",
+                "{:<a$}  {:<b$}  {:>c$}  {:<d$}  {}",
                 r[0],
                 r[1],
                 r[2],
                 r[3],
+                r[4],
                 a = w[0],
                 b = w[1],
-                c = w[2]
+                c = w[2],
+                d = w[3]
             )?;
         }
     }
@@ -887,20 +1076,12 @@ fn list_command(cfg: &Config, args: &ListOptions) -> Result<()> {
     Ok(())
 }
 
+/// The stamp a backup's name starts with (an incremental's own).
 fn stamp_of(name: &str) -> &str {
-    name.rsplit_once('-').map(|x| x.1).unwrap_or(name)
+    chain::stamps(name).own
 }
 
-/// Picks the named backup or the newest complete one: its name and the
-/// suffix its files carry (`.age` when encrypted).
-fn pick(target: &Target, name: Option<&String>) -> Result<(String, &'static str)> {
-    let l = list(target)?;
-    let enc = |b: &Listed| if b.encrypted { AGE_SUFFIX } else { "" };
-    let n = pick_name(&l, target, name)?;
-    let e = l.iter().find(|b| b.name == n).map(enc).unwrap_or("");
-    Ok((n, e))
-}
-
+/// The named backup, or the newest complete one.
 fn pick_name(l: &[Listed], target: &Target, name: Option<&String>) -> Result<String> {
     if let Some(n) = name {
         let n = n
@@ -909,6 +1090,13 @@ fn pick_name(l: &[Listed], target: &Target, name: Option<&String>) -> Result<Str
             .trim_end_matches(MANIFEST_SUFFIX);
         if l.iter().any(|b| b.name == n) {
             return Ok(n.to_string());
+        }
+        // An incremental by its `HOST-STAMP` alone.
+        if let Some(b) = l
+            .iter()
+            .find(|b| b.full.is_some() && b.name.split('_').next() == Some(n))
+        {
+            return Ok(b.name.clone());
         }
         return Err(fail(
             Code::Usage,
@@ -945,6 +1133,10 @@ pub struct VerifyReport {
     /// Members in the manifest but not readable from the archive.
     pub missing: Vec<String>,
     pub seconds: f64,
+    /// The backups checked, the chain's full one first.
+    pub chain: Vec<String>,
+    /// Links of the chain that are not at the target.
+    pub missing_links: Vec<String>,
 }
 
 /// Re-reads the archive `name` and checks every file against the manifest.
@@ -990,6 +1182,8 @@ pub fn check_archive(
         mismatched: Vec::new(),
         missing: Vec::new(),
         seconds: 0.0,
+        chain: vec![name.to_string()],
+        missing_links: Vec::new(),
     };
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -1095,10 +1289,39 @@ fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
         }
     }
     let target = target_of(cfg, &args.root, args.target.as_ref(), Use::Read)?;
-    let (name, enc) = pick(&target, args.archive.as_ref())?;
+    let l = list(&target)?;
+    let name = pick_name(&l, &target, args.archive.as_ref())?;
+    let chain = chain::resolve(&l, &name);
+    let enc_of = |n: &str| {
+        if l.iter().any(|b| b.name == n && b.encrypted) {
+            AGE_SUFFIX
+        } else {
+            ""
+        }
+    };
     let show = crate::progress::enabled(args.quiet) && !args.json;
+    let enc = chain
+        .links
+        .iter()
+        .map(|n| enc_of(n))
+        .find(|e| !e.is_empty())
+        .unwrap_or("");
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
-    let rep = verify(&target, &name, enc, key.as_ref(), show)?;
+    // Every link of the chain, each against its own manifest; the
+    // members of an older link are named with it.
+    let mut rep = verify(&target, &name, enc_of(&name), key.as_ref(), show)?;
+    for link in chain.links.iter().rev().skip(1) {
+        let r = verify(&target, link, enc_of(link), key.as_ref(), show)?;
+        rep.files_checked += r.files_checked;
+        rep.bytes_checked += r.bytes_checked;
+        rep.seconds += r.seconds;
+        rep.mismatched
+            .extend(r.mismatched.iter().map(|m| format!("{link}: {m}")));
+        rep.missing
+            .extend(r.missing.iter().map(|m| format!("{link}: {m}")));
+    }
+    rep.chain = chain.links.clone();
+    rep.missing_links = chain.missing.clone();
     facts::record(
         &args.root,
         "verify",
@@ -1129,9 +1352,30 @@ fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
             ),
         ));
     }
+    if let Some(first) = chain.missing.first() {
+        return Err(fail(
+            Code::Input,
+            format!(
+                "backup {name} at {}: its chain misses {first}{}; the {} links there verified ({} files), but a restore cannot be the exact tree",
+                target.describe(),
+                if chain.missing.len() > 1 {
+                    format!(" and {} more", chain.missing.len() - 1)
+                } else {
+                    String::new()
+                },
+                chain.links.len(),
+                rep.files_checked
+            ),
+        ));
+    }
     if !args.json && !args.quiet {
         eprintln!(
-            "mkrescue: backup {name} verified: {} files, {:.1} MiB, every sha256 and XXH3 of the manifest matches ({:.1}s)",
+            "mkrescue: backup {name}{} verified: {} files, {:.1} MiB, every sha256 and XXH3 of the manifest matches ({:.1}s)",
+            if chain.links.len() > 1 {
+                format!(" and its chain ({})", chain.links.join(", "))
+            } else {
+                String::new()
+            },
             rep.files_checked,
             rep.bytes_checked as f64 / (1 << 20) as f64,
             rep.seconds
@@ -1146,6 +1390,11 @@ pub struct RestoreReport {
     pub name: String,
     pub from: String,
     pub to: PathBuf,
+    /// The backups restored, the full one first (one for a full backup).
+    pub chain: Vec<String>,
+    /// Links of the chain not at the target: the tree is not exactly the
+    /// backup's ([`chain`] says what it is).
+    pub missing_links: Vec<String>,
     #[serde(flatten)]
     pub result: restore::Report,
     pub seconds: f64,
@@ -1284,37 +1533,59 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
         }
         return Ok(());
     }
-    let (name, enc) = pick(&target, args.archive.as_ref())?;
-    let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
-    let start = Instant::now();
-    let mname = format!("{name}{MANIFEST_SUFFIX}{enc}");
-    let man = match open_file(&target, &mname, key.as_ref())
-        .and_then(|r| manifest::read(r, Path::new(&mname)))
-    {
-        Ok(m) => Some(m),
-        // No key or the wrong one: the archive will not open either.
-        Err(e) if !enc.is_empty() && e.downcast_ref::<crate::error::Failure>().is_some() => {
-            return Err(e);
-        }
-        Err(e) => {
-            log::warn!("{e:#}; restoring without it (lost files cannot all be named)");
-            None
+    let l = list(&target)?;
+    let name = pick_name(&l, &target, args.archive.as_ref())?;
+    let chain = chain::resolve(&l, &name);
+    let enc_of = |n: &str| {
+        if l.iter().any(|b| b.name == n && b.encrypted) {
+            AGE_SUFFIX
+        } else {
+            ""
         }
     };
+    let enc = chain
+        .links
+        .iter()
+        .map(|n| enc_of(n))
+        .find(|e| !e.is_empty())
+        .unwrap_or("");
+    let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
+    let start = Instant::now();
+    let mut mans = Vec::new();
+    for link in &chain.links {
+        let mname = format!("{link}{MANIFEST_SUFFIX}{}", enc_of(link));
+        match open_file(&target, &mname, key.as_ref())
+            .and_then(|r| manifest::read(r, Path::new(&mname)))
+        {
+            Ok(m) => mans.push(Some(m)),
+            // No key or the wrong one: the archive will not open either.
+            Err(e) if !enc.is_empty() && e.downcast_ref::<crate::error::Failure>().is_some() => {
+                return Err(e);
+            }
+            Err(e) => {
+                log::warn!("{e:#}; restoring without it (lost files cannot all be named)");
+                mans.push(None);
+            }
+        }
+    }
     let show = crate::progress::enabled(args.quiet) && !args.json;
-    let total = man
-        .as_ref()
-        .map(|m| m.items.iter().map(|i| i.data_bytes()).sum())
-        .unwrap_or(0);
+    // What the chain restore writes: each member once.
+    let total = chain::restored(&mans).iter().map(|i| i.data_bytes()).sum();
     let pb = crate::progress::bytes(show, total, "restore");
     let _report = crate::progress::report(&pb, "restore", args.quiet, args.json || args.events);
-    let input = open_file(
-        &target,
-        &format!("{name}{ARCHIVE_SUFFIX}{enc}"),
-        key.as_ref(),
-    )?;
-    let result = restore::restore(input, &args.to, man.as_ref(), &pb)
-        .with_context(|| format!("restoring {name} into {}", args.to.display()))?;
+    let mut session = restore::Session::new(&args.to);
+    // Newest first: each member comes from the newest link that has it.
+    for (link, man) in chain.links.iter().zip(&mans).rev() {
+        let input = open_file(
+            &target,
+            &format!("{link}{ARCHIVE_SUFFIX}{}", enc_of(link)),
+            key.as_ref(),
+        )?;
+        session
+            .archive(input, man.as_ref(), &pb)
+            .with_context(|| format!("restoring {link} into {}", args.to.display()))?;
+    }
+    let result = session.finish();
     pb.finish_and_clear();
     facts::record(
         &args.root,
@@ -1327,6 +1598,8 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
         name: name.clone(),
         from: target.describe(),
         to: args.to.clone(),
+        chain: chain.links.clone(),
+        missing_links: chain.missing.clone(),
         result,
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -1336,6 +1609,28 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
         writeln!(out)?;
     }
     let r = &report.result;
+    if let Some(first) = chain.missing.first() {
+        return Err(fail(
+            Code::Input,
+            format!(
+                "restore of {name}: its chain misses {} ({}), not at {}; restored what the other {} links hold ({} members) into {}: members only the missing backups changed, added or removed are as before them",
+                if chain.missing.len() == 1 {
+                    "one backup".to_string()
+                } else {
+                    format!("{} backups", chain.missing.len())
+                },
+                if chain.missing.len() == 1 {
+                    first.clone()
+                } else {
+                    chain.missing.join(", ")
+                },
+                report.from,
+                chain.links.len(),
+                r.entries,
+                args.to.display()
+            ),
+        ));
+    }
     if !r.damaged.is_empty() {
         return Err(fail(
             Code::Input,
@@ -1363,7 +1658,16 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     }
     if !args.json && !args.quiet {
         eprintln!(
-            "mkrescue: restored {name} into {}: {} members, {} files, {:.1} MiB in {:.1}s",
+            "mkrescue: restored {name}{} into {}: {} members, {} files, {:.1} MiB in {:.1}s",
+            if chain.links.len() > 1 {
+                format!(
+                    " (a chain of {}: {})",
+                    chain.links.len(),
+                    chain.links.join(", ")
+                )
+            } else {
+                String::new()
+            },
             args.to.display(),
             r.entries,
             r.files,

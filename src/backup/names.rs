@@ -1,5 +1,9 @@
 //! The names of an archive backup's files, `HOST-STAMP.tar.zst[.age]` and
-//! `HOST-STAMP.manifest.zst[.age]` (README "Backup names"), and the check
+//! `HOST-STAMP.manifest.zst[.age]` (README "Backup names"); an incremental
+//! backup's name ends in the stamps of its parent and of its chain's full
+//! backup, `HOST-STAMP_PARENTSTAMP_FULLSTAMP`, so a chain can be followed
+//! from the names alone (encrypted backups, `mkrescue prune` on a server
+//! without the key), even past a missing link. Also the check
 //! `mkrescue serve` puts every name a client sends through: only a name of
 //! this scheme is ever opened or created, so `..`, `/`, an absolute path, a
 //! NUL or a control character cannot reach the file system.
@@ -20,6 +24,11 @@ pub struct FileName<'a> {
     pub base: &'a str,
     pub host: &'a str,
     pub stamp: &'a str,
+    /// An incremental's parent: the stamp of the backup of the same host
+    /// it was made against...
+    pub parent: Option<&'a str>,
+    /// ...and the stamp of its chain's full backup.
+    pub full: Option<&'a str>,
     pub kind: Kind,
     pub encrypted: bool,
 }
@@ -101,16 +110,34 @@ pub fn parse(name: &str) -> Result<FileName<'_>, String> {
             "not a backup file name (HOST-STAMP.tar.zst or HOST-STAMP.manifest.zst, maybe .age)",
         );
     };
-    let Some((host, stamp)) = base.rsplit_once('-') else {
+    let Some((host, stamps)) = base.rsplit_once('-') else {
         return why("no HOST-STAMP before the suffix");
     };
-    if host.is_empty() || !is_stamp(stamp) {
-        return why("not HOST-YYYYMMDDTHHMMSS.ffffffZ before the suffix");
+    let parts: Vec<&str> = stamps.split('_').collect();
+    let (stamp, parent, full) = match parts[..] {
+        [s] => (s, None, None),
+        [s, p, f] => (s, Some(p), Some(f)),
+        _ => return why("not HOST-STAMP or HOST-STAMP_PARENTSTAMP_FULLSTAMP before the suffix"),
+    };
+    if host.is_empty()
+        || ![Some(stamp), parent, full]
+            .into_iter()
+            .flatten()
+            .all(is_stamp)
+    {
+        return why("not HOST-YYYYMMDDTHHMMSS.ffffffZ[_PARENTSTAMP_FULLSTAMP] before the suffix");
+    }
+    if let (Some(p), Some(f)) = (parent, full)
+        && !(f <= p && p < stamp)
+    {
+        return why("an incremental's parent and full backup must be older than it");
     }
     Ok(FileName {
         base,
         host,
         stamp,
+        parent,
+        full,
         kind,
         encrypted,
     })
@@ -135,6 +162,28 @@ mod tests {
             ("a-b.example", Kind::Manifest, true)
         );
         assert_eq!(n.partner(), "a-b.example-20261205T101112Z.tar.zst.age");
+        let inc = "web1-20261206T010000.000001Z_20261205T010000.000001Z_20261201T010000.000001Z";
+        let file = format!("{inc}.tar.zst.age");
+        let n = parse(&file).unwrap();
+        assert_eq!(
+            (n.host, n.stamp, n.parent, n.full),
+            (
+                "web1",
+                "20261206T010000.000001Z",
+                Some("20261205T010000.000001Z"),
+                Some("20261201T010000.000001Z")
+            )
+        );
+        assert_eq!(n.partner(), format!("{inc}.manifest.zst.age"));
+        for bad in [
+            "web1-20261206T010000.000001Z_.tar.zst",
+            "web1-20261206T010000.000001Z_x_y.tar.zst",
+            "web1-20261206T010000.000001Z_20261205T010000.000001Z.tar.zst",
+            "web1-20261205T010000.000001Z_20261206T010000.000001Z_20261201T010000.000001Z.tar.zst",
+            "web1-20261206T010000.000001Z_20261205T010000.000001Z_20261205T010000.000002Z.tar.zst",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! `keep_monthly`), applied per host and per set of backed-up paths, so a
 //! backup of /etc never displaces the day's backup of /.
 //!
+//! Retention never breaks a chain: a kept incremental keeps every older
+//! backup of its chain (its full backup and the incrementals before it,
+//! known from the names alone, [`super::names`]), so what is kept still
+//! restores exactly.
+//!
 //! Only complete backups (archive and manifest, both named by the scheme
 //! of [`super::names`]) are pruned; incomplete ones, files of other names
 //! and backups whose manifest cannot be read are left alone and reported.
@@ -43,6 +48,8 @@ pub struct PruneReport {
     pub keep_monthly: usize,
     /// Backups kept (names), oldest first.
     pub kept: Vec<String>,
+    /// Of those, the ones kept only because a kept incremental needs them.
+    pub kept_for_chains: Vec<String>,
     /// Backups deleted (or, with --dry-run, that would be).
     pub pruned: Vec<String>,
     /// Backups missing their archive or manifest: left alone.
@@ -77,6 +84,8 @@ struct Found {
     manifest: Option<String>,
     host: String,
     stamp: String,
+    /// An incremental's full backup (its stamp).
+    full: Option<String>,
     encrypted: bool,
 }
 
@@ -114,6 +123,7 @@ pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
         let f = found.entry(n.base.to_string()).or_default();
         f.host = n.host.to_string();
         f.stamp = n.stamp.to_string();
+        f.full = n.full.map(str::to_string);
         f.encrypted = n.encrypted;
         match n.kind {
             Kind::Archive => f.archive = Some(name.clone()),
@@ -177,9 +187,25 @@ pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
         members.sort();
         let stamps: Vec<String> = members.iter().map(|m| m.0.clone()).collect();
         let keep = super::retention::keep(&stamps, o.keep_daily, o.keep_monthly);
+        // The chain rule: what a kept incremental is made on stays.
+        let found = &found;
+        let needed: std::collections::BTreeSet<&String> = members
+            .iter()
+            .filter(|(stamp, _)| keep.contains(stamp))
+            .filter_map(|(stamp, base)| found[base].full.as_ref().map(|f| (stamp, f)))
+            .flat_map(|(stamp, full)| {
+                members.iter().filter(move |(s, b)| {
+                    s < stamp && (s == full || found[b].full.as_ref() == Some(full))
+                })
+            })
+            .map(|(s, _)| s)
+            .collect();
         for (stamp, base) in members.iter() {
-            if keep.contains(stamp) {
+            if keep.contains(stamp) || needed.contains(stamp) {
                 rep.kept.push(base.clone());
+                if !keep.contains(stamp) {
+                    rep.kept_for_chains.push(base.clone());
+                }
                 continue;
             }
             rep.pruned.push(base.clone());
@@ -201,6 +227,7 @@ pub fn prune(o: &PruneOptions) -> Result<PruneReport> {
         })
     };
     by_stamp(&mut rep.kept);
+    by_stamp(&mut rep.kept_for_chains);
     by_stamp(&mut rep.pruned);
     if !failed.is_empty() {
         return Err(fail(
@@ -337,6 +364,45 @@ mod tests {
         assert_eq!(r.kept, vec!["web1-20261203T010000Z"]);
         assert!(!names(t.path()).iter().any(|n| n.contains("20261202T")));
         assert!(names(t.path()).contains(&"notes.txt".to_string()));
+    }
+
+    #[test]
+    fn a_kept_incremental_keeps_its_chain() {
+        let t = tempfile::tempdir().unwrap();
+        let f = "20261201T010000.000000Z";
+        let names_ = [
+            format!("web1-{f}"),
+            format!("web1-20261202T010000.000000Z_{f}_{f}"),
+            format!("web1-20261203T010000.000000Z_20261202T010000.000000Z_{f}"),
+            // A new chain: its full one, then an incremental on it.
+            "web1-20261204T010000.000000Z".to_string(),
+            "web1-20261205T010000.000000Z_20261204T010000.000000Z_20261204T010000.000000Z"
+                .to_string(),
+        ];
+        for n in &names_ {
+            for suffix in [".tar.zst.age", ".manifest.zst.age"] {
+                std::fs::write(t.path().join(format!("{n}{suffix}")), b"x").unwrap();
+            }
+        }
+        let o = PruneOptions {
+            dir: t.path().to_path_buf(),
+            keep_daily: 3,
+            keep_monthly: 0,
+            ..Default::default()
+        };
+        let r = prune(&o).unwrap();
+        // Days 3, 4, 5 are kept by the rule; day 3 needs days 1 and 2.
+        assert_eq!(r.kept, names_.to_vec());
+        assert_eq!(r.kept_for_chains, names_[..2].to_vec());
+        assert!(r.pruned.is_empty());
+        let r = prune(&PruneOptions {
+            keep_daily: 2,
+            ..o.clone()
+        })
+        .unwrap();
+        assert_eq!(r.pruned, names_[..3].to_vec());
+        assert_eq!(r.kept, names_[3..].to_vec());
+        assert_eq!(r.kept_for_chains, Vec::<String>::new());
     }
 
     #[test]

@@ -176,107 +176,168 @@ pub fn restore(
     man: Option<&Manifest>,
     pb: &ProgressBar,
 ) -> Result<Report> {
-    let known_names: Option<HashSet<Vec<u8>>> = man.map(|m| {
-        m.items
-            .iter()
-            .map(|i| manifest::unescape(&i.path))
-            .collect()
-    });
-    let mut reader = TarReader::ahead(input, known_names);
-    // The file systems written to: the target's, and each one on a disk
-    // mounted below it (recover mounts /home, /var, /boot/efi there).
-    let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
-    let mut fss = crate::sys::mount::disk_mounts_under(&canon);
-    fss.insert(0, canon);
-    let mut cx = Ctx {
-        to,
-        root: crate::sys::host::is_root(),
-        symlinks: HashSet::new(),
-        dirs: Vec::new(),
-        known_dirs: HashSet::new(),
-        ok: HashSet::new(),
-        known: man.map(|m| {
+    let mut s = Session::new(to);
+    s.archive(input, man, pb)?;
+    Ok(s.finish())
+}
+
+/// A restore of one archive, or of a chain's archives newest first
+/// ([`super::chain`]): each member is written once, from the first
+/// archive that has it, and a member that a newer archive removed is not
+/// written at all. Directories get their attributes at the end, once
+/// every archive has put its members into them.
+pub struct Session<'a> {
+    cx: Ctx<'a>,
+    /// Members the archives restored so far (newer ones) have or removed.
+    taken: HashSet<Vec<u8>>,
+}
+
+impl<'a> Session<'a> {
+    pub fn new(to: &'a Path) -> Self {
+        // The file systems written to: the target's, and each one on a
+        // disk mounted below it (recover mounts /home, /var, /boot/efi
+        // there).
+        let canon = std::fs::canonicalize(to).unwrap_or_else(|_| to.to_path_buf());
+        let mut fss = crate::sys::mount::disk_mounts_under(&canon);
+        fss.insert(0, canon);
+        Session {
+            cx: Ctx {
+                to,
+                root: crate::sys::host::is_root(),
+                symlinks: HashSet::new(),
+                dirs: Vec::new(),
+                known_dirs: HashSet::new(),
+                ok: HashSet::new(),
+                known: None,
+                report: Report::default(),
+                bad_data: HashSet::new(),
+                syncer: Syncer::new(fss),
+            },
+            taken: HashSet::new(),
+        }
+    }
+
+    /// Restores the members of one archive that no archive restored
+    /// before in this session has or removed.
+    pub fn archive(
+        &mut self,
+        input: impl Read + Send + 'static,
+        man: Option<&Manifest>,
+        pb: &ProgressBar,
+    ) -> Result<()> {
+        let cx = &mut self.cx;
+        let taken = &self.taken;
+        let known_names: Option<HashSet<Vec<u8>>> = man.map(|m| {
+            m.items
+                .iter()
+                .map(|i| manifest::unescape(&i.path))
+                .collect()
+        });
+        let mut reader = TarReader::ahead(input, known_names);
+        cx.known = man.map(|m| {
             m.items
                 .iter()
                 .map(|i| (manifest::unescape(&i.path), i.check()))
+                .filter(|(n, _)| !taken.contains(n))
                 .collect()
-        }),
-        report: Report::default(),
-        bad_data: HashSet::new(),
-        syncer: Syncer::new(fss),
-    };
-    loop {
-        match reader.next_event()? {
-            Event::End => break,
-            Event::Damaged { path, why } => {
-                let name = path
-                    .map(|p| manifest::escape(&p))
-                    .unwrap_or_else(|| "(unknown member)".into());
-                log::warn!("{name}: {why}");
-                if man.is_none() || name != "(unknown member)" {
-                    cx.report.damaged.push(name);
-                }
-            }
-            Event::Entry(h) => {
-                let name = h.path.clone();
-                match put(&mut cx, &mut reader, h, pb) {
-                    Ok(true) => {
-                        cx.report.entries += 1;
-                        cx.ok.insert(name);
+        });
+        // Damage is named per archive (against its own manifest).
+        let before = std::mem::take(&mut cx.report.damaged);
+        let mut here = Vec::new();
+        loop {
+            match reader.next_event()? {
+                Event::End => break,
+                Event::Damaged { path, why } => {
+                    if path.as_ref().is_some_and(|p| taken.contains(p)) {
+                        continue;
                     }
-                    Ok(false) => {}
-                    Err(e) => {
-                        log::warn!("{}: {e:#}", manifest::escape(&name));
-                        cx.report
-                            .errors
-                            .push(format!("{}: {e:#}", manifest::escape(&name)));
+                    let name = path
+                        .map(|p| manifest::escape(&p))
+                        .unwrap_or_else(|| "(unknown member)".into());
+                    log::warn!("{name}: {why}");
+                    if man.is_none() || name != "(unknown member)" {
+                        cx.report.damaged.push(name);
+                    }
+                }
+                Event::Entry(h) => {
+                    if taken.contains(&h.path) {
+                        // A newer archive has it, or removed it.
+                        continue;
+                    }
+                    let name = h.path.clone();
+                    match put(cx, &mut reader, h, pb) {
+                        Ok(true) => {
+                            cx.report.entries += 1;
+                            here.push(name.clone());
+                            cx.ok.insert(name);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            log::warn!("{}: {e:#}", manifest::escape(&name));
+                            cx.report
+                                .errors
+                                .push(format!("{}: {e:#}", manifest::escape(&name)));
+                        }
                     }
                 }
             }
         }
-    }
-    // Directories last, deepest first.
-    let dirs = std::mem::take(&mut cx.dirs);
-    for (path, h) in dirs.iter().rev() {
-        if let Err(e) = attrs(&cx, path, h) {
-            cx.report
+        if let Some(m) = man {
+            // Name everything the manifest has that did not come back, in
+            // archive order; the reader's own notes are then redundant.
+            let errs: HashSet<&str> = cx
+                .report
                 .errors
-                .push(format!("{}: {e:#}", manifest::escape(&h.path)));
-        }
-    }
-    // Done means on disk: a power cut after the summary must not lose the
-    // restored system. syncfs(2) writes data, inodes and journal of each
-    // file system written to.
-    let sync_errors = cx.syncer.finish();
-    cx.report.errors.extend(sync_errors);
-    if let Some(m) = man {
-        // Name everything the manifest has that did not come back, in
-        // archive order; the reader's own notes are then redundant.
-        let mut lost = Vec::new();
-        for i in &m.items {
-            let n = manifest::unescape(&i.path);
-            if !cx.ok.contains(&n) {
-                lost.push(i.path.clone());
+                .iter()
+                .filter_map(|e| e.split(": ").next())
+                .collect();
+            let lost: Vec<String> = m
+                .items
+                .iter()
+                .filter(|i| {
+                    let n = manifest::unescape(&i.path);
+                    !taken.contains(&n) && !cx.ok.contains(&n) && !errs.contains(i.path.as_str())
+                })
+                .map(|i| i.path.clone())
+                .collect();
+            if !lost.is_empty() || !cx.report.damaged.is_empty() {
+                cx.report.damaged = lost;
+                if cx.report.damaged.is_empty() {
+                    cx.report.damaged.push("(unknown member)".into());
+                }
             }
         }
-        let errs: HashSet<&str> = cx
-            .report
-            .errors
-            .iter()
-            .filter_map(|e| e.split(": ").next())
-            .collect();
-        let lost: Vec<String> = lost
-            .into_iter()
-            .filter(|p| !errs.contains(p.as_str()))
-            .collect();
-        if !lost.is_empty() || !cx.report.damaged.is_empty() {
-            cx.report.damaged = lost;
-            if cx.report.damaged.is_empty() {
-                cx.report.damaged.push("(unknown member)".into());
+        let damaged = std::mem::replace(&mut cx.report.damaged, before);
+        cx.report.damaged.extend(damaged);
+        self.taken.extend(here);
+        if let Some(m) = man {
+            self.taken
+                .extend(m.items.iter().map(|i| manifest::unescape(&i.path)));
+            self.taken
+                .extend(m.removed.iter().map(|r| manifest::unescape(r)));
+        }
+        Ok(())
+    }
+
+    /// Directory attributes, deepest first, and the final sync.
+    pub fn finish(mut self) -> Report {
+        let cx = &mut self.cx;
+        let mut dirs = std::mem::take(&mut cx.dirs);
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (path, h) in &dirs {
+            if let Err(e) = attrs(cx, path, h) {
+                cx.report
+                    .errors
+                    .push(format!("{}: {e:#}", manifest::escape(&h.path)));
             }
         }
+        // Done means on disk: a power cut after the summary must not lose
+        // the restored system. syncfs(2) writes data, inodes and journal
+        // of each file system written to.
+        let sync_errors = cx.syncer.finish();
+        cx.report.errors.extend(sync_errors);
+        std::mem::take(&mut cx.report)
     }
-    Ok(cx.report)
 }
 
 /// Restores one member. `Ok(false)`: damaged (recorded already).

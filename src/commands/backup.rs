@@ -20,6 +20,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> Result<()> {
                     method: a.method,
                     dry_run: a.dry_run,
                     paths: a.paths.clone(),
+                    full: a.full,
                 },
             )
         }

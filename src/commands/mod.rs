@@ -61,7 +61,7 @@ pub fn load_config(global: &GlobalArgs) -> Result<Loaded> {
 /// set them.
 fn check_values(loaded: &Loaded) -> Result<()> {
     let c = &loaded.config;
-    let checks: [(&str, Result<()>); 4] = [
+    let checks: [(&str, Result<()>); 5] = [
         (
             "build.compress_level",
             crate::image::compress::check_level(c.build.compress, c.build.compress_level)
@@ -77,6 +77,10 @@ fn check_values(loaded: &Loaded) -> Result<()> {
                 .age_recipient
                 .as_deref()
                 .map_or(Ok(()), crate::backup::check_recipient),
+        ),
+        (
+            "backup.full_every",
+            crate::backup::check_full_every(c.backup.full_every),
         ),
         (
             "backup.target",

@@ -107,7 +107,13 @@ pub fn newest(cfg: &Config, host: &str, work: &Path) -> Result<IsoBackup> {
     })?;
     let mut files = Vec::new();
     let mut bytes = 0;
-    for n in file_names(&b.name, b.encrypted) {
+    // An incremental needs its whole chain on the ISO.
+    let chain = crate::backup::chain::resolve(&all, &b.name);
+    let names = chain.links.iter().flat_map(|l| {
+        let enc = all.iter().any(|x| &x.name == l && x.encrypted);
+        file_names(l, enc)
+    });
+    for n in names {
         let path = match target.local_dir() {
             Some(dir) => dir.join(&n),
             None => {

@@ -5,6 +5,7 @@ mod age;
 mod borg;
 mod damage;
 mod excludes;
+mod incremental;
 mod mail;
 mod naming;
 mod roundtrip;

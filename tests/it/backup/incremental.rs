@@ -1,0 +1,398 @@
+//! Incremental archives (issue 22, item 3): a full backup and the
+//! incrementals on it restore into exactly the tree of the newest (or of
+//! the one named), with content, owners, modes, times, xattrs, ACLs, hard
+//! links, deletions and renames; `backup list` shows the chain, `backup
+//! verify` checks all of it; a missing link is named in one line and the
+//! rest still restored; age works the same.
+//!
+//! Needs root (chown, user xattrs) and `setfacl` (Debian: acl).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use age::secrecy::ExposeSecret;
+
+use crate::support::backup::*;
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    /// The host's root; /data is backed up.
+    root: PathBuf,
+    bk: PathBuf,
+    cfg: PathBuf,
+}
+
+impl Site {
+    fn new(extra: &str) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/hostname"), "web1\n").unwrap();
+        let bk = tmp.path().join("bk");
+        std::fs::create_dir_all(&bk).unwrap();
+        let cfg = tmp.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!("[backup]\nmode = \"incremental\"\npaths = [\"/data\"]\n{extra}"),
+        )
+        .unwrap();
+        Site {
+            root,
+            bk,
+            cfg,
+            _tmp: tmp,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut a: Vec<&std::ffi::OsStr> = args.iter().map(os).collect();
+        a.extend([os("--config"), self.cfg.as_os_str()]);
+        mkrescue(&a)
+    }
+
+    /// Backs up; returns the report.
+    fn backup(&self, extra: &[&str]) -> serde_json::Value {
+        let root = self.root.display().to_string();
+        let target = format!("file://{}", self.bk.display());
+        let mut args = vec!["backup", "--root", &root, "--target", &target, "--json"];
+        args.extend(extra);
+        serde_json::from_str(&ok(&self.run(&args))).unwrap()
+    }
+
+    fn restore(&self, to: &Path, extra: &[&str]) -> std::process::Output {
+        std::fs::create_dir_all(to).unwrap();
+        let target = format!("file://{}", self.bk.display());
+        let to = to.display().to_string();
+        let mut args = vec!["restore", "--from", &target, "--to", &to, "--json"];
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn listed(&self) -> serde_json::Value {
+        let target = self.bk.display().to_string();
+        serde_json::from_str(&ok(
+            &self.run(&["backup", "list", "--target", &target, "--json"])
+        ))
+        .unwrap()
+    }
+}
+
+fn write(p: &Path, s: &[u8]) {
+    std::fs::write(p, s).unwrap();
+}
+
+fn setfacl(p: &Path, spec: &str) {
+    run("setfacl", &[os("-m"), os(spec), p.as_os_str()]);
+}
+
+/// The first tree: files, a hard-link pair, a symlink, an owner, a mode,
+/// an xattr and an ACL.
+fn first_tree(d: &Path) {
+    std::fs::create_dir_all(d.join("etc/sub")).unwrap();
+    std::fs::create_dir_all(d.join("var/olddir")).unwrap();
+    write(&d.join("etc/a"), b"version 1 of a");
+    write(&d.join("etc/b"), &noise(1, 300_000));
+    write(&d.join("etc/sub/c"), b"c");
+    write(&d.join("var/olddir/x"), b"x in olddir");
+    write(&d.join("var/gone"), b"to be deleted");
+    write(&d.join("var/renamed-from"), b"rename me");
+    write(&d.join("var/big"), &noise(2, 2 << 20));
+    write(&d.join("var/linked"), b"two names");
+    std::fs::hard_link(d.join("var/linked"), d.join("etc/linked2")).unwrap();
+    write(&d.join("var/pair"), b"pair");
+    std::fs::hard_link(d.join("var/pair"), d.join("var/pair2")).unwrap();
+    std::os::unix::fs::symlink("../etc/a", d.join("var/sym")).unwrap();
+    std::os::unix::fs::chown(d.join("etc/sub/c"), Some(1234), Some(5678)).unwrap();
+    std::fs::set_permissions(d.join("etc/a"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    mkrescue::sys::fs::set_xattr(&d.join("etc/b"), os("user.tag"), b"one").unwrap();
+    setfacl(&d.join("var/big"), "u:4321:r");
+}
+
+/// The changes before the first incremental.
+fn change_1(d: &Path) {
+    write(&d.join("etc/a"), b"version 2 of a, longer");
+    std::fs::remove_file(d.join("var/gone")).unwrap();
+    std::fs::rename(d.join("var/renamed-from"), d.join("etc/renamed-to")).unwrap();
+    std::fs::rename(d.join("var/olddir"), d.join("var/newdir")).unwrap();
+    write(&d.join("var/new"), b"new in the first incremental");
+    std::os::unix::fs::chown(d.join("etc/b"), Some(42), None).unwrap();
+    mkrescue::sys::fs::set_xattr(&d.join("etc/b"), os("user.tag"), b"two").unwrap();
+    setfacl(&d.join("etc/sub/c"), "u:999:rw");
+    // One name of a hard-link pair goes; a new name joins the other pair.
+    std::fs::remove_file(d.join("var/pair2")).unwrap();
+    std::fs::hard_link(d.join("var/linked"), d.join("var/linked3")).unwrap();
+    // A file becomes a directory.
+    std::fs::remove_file(d.join("etc/sub/c")).unwrap();
+    std::fs::create_dir(d.join("etc/sub/c")).unwrap();
+    write(&d.join("etc/sub/c/inside"), b"inside");
+}
+
+/// The changes before the second incremental.
+fn change_2(d: &Path) {
+    std::fs::set_permissions(d.join("etc/a"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(&d.join("var/new"), b"changed in the second incremental");
+    std::fs::remove_dir_all(d.join("var/newdir")).unwrap();
+    write(&d.join("var/pair"), b"pair, rewritten in place");
+    let t = 1_700_000_000;
+    mkrescue::sys::fs::set_times(&d.join("etc/renamed-to"), (t, 5), (t, 5)).unwrap();
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+type Tree = BTreeMap<Vec<u8>, Facts>;
+
+/// Full, two incrementals; the trees at each backup.
+fn chain_of_three(site: &Site) -> (Vec<serde_json::Value>, Vec<Tree>) {
+    let d = site.data();
+    first_tree(&d);
+    let mut reps = vec![site.backup(&[])];
+    let mut trees = vec![facts(&d)];
+    change_1(&d);
+    reps.push(site.backup(&[]));
+    trees.push(facts(&d));
+    change_2(&d);
+    reps.push(site.backup(&[]));
+    trees.push(facts(&d));
+    (reps, trees)
+}
+
+#[test]
+fn a_chain_restores_the_newest_tree_or_the_one_named() {
+    let site = Site::new("");
+    let (reps, trees) = chain_of_three(&site);
+    let names: Vec<&str> = reps.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(reps[0]["parent"].is_null(), "{}", reps[0]);
+    assert_eq!(reps[1]["parent"], names[0]);
+    assert_eq!(reps[2]["parent"], names[1]);
+    // The incrementals carry what changed, not the 2 MiB file again.
+    for r in &reps[1..] {
+        assert!(r["stats"]["data_bytes"].as_u64().unwrap() < 400_000, "{r}");
+        assert!(r["stats"]["unchanged"].as_u64().unwrap() >= 3, "{r}");
+    }
+    assert_eq!(reps[1]["stats"]["removed"], 5, "{}", reps[1]);
+    let full_manifest = std::fs::metadata(site.bk.join(format!("{}.manifest.zst", names[0])))
+        .unwrap()
+        .len();
+    let inc_manifest = std::fs::metadata(site.bk.join(format!("{}.manifest.zst", names[2])))
+        .unwrap()
+        .len();
+    assert!(
+        inc_manifest < full_manifest,
+        "{inc_manifest} >= {full_manifest}"
+    );
+
+    let listed = site.listed();
+    let l = listed.as_array().unwrap();
+    assert_eq!(l.len(), 3);
+    assert!(l[0]["full"].is_null());
+    assert_eq!(l[2]["parent"], names[1]);
+    assert_eq!(l[2]["full"], names[0]);
+    assert_eq!(l[2]["missing_links"], serde_json::json!([]));
+    let table = ok(&site.run(&["backup", "list", "--target", site.bk.to_str().unwrap()]));
+    assert!(
+        table.contains("CHAIN") && table.contains("+2 on "),
+        "{table}"
+    );
+
+    let verified: serde_json::Value = serde_json::from_str(&ok(&site.run(&[
+        "backup",
+        "verify",
+        "--target",
+        site.bk.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(verified["chain"], serde_json::json!(names), "{verified}");
+    assert_eq!(verified["mismatched"], serde_json::json!([]), "{verified}");
+    assert_eq!(verified["missing"], serde_json::json!([]), "{verified}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let newest = tmp.path().join("newest");
+    let rep: serde_json::Value = serde_json::from_str(&ok(&site.restore(&newest, &[]))).unwrap();
+    assert_eq!(rep["chain"], serde_json::json!(names), "{rep}");
+    assert_eq!(rep["damaged"], serde_json::json!([]), "{rep}");
+    assert_eq!(rep["errors"], serde_json::json!([]), "{rep}");
+    assert_same(&trees[2], &facts(&newest.join("data")));
+
+    // The middle one, by its HOST-STAMP alone.
+    let short = names[1].split('_').next().unwrap();
+    let middle = tmp.path().join("middle");
+    let rep: serde_json::Value =
+        serde_json::from_str(&ok(&site.restore(&middle, &["--archive", short]))).unwrap();
+    assert_eq!(rep["chain"], serde_json::json!(names[..2]), "{rep}");
+    assert_same(&trees[1], &facts(&middle.join("data")));
+
+    // --full starts a new chain.
+    let rep = site.backup(&["--full"]);
+    assert!(rep["parent"].is_null(), "{rep}");
+    let rep = site.backup(&[]);
+    assert_eq!(rep["parent"], rep_name(&site.listed(), 3));
+}
+
+fn rep_name(listed: &serde_json::Value, i: usize) -> serde_json::Value {
+    listed[i]["name"].clone()
+}
+
+#[test]
+fn a_missing_link_is_named_and_the_rest_restored() {
+    let site = Site::new("");
+    let (reps, trees) = chain_of_three(&site);
+    let names: Vec<&str> = reps.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for f in names_in(&site.bk) {
+        if f.starts_with(names[1]) {
+            std::fs::remove_file(site.bk.join(f)).unwrap();
+        }
+    }
+    let short1 = names[1].split('_').next().unwrap().to_string();
+    let listed = site.listed();
+    assert_eq!(listed[1]["missing_links"], serde_json::json!([short1]));
+    let e = error_line(
+        &site.run(&["backup", "verify", "--target", site.bk.to_str().unwrap()]),
+        5,
+    );
+    assert!(e.contains(&format!("misses {short1}")), "{e}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join("r");
+    let out = site.restore(&to, &[]);
+    let e = error_line(&out, 5);
+    assert!(e.contains(&format!("misses one backup ({short1})")), "{e}");
+    let got = facts(&to.join("data"));
+    let content = |t: &Tree, p: &str| t.get(p.as_bytes()).map(|f| f.content.clone());
+    // Restorable: every member the full backup and the second incremental
+    // hold, each at its newest version there.
+    for p in ["var/new", "var/pair", "var/big", "etc/a", "etc/linked2"] {
+        assert_eq!(content(&got, p), content(&trees[2], p), "{p}");
+    }
+    assert_eq!(got[b"etc/a".as_slice()].mode, 0o600);
+    // What only the missing link changed is as before it...
+    let uid = |t: &Tree| t[b"etc/b".as_slice()].uid;
+    assert_eq!((uid(&got), uid(&trees[2])), (uid(&trees[0]), 42));
+    assert_eq!(content(&got, "var/gone"), content(&trees[0], "var/gone"));
+    // ...and the second incremental's removal holds.
+    assert_eq!(
+        content(&got, "var/olddir/x"),
+        content(&trees[0], "var/olddir/x")
+    );
+    assert!(got.contains_key(b"etc/renamed-to".as_slice()));
+    // ...and the second incremental's removal holds.
+    assert!(!got.contains_key(b"var/newdir".as_slice()));
+}
+
+#[test]
+fn age_encrypted_chain_round_trip() {
+    let key = age::x25519::Identity::generate();
+    let site = Site::new(&format!("age_recipient = \"{}\"\n", key.to_public()));
+    let idf = site.bk.parent().unwrap().join("key.txt");
+    std::fs::write(&idf, format!("{}\n", key.to_string().expose_secret())).unwrap();
+    let (reps, trees) = chain_of_three(&site);
+    assert!(reps[2]["parent"].is_string(), "{}", reps[2]);
+    for f in names_in(&site.bk) {
+        assert!(f.ends_with(".age"), "{f}");
+    }
+    // The chain shows without the key.
+    let listed = site.listed();
+    assert_eq!(listed[2]["full"], reps[0]["name"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join("r");
+    let out = site.restore(&to, &["--identity", idf.to_str().unwrap()]);
+    let rep: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(rep["chain"].as_array().unwrap().len(), 3, "{rep}");
+    assert_same(&trees[2], &facts(&to.join("data")));
+    ok(&site.run(&[
+        "backup",
+        "verify",
+        "--target",
+        site.bk.to_str().unwrap(),
+        "--identity",
+        idf.to_str().unwrap(),
+    ]));
+}
+
+#[test]
+fn mode_and_full_every_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, want) in [
+        (
+            "[backup]\nmode = \"differential\"\n",
+            "unknown variant `differential`, expected `full` or `incremental`",
+        ),
+        (
+            "[backup]\nmode = \"incremental\"\nfull_every = 0\n",
+            ":3: backup.full_every 0: give the days",
+        ),
+        ("[backup]\nfull_every = -1\n", "full_every"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let e = error_line(&mkrescue(&[os("dump"), os("--config"), cfg.as_os_str()]), 3);
+        assert!(e.contains(want), "{e}\nwant: {want}");
+    }
+    let cfg = dir.path().join("good.toml");
+    std::fs::write(&cfg, "[backup]\nmode = \"incremental\"\nfull_every = 3\n").unwrap();
+    let out = ok(&mkrescue(&[
+        os("dump"),
+        os("--config"),
+        cfg.as_os_str(),
+        os("--json"),
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["config"]["backup"]["mode"], "incremental", "{v}");
+    assert_eq!(v["config"]["backup"]["full_every"], 3, "{v}");
+}
+
+#[test]
+fn the_chain_s_full_backup_ages_out() {
+    let site = Site::new("full_every = 1\n");
+    write(&site.data().join("f"), b"f");
+    let first = site.backup(&[]);
+    let second = site.backup(&[]);
+    assert_eq!(second["parent"], first["name"]);
+    // Make the state's full backup two days old.
+    let state_dir = site.root.join("var/cache/mkrescue/backup");
+    let state = &names_in(&state_dir)[0];
+    let p = state_dir.join(state);
+    let text =
+        String::from_utf8(zstd::decode_all(std::fs::File::open(&p).unwrap()).unwrap()).unwrap();
+    let (head, rest) = text.split_once('\n').unwrap();
+    let mut head: serde_json::Value = serde_json::from_str(head).unwrap();
+    head["full_created"] = (head["full_created"].as_i64().unwrap() - 2 * 86_400).into();
+    let text = format!("{head}\n{rest}");
+    std::fs::write(&p, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+    let third = site.backup(&[]);
+    assert!(third["parent"].is_null(), "{third}");
+    // A backup at the target that is gone: a full one too.
+    let fourth = site.backup(&[]);
+    assert_eq!(fourth["parent"], third["name"]);
+    for f in names_in(&site.bk) {
+        if f.starts_with(fourth["name"].as_str().unwrap()) {
+            std::fs::remove_file(site.bk.join(f)).unwrap();
+        }
+    }
+    assert!(site.backup(&[])["parent"].is_null());
+}
+
+fn error_line(out: &std::process::Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("mkrescue: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_string()
+}
