@@ -130,7 +130,8 @@ pub fn state_path(root: &Path, target: &str, paths: &[String]) -> PathBuf {
         h.write(p.as_bytes());
     }
     let key = hex::encode(h.finish_128().to_be_bytes());
-    super::create::under_root(root, Path::new(STATE_DIR)).join(format!("{}.zst", &key[..16]))
+    root.join(STATE_DIR.trim_start_matches('/'))
+        .join(format!("{}.zst", &key[..16]))
 }
 
 #[derive(Serialize, Deserialize)]

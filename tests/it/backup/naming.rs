@@ -329,7 +329,11 @@ fn backup_list_has_a_header_and_dates_encrypted_backups() {
         .filter(|s| !s.is_empty())
         .map(str::trim)
         .collect();
-    assert_eq!(head, ["NAME", "STARTED (UTC)", "SIZE", "PATHS"], "{text}");
+    assert_eq!(
+        head,
+        ["NAME", "STARTED (UTC)", "SIZE", "CHAIN", "PATHS"],
+        "{text}"
+    );
     assert!(!lines[1].contains("1970"), "{text}");
     assert!(
         lines[1].ends_with("(encrypted: the key shows them)"),
