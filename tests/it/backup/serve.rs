@@ -442,3 +442,79 @@ fn an_encrypted_backup_through_serve() {
     assert!(text.contains("is no age file"), "{text}");
     assert_eq!(files(&store).len(), 2);
 }
+
+/// Item 3 through serve: an incremental is one more backup the host adds;
+/// prune on the server keeps the full backup that a kept incremental
+/// needs, and the chain restores through serve.
+#[test]
+fn an_incremental_chain_through_serve_and_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let s = serve_sshd(tmp.path(), &store);
+    let src = tmp.path().join("src");
+    tree(&src);
+    let cfg = tmp.path().join("inc.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}mode = \"incremental\"\npaths = [\"/srv\"]\n",
+            std::fs::read_to_string(&s.config).unwrap()
+        ),
+    )
+    .unwrap();
+    let u = url(&s);
+    let backup = || -> serde_json::Value {
+        serde_json::from_str(&ok(&mkrescue(&[
+            os("backup"),
+            os("--root"),
+            src.as_os_str(),
+            os("--config"),
+            cfg.as_os_str(),
+            os("--target"),
+            os(&u),
+            os("--json"),
+        ])))
+        .unwrap()
+    };
+    let full = backup();
+    std::fs::write(src.join("srv/new"), b"new").unwrap();
+    let inc = backup();
+    assert_eq!(inc["parent"], full["name"], "{inc}");
+    assert!(
+        inc["stats"]["data_bytes"].as_u64().unwrap() < 1 << 20,
+        "{inc}"
+    );
+    let r: serde_json::Value = serde_json::from_str(&ok(&mkrescue(&[
+        os("prune"),
+        store.as_os_str(),
+        os("--keep-daily"),
+        os("1"),
+        os("--keep-monthly"),
+        os("0"),
+        os("--json"),
+    ])))
+    .unwrap();
+    assert_eq!(
+        r["kept"],
+        serde_json::json!([full["name"], inc["name"]]),
+        "{r}"
+    );
+    assert_eq!(
+        r["kept_for_chains"],
+        serde_json::json!([full["name"]]),
+        "{r}"
+    );
+    assert_eq!(r["pruned"], serde_json::json!([]), "{r}");
+    let dst = tmp.path().join("restored");
+    std::fs::create_dir(&dst).unwrap();
+    ok(&mkrescue(&[
+        os("restore"),
+        os("--from"),
+        os(&u),
+        os("--to"),
+        dst.as_os_str(),
+        os("--config"),
+        cfg.as_os_str(),
+    ]));
+    assert_same(&facts(&src.join("srv")), &facts(&dst.join("srv")));
+}
