@@ -10,6 +10,11 @@
 //! - `NAME.manifest.zst`: every member with its sha256 and XXH3-128
 //!   ([`manifest`]).
 //!
+//! With `backup.mode = "incremental"` a backup holds what changed since
+//! the previous one, with a delta manifest ([`incremental`]); a full
+//! backup and its incrementals form a chain ([`chain`]) that restore,
+//! verify, list, the estimate's facts and prune follow.
+//!
 //! The walk and writer are in [`create`], the reader in [`reader`], the
 //! restore in [`restore`], targets (`file://`, `ssh://`) in [`target`].
 //! The backup server's side: [`serve`] (append-only, over the protocol of
