@@ -242,11 +242,19 @@ fn walk(
 }
 
 /// Bytes of file data a walk of `src` would read: the total for progress.
-pub fn estimate(src: &Source) -> Result<u64> {
+/// An incremental's (`parent`) counts the files whose stat changed (an
+/// xattr change alone also changes the ctime).
+pub fn estimate(src: &Source, parent: Option<&HashMap<Vec<u8>, Stat>>) -> Result<u64> {
     let mut total = 0u64;
     let mut stats = Stats::default();
     walk(src, &mut stats, &mut |f, _| {
-        if f.meta.is_file() {
+        let same = |p: &Stat| {
+            Stat {
+                xattrs: p.xattrs,
+                ..Stat::of(&f.meta, &[])
+            } == *p
+        };
+        if f.meta.is_file() && !parent.and_then(|p| p.get(&f.name)).is_some_and(same) {
             total += f.meta.len().min(f.meta.blocks() * 512);
         }
         Ok(())

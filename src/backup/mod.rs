@@ -477,6 +477,9 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         if let Some(why) = &plan.why_full {
             println!("a full backup: {why}");
         }
+        if let Some(p) = plan.parent.as_ref().and_then(|p| p.head.chain.last()) {
+            println!("an incremental on {p}: only what changed since then");
+        }
         println!(
             "would back up {} (one filesystem each; {}{}) to {}/{archive} and {manifest_name}",
             paths
@@ -499,7 +502,11 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         return Ok(String::new());
     }
     let show = crate::progress::enabled(args.quiet) && !args.json;
-    let total = if show { create::estimate(&src)? } else { 0 };
+    let total = if show {
+        create::estimate(&src, plan.parent.as_ref().map(|p| &p.members))?
+    } else {
+        0
+    };
     let pb = crate::progress::bytes(show, total, "backup");
     let threads = if cfg.backup.threads == 0 {
         std::thread::available_parallelism()
@@ -1618,7 +1625,7 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
         return Err(fail(
             Code::Input,
             format!(
-                "restore of {name}: its chain misses {} ({}), not at {}; restored what the other {} links hold ({} members) into {}: members only the missing backups changed, added or removed are as before them",
+                "restore of {name}: its chain misses {} ({}) at {}; restored what its other {} links hold ({} members) into {}, but members that only the missing ones changed, added or removed are as they were before them",
                 if chain.missing.len() == 1 {
                     "one backup".to_string()
                 } else {
