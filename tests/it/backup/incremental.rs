@@ -396,3 +396,32 @@ fn error_line(out: &std::process::Output, code: i32) -> String {
     assert_eq!(errors.len(), 1, "{stderr}");
     errors[0].to_string()
 }
+
+/// The estimate's size of a chain is what its restore writes: each
+/// member of the newest tree once (a hard-linked file once), not the sum
+/// of the links.
+#[test]
+fn the_estimate_counts_what_a_chain_restore_writes() {
+    let site = Site::new("");
+    let (_, trees) = chain_of_three(&site);
+    let files: Vec<(&Vec<u8>, &Facts)> = trees[2]
+        .iter()
+        .filter(|(p, f)| f.kind == "file" && f.inode_group.as_ref().is_none_or(|g| g == *p))
+        .collect();
+    let layout = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/layout/layout2.json"
+    );
+    let target = format!("file://{}", site.bk.display());
+    let root = site.root.display().to_string();
+    let e: serde_json::Value = serde_json::from_str(&ok(&site.run(&[
+        "estimate", "--layout", layout, "--from", &target, "--root", &root, "--json",
+    ])))
+    .unwrap();
+    assert_eq!(e["backup"]["files"], files.len(), "{e}");
+    assert_eq!(
+        e["backup"]["bytes"],
+        files.iter().map(|(_, f)| f.size).sum::<u64>(),
+        "{e}"
+    );
+}
