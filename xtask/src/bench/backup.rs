@@ -408,9 +408,20 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         restore_cmd: borg_restore.clone(),
     });
 
+    let inc = Incremental {
+        bin,
+        abs,
+        empty_conf: &empty_conf,
+        want: &want,
+        repo: &repo,
+        borg_env: &borg_env,
+    }
+    .measure(&mut scratch)?;
+
     drop(scratch);
     let (read, write) = (median(reads), median(writes));
-    let text = render(&rows, &read, &write, &want, &shape, data, load, &notes);
+    let mut text = render(&rows, &read, &write, &want, &shape, data, load, &notes);
+    text.push_str(&inc);
     let cmds = format!(
         "\nCommands (`$B` is target/bench/backup; each timed from start to end, sync included; `borg` with `BORG_BASE_DIR` in the bench directory):\n\n{}- baseline read: `{read_cmd}`\n- baseline write: `{write_cmd}`\n",
         rows.iter()
@@ -430,6 +441,183 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         now_utc()
     );
     Ok(section)
+}
+
+/// The incremental measures of issue 22: a full backup in incremental
+/// mode, 1% of the files changed, the incremental (beside borg's second
+/// run on the same change); then six more incrementals and the restore of
+/// the chain of eight against the restore of its full backup alone.
+struct Incremental<'a> {
+    bin: &'a Path,
+    abs: &'a Path,
+    empty_conf: &'a Path,
+    want: &'a Summary,
+    repo: &'a Path,
+    borg_env: &'a dyn Fn(&mut Command),
+}
+
+/// Chain restores against the full one: links in the chain.
+const CHAIN: usize = 8;
+
+impl Incremental<'_> {
+    fn measure(&self, scratch: &mut Scratch) -> Result<String> {
+        let q = |p: &Path| shell_quote(p);
+        let conf = self.abs.join("incremental-config");
+        std::fs::create_dir_all(&conf)?;
+        std::fs::write(
+            conf.join("local.toml"),
+            "[backup]\nmode = \"incremental\"\n",
+        )?;
+        let stored = self.abs.join("out/incremental");
+        std::fs::create_dir_all(&stored)?;
+        // The tree is /tree below --root: the state directory
+        // (ROOT/var/cache/mkrescue) stays outside it.
+        let create = format!(
+            "{} backup --root {} --target file://{} --quiet --config-dir {} /tree && sync -f {}",
+            q(self.bin),
+            q(self.abs),
+            q(&stored),
+            q(&conf),
+            q(&stored)
+        );
+        let tree = self.abs.join("tree");
+        sync_fs(self.abs)?;
+        let full = measure("incremental mode: full", &mut sh(&create))?;
+        let full_bytes = dir_bytes(&stored)?;
+        let full_manifest = manifest_bytes(&stored)?;
+        let changed = change_files(&tree, &self.want.unique_files, 0)?;
+        sync_fs(self.abs)?;
+        let inc = measure("incremental mode: 1% changed", &mut sh(&create))?;
+        let inc_bytes = dir_bytes(&stored)? - full_bytes;
+        let inc_manifest = manifest_bytes(&stored)? - full_manifest;
+        let borg_before = dir_bytes(self.repo)?;
+        let mut c = sh(&format!(
+            "cd {} && borg create --compression zstd,3 {}::second . && sync -f {}",
+            q(&tree),
+            q(self.repo),
+            q(self.repo)
+        ));
+        (self.borg_env)(&mut c);
+        let borg = measure("borg create, 1% changed", &mut c)?;
+        let borg_bytes = dir_bytes(self.repo)? - borg_before;
+        for k in 2..CHAIN {
+            change_files(&tree, &self.want.unique_files, k)?;
+            let mut c = sh(&create);
+            let st = c.status()?;
+            if !st.success() {
+                bail!("incremental {k} failed ({st})");
+            }
+        }
+        let first = std::fs::read_dir(&stored)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".tar.zst") && !n.contains('_'))
+            .min()
+            .context("no full backup")?;
+        let full_name = first.trim_end_matches(".tar.zst");
+        let dest = scratch.mnt.join("restored");
+        let restore = |archive: &str| {
+            format!(
+                "{} restore --from file://{} --to {} --quiet --config-dir {}{archive} && sync -f {}",
+                q(self.bin),
+                q(&stored),
+                q(&dest),
+                q(self.empty_conf),
+                q(&dest)
+            )
+        };
+        scratch.fresh()?;
+        std::fs::create_dir(&dest)?;
+        sync_fs(self.abs)?;
+        let full_restore = measure(
+            "restore of the full backup alone",
+            &mut sh(&restore(&format!(" --archive {full_name}"))),
+        )?;
+        let full_data = summarize(&dest.join("tree"))?.data_bytes;
+        scratch.fresh()?;
+        std::fs::create_dir(&dest)?;
+        sync_fs(self.abs)?;
+        let chain_restore = measure(
+            &format!("restore of the chain of {CHAIN}"),
+            &mut sh(&restore("")),
+        )?;
+        let got = summarize(&dest.join("tree"))?;
+        let same_tree = same(&summarize(&tree)?, &got);
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let full_rate = full_data as f64 / 1e6 / full_restore.wall;
+        let chain_rate = got.data_bytes as f64 / 1e6 / chain_restore.wall;
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let t = inc.wall / full.wall;
+        let b = inc_bytes as f64 / full_bytes as f64;
+        let r = chain_rate / full_rate;
+        Ok(format!(
+            "\n### Incremental archives (issue 22)\n\n\
+`backup.mode = \"incremental\"`: a full backup of the tree, then {changed} files (1%, every 100th) get 64 bytes appended and a second backup runs; borg's second `borg create` (files cache warm) on the same change. Then {} more incrementals (another 1% each) and the restore of the chain of {CHAIN} against the restore of its full backup alone, each onto a fresh ext4. One run each.\n\n\
+| | full | incremental | incremental / full | borg, second run |\n|---|---:|---:|---:|---:|\n\
+| create (s) | {:.2} | {:.2} | {t:.3} | {:.2} |\n\
+| stored (MiB), archive and manifest | {:.1} | {:.2} | {b:.4} | {:.2} |\n\
+| of which manifest (MiB) | {:.2} | {:.3} | {:.3} | - |\n\n\
+| restore | s | MB/s |\n|---|---:|---:|\n\
+| full backup alone | {:.2} | {full_rate:.0} |\n\
+| chain of {CHAIN} (full + {} incrementals) | {:.2} | {chain_rate:.0} |\n\n\
+Goals (issue 22):\n\n\
+- incremental with 1% changed ≤ 10% of the full's time: {:.1}%: {}\n\
+- and ≤ 10% of its size: {:.2}%: {}\n\
+- chain restore ≥ 80% of the full's restore rate: {:.0}%: {}\n\
+- the chain restores the newest tree: {}\n",
+            CHAIN - 2,
+            full.wall,
+            inc.wall,
+            borg.wall,
+            mib(full_bytes),
+            mib(inc_bytes),
+            mib(borg_bytes),
+            mib(full_manifest),
+            mib(inc_manifest),
+            inc_manifest as f64 / full_manifest.max(1) as f64,
+            full_restore.wall,
+            CHAIN - 1,
+            chain_restore.wall,
+            t * 100.0,
+            verdict(t <= 0.1),
+            b * 100.0,
+            verdict(b <= 0.1),
+            r * 100.0,
+            verdict(r >= 0.8),
+            match same_tree {
+                Ok(()) => "yes".to_string(),
+                Err(e) => format!("NO: {e}"),
+            }
+        ))
+    }
+}
+
+/// Appends 64 bytes to every 100th file (starting at `round`), so a
+/// round changes 1% of them; returns how many.
+fn change_files(tree: &Path, files: &[PathBuf], round: usize) -> Result<usize> {
+    use std::io::Write;
+    let mut n = 0;
+    for f in files.iter().skip(round).step_by(100) {
+        let p = tree.join(f);
+        let mut w = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("changing {}", p.display()))?;
+        w.write_all(&[b'x'; 64])?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Bytes of the manifests in `dir`.
+fn manifest_bytes(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_name().to_string_lossy().ends_with(".manifest.zst") {
+            n += e.metadata()?.len();
+        }
+    }
+    Ok(n)
 }
 
 /// Restore × baseline of each run: the baseline's time over the
