@@ -14,8 +14,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AGE_SUFFIX, ARCHIVE_SUFFIX, BackupMethod, MANIFEST_SUFFIX, Use, list, manifest, open_file,
-    pick_name, reader, recorded_location, target_of,
+    ARCHIVE_SUFFIX, BackupMethod, MANIFEST_SUFFIX, Use, list, manifest, open_file, pick_name,
+    reader, recorded_location, target_of,
 };
 use crate::config::Config;
 use crate::error::{Code, fail};
@@ -225,14 +225,8 @@ fn facts_at(
     // A chain restore reads every link and writes each member once, from
     // the newest link that has it ([`super::chain`]).
     let chain = super::chain::resolve(&l, &name);
-    let enc_of = |n: &str| {
-        if l.iter().any(|b| b.name == n && b.encrypted) {
-            AGE_SUFFIX
-        } else {
-            ""
-        }
-    };
-    let key = if chain.links.iter().all(|n| enc_of(n).is_empty()) {
+    let enc_of = |n: &str| super::suffix_of(&l, n);
+    let key = if super::chain_suffix(&l, &chain).is_empty() {
         None
     } else {
         let Some(id) = o.identity.as_deref() else {

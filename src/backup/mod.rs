@@ -1093,6 +1093,26 @@ fn stamp_of(name: &str) -> &str {
     chain::stamps(name).own
 }
 
+/// The suffix the files of backup `name` carry: `.age` when encrypted.
+fn suffix_of(l: &[Listed], name: &str) -> &'static str {
+    if l.iter().any(|b| b.name == name && b.encrypted) {
+        AGE_SUFFIX
+    } else {
+        ""
+    }
+}
+
+/// `.age` when any link of `chain` is encrypted (its key is asked for
+/// once, for all of them).
+fn chain_suffix(l: &[Listed], chain: &chain::Chain) -> &'static str {
+    chain
+        .links
+        .iter()
+        .map(|n| suffix_of(l, n))
+        .find(|e| !e.is_empty())
+        .unwrap_or("")
+}
+
 /// The named backup, or the newest complete one.
 fn pick_name(l: &[Listed], target: &Target, name: Option<&String>) -> Result<String> {
     if let Some(n) = name {
@@ -1304,20 +1324,9 @@ fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
     let l = list(&target)?;
     let name = pick_name(&l, &target, args.archive.as_ref())?;
     let chain = chain::resolve(&l, &name);
-    let enc_of = |n: &str| {
-        if l.iter().any(|b| b.name == n && b.encrypted) {
-            AGE_SUFFIX
-        } else {
-            ""
-        }
-    };
+    let enc_of = |n: &str| suffix_of(&l, n);
     let show = crate::progress::enabled(args.quiet) && !args.json;
-    let enc = chain
-        .links
-        .iter()
-        .map(|n| enc_of(n))
-        .find(|e| !e.is_empty())
-        .unwrap_or("");
+    let enc = chain_suffix(&l, &chain);
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
     // Every link of the chain, each against its own manifest; the
     // members of an older link are named with it.
@@ -1548,19 +1557,8 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     let l = list(&target)?;
     let name = pick_name(&l, &target, args.archive.as_ref())?;
     let chain = chain::resolve(&l, &name);
-    let enc_of = |n: &str| {
-        if l.iter().any(|b| b.name == n && b.encrypted) {
-            AGE_SUFFIX
-        } else {
-            ""
-        }
-    };
-    let enc = chain
-        .links
-        .iter()
-        .map(|n| enc_of(n))
-        .find(|e| !e.is_empty())
-        .unwrap_or("");
+    let enc_of = |n: &str| suffix_of(&l, n);
+    let enc = chain_suffix(&l, &chain);
     let key = key_for(&name, enc, args.identity.as_deref(), cfg)?;
     let start = Instant::now();
     let mut mans = Vec::new();

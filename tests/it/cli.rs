@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::backup::error_line;
+
 fn mkrescue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mkrescue"))
         .args(args)
@@ -13,19 +15,6 @@ fn mkrescue(args: &[&str]) -> Output {
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("running mkrescue")
-}
-
-/// The one error line; fails the test on panics or several error lines.
-fn error_line(out: &Output, code: i32) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("mkrescue: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
-    errors[0].to_string()
 }
 
 fn assert_nothing_written(out: &Path) {

@@ -6,17 +6,6 @@
 use crate::support::backup::*;
 use age::secrecy::ExposeSecret;
 
-fn error_line(out: &std::process::Output, code: i32) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("mkrescue: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
-}
-
 #[test]
 fn age_encrypted_archive_round_trip() {
     let tmp = tempfile::tempdir().unwrap();

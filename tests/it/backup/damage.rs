@@ -37,18 +37,6 @@ fn backup(src: &Path, bk: &Path) -> String {
     r["name"].as_str().unwrap().to_string()
 }
 
-fn error_line(out: &std::process::Output, code: i32) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("mkrescue: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
-    errors[0].to_string()
-}
-
 /// Restores `bk` into a fresh directory; returns the directory, the error
 /// line and the JSON report.
 fn restore_damaged(tmp: &Path, bk: &Path, what: &str) -> (PathBuf, String, serde_json::Value) {

@@ -143,15 +143,6 @@ fn change_2(d: &Path) {
     mkrescue::sys::fs::set_times(&d.join("etc/renamed-to"), (t, 5), (t, 5)).unwrap();
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
 type Tree = BTreeMap<Vec<u8>, Facts>;
 
 /// Full, two incrementals; the trees at each backup.
@@ -251,7 +242,7 @@ fn a_missing_link_is_named_and_the_rest_restored() {
     let site = Site::new("");
     let (reps, trees) = chain_of_three(&site);
     let names: Vec<&str> = reps.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    for f in names_in(&site.bk) {
+    for f in dir_names(&site.bk) {
         if f.starts_with(names[1]) {
             std::fs::remove_file(site.bk.join(f)).unwrap();
         }
@@ -300,7 +291,7 @@ fn age_encrypted_chain_round_trip() {
     std::fs::write(&idf, format!("{}\n", key.to_string().expose_secret())).unwrap();
     let (reps, trees) = chain_of_three(&site);
     assert!(reps[2]["parent"].is_string(), "{}", reps[2]);
-    for f in names_in(&site.bk) {
+    for f in dir_names(&site.bk) {
         assert!(f.ends_with(".age"), "{f}");
     }
     // The chain shows without the key.
@@ -363,7 +354,7 @@ fn the_chain_s_full_backup_ages_out() {
     assert_eq!(second["parent"], first["name"]);
     // Make the state's full backup two days old.
     let state_dir = site.root.join("var/cache/mkrescue/backup");
-    let state = &names_in(&state_dir)[0];
+    let state = &dir_names(&state_dir)[0];
     let p = state_dir.join(state);
     let text =
         String::from_utf8(zstd::decode_all(std::fs::File::open(&p).unwrap()).unwrap()).unwrap();
@@ -377,24 +368,12 @@ fn the_chain_s_full_backup_ages_out() {
     // A backup at the target that is gone: a full one too.
     let fourth = site.backup(&[]);
     assert_eq!(fourth["parent"], third["name"]);
-    for f in names_in(&site.bk) {
+    for f in dir_names(&site.bk) {
         if f.starts_with(fourth["name"].as_str().unwrap()) {
             std::fs::remove_file(site.bk.join(f)).unwrap();
         }
     }
     assert!(site.backup(&[])["parent"].is_null());
-}
-
-fn error_line(out: &std::process::Output, code: i32) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("mkrescue: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
 }
 
 /// The estimate's size of a chain is what its restore writes: each

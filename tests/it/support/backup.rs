@@ -186,3 +186,26 @@ pub fn assert_same(a: &BTreeMap<Vec<u8>, Facts>, b: &BTreeMap<Vec<u8>, Facts>) {
         assert_eq!(fa, fb, "{} differs", String::from_utf8_lossy(k));
     }
 }
+
+/// The one `mkrescue: error:` line of a run that exited with `code`.
+pub fn error_line(out: &Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("mkrescue: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
+    errors[0].to_string()
+}
+
+/// The names in `dir`, sorted.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
