@@ -296,12 +296,15 @@ fn open_noatime(p: &Path) -> std::io::Result<File> {
 
 /// The members of the tree being backed up, and of its parent's tree for
 /// an incremental ([`super::incremental`]).
-#[derive(Default)]
 pub struct Tracker<'a> {
     /// The parent's members: one with the same [`Stat`] is left out.
     pub parent: Option<&'a HashMap<Vec<u8>, Stat>>,
     /// Every member of this tree, stored or left out, in walk order.
     pub members: Vec<(Vec<u8>, Stat)>,
+    /// Members whose ctime or mtime is this time (seconds, nanoseconds)
+    /// or later are recorded as [`Stat::unsure`], so the next backup
+    /// stores them again.
+    pub recent: (i64, i64),
 }
 
 /// Writes the archive of `src` into `out` and the manifest lines into
@@ -349,11 +352,14 @@ pub fn write_archive<W: Write, M: Write>(
             stats.sockets_skipped += 1;
             return Ok(());
         }
-        let stat = Stat::of(m, &xattrs);
+        let mut stat = Stat::of(m, &xattrs);
         if tracker.parent.and_then(|p| p.get(&f.name)) == Some(&stat) {
             stats.unchanged += 1;
             tracker.members.push((f.name, stat));
             return Ok(());
+        }
+        if stat.ctime >= tracker.recent || stat.mtime >= tracker.recent {
+            stat = stat.unsure();
         }
         tracker.members.push((f.name.clone(), stat));
         if !ft.is_dir() && m.nlink() > 1 {

@@ -27,7 +27,9 @@
 //! the age recipient), and an `ssh://` read costs the whole manifest. The
 //! host keeps the last backup's member stats in a state file instead
 //! ([`STATE_DIR`], one per target and set of paths, like tar's
-//! `--listed-incremental` snapshot file). It is written only once the
+//! `--listed-incremental` snapshot file). A member changed within a second
+//! of the backup's start or during it is recorded so that the next backup
+//! stores it again ([`Stat::unsure`]). The state is written only once the
 //! backup is committed at the target, and it is a cache: without it, with
 //! another age recipient, when the last backup is no longer at the target,
 //! or once the chain's full backup is `full_every` days old, the next
@@ -94,6 +96,22 @@ impl Stat {
             gid: m.gid(),
             nlink: m.nlink(),
             xattrs: h.finish_128() as u64,
+        }
+    }
+}
+
+impl Stat {
+    /// A stat that matches no real one: of a member that changed around
+    /// or during the backup that read it, so the next backup stores it
+    /// again. A file system's clock is coarse (ctime and mtime come from
+    /// the last timer tick, `current_time()` in the kernel's
+    /// fs/inode.c), so a write just after the read can leave the same
+    /// ctime, mtime and size; a second of margin before the backup's
+    /// start covers that (and modest clock steps).
+    pub fn unsure(self) -> Stat {
+        Stat {
+            ctime: (i64::MIN, 0),
+            ..self
         }
     }
 }

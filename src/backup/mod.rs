@@ -544,6 +544,12 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
     let mut tracker = create::Tracker {
         parent: plan.parent.as_ref().map(|p| &p.members),
         members: Vec::new(),
+        // A second before the start ([`incremental::Stat::unsure`]).
+        recent: clock
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or((0, 0), |d| {
+                (d.as_secs() as i64 - 1, i64::from(d.subsec_nanos()))
+            }),
     };
     let result = create::write_archive(
         &src,

@@ -476,6 +476,9 @@ fn an_incremental_chain_through_serve_and_prune() {
         ])))
         .unwrap()
     };
+    // Not changed within the second before the full backup (that would
+    // store it again, `Stat::unsure`).
+    std::thread::sleep(Duration::from_millis(1100));
     let full = backup();
     std::fs::write(src.join("srv/new"), b"new").unwrap();
     let inc = backup();
