@@ -1629,7 +1629,7 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
         return Err(fail(
             Code::Input,
             format!(
-                "restore of {name}: its chain misses {} ({}) at {}; restored what its other {} links hold ({} members) into {}, but members that only the missing ones changed, added or removed are as they were before them",
+                "restore of {name}: its chain misses {} ({}) at {}; restored what the {} backups of the chain there hold ({} members) into {}, but what only the missing backups changed, added or removed is as it was before them",
                 if chain.missing.len() == 1 {
                     "one backup".to_string()
                 } else {
@@ -1677,9 +1677,9 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
             "mkrescue: restored {name}{} into {}: {} members, {} files, {:.1} MiB in {:.1}s",
             if chain.links.len() > 1 {
                 format!(
-                    " (a chain of {}: {})",
+                    " (a chain of {} from {})",
                     chain.links.len(),
-                    chain.links.join(", ")
+                    chain.links[0]
                 )
             } else {
                 String::new()
