@@ -120,7 +120,7 @@ impl Stat {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Head {
     pub version: u32,
-    /// The target (as [`super::target::Target::describe`] shows it).
+    /// The target's URL, as configured or given.
     pub target: String,
     pub paths: Vec<String>,
     /// The age recipient the chain is encrypted to.

@@ -603,7 +603,7 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         chain.push(name.clone());
         let head = incremental::Head {
             version: 0,
-            target: target.describe(),
+            target: plan.url.clone(),
             paths: head.paths.clone(),
             recipient: cfg
                 .backup
@@ -684,6 +684,8 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
 
 /// Whether a backup is an incremental, and on what.
 struct Plan {
+    /// The target's URL, as the state records it.
+    url: String,
     /// Where the state goes after the backup (incremental mode only).
     state_file: Option<PathBuf>,
     /// The state of the backup this one is an incremental on.
@@ -702,16 +704,29 @@ fn plan_incremental(
     src: &mut create::Source,
     now: i64,
 ) -> Result<Plan> {
+    let dir = create::under_root(&args.root, Path::new(incremental::STATE_DIR));
     if cfg.backup.mode != crate::config::BackupMode::Incremental {
+        if dir.is_dir() {
+            // Left from an earlier incremental mode.
+            src.prune.push(dir);
+        }
         return Ok(Plan {
+            url: String::new(),
             state_file: None,
             parent: None,
             why_full: None,
         });
     }
     let paths: Vec<String> = src.paths.iter().map(|p| p.display().to_string()).collect();
-    let state_file = incremental::state_path(&args.root, &target.describe(), &paths);
-    let dir = create::under_root(&args.root, Path::new(incremental::STATE_DIR));
+    // The URL as configured, not where it is mounted now: a share is
+    // mounted on a directory named after the process.
+    let url = args
+        .target
+        .as_ref()
+        .or(cfg.backup.target.as_ref())
+        .cloned()
+        .unwrap_or_else(|| target.describe());
+    let state_file = incremental::state_path(&args.root, &url, &paths);
     if !args.dry_run {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -743,6 +758,7 @@ fn plan_incremental(
         log::info!("a full backup: {w}");
     }
     Ok(Plan {
+        url,
         state_file: (!args.dry_run).then_some(state_file),
         parent: if why.is_none() { state } else { None },
         why_full: why,

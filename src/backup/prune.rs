@@ -261,6 +261,9 @@ pub fn prune_command(o: &PruneOptions) -> Result<()> {
         for n in &rep.pruned {
             writeln!(out, "{verb} {n}")?;
         }
+        for n in &rep.kept_for_chains {
+            writeln!(out, "kept {n} (a kept incremental is made on it)")?;
+        }
         for n in &rep.stale_parts {
             writeln!(out, "{verb} {n} (an upload cut off over a day ago)")?;
         }
