@@ -150,10 +150,11 @@ impl<R: Read> TarReader<R> {
         if self.ended {
             return Ok(Event::End);
         }
-        // Skip what the caller did not read of the previous member.
+        // Skip what the caller did not read of the previous member, in
+        // place (no copy: a chain restore skips every member a newer link
+        // has).
         while self.data_left > 0 && !self.resync {
-            let mut sink = vec![0u8; (self.data_left.min(1 << 20)) as usize];
-            match self.read_data(&mut sink) {
+            match self.data_piece(usize::MAX) {
                 Ok(_) => {}
                 Err(DataError::Io(e)) => return Err(e),
                 Err(_) => break,
