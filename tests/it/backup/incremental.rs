@@ -435,3 +435,38 @@ fn the_estimate_counts_what_a_chain_restore_writes() {
         "{e}"
     );
 }
+
+/// `--iso-backup` of an incremental puts its whole chain on the ISO
+/// (encrypted here: the chain is known from the names alone).
+#[test]
+fn the_iso_carries_the_whole_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = "20261201T010000.000000Z";
+    let i1 = "20261202T010000.000000Z";
+    let names = [
+        format!("web1-{f}"),
+        format!("web1-{i1}_{f}_{f}"),
+        format!("web1-20261203T010000.000000Z_{i1}_{f}"),
+    ];
+    for n in &names {
+        for suffix in [".tar.zst.age", ".manifest.zst.age"] {
+            std::fs::write(dir.path().join(format!("{n}{suffix}")), b"x").unwrap();
+        }
+    }
+    let mut cfg = mkrescue::config::Config::default();
+    cfg.backup.target = Some(format!("file://{}", dir.path().display()));
+    let found =
+        mkrescue::output::isobackup::newest(&cfg, "web1", &dir.path().join("work")).unwrap();
+    assert_eq!(found.name, names[2]);
+    let inside: Vec<&str> = found.files.iter().map(|f| f.1.as_str()).collect();
+    let want: Vec<String> = names
+        .iter()
+        .flat_map(|n| {
+            [
+                format!("backup/{n}.tar.zst.age"),
+                format!("backup/{n}.manifest.zst.age"),
+            ]
+        })
+        .collect();
+    assert_eq!(inside, want);
+}
