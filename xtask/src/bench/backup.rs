@@ -417,11 +417,13 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         borg_env: &borg_env,
     }
     .measure(&mut scratch)?;
-
     drop(scratch);
+    let small = small_files(bin, abs, &empty_conf)?;
+
     let (read, write) = (median(reads), median(writes));
     let mut text = render(&rows, &read, &write, &want, &shape, data, load, &notes);
     text.push_str(&inc);
+    text.push_str(&small);
     let cmds = format!(
         "\nCommands (`$B` is target/bench/backup; each timed from start to end, sync included; `borg` with `BORG_BASE_DIR` in the bench directory):\n\n{}- baseline read: `{read_cmd}`\n- baseline write: `{write_cmd}`\n",
         rows.iter()
@@ -589,6 +591,247 @@ Goals (issue 22):\n\n\
             }
         ))
     }
+}
+
+/// The second tree of issue 22: this many small text files...
+const SMALL_FILES: usize = 200_000;
+/// ...in directories of this many.
+const SMALL_PER_DIR: usize = 1000;
+/// Runs of each small-files measure (the median is kept).
+const SMALL_RUNS: usize = 3;
+
+/// Writes [`SMALL_FILES`] text files of 20 B to 1 KiB (words of a small
+/// vocabulary, so they compress like configuration and mail) under
+/// `root`, deterministically; returns their bytes.
+fn generate_small(root: &Path) -> Result<u64> {
+    const WORDS: &[&str] = &[
+        "the",
+        "server",
+        "config",
+        "value",
+        "true",
+        "false",
+        "port",
+        "host",
+        "user",
+        "mail",
+        "from",
+        "to",
+        "subject",
+        "date",
+        "received",
+        "path",
+        "/usr/lib",
+        "include",
+        "option",
+        "0",
+        "1",
+        "42",
+        "8080",
+        "localhost",
+        "=",
+        "#",
+        "\n",
+        "error",
+        "warning",
+        "info",
+    ];
+    let mut x: u64 = SEED | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut bytes = 0u64;
+    for d in 0..SMALL_FILES.div_ceil(SMALL_PER_DIR) {
+        let dir = root.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for f in 0..SMALL_PER_DIR.min(SMALL_FILES - d * SMALL_PER_DIR) {
+            let len = 20 + (next() % 1005) as usize;
+            let mut text = String::with_capacity(len + 16);
+            while text.len() < len {
+                text.push_str(WORDS[(next() % WORDS.len() as u64) as usize]);
+                text.push(' ');
+            }
+            text.truncate(len);
+            std::fs::write(dir.join(format!("f{f:04}.txt")), &text)?;
+            bytes += len as u64;
+        }
+    }
+    Ok(bytes)
+}
+
+/// The small-files measures of issue 22: archive against tar+zstd on a
+/// tree of [`SMALL_FILES`] small text files (create, restore, stored
+/// bytes, restore peak RSS), and an incremental with 1% of them changed.
+fn small_files(bin: &Path, abs: &Path, empty_conf: &Path) -> Result<String> {
+    let q = |p: &Path| shell_quote(p);
+    let root = abs.join("small-root");
+    let tree = root.join("small");
+    let t = Instant::now();
+    let data = generate_small(&tree)?;
+    eprintln!(
+        "==> generated {} ({SMALL_FILES} files, {:.0} MiB) in {:.1}s",
+        tree.display(),
+        data as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    let want = summarize(&tree)?;
+    let out = abs.join("out-small");
+    // ext4 gives one inode per 16 KiB: room for 200k files and more.
+    let mut scratch = Scratch::new(abs, 6 << 30);
+    let dest = scratch.mnt.join("restored");
+    let archive = out.join("archive");
+    let tar_file = out.join("tar/small.tar.zst");
+    let mk_create = format!(
+        "{} backup --root {} --target file://{} --quiet --config-dir {} /small && sync -f {}",
+        q(bin),
+        q(&root),
+        q(&archive),
+        q(empty_conf),
+        q(&out)
+    );
+    let mk_restore = format!(
+        "{} restore --from file://{} --to {} --quiet --config-dir {} && sync -f {}",
+        q(bin),
+        q(&archive),
+        q(&dest),
+        q(empty_conf),
+        q(&dest)
+    );
+    let tar_create = format!(
+        "tar -C {} -I 'zstd -T2 -3' -cf {} . && sync -f {}",
+        q(&tree),
+        q(&tar_file),
+        q(&out)
+    );
+    let tar_restore = format!(
+        "tar -C {} -I 'zstd -T2' -xf {} && sync -f {}",
+        q(&dest),
+        q(&tar_file),
+        q(&dest)
+    );
+    let fresh = |p: &Path| -> Result<()> {
+        if p.exists() {
+            std::fs::remove_dir_all(p)?;
+        }
+        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
+    };
+    let mut runs: [(Vec<Measure>, Vec<Measure>); 2] = Default::default();
+    let mut sizes = [0u64; 2];
+    let mut manifest = 0;
+    let mut notes = Vec::new();
+    for i in 0..SMALL_RUNS {
+        for (k, (create, restore, name)) in [
+            (&mk_create, &mk_restore, "archive"),
+            (&tar_create, &tar_restore, "tar+zstd"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stored = if k == 0 {
+                archive.clone()
+            } else {
+                out.join("tar")
+            };
+            fresh(&stored)?;
+            sync_fs(abs)?;
+            runs[k].0.push(measure(
+                &format!("small {name} create {}", i + 1),
+                &mut sh(create),
+            )?);
+            sizes[k] = dir_bytes(&stored)?;
+            if k == 0 {
+                manifest = manifest_bytes(&stored)?;
+            }
+            scratch.fresh()?;
+            std::fs::create_dir(&dest)?;
+            sync_fs(abs)?;
+            runs[k].1.push(measure(
+                &format!("small {name} restore {}", i + 1),
+                &mut sh(restore),
+            )?);
+            let got = if k == 0 {
+                dest.join("small")
+            } else {
+                dest.clone()
+            };
+            if i == 0
+                && let Err(e) = same(&want, &summarize(&got)?)
+            {
+                notes.push(format!("{name}: restored tree differs: {e}"));
+            }
+        }
+    }
+    // An incremental with 1% of the files changed.
+    let conf = abs.join("incremental-config");
+    let inc_out = out.join("incremental");
+    fresh(&inc_out)?;
+    let inc_create = format!(
+        "{} backup --root {} --target file://{} --quiet --config-dir {} /small",
+        q(bin),
+        q(&root),
+        q(&inc_out),
+        q(&conf)
+    );
+    let st = sh(&inc_create).status()?;
+    if !st.success() {
+        bail!("the small tree's full backup in incremental mode failed ({st})");
+    }
+    let full_bytes = dir_bytes(&inc_out)?;
+    let changed = change_files(&tree, &want.unique_files, 0)?;
+    let inc = measure("small incremental, 1% changed", &mut sh(&inc_create))?;
+    let inc_bytes = dir_bytes(&inc_out)? - full_bytes;
+    drop(scratch);
+    let [(ac, ar), (tc, tr)] = runs;
+    let (ac, ar, tc, tr) = (median(ac), median(ar), median(tc), median(tr));
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let c = tc.wall / ac.wall;
+    let r = tr.wall / ar.wall;
+    let st = sizes[0] as f64 / sizes[1] as f64;
+    let ib = inc_bytes as f64 / full_bytes as f64;
+    let mut text = format!(
+        "\n### {SMALL_FILES} small files (issue 22)\n\n\
+A second generated tree: {SMALL_FILES} text files of 20 B to 1 KiB ({:.0} MiB of data) in directories of {SMALL_PER_DIR}. Each restore onto a fresh ext4; median of {SMALL_RUNS}.\n\n\
+| tool | create (s) | restore (s) | stored (MiB) | of which manifest (MiB) | peak RSS create / restore (MiB) |\n|---|---:|---:|---:|---:|---:|\n\
+| archive | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} / {:.0} |\n\
+| tar+zstd | {:.2} | {:.2} | {:.1} | - | {:.0} / {:.0} |\n\
+| archive, incremental with {changed} files (1%) changed | {:.2} | - | {:.2} | - | {:.0} / - |\n\n\
+Goals (issue 22):\n\n\
+- create ≥ 1.0× tar+zstd: ×{c:.2}: {}\n\
+- restore ≥ 1.0× tar: ×{r:.2}: {}\n\
+- stored (archive and manifest) ≤ 1.5× tar+zstd: ×{st:.2}: {}\n\
+- an incremental with 1% changed stores ≤ 10% of the full, manifest included: {:.2}%: {}\n",
+        mib(data),
+        ac.wall,
+        ar.wall,
+        mib(sizes[0]),
+        mib(manifest),
+        ac.max_rss_kib as f64 / 1024.0,
+        ar.max_rss_kib as f64 / 1024.0,
+        tc.wall,
+        tr.wall,
+        mib(sizes[1]),
+        tc.max_rss_kib as f64 / 1024.0,
+        tr.max_rss_kib as f64 / 1024.0,
+        inc.wall,
+        mib(inc_bytes),
+        inc.max_rss_kib as f64 / 1024.0,
+        verdict(c >= 1.0),
+        verdict(r >= 1.0),
+        verdict(st <= 1.5),
+        ib * 100.0,
+        verdict(ib <= 0.1),
+    );
+    for n in notes {
+        text.push_str(&format!("- {n}\n"));
+    }
+    text.push_str(&format!(
+        "\nCommands: `{mk_create}`, `{mk_restore}`, `{tar_create}`, `{tar_restore}`.\n"
+    ));
+    Ok(text.replace(&abs.display().to_string(), "$B"))
 }
 
 /// Appends 64 bytes to every 100th file (starting at `round`), so a
