@@ -831,7 +831,10 @@ Goals (issue 22):\n\n\
     text.push_str(&format!(
         "\nCommands: `{mk_create}`, `{mk_restore}`, `{tar_create}`, `{tar_restore}`.\n"
     ));
-    Ok(text.replace(&abs.display().to_string(), "$B"))
+    let cwd = std::fs::canonicalize(".")?;
+    Ok(text
+        .replace(&abs.display().to_string(), "$B")
+        .replace(&format!("{}/", cwd.display()), ""))
 }
 
 /// Appends 64 bytes to every 100th file (starting at `round`), so a
