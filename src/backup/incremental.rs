@@ -198,7 +198,11 @@ pub fn save(path: &Path, head: &Head, members: &[(Vec<u8>, Stat)]) -> Result<()>
         }
         let tmp = path.with_extension("zst.tmp");
         let f = std::fs::File::create(&tmp)?;
-        let mut z = zstd::Encoder::new(std::io::BufWriter::new(f), 3)?;
+        // Lines gather before the compressor (see manifest::Writer).
+        let mut z = std::io::BufWriter::with_capacity(
+            64 << 10,
+            zstd::Encoder::new(std::io::BufWriter::new(f), 3)?,
+        );
         let mut head = head.clone();
         head.version = STATE_VERSION;
         serde_json::to_writer(&mut z, &head)?;
@@ -213,6 +217,7 @@ pub fn save(path: &Path, head: &Head, members: &[(Vec<u8>, Stat)]) -> Result<()>
             )?;
             z.write_all(b"\n")?;
         }
+        let z = z.into_inner().map_err(|e| e.into_error())?;
         let f = z.finish()?.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

