@@ -458,7 +458,9 @@ pub struct BackupVerifyArgs {
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
 
-    /// Which backup (its name from `backup list`; default: the newest)
+    /// Which backup (its name from `backup list`, or HOST-STAMP of an
+    /// incremental; default: the newest); an incremental's whole chain is
+    /// checked
     #[arg(long, value_name = "NAME")]
     pub archive: Option<String>,
 
@@ -483,7 +485,9 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "URL")]
     pub from: Option<String>,
 
-    /// Which backup (its name from `backup list`; default: the newest)
+    /// Which backup (its name from `backup list`, or HOST-STAMP of an
+    /// incremental; default: the newest); an incremental is restored with
+    /// its chain, into exactly its tree
     #[arg(long, value_name = "NAME")]
     pub archive: Option<String>,
 
