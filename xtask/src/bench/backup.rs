@@ -173,6 +173,78 @@ fn quiet(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// What the archive and tar+zstd commands of a tree are made of.
+struct Setup<'a> {
+    bin: &'a Path,
+    /// `--root` of the backup...
+    root: &'a Path,
+    /// ...and the path below it backed up ("": all of it), which is the
+    /// tree tar archives.
+    path: &'a str,
+    archive: &'a Path,
+    tar_file: &'a Path,
+    /// Synced after a create.
+    out: &'a Path,
+    /// Restored into.
+    dest: &'a Path,
+    conf: &'a Path,
+}
+
+impl Setup<'_> {
+    /// archive create and restore, tar+zstd create and restore: run with
+    /// `sh -c` so a sync can follow each.
+    fn commands(&self) -> [String; 4] {
+        let q = |p: &Path| shell_quote(p);
+        let tree = match self.path {
+            "" => self.root.to_path_buf(),
+            p => self.root.join(p.trim_start_matches('/')),
+        };
+        let path = if self.path.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.path)
+        };
+        [
+            format!(
+                "{} backup --root {} --target file://{} --quiet --config-dir {}{path} && sync -f {}",
+                q(self.bin),
+                q(self.root),
+                q(self.archive),
+                q(self.conf),
+                q(self.out)
+            ),
+            format!(
+                "{} restore --from file://{} --to {} --quiet --config-dir {} && sync -f {}",
+                q(self.bin),
+                q(self.archive),
+                q(self.dest),
+                q(self.conf),
+                q(self.dest)
+            ),
+            format!(
+                "tar -C {} -I 'zstd -T2' -cf {} . && sync -f {}",
+                q(&tree),
+                q(self.tar_file),
+                q(self.out)
+            ),
+            format!(
+                "tar -C {} -I 'zstd -T2' -xf {} && sync -f {}",
+                q(self.dest),
+                q(self.tar_file),
+                q(self.dest)
+            ),
+        ]
+    }
+}
+
+/// Makes `p` an empty directory.
+fn fresh(p: &Path) -> Result<()> {
+    if p.exists() {
+        std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
+    }
+    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
+}
+
 /// One tool's create and restore.
 struct Row {
     name: &'static str,
@@ -206,36 +278,18 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
     std::fs::create_dir_all(&empty_conf)?;
 
     let q = |p: &Path| shell_quote(p);
-    // The commands, run with `sh -c` so a sync can follow each.
-    let mk_create = format!(
-        "{} backup --root {} --target file://{} --quiet --config-dir {} && sync -f {}",
-        q(bin),
-        q(&tree),
-        q(&out.join("archive")),
-        q(&empty_conf),
-        q(&out)
-    );
-    let mk_restore = format!(
-        "{} restore --from file://{} --to {} --quiet --config-dir {} && sync -f {}",
-        q(bin),
-        q(&out.join("archive")),
-        q(&dest),
-        q(&empty_conf),
-        q(&dest)
-    );
     let tar_file = out.join("tar/tree.tar.zst");
-    let tar_create = format!(
-        "tar -C {} -I 'zstd -T2' -cf {} . && sync -f {}",
-        q(&tree),
-        q(&tar_file),
-        q(&out)
-    );
-    let tar_restore = format!(
-        "tar -C {} -I 'zstd -T2' -xf {} && sync -f {}",
-        q(&dest),
-        q(&tar_file),
-        q(&dest)
-    );
+    let [mk_create, mk_restore, tar_create, tar_restore] = Setup {
+        bin,
+        root: &tree,
+        path: "",
+        archive: &out.join("archive"),
+        tar_file: &tar_file,
+        out: &out,
+        dest: &dest,
+        conf: &empty_conf,
+    }
+    .commands();
     let repo = out.join("borg");
     let borg_create = format!(
         "cd {} && borg create --compression zstd,3 {}::bench . && sync -f {}",
@@ -250,12 +304,6 @@ fn measure_all(bin: &Path, abs: &Path, o: &Opts, load: &str) -> Result<String> {
         q(&dest)
     );
 
-    let fresh = |p: &Path| -> Result<()> {
-        if p.exists() {
-            std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
-        }
-        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
-    };
     // The baseline: read the archive, write the tree's bytes back.
     let list = abs.join("files.list");
     let mut l = Vec::new();
@@ -684,40 +732,17 @@ fn small_files(bin: &Path, abs: &Path, empty_conf: &Path) -> Result<String> {
     let dest = scratch.mnt.join("restored");
     let archive = out.join("archive");
     let tar_file = out.join("tar/small.tar.zst");
-    let mk_create = format!(
-        "{} backup --root {} --target file://{} --quiet --config-dir {} /small && sync -f {}",
-        q(bin),
-        q(&root),
-        q(&archive),
-        q(empty_conf),
-        q(&out)
-    );
-    let mk_restore = format!(
-        "{} restore --from file://{} --to {} --quiet --config-dir {} && sync -f {}",
-        q(bin),
-        q(&archive),
-        q(&dest),
-        q(empty_conf),
-        q(&dest)
-    );
-    let tar_create = format!(
-        "tar -C {} -I 'zstd -T2 -3' -cf {} . && sync -f {}",
-        q(&tree),
-        q(&tar_file),
-        q(&out)
-    );
-    let tar_restore = format!(
-        "tar -C {} -I 'zstd -T2' -xf {} && sync -f {}",
-        q(&dest),
-        q(&tar_file),
-        q(&dest)
-    );
-    let fresh = |p: &Path| -> Result<()> {
-        if p.exists() {
-            std::fs::remove_dir_all(p)?;
-        }
-        std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))
-    };
+    let [mk_create, mk_restore, tar_create, tar_restore] = Setup {
+        bin,
+        root: &root,
+        path: "/small",
+        archive: &archive,
+        tar_file: &tar_file,
+        out: &out,
+        dest: &dest,
+        conf: empty_conf,
+    }
+    .commands();
     let mut runs: [(Vec<Measure>, Vec<Measure>); 2] = Default::default();
     let mut sizes = [0u64; 2];
     let mut manifest = 0;
