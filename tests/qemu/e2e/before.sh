@@ -23,16 +23,26 @@ cat /proc/mdstat
 findmnt --real
 timed layout-save mkrescue layout save
 mkrescue layout save --out "$out/layout-before.json"
+# mkrescue never creates its backup target (a missing one may be an
+# unmounted disk): the directory on the backup disk is made here.
+mkdir -p /backup/archive
+# backup.mode = "incremental" (local.toml): the first backup starts a
+# chain with a full one, the files change, and the second backup stores
+# only the changes on top of it. recover restores the chain into the tree
+# of the newest, which the list below describes.
+bash /run/e2e/in/e2e/change.sh seed
+timed backup-full mkrescue backup
+bash /run/e2e/in/e2e/change.sh change
 # Every local file system but the backup disk (a separate /boot too).
 roots="/ /home /boot/efi"
 if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
 bash /run/e2e/in/e2e/list.sh "$out/list-before" $roots
 blkid -o export > "$out/blkid-before.txt"
-# mkrescue never creates its backup target (a missing one may be an
-# unmounted disk): the directory on the backup disk is made here.
-mkdir -p /backup/archive
 timed backup mkrescue backup
 mkrescue backup list | tee "$out/backup-list.txt"
+# The newest backup must be an incremental on the full one ("+1 on
+# STAMP" in the CHAIN column), or the e2e would not prove a chain.
+grep -q ' +1 on ' "$out/backup-list.txt" || { echo "before: the second backup is not an incremental on the first" >&2; exit 1; }
 # The recovery time as the healthy server predicts it (the e2e report puts
 # it beside recover's actual time).
 timed estimate bash -c 'mkrescue estimate --json > "$1"' - "$out/estimate-host.json"

@@ -32,6 +32,18 @@ if [ "$SCENARIO" = luks-lvm ]; then
     echo "md0_crypt UUID=$LUKS_UUID none luks,discard,initramfs" > "$T/etc/crypttab"
     echo CRYPTSETUP=y >> "$T/etc/cryptsetup-initramfs/conf-hook"
 fi
+# systemd waits 90 s for a disk by default. Under TCG on a loaded 2-core
+# host a guest vCPU can go unscheduled for over a minute (the kernel then
+# reports a soft lockup in whatever it ran, seen in modprobe and
+# udev-worker), and the degraded boot (~100 s to ready against ~35 s
+# with both disks) passed 90 s before udevd even started. A disk
+# that never comes still fails the boot, later.
+mkdir -p "$T/etc/systemd/system.conf.d"
+cat > "$T/etc/systemd/system.conf.d/e2e-tcg.conf" <<CONF
+# written by tests/qemu/e2e/server-etc.sh
+[Manager]
+DefaultDeviceTimeoutSec=300s
+CONF
 mkdir -p "$T/etc/mdadm"
 {
     echo "HOMEHOST <system>"
