@@ -98,6 +98,17 @@ pub const TOOLS: &[ToolSpec] = &[
     t("free", "procps", Optional),
     t("kill", "procps", Optional),
     t("strace", "strace", Optional),
+    // What an admin reaches for when recover fails on unknown hardware:
+    // look at the disks and their health, partition by hand, see the
+    // controllers and the links.
+    t("parted", "parted", Optional),
+    t("partprobe", "parted", Optional),
+    t("sgdisk", "gdisk", Optional),
+    t("gdisk", "gdisk", Optional),
+    t("smartctl", "smartmontools", Optional),
+    t("nvme", "nvme-cli", Optional),
+    t("hdparm", "hdparm", Optional),
+    t("lspci", "pciutils", Optional),
     // util-linux: partitions, mounts, block devices.
     t("mount", "mount", Always),
     t("umount", "mount", Always),
@@ -167,6 +178,8 @@ pub const TOOLS: &[ToolSpec] = &[
     // Network and remote access.
     t("ip", "iproute2", Optional),
     t("ping", "iputils-ping", Optional),
+    t("ss", "iproute2", Optional),
+    t("ethtool", "ethtool", Optional),
     t("dhclient", "isc-dhcp-client", Optional),
     t("/sbin/dhclient-script", "isc-dhcp-client", Optional),
     t("sshd", "openssh-server", Optional),
@@ -306,6 +319,27 @@ mod tests {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"\x7fELF").unwrap();
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// The README's table of what the rescue system carries names every
+    /// tool of [`TOOLS`] (by its file name), so the two cannot drift.
+    #[test]
+    fn the_readme_lists_every_tool() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("<!-- tools -->")
+            .nth(1)
+            .and_then(|t| t.split("<!-- /tools -->").next())
+            .expect("README.md has the <!-- tools --> table");
+        let missing: Vec<&str> = TOOLS
+            .iter()
+            .map(|t| t.name.rsplit('/').next().unwrap())
+            .filter(|n| !table.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's tools table lacks {missing:?}"
+        );
     }
 
     #[test]
