@@ -456,13 +456,20 @@ pub fn write_archive<W: Write, M: Write>(
             let regions = h.sparse.clone().unwrap_or_else(|| vec![(0, h.size)]);
             let mut short = false;
             let mut file = file;
+            // Where the file's offset is: a region at it needs no lseek
+            // (a whole file is one region at 0, and the file was just
+            // opened; 200,000 lseek calls fewer on as many small files).
+            let mut at = 0;
             for (off, len) in regions {
                 if len == 0 {
                     continue;
                 }
                 use std::io::Seek;
-                file.seek(std::io::SeekFrom::Start(off))
-                    .with_context(|| format!("reading {}", f.path.display()))?;
+                if off != at {
+                    file.seek(std::io::SeekFrom::Start(off))
+                        .with_context(|| format!("reading {}", f.path.display()))?;
+                }
+                at = off + len;
                 let mut left = len;
                 while left > 0 {
                     // Read straight into the compressor's chunk: no copy

@@ -235,17 +235,23 @@ pub fn encode(h: &Header) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(3 * BLOCK + pax.len() + sparse_map.len());
     if !pax.is_empty() {
-        let mut xname = b"PaxHeaders/".to_vec();
-        let base = basename(&h.path);
-        xname.extend_from_slice(&base[..base.len().min(89)]);
+        // The extended header's own ustar block: readers use only its type
+        // and size (pax: the name and mtime of an 'x' header are for an
+        // extractor that does not know the type and writes it out as a
+        // file). So its name is always "PaxHeaders/x" and its mtime 0: the
+        // block then differs between members only in its size and
+        // checksum fields, and compresses to a few bytes. With the file's
+        // basename and mtime in it, as before, it cost 0.91 MB more
+        // compressed on 200,000 small files (32.23 -> 31.32 MB, zstd -3;
+        // 2026-12-06). Archives with the old names read the same.
         out.extend_from_slice(&ustar_block(
-            &xname,
+            b"PaxHeaders/x",
             b'x',
             0o644,
             0,
             0,
             pax.len() as u64,
-            h.mtime.0.max(0) as u64,
+            0,
             b"",
             (0, 0),
         ));
