@@ -573,13 +573,22 @@ impl Pending {
             };
             let (mut item, _) = self.items.pop_front().expect("front exists");
             if let Some(d) = sums {
-                item.sha256 = Some(hex::encode(d.sha256));
-                item.xxh3 = Some(hex::encode(&d.xxh3));
+                item.sha256 = Some(lower_hex(&d.sha256));
+                item.xxh3 = Some(lower_hex(&d.xxh3));
             }
             man.add(&item)?;
         }
         Ok(())
     }
+}
+
+/// Lowercase hex of a digest, as `hex::encode` writes it, through a byte
+/// buffer rather than `hex::encode`'s char iterator (2% of the main
+/// thread on 200,000 small files, perf, 2026-12-06).
+fn lower_hex(b: &[u8]) -> String {
+    let mut v = vec![0u8; b.len() * 2];
+    hex::encode_to_slice(b, &mut v).expect("the buffer is twice the input");
+    String::from_utf8(v).expect("hex digits are ASCII")
 }
 
 struct Counting<W: Write> {
@@ -601,6 +610,12 @@ impl<W: Write> Write for Counting<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_hex_is_hex_encode() {
+        let b = [0u8, 1, 0xab, 0xff, 0x10];
+        assert_eq!(lower_hex(&b), hex::encode(b));
+    }
 
     #[test]
     fn patterns() {

@@ -116,10 +116,16 @@ fn record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.push(b'\n');
 }
 
-fn octal(field: &mut [u8], v: u64) {
+/// `v` as zero-padded octal filling `field` but its last byte, a NUL; the
+/// lowest digits when it has more (callers clamp first). Digit by digit,
+/// not through `format!`: two headers per member made that 3.6% of a
+/// backup's main thread on 200,000 small files (perf, 2026-12-06).
+fn octal(field: &mut [u8], mut v: u64) {
     let digits = field.len() - 1;
-    let s = format!("{v:0digits$o}");
-    field[..digits].copy_from_slice(&s.as_bytes()[s.len() - digits..]);
+    for d in field[..digits].iter_mut().rev() {
+        *d = b'0' + (v & 7) as u8;
+        v >>= 3;
+    }
     field[digits] = 0;
 }
 
@@ -164,8 +170,8 @@ fn ustar_block(
     // digits, NUL, space (ustar "chksum").
     b[148..156].copy_from_slice(b"        ");
     let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
-    let s = format!("{sum:06o}\0 ");
-    b[148..156].copy_from_slice(s.as_bytes());
+    octal(&mut b[148..155], u64::from(sum));
+    b[155] = b' ';
     b
 }
 
@@ -572,6 +578,16 @@ pub fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn octal_is_zero_padded_and_nul_terminated() {
+        for v in [0u64, 1, 7, 8, 0o644, 1_700_000_000, MAX_OCTAL_11] {
+            let mut f = [0xffu8; 12];
+            octal(&mut f, v);
+            assert_eq!(&f[..11], format!("{v:011o}").as_bytes());
+            assert_eq!(f[11], 0);
+        }
+    }
 
     fn sample() -> Header {
         Header {
