@@ -1607,7 +1607,10 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     let _report = crate::progress::report(&pb, "restore", args.quiet, args.json || args.events);
     let mut session = restore::Session::new(&args.to);
     // Newest first: each member comes from the newest link that has it.
-    for (link, man) in chain.links.iter().zip(&mans).rev() {
+    for (i, (link, man)) in chain.links.iter().zip(&mans).rev().enumerate() {
+        if i + 1 == chain.links.len() {
+            session.last_archive();
+        }
         let input = open_file(
             &target,
             &format!("{link}{ARCHIVE_SUFFIX}{}", enc_of(link)),

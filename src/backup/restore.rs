@@ -177,6 +177,7 @@ pub fn restore(
     pb: &ProgressBar,
 ) -> Result<Report> {
     let mut s = Session::new(to);
+    s.last_archive();
     s.archive(input, man, pb)?;
     Ok(s.finish())
 }
@@ -190,6 +191,10 @@ pub struct Session<'a> {
     cx: Ctx<'a>,
     /// Members the archives restored so far (newer ones) have or removed.
     taken: HashSet<Vec<u8>>,
+    /// Whether another archive follows the one being restored: only then
+    /// is `taken` filled (on 200,000 small files, 400k names unescaped,
+    /// cloned and hashed that nothing would read).
+    more: bool,
 }
 
 impl<'a> Session<'a> {
@@ -214,7 +219,14 @@ impl<'a> Session<'a> {
                 syncer: Syncer::new(fss),
             },
             taken: HashSet::new(),
+            more: true,
         }
+    }
+
+    /// Says that the next [`Session::archive`] is the last (the chain's
+    /// oldest, or the only one).
+    pub fn last_archive(&mut self) {
+        self.more = false;
     }
 
     /// Restores the members of one archive that no archive restored
@@ -268,7 +280,9 @@ impl<'a> Session<'a> {
                     match put(cx, &mut reader, h, pb) {
                         Ok(true) => {
                             cx.report.entries += 1;
-                            here.push(name.clone());
+                            if self.more {
+                                here.push(name.clone());
+                            }
                             cx.ok.insert(name);
                         }
                         Ok(false) => {}
@@ -310,7 +324,7 @@ impl<'a> Session<'a> {
         let damaged = std::mem::replace(&mut cx.report.damaged, before);
         cx.report.damaged.extend(damaged);
         self.taken.extend(here);
-        if let Some(m) = man {
+        if let Some(m) = man.filter(|_| self.more) {
             self.taken
                 .extend(m.items.iter().map(|i| manifest::unescape(&i.path)));
             self.taken
