@@ -84,6 +84,11 @@ fn write_recorded(root: &Path, r: &Recorded) {
 
 /// Records one measured step, on the running system only: a `--root`
 /// tree (a chroot, a test's tree) is read, never given state of ours.
+/// Callers record only runs of the host's own backup (its configured
+/// target and paths): a run with `--target`, `--from` or PATHs of its own
+/// (a test, a bench, an admin trying a directory) would replace the
+/// rates of the real backup with a toy tree's, and a test suite would
+/// change the host's file under the rescue image it builds.
 pub fn record(root: &Path, step: &str, bytes: u64, files: u64, seconds: f64) {
     if root != Path::new("/") {
         return;

@@ -631,14 +631,19 @@ fn create_command(cfg: &Config, args: &CreateOptions) -> Result<String> {
         stats,
         seconds,
     };
-    facts::record(
-        &args.root,
-        "backup",
-        report.stats.data_bytes,
-        report.stats.files,
-        report.seconds,
-    );
-    facts::record_host(&args.root);
+    // The rates of this host's own backup only (see facts::record): not
+    // of a run with --target or PATHs of its own (a test, a bench, an
+    // admin trying a directory).
+    if args.target.is_none() && args.paths.is_empty() {
+        facts::record(
+            &args.root,
+            "backup",
+            report.stats.data_bytes,
+            report.stats.files,
+            report.seconds,
+        );
+        facts::record_host(&args.root);
+    }
     for w in &report.stats.warnings {
         log::warn!("{w}");
     }
@@ -1365,13 +1370,15 @@ fn verify_command(cfg: &Config, args: &VerifyOptions) -> Result<()> {
     }
     rep.chain = chain.links.clone();
     rep.missing_links = chain.missing.clone();
-    facts::record(
-        &args.root,
-        "verify",
-        rep.bytes_checked,
-        rep.files_checked,
-        rep.seconds,
-    );
+    if args.target.is_none() {
+        facts::record(
+            &args.root,
+            "verify",
+            rep.bytes_checked,
+            rep.files_checked,
+            rep.seconds,
+        );
+    }
     if args.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &rep)?;
@@ -1622,13 +1629,15 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     }
     let result = session.finish();
     pb.finish_and_clear();
-    facts::record(
-        &args.root,
-        "restore",
-        result.bytes,
-        result.files,
-        start.elapsed().as_secs_f64(),
-    );
+    if args.from.is_none() {
+        facts::record(
+            &args.root,
+            "restore",
+            result.bytes,
+            result.files,
+            start.elapsed().as_secs_f64(),
+        );
+    }
     let report = RestoreReport {
         name: name.clone(),
         from: target.describe(),
