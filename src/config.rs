@@ -306,6 +306,11 @@ pub struct OutputCfg {
     pub pxe_upload: Option<String>,
     /// Extra `ssh` options for the PXE upload (e.g. `["-i", "/root/.ssh/pxe"]`).
     pub pxe_ssh_options: Vec<String>,
+    /// Test rigs only, as `--test-boot-entry`: this rescue entry boots
+    /// after one second and the rescue system powers off when done. For a
+    /// build that no command line reaches: `layout check --rebuild` from
+    /// its timer, the kernel hook.
+    pub test_boot_entry: Option<String>,
 }
 
 impl Default for OutputCfg {
@@ -317,6 +322,7 @@ impl Default for OutputCfg {
             secure_boot: SecureBoot::Auto,
             pxe_upload: None,
             pxe_ssh_options: Vec::new(),
+            test_boot_entry: None,
         }
     }
 }

@@ -155,7 +155,7 @@ impl Menu {
             return Err(crate::error::fail(
                 crate::error::Code::Usage,
                 format!(
-                    "--test-boot-entry {id}: no such rescue entry; one of {}",
+                    "test boot entry {id} (--test-boot-entry, output.test_boot_entry): no such rescue entry; one of {}",
                     ids.join(", ")
                 ),
             ));

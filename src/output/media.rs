@@ -211,7 +211,11 @@ pub fn write(
     out_dir: &Path,
 ) -> Result<MediaReport> {
     let mut menu = menu(cfg, host, args.test_boot_rescue);
-    if let Some(id) = &args.test_boot_entry {
+    if let Some(id) = args
+        .test_boot_entry
+        .as_ref()
+        .or(cfg.output.test_boot_entry.as_ref())
+    {
         menu.set_test_default(id)?;
     }
     let work = out_dir.join(".work");

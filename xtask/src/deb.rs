@@ -67,10 +67,60 @@ const UNITS: &[&str] = &[
     "mkrescue-check.timer",
 ];
 
+/// `cargo xtask deb`: the release binary packaged into target/deb,
+/// checked by lintian.
 pub fn build() -> Result<PathBuf> {
     let bin = util::build_release()?;
+    let deb = package(&bin, Path::new("target/deb"), true)?;
+    apt_simulate(&deb)?;
+    Ok(deb)
+}
+
+/// `apt-get install --simulate ./DEB`: what `apt install` of the package
+/// would pull from this machine's Debian archive (its Depends and
+/// Recommends), resolved without installing anything. Fails when a
+/// dependency cannot be met. Skipped (said) without apt-get.
+fn apt_simulate(deb: &Path) -> Result<()> {
+    let arg = format!("./{}", deb.display());
+    eprintln!("$ apt-get install --simulate {arg}");
+    let o = match Command::new("apt-get")
+        .args(["install", "--simulate", "--yes"])
+        .arg(&arg)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("apt-get not found ({e}): what the package pulls is not checked");
+            return Ok(());
+        }
+    };
+    let out = String::from_utf8_lossy(&o.stdout);
+    // "Inst xorriso (1.5.4-4 Debian:12.8/oldstable [amd64])": what it
+    // would install besides mkrescue.
+    let pulls: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Inst "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|p| *p != "mkrescue")
+        .collect();
+    ensure!(
+        o.status.success(),
+        "apt-get install --simulate {arg} failed: a dependency cannot be met:\n{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!(
+        "apt install {arg} would pull {} packages: {}",
+        pulls.len(),
+        pulls.join(" ")
+    );
+    Ok(())
+}
+
+/// The package of `bin` in `out` (its tree in `out`/root); lintian checks
+/// it when `lint` (the e2e, which installs it on its server, leaves that
+/// to the CI's deb step).
+pub fn package(bin: &Path, out: &Path, lint: bool) -> Result<PathBuf> {
     let version = format!("{}-{REVISION}", env!("CARGO_PKG_VERSION"));
-    let out = PathBuf::from("target/deb");
     let root = out.join("root");
     if root.exists() {
         std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))?;
@@ -79,7 +129,7 @@ pub fn build() -> Result<PathBuf> {
     let tree = Tree(root.clone());
 
     // The binary, stripped (Debian policy 10.1: no debugging symbols).
-    let sbin = tree.install(&bin, "usr/sbin/mkrescue", 0o755)?;
+    let sbin = tree.install(bin, "usr/sbin/mkrescue", 0o755)?;
     util::run(
         "strip",
         &[
@@ -164,6 +214,9 @@ pub fn build() -> Result<PathBuf> {
         .context("running dpkg-deb (package dpkg)")?;
     ensure!(status.success(), "dpkg-deb --build failed ({status})");
     check(&deb)?;
+    if lint {
+        lintian(&deb)?;
+    }
     let size = std::fs::metadata(&deb)?.len();
     eprintln!(
         "wrote {} ({:.1} MiB)",
@@ -356,7 +409,7 @@ and rebuilds the rescue system when a kernel is installed or removed.\n",
     c
 }
 
-/// What must be in the package, with its mode, and lintian without errors.
+/// What must be in the package, with its mode and owner.
 fn check(deb: &Path) -> Result<()> {
     let o = Command::new("dpkg-deb")
         .arg("-c")
@@ -425,7 +478,11 @@ fn check(deb: &Path) -> Result<()> {
             bad.join("\n  ")
         );
     }
+    Ok(())
+}
 
+/// lintian's verdict on `deb`: no error tags.
+fn lintian(deb: &Path) -> Result<()> {
     if Command::new("lintian").arg("--version").output().is_err() {
         eprintln!("lintian is not installed (apt-get install lintian): not checked");
         return Ok(());

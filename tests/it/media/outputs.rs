@@ -464,3 +464,38 @@ fn usb_dry_run_touches_neither_image_nor_out_dir() {
     assert!(!img.exists());
     assert!(!out.exists(), "the dry run created {}", out.display());
 }
+
+/// `output.test_boot_entry` in the configuration does what
+/// `--test-boot-entry` does (for builds no command line reaches: the
+/// layout check's rebuild, the kernel hook); an unknown entry is a usage
+/// error naming the key, and nothing is written.
+#[test]
+fn test_boot_entry_from_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tftp");
+    let build = |entry: &str| {
+        let cfg = dir.path().join(format!("{entry}.toml"));
+        std::fs::write(&cfg, format!("[output]\ntest_boot_entry = \"{entry}\"\n")).unwrap();
+        mkrescue(&[
+            "--config",
+            s(&cfg),
+            "--output",
+            "pxe",
+            "--pxe-root",
+            s(&root),
+            "--pxe-default",
+            "--out",
+            s(&dir.path().join("out")),
+        ])
+    };
+    let bad = build("no-such-entry");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("output.test_boot_entry"), "{err}");
+    assert!(!root.join("pxelinux.cfg/default").exists());
+    ok(build("recover-auto-serial"));
+    let menu = std::fs::read_to_string(root.join("pxelinux.cfg/default")).unwrap();
+    assert!(menu.contains("DEFAULT recover-auto-serial"), "{menu}");
+    // One second, in syslinux's tenths.
+    assert!(menu.contains("TIMEOUT 10\n"), "{menu}");
+}

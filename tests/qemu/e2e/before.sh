@@ -13,16 +13,27 @@ timed() {
     "$@"
     echo "MKR-E2E-TIME $name $(( $(ms) - t0 ))ms"
 }
-# A fresh mkrescue from the harness (the server keeps the one from
-# provisioning otherwise), so a rerun needs no new provisioning.
-# (-f, not -x: /run is mounted noexec.)
-if [ -f /run/e2e/in/mkrescue ]; then
-    cp /run/e2e/in/mkrescue /usr/local/sbin/mkrescue
-fi
+# mkrescue from this run's package (provision installed one too; again
+# here, so a run from before tests this run's binary). --force-confold:
+# /etc/mkrescue/local.toml is the test's own.
+dpkg -i --force-confold /run/e2e/in/mkrescue.deb
+# Runs a unit of the package as its timer would, and prints its journal:
+# the backups and the rescue system are made by mkrescue-backup.service
+# and mkrescue-check.service, in their sandbox, as on an admin's server.
+unit() {
+    local rc=0
+    systemctl start "$1" || rc=$?
+    journalctl -b -u "$1" -o cat --no-pager | tail -n 40
+    [ $rc = 0 ] || { echo "before: $1 failed (systemctl start: exit $rc)" >&2; exit 1; }
+}
 cat /proc/mdstat
 findmnt --real
-timed layout-save mkrescue layout save
 mkrescue layout save --out "$out/layout-before.json"
+# A run from before starts afresh: no saved layout (so the layout check
+# below sees a new host and builds the rescue system), no earlier backups
+# or incremental state (so the first backup is a full one).
+rm -f /var/lib/mkrescue/layout.json
+rm -rf /backup/archive /var/cache/mkrescue/backup
 # mkrescue never creates its backup target (a missing one may be an
 # unmounted disk): the directory on the backup disk is made here.
 mkdir -p /backup/archive
@@ -31,22 +42,18 @@ mkdir -p /backup/archive
 # only the changes on top of it. recover restores the chain into the tree
 # of the newest, which the list below describes.
 bash /run/e2e/in/e2e/change.sh seed
-timed backup-full mkrescue backup
+timed backup-full unit mkrescue-backup.service
 bash /run/e2e/in/e2e/change.sh change
 # Every local file system but the backup disk (a separate /boot too).
 roots="/ /home /boot/efi"
 if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
 bash /run/e2e/in/e2e/list.sh "$out/list-before" $roots
 blkid -o export > "$out/blkid-before.txt"
-timed backup mkrescue backup
+timed backup unit mkrescue-backup.service
 mkrescue backup list | tee "$out/backup-list.txt"
 # The newest backup must be an incremental on the full one ("+1 on
 # STAMP" in the CHAIN column), or the e2e would not prove a chain.
 grep -q ' +1 on ' "$out/backup-list.txt" || { echo "before: the second backup is not an incremental on the first" >&2; exit 1; }
-# The recovery time as the healthy server predicts it (the e2e report puts
-# it beside recover's actual time).
-timed estimate bash -c 'mkrescue estimate --json > "$1"' - "$out/estimate-host.json"
-rm -rf /backup/rescue
 if [ -f /root/keys/luks.key ]; then
     # The LUKS key goes to the backup disk, where recover finds it
     # (recover.key_file = "keys/luks.key" in /etc/mkrescue/local.toml).
@@ -54,7 +61,22 @@ if [ -f /root/keys/luks.key ]; then
     cp /root/keys/luks.key /backup/keys/luks.key
     chmod 0600 /backup/keys/luks.key
 fi
-timed iso mkrescue --output iso --out /backup/rescue --test-boot-entry recover-auto-serial
+# The rescue ISO as the package makes it: the layout check finds no saved
+# layout, saves it and builds build.output (iso) into build.out_dir
+# (/backup/rescue) with output.test_boot_entry (local.toml).
+rm -rf /backup/rescue
+timed iso unit mkrescue-check.service
+[ -f /var/lib/mkrescue/layout.json ] || { echo "before: mkrescue-check.service saved no layout" >&2; exit 1; }
+# The recovery time as the healthy server predicts it (the e2e report puts
+# it beside recover's actual time).
+timed estimate bash -c 'mkrescue estimate --json > "$1"' - "$out/estimate-host.json"
+# What the package installed: both timers listed by systemd, the man pages.
+systemctl list-timers --all --no-pager | tee "$out/timers.txt"
+for t in mkrescue-backup.timer mkrescue-check.timer; do
+    grep -q "$t" "$out/timers.txt" || { echo "before: systemctl list-timers does not list $t" >&2; exit 1; }
+done
+man -P cat mkrescue-backup > "$out/man-mkrescue-backup.txt"
+grep -q 'mkrescue-backup' "$out/man-mkrescue-backup.txt" || { echo "before: man mkrescue-backup shows no page" >&2; exit 1; }
 ls -la /backup/rescue
 # The same rescue system as a PXE tree for the pxe variant (QEMU's TFTP
 # serves it). --pxe-default: the server has no NIC here, so there is no

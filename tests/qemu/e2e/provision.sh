@@ -100,8 +100,8 @@ sh /tmp/in/e2e/server-etc.sh $T /tmp/in/env
 # network); sshd takes keys only.
 chroot $T passwd -d root >/dev/null
 
-# mkrescue and its configuration.
-cp /tmp/in/mkrescue $T/usr/local/sbin/mkrescue && chmod 0755 $T/usr/local/sbin/mkrescue
+# mkrescue's configuration (the package, installed below, keeps it: it is
+# a conffile the admin changed).
 mkdir -p $T/etc/mkrescue
 cp /tmp/in/e2e/local.toml $T/etc/mkrescue/local.toml
 if [ "$SCENARIO" = luks-lvm ]; then
@@ -115,6 +115,16 @@ if [ "$SCENARIO" = luks-lvm ]; then
     chmod 0600 $T/root/keys/luks.key
 fi
 
+# The package's timers stay enabled (before.sh checks that systemd lists
+# them), but never fire during the test: a daily backup or layout check
+# that starts in the middle of a phase would write to the backup disk
+# that every variant recovers from.
+for t in mkrescue-backup mkrescue-check; do
+    mkdir -p $T/etc/systemd/system/$t.timer.d
+    printf '# written by tests/qemu/e2e/provision.sh\n[Timer]\nOnCalendar=\nOnCalendar=2099-01-01\nPersistent=false\n' \
+        > $T/etc/systemd/system/$t.timer.d/e2e.conf
+done
+
 # The e2e phase runner: at every boot, runs the phase script from the IN
 # disk if one is attached (tests/qemu/e2e/phase.sh).
 cp /tmp/in/e2e/phase.sh $T/usr/local/sbin/e2e-phase && chmod 0755 $T/usr/local/sbin/e2e-phase
@@ -126,6 +136,14 @@ ln -sf /etc/systemd/system/e2e-phase.service $T/etc/systemd/system/multi-user.ta
 for m in dev proc sys; do mount --bind /$m $T/$m; done
 mount -t tmpfs tmpfs $T/run
 mkdir -p $T/run/lvm $T/run/udev
+# mkrescue from its Debian package, as an admin installs it. Its
+# dependencies are in the rootfs (rootfs.rs); postinst enables the two
+# timers (no systemd runs in the chroot, so nothing is started).
+t0=$(date +%s)
+cp /tmp/in/mkrescue.deb $T/tmp/mkrescue.deb
+chroot $T dpkg -i --force-confold /tmp/mkrescue.deb
+rm $T/tmp/mkrescue.deb
+echo "MKR-E2E-TIME package $(( $(date +%s) - t0 ))"
 t0=$(date +%s)
 if INITRD=$(disk INITRD 2>/dev/null); then
     # Built on the host from the same files (server-etc.sh) and rootfs.

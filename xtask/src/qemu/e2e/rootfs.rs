@@ -34,6 +34,8 @@ use crate::util::set_len;
 ///   (the uefi variant), the rescue image takes it along, and check.sh
 ///   prints the entries with `efibootmgr -v`
 /// - rsync, zstd, xz-utils: taken into the rescue image when present
+/// - man-db: `man mkrescue-backup` on the server, from the package that
+///   provision installs (before.sh reads the page)
 pub(super) const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
@@ -64,6 +66,7 @@ pub(super) const PACKAGES: &[&str] = &[
     "rsync",
     "zstd",
     "xz-utils",
+    "man-db",
 ];
 
 pub(super) const SUITE: &str = "bookworm";

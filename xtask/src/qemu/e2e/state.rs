@@ -50,9 +50,10 @@ pub(super) const SERVER_READY: &str = "MKR-E2E-READY";
 pub(super) const RECOVER_OK: &str = "mkrescue: recover finished";
 pub(super) const RECOVER_FAILED: &str = "mkrescue: recover failed";
 
-/// A tar of `files` (path inside, host path) on a raw image padded to
-/// whole MiB: the IN disk.
-pub(super) fn in_disk(path: &Path, env: &str, bin: &Path) -> Result<()> {
+/// The IN disk: a tar on a raw image padded to whole MiB, of the env file,
+/// the LUKS key, tests/qemu/e2e and, for the phases that install
+/// mkrescue on the server, its Debian package `deb` (as mkrescue.deb).
+pub(super) fn in_disk(path: &Path, env: &str, deb: Option<&Path>) -> Result<()> {
     let stage = path.with_extension("d");
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir_all(&stage)?;
@@ -60,8 +61,10 @@ pub(super) fn in_disk(path: &Path, env: &str, bin: &Path) -> Result<()> {
     // The LUKS passphrase as a key file: no newline, as luksFormat
     // --key-file takes the whole file and the boot prompt takes a line.
     std::fs::write(stage.join("luks.key"), luks_passphrase())?;
-    std::fs::copy(bin, stage.join("mkrescue"))
-        .with_context(|| format!("copying {}", bin.display()))?;
+    if let Some(deb) = deb {
+        std::fs::copy(deb, stage.join("mkrescue.deb"))
+            .with_context(|| format!("copying {}", deb.display()))?;
+    }
     let st = Command::new("cp")
         .args(["-r", "tests/qemu/e2e"])
         .arg(stage.join("e2e"))
@@ -284,7 +287,18 @@ impl E2e {
     pub(super) fn io_disks(&self, phase: &str) -> Result<Vec<Disk>> {
         let dir = self.phase_dir(phase);
         let in_img = dir.join(format!("in-{phase}.tar"));
-        in_disk(&in_img, &self.env(phase), &self.bin)?;
+        // The server gets mkrescue as an admin does, from its package
+        // (provision installs it, before installs it again so that a run
+        // from before tests the binary of this run).
+        let deb = match phase {
+            "provision" | "before" => Some(crate::deb::package(
+                &self.bin,
+                &Path::new(WORK).join("deb"),
+                false,
+            )?),
+            _ => None,
+        };
+        in_disk(&in_img, &self.env(phase), deb.as_deref())?;
         let out_img = dir.join(format!("out-{phase}.img"));
         blank(&out_img, 64)?;
         Ok(vec![
