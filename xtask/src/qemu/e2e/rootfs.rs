@@ -104,6 +104,12 @@ pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
     )?;
     // The package cache is 100+ MB the server never needs.
     run("chroot", &[dirs, "apt-get", "clean"])?;
+    // man-db's dpkg trigger re-indexes every man page after each package
+    // install, dpkg -i of mkrescue's too (provision, before): slow under
+    // TCG, and `man PAGE` finds a page without the index. The trigger
+    // runs only while this file exists (man-db's postinst, debconf
+    // man-db/auto-update).
+    run("rm", &["-f", &format!("{dirs}/var/lib/man-db/auto-update")])?;
     let part = tar.with_extension("tar.part");
     // --xattrs/--acls: file capabilities (ping) and ACLs survive;
     // --numeric-owner: the server's uids, not this machine's names.
