@@ -140,6 +140,87 @@ fn kernel_hook_rebuilds_for_the_new_kernel() {
     assert_eq!(calls.lines().last(), Some("-q"));
 }
 
+/// The hook with the real mkrescue, for a kernel installed on this host
+/// (the newest /boot/vmlinuz-KVER with /lib/modules/KVER, as the image
+/// tests use): the configured medium is rebuilt with that kernel. The
+/// `mkrescue` the hook finds first in PATH only adds the test's
+/// configuration directory (build.output = "initramfs", the quickest
+/// medium, into a temporary out_dir) and builds for this host, while the
+/// hook keeps its log and mark under a temporary MKRESCUE_ROOT: nothing
+/// of the host's is written.
+#[test]
+fn kernel_hook_rebuilds_the_medium_with_the_real_mkrescue() {
+    let Some(kver) = std::fs::read_dir("/boot")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("vmlinuz-").map(str::to_string)
+        })
+        .filter(|v| Path::new("/lib/modules").join(v).is_dir())
+        .max()
+    else {
+        panic!(
+            "no /boot/vmlinuz-KVER with /lib/modules/KVER on this host (`cargo xtask deps` installs linux-image-amd64)"
+        );
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let etc = dir.path().join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("local.toml"),
+        format!(
+            "[build]\noutput = \"initramfs\"\nout_dir = \"{}\"\n\n[modules]\npolicy = \"host\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("mkrescue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nunset MKRESCUE_ROOT\nexec {} --config-dir {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_mkrescue"),
+            etc.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("state-root");
+    let hook = dir.path().join("hook");
+    // The hook's arguments are the kernel packages': version, image.
+    let hook_file = hook.join("etc/kernel/postinst.d/zz-mkrescue");
+    std::fs::create_dir_all(hook_file.parent().unwrap()).unwrap();
+    std::fs::copy(packaging("kernel-hook"), &hook_file).unwrap();
+    let o = Command::new(&hook_file)
+        .args([kver.as_str(), &format!("/boot/vmlinuz-{kver}")])
+        .env(
+            "PATH",
+            format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()),
+        )
+        .env("MKRESCUE_ROOT", &state)
+        .output()
+        .unwrap();
+    let log =
+        std::fs::read_to_string(state.join("var/lib/mkrescue/kernel-hook.log")).unwrap_or_default();
+    assert_eq!(o.status.code(), Some(0), "{o:?}\n{log}");
+    assert!(
+        !state.join("var/lib/mkrescue/kernel-hook-failed").exists(),
+        "the rebuild failed:\n{log}"
+    );
+    // The medium is there, with the kernel the hook was given.
+    assert!(out.join("initrd.img").is_file(), "no initrd.img:\n{log}");
+    assert_eq!(
+        std::fs::read(out.join("vmlinuz")).unwrap(),
+        std::fs::read(format!("/boot/vmlinuz-{kver}")).unwrap(),
+        "the rescue kernel is not /boot/vmlinuz-{kver}"
+    );
+}
+
 /// A failed rebuild never fails the kernel's installation: the hook warns,
 /// exits 0 and leaves a mark that `mkrescue dump` reports; the next
 /// successful run removes it.
