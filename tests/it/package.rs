@@ -85,27 +85,42 @@ fn example_local_toml_parses_as_shipped_and_with_every_key_set() {
     assert_eq!(c["recover"]["initramfs"], "auto");
 }
 
-/// A directory with a `mkrescue` that logs its arguments and exits `code`.
-fn fake_mkrescue(dir: &Path, code: i32) -> PathBuf {
+/// `dir`/bin/mkrescue, a shell script with `body`; returns `dir`/bin.
+fn mkrescue_script(dir: &Path, body: &str) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let f = bin.join("mkrescue");
-    std::fs::write(
-        &f,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> {}\necho 'mkrescue: error: no space left on /var' >&2\nexit {code}\n",
+    std::fs::write(&f, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// A directory with a `mkrescue` that logs its arguments and exits `code`.
+fn fake_mkrescue(dir: &Path, code: i32) -> PathBuf {
+    mkrescue_script(
+        dir,
+        &format!(
+            "echo \"$*\" >> {}\necho 'mkrescue: error: no space left on /var' >&2\nexit {code}\n",
             dir.join("calls").display()
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
-    bin
 }
 
 /// The hook installed as /etc/kernel/`event`/zz-mkrescue below `dir` (its
 /// name tells it whether a kernel came or went), run as the kernel
 /// packages run it.
 fn run_hook(dir: &Path, event: &str, path_first: Option<&Path>, root: &Path) -> Output {
+    run_hook_for(dir, event, path_first, root, "6.1.0-99-amd64")
+}
+
+/// [`run_hook`] for kernel `kver`.
+fn run_hook_for(
+    dir: &Path,
+    event: &str,
+    path_first: Option<&Path>,
+    root: &Path,
+    kver: &str,
+) -> Output {
     let hook = dir.join("etc/kernel").join(event).join("zz-mkrescue");
     std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
     std::fs::copy(packaging("kernel-hook"), &hook).unwrap();
@@ -114,7 +129,7 @@ fn run_hook(dir: &Path, event: &str, path_first: Option<&Path>, root: &Path) -> 
         None => "/usr/bin:/bin".into(),
     };
     Command::new(&hook)
-        .args(["6.1.0-99-amd64", "/boot/vmlinuz-6.1.0-99-amd64"])
+        .args([kver, &format!("/boot/vmlinuz-{kver}")])
         .env("PATH", path)
         .env("MKRESCUE_ROOT", root)
         .output()
@@ -177,34 +192,16 @@ fn kernel_hook_rebuilds_the_medium_with_the_real_mkrescue() {
         ),
     )
     .unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let wrapper = bin.join("mkrescue");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nunset MKRESCUE_ROOT\nexec {} --config-dir {} \"$@\"\n",
+    let bin = mkrescue_script(
+        dir.path(),
+        &format!(
+            "unset MKRESCUE_ROOT\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexec {} --config-dir {} \"$@\"\n",
             env!("CARGO_BIN_EXE_mkrescue"),
             etc.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let state = dir.path().join("state-root");
-    let hook = dir.path().join("hook");
-    // The hook's arguments are the kernel packages': version, image.
-    let hook_file = hook.join("etc/kernel/postinst.d/zz-mkrescue");
-    std::fs::create_dir_all(hook_file.parent().unwrap()).unwrap();
-    std::fs::copy(packaging("kernel-hook"), &hook_file).unwrap();
-    let o = Command::new(&hook_file)
-        .args([kver.as_str(), &format!("/boot/vmlinuz-{kver}")])
-        .env(
-            "PATH",
-            format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display()),
-        )
-        .env("MKRESCUE_ROOT", &state)
-        .output()
-        .unwrap();
+    let o = run_hook_for(dir.path(), "postinst.d", Some(&bin), &state, &kver);
     let log =
         std::fs::read_to_string(state.join("var/lib/mkrescue/kernel-hook.log")).unwrap_or_default();
     assert_eq!(o.status.code(), Some(0), "{o:?}\n{log}");
