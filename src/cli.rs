@@ -20,7 +20,8 @@ Exit codes:
   4  this machine lacks something the command needs (tool, kernel modules, compression support,
      a disk large enough to recover onto)
   5  a corrupt or unusable input file (e.g. a truncated ELF binary, a layout without /)
-  6  the requested feature is not available in this version yet
+  6  the requested feature is not available in this version yet (recover of a layout holding
+     storage it cannot recreate: ZFS, bcache, multipath, ...; `layout show` lists it)
   7  no saved layout (layout check|show, recover): run `mkrescue layout save`
   8  a disk or file system could not be probed (layout save|check)
 `layout check` exits 0 when the layout is unchanged, 1 when it changed, 7 or 8.";
@@ -325,6 +326,20 @@ pub struct LayoutArgs {
 #[derive(Debug, Subcommand, Clone)]
 pub enum LayoutAction {
     /// Capture the disk layout and write it (default /var/lib/mkrescue/layout.json)
+    ///
+    /// Storage recover cannot recreate is named, one warning per device,
+    /// and recorded under `unsupported` in the file; the save still
+    /// succeeds (exit 0), and recover refuses that layout (exit 6) before
+    /// it touches a disk. That is: ZFS (pool members, zvols, datasets),
+    /// bcache, dm-multipath, device-mapper outside LVM and LUKS (plain
+    /// dm-crypt, dm-integrity, VDO, Stratis), LVM volumes other than linear,
+    /// striped, mirror, raid1 and thin (cache, writecache, VDO, raid5/6/10),
+    /// md RAID with external metadata (IMSM, DDF), btrfs over several
+    /// devices, iSCSI, NBD, RBD and DRBD disks, a root file system on NFS
+    /// or CIFS, mounted file systems other than ext2/3/4, xfs, btrfs, vfat
+    /// and swap (except on removable disks), and partition tables other
+    /// than GPT and MBR. The README's "What the layout cannot record" says
+    /// what supporting each would take.
     Save {
         /// Write here instead
         #[arg(long, value_name = "FILE")]

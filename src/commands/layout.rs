@@ -41,6 +41,9 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
                     );
                 }
             }
+            for u in &l.unsupported {
+                log::warn!("{}", u.warning());
+            }
             if !l.has_root() {
                 log::warn!(
                     "no file system mounted at / is in the layout: `recover` will refuse it"
@@ -49,7 +52,7 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             write(&l, path)?;
             if !global.quiet {
                 eprintln!(
-                    "mkrescue: layout saved to {} ({}, {}, {} md, {}, {}{})",
+                    "mkrescue: layout saved to {} ({}, {}, {} md, {}, {}{}{})",
                     path.display(),
                     count(l.disks.len(), "disk"),
                     count(
@@ -63,6 +66,11 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
                         String::new()
                     } else {
                         format!(", {} unknown", l.unknown.len())
+                    },
+                    if l.unsupported.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} unsupported", l.unsupported.len())
                     }
                 );
             }
@@ -103,6 +111,9 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
                     &now,
                     "the layout cannot be compared; run as root where the disk can be read",
                 ));
+            }
+            for u in &now.unsupported {
+                log::warn!("{}", u.warning());
             }
             let d = match &saved {
                 Some(saved) => diff(saved, &now),

@@ -293,10 +293,21 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
                 "thin" => LvKind::Thin {
                     pool: g(v, "pool_lv"),
                 },
-                other => anyhow::bail!(
-                    "lvs: LV {}/{name} has segment type `{other}`, which mkrescue cannot recreate yet",
-                    g(v, "vg_name")
-                ),
+                // cache, writecache, vdo, raid5/6/10, snapshot, ...:
+                // named, not recreated (recover refuses the layout).
+                other => {
+                    let vg = g(v, "vg_name");
+                    l.unsupported.push(Unsupported {
+                        device: format!("/dev/{vg}/{name}"),
+                        kind: UnsupportedKind::LvmSegment,
+                        detail: format!("segment type {other}"),
+                    });
+                    dm_to_lv.insert(
+                        format!("/dev/mapper/{}", dm_name(&vg, &name)),
+                        format!("/dev/{vg}/{name}"),
+                    );
+                    continue;
+                }
             };
             let lv = Lv {
                 vg: g(v, "vg_name"),
@@ -317,7 +328,7 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
         if disk.kind != "disk" {
             continue;
         }
-        l.disks.push(disk_of(disk, s)?);
+        l.disks.push(disk_of(disk, s, &mut l.unsupported)?);
         for d in disk.walk() {
             if !seen.insert(d.path.clone()) {
                 continue;
@@ -326,6 +337,14 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
             if d.kind.starts_with("raid")
                 && let Some((e, h)) = s.mdadm.get(&d.path)
             {
+                if let Some(why) = super::unsupported::md_external(e) {
+                    l.unsupported.push(Unsupported {
+                        device: path.clone(),
+                        kind: UnsupportedKind::MdExternal,
+                        detail: why,
+                    });
+                    continue;
+                }
                 let md = parse::mdadm(e, h).with_context(|| format!("md array {}", d.path))?;
                 l.md.push(MdArray {
                     path: path.clone(),
@@ -377,6 +396,20 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
         })
         .collect();
 
+    l.unsupported.extend(super::unsupported::detect(
+        &super::unsupported::Probes {
+            disks: tree.iter().filter(|d| !ignored(d)).collect(),
+            blkid: &s.blkid,
+            unprobed: &s.unprobed,
+            findmnt: &s.findmnt,
+        },
+        &canon,
+    ));
+    l.unsupported
+        .sort_by(|a, b| (a.kind, &a.device).cmp(&(b.kind, &b.device)));
+    l.unsupported
+        .dedup_by(|a, b| a.kind == b.kind && a.device == b.device);
+
     // Mounts of the file systems in the layout, parents first.
     let fs_devs: BTreeSet<&str> = l.filesystems.iter().map(|f| f.device.as_str()).collect();
     for m in parse::findmnt(&s.findmnt)? {
@@ -390,7 +423,7 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
     Ok(l)
 }
 
-fn disk_of(d: &BlockDev, s: &Sources) -> Result<Disk> {
+fn disk_of(d: &BlockDev, s: &Sources, unsupported: &mut Vec<Unsupported>) -> Result<Disk> {
     let mut disk = Disk {
         path: d.path.clone(),
         size: d.size,
@@ -412,10 +445,14 @@ fn disk_of(d: &BlockDev, s: &Sources) -> Result<Disk> {
         disk.table = match t.label.as_str() {
             "gpt" => Table::Gpt,
             "dos" => Table::Msdos,
-            other => anyhow::bail!(
-                "{}: partition table type `{other}` is not supported (gpt and dos are)",
-                d.path
-            ),
+            other => {
+                unsupported.push(Unsupported {
+                    device: d.path.clone(),
+                    kind: UnsupportedKind::PartitionTable,
+                    detail: format!("type {other} (recover writes gpt and dos)"),
+                });
+                return Ok(disk);
+            }
         };
         disk.disk_id = t.id.map(|i| {
             if disk.table == Table::Gpt {

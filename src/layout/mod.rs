@@ -9,6 +9,7 @@ pub mod live;
 pub mod model;
 pub mod parse;
 pub mod show;
+pub mod unsupported;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -48,6 +48,12 @@ pub struct Layout {
     /// `layout save --allow-partial` was given: what they hold is unknown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<Unknown>,
+    /// What the host's storage has that recover cannot recreate (ZFS,
+    /// bcache, multipath, ...), named at capture so that recover in the
+    /// rescue system refuses the layout instead of rebuilding half of it.
+    /// Absent in files of mkrescue versions that did not look.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<Unsupported>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +348,84 @@ pub struct Unknown {
     pub reason: String,
 }
 
+/// Something of the host's storage recover cannot recreate: the device
+/// (or ZFS pool) it is on, what kind of thing it is and the particulars.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unsupported {
+    /// A device path (`/dev/sdb1`, `/dev/mapper/mpatha`, `/dev/vg0/cached`),
+    /// or a ZFS pool's name for its mounted datasets.
+    pub device: String,
+    pub kind: UnsupportedKind,
+    /// The particulars: `member of pool tank`, `segment type cache`.
+    pub detail: String,
+}
+
+/// The kinds of storage capture recognises but recover cannot recreate.
+/// README "What the layout cannot record" says what each would take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsupportedKind {
+    /// ZFS pool members, zvols, mounted datasets.
+    Zfs,
+    /// bcache backing and cache devices and the bcache devices on them.
+    Bcache,
+    /// A dm-multipath map over several paths to one disk.
+    Multipath,
+    /// An LVM LV of a segment type recover does not create (cache,
+    /// writecache, VDO, raid5/6/10, old-style snapshots, ...).
+    LvmSegment,
+    /// Device-mapper outside LVM and LUKS: plain dm-crypt, dm-integrity,
+    /// VDO, Stratis, a table set up by hand.
+    DeviceMapper,
+    /// md RAID with external metadata (Intel IMSM, SNIA DDF: firmware RAID).
+    MdExternal,
+    /// One btrfs file system over several devices.
+    BtrfsMultiDevice,
+    /// A disk reached over the network (iSCSI, NBD, Ceph RBD) or
+    /// replicated by it (DRBD).
+    NetworkDisk,
+    /// The root file system is on the network (NFS, CIFS).
+    NetworkRoot,
+    /// A mounted file system of a type recover does not create.
+    Filesystem,
+    /// A partition table other than GPT and MBR.
+    PartitionTable,
+}
+
+impl UnsupportedKind {
+    /// What the thing is, as a message says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnsupportedKind::Zfs => "ZFS",
+            UnsupportedKind::Bcache => "bcache",
+            UnsupportedKind::Multipath => "dm-multipath",
+            UnsupportedKind::LvmSegment => "LVM volume",
+            UnsupportedKind::DeviceMapper => "device-mapper",
+            UnsupportedKind::MdExternal => "md RAID with external metadata",
+            UnsupportedKind::BtrfsMultiDevice => "btrfs on several devices",
+            UnsupportedKind::NetworkDisk => "network disk",
+            UnsupportedKind::NetworkRoot => "root file system on the network",
+            UnsupportedKind::Filesystem => "file system",
+            UnsupportedKind::PartitionTable => "partition table",
+        }
+    }
+}
+
+impl Unsupported {
+    /// The warning `layout save|check` and the build print, one per item.
+    pub fn warning(&self) -> String {
+        format!("{self}: recover cannot recreate this and will refuse the layout")
+    }
+}
+
+impl std::fmt::Display for Unsupported {
+    /// `/dev/sdb1: ZFS (member of pool tank)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({})", self.device, self.kind.name(), self.detail)
+    }
+}
+
 impl Layout {
     /// Whether a file system of the layout is mounted at `/`: without one,
     /// recover has nothing to restore the system onto.
@@ -368,6 +452,7 @@ impl Layout {
             mounts: Vec::new(),
             excluded: Vec::new(),
             unknown: Vec::new(),
+            unsupported: Vec::new(),
         }
     }
 

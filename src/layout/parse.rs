@@ -46,6 +46,8 @@ pub struct BlockDev {
     pub mountpoints: Vec<String>,
     pub removable: bool,
     pub read_only: bool,
+    /// Transport of a disk (`sata`, `nvme`, `usb`, `iscsi`, ...).
+    pub tran: Option<String>,
     pub children: Vec<BlockDev>,
 }
 
@@ -104,6 +106,7 @@ fn lsblk_dev(v: &Value) -> Result<BlockDev> {
         mountpoints,
         removable: flag("rm"),
         read_only: flag("ro"),
+        tran: string(v.get("tran")),
         children: match v.get("children") {
             Some(Value::Array(a)) => a.iter().map(lsblk_dev).collect::<Result<_>>()?,
             _ => Vec::new(),

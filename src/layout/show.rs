@@ -159,6 +159,12 @@ pub fn render(l: &Layout, verbose: bool) -> String {
             device(l, &p.path, 2, &mut out);
         }
     }
+    if !l.unsupported.is_empty() {
+        let _ = writeln!(out, "not recreated by recover (it refuses this layout):");
+        for u in &l.unsupported {
+            let _ = writeln!(out, "  {u}");
+        }
+    }
     if !l.unknown.is_empty() {
         let _ = writeln!(out, "not probed (saved with --allow-partial):");
         for u in &l.unknown {

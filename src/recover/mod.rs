@@ -160,10 +160,35 @@ pub struct RecoverOptions {
     pub state: PathBuf,
 }
 
+/// The one-line refusal of a layout with [`crate::layout::Unsupported`]
+/// items (exit 6: this version cannot do it), with the way to recover by
+/// hand.
+pub fn refuse_unsupported(layout: &Layout, file: &Path, target_dir: &Path) -> anyhow::Error {
+    let items: Vec<String> = layout.unsupported.iter().map(|u| u.to_string()).collect();
+    let t = target_dir.display();
+    crate::error::fail(
+        crate::error::Code::NotYet,
+        format!(
+            "layout {} holds what recover cannot recreate: {}; rebuild that storage by hand in this shell, mount the system under {t} and run `mkrescue restore --to {t}` (nothing was changed)",
+            file.display(),
+            items.join("; ")
+        ),
+    )
+}
+
 /// `mkrescue recover`.
 pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let start = Instant::now();
     let layout = Layout::load(&args.layout)?;
+    // Before anything looks at a disk: a layout with storage recover cannot
+    // recreate would come back half built (what is on it left out).
+    if !layout.unsupported.is_empty() {
+        return Err(refuse_unsupported(
+            &layout,
+            &args.layout,
+            &cfg.recover.target_dir,
+        ));
+    }
     // Files are restored onto the root file system; `--layout-only` builds
     // the disks alone, which a layout of data disks (no /) is enough for.
     if !args.layout_only && !layout.has_root() {

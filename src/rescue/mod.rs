@@ -443,6 +443,9 @@ fn layout_for_image(root: &Path, epoch: u64, backup_target: Option<&str>) -> Opt
                         u.reason
                     );
                 }
+                for u in &l.unsupported {
+                    log::warn!("disk layout: {}", u.warning());
+                }
                 if !l.has_root() {
                     log::warn!(
                         "disk layout: no file system mounted at / is in it; recover in this rescue system will refuse it"

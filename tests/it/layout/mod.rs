@@ -3,3 +3,4 @@
 mod capture;
 mod file;
 mod probe;
+mod unsupported;
