@@ -312,3 +312,110 @@ fn recover_refuses_before_any_step() {
     ]);
     assert_eq!(out.status.code(), Some(5), "{out:?}");
 }
+
+/// A `bin` directory whose capture tools print the fixtures, as the
+/// host's would on that host (probe.rs does the same with blkid alone).
+/// A disk with a GPT but no sfdisk fixture gets an empty table.
+fn fake_tools(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = std::fs::canonicalize(DIR).unwrap();
+    let parent = fx.parent().unwrap().to_path_buf();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+F={fx}
+P={parent}
+for last; do :; done
+case "$(basename "$0")" in
+lsblk) cat "$F/lsblk.json" ;;
+findmnt) cat "$F/findmnt.json" ;;
+blkid) awk -v d="$last" 'BEGIN {{ RS = "" }} $1 == "DEVNAME=" d {{ print; found = 1 }} END {{ exit found ? 0 : 2 }}' "$F/blkid.txt" ;;
+sfdisk)
+    f="$F/sfdisk-$(basename "$last").json"
+    if [ -f "$f" ]; then cat "$f"
+    else echo '{{"partitiontable": {{"label": "gpt", "device": "'"$last"'", "unit": "sectors", "partitions": []}}}}'
+    fi ;;
+lvm) cat "$F/$1.json" ;;
+mdadm) [ "$2" = "--export" ] && cat "$F/mdadm-detail-export-$(basename "$last").txt"; true ;;
+dumpe2fs) cat "$P/dumpe2fs-ext4.txt" ;;
+xfs_info) cat "$P/xfs_info.txt" ;;
+btrfs) if [ "$2" = list ]; then cat "$P/btrfs-subvolume-list.txt"; else cat "$P/btrfs-get-default.txt"; fi ;;
+*) echo "fake tool $0: unexpected" >&2; exit 1 ;;
+esac
+"#,
+        fx = fx.display(),
+        parent = parent.display()
+    );
+    let fake = bin.join("fake");
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for tool in [
+        "lsblk", "findmnt", "blkid", "sfdisk", "lvm", "mdadm", "dumpe2fs", "xfs_info", "btrfs",
+    ] {
+        std::os::unix::fs::symlink("fake", bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+/// The issue's "done when": `layout save` on a host with unsupported
+/// devices says so in one line per device, exits 0 with a warning, and
+/// records them; `layout check` of that host names them again and finds no
+/// change; `recover --dry-run` on the saved file refuses with the devices
+/// named.
+#[test]
+fn save_warns_per_device_exits_0_and_recover_refuses_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = fake_tools(dir.path());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let f = dir.path().join("layout.json");
+    let fs = f.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+            .args(args)
+            .args(["--config-dir", "/nonexistent-mkrescue-test"])
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let want: Vec<String> = layout()
+        .unsupported
+        .iter()
+        .map(|u| format!("mkrescue: warn: {}", u.warning()))
+        .collect();
+    let warned = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.contains("recover cannot recreate"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let out = run(&["layout", "save", "--out", fs]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(warned(&out), want);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(", {} unsupported)", want.len())),
+        "{out:?}"
+    );
+    let saved = Layout::load(&f).unwrap();
+    assert_eq!(found(&saved), found(&layout()));
+
+    let out = run(&["layout", "check", "--file", fs]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(warned(&out), want);
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    let out = run(&["recover", "--dry-run", "--unattended", "--layout", fs]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/dev/mapper/mpatha: dm-multipath (paths /dev/sdb, /dev/sdc)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
