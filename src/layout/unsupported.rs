@@ -246,11 +246,11 @@ pub fn detect(s: &Probes, canon: &dyn Fn(&str) -> String) -> Vec<Unsupported> {
             }
             "mpath" => add(&d.path, K::Multipath, format!("paths {}", ps.join(", "))),
             // An md device lsblk finds no RAID level for: a container of
-            // external metadata (IMSM, DDF).
+            // external metadata (IMSM, DDF), or an array not running.
             "md" => add(
                 &d.path,
                 K::MdExternal,
-                "md container without a RAID level".into(),
+                "md device without a RAID level (a container, or an inactive array)".into(),
             ),
             k if modelled_kind(k) => {}
             "dm" => add(
@@ -258,11 +258,15 @@ pub fn detect(s: &Probes, canon: &dyn Fn(&str) -> String) -> Vec<Unsupported> {
                 K::DeviceMapper,
                 format!("mapping set up outside LVM and LUKS on {}", ps.join(", ")),
             ),
-            other => add(
+            // Other device-mapper uuid prefixes (`vdo`, `stratis`). Other
+            // kinds of whole devices are SCSI types (`rbc`, `mo-disk`),
+            // which capture does not record as disks either.
+            other if d.path.starts_with("/dev/mapper/") => add(
                 &d.path,
                 K::DeviceMapper,
                 format!("{other} device on {}", ps.join(", ")),
             ),
+            _ => {}
         }
     }
 

@@ -419,3 +419,31 @@ fn save_warns_per_device_exits_0_and_recover_refuses_the_file() {
     );
     assert!(out.stdout.is_empty(), "{out:?}");
 }
+
+/// A device-mapper device of another uuid prefix (Stratis: lsblk TYPE
+/// `stratis`) is named by its TYPE; a whole device of another SCSI type
+/// (`rbc`) is no device-mapper thing and is not.
+#[test]
+fn other_device_mapper_types_are_named_other_scsi_types_are_not() {
+    let mut s = sources();
+    let mut tree: serde_json::Value = serde_json::from_str(&s.lsblk).unwrap();
+    let devs = tree["blockdevices"].as_array_mut().unwrap();
+    let sdl = devs.iter_mut().find(|d| d["name"] == "sdl").unwrap();
+    sdl["children"][0]["children"][0]["type"] = "stratis".into();
+    let mut rbc = sdl.clone();
+    rbc["name"] = "sdq".into();
+    rbc["path"] = "/dev/sdq".into();
+    rbc["type"] = "rbc".into();
+    rbc["children"] = serde_json::Value::Null;
+    devs.push(rbc);
+    s.lsblk = tree.to_string();
+    let l = assemble("stratis", &s).unwrap();
+    let u = item(&l, "/dev/mapper/handmade");
+    assert_eq!(u.kind, K::DeviceMapper);
+    assert_eq!(u.detail, "stratis device on /dev/sdl1");
+    assert!(
+        !l.unsupported.iter().any(|u| u.device == "/dev/sdq"),
+        "{:#?}",
+        l.unsupported
+    );
+}
