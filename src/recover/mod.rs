@@ -163,7 +163,7 @@ pub struct RecoverOptions {
 /// The one-line refusal of a layout with [`crate::layout::Unsupported`]
 /// items (exit 6: this version cannot do it), with the way to recover by
 /// hand.
-pub fn refuse_unsupported(layout: &Layout, file: &Path, target_dir: &Path) -> anyhow::Error {
+fn refuse_unsupported(layout: &Layout, file: &Path, target_dir: &Path) -> anyhow::Error {
     let items: Vec<String> = layout.unsupported.iter().map(|u| u.to_string()).collect();
     let t = target_dir.display();
     crate::error::fail(
