@@ -24,6 +24,7 @@ Exit codes:
      storage it cannot recreate: ZFS, bcache, multipath, ...; `layout show` lists it)
   7  no saved layout (layout check|show, recover): run `mkrescue layout save`
   8  a disk or file system could not be probed (layout save|check)
+  9  drill: the host was not recovered in the VM (recover failed or the recovered system did not boot)
 `layout check` exits 0 when the layout is unchanged, 1 when it changed, 7 or 8.";
 
 /// `ValueEnum` for the configuration's enums, here so that `config.rs`
@@ -253,6 +254,27 @@ pub enum Command {
     /// Predict how long recovering this host takes, per phase (on the host,
     /// or in the rescue system before recover)
     Estimate(EstimateArgs),
+    /// Recover this host into a VM from its rescue ISO, layout and backup,
+    /// and boot the result: the proof that they bring it back
+    ///
+    /// Boots the ISO's kernel and initrd in QEMU with `mkrescue.recover=auto`
+    /// on blank sparse disks shaped from the layout (same sizes and serials,
+    /// NVMe where the host had NVMe), waits for recover to finish, then boots
+    /// the recovered disks until a login prompt on the serial console
+    /// (ttyS0: the host needs a getty there). Prints each phase with its
+    /// time beside the estimate recover made beforehand, and keeps the
+    /// report in /var/lib/mkrescue/drills/ (`mkrescue drill list`).
+    ///
+    /// Isolation: the drill never writes to the backup or to any real disk,
+    /// and the VMs have no network card. Backup disks (--backup-disk) are
+    /// attached copy-on-write (QEMU snapshot=on: the file or device is opened
+    /// read-only, the guest's writes go to a temporary overlay); the VM's
+    /// own disks are new files under --work. The first boot of the recovered
+    /// disks is copy-on-write too, so --keep keeps them as recover left
+    /// them. No root needed: QEMU runs as the calling user. KVM is used
+    /// when /dev/kvm opens and runs a guest kernel, TCG otherwise; the
+    /// report says which and why.
+    Drill(DrillArgs),
     /// On a backup server: take a host's backups append-only over ssh
     ///
     /// Put it in front of the host's key in ~backup/.ssh/authorized_keys:
@@ -277,6 +299,73 @@ pub enum Command {
     /// could not be deleted; 2: DIR is not a directory; 5: a manifest could
     /// not be read (that backup was left alone, the rest pruned).
     Prune(PruneArgs),
+}
+
+/// `mkrescue drill`.
+#[derive(Debug, Args, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DrillArgs {
+    #[command(subcommand)]
+    pub action: Option<DrillAction>,
+    /// The rescue ISO to boot (default: mkrescue.iso in build.out_dir)
+    #[arg(long, value_name = "FILE")]
+    pub iso: Option<PathBuf>,
+    /// The layout the disks are shaped from
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/mkrescue/layout.json"
+    )]
+    pub layout: PathBuf,
+    /// A disk image or block device holding the backup, attached
+    /// copy-on-write (repeat for several)
+    #[arg(long = "backup-disk", value_name = "IMG")]
+    pub backup_disks: Vec<PathBuf>,
+    /// Firmware of the VMs (auto: what this host boots with, or for
+    /// another host's layout UEFI when it has an ESP and no BIOS boot
+    /// partition)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub firmware: DrillFirmware,
+    /// Accelerator (auto: KVM when it runs a guest, else TCG)
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: DrillAccel,
+    /// Where the VMs' disks and serial logs go (default
+    /// /var/tmp/mkrescue-drill-HOST; the disks are removed at the end)
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Keep the recovered disks here as qcow2 images (and the UEFI
+    /// variables), ready to run as a VM
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Memory of the VMs
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub memory: u32,
+    /// Seconds the rescue boot and recover may take
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub recover_timeout: u64,
+    /// Seconds the recovered system may take to show its login prompt
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub boot_timeout: u64,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum DrillAction {
+    /// Print the drills kept in /var/lib/mkrescue/drills, oldest first
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillFirmware {
+    Auto,
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillAccel {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 /// What a recovery rebuilds and restores, for `recover` and `estimate`.

@@ -31,6 +31,9 @@ pub enum Code {
     /// A disk or file system could not be probed (no permission, I/O
     /// error), so its layout is unknown.
     Probe = 8,
+    /// `drill` ran and the host was not recovered: recover failed, or the
+    /// recovered system did not boot.
+    Drill = 9,
 }
 
 impl Code {

@@ -13,6 +13,7 @@
 //! - [`host`], [`elf`], [`kmod`], [`image`], [`rescue`], [`output`]: the build
 //! - [`init`]: PID 1 of the rescue system
 //! - [`layout`], [`recover`], [`backup`]: layout, recovery, file backup
+//! - [`vm`], [`drill`]: the one QEMU runner; recovering the host into a VM
 
 #![deny(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod drill;
 pub mod elf;
 pub mod error;
 pub mod estimate;
@@ -34,3 +36,4 @@ pub mod progress;
 pub mod recover;
 pub mod rescue;
 pub mod sys;
+pub mod vm;

@@ -8,6 +8,7 @@
 
 pub mod backup;
 pub mod build;
+pub mod drill;
 pub mod dump;
 pub mod estimate;
 pub mod layout;
@@ -38,6 +39,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(Command::Layout(args)) => layout::run(g, args),
         Some(Command::Recover(args)) => recover::run(g, args),
         Some(Command::Estimate(args)) => estimate::run(g, args),
+        Some(Command::Drill(args)) => drill::run(g, args),
         Some(Command::Serve(args)) => serve::run(g, args),
         Some(Command::Prune(args)) => prune::run(g, args),
     }

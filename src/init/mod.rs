@@ -39,6 +39,10 @@ use std::time::Duration;
 
 /// The line every boot test waits for.
 pub const READY_MARKER: &str = "mkrescue: rescue system ready";
+/// The line after a successful `mkrescue.recover=` run, and the start of
+/// the line after a failed one (what `mkrescue drill` and the e2e wait for).
+pub const RECOVER_OK: &str = "mkrescue: recover finished";
+pub const RECOVER_FAILED: &str = "mkrescue: recover failed";
 /// Where init writes its uptime at the ready marker: the rescue system's
 /// boot time, kernel to ready, for `mkrescue estimate`.
 pub const READY_AT: &str = "/run/mkrescue/ready-at";
@@ -515,14 +519,14 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
             Some(Task::Recover(console)) => {
                 let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
                 let line = if ok {
-                    "mkrescue: recover finished".to_string()
+                    RECOVER_OK.to_string()
                 } else if libc::WIFEXITED(status) {
                     format!(
-                        "mkrescue: recover failed (exit code {}); the rescue system stays up, see the messages above",
+                        "{RECOVER_FAILED} (exit code {}); the rescue system stays up, see the messages above",
                         libc::WEXITSTATUS(status)
                     )
                 } else {
-                    "mkrescue: recover failed (killed by a signal)".to_string()
+                    format!("{RECOVER_FAILED} (killed by a signal)")
                 };
                 log_line(&line);
                 // An interactive run's operator watches its console, which

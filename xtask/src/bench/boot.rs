@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::measure::size_of;
-use crate::qemu::vm::{Kernel, Serial, Vm, VmSpec};
 use crate::util;
+use mkrescue::vm::{Kernel, Serial, Vm, VmSpec};
 
 /// One system booted to ready.
 pub struct Boot {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::vm::{Kernel, Serial, Vm, VmSpec};
 use crate::util;
+use mkrescue::vm::{Kernel, Serial, Vm, VmSpec};
 
 /// Builds mkrescue (release), an initramfs of this machine into `out`, and
 /// boots it.

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::vm::{Disk, Kernel, MARKER, Network, Serial, Vm, VmSpec};
 use crate::util::{self, set_len};
+use mkrescue::vm::{Disk, Kernel, MARKER, Network, Serial, Vm, VmSpec};
 
 /// One VM run: which script, which blank disks (serial, MiB).
 pub struct Scenario {

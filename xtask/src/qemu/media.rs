@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::vm::{
+use crate::util::{self, build_release};
+use mkrescue::vm::{
     Cdrom, Disk, Firmware, Network, Nic, OVMF_VARS, OVMF_VARS_MS, Serial, UserNet, Vm, VmSpec,
     copy_vars,
 };
-use crate::util::{self, build_release};
 
 /// Per boot. A TCG boot takes 20-40 s on an idle 2-core machine (measured:
 /// UEFI CD 39 s to the marker, PXE BIOS 33 s) and over 100 s when other

@@ -1,4 +1,4 @@
-//! `cargo xtask qemu ...`: the QEMU tests. [`vm`] is the one VM runner
+//! `cargo xtask qemu ...`: the QEMU tests. [`mkrescue::vm`] is the one VM runner
 //! every scenario starts QEMU through; each other module is one scenario
 //! (or family of them) and depends on `vm`, never on a sibling scenario
 //! except `runtime`, which runs `shares` as its sixth case.
@@ -18,4 +18,3 @@ pub mod media;
 pub mod rescue;
 pub mod runtime;
 pub mod shares;
-pub mod vm;

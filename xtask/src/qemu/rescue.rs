@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::vm::{Cdrom, Disk, Kernel, Network, Nic, Serial, UserNet, VmSpec};
 use crate::util;
+use mkrescue::vm::{Cdrom, Disk, Kernel, Network, Nic, Serial, UserNet, VmSpec};
 
 /// The test disk's serial: the guest sees /dev/disk/by-id/virtio-MKRT0001.
 pub const SERIAL: &str = "MKRT0001";

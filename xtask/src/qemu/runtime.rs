@@ -51,8 +51,8 @@ use anyhow::{Context, Result, bail};
 
 use super::rescue::{self, SERIAL, build, lan_net, nic, ssh_net};
 use super::shares;
-use super::vm::{Ready, Ssh, Vm, free_port};
 use crate::util;
+use mkrescue::vm::{Ready, Ssh, Vm, free_port};
 
 const DIR: &str = "target/qemu/runtime";
 

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::rescue::{self, build, nic, ssh_net};
-use super::vm::{Ready, Ssh, UserNet, Vm, free_port};
+use mkrescue::vm::{Ready, Ssh, UserNet, Vm, free_port};
 
 /// Where the guest sees the servers (inside QEMU's 10.0.2.0/24).
 const SERVER: &str = "10.0.2.100";

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::qemu::vm::{self, Cdrom, Firmware, Kernel, Network, Nic, Serial, UserNet, VmSpec};
 use crate::util::{self, tail};
+use mkrescue::drill::serial::mkrescue_lines;
+use mkrescue::vm::{
+    self, Cdrom, Firmware, Kernel, Network, Nic, Serial, UserNet, VmSpec, read_log,
+};
 
 /// Serial console lines that mean a boot has gone wrong for good: stop
 /// waiting and name it.
@@ -358,51 +361,6 @@ fn stalled_in_kernel(text: &str) -> bool {
 
 pub(super) fn type_line(child: &mut vm::Vm, line: &str) -> Result<()> {
     child.type_text(&format!("{line}\n"))
-}
-
-/// The serial log without terminal escape sequences (firmware and GRUB
-/// print them) and carriage returns.
-pub(super) fn read_log(log: &Path) -> String {
-    let raw = std::fs::read(log).unwrap_or_default();
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            0x1b => {
-                // ESC [ params final-byte (ECMA-48 CSI), or ESC + one byte.
-                i += 1;
-                if raw.get(i) == Some(&b'[') {
-                    i += 1;
-                    while i < raw.len() && !(0x40..=0x7e).contains(&raw[i]) {
-                        i += 1;
-                    }
-                }
-                i += 1;
-            }
-            // CR, and SO/SI (the boot menus' line-drawing character set).
-            b'\r' | 0x0e | 0x0f => i += 1,
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The lines of mkrescue (init, recover) and of the phase scripts, without
-/// the kernel's and systemd's chatter in between; all of it when there are
-/// none.
-pub(super) fn mkrescue_lines(text: &str) -> String {
-    let ours: Vec<&str> = text
-        .lines()
-        .filter(|l| (l.contains("mkrescue") || l.contains("MKR-")) && !l.contains("qqqq"))
-        .collect();
-    if ours.is_empty() {
-        text.to_string()
-    } else {
-        ours.join("\n")
-    }
 }
 
 #[cfg(test)]

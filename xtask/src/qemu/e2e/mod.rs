@@ -31,7 +31,7 @@
 //! Files: [`rootfs`] (the server's Debian), [`initrd`] (its initramfs,
 //! built on the host), [`variant`] (`--boot`, `--firmware`), [`matrix`]
 //! (the variants CI runs), [`drive`] (one VM, driven through
-//! [`crate::qemu::vm`]), [`state`] (disks, space, report), [`phases`]
+//! [`mkrescue::vm`]), [`state`] (disks, space, report), [`phases`]
 //! (provision to degraded), [`compare`] (the recovered server against the
 //! one backed up), [`table`] (the variants' phase table from the
 //! reports). This file only runs the phases in order.

@@ -14,7 +14,7 @@ use super::compare::{
     ALLOWED_NEW, ALLOWED_TO_CHANGE, compare_blkid, compare_layouts, compare_lists, load_list,
     only_under, renames,
 };
-use super::drive::{Disk, Vm, mkrescue_lines, run_vm};
+use super::drive::{Disk, Vm, run_vm};
 use super::initrd::initrd;
 use super::rootfs::rootfs;
 use super::state::{
@@ -22,9 +22,11 @@ use super::state::{
     read_out, round1,
 };
 use super::variant::{Boot, Firmware};
+use mkrescue::drill::serial::mkrescue_lines;
 
-use crate::qemu::vm::{OVMF_VARS, copy_vars};
 use crate::util::{self, tail};
+use mkrescue::drill::serial::{finalize_line, recover_phases, recover_predicted, recover_totals};
+use mkrescue::vm::{OVMF_VARS, copy_vars};
 
 /// Where the PXE tree lies on the backup disk (before.sh).
 pub(super) const PXE_ON_BACKUP: &str = "/rescue-pxe";
@@ -276,94 +278,6 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     Ok(())
 }
 
-/// The line of recover's finalize report (`mkrescue:   - WHAT ...`) that
-/// starts with `what`.
-pub(super) fn finalize_line(text: &str, what: &str) -> Option<String> {
-    text.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("mkrescue:   - "))
-        .find(|l| l.starts_with(what))
-        .map(str::to_string)
-}
-
-/// The estimate beside each phase of recover's table (`NAME  12.3s (est.
-/// 11.0s)  DETAIL`) and the estimated total (`(estimated beforehand:
-/// 98.0s)`), from the serial log.
-pub(super) fn recover_predicted(text: &str) -> (BTreeMap<String, f64>, Option<f64>) {
-    let secs = |w: &str| {
-        w.trim_end_matches(')')
-            .strip_suffix('s')?
-            .parse::<f64>()
-            .ok()
-    };
-    let mut phases = BTreeMap::new();
-    let mut total = None;
-    for l in text.lines() {
-        let Some(rest) = l.strip_prefix("mkrescue:   ") else {
-            continue;
-        };
-        if let Some(t) = rest.trim().strip_prefix("(estimated beforehand: ") {
-            total = secs(t);
-            continue;
-        }
-        let w: Vec<&str> = rest.split_whitespace().collect();
-        if let [name, _, est, value, ..] = w.as_slice()
-            && *est == "(est."
-            && let Some(v) = secs(value)
-        {
-            phases.insert(name.to_string(), v);
-        }
-    }
-    (phases, total)
-}
-
-/// What mkrescue itself reports as the recover's total (`mkrescue: recover
-/// of HOST finished in 48.1s`) and how long the estimate before it took
-/// (`mkrescue: (estimated in 4.6s)`), from the serial log. The e2e's own
-/// `recover_s` (ready marker to done marker) holds both and the start.
-pub(super) fn recover_totals(text: &str) -> (Option<f64>, Option<f64>) {
-    let secs = |w: &str| {
-        w.trim_end_matches(')')
-            .strip_suffix('s')?
-            .parse::<f64>()
-            .ok()
-    };
-    let mut total = None;
-    let mut estimate = None;
-    for l in text.lines() {
-        let Some(rest) = l.trim_end().strip_prefix("mkrescue: ") else {
-            continue;
-        };
-        if let Some(t) = rest.strip_prefix("(estimated in ") {
-            estimate = secs(t);
-        } else if rest.starts_with("recover of ")
-            && let Some((_, t)) = rest.rsplit_once(" finished in ")
-        {
-            total = secs(t);
-        }
-    }
-    (total, estimate)
-}
-
-/// The phase table recover prints at its end (src/recover/mod.rs:
-/// `mkrescue:   NAME  SECONDSs  DETAIL`): layout, mount, restore,
-/// finalize, unmount with their seconds, for the report.
-pub(super) fn recover_phases(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for l in text.lines() {
-        let Some(rest) = l.strip_prefix("mkrescue:   ") else {
-            continue;
-        };
-        let mut w = rest.split_whitespace();
-        if let (Some(name), Some(secs)) = (w.next(), w.next())
-            && name != "-"
-            && let Some(v) = secs.strip_suffix('s').and_then(|n| n.parse::<f64>().ok())
-        {
-            out.insert(name.to_string(), v);
-        }
-    }
-    out
-}
-
 /// The PXE tree before.sh wrote onto the backup disk, copied out of the
 /// image with debugfs(8) into the variant's directory: the TFTP root.
 pub(super) fn pxe_tree(e: &E2e) -> Result<PathBuf> {
@@ -590,62 +504,5 @@ mod tests {
             .collect();
         assert!(uefi_boot(&one, false).unwrap_err().contains("ESP2"));
         assert!(uefi_boot("EFI variables are not supported on this system.\n", false).is_err());
-    }
-
-    #[test]
-    fn predicted_times_and_finalize_lines_from_the_serial_log() {
-        let log = "mkrescue: recover of e2e-server finished in 61.2s\n\
-mkrescue:   (estimated beforehand: 58.0s)\n\
-mkrescue:   layout       11.6s (est. 10.0s)  20 steps (0 already done before)\n\
-mkrescue:   restore      31.0s (est. 30.5s)  files restored\n\
-mkrescue:   - initramfs kept: the initramfs of 6.1.0-57-amd64 has every driver\n\
-mkrescue:   - /boot/grub/grub.cfg kept: every UUID (3), volume and kernel file it refers to is there\n";
-        let (p, t) = recover_predicted(log);
-        assert_eq!(t, Some(58.0));
-        assert_eq!(p["layout"], 10.0);
-        assert_eq!(p["restore"], 30.5);
-        assert!(
-            finalize_line(log, "initramfs")
-                .unwrap()
-                .starts_with("initramfs kept")
-        );
-        assert!(
-            finalize_line(log, "/boot/grub/grub.cfg")
-                .unwrap()
-                .contains("kept")
-        );
-        assert_eq!(finalize_line(log, "GRUB"), None);
-        // The phase table still reads the actual times.
-        assert_eq!(recover_phases(log)["layout"], 11.6);
-        let with_estimate =
-            format!("mkrescue: (estimated in 4.6s)\n{log}mkrescue: recover finished\n");
-        assert_eq!(recover_totals(&with_estimate), (Some(61.2), Some(4.6)));
-        assert_eq!(recover_totals("mkrescue: recover finished\n"), (None, None));
-    }
-
-    #[test]
-    fn recover_phase_times_from_the_serial_log() {
-        // The end of target/qemu/e2e-raid1-lvm-uefi-recover.log (2026-11-22).
-        let log = "mkrescue: recover of e2e-server finished in 691.2s\n\
-mkrescue:   layout       21.6s  20 steps (0 already done before)\n\
-mkrescue:   mount         1.3s  3 file systems under /mnt/target\n\
-mkrescue:   restore     176.1s  files restored\n\
-mkrescue:   finalize    476.3s  7 actions\n\
-mkrescue:   unmount       3.9s  /mnt/target unmounted, data synced\n\
-mkrescue: recover finished\n\
-mkrescue:   - initramfs regenerated with update-initramfs (359.5s)\n\
-mkrescue:   - GRUB (BIOS) installed on /dev/vda (13.1s)\n";
-        let p = recover_phases(log);
-        let want: BTreeMap<String, f64> = [
-            ("finalize", 476.3),
-            ("layout", 21.6),
-            ("mount", 1.3),
-            ("restore", 176.1),
-            ("unmount", 3.9),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        assert_eq!(p, want);
     }
 }

@@ -47,8 +47,7 @@ pub(super) const SERVER_UUIDS: &[(&str, &str)] = &[
 /// What the server's phase runner prints once multi-user is reached.
 pub(super) const SERVER_READY: &str = "MKR-E2E-READY";
 /// What init prints when `mkrescue recover --unattended` is done.
-pub(super) const RECOVER_OK: &str = "mkrescue: recover finished";
-pub(super) const RECOVER_FAILED: &str = "mkrescue: recover failed";
+pub(super) use mkrescue::init::{RECOVER_FAILED, RECOVER_OK};
 
 /// The IN disk: a tar on a raw image padded to whole MiB, of the env file,
 /// the LUKS key, tests/qemu/e2e and, for the phases that install

@@ -1,14 +1,16 @@
-//! The one VM runner: what a test VM is made of ([`VmSpec`]), the one
-//! function that turns it into QEMU's command line ([`VmSpec::argv`]), and
-//! a running VM ([`Vm`]: serial log, markers, typing on the console,
-//! power-off, killed in `Drop`), plus SSH into it and a free host port.
+//! The one VM runner: what a VM is made of ([`VmSpec`]), the one function
+//! that turns it into QEMU's command line ([`VmSpec::argv`]), and a running
+//! VM ([`Vm`]: serial log, markers, typing on the console, power-off,
+//! killed in `Drop`), plus SSH into it and a free host port.
 //!
-//! Every scenario (boot, media, layout, runtime, shares, e2e, bench) starts
-//! QEMU through here, so `-accel`, firmware, disk and network options
-//! change in one place. Always `-accel tcg` (the /dev/kvm here hangs guest
-//! kernels), no network but QEMU's restricted user mode (or QEMU's default
-//! NIC where a scenario always had it), serial console to a log file under
-//! target/ so a failure leaves the log behind.
+//! `mkrescue drill` (src/drill) and every QEMU scenario of xtask (boot,
+//! media, layout, runtime, shares, e2e, bench) start QEMU through here, so
+//! `-accel`, firmware, disk and network options change in one place. No
+//! network but QEMU's restricted user mode (`restrict=on`: the guest
+//! reaches nothing but the host's loopback forwards; or QEMU's default NIC
+//! restricted the same way), the serial console to a log file the caller
+//! names, so a failure leaves the log behind. The accelerator is TCG unless
+//! the spec asks for KVM ([`Accel`]).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -18,13 +20,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::tail;
-
 /// The emulator: the one place its name is written.
 pub const QEMU: &str = "qemu-system-x86_64";
 
 /// What the rescue init prints when it is up (src/init).
-pub const MARKER: &str = mkrescue::init::READY_MARKER;
+pub const MARKER: &str = crate::init::READY_MARKER;
 
 /// OVMF of Debian's `ovmf` package: the code (read-only) and the template
 /// of the variable store a VM gets a copy of.
@@ -170,9 +170,29 @@ impl Kernel {
     }
 }
 
-/// Everything that makes up one test VM.
+/// The accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// QEMU's emulator: slow, works everywhere (QEMU docs, "TCG").
+    #[default]
+    Tcg,
+    /// The host's KVM (`/dev/kvm`).
+    Kvm,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// Everything that makes up one VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
+    pub accel: Accel,
     pub memory_mib: u32,
     pub cpus: u32,
     /// `-machine q35` (PCIe, AHCI: what the media and e2e boots use);
@@ -187,9 +207,10 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
-    /// 2 GiB, 2 CPUs, `pc`, SeaBIOS, no NIC, nothing attached.
+    /// TCG, 2 GiB, 2 CPUs, `pc`, SeaBIOS, no NIC, nothing attached.
     pub fn new(serial: Serial) -> VmSpec {
         VmSpec {
+            accel: Accel::Tcg,
             memory_mib: 2048,
             cpus: 2,
             q35: false,
@@ -206,7 +227,11 @@ impl VmSpec {
     pub fn argv(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let mut add = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
-        add(&["-accel", "tcg"]);
+        add(&["-accel", self.accel.name()]);
+        if self.accel == Accel::Kvm {
+            // The guest sees the host's CPU model (QEMU docs, "-cpu host").
+            add(&["-cpu", "host"]);
+        }
         let secure = matches!(self.firmware, Firmware::OvmfSecureBoot { .. });
         match (self.q35, secure) {
             (true, false) => add(&["-machine", "q35"]),
@@ -516,6 +541,42 @@ impl Vm {
             tail(&self.serial(), 20)
         )
     }
+}
+
+/// The last `lines` lines of `text` (a serial log in an error).
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The serial log without terminal escape sequences (firmware and GRUB
+/// print them) and carriage returns.
+pub fn read_log(log: &Path) -> String {
+    let raw = std::fs::read(log).unwrap_or_default();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            0x1b => {
+                // ESC [ params final-byte (ECMA-48 CSI), or ESC + one byte.
+                i += 1;
+                if raw.get(i) == Some(&b'[') {
+                    i += 1;
+                    while i < raw.len() && !(0x40..=0x7e).contains(&raw[i]) {
+                        i += 1;
+                    }
+                }
+                i += 1;
+            }
+            // CR, and SO/SI (the boot menus' line-drawing character set).
+            b'\r' | 0x0e | 0x0f => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A port on 127.0.0.1 nobody listens on now.
