@@ -337,6 +337,10 @@ pub struct DrillArgs {
     /// variables), ready to run as a VM
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// Format of the kept disks: qcow2, or raw (sparse files, also for
+    /// `dd` onto a real disk)
+    #[arg(long, value_name = "FORMAT", default_value = "qcow2", value_parser = ["qcow2", "raw"])]
+    pub keep_format: String,
     /// Memory of the VMs
     #[arg(long, value_name = "MIB", default_value_t = 2048)]
     pub memory: u32,

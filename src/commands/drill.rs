@@ -49,6 +49,7 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<()> {
         },
         work: work.clone(),
         keep: args.keep.clone(),
+        keep_raw: args.keep_format == "raw",
         memory_mib: args.memory,
         recover_timeout: Duration::from_secs(args.recover_timeout),
         boot_timeout: Duration::from_secs(args.boot_timeout),

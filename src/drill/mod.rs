@@ -85,6 +85,9 @@ pub struct DrillOptions {
     /// Leave the recovered disks here as qcow2 images (and the UEFI
     /// variables), ready to run as a VM.
     pub keep: Option<PathBuf>,
+    /// qcow2 (`qemu-img convert`) or raw (the sparse files moved, ready
+    /// for `dd` onto a real disk as well).
+    pub keep_raw: bool,
     pub memory_mib: u32,
     pub recover_timeout: Duration,
     pub boot_timeout: Duration,
@@ -458,7 +461,7 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
 
     if let Some(dir) = &opts.keep {
         say(&format!("keeping the recovered disks in {}", dir.display()));
-        keep(dir, &disks, &firmware)?;
+        keep(dir, &disks, &firmware, opts.keep_raw)?;
         r.kept = Some(dir.clone());
     }
     r.passed = true;
@@ -660,8 +663,9 @@ fn watch(
 }
 
 /// The recovered disks as qcow2 images (`qemu-img convert`, holes stay
-/// holes) and the UEFI variables beside them.
-fn keep(dir: &Path, disks: &[Disk], firmware: &Firmware) -> Result<()> {
+/// holes) or, `raw`, the sparse files themselves (moved; converted when
+/// `dir` is on another file system), and the UEFI variables beside them.
+fn keep(dir: &Path, disks: &[Disk], firmware: &Firmware, raw: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for d in disks {
         let name = d
@@ -669,9 +673,13 @@ fn keep(dir: &Path, disks: &[Disk], firmware: &Firmware) -> Result<()> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "disk".into());
-        let out = dir.join(format!("{name}.qcow2"));
+        let ext = if raw { "raw" } else { "qcow2" };
+        let out = dir.join(format!("{name}.{ext}"));
+        if raw && std::fs::rename(&d.path, &out).is_ok() {
+            continue;
+        }
         Cmd::new("qemu-img")
-            .args(["convert", "-O", "qcow2"])
+            .args(["convert", "-O", ext])
             .arg(&d.path)
             .arg(&out)
             .output()

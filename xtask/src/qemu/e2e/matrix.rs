@@ -31,6 +31,10 @@ impl Case {
             (Boot::Iso, Firmware::Uefi) => 6.7,
             (Boot::Pxe, Firmware::Bios) => 6.4,
             (Boot::Pxe, Firmware::Uefi) => 6.9,
+            // The drill boots the recovered disks once more (copy-on-write)
+            // before after boots them.
+            (Boot::Drill, Firmware::Bios) => 7.7,
+            (Boot::Drill, Firmware::Uefi) => 8.2,
         };
         if self.scenario == "luks-lvm" {
             base + 1.0
@@ -58,11 +62,13 @@ const fn case(scenario: &'static str, boot: Boot, firmware: Firmware, core: bool
     }
 }
 
-/// The matrix, in the order CI runs it: a scenario's variants one after
+/// The matrix, in the order CI runs it (raid1-lvm under BIOS from the host
+/// side's `mkrescue drill`, issue 20: the ISO's boot through SeaBIOS is
+/// `qemu media`'s, and iso uefi and luks boot their ISO too): a scenario's variants one after
 /// the other from its one `before`, core ones first within the scenario.
 /// A variant that breaks is fixed, never dropped from this list.
 pub const MATRIX: &[Case] = &[
-    case("raid1-lvm", Boot::Iso, Firmware::Bios, true),
+    case("raid1-lvm", Boot::Drill, Firmware::Bios, true),
     case("raid1-lvm", Boot::Iso, Firmware::Uefi, true),
     case("raid1-lvm", Boot::Pxe, Firmware::Bios, true),
     case("raid1-lvm", Boot::Pxe, Firmware::Uefi, false),
@@ -74,7 +80,8 @@ mod tests {
     use super::super::variant::SCENARIOS;
     use super::*;
 
-    /// Issue 17's matrix: raid1-lvm in all four variants, luks-lvm from
+    /// Issue 17's matrix: raid1-lvm in all four variants (iso bios as the
+    /// drill of issue 20), luks-lvm from
     /// the ISO under BIOS; core are raid1-lvm ISO BIOS, ISO UEFI, PXE (BIOS)
     /// and luks-lvm; every case once, every scenario a known one, a
     /// scenario's cases next to each other (they share its server).
@@ -84,7 +91,7 @@ mod tests {
         assert_eq!(
             names,
             [
-                "raid1-lvm iso bios",
+                "raid1-lvm drill bios",
                 "raid1-lvm iso uefi",
                 "raid1-lvm pxe bios",
                 "raid1-lvm pxe uefi",
@@ -95,7 +102,7 @@ mod tests {
         assert_eq!(
             core,
             [
-                "raid1-lvm iso bios",
+                "raid1-lvm drill bios",
                 "raid1-lvm iso uefi",
                 "raid1-lvm pxe bios",
                 "luks-lvm iso bios",

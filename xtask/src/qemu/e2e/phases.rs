@@ -14,7 +14,7 @@ use super::compare::{
     ALLOWED_NEW, ALLOWED_TO_CHANGE, compare_blkid, compare_layouts, compare_lists, load_list,
     only_under, renames,
 };
-use super::drive::{Disk, Vm, run_vm};
+use super::drive::{Disk, Vm, log_path, run_vm};
 use super::initrd::initrd;
 use super::rootfs::rootfs;
 use super::state::{
@@ -196,6 +196,9 @@ pub(super) fn before(e: &mut E2e) -> Result<()> {
 /// CD-ROM or (pxe) from the PXE tree over TFTP; under UEFI with a fresh
 /// copy of OVMF's variable store.
 pub(super) fn recover(e: &mut E2e) -> Result<()> {
+    if e.variant.boot == Boot::Drill {
+        return recover_by_drill(e);
+    }
     let t = Instant::now();
     blank(&e.v("NEW1.raw"), DISK_MIB)?;
     blank(&e.v("NEW2.raw"), 2 * DISK_MIB)?;
@@ -212,7 +215,7 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
         copy_vars(OVMF_VARS, v)?;
     }
     let (cdrom, tftp) = match e.variant.boot {
-        Boot::Iso => (Some(e.p("rescue.iso")), None),
+        Boot::Iso | Boot::Drill => (Some(e.p("rescue.iso")), None),
         Boot::Pxe => (
             None,
             Some((pxe_tree(e)?, e.variant.pxe_bootfile().to_string())),
@@ -246,17 +249,7 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     // initramfs on disks like its own, and regenerates it (with the driver
     // added) on NVMe, whose driver the server's MODULES=list lacks.
     let initramfs = finalize_line(&run.text, "initramfs").unwrap_or_default();
-    let want = if e.variant.nvme() {
-        "initramfs regenerated"
-    } else {
-        "initramfs kept"
-    };
-    if !initramfs.starts_with(want) {
-        bail!(
-            "recover's finalize says `{initramfs}`; expected `{want} ...` (serial log {})",
-            run.log.display()
-        );
-    }
+    check_initramfs(e, &initramfs, &run.log)?;
     let (predicted, predicted_total) = recover_predicted(&run.text);
     let (recover_total, estimate_took) = recover_totals(&run.text);
     e.record(
@@ -273,6 +266,145 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
             "recover_predicted_total_s": predicted_total,
             "initramfs": initramfs,
             "boot_menu": finalize_line(&run.text, "/boot/grub/grub.cfg"),
+        }),
+    );
+    Ok(())
+}
+
+/// Issue 16: with `initramfs = auto` recover keeps the server's initramfs
+/// on disks like its own, and regenerates it (with the driver added) on
+/// NVMe, whose driver the server's MODULES=list lacks.
+fn check_initramfs(e: &E2e, initramfs: &str, log: &Path) -> Result<()> {
+    let want = if e.variant.nvme() {
+        "initramfs regenerated"
+    } else {
+        "initramfs kept"
+    };
+    if !initramfs.starts_with(want) {
+        bail!(
+            "recover's finalize says `{initramfs}`; expected `{want} ...` (serial log {})",
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// The drill variant (issue 20): `mkrescue drill` on this host, as an
+/// admin runs it on a recovery or backup server, with the server's own
+/// ISO, saved layout and backup disk (attached copy-on-write). It recovers
+/// onto disks shaped from the layout, boots them once to a login prompt
+/// (copy-on-write too) and keeps them raw: they become this variant's
+/// NEW1/NEW2 (by the serials the layout gave them) for after and
+/// degraded. Its report history goes under the variant's directory, not
+/// this host's /var/lib/mkrescue.
+fn recover_by_drill(e: &mut E2e) -> Result<()> {
+    let t = Instant::now();
+    let layout_path = e.p("out-before").join("layout-before.json");
+    let layout = mkrescue::layout::Layout::load(&layout_path)?;
+    let (work, kept, root) = (e.v("drill"), e.v("drill-kept"), e.v("drill-root"));
+    for d in [&kept, &root] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let firmware = match e.variant.firmware {
+        Firmware::Bios => "bios",
+        Firmware::Uefi => "uefi",
+    };
+    let path = |p: &Path| p.display().to_string();
+    let args = [
+        "--json".to_string(),
+        "--root".into(),
+        path(&root),
+        "drill".into(),
+        "--iso".into(),
+        path(&e.p("rescue.iso")),
+        "--layout".into(),
+        path(&layout_path),
+        "--backup-disk".into(),
+        path(&e.p("BACKUP.raw")),
+        "--firmware".into(),
+        firmware.into(),
+        "--accel".into(),
+        "tcg".into(),
+        "--work".into(),
+        path(&work),
+        "--keep".into(),
+        path(&kept),
+        "--keep-format".into(),
+        "raw".into(),
+    ];
+    eprintln!("$ {} {}", e.bin.display(), args.join(" "));
+    let out = std::process::Command::new(&e.bin)
+        .args(&args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", e.bin.display()))?;
+    // The serial logs where the e2e keeps its own (after reads recover's
+    // disk renames from it).
+    for (from, to) in [("recover.log", "recover"), ("first-boot.log", "first-boot")] {
+        let _ = std::fs::copy(work.join(from), log_path(&e.vm_name(to)));
+    }
+    let report: mkrescue::drill::Report =
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "mkrescue drill exited {} without a JSON report: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+    if !report.passed || !out.status.success() {
+        bail!(
+            "mkrescue drill failed (exit {}) in {}: {}",
+            out.status,
+            report.failed_phase.as_deref().unwrap_or("?"),
+            report.cause.as_deref().unwrap_or("?")
+        );
+    }
+    let phase = |n: &str| {
+        report
+            .phases
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| round1(p.seconds))
+    };
+    let initramfs = report
+        .finalize
+        .iter()
+        .find(|l| l.starts_with("initramfs"))
+        .cloned()
+        .unwrap_or_default();
+    check_initramfs(e, &initramfs, &work.join("recover.log"))?;
+    // The kept disks become NEW1 and NEW2: the server's DISK1 and DISK2.
+    let disks = mkrescue::drill::blank_disks(&layout, &kept);
+    for (serial, new) in [("DISK1", "NEW1.raw"), ("DISK2", "NEW2.raw")] {
+        let d = disks
+            .iter()
+            .find(|d| d.serial.as_deref() == Some(serial))
+            .with_context(|| {
+                format!("no disk with serial {serial} in {}", layout_path.display())
+            })?;
+        std::fs::rename(&d.path, e.v(new))
+            .with_context(|| format!("moving {} to {}", d.path.display(), e.v(new).display()))?;
+    }
+    if let Some(vars) = e.uefi_vars() {
+        std::fs::rename(kept.join("OVMF_VARS.fd"), &vars)
+            .with_context(|| format!("moving the drill's UEFI variables to {}", vars.display()))?;
+    }
+    let name = e.phase_name("recover");
+    e.record(
+        &name,
+        t.elapsed().as_secs_f64(),
+        json!({
+            "boot_to_ready_s": phase("rescue boot"),
+            "recover_s": phase("recover"),
+            "recover_total_s": report.recover_total_s,
+            "recover_phases_s": report.recover_phases_s,
+            "recover_predicted_s": report.estimate_s,
+            "recover_predicted_total_s": report.estimate_total_s,
+            "initramfs": initramfs,
+            "boot_menu": report.finalize.iter().find(|l| l.starts_with("/boot/grub/grub.cfg")),
+            "drill_first_boot_s": phase("first boot"),
+            "drill_accel": report.accel_note,
         }),
     );
     Ok(())

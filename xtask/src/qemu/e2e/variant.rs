@@ -17,6 +17,11 @@ pub enum Boot {
     Iso,
     /// The PXE tree from the backup disk over QEMU's built-in TFTP.
     Pxe,
+    /// `mkrescue drill` from the host side (issue 20): the ISO's kernel and
+    /// initrd booted directly on disks shaped from the server's saved
+    /// layout, the recovered disks booted once, then kept (raw) for after
+    /// and degraded.
+    Drill,
 }
 
 /// The firmware of the recover, after and degraded VMs (`--firmware`);
@@ -52,7 +57,8 @@ impl Variant {
         let boot = match boot {
             "iso" => Boot::Iso,
             "pxe" => Boot::Pxe,
-            o => bail!("--boot {o}: one of iso, pxe"),
+            "drill" => Boot::Drill,
+            o => bail!("--boot {o}: one of iso, pxe, drill"),
         };
         let firmware = match firmware {
             "bios" => Firmware::Bios,
@@ -68,6 +74,7 @@ impl Variant {
         let boot = match self.boot {
             Boot::Iso => "iso",
             Boot::Pxe => "pxe",
+            Boot::Drill => "drill",
         };
         let fw = match self.firmware {
             Firmware::Bios => "bios",
@@ -105,6 +112,8 @@ impl Variant {
             (Boot::Iso, Firmware::Uefi) => "-uefi",
             (Boot::Pxe, Firmware::Bios) => "-pxe",
             (Boot::Pxe, Firmware::Uefi) => "-pxe-uefi",
+            (Boot::Drill, Firmware::Bios) => "-drill",
+            (Boot::Drill, Firmware::Uefi) => "-drill-uefi",
         }
     }
 
@@ -116,6 +125,8 @@ impl Variant {
             (Boot::Iso, Firmware::Uefi) => "iso-uefi",
             (Boot::Pxe, Firmware::Bios) => "pxe-bios",
             (Boot::Pxe, Firmware::Uefi) => "pxe-uefi",
+            (Boot::Drill, Firmware::Bios) => "drill-bios",
+            (Boot::Drill, Firmware::Uefi) => "drill-uefi",
         }
     }
 }
