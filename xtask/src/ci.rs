@@ -195,7 +195,7 @@ fn in_matrix_order(matrix: &[Case], keep: impl Fn(&Case) -> bool) -> Vec<Case> {
 /// Which cases of `matrix` run at landing number `landing` (HEAD's
 /// first-parent commit count) when the rest of the run takes `fixed`
 /// minutes:
-/// - `One`: the first case (raid1-lvm ISO BIOS);
+/// - `One`: the first case (raid1-lvm BIOS through `mkrescue drill`);
 /// - `All`: every case;
 /// - `Matrix`: every core case, and as many of the others as fit into
 ///   [`BUDGET_MIN`] in every rotation: `k` consecutive ones (cyclically,
@@ -747,7 +747,7 @@ mod tests {
                 "qemu layout",
                 "e2e rootfs",
                 "e2e raid1-lvm server",
-                "e2e raid1-lvm iso bios",
+                "e2e raid1-lvm drill bios",
                 "e2e raid1-lvm iso uefi",
                 "e2e raid1-lvm pxe bios",
                 "e2e raid1-lvm pxe uefi",
@@ -764,7 +764,7 @@ mod tests {
     #[test]
     fn one_is_what_ci_always_ran_and_names_the_rest() {
         let sel = select(MATRIX, E2eSet::One, 19.0, 3);
-        assert_eq!(names(&sel.run), ["raid1-lvm iso bios"]);
+        assert_eq!(names(&sel.run), ["raid1-lvm drill bios"]);
         assert_eq!(sel.left.len(), MATRIX.len() - 1);
         let text = plan_text(&plan(&sel, false), &sel);
         assert!(text.contains("# not this run: e2e luks-lvm iso bios: not in `--e2e one`"));
