@@ -39,7 +39,7 @@ pub const TIMES_JSON: &str = "target/ci-times.json";
 /// Which e2e variants `cargo xtask ci` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum E2eSet {
-    /// raid1-lvm ISO BIOS only.
+    /// The first case only (raid1-lvm BIOS through `mkrescue drill`).
     One,
     /// The core variants, and the others as the budget allows (rotated).
     Matrix,
