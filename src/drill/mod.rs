@@ -565,10 +565,21 @@ fn choose_accel(
             let mut probe = spec.clone();
             probe.serial = Serial::File(probe_log.clone());
             say("trying KVM (/dev/kvm opens)");
-            let mut v = Vm::start(&probe)?;
+            let mut v = Vm::start_logging(&probe, &opts.work.join("kvm-probe.qemu.txt"))?;
             let start = Instant::now();
             while start.elapsed() < KVM_PROBE {
-                if v.try_wait()?.is_some() || !vm::read_log(&probe_log).trim().is_empty() {
+                if let Some(st) = v.try_wait()? {
+                    if vm::read_log(&probe_log).trim().is_empty() {
+                        // QEMU itself refused (a locked disk image, a bad
+                        // option): not KVM's fault, and TCG would fail alike.
+                        bail!(
+                            "QEMU stopped at once ({st}): {}",
+                            v.qemu_error().unwrap_or_else(|| "no message".into())
+                        );
+                    }
+                    break;
+                }
+                if !vm::read_log(&probe_log).trim().is_empty() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -613,7 +624,7 @@ fn watch(
     timeout: Duration,
 ) -> Result<Watched> {
     let log = spec.serial.log().to_path_buf();
-    let mut v = Vm::start(spec)?;
+    let mut v = Vm::start_logging(spec, &log.with_extension("qemu.txt"))?;
     let mut w = Watched {
         seen: BTreeMap::new(),
         total: 0.0,
@@ -635,7 +646,10 @@ fn watch(
         let last_wanted = wanted.last().is_some_and(|m| w.seen.contains_key(m));
         if let Some(st) = v.try_wait()? {
             if w.why.is_empty() && !last_wanted {
-                w.why = format!("the VM stopped ({st})");
+                w.why = match v.qemu_error().filter(|_| !st.success()) {
+                    Some(e) => format!("QEMU stopped ({st}): {e}"),
+                    None => format!("the VM stopped ({st})"),
+                };
             }
             // A recover VM powers off after its last line: read it all.
             let text = vm::read_log(&log);
@@ -763,7 +777,12 @@ pub fn render(r: &Report) -> String {
     }
     if !r.recover_phases_s.is_empty() {
         s.push_str("  recover's phases (actual / its estimate beforehand):\n");
-        for (k, v) in &r.recover_phases_s {
+        // recover's order (src/recover), then any phase a newer recover adds.
+        let order = ["layout", "mount", "restore", "finalize", "unmount"];
+        let mut names: Vec<&String> = r.recover_phases_s.keys().collect();
+        names.sort_by_key(|k| order.iter().position(|o| o == k).unwrap_or(order.len()));
+        for k in names {
+            let v = &r.recover_phases_s[k];
             match r.estimate_s.get(k) {
                 Some(e) => s.push_str(&format!("    {k:<10} {v:>7.1}s / {e:.1}s\n")),
                 None => s.push_str(&format!("    {k:<10} {v:>7.1}s\n")),
@@ -771,7 +790,7 @@ pub fn render(r: &Report) -> String {
         }
         if let (Some(t), Some(e)) = (r.recover_total_s, r.estimate_total_s) {
             s.push_str(&format!(
-                "    {:<10} {t:>7.1}s / {e:.1}s ({:+.0}%)\n",
+                "    {:<10} {t:>7.1}s / {e:.1}s (estimate {:+.0}%)\n",
                 "total",
                 (e - t) / t * 100.0
             ));

@@ -381,6 +381,7 @@ pub struct Ready {
 pub struct Vm {
     child: Child,
     log: PathBuf,
+    stderr: Option<PathBuf>,
     start: Instant,
 }
 
@@ -397,6 +398,28 @@ impl Vm {
     /// Starts QEMU for `spec` (an old serial log removed first) and logs
     /// its command line.
     pub fn start(spec: &VmSpec) -> Result<Vm> {
+        Vm::spawn(spec, None)
+    }
+
+    /// [`Vm::start`] with QEMU's own messages (its errors: a disk image
+    /// locked by another process, a missing firmware file) in `stderr`
+    /// instead of this process's stderr; [`Vm::qemu_error`] reads them.
+    pub fn start_logging(spec: &VmSpec, stderr: &Path) -> Result<Vm> {
+        Vm::spawn(spec, Some(stderr))
+    }
+
+    /// QEMU's last message in the file [`Vm::start_logging`] named.
+    pub fn qemu_error(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.stderr.as_ref()?).ok()?;
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(" "))
+    }
+
+    fn spawn(spec: &VmSpec, stderr: Option<&Path>) -> Result<Vm> {
         let log = spec.serial.log().to_path_buf();
         if let Some(p) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
@@ -408,6 +431,11 @@ impl Vm {
             Serial::File(_) => cmd.stdin(Stdio::null()),
             Serial::Console(_) => cmd.stdin(Stdio::piped()),
         };
+        if let Some(p) = stderr {
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            cmd.stderr(f);
+        }
         eprintln!("$ {cmd:?}");
         let child = cmd
             .spawn()
@@ -415,6 +443,7 @@ impl Vm {
         Ok(Vm {
             child,
             log,
+            stderr: stderr.map(Path::to_path_buf),
             start: Instant::now(),
         })
     }
