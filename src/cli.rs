@@ -24,7 +24,8 @@ Exit codes:
      storage it cannot recreate: ZFS, bcache, multipath, ...; `layout show` lists it)
   7  no saved layout (layout check|show, recover): run `mkrescue layout save`
   8  a disk or file system could not be probed (layout save|check)
-  9  drill: the host was not recovered in the VM (recover failed or the recovered system did not boot)
+  9  drill: the host was not recovered in the VM (recover failed or the recovered system did
+     not boot)
 `layout check` exits 0 when the layout is unchanged, 1 when it changed, 7 or 8.";
 
 /// `ValueEnum` for the configuration's enums, here so that `config.rs`
@@ -318,7 +319,7 @@ pub struct DrillArgs {
     )]
     pub layout: PathBuf,
     /// A disk image or block device holding the backup, attached
-    /// copy-on-write (repeat for several)
+    /// copy-on-write (repeat for several; added to drill.backup_disks)
     #[arg(long = "backup-disk", value_name = "IMG")]
     pub backup_disks: Vec<PathBuf>,
     /// Firmware of the VMs (auto: what this host boots with, or for
@@ -329,7 +330,7 @@ pub struct DrillArgs {
     /// Accelerator (auto: KVM when it runs a guest, else TCG)
     #[arg(long, value_enum, default_value = "auto")]
     pub accel: DrillAccel,
-    /// Where the VMs' disks and serial logs go (default
+    /// Where the VMs' disks and serial logs go (default drill.work, else
     /// /var/tmp/mkrescue-drill-HOST; the disks are removed at the end)
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
@@ -341,9 +342,9 @@ pub struct DrillArgs {
     /// `dd` onto a real disk)
     #[arg(long, value_name = "FORMAT", default_value = "qcow2", value_parser = ["qcow2", "raw"])]
     pub keep_format: String,
-    /// Memory of the VMs
-    #[arg(long, value_name = "MIB", default_value_t = 2048)]
-    pub memory: u32,
+    /// Memory of the VMs (default drill.memory_mib, 2048)
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u32>,
     /// Seconds the rescue boot and recover may take
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub recover_timeout: u64,

@@ -72,6 +72,45 @@ pub struct Config {
     pub output: OutputCfg,
     pub recover: RecoverCfg,
     pub estimate: EstimateCfg,
+    pub drill: DrillCfg,
+}
+
+/// `mkrescue drill` and its timer (`[drill]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrillCfg {
+    /// Disk images or block devices holding the backup, attached
+    /// copy-on-write (`--backup-disk` adds to them).
+    pub backup_disks: Vec<PathBuf>,
+    /// Where the VMs' disks and serial logs go (`--work`); None:
+    /// /var/tmp/mkrescue-drill-HOST.
+    pub work: Option<PathBuf>,
+    /// Memory of the VMs in MiB (`--memory`).
+    pub memory_mib: u32,
+    /// Mail the report to backup.mail_to: "failure" (default), "always"
+    /// or "never".
+    pub mail: DrillMail,
+}
+
+impl Default for DrillCfg {
+    fn default() -> Self {
+        DrillCfg {
+            backup_disks: Vec::new(),
+            work: None,
+            memory_mib: 2048,
+            mail: DrillMail::Failure,
+        }
+    }
+}
+
+/// When a drill mails its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DrillMail {
+    #[default]
+    Failure,
+    Always,
+    Never,
 }
 
 /// `mkrescue estimate`'s assumptions where nothing was measured, and

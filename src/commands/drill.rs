@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::cli::{DrillAccel, DrillAction, DrillArgs, DrillFirmware, GlobalArgs};
+use crate::config::DrillMail;
 use crate::drill::{self, AccelChoice, Boot, DrillOptions, HISTORY};
 use crate::error::{Code, fail};
 use crate::layout::model::Layout;
@@ -31,16 +32,26 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<()> {
             drill::host_firmware(&layout, &this_host, &global.root.join("sys/firmware/efi"))
         }
     };
-    let work = args.work.clone().unwrap_or_else(|| {
-        std::path::PathBuf::from(format!(
-            "/var/tmp/mkrescue-drill-{}",
-            layout.host.replace('/', "_")
-        ))
-    });
+    let work = args
+        .work
+        .clone()
+        .or(cfg.drill.work.clone())
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(format!(
+                "/var/tmp/mkrescue-drill-{}",
+                layout.host.replace('/', "_")
+            ))
+        });
     let opts = DrillOptions {
         iso,
         layout: args.layout.clone(),
-        backup_disks: args.backup_disks.clone(),
+        backup_disks: cfg
+            .drill
+            .backup_disks
+            .iter()
+            .chain(&args.backup_disks)
+            .cloned()
+            .collect(),
         boot,
         accel: match args.accel {
             DrillAccel::Auto => AccelChoice::Auto,
@@ -50,7 +61,7 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<()> {
         work: work.clone(),
         keep: args.keep.clone(),
         keep_raw: args.keep_format == "raw",
-        memory_mib: args.memory,
+        memory_mib: args.memory.unwrap_or(cfg.drill.memory_mib),
         recover_timeout: Duration::from_secs(args.recover_timeout),
         boot_timeout: Duration::from_secs(args.boot_timeout),
     };
@@ -68,6 +79,22 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<()> {
     }
     let report = result?;
     let kept = drill::record(&history, &report)?;
+    let mail = match cfg.drill.mail {
+        DrillMail::Always => true,
+        DrillMail::Failure => !report.passed,
+        DrillMail::Never => false,
+    };
+    if mail && !cfg.backup.mail_to.is_empty() {
+        // A mail that cannot go out does not change the drill's verdict.
+        if let Err(e) =
+            crate::backup::mail::send_message(&cfg.backup, &drill::mail(&cfg.backup, &report))
+        {
+            log::warn!(
+                "cannot mail the drill's report to {}: {e:#}",
+                cfg.backup.mail_to.join(", ")
+            );
+        }
+    }
     if global.json {
         super::print_json(&report)?;
     } else if !global.quiet {

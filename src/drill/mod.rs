@@ -808,6 +808,20 @@ pub fn render(r: &Report) -> String {
     s
 }
 
+/// The report as a mail to backup.mail_to (the backup's mail format).
+pub fn mail(cfg: &crate::config::Backup, r: &Report) -> String {
+    crate::backup::mail::compose(
+        cfg,
+        &crate::backup::mail::Report {
+            host: &r.host,
+            job: "drill",
+            status: if r.passed { "OK" } else { "FAILED" },
+            started: r.started,
+            body: &render(r),
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

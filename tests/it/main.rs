@@ -8,6 +8,7 @@
 
 mod backup;
 mod cli;
+mod drill;
 mod elf;
 mod image;
 mod kmod;

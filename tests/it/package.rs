@@ -293,6 +293,8 @@ fn systemd_units_verify() {
         "mkrescue-backup.timer",
         "mkrescue-check.service",
         "mkrescue-check.timer",
+        "mkrescue-drill.service",
+        "mkrescue-drill.timer",
     ] {
         let text = std::fs::read_to_string(packaging(unit)).unwrap();
         if unit.ends_with(".service") {

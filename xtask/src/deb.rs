@@ -41,8 +41,8 @@ const SRC: &str = "packaging/deb";
 ///   other file systems, the rsync/borg/ssh/nfs/cifs backup methods and
 ///   targets, PXE (pxelinux, syslinux), Secure Boot (shim-signed,
 ///   grub-efi-amd64-signed), efibootmgr for UEFI recover, an MTA for the
-///   report mail (backup.mail_to), qemu-system-x86 to boot-test the
-///   media by hand, and the tools the rescue shell takes when the host has
+///   report mail (backup.mail_to), qemu-system-x86, qemu-utils and
+///   ovmf for `mkrescue drill` (and to boot-test the media by hand), and the tools the rescue shell takes when the host has
 ///   them for an admin whose recover failed (parted, gdisk, smartmontools,
 ///   nvme-cli, hdparm, pciutils, ethtool; src/rescue/tools.rs).
 const DEPENDS: &str = "kmod, fdisk, mount";
@@ -50,8 +50,8 @@ const RECOMMENDS: &str = "xorriso, isolinux, syslinux-common, grub-pc-bin, grub-
 mtools, dosfstools, e2fsprogs, udev, iproute2, isc-dhcp-client, openssh-server";
 const SUGGESTS: &str = "mdadm, lvm2, cryptsetup-bin, btrfs-progs, xfsprogs, efibootmgr, \
 rsync, openssh-client, borgbackup, nfs-common, cifs-utils, pxelinux, syslinux, shim-signed, \
-grub-efi-amd64-signed, default-mta | mail-transport-agent, qemu-system-x86, parted, gdisk, \
-smartmontools, nvme-cli, hdparm, pciutils, ethtool";
+grub-efi-amd64-signed, default-mta | mail-transport-agent, qemu-system-x86, qemu-utils, ovmf, \
+parted, gdisk, smartmontools, nvme-cli, hdparm, pciutils, ethtool";
 
 /// Installed under /etc: every one is a conffile (Debian policy 10.7.2).
 const CONFFILES: &[&str] = &[
@@ -65,6 +65,8 @@ const UNITS: &[&str] = &[
     "mkrescue-backup.timer",
     "mkrescue-check.service",
     "mkrescue-check.timer",
+    "mkrescue-drill.service",
+    "mkrescue-drill.timer",
 ];
 
 /// `cargo xtask deb`: the release binary packaged into target/deb,
