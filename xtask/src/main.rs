@@ -15,8 +15,8 @@
 //! - `bench`: mkrescue against dracut, mkinitramfs and ReaR; backup and
 //!   restore against tar+zstd and borg
 //!
-//! Modules: `ci` (the plan, the budget, the table of times), `qemu/` (the
-//! VM runner `qemu/vm.rs` and one file or folder per scenario), `bench/`,
+//! Modules: `ci` (the plan, the budget, the table of times), `qemu/` (one file
+//! or folder per scenario, on the product's VM runner `mkrescue::vm`), `bench/`,
 //! `deb`, `deps`, `dist`, `util` (helpers all of them share).
 
 mod bench;
