@@ -300,6 +300,37 @@ pub enum Command {
     /// could not be deleted; 2: DIR is not a directory; 5: a manifest could
     /// not be read (that backup was left alone, the rest pruned).
     Prune(PruneArgs),
+    /// On a recovery server: manage the PXE tree hosts build into
+    Pxe(PxeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PxeArgs {
+    #[command(subcommand)]
+    pub action: PxeAction,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum PxeAction {
+    /// Remove the bases and kernels no host menu refers to any more
+    ///
+    /// Bases (mkrescue/base/SHA256.img) and kernels are shared by the hosts
+    /// of one OS and kernel and stay when a host moves to a new one. This
+    /// reads every menu (pxelinux.cfg/*, grub/grub.cfg*,
+    /// mkrescue/hosts/*/boot.ipxe), removes the bases and kernels none
+    /// names and their lines of DIR/SHA256SUMS, and warns about files a
+    /// menu names that are missing. Exit 0: done (also when nothing was
+    /// unreferenced); 1: a file could not be read or removed; 2: DIR is not
+    /// a PXE root.
+    Prune {
+        /// The TFTP/HTTP root the hosts' `--output pxe --pxe-root` or
+        /// `--pxe-upload` write into
+        #[arg(long, value_name = "DIR")]
+        pxe_root: PathBuf,
+        /// Print what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `mkrescue drill`.

@@ -143,6 +143,9 @@ pub fn run(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             for p in &m.written {
                 eprintln!("mkrescue: wrote {}", p.display());
             }
+            for line in m.pxe.iter().flat_map(|p| p.summary()) {
+                eprintln!("mkrescue: {line}");
+            }
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ pub mod dump;
 pub mod estimate;
 pub mod layout;
 pub mod prune;
+pub mod pxe;
 pub mod recover;
 pub mod restore;
 pub mod serve;
@@ -42,6 +43,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Some(Command::Drill(args)) => drill::run(g, args),
         Some(Command::Serve(args)) => serve::run(g, args),
         Some(Command::Prune(args)) => prune::run(g, args),
+        Some(Command::Pxe(args)) => pxe::run(g, args),
     }
 }
 

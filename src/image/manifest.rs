@@ -48,6 +48,20 @@ pub enum Kind {
     },
 }
 
+/// Which archive of a layered initrd an entry belongs to (the PXE output
+/// sends a shared base and a small per-host layer; every other medium
+/// writes both into one archive). Decided by the part of the rescue plan
+/// that adds the entry (see `rescue::plan` for the rule), never by the
+/// writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// The same on every host of one OS release, kernel and package set.
+    Base,
+    /// This host's own: configuration, identity, its own selections.
+    Host,
+}
+
 /// One image path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
@@ -62,6 +76,8 @@ pub struct Entry {
     /// Which part of the plan added it (for conflicts and manifest.json).
     #[serde(skip)]
     pub origin: String,
+    /// The layer it goes into: base when any base rule added it.
+    pub layer: Layer,
 }
 
 impl Entry {
@@ -94,6 +110,8 @@ pub struct Manifest {
     /// Where the host's `/` is (a temp dir in tests).
     host_root: PathBuf,
     epoch: u64,
+    /// The layer new entries are marked with ([`Manifest::set_layer`]).
+    layer: Layer,
 }
 
 impl Manifest {
@@ -104,6 +122,7 @@ impl Manifest {
             entries: BTreeMap::new(),
             host_root: host_root.into(),
             epoch,
+            layer: Layer::Base,
         }
     }
 
@@ -113,6 +132,25 @@ impl Manifest {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Marks what is added from now on with `layer`; returns the layer it
+    /// replaces, so a part of the plan can restore it.
+    pub fn set_layer(&mut self, layer: Layer) -> Layer {
+        std::mem::replace(&mut self.layer, layer)
+    }
+
+    /// The entries of one layer, with this host root and epoch: the base
+    /// or the host archive of a layered initrd. A path is in exactly one.
+    pub fn layer(&self, layer: Layer) -> Manifest {
+        let mut out = Manifest::new(self.host_root.clone(), self.epoch);
+        out.entries = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.layer == layer)
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect();
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -144,19 +182,6 @@ impl Manifest {
             .sum()
     }
 
-    /// Splits into (kept, taken): entries for which `take` is true go to the
-    /// second manifest, both with this host root and epoch. Used for layered
-    /// initrds (a shared base and a small per-host archive, concatenated).
-    pub fn partition(&self, take: impl Fn(&Path, &Entry) -> bool) -> (Manifest, Manifest) {
-        let mut kept = Manifest::new(self.host_root.clone(), self.epoch);
-        let mut taken = Manifest::new(self.host_root.clone(), self.epoch);
-        for (p, e) in &self.entries {
-            let into = if take(p, e) { &mut taken } else { &mut kept };
-            into.entries.insert(p.clone(), e.clone());
-        }
-        (kept, taken)
-    }
-
     /// The host path of an image path (`/usr/bin/sh` → `<root>/usr/bin/sh`).
     pub fn host_path(&self, path: &Path) -> PathBuf {
         self.host_root.join(path.strip_prefix("/").unwrap_or(path))
@@ -164,36 +189,58 @@ impl Manifest {
 
     /// Inserts an entry; its parent directories must already exist or are
     /// added as `root:root 0755`. A different entry at the same path is a
-    /// conflict.
+    /// conflict. The same entry added by a base and a host rule is base
+    /// (in whichever order), and the parents of a base entry are base.
     pub fn insert(&mut self, path: impl AsRef<Path>, entry: Entry) -> Result<()> {
         let path = normalize(path.as_ref())?;
         if let Some(parent) = path.parent()
             && parent != Path::new("/")
-            && !self.entries.contains_key(parent)
         {
-            self.insert(
-                parent,
-                Entry {
-                    kind: Kind::Dir,
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    mtime: self.epoch,
-                    origin: entry.origin.clone(),
-                },
-            )?;
+            match self.entries.get_mut(parent) {
+                None => self.insert(
+                    parent,
+                    Entry {
+                        kind: Kind::Dir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: self.epoch,
+                        origin: entry.origin.clone(),
+                        layer: entry.layer,
+                    },
+                )?,
+                // The base archive is unpacked first and the kernel's
+                // unpacker creates no missing parents (init/initramfs.c
+                // do_name), so a base entry's directory is base too.
+                Some(p) if entry.layer == Layer::Base && p.layer == Layer::Host => {
+                    let p = p.clone();
+                    self.insert(
+                        parent,
+                        Entry {
+                            layer: Layer::Base,
+                            ..p
+                        },
+                    )?;
+                }
+                Some(_) => {}
+            }
         }
         if path == Path::new("/") {
             bail!("cannot add / to the image");
         }
-        if let Some(existing) = self.entries.get(&path) {
+        if let Some(existing) = self.entries.get_mut(&path) {
             if existing.same_as(&entry) {
+                existing.layer = existing.layer.min(entry.layer);
                 return Ok(());
             }
             // A directory made implicitly for a child may be refined by a
-            // directory entry with the host's own mode and owner.
+            // directory entry with the host's own mode and owner; a host
+            // rule never changes what a base rule put there (the base
+            // must not depend on what the host layer holds).
             if existing.kind == Kind::Dir && entry.kind == Kind::Dir {
-                self.entries.insert(path, entry);
+                if !(existing.layer == Layer::Base && entry.layer == Layer::Host) {
+                    self.entries.insert(path, entry);
+                }
                 return Ok(());
             }
             bail!(
@@ -220,6 +267,7 @@ impl Manifest {
                 gid: 0,
                 mtime: self.epoch,
                 origin: origin.to_string(),
+                layer: self.layer,
             },
         )
     }
@@ -241,6 +289,7 @@ impl Manifest {
                 gid: 0,
                 mtime: self.epoch,
                 origin: origin.to_string(),
+                layer: self.layer,
             },
         )
     }
@@ -263,6 +312,7 @@ impl Manifest {
                 gid: 0,
                 mtime: self.epoch,
                 origin: origin.to_string(),
+                layer: self.layer,
             },
         )
     }
@@ -285,6 +335,7 @@ impl Manifest {
                 gid: 0,
                 mtime: self.epoch,
                 origin: origin.to_string(),
+                layer: self.layer,
             },
         )
     }
@@ -448,6 +499,7 @@ impl Manifest {
             gid: md.gid(),
             mtime: (md.mtime().max(0) as u64).min(self.epoch),
             origin: origin.to_string(),
+            layer: self.layer,
         })
     }
 }

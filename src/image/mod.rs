@@ -8,4 +8,4 @@ pub mod cpio;
 pub mod manifest;
 
 pub use archive::{ArchiveReport, FileRecord, write_initrd};
-pub use manifest::{Entry, Kind, Manifest};
+pub use manifest::{Entry, Kind, Layer, Manifest};

@@ -64,6 +64,11 @@ pub struct Selection {
     pub firmware: Vec<PathBuf>,
     /// Firmware named by a chosen module but not present on the host.
     pub firmware_missing: Vec<String>,
+    /// The module and firmware files (of `modules` and `firmware`) that the
+    /// policy alone does not choose: there because of this host's devices,
+    /// mounts, loaded modules or `modules.extra`. The rest is the same on
+    /// every host of this kernel and firmware (the PXE base layer).
+    pub host_only: BTreeSet<PathBuf>,
 }
 
 /// One loadable module of `modules.dep`.
@@ -367,6 +372,8 @@ impl ModuleIndex {
         extra: &[String],
         firmware_dirs: &[PathBuf],
     ) -> Result<Selection> {
+        // The policy's own seeds depend on the kernel alone (module paths
+        // and names); `host` policy has none: it is this host's choice.
         let mut seeds: Vec<Target> = Vec::new();
         match policy {
             ModulePolicy::All => seeds.extend((0..self.modules.len()).map(Target::Module)),
@@ -382,8 +389,13 @@ impl ModuleIndex {
                         seeds.push(Target::Builtin(name.clone()));
                     }
                 }
-                self.host_seeds(host, &mut seeds);
             }
+            ModulePolicy::Host => {}
+        }
+        let shared_seeds = seeds.clone();
+        match policy {
+            ModulePolicy::All => {}
+            ModulePolicy::StorageNet => self.host_seeds(host, &mut seeds),
             ModulePolicy::Host => {
                 for name in &host.loaded {
                     let found = self.resolve(name);
@@ -412,33 +424,59 @@ impl ModuleIndex {
         }
 
         let (chosen, builtins) = self.closure(seeds);
+        let (shared, shared_builtins) = self.closure(shared_seeds);
+        let path_of = |i: usize| self.dir.join(&self.modules[i].path);
         let modules: Vec<PathBuf> = chosen
             .iter()
-            .map(|&i| self.dir.join(&self.modules[i].path))
+            .map(|&i| path_of(i))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let shared_paths: BTreeSet<PathBuf> = shared.iter().map(|&i| path_of(i)).collect();
 
         let mut selection = Selection {
+            host_only: modules
+                .iter()
+                .filter(|p| !shared_paths.contains(*p))
+                .cloned()
+                .collect(),
             modules,
             index_files: self.index_files()?,
             ..Selection::default()
         };
         if !firmware_dirs.is_empty() {
-            let mut names: BTreeSet<String> = BTreeSet::new();
             let per_module: Vec<Result<Vec<String>>> = selection
                 .modules
                 .par_iter()
                 .map(|p| modinfo::firmware_of(p))
                 .collect();
             // Walk in path order so the error reported is deterministic.
-            for r in per_module {
-                names.extend(r?);
+            let mut names: BTreeSet<String> = BTreeSet::new();
+            let mut shared_names: BTreeSet<String> = BTreeSet::new();
+            for (p, r) in selection.modules.iter().zip(per_module) {
+                let r = r?;
+                if shared_paths.contains(p) {
+                    shared_names.extend(r.iter().cloned());
+                }
+                names.extend(r);
             }
             for b in &builtins {
-                names.extend(self.builtin_firmware.get(b).into_iter().flatten().cloned());
+                let fw = self.builtin_firmware.get(b).into_iter().flatten().cloned();
+                if shared_builtins.contains(b) {
+                    shared_names.extend(fw.clone());
+                }
+                names.extend(fw);
             }
             let found = firmware::lookup(names.iter().map(String::as_str), firmware_dirs);
+            let shared_found =
+                firmware::lookup(shared_names.iter().map(String::as_str), firmware_dirs);
+            selection.host_only.extend(
+                found
+                    .present
+                    .iter()
+                    .filter(|p| !shared_found.present.contains(*p))
+                    .cloned(),
+            );
             selection.firmware = found.present.into_iter().collect();
             selection.firmware_missing = found.missing.into_iter().collect();
         }

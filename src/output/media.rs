@@ -423,8 +423,14 @@ pub fn write(
         (kind, pxe_upload(cfg, args), args.pxe_root.as_deref())
     {
         let remote = super::pxeupload::Remote::parse(url)?;
-        super::pxeupload::upload(pxe_root, &remote, &cfg.output.pxe_ssh_options, false)?;
+        let mut up =
+            super::pxeupload::upload(pxe_root, &remote, &cfg.output.pxe_ssh_options, false)?;
         eprintln!("mkrescue: PXE tree uploaded to {}", remote.describe());
+        if let Some(p) = pxe.as_mut() {
+            let rel = format!("mkrescue/base/{}", p.base_name);
+            up.base_on_server = up.skipped.contains(&rel);
+            p.upload = Some(up);
+        }
     }
     Ok(MediaReport {
         kind,

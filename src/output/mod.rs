@@ -4,7 +4,8 @@
 //! and obdr outputs on top of it (the usb, pxe and obdr ones from a scratch
 //! copy in TMPDIR), with boot menus rendered by `bootcfg`. Every output ends
 //! with a SHA256SUMS beside it that `mkrescue verify DIR` checks. `dryrun`
-//! says what a build would write and call, writing nothing.
+//! says what a build would write and call, writing nothing. `pxeprune` is
+//! the recovery server's side of the PXE tree (`mkrescue pxe prune`).
 
 pub mod bootcfg;
 pub mod dryrun;
@@ -14,6 +15,7 @@ pub mod isobackup;
 pub mod media;
 pub mod obdr;
 pub mod pxe;
+pub mod pxeprune;
 pub mod pxeupload;
 pub mod secureboot;
 pub mod stamp;

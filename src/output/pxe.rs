@@ -5,9 +5,13 @@
 //! The initrd is split in two concatenated cpio archives (the kernel unpacks
 //! them one after the other, Documentation/driver-api/early-userspace/
 //! buffer-format.rst): a *base* with everything that is the same on hosts
-//! of one OS and kernel, stored once under its sha256, and a small *host*
-//! layer (hostname, host facts, network and SSH configuration, layout). A
-//! recovery server for a fleet keeps one base per OS/kernel.
+//! of one OS release, kernel and package set, stored once under its sha256,
+//! and a small *host* layer (identity and configuration files, host facts,
+//! network and SSH configuration, layout, this host's own tools). Which
+//! entry goes where is marked in the Manifest by the rescue plan (the rule
+//! is in `rescue/mod.rs`); this writer only splits by the mark. A recovery
+//! server for a fleet keeps one base per OS/kernel; `mkrescue pxe prune`
+//! removes the bases no host menu refers to any more.
 //!
 //! Tree (relative to DIR):
 //! ```text
@@ -32,13 +36,15 @@ use super::iso::{copy, mkdir, write_text};
 use super::tools;
 use crate::config::Compression;
 use crate::error::{Code, fail};
-use crate::image::{self, Entry, Kind, Manifest};
+use crate::image::{self, Layer, Manifest};
 
 /// What went where.
 #[derive(Debug, Clone, Serialize)]
 pub struct PxeReport {
     pub kernel: PathBuf,
     pub base: PathBuf,
+    /// `<sha256>.img`: the base's name on every recovery server.
+    pub base_name: String,
     pub base_bytes: u64,
     /// Whether an identical base was already in the tree (another host).
     pub base_shared: bool,
@@ -46,29 +52,41 @@ pub struct PxeReport {
     pub host_bytes: u64,
     pub macs: Vec<String>,
     pub written: Vec<PathBuf>,
+    /// What `--pxe-upload` sent (set after the upload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<super::pxeupload::UploadReport>,
 }
 
-/// Image paths that differ between hosts of one OS and kernel: they go into
-/// the host layer. Directories always stay in the base (the kernel's
-/// unpacker does not create missing parents).
-const HOST_PATHS: &[&str] = &[
-    "/etc/hostname",
-    "/etc/hosts",
-    "/etc/motd",
-    "/etc/machine-id",
-    "/etc/mkrescue",
-    "/etc/network",
-    "/etc/systemd/network",
-    "/etc/NetworkManager",
-    "/etc/resolv.conf",
-    "/etc/ssh",
-    "/root/.ssh",
-    "/var/lib/mkrescue",
-];
-
-/// Whether an entry belongs to the per-host layer.
-pub fn is_host_entry(path: &Path, entry: &Entry) -> bool {
-    !matches!(entry.kind, Kind::Dir) && HOST_PATHS.iter().any(|p| path.starts_with(p))
+impl PxeReport {
+    /// The summary lines of a build: the base used (new or already there,
+    /// here and on the server) and the host layer's size.
+    pub fn summary(&self) -> Vec<String> {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let mut base_state = if self.base_shared {
+            "already in the tree".to_string()
+        } else {
+            "new".to_string()
+        };
+        if let Some(u) = &self.upload {
+            base_state.push_str(if u.base_on_server {
+                ", already on the server: not uploaded"
+            } else {
+                ", uploaded"
+            });
+        }
+        vec![
+            format!(
+                "PXE base {} ({:.1} MiB, {base_state})",
+                self.base_name,
+                mib(self.base_bytes)
+            ),
+            format!(
+                "PXE host layer {} ({:.1} KiB)",
+                self.host.display(),
+                self.host_bytes as f64 / 1024.0
+            ),
+        ]
+    }
 }
 
 /// MAC addresses of the host's physical Ethernet NICs (ARPHRD_ETHER = 1 in
@@ -150,11 +168,13 @@ pub fn write(input: &PxeInput, menu: &Menu, work: &Path) -> Result<PxeReport> {
     let mut written = Vec::new();
 
     // Layers: compressed separately, each a complete cpio archive.
-    let (base, host) = input.manifest.partition(is_host_entry);
+    let base = input.manifest.layer(Layer::Base);
+    let host = input.manifest.layer(Layer::Host);
     let base_tmp = work.join("base.img");
     write_layer(&base, input, &base_tmp)?;
     let base_sha = sha256_file(&base_tmp)?;
-    let base_rel = format!("mkrescue/base/{base_sha}.img");
+    let base_name = format!("{base_sha}.img");
+    let base_rel = format!("mkrescue/base/{base_name}");
     let base_path = root.join(&base_rel);
     let base_shared = base_path.exists() && sha256_file(&base_path)? == base_sha;
     if !base_shared {
@@ -230,12 +250,14 @@ pub fn write(input: &PxeInput, menu: &Menu, work: &Path) -> Result<PxeReport> {
     Ok(PxeReport {
         kernel: root.join(kernel_rel),
         base: base_path,
+        base_name,
         base_bytes,
         base_shared,
         host: host_path,
         host_bytes,
         macs: input.macs.to_vec(),
         written,
+        upload: None,
     })
 }
 

@@ -90,6 +90,25 @@ pub fn update(file: &Path) -> Result<Vec<(String, String)>> {
     Ok(vec![(name, hash)])
 }
 
+/// Drops the lines of `names` (relative to DIR) from DIR/SHA256SUMS, for
+/// files removed on purpose; the other lines stay as they are. No
+/// SHA256SUMS: nothing to do.
+pub fn forget(dir: &Path, names: &[String]) -> Result<()> {
+    let lines: Vec<(String, String)> = match std::fs::read_to_string(dir.join(SUMS)) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split_once("  "))
+            .filter(|(_, n)| !names.iter().any(|x| x == n))
+            .map(|(h, n)| (n.to_string(), h.to_string()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading {}", dir.join(SUMS).display()));
+        }
+    };
+    store(dir, &lines)
+}
+
 /// DIR/SHA256SUMS with these (name, hash) lines, replaced atomically.
 fn store(dir: &Path, lines: &[(String, String)]) -> Result<()> {
     let text: String = lines.iter().map(|(n, h)| format!("{h}  {n}\n")).collect();

@@ -1,6 +1,37 @@
 //! What goes into the rescue system: the skeleton, mkrescue itself as /init,
 //! the tools recover needs with every library they load, kernel modules and
 //! firmware, and the host files they read. Hands on a filled [`Manifest`].
+//!
+//! Each entry is marked base or host where it is added ([`Layer`]); the PXE
+//! output sends the base once per OS and kernel and the host layer per host.
+//! What decides base membership is *which rule added the entry*, never its
+//! content: an entry is base when one of mkrescue's own compiled-in lists
+//! reaches it on the host, resolved against files the OS packages own:
+//! - the skeleton, mkrescue itself, the static files of `boot/`;
+//! - the built-in tool table ([`tools::TOOLS`]) with the whole packages it
+//!   brings, udev's tree and GRUB's platform directory for the boot mode;
+//! - support files outside /etc (terminfo, GRUB's data, /lib/modprobe.d);
+//! - the kernel modules its policy picks by path and name (`storage-net`,
+//!   `all`; none for `host`), their dependencies and firmware, the index;
+//! - the libraries those programs load.
+//!
+//! Everything else is host: every file read from /etc (identity: passwd,
+//! group, hostname, hosts, localtime; configuration: default/grub,
+//! lvm.conf, udev rules, modprobe.d, ld.so.cache), what is generated from
+//! host facts or the configuration (motd, host.json, site.toml, network,
+//! SSH keys and sshd_config, the layout, the backup location and rates),
+//! and this host's own selections (`tools.required`/`optional`,
+//! `files.include`, `modules.extra`, modules for its devices and mounts,
+//! the backup method's helper, borg) with the libraries the base lacks.
+//!
+//! Why that is stable across hosts: the lists are the same in every
+//! mkrescue of one version, so on hosts of one OS release, kernel and
+//! package set they reach the same paths with the same bytes (mtimes are
+//! clamped to the image epoch, package files are root's). Nothing an
+//! installer or an administrator writes per host (names, users, addresses,
+//! keys, config files) is reached by them. The same entry added by both
+//! kinds of rule is base, whichever comes first ([`Manifest::insert`]), so
+//! host additions can neither add to nor change the base.
 
 pub mod borg;
 pub mod network;
@@ -19,7 +50,7 @@ use crate::config::Config;
 use crate::elf::{self, Missing};
 use crate::error::{Code, fail};
 use crate::host::HostFacts;
-use crate::image::{Kind, Manifest};
+use crate::image::{Kind, Layer, Manifest};
 use crate::kmod::{self, HostModules};
 
 /// Host files and directories that tools read at run time. Missing ones are
@@ -91,7 +122,10 @@ pub fn plan(
     for cmd in ["poweroff", "reboot", "halt"] {
         m.add_symlink(format!("/usr/sbin/{cmd}"), "../bin/mkrescue", "mkrescue")?;
     }
+    // The motd names the host.
+    m.set_layer(Layer::Host);
     m.add_bytes("/etc/motd", motd(host), 0o644, "skeleton")?;
+    m.set_layer(Layer::Base);
 
     // Where the backup is, so restore in the rescue system asks nothing;
     // a network share brings its mount helper and modules.
@@ -100,64 +134,82 @@ pub fn plan(
 
     // Tools: required ones must exist; optional ones are taken when present.
     let mut missing_required = Vec::new();
-    // ELF inputs and the closure are paths as the host sees them (root `/`).
-    let mut elf_inputs: Vec<PathBuf> = vec![self_binary.to_path_buf()];
-    let mut wanted: Vec<(String, String, bool)> = tools::TOOLS
+    // ELF inputs and the closure are paths as the host sees them (root `/`),
+    // per layer: a host tool's libraries are resolved on their own, and
+    // those the base already has stay in the base.
+    let mut elf_inputs = Inputs {
+        base: vec![self_binary.to_path_buf()],
+        host: Vec::new(),
+    };
+    let mut wanted: Vec<Wanted> = tools::TOOLS
         .iter()
-        .map(|t| {
-            (
-                t.name.to_string(),
-                t.package.to_string(),
-                t.need.required(host),
-            )
+        .map(|t| Wanted {
+            name: t.name.to_string(),
+            package: t.package.to_string(),
+            required: t.need.required(host),
+            layer: Layer::Base,
         })
         .collect();
-    wanted.extend(
-        config
-            .tools
-            .required
+    let configured = |names: &[String], required: bool| {
+        names
             .iter()
-            .map(|n| (n.clone(), "?".into(), true)),
-    );
-    wanted.extend(
-        config
-            .tools
-            .optional
-            .iter()
-            .map(|n| (n.clone(), "?".into(), false)),
-    );
+            .map(|n| Wanted {
+                name: n.clone(),
+                package: "?".into(),
+                required,
+                layer: Layer::Host,
+            })
+            .collect::<Vec<_>>()
+    };
+    wanted.extend(configured(&config.tools.required, true));
+    wanted.extend(configured(&config.tools.optional, false));
     if let Some(kind) = backup_fs {
         let (helper, package) = kind.helper();
-        wanted.push((helper.to_string(), package.to_string(), true));
+        wanted.push(Wanted {
+            name: helper.to_string(),
+            package: package.to_string(),
+            required: true,
+            layer: Layer::Host,
+        });
     }
     // recover restores a borg backup with borg itself: only then does the
     // image carry it and the Python it runs on.
     let with_borg = config.backup.method == crate::config::BackupMethod::Borg;
     if with_borg {
-        wanted.push(("borg".into(), "borgbackup".into(), true));
+        wanted.push(Wanted {
+            name: "borg".into(),
+            package: "borgbackup".into(),
+            required: true,
+            layer: Layer::Host,
+        });
     }
-    for (name, package, required) in &wanted {
+    for w in &wanted {
+        let (name, package) = (&w.name, &w.package);
         match tools::find(root, name, &config.build.path) {
             Some(p) => {
+                m.set_layer(w.layer);
                 m.add_host_path(&p, &format!("tool {name}"))?;
-                elf_inputs.push(p.clone());
+                elf_inputs.of(w.layer).push(p.clone());
                 if tools::WHOLE_PACKAGES.contains(&package.as_str()) {
                     for c in tools::package_commands(root, package, &p) {
                         if c != p {
                             m.add_host_path(&c, &format!("command of {package}"))?;
-                            elf_inputs.push(c);
+                            elf_inputs.of(w.layer).push(c);
                         }
                     }
                 }
+                m.set_layer(Layer::Base);
                 report.tools.push(p);
             }
-            None if *required => missing_required.push((name.clone(), package.clone())),
+            None if w.required => missing_required.push((name.clone(), package.clone())),
             None => report.optional_missing.push(name.clone()),
         }
     }
     if with_borg {
         if let Some(p) = tools::find(root, "borg", &config.build.path) {
-            elf_inputs.extend(borg::plan(&mut m, &p)?);
+            m.set_layer(Layer::Host);
+            elf_inputs.host.extend(borg::plan(&mut m, &p)?);
+            m.set_layer(Layer::Base);
         }
     }
     if !missing_required.is_empty() {
@@ -205,7 +257,7 @@ pub fn plan(
     if std::fs::symlink_metadata(m.host_path(udev)).is_ok() {
         let before: BTreeSet<PathBuf> = m.iter().map(|(p, _)| p.clone()).collect();
         m.add_host_tree_except(udev, &["hwdb.d", "hwdb.bin"], "udev")?;
-        elf_inputs.extend(new_executables(&m, &before));
+        elf_inputs.base.extend(new_executables(&m, &before));
     }
     // GRUB's modules only for the platform this host boots with: recover
     // reinstalls the boot loader the host had (each platform is 3-35 MB).
@@ -216,7 +268,8 @@ pub fn plan(
     }
 
     // Support files and configured extra files; executables among them
-    // bring their libraries too.
+    // bring their libraries too. What is below /etc is the host's
+    // configuration; the rest (terminfo, GRUB's data) is the packages'.
     let extra: Vec<PathBuf> = config.files.include.clone();
     for p in SUPPORT_FILES
         .iter()
@@ -236,9 +289,16 @@ pub fn plan(
             }
             continue;
         }
+        let layer = if extra.contains(&p) || p.starts_with("/etc") {
+            Layer::Host
+        } else {
+            Layer::Base
+        };
         let before: BTreeSet<PathBuf> = m.iter().map(|(p, _)| p.clone()).collect();
+        m.set_layer(layer);
         m.add_host_tree(&p, &format!("file {}", p.display()))?;
-        elf_inputs.extend(new_executables(&m, &before));
+        m.set_layer(Layer::Base);
+        elf_inputs.of(layer).extend(new_executables(&m, &before));
     }
 
     // Libraries and modules are independent: resolve them side by side.
@@ -273,22 +333,33 @@ pub fn plan(
             }
             index.select(config.modules.policy, &host_mods, &extra, &fw_dirs)
         });
-        let closure = resolver.resolve(&elf_inputs);
+        let closure = resolver
+            .resolve(&elf_inputs.base)
+            .and_then(|b| Ok((b, resolver.resolve(&elf_inputs.host)?)));
         let selection = mods
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("module selection panicked")));
         (closure, selection)
     });
-    let closure = closure?;
+    let (base_closure, host_closure) = closure?;
     let selection = selection?;
 
-    for f in &closure.files {
-        if f == self_binary {
-            continue;
+    for (closure, layer) in [(&base_closure, Layer::Base), (&host_closure, Layer::Host)] {
+        m.set_layer(layer);
+        for f in &closure.files {
+            if f == self_binary {
+                continue;
+            }
+            m.add_host_path(f, "library")?;
         }
-        m.add_host_path(f, "library")?;
     }
-    report.libraries_missing = closure.missing;
+    m.set_layer(Layer::Base);
+    report.libraries_missing = base_closure.missing;
+    for x in host_closure.missing {
+        if !report.libraries_missing.contains(&x) {
+            report.libraries_missing.push(x);
+        }
+    }
     if !report.libraries_missing.is_empty() {
         let list: Vec<String> = report
             .libraries_missing
@@ -298,25 +369,30 @@ pub fn plan(
         log::warn!("libraries not found on this host: {}", list.join(", "));
     }
 
+    // The policy's modules are the kernel's; those of this host's devices,
+    // mounts and modules.extra beyond them are the host's.
+    let layer_of = |f: &PathBuf| {
+        if selection.host_only.contains(f) {
+            Layer::Host
+        } else {
+            Layer::Base
+        }
+    };
     for f in selection.index_files.iter().chain(&selection.modules) {
+        m.set_layer(layer_of(f));
         m.add_host_path(strip_root(root, f)?, "kernel module")?;
     }
     for f in &selection.firmware {
+        m.set_layer(layer_of(f));
         m.add_host_path(strip_root(root, f)?, "firmware")?;
     }
+    m.set_layer(Layer::Base);
     report.modules = selection.modules.len();
     report.firmware = selection.firmware.len();
     report.firmware_missing = selection.firmware_missing;
 
-    // What the rescue system knows about the host it was cloned from.
-    let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
-    m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
-    // The kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module
-    // it loads on demand: a file system at mount(2), an md personality, a
-    // device-mapper target, a cipher. On a merged-/usr host /sbin is a
-    // symlink that no tool's path may have brought in (seen on a Debian 12
-    // debootstrap: `mount -t ext4` failed with "unknown filesystem type").
-    // The host's top-level links come along as they are.
+    // The host's top-level links (below) are the OS's: base. What follows
+    // them is generated from this host's facts and configuration: host.
     for top in ["bin", "sbin", "lib", "lib64"] {
         let host_path = root.join(top);
         if host_path
@@ -326,6 +402,16 @@ pub fn plan(
             m.add_host_path(strip_root(root, &host_path)?, "merged /usr link")?;
         }
     }
+    m.set_layer(Layer::Host);
+    // What the rescue system knows about the host it was cloned from.
+    let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
+    m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
+    // The kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module
+    // it loads on demand: a file system at mount(2), an md personality, a
+    // device-mapper target, a cipher. On a merged-/usr host /sbin is a
+    // symlink that no tool's path may have brought in (seen on a Debian 12
+    // debootstrap: `mount -t ext4` failed with "unknown filesystem type").
+    // The host's top-level links come along as they are (added above).
     // The host's effective configuration (all layers and flags merged), so
     // the rescue system's mkrescue recovers and restores as configured here
     // (backup target, [recover] settings) without questions.
@@ -377,8 +463,33 @@ pub fn plan(
     }
 
     runtime_files(&mut m, root, config, &mut report)?;
+    m.set_layer(Layer::Base);
     secrets::scan(&m, &config.secrets)?;
     Ok((m, report))
+}
+
+/// A tool the rescue system carries, and the layer its files go into.
+struct Wanted {
+    name: String,
+    /// Debian package, `?` for a configured tool.
+    package: String,
+    required: bool,
+    layer: Layer,
+}
+
+/// The programs whose libraries are resolved, per layer.
+struct Inputs {
+    base: Vec<PathBuf>,
+    host: Vec<PathBuf>,
+}
+
+impl Inputs {
+    fn of(&mut self, layer: Layer) -> &mut Vec<PathBuf> {
+        match layer {
+            Layer::Base => &mut self.base,
+            Layer::Host => &mut self.host,
+        }
+    }
 }
 
 /// Executable regular files added since `before` was taken.

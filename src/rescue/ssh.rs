@@ -96,8 +96,12 @@ pub fn plan(m: &mut Manifest, root: &Path, cfg: &Ssh) -> Result<Option<usize>> {
     m.add_dir("/etc/ssh", 0o755, ORIGIN)?;
     m.add_bytes("/etc/ssh/sshd_config", sshd_config(sftp), 0o644, ORIGIN)?;
     if root.join("etc/ssh/moduli").is_file() {
-        // Diffie-Hellman group exchange primes: public data.
+        // Diffie-Hellman group exchange primes: public data that
+        // openssh-server ships (550 KB), the same on every host of the
+        // release, so the PXE base carries it, not each host's layer.
+        let was = m.set_layer(crate::image::Layer::Base);
         m.add_host_path("/etc/ssh/moduli", ORIGIN)?;
+        m.set_layer(was);
     }
     Ok(Some(keys.len()))
 }

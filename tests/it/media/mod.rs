@@ -4,6 +4,7 @@ mod bootcfg;
 mod iso_extras;
 mod obdr;
 mod outputs;
+mod pxe_fleet;
 mod pxe_upload;
 mod reproducible;
 mod usb_device;
