@@ -2,7 +2,8 @@
 //! test starts on 127.0.0.1 (free high port, host and client keys made in a
 //! temp dir, `sshd -D`), the way tests/it/backup/ssh.rs does for backups: the
 //! tree arrives complete (its SHA256SUMS verifies there), a second host's
-//! upload keeps the first one's files, and a server that refuses the key
+//! upload keeps the first one's files and does not send a base the server
+//! already has (by name), and a server that refuses the key
 //! fails with the URL named. And `--iso-backup` with an ssh:// backup
 //! target fetches the backup from that server into the ISO.
 //!
@@ -109,7 +110,16 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
     // --delete: the tree serves a fleet).
     let other = server.join("pxelinux.cfg/01-02-00-00-00-00-99");
     std::fs::write(&other, "other host\n").unwrap();
-    ok(mkrescue(&[
+    // The base is on the server now: the next upload leaves it out by its
+    // name (content-addressed). A marker under that name shows whether
+    // rsync touched it (it would replace a file of another size).
+    let base_rel = here
+        .iter()
+        .find(|f| f.starts_with("mkrescue/base/"))
+        .unwrap()
+        .clone();
+    std::fs::write(server.join(&base_rel), "marker\n").unwrap();
+    let o = ok(mkrescue(&[
         "--config",
         s(&cfg),
         "--modules",
@@ -122,8 +132,59 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
         &url,
         "--out",
         s(&tmp.path().join("out")),
+        "--json",
     ]));
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "other host\n");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let up = &j["media"]["pxe"]["upload"];
+    assert_eq!(up["base_on_server"], true, "{j}");
+    assert!(
+        up["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == base_rel.as_str()),
+        "{j}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(server.join(&base_rel)).unwrap(),
+        "marker\n",
+        "the base the server had was not sent again"
+    );
+    // The host's own layer did travel (same bytes as here).
+    let host_rel = here
+        .iter()
+        .find(|f| f.ends_with("/host.img"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        std::fs::read(server.join(&host_rel)).unwrap(),
+        std::fs::read(local.join(&host_rel)).unwrap()
+    );
+    // A new server (an empty directory) gets the base: nothing to skip.
+    let fresh = tmp.path().join("server2/srv/tftp");
+    let url2 = format!("ssh://root@127.0.0.1:{}{}", sshd.port, fresh.display());
+    let o = ok(mkrescue(&[
+        "--config",
+        s(&cfg),
+        "--modules",
+        "host",
+        "--output",
+        "pxe",
+        "--pxe-root",
+        s(&local),
+        "--pxe-upload",
+        &url2,
+        "--out",
+        s(&tmp.path().join("out")),
+        "--json",
+    ]));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["media"]["pxe"]["upload"]["base_on_server"], false, "{j}");
+    assert_eq!(
+        std::fs::read(fresh.join(&base_rel)).unwrap(),
+        std::fs::read(local.join(&base_rel)).unwrap()
+    );
 
     // A key the server does not accept: the build fails naming the URL.
     let stranger = tmp.path().join("stranger");
