@@ -319,9 +319,10 @@ pub enum PxeAction {
     /// reads every menu (pxelinux.cfg/*, grub/grub.cfg*,
     /// mkrescue/hosts/*/boot.ipxe), removes the bases and kernels none
     /// names and their lines of DIR/SHA256SUMS, and warns about files a
-    /// menu names that are missing. Exit 0: done (also when nothing was
-    /// unreferenced); 1: a file could not be read or removed; 2: DIR is not
-    /// a PXE root.
+    /// menu names that are missing. One changed within the last hour is
+    /// kept (a build may not have written its menus yet). Exit 0: done
+    /// (also when nothing was unreferenced); 1: a file could not be read or
+    /// removed; 2: DIR is not a PXE root.
     Prune {
         /// The TFTP/HTTP root the hosts' `--output pxe --pxe-root` or
         /// `--pxe-upload` write into

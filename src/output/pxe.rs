@@ -177,7 +177,15 @@ pub fn write(input: &PxeInput, menu: &Menu, work: &Path) -> Result<PxeReport> {
     let base_rel = format!("mkrescue/base/{base_name}");
     let base_path = root.join(&base_rel);
     let base_shared = base_path.exists() && sha256_file(&base_path)? == base_sha;
-    if !base_shared {
+    if base_shared {
+        // Its mtime says "in use": `mkrescue pxe prune` keeps a base
+        // changed within the hour even before a menu names it.
+        std::fs::File::options()
+            .write(true)
+            .open(&base_path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+            .with_context(|| format!("touching {}", base_path.display()))?;
+    } else {
         std::fs::rename(&base_tmp, &base_path)
             .or_else(|_| std::fs::copy(&base_tmp, &base_path).map(|_| ()))
             .with_context(|| format!("writing {}", base_path.display()))?;

@@ -9,6 +9,10 @@
 //! and `mkrescue/hosts/*/boot.ipxe`. Everything else in those two
 //! directories goes, with its line of the tree's SHA256SUMS, so that
 //! `mkrescue verify DIR` still passes.
+//!
+//! A build writes its base before its menus, and touches a base it reuses
+//! (`pxe.rs`): a file modified within [`GRACE`] is kept even when no menu
+//! names it yet, so a prune never races a build or an upload in progress.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,9 @@ use crate::error::{Code, fail};
 
 /// The content-addressed directories and the suffix of their files.
 const SHARED: &[(&str, &str)] = &[("mkrescue/base", ".img"), ("mkrescue/kernel", ".vmlinuz")];
+
+/// How long a base or kernel no menu names is kept after its last change.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a prune found and did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,6 +44,9 @@ pub struct PruneReport {
     /// Shared files a menu refers to that are not in the tree: that host
     /// cannot boot until it is rebuilt (`mkrescue --output pxe`).
     pub missing: Vec<String>,
+    /// Unreferenced but changed within the last hour (a build may be
+    /// writing its menus): kept until a later prune.
+    pub recent: Vec<String>,
 }
 
 /// The relative paths of every file that can name a base or kernel.
@@ -137,7 +147,19 @@ pub fn prune(root: &Path, dry_run: bool) -> Result<PruneReport> {
     }
     report.kept = present.intersection(&used).cloned().collect();
     report.missing = used.difference(&present).cloned().collect();
-    report.removed = present.difference(&used).cloned().collect();
+    let now = std::time::SystemTime::now();
+    for rel in present.difference(&used) {
+        let p = root.join(rel);
+        let changed = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("reading {}", p.display()))?;
+        let age = now.duration_since(changed).unwrap_or_default();
+        if age < GRACE {
+            report.recent.push(rel.clone());
+        } else {
+            report.removed.push(rel.clone());
+        }
+    }
     for rel in &report.removed {
         let p = root.join(rel);
         report.removed_bytes += std::fs::metadata(&p)
@@ -164,6 +186,11 @@ pub fn render(r: &PruneReport) -> String {
     }
     for f in &r.removed {
         s.push_str(&format!("{verb} {f}\n"));
+    }
+    for f in &r.recent {
+        s.push_str(&format!(
+            "kept {f}: unreferenced but changed within the last hour (a build may be writing its menus)\n"
+        ));
     }
     s.push_str(&format!(
         "{} {} unreferenced file(s) ({:.1} MiB); {} still in use by {} menu(s)\n",

@@ -167,6 +167,17 @@ fn extract(layer: &Path, inside: &str) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Makes `p` two hours old: older than the grace of `pxe prune`.
+fn age(p: &Path) {
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+}
+
 fn path(v: &serde_json::Value) -> PathBuf {
     PathBuf::from(v.as_str().unwrap())
 }
@@ -254,6 +265,7 @@ fn pxe_hosts_differing_in_configuration_share_one_base() {
     // An unreferenced base from an older kernel: the prune below removes it.
     let stale = format!("mkrescue/base/{}.img", "e".repeat(64));
     std::fs::write(tftp.join(&stale), b"an old base\n").unwrap();
+    age(&tftp.join(&stale));
     let rc = build(&c, &tftp);
     assert_eq!(rc["base_name"], ra["base_name"], "{rc}");
     assert_eq!(rc["base_shared"], true);
@@ -358,13 +370,21 @@ fn pxe_prune_keeps_what_any_menu_names_and_warns_about_missing_ones() {
         std::fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
         std::fs::write(r.join(p), t).unwrap();
     };
-    write(&format!("mkrescue/base/{a}.img"), "a");
-    write(&format!("mkrescue/base/{b}.img"), "b");
-    write(&format!("mkrescue/kernel/{k}.vmlinuz"), "k");
-    write(
+    let old = |p: &str, t: &str| {
+        write(p, t);
+        age(&r.join(p));
+    };
+    old(&format!("mkrescue/base/{a}.img"), "a");
+    old(&format!("mkrescue/base/{b}.img"), "b");
+    old(&format!("mkrescue/kernel/{k}.vmlinuz"), "k");
+    old(
         &format!("mkrescue/kernel/{}.vmlinuz", "d".repeat(64)),
         "old kernel",
     );
+    // Unreferenced but just written: a build that has not written its
+    // menus yet. Kept.
+    let fresh = format!("mkrescue/base/{}.img", "9".repeat(64));
+    write(&fresh, "fresh");
     // a is only named by an iPXE script, the kernel only by GRUB.
     write(
         "mkrescue/hosts/h1/boot.ipxe",
@@ -398,6 +418,8 @@ fn pxe_prune_keeps_what_any_menu_names_and_warns_about_missing_ones() {
         j["missing"],
         serde_json::json!([format!("mkrescue/base/{gone}.img")])
     );
+    assert_eq!(j["recent"], serde_json::json!([fresh]));
+    assert!(r.join(&fresh).exists());
     assert!(r.join(format!("mkrescue/base/{a}.img")).exists());
     assert!(!r.join(format!("mkrescue/base/{b}.img")).exists());
     // Human output: the warning on stderr names the fix.
