@@ -391,8 +391,14 @@ pub fn plan(
     report.firmware = selection.firmware.len();
     report.firmware_missing = selection.firmware_missing;
 
-    // The host's top-level links (below) are the OS's: base. What follows
-    // them is generated from this host's facts and configuration: host.
+    // The kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module
+    // it loads on demand: a file system at mount(2), an md personality, a
+    // device-mapper target, a cipher. On a merged-/usr host /sbin is a
+    // symlink that no tool's path may have brought in (seen on a Debian 12
+    // debootstrap: `mount -t ext4` failed with "unknown filesystem type").
+    // The host's top-level links come along as they are: the OS's, base.
+    // What follows them is generated from this host's facts and
+    // configuration: host.
     for top in ["bin", "sbin", "lib", "lib64"] {
         let host_path = root.join(top);
         if host_path
@@ -406,12 +412,6 @@ pub fn plan(
     // What the rescue system knows about the host it was cloned from.
     let facts = serde_json::to_vec_pretty(host).context("rendering host facts")?;
     m.add_bytes("/etc/mkrescue/host.json", facts, 0o644, "host facts")?;
-    // The kernel runs /sbin/modprobe (CONFIG_MODPROBE_PATH) for every module
-    // it loads on demand: a file system at mount(2), an md personality, a
-    // device-mapper target, a cipher. On a merged-/usr host /sbin is a
-    // symlink that no tool's path may have brought in (seen on a Debian 12
-    // debootstrap: `mount -t ext4` failed with "unknown filesystem type").
-    // The host's top-level links come along as they are (added above).
     // The host's effective configuration (all layers and flags merged), so
     // the rescue system's mkrescue recovers and restores as configured here
     // (backup target, [recover] settings) without questions.
