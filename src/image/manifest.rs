@@ -591,6 +591,63 @@ mod tests {
     }
 
     #[test]
+    fn base_wins_whatever_the_order_and_host_rules_never_change_it() {
+        let layers = |m: &Manifest| -> Vec<(String, Layer)> {
+            m.iter()
+                .map(|(p, e)| (p.display().to_string(), e.layer))
+                .collect()
+        };
+        let d = root_with_usrmerge();
+        // Host first, then base; and base first, then host.
+        let mut one = Manifest::new(d.path(), 100);
+        one.set_layer(Layer::Host);
+        one.add_host_path("/usr/lib/x86_64-linux-gnu/libc.so.6", "tool jq")
+            .unwrap();
+        one.add_bytes("/etc/x/host.conf", "h", 0o644, "host")
+            .unwrap();
+        one.set_layer(Layer::Base);
+        one.add_host_path("/usr/lib/x86_64-linux-gnu/libc.so.6", "library")
+            .unwrap();
+        let mut two = Manifest::new(d.path(), 100);
+        two.add_host_path("/usr/lib/x86_64-linux-gnu/libc.so.6", "library")
+            .unwrap();
+        two.set_layer(Layer::Host);
+        two.add_host_path("/usr/lib/x86_64-linux-gnu/libc.so.6", "tool jq")
+            .unwrap();
+        two.add_bytes("/etc/x/host.conf", "h", 0o644, "host")
+            .unwrap();
+        assert_eq!(layers(&one), layers(&two));
+        assert_eq!(
+            one.get("/usr/lib/x86_64-linux-gnu/libc.so.6")
+                .unwrap()
+                .layer,
+            Layer::Base
+        );
+        assert_eq!(one.get("/usr").unwrap().layer, Layer::Base);
+        // A host-only file's own directories are host.
+        assert_eq!(one.get("/etc/x").unwrap().layer, Layer::Host);
+        assert_eq!(
+            one.layer(Layer::Base).len() + one.layer(Layer::Host).len(),
+            one.len()
+        );
+
+        // A host directory entry does not refine a base one; a base one
+        // takes over a host one, and a base child makes its parent base.
+        let mut m = Manifest::new("/", 100);
+        m.add_dir("/opt", 0o755, "base").unwrap();
+        m.set_layer(Layer::Host);
+        m.add_dir("/opt", 0o700, "host").unwrap();
+        m.add_bytes("/srv/a/host.txt", "h", 0o644, "host").unwrap();
+        assert_eq!(m.get("/opt").unwrap().mode, 0o755);
+        assert_eq!(m.get("/srv/a").unwrap().layer, Layer::Host);
+        m.set_layer(Layer::Base);
+        m.add_bytes("/srv/a/base.txt", "b", 0o644, "base").unwrap();
+        assert_eq!(m.get("/srv/a").unwrap().layer, Layer::Base);
+        assert_eq!(m.get("/srv").unwrap().layer, Layer::Base);
+        assert_eq!(m.get("/srv/a/host.txt").unwrap().layer, Layer::Host);
+    }
+
+    #[test]
     fn mtime_is_clamped() {
         let d = root_with_usrmerge();
         let mut m = Manifest::new(d.path(), 100);

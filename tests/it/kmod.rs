@@ -453,3 +453,38 @@ fn measure_storage_net() {
         eprintln!("{n:5} {:8} KB  {d}", b / 1024);
     }
 }
+
+/// What only this host's seeds chose is marked for its PXE host layer:
+/// nothing for storage-net alone (the same on every host of the kernel),
+/// an extra module outside the policy with what it pulls in, and every
+/// module of the host policy.
+#[test]
+fn host_only_is_what_the_policy_alone_does_not_choose() {
+    let dir = modules_dir();
+    let index = ModuleIndex::load(&dir).unwrap();
+    let sn = storage_net(&index);
+    assert!(sn.host_only.is_empty(), "{:?}", sn.host_only);
+    // A sound driver is outside storage-net (see the test above).
+    let extra = index
+        .select(
+            ModulePolicy::StorageNet,
+            &HostModules::default(),
+            &["snd-hda-intel".to_string()],
+            &firmware_dirs(),
+        )
+        .unwrap();
+    let only: BTreeSet<String> = extra
+        .host_only
+        .iter()
+        .filter(|p| p.to_string_lossy().contains(".ko"))
+        .map(|p| name_of(p))
+        .collect();
+    assert!(only.contains("snd_hda_intel"), "{only:?}");
+    let added: BTreeSet<String> = names(&extra).difference(&names(&sn)).cloned().collect();
+    assert_eq!(only, added, "exactly the modules storage-net lacks");
+    let host = HostModules::detect(Path::new("/")).unwrap();
+    let h = index
+        .select(ModulePolicy::Host, &host, &[], &firmware_dirs())
+        .unwrap();
+    assert!(h.modules.iter().all(|m| h.host_only.contains(m)));
+}
