@@ -13,7 +13,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 struct Built {
-    _dir: tempfile::TempDir,
     out: PathBuf,
     tree: PathBuf,
 }
@@ -51,10 +50,10 @@ fn built() -> &'static Built {
             mkrescue::sys::host::is_root(),
             "these tests need root (chroot); run them as root like CI does"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
+        let dir = image_dir();
+        let out = dir.join("out");
         build(&out);
-        let tree = dir.path().join("tree");
+        let tree = dir.join("tree");
         std::fs::create_dir(&tree).unwrap();
         let cpio = decompressed(&out.join("initrd.img"));
         let mut child = Command::new("cpio")
@@ -66,12 +65,33 @@ fn built() -> &'static Built {
         use std::io::Write;
         child.stdin.take().unwrap().write_all(&cpio).unwrap();
         assert!(child.wait().unwrap().success(), "cpio -idm failed");
-        Built {
-            _dir: dir,
-            out,
-            tree,
-        }
+        Built { out, tree }
     })
+}
+
+/// This process's directory for the image and its unpacked tree, under
+/// cargo's target/tmp. A static is never dropped, so a temporary
+/// directory in it would stay behind (half a GiB per test process under
+/// nextest, which runs every test in a process of its own): instead each
+/// process removes the directories of the test processes that are gone.
+fn image_dir() -> PathBuf {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rescue-image");
+    if let Ok(rd) = std::fs::read_dir(&base) {
+        for e in rd.flatten() {
+            let gone = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+            if gone {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn decompressed(initrd: &Path) -> Vec<u8> {
