@@ -3,7 +3,6 @@
 //! blank disks, the rescue system recovers them), after (the recovered
 //! server compared), degraded (one RAID member pulled).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
