@@ -131,7 +131,7 @@ pub fn run(global: &GlobalArgs, args: &LayoutArgs) -> Result<()> {
             }
             drop(out);
             if *rebuild {
-                return rebuild_and_save(global, &cfg, &now, path, &d);
+                return rebuild_and_save(global, &cfg, &now, path, &d, saved.is_some());
             }
             Err(fail(
                 Code::Failed,
@@ -162,9 +162,17 @@ fn rebuild_and_save(
     now: &Layout,
     path: &Path,
     differences: &[String],
+    had_layout: bool,
 ) -> Result<()> {
     let started = crate::sys::time::now();
-    eprintln!("mkrescue: layout changed: rebuilding the rescue system");
+    if had_layout {
+        eprintln!("mkrescue: layout changed: rebuilding the rescue system");
+    } else {
+        eprintln!(
+            "mkrescue: no layout saved at {} yet: building the rescue system and saving the layout",
+            path.display()
+        );
+    }
     let built = super::build::run(global, &BuildArgs::default()).and_then(|()| write(now, path));
     if !cfg.backup.mail_to.is_empty() {
         let status = if built.is_ok() { "CHANGED" } else { "FAILED" };

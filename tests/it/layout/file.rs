@@ -262,6 +262,11 @@ cat >> {}
         stdout.contains("- disks[/dev/mkrescue-test-gone]: removed"),
         "{stdout}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mkrescue: layout changed: rebuilding the rescue system"),
+        "{stderr}"
+    );
     assert!(out_dir.join("initrd.img").exists(), "{out:?}");
     let mail = std::fs::read_to_string(&mails).unwrap();
     assert!(mail.contains(": CHANGED\n"), "{mail}");
