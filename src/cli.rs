@@ -234,14 +234,14 @@ pub struct MediaArgs {
 pub enum Command {
     /// Print the effective configuration and the detected host facts
     Dump(DumpArgs),
-    /// Back up the files (see `backup list`, `backup verify`)
+    /// Back up the files (see also backup list and backup verify)
     ///
     /// Each backup is named HOST-YYYYMMDDTHHMMSS.ffffffZ (UTC, to the
     /// microsecond; rsync snapshots: the stamp), so two started in the same
     /// second both stay. A local target must exist and be mounted: it is
     /// never created (exit 1).
     Backup(BackupArgs),
-    /// Restore a backup into a directory (what `recover` runs)
+    /// Restore a backup into a directory (what recover runs)
     Restore(RestoreArgs),
     /// Check the files listed in DIR/SHA256SUMS (what every build writes)
     Verify(VerifyArgs),

@@ -429,3 +429,24 @@ fn warnings_do_not_land_on_the_spinner_line() {
         );
     }
 }
+
+/// The first line of each command's help is its man page's NAME line
+/// (`cargo xtask dist`), which man prints as plain text: no markdown.
+#[test]
+fn summaries_are_plain_text_for_the_man_pages_name_lines() {
+    use clap::CommandFactory;
+    fn walk(c: &clap::Command, path: &str, bad: &mut Vec<String>) {
+        if let Some(about) = c.get_about() {
+            let first = about.to_string();
+            if first.contains('`') {
+                bad.push(format!("{path}: {first}"));
+            }
+        }
+        for s in c.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), bad);
+        }
+    }
+    let mut bad = Vec::new();
+    walk(&mkrescue::cli::Cli::command(), "mkrescue", &mut bad);
+    assert!(bad.is_empty(), "markdown in a NAME line: {bad:#?}");
+}
