@@ -390,14 +390,7 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
         },
     });
     if done.is_none() {
-        let why = text
-            .lines()
-            .rev()
-            .find(|l| l.contains("mkrescue: error") || l.contains("mkrescue recover: "))
-            .or_else(|| text.lines().rev().find(|l| l.contains(RECOVER_FAILED)))
-            .map(str::trim)
-            .unwrap_or(&w.why)
-            .to_string();
+        let why = recover_failure(&text).unwrap_or(&w.why).to_string();
         return Ok(failed(
             r,
             "recover",
@@ -466,6 +459,15 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
     }
     r.passed = true;
     Ok(r)
+}
+
+/// The line that says why recover failed: its own error line (`mkrescue:
+/// error: ...`, the one line every mkrescue error is, src/main.rs), else
+/// init's `recover failed` line; None when recover printed neither (the
+/// VM stopped or timed out: the caller says that).
+pub fn recover_failure(serial: &str) -> Option<&str> {
+    let last = |want: &dyn Fn(&str) -> bool| serial.lines().rev().find(|l| want(l)).map(str::trim);
+    last(&|l| l.contains("mkrescue: error:")).or_else(|| last(&|l| l.contains(RECOVER_FAILED)))
 }
 
 fn failed(mut r: Report, phase: &str, cause: String) -> Report {
@@ -892,6 +894,32 @@ mod tests {
         // This host: what it booted with (no efi dir: BIOS).
         let me = l.host.clone();
         assert_eq!(host_firmware(&l, &me, efi), Boot::Bios);
+    }
+
+    #[test]
+    fn recovers_own_error_line_is_the_cause() {
+        let log = "mkrescue: rescue system ready (11.2s)\n\
+mkrescue init: mkrescue.recover=auto: running mkrescue recover --unattended\n\
+mkrescue: restoring e2e-server-20261206T050000.000000Z\n\
+mkrescue: error: restore: frame 12 of /backup/archive/e2e-server-20261206T050000.000000Z.mkra is damaged (checksum mismatch): restore from another backup with --archive\n\
+mkrescue: recover failed (exit code 5); the rescue system stays up, see the messages above\n\
+mkrescue: powering off\n";
+        assert_eq!(
+            recover_failure(log),
+            Some(
+                "mkrescue: error: restore: frame 12 of /backup/archive/e2e-server-20261206T050000.000000Z.mkra is damaged (checksum mismatch): restore from another backup with --archive"
+            )
+        );
+        // Killed before it could say why: init's line.
+        let killed = "mkrescue: rescue system ready (11.2s)\nmkrescue: recover failed (killed by a signal)\n";
+        assert_eq!(
+            recover_failure(killed),
+            Some("mkrescue: recover failed (killed by a signal)")
+        );
+        assert_eq!(
+            recover_failure("mkrescue: rescue system ready (11.2s)\n"),
+            None
+        );
     }
 
     #[test]
