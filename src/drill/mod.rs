@@ -232,6 +232,25 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
         serial_logs: Vec::new(),
         kept: None,
     };
+    let missing = missing_tools(opts, &std::env::var("PATH").unwrap_or_default());
+    if !missing.is_empty() {
+        return Err(fail(
+            Code::Host,
+            format!(
+                "mkrescue drill needs {}: apt-get install {}",
+                missing
+                    .iter()
+                    .map(|(what, _)| *what)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                missing
+                    .iter()
+                    .map(|(_, pkg)| *pkg)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
+    }
     std::fs::create_dir_all(&opts.work).with_context(|| {
         format!(
             "creating the drill's work directory {}",
@@ -468,6 +487,31 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
 pub fn recover_failure(serial: &str) -> Option<&str> {
     let last = |want: &dyn Fn(&str) -> bool| serial.lines().rev().find(|l| want(l)).map(str::trim);
     last(&|l| l.contains("mkrescue: error:")).or_else(|| last(&|l| l.contains(RECOVER_FAILED)))
+}
+
+/// What the drill would call and this machine lacks, with the Debian
+/// package that has it: QEMU, xorriso (the ISO), qemu-img (`--keep` as
+/// qcow2), OVMF (UEFI); `path` is the PATH to look in.
+fn missing_tools(opts: &DrillOptions, path: &str) -> Vec<(&'static str, &'static str)> {
+    let on_path = |name: &str| {
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .any(|d| Path::new(d).join(name).is_file())
+    };
+    let mut out = Vec::new();
+    if !on_path(vm::QEMU) {
+        out.push((vm::QEMU, "qemu-system-x86"));
+    }
+    if !on_path("xorriso") {
+        out.push(("xorriso", "xorriso"));
+    }
+    if opts.keep.is_some() && !opts.keep_raw && !on_path("qemu-img") {
+        out.push(("qemu-img", "qemu-utils"));
+    }
+    if opts.boot == Boot::Uefi && !Path::new(vm::OVMF_CODE).is_file() {
+        out.push((vm::OVMF_CODE, "ovmf"));
+    }
+    out
 }
 
 fn failed(mut r: Report, phase: &str, cause: String) -> Report {
@@ -894,6 +938,44 @@ mod tests {
         // This host: what it booted with (no efi dir: BIOS).
         let me = l.host.clone();
         assert_eq!(host_firmware(&l, &me, efi), Boot::Bios);
+    }
+
+    #[test]
+    fn missing_tools_are_named_with_their_packages() {
+        let opts = DrillOptions {
+            iso: "/x.iso".into(),
+            layout: "/l.json".into(),
+            backup_disks: vec![],
+            boot: Boot::Bios,
+            accel: AccelChoice::Fixed(Accel::Tcg),
+            work: "/w".into(),
+            keep: Some("/k".into()),
+            keep_raw: false,
+            memory_mib: 2048,
+            recover_timeout: Duration::from_secs(1),
+            boot_timeout: Duration::from_secs(1),
+        };
+        let none = missing_tools(&opts, "/nonexistent-bin");
+        assert_eq!(
+            none,
+            [
+                (vm::QEMU, "qemu-system-x86"),
+                ("xorriso", "xorriso"),
+                ("qemu-img", "qemu-utils")
+            ]
+        );
+        // A PATH with all three: nothing missing.
+        let dir = tempfile::tempdir().unwrap();
+        for t in [vm::QEMU, "xorriso", "qemu-img"] {
+            std::fs::write(dir.path().join(t), "").unwrap();
+        }
+        assert!(missing_tools(&opts, dir.path().to_str().unwrap()).is_empty());
+        // Raw keeps need no qemu-img.
+        let raw = DrillOptions {
+            keep_raw: true,
+            ..opts
+        };
+        assert_eq!(missing_tools(&raw, "/nonexistent-bin").len(), 2);
     }
 
     #[test]
