@@ -190,6 +190,65 @@ fn targets(layout: &Layout) -> Vec<&crate::layout::model::Disk> {
         .collect()
 }
 
+/// Whether `dev` is the disk `disk` or one of its partitions (`/dev/vda`,
+/// `/dev/vda2`, `/dev/nvme0n1p2`; not `/dev/vdaa`).
+fn on_disk(dev: &str, disk: &str) -> bool {
+    dev.strip_prefix(disk).is_some_and(|rest| {
+        let rest = rest.strip_prefix('p').unwrap_or(rest);
+        rest.chars().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// What the layout's arrays, volume groups, LUKS containers and file
+/// systems are made of but the layout does not record (as a disk that
+/// will be recreated, one of its partitions, an array, a volume or a LUKS
+/// mapping), each with what needs it: a layout saved while a disk was
+/// missing, or with a disk excluded by mistake. recover could not rebuild
+/// them, so the drill names them before it boots anything. File systems
+/// on excluded disks (the backup's) are not recreated and not asked for.
+pub fn unrecorded_devices(layout: &Layout) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for d in targets(layout) {
+        known.insert(d.path.clone());
+        known.extend(d.partitions.iter().map(|p| p.path.clone()));
+    }
+    known.extend(layout.md.iter().map(|m| m.path.clone()));
+    for lv in &layout.lvm.lvs {
+        known.insert(lv.path());
+        known.insert(lv.mapper_path());
+    }
+    known.extend(
+        layout
+            .luks
+            .iter()
+            .map(|l| format!("/dev/mapper/{}", l.mapper)),
+    );
+    let excluded = |dev: &str| layout.excluded.iter().any(|e| on_disk(dev, &e.device));
+    let mut out = Vec::new();
+    let mut need = |dev: &str, what: String| {
+        if dev.starts_with("/dev/") && !known.contains(dev) {
+            out.push(format!("{dev} ({what})"));
+        }
+    };
+    for m in &layout.md {
+        for d in m.devices.iter().chain(&m.spares) {
+            need(d, format!("a member of {}", m.path));
+        }
+    }
+    for pv in &layout.lvm.pvs {
+        let vg = pv.vg.as_deref().unwrap_or("no volume group");
+        need(&pv.device, format!("a physical volume of {vg}"));
+    }
+    for l in &layout.luks {
+        need(&l.device, format!("the LUKS container {}", l.mapper));
+    }
+    for f in layout.filesystems.iter().filter(|f| !excluded(&f.device)) {
+        need(&f.device, format!("a {} file system", f.fstype));
+    }
+    out
+}
+
 /// The rescue kernel's command line: the ISO's recover-automatically entry
 /// on ttyS0, powering off when done (also after a failed recover, src/init).
 pub const RECOVER_APPEND: &str =
@@ -248,6 +307,17 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
                     .map(|(_, pkg)| *pkg)
                     .collect::<Vec<_>>()
                     .join(" ")
+            ),
+        ));
+    }
+    let unrecorded = unrecorded_devices(layout);
+    if !unrecorded.is_empty() {
+        return Err(fail(
+            Code::Input,
+            format!(
+                "the layout {} cannot be recovered: it does not record {}; save it again on the host with every disk attached (`mkrescue layout save`)",
+                opts.layout.display(),
+                unrecorded.join(", ")
             ),
         ));
     }
@@ -938,6 +1008,39 @@ mod tests {
         // This host: what it booted with (no efi dir: BIOS).
         let me = l.host.clone();
         assert_eq!(host_firmware(&l, &me, efi), Boot::Bios);
+    }
+
+    #[test]
+    fn a_layout_missing_a_disk_is_named_before_any_vm() {
+        // The e2e server's own layout (raid1-lvm, saved by its `before`):
+        // everything it needs is recorded; the backup disk is excluded.
+        let text = include_str!("../../tests/fixtures/layout/e2e-raid1-lvm.json");
+        let l: Layout = serde_json::from_str(text).unwrap();
+        assert_eq!(unrecorded_devices(&l), Vec::<String>::new());
+        // Without its second disk: md0's member on it is named.
+        let mut gone = l.clone();
+        gone.disks.retain(|d| d.path != "/dev/vdb");
+        let u = unrecorded_devices(&gone);
+        assert!(
+            !u.is_empty() && u.iter().all(|x| x.starts_with("/dev/vdb")),
+            "{u:?}"
+        );
+        assert!(
+            u.iter().any(|x| x.contains("a member of /dev/md0")),
+            "{u:?}"
+        );
+        // Excluded by mistake: the member is named (a file system on an
+        // excluded disk, like the backup's, is not asked for).
+        let mut excl = l.clone();
+        excl.excluded.push(crate::layout::model::Excluded {
+            device: "/dev/vdb".into(),
+            reason: "by mistake".into(),
+        });
+        assert_eq!(
+            unrecorded_devices(&excl),
+            ["/dev/vdb3 (a member of /dev/md0)"]
+        );
+        assert!(on_disk("/dev/nvme0n1p2", "/dev/nvme0n1") && !on_disk("/dev/vdaa", "/dev/vda"));
     }
 
     #[test]
