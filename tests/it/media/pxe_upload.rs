@@ -74,20 +74,29 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
     // either: --mkpath makes both.
     let server = tmp.path().join("server/srv/tftp");
     let url = format!("ssh://root@127.0.0.1:{}{}", sshd.port, server.display());
-    let o = ok(mkrescue(&[
-        "--config",
-        s(&cfg),
-        "--modules",
-        "host",
-        "--output",
-        "pxe",
-        "--pxe-root",
-        s(&local),
-        "--pxe-upload",
-        &url,
-        "--out",
-        s(&tmp.path().join("out")),
-    ]));
+    // This host's PXE tree built into `local` and uploaded to `url`.
+    let upload = |url: &str, json: bool| {
+        let mut args = vec![
+            "--config",
+            s(&cfg),
+            "--modules",
+            "host",
+            "--output",
+            "pxe",
+            "--pxe-root",
+            s(&local),
+            "--pxe-upload",
+            url,
+            "--out",
+        ];
+        let out = tmp.path().join("out");
+        args.push(s(&out));
+        if json {
+            args.push("--json");
+        }
+        ok(mkrescue(&args))
+    };
+    let o = upload(&url, false);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("PXE tree uploaded to ssh://root@127.0.0.1:"),
@@ -119,21 +128,7 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
         .unwrap()
         .clone();
     std::fs::write(server.join(&base_rel), "marker\n").unwrap();
-    let o = ok(mkrescue(&[
-        "--config",
-        s(&cfg),
-        "--modules",
-        "host",
-        "--output",
-        "pxe",
-        "--pxe-root",
-        s(&local),
-        "--pxe-upload",
-        &url,
-        "--out",
-        s(&tmp.path().join("out")),
-        "--json",
-    ]));
+    let o = upload(&url, true);
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "other host\n");
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let up = &j["media"]["pxe"]["upload"];
@@ -164,21 +159,7 @@ fn pxe_tree_is_pushed_with_rsync_over_ssh() {
     // A new server (an empty directory) gets the base: nothing to skip.
     let fresh = tmp.path().join("server2/srv/tftp");
     let url2 = format!("ssh://root@127.0.0.1:{}{}", sshd.port, fresh.display());
-    let o = ok(mkrescue(&[
-        "--config",
-        s(&cfg),
-        "--modules",
-        "host",
-        "--output",
-        "pxe",
-        "--pxe-root",
-        s(&local),
-        "--pxe-upload",
-        &url2,
-        "--out",
-        s(&tmp.path().join("out")),
-        "--json",
-    ]));
+    let o = upload(&url2, true);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["media"]["pxe"]["upload"]["base_on_server"], false, "{j}");
     assert_eq!(
