@@ -147,7 +147,7 @@ pub fn describe(
             ));
             files.push(planned(r.join("pxelinux.0"), None, "PXELINUX"));
             files.push(planned(r.join("grubx64.efi"), None, "GRUB for UEFI"));
-            let mut names: Vec<String> = super::pxe::host_macs(root)
+            let mut names: Vec<String> = super::pxe::menu_macs(root, &cfg.network)?
                 .iter()
                 .map(|m| super::pxe::mac_file_name(m))
                 .collect();

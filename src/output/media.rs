@@ -335,7 +335,7 @@ pub fn write(
         }
         Output::Pxe => {
             let pxe_root = args.pxe_root.as_deref().context("--pxe-root is required")?;
-            let macs = super::pxe::host_macs(root);
+            let macs = super::pxe::menu_macs(root, &cfg.network)?;
             let r = super::pxe::write(
                 &super::pxe::PxeInput {
                     root: pxe_root,

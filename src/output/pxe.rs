@@ -115,6 +115,33 @@ pub fn host_macs(root: &Path) -> Vec<String> {
     macs
 }
 
+/// The MACs this host's menus are named after. With `[network]
+/// ip_addr_json` the build takes the network configuration from recorded
+/// `ip -json addr` output of the host being built (in a `--root` build of a
+/// chroot or of another machine's disk that is not the machine running
+/// mkrescue, whose NICs ROOT/sys/class/net shows when /sys is bound there,
+/// or nothing at all): then its physical NICs (those the rescue system
+/// finds again by MAC) are that host's NICs, and its menus go under their
+/// MACs. Otherwise, or when the recording has no physical NIC, the NICs
+/// below ROOT/sys/class/net ([`host_macs`]).
+pub fn menu_macs(root: &Path, net: &crate::config::Network) -> Result<Vec<String>> {
+    if net.ip_addr_json.is_some() {
+        let recorded = crate::rescue::network::capture(root, net)?;
+        let mut macs: Vec<String> = recorded
+            .interfaces
+            .iter()
+            .filter(|i| i.link == crate::rescue::network::LinkKind::Physical)
+            .map(|i| i.mac.to_ascii_lowercase())
+            .collect();
+        macs.sort();
+        macs.dedup();
+        if !macs.is_empty() {
+            return Ok(macs);
+        }
+    }
+    Ok(host_macs(root))
+}
+
 /// `01-aa-bb-cc-dd-ee-ff`: ARP type 1 and the MAC, the name PXELINUX
 /// (syslinux wiki "PXELINUX", configuration file search) and GRUB's
 /// net_search_config_file look for.
@@ -284,4 +311,43 @@ fn write_layer(m: &Manifest, input: &PxeInput, path: &Path) -> Result<()> {
     w.flush()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `--root` build with recorded network output: the menus go under
+    /// the recorded host's NIC (the fixture's eth0), not under whatever
+    /// ROOT/sys/class/net shows; its ifb devices and loopback are no NICs.
+    /// Without a recording, the NICs below the root (none in an empty one).
+    #[test]
+    fn menus_go_under_the_recorded_hosts_nics() {
+        let root = tempfile::tempdir().unwrap();
+        let fix = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/network");
+        let recorded = crate::config::Network {
+            ip_addr_json: Some(fix.join("host-ip-addr.json")),
+            ip4_route_json: Some(fix.join("host-ip4-route.json")),
+            ip6_route_json: Some(fix.join("host-ip6-route.json")),
+            ..Default::default()
+        };
+        assert_eq!(
+            menu_macs(root.path(), &recorded).unwrap(),
+            ["02:fc:00:00:00:01"]
+        );
+        // The bond fixture: two NICs (the bond's slaves), by their own MACs.
+        let bond = fix.join("bond-bridge-vlan");
+        let bonded = crate::config::Network {
+            ip_addr_json: Some(bond.join("ip-addr.json")),
+            ip4_route_json: Some(bond.join("ip4-route.json")),
+            ip6_route_json: Some(bond.join("ip6-route.json")),
+            ..Default::default()
+        };
+        assert_eq!(
+            menu_macs(root.path(), &bonded).unwrap(),
+            ["02:fc:00:00:01:01", "02:fc:00:00:01:02"]
+        );
+        let live = crate::config::Network::default();
+        assert!(menu_macs(root.path(), &live).unwrap().is_empty());
+    }
 }

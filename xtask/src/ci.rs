@@ -97,6 +97,9 @@ pub enum Step {
     QemuRuntime,
     QemuMedia,
     QemuLayout,
+    /// `cargo xtask qemu fleet`: three builds into one PXE root and three
+    /// PXE boots (SeaBIOS, 1 GiB, one after another).
+    QemuFleet,
     /// Waits for the e2e server's rootfs, built in the background.
     E2eRootfs,
 }
@@ -114,6 +117,7 @@ impl Step {
             Step::QemuRuntime => "qemu runtime",
             Step::QemuMedia => "qemu media",
             Step::QemuLayout => "qemu layout",
+            Step::QemuFleet => "qemu fleet",
             Step::E2eRootfs => "e2e rootfs",
         }
     }
@@ -131,6 +135,7 @@ impl Step {
             Step::QemuRuntime => 3.0,
             Step::QemuMedia => 4.0,
             Step::QemuLayout => 4.0,
+            Step::QemuFleet => 4.0,
         }
     }
 }
@@ -277,6 +282,7 @@ pub fn plan(sel: &Selection, in_ci: bool) -> Vec<Item> {
             Step::QemuRuntime,
             Step::QemuMedia,
             Step::QemuLayout,
+            Step::QemuFleet,
         ]
         .map(Item::Step),
     );
@@ -531,6 +537,7 @@ fn run_step(s: Step) -> Result<()> {
         Step::QemuLayout => {
             qemu::layout::run(&qemu::layout::SCENARIOS.iter().collect::<Vec<_>>(), None)
         }
+        Step::QemuFleet => qemu::fleet::run(None, false),
         // Joined by the caller, which holds the thread.
         Step::E2eRootfs => Ok(()),
     }
@@ -745,6 +752,7 @@ mod tests {
                 "qemu runtime",
                 "qemu media",
                 "qemu layout",
+                "qemu fleet",
                 "e2e rootfs",
                 "e2e raid1-lvm server",
                 "e2e raid1-lvm drill bios",

@@ -38,6 +38,9 @@ use crate::util;
 ///   dependencies from dpkg-shlibdeps and checks the package with lintian
 /// - shellcheck: the package's kernel hook and maintainer scripts are
 ///   checked with it (tests/it/package.rs)
+/// - jq: the one host's extra tool in the fleet tests (tests/it/media/
+///   pxe_fleet.rs, `cargo xtask qemu fleet`): a small program with two
+///   libraries of its own that the base lacks
 const PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "qemu-system-x86",
@@ -90,6 +93,7 @@ const PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
     "shellcheck",
+    "jq",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -9,6 +9,8 @@
 //! - `qemu media`: build the ISO/USB/PXE media and boot each in QEMU
 //! - `qemu runtime`: the rescue system's network, disks and SSH in QEMU
 //! - `qemu layout`: build disk layouts in a VM, recover them, compare
+//! - `qemu fleet`: three hosts in one PXE root share one base and each boots
+//!   as itself (issue 23)
 //! - `qemu e2e`: the whole disaster cycle of a Debian server (issue 7)
 //! - `dist`: man pages and shell completions
 //! - `deb`: the Debian package (target/deb), checked with dpkg-deb -c and lintian
@@ -135,6 +137,18 @@ enum QemuCmd {
         #[arg(long)]
         bin: Option<PathBuf>,
     },
+    /// Three hosts of one OS (roots over this machine's /usr, each its own
+    /// hostname, user, addresses; one with jq) built into one PXE root: one
+    /// base, small host layers; each PXE-booted and checked to be itself
+    Fleet {
+        /// Then copy the built hosts up to N hosts (own names and MACs) and
+        /// report the tree's size (BENCHMARKS.md's fleet table)
+        #[arg(long, value_name = "N")]
+        simulate: Option<usize>,
+        /// Build and check the tree only, boot nothing
+        #[arg(long)]
+        no_boot: bool,
+    },
     /// The whole disaster cycle: a Debian server on RAID1 + LVM is backed
     /// up, its disks replaced by blank ones, recovered unattended, booted
     /// and compared (report in target/qemu/e2e-report.json)
@@ -228,6 +242,12 @@ fn main() -> Result<()> {
             let variant = qemu::e2e::Variant::parse(&boot, &firmware)?;
             deps::install()?;
             qemu::e2e::run(bin.as_deref(), &scenario, &from, variant)
+        }
+        Cmd::Qemu {
+            what: QemuCmd::Fleet { simulate, no_boot },
+        } => {
+            deps::install()?;
+            qemu::fleet::run(simulate, no_boot)
         }
         Cmd::Qemu {
             what: QemuCmd::E2eTable { dir },

@@ -9,10 +9,13 @@
 //! - [`runtime`]: the rescue system's network, disks and SSH, checked from
 //!   outside; [`rescue`] builds and boots its images, [`shares`] is its
 //!   NFS/CIFS case
+//! - [`fleet`]: three hosts of one OS in one PXE root share one base and
+//!   each boots from it as itself (issue 23)
 //! - [`e2e`]: the whole disaster cycle of a Debian server
 
 pub mod boot;
 pub mod e2e;
+pub mod fleet;
 pub mod layout;
 pub mod media;
 pub mod rescue;
