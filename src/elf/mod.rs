@@ -259,6 +259,46 @@ impl Resolver {
         Ok(closure)
     }
 
+    /// The closure of `program`, read at its own path on this machine
+    /// rather than below root, with everything it loads found below root
+    /// as ld.so would find it there. That is mkrescue itself in a `--root`
+    /// build: the running binary (/proc/self/exe) becomes the image's
+    /// /usr/bin/mkrescue but is no file of the root, while the libraries
+    /// it runs on in the rescue system are the root's. With root `/` this
+    /// is [`Resolver::resolve`] of `program`. `program` itself is in
+    /// [`Closure::files`] as given.
+    pub fn resolve_outside(&self, program: &Path) -> Result<Closure> {
+        let io = |e: std::io::Error| anyhow!("reading {}: {e}", program.display());
+        let file = std::fs::File::open(program).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        let kind = parse::parse_file(&file, meta.len()).map_err(|e| match e {
+            parse::ReadError::Corrupt(c) => load_error(program, LoadError::Corrupt(c.0)),
+            parse::ReadError::Io(e) => io(e),
+        })?;
+        let node = Arc::new(Node {
+            id: (meta.dev(), meta.ino()),
+            kind,
+        });
+        let mut out = Out::default();
+        out.files.insert(program.to_path_buf());
+        match &node.kind {
+            FileKind::Elf(e)
+                if e.is_loadable() && (e.interpreter.is_some() || !e.needed.is_empty()) =>
+            {
+                Walk::new(self, program, node.clone()).run(&mut out)?
+            }
+            // A static mkrescue (musl) needs nothing.
+            _ => {}
+        }
+        let mut missing = out.missing;
+        missing.sort();
+        missing.dedup();
+        Ok(Closure {
+            files: out.files,
+            missing,
+        })
+    }
+
     /// What the file at `path` (as seen from root) is, parsed as the
     /// resolver parses it; `None` if it does not exist.
     pub fn inspect(&self, path: &Path) -> Result<Option<FileKind>> {

@@ -137,8 +137,9 @@ pub fn plan(
     // ELF inputs and the closure are paths as the host sees them (root `/`),
     // per layer: a host tool's libraries are resolved on their own, and
     // those the base already has stay in the base.
+    // mkrescue itself is no file of the root (see the closure below).
     let mut elf_inputs = Inputs {
-        base: vec![self_binary.to_path_buf()],
+        base: Vec::new(),
         host: Vec::new(),
     };
     let mut wanted: Vec<Wanted> = tools::TOOLS
@@ -333,8 +334,18 @@ pub fn plan(
             }
             index.select(config.modules.policy, &host_mods, &extra, &fw_dirs)
         });
+        // The running mkrescue is read where it runs, its libraries below
+        // the root (in a `--root` build it is no file of the root).
         let closure = resolver
             .resolve(&elf_inputs.base)
+            .and_then(|mut b| {
+                let own = resolver.resolve_outside(self_binary)?;
+                b.files.extend(own.files);
+                b.missing.extend(own.missing);
+                b.missing.sort();
+                b.missing.dedup();
+                Ok(b)
+            })
             .and_then(|b| Ok((b, resolver.resolve(&elf_inputs.host)?)));
         let selection = mods
             .join()

@@ -519,3 +519,30 @@ fn a_cache_written_by_ldconfig_is_read_and_used() {
             .any(|p| p.to_string_lossy().contains("glibc-hwcaps/x86-64-v3"))
     );
 }
+
+/// mkrescue in a `--root` build: the program is read where it is on this
+/// machine (outside the sysroot), everything it loads is the sysroot's.
+#[test]
+fn a_program_outside_the_root_gets_the_roots_libraries() {
+    let s = shared();
+    let out = tempfile::tempdir().unwrap();
+    let prog = out.path().join("bin/mkrescue-like");
+    let ml = s.p(MULTIARCH);
+    exe(
+        out.path(),
+        &prog,
+        "int h(void); int main(void) { return h(); }",
+        &[&format!("-L{}", ml.display()), "-l:libh.so.1"],
+    );
+    let r = Resolver::new(&s.root).unwrap();
+    // Below the root there is no such file: resolve() refuses it.
+    assert!(r.resolve(std::slice::from_ref(&prog)).is_err());
+    let c = r.resolve_outside(&prog).unwrap();
+    assert!(has(&c, prog.to_str().unwrap()), "{c:#?}");
+    // Its interpreter and library as the sysroot has them (the fake
+    // ld.so of the sysroot, the default-directory libh and its hwcaps
+    // variant), nothing missing.
+    assert!(has(&c, "/lib64/ld-linux-x86-64.so.2"), "{c:#?}");
+    assert!(has(&c, "/lib/x86_64-linux-gnu/libh.so.1"), "{c:#?}");
+    assert!(c.missing.is_empty(), "{c:#?}");
+}

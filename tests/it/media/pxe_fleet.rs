@@ -80,14 +80,8 @@ fn fleet_host(dir: &Path, name: &str, n: u8, extra_config: &str) -> FleetHost {
         std::fs::write(&p, text).unwrap();
         files.push(p);
     }
-    // The build adds the running binary as /usr/bin/mkrescue; its library
-    // closure is resolved below the root, at the binary's own path.
-    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_mkrescue")).unwrap();
-    let own = root.join(exe.strip_prefix("/").unwrap());
-    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
-    std::fs::hard_link(env!("CARGO_BIN_EXE_mkrescue"), &own)
-        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_mkrescue"), &own).map(|_| ()))
-        .unwrap();
+    // The running binary (outside the root) becomes /usr/bin/mkrescue; its
+    // libraries are the root's: nothing of it needs to be in the root.
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,

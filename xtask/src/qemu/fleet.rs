@@ -120,7 +120,7 @@ pub fn run(simulate: Option<usize>, no_boot: bool) -> Result<()> {
 
     let mut built = Vec::new();
     for h in &hosts {
-        let root = make_root(&dir, h, &bin)?;
+        let root = make_root(&dir, h)?;
         let b = util::step(&format!("qemu fleet: build {}", h.name), || {
             build(&bin, &dir, h, &root, &tftp)
         })?;
@@ -134,6 +134,14 @@ pub fn run(simulate: Option<usize>, no_boot: bool) -> Result<()> {
             b.seconds
         );
         built.push(b);
+        if built.len() == 1 {
+            // The tree of one host: BENCHMARKS.md's first row.
+            let size = tree_size(&tftp)?;
+            eprintln!(
+                "hosts 1 files {} du_kib {} bases {}",
+                size.bytes, size.du_kib, size.bases
+            );
+        }
     }
     check_builds(&hosts, &built, &tftp)?;
 
@@ -180,12 +188,12 @@ pub fn run(simulate: Option<usize>, no_boot: bool) -> Result<()> {
 }
 
 /// DIR/NAME: the host's root with its own /etc (a copy of this machine's,
-/// edited), the mount points of the shared system directories, and the
-/// running binary at its own path (the build resolves its own libraries
-/// below the root); DIR/NAME-*.json its recorded network, DIR/NAME.toml
+/// edited) and the mount points of the shared system directories (the
+/// running mkrescue is read where it is, outside the root; its libraries
+/// are the root's); DIR/NAME-*.json its recorded network, DIR/NAME.toml
 /// its configuration; for the host with the tool DIR/NAME-local-sbin with
 /// a copy of jq.
-fn make_root(dir: &Path, h: &Host, bin: &Path) -> Result<PathBuf> {
+fn make_root(dir: &Path, h: &Host) -> Result<PathBuf> {
     let root = dir.join(&h.name);
     for d in [
         "usr",
@@ -269,12 +277,6 @@ fn make_root(dir: &Path, h: &Host, bin: &Path) -> Result<PathBuf> {
         toml.push_str("[tools]\nrequired = [\"jq\"]\n");
     }
     write(&dir.join(format!("{}.toml", h.name)), toml)?;
-
-    let own = root.join(bin.strip_prefix("/").unwrap_or(bin));
-    mkdir(own.parent().context("the binary has no directory")?)?;
-    std::fs::hard_link(bin, &own)
-        .or_else(|_| std::fs::copy(bin, &own).map(drop))
-        .with_context(|| format!("placing the binary at {}", own.display()))?;
     Ok(root)
 }
 
@@ -670,15 +672,17 @@ fn walkdir(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Hosts `hosts.len()+1 ..= n` as copies of the built ones (host i gets
-/// built host `(i-1) % len + 1`'s layer and iPXE script under its own
-/// name, and its menus under its own MAC 02:fc:01:00:HI:LO), then
-/// SHA256SUMS over the whole tree: what a recovery server of `n` such
-/// hosts stores.
+/// Hosts `hosts.len()+1 ..= n` as copies of the built hosts that differ
+/// only in configuration (in turn: host i gets one's layer and iPXE script
+/// under its own name, and its menus under its own MAC
+/// 02:fc:01:00:HI:LO), then SHA256SUMS over the whole tree: what a
+/// recovery server of `n` hosts stores, all but one differing only in
+/// configuration.
 fn simulate_hosts(tftp: &Path, hosts: &[Host], n: usize) -> Result<()> {
     let hosts_dir = tftp.join("mkrescue/hosts");
+    let plain: Vec<&Host> = hosts.iter().filter(|h| !h.tool).collect();
     for i in hosts.len() + 1..=n {
-        let src = &hosts[(i - 1) % hosts.len()];
+        let src = plain[i % plain.len()];
         let name = format!("fleet-{i}");
         let to = hosts_dir.join(&name);
         mkdir(&to)?;
