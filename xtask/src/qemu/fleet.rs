@@ -510,10 +510,41 @@ fn boot_and_check(dir: &Path, tftp: &Path, h: &Host, all: &[Host]) -> Result<f64
         .map_err(|e| fail(&vm, format!("not ready: {e}")))?;
     // The shell on ttyS0 starts right after the marker.
     std::thread::sleep(Duration::from_secs(3));
+    vm.type_text(&format!("{}\r", probe(h, all)))?;
+    let done = wait_exit(&mut vm, Duration::from_secs(120));
+    let text = read_log(&log);
+    if !text.lines().any(|l| l.trim().starts_with("FLEET-DONE=")) {
+        return Err(fail(
+            &vm,
+            format!("the probe typed on ttyS0 did not finish ({done:?})"),
+        ));
+    }
+    done.map_err(|e| fail(&vm, e.to_string()))?;
+    let wrong = judge(h, all, &text);
+    if !wrong.is_empty() {
+        return Err(fail(&vm, wrong.join("; ")));
+    }
+    eprintln!(
+        "{}: hostname {}-rescue, user {}:{}, /etc/hosts and {} and {} on {}, jq {}",
+        h.name,
+        h.name,
+        h.user,
+        h.uid,
+        h.v4,
+        h.v6,
+        h.mac,
+        if h.tool { "runs" } else { "absent" }
+    );
+    Ok(vm.elapsed().as_secs_f64())
+}
+
+/// The one command line typed on the rescue system's ttyS0: its answers
+/// as `FLEET-KEY=value` lines, then power-off.
+fn probe(h: &Host, all: &[Host]) -> String {
     // printf's format keeps the echoed command line from matching the
     // `FLEET-KEY=` lines it prints.
     let users = all.iter().map(|x| x.user).collect::<Vec<_>>().join("|");
-    let probe = format!(
+    format!(
         "P() {{ printf 'FLEET-%s=%s\\n' \"$1\" \"$2\"; }}; \
          P HOSTNAME \"$(cat /proc/sys/kernel/hostname)\"; \
          while IFS=: read -r n x uid rest; do case \"$n\" in {users}) P USER \"$n:$uid\";; esac; done < /etc/passwd; \
@@ -521,26 +552,21 @@ fn boot_and_check(dir: &Path, tftp: &Path, h: &Host, all: &[Host]) -> Result<f64
          for d in /sys/class/net/*; do read -r a < \"$d/address\"; if [ \"$a\" = {mac} ]; then P NIC \"${{d##*/}}\"; \
          ip -o addr show dev \"${{d##*/}}\" | while read -r i dev fam addr rest; do P ADDR \"$fam $addr\"; done; fi; done; \
          if command -v jq >/dev/null; then P TOOL \"$(command -v jq) $(echo '{{\"fleet\":23}}' | jq .fleet)\"; else P TOOL absent; fi; \
-         P DONE \"$?\"; poweroff\r",
+         P DONE \"$?\"; poweroff",
         mac = h.mac
-    );
-    vm.type_text(&probe)?;
-    let done = wait_exit(&mut vm, Duration::from_secs(120));
-    let text = read_log(&log);
+    )
+}
+
+/// What is wrong with host `h`'s answers in the serial log `text` (the
+/// `FLEET-KEY=value` lines of [`probe`]), each compared with `h`'s own
+/// value; the other hosts' addresses must be absent. Empty: it is itself.
+fn judge(h: &Host, all: &[Host], text: &str) -> Vec<String> {
     let got = |k: &str| -> Vec<String> {
         let key = format!("FLEET-{k}=");
         text.lines()
             .filter_map(|l| l.trim().strip_prefix(&key).map(str::to_string))
             .collect()
     };
-    if got("DONE").is_empty() {
-        return Err(fail(
-            &vm,
-            format!("the probe typed on ttyS0 did not finish ({done:?})"),
-        ));
-    }
-    done.map_err(|e| fail(&vm, e.to_string()))?;
-
     let mut wrong = Vec::new();
     let want_host = format!("{}-rescue", h.name);
     if got("HOSTNAME") != [want_host.clone()] {
@@ -596,18 +622,7 @@ fn boot_and_check(dir: &Path, tftp: &Path, h: &Host, all: &[Host]) -> Result<f64
             }
         ));
     }
-    if !wrong.is_empty() {
-        return Err(fail(&vm, wrong.join("; ")));
-    }
-    eprintln!(
-        "{}: hostname {want_host}, user {want_user}, hosts `{want_hosts}`, {} and {} on {}, jq {}",
-        h.name,
-        h.v4,
-        h.v6,
-        h.mac,
-        if h.tool { "runs" } else { "absent" }
-    );
-    Ok(vm.elapsed().as_secs_f64())
+    wrong
 }
 
 /// Waits until the (escape-stripped) serial log contains `what` after
@@ -779,5 +794,60 @@ mod tests {
             h.iter()
                 .all(|x| x.mac != "02:fc:00:00:00:01" && x.v4 != "192.0.2.2/24")
         );
+    }
+
+    /// Host 1's answers as its serial log has them (the echoed probe
+    /// first, then what it printed, as on 2026-12-06's run).
+    fn answers_of_host_1(all: &[Host]) -> String {
+        format!(
+            "root@fleet-1-rescue:~# {}\n\
+             FLEET-HOSTNAME=fleet-1-rescue\n\
+             FLEET-USER=ana:2001\n\
+             FLEET-HOSTS=192.0.2.11 fleet-1\n\
+             FLEET-NIC=eth0\n\
+             FLEET-ADDR=inet 192.0.2.11/24\n\
+             FLEET-ADDR=inet6 fd00::11/64\n\
+             FLEET-ADDR=inet6 fe80::fc:ff:fe00:2301/64\n\
+             FLEET-TOOL=absent\n\
+             FLEET-DONE=0\n",
+            probe(&all[0], all)
+        )
+    }
+
+    /// Host 1's answers pass as host 1's and fail as host 2's and host
+    /// 3's on every value that is theirs: no check can pass for another
+    /// host, and the echoed command line counts for nothing.
+    #[test]
+    fn a_host_is_judged_by_its_own_values() {
+        let all = hosts();
+        let text = answers_of_host_1(&all);
+        assert_eq!(judge(&all[0], &all, &text), Vec::<String>::new());
+        let as_2 = judge(&all[1], &all, &text).join("\n");
+        for want in [
+            "hostname",
+            "want only ben:2002",
+            "want 192.0.2.12 fleet-2",
+            "inet 192.0.2.12/24 not on its NIC",
+            "inet6 fd00::12/64 not on its NIC",
+            "fleet-1's address inet 192.0.2.11/24",
+        ] {
+            assert!(as_2.contains(want), "{want} in:\n{as_2}");
+        }
+        let as_3 = judge(&all[2], &all, &text).join("\n");
+        assert!(
+            as_3.contains("want /usr/local/sbin/jq printing 23"),
+            "{as_3}"
+        );
+        // The echo alone (the probe typed, nothing printed) is no answer.
+        let echo = format!("root@fleet-1-rescue:~# {}\n", probe(&all[0], &all));
+        assert_eq!(
+            judge(&all[0], &all, &echo).len(),
+            7,
+            "{:?}",
+            judge(&all[0], &all, &echo)
+        );
+        // jq found but not working is wrong on host 3.
+        let broken = text.replace("FLEET-TOOL=absent", "FLEET-TOOL=/usr/local/sbin/jq ");
+        assert!(!judge(&all[0], &all, &broken).is_empty());
     }
 }
