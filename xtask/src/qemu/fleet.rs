@@ -20,9 +20,9 @@
 //! only) with a host layer of at most 100 KB, host 3's layer larger by
 //! jq, every host's menu under its own recorded MAC.
 //!
-//! Then each host boots from the tree over QEMU's TFTP (SeaBIOS,
-//! pxelinux, a NIC with the host's MAC so pxelinux picks that host's
-//! menu). On the serial console the test leaves the menu for pxelinux's
+//! Then the three boot from the tree at once over QEMU's TFTP (SeaBIOS,
+//! 1 GiB and one vCPU each, pxelinux, a NIC with the host's MAC so
+//! pxelinux picks that host's menu). On the serial console the test leaves the menu for pxelinux's
 //! `boot:` prompt, boots the `rescue-serial` entry, waits for the ready
 //! marker and types one command line whose output it reads back:
 //! hostname, the fleet users present (with uid), the /etc/hosts line, the
@@ -148,8 +148,9 @@ pub fn run(simulate: Option<usize>, no_boot: bool) -> Result<()> {
     let mut boots = Vec::new();
     if !no_boot {
         // The three at once, one vCPU each: TFTP, pxelinux's and the
-        // kernel's waits overlap, and on 2 cores that took about half the
-        // wall time of one after another (measured: see run()'s report).
+        // kernel's waits overlap. On 2 cores under load 9 (2026-12-06) the
+        // whole scenario took 142 s so, 257 s with the boots one after
+        // another (2 vCPUs each).
         let results: Vec<Result<f64>> = util::step("qemu fleet: PXE-boot the three hosts", || {
             Ok(std::thread::scope(|s| {
                 let running: Vec<_> = hosts
