@@ -335,7 +335,10 @@ mod tests {
             menu_macs(root.path(), &recorded).unwrap(),
             ["02:fc:00:00:00:01"]
         );
-        // The bond fixture: two NICs (the bond's slaves), by their own MACs.
+        // The bond fixture: three NICs, the capture VM's eth0 and the
+        // bond's two slaves by their own (permanent) MACs, not the bond's
+        // address they carry while enslaved; no menu for the bond, the
+        // bridge or the VLAN.
         let bond = fix.join("bond-bridge-vlan");
         let bonded = crate::config::Network {
             ip_addr_json: Some(bond.join("ip-addr.json")),
@@ -345,7 +348,11 @@ mod tests {
         };
         assert_eq!(
             menu_macs(root.path(), &bonded).unwrap(),
-            ["02:fc:00:00:01:01", "02:fc:00:00:01:02"]
+            [
+                "02:fc:00:00:01:01",
+                "02:fc:00:00:01:02",
+                "52:54:00:6d:6b:01"
+            ]
         );
         let live = crate::config::Network::default();
         assert!(menu_macs(root.path(), &live).unwrap().is_empty());
