@@ -183,6 +183,13 @@ pub const TOOLS: &[ToolSpec] = &[
     t("dhclient", "isc-dhcp-client", Optional),
     t("/sbin/dhclient-script", "isc-dhcp-client", Optional),
     t("sshd", "openssh-server", Optional),
+    // OpenSSH 9.8 split sshd: the listener execs sshd-session for each
+    // connection and refuses to start without it (release notes of 9.8,
+    // "sshd(8): ... split into ... sshd-session"); 10.0 (Debian 13) adds
+    // sshd-auth, which sshd-session execs for authentication. Both at
+    // their compiled-in paths; absent on Debian 12 (OpenSSH 9.2).
+    t("/usr/lib/openssh/sshd-session", "openssh-server", Optional),
+    t("/usr/lib/openssh/sshd-auth", "openssh-server", Optional),
     t(
         "/usr/lib/openssh/sftp-server",
         "openssh-sftp-server",
@@ -340,6 +347,38 @@ mod tests {
             missing.is_empty(),
             "README.md's tools table lacks {missing:?}"
         );
+    }
+
+    /// Debian 13's sshd (OpenSSH 10.0) execs sshd-session and sshd-auth
+    /// at their compiled-in paths: where the host has them they are found
+    /// there and go into the image with sshd; a Debian 12 host (OpenSSH
+    /// 9.2) has neither, and nothing is required.
+    #[test]
+    fn sshd_helpers_of_openssh_10_are_taken_when_present() {
+        let helpers: Vec<&ToolSpec> = TOOLS
+            .iter()
+            .filter(|t| t.name.starts_with("/usr/lib/openssh/sshd-"))
+            .collect();
+        let names: Vec<&str> = helpers.iter().map(|t| t.name).collect();
+        assert_eq!(
+            names,
+            ["/usr/lib/openssh/sshd-session", "/usr/lib/openssh/sshd-auth"]
+        );
+        assert!(
+            helpers
+                .iter()
+                .all(|t| t.need == Optional && t.package == "openssh-server")
+        );
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        for h in &names {
+            assert_eq!(find(r, h, &[]), None, "a Debian 12 host lacks {h}");
+        }
+        exe(&r.join("usr/lib/openssh/sshd-session"));
+        exe(&r.join("usr/lib/openssh/sshd-auth"));
+        for h in &names {
+            assert_eq!(find(r, h, &[]), Some(PathBuf::from(h)));
+        }
     }
 
     #[test]

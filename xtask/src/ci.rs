@@ -377,10 +377,10 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
         let mut scenarios: Vec<&'static str> = sel.run.iter().map(|c| c.scenario).collect();
         scenarios.dedup();
         rootfs = Some(std::thread::spawn(move || {
-            let tar = e2e::rootfs::rootfs_logged(Some(&log))?;
+            let tar = e2e::rootfs::rootfs_logged(e2e::Suite::default(), Some(&log))?;
             // And each scenario's server initramfs, natively (initrd.rs).
             for sc in scenarios {
-                e2e::initrd::initrd(sc, Some(&log))?;
+                e2e::initrd::initrd(sc, e2e::Suite::default(), Some(&log))?;
             }
             Ok::<_, anyhow::Error>(tar)
         }));

@@ -159,6 +159,11 @@ enum QemuCmd {
         /// raid1-lvm (default) or luks-lvm
         #[arg(long, default_value = "raid1-lvm")]
         scenario: String,
+        /// The Debian release the server is installed as: bookworm
+        /// (Debian 12) or trixie (Debian 13); its directories, logs and
+        /// reports are named SCENARIO-trixie
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
         /// Start at this phase (provision, before, recover, after,
         /// degraded), reusing the disks of the earlier ones
         #[arg(long, default_value = "provision")]
@@ -234,14 +239,16 @@ fn main() -> Result<()> {
                 QemuCmd::E2e {
                     bin,
                     scenario,
+                    suite,
                     from,
                     boot,
                     firmware,
                 },
         } => {
             let variant = qemu::e2e::Variant::parse(&boot, &firmware)?;
+            let suite = qemu::e2e::Suite::parse(&suite)?;
             deps::install()?;
-            qemu::e2e::run(bin.as_deref(), &scenario, &from, variant)
+            qemu::e2e::run(bin.as_deref(), &scenario, suite, &from, variant)
         }
         Cmd::Qemu {
             what: QemuCmd::Fleet { simulate, no_boot },

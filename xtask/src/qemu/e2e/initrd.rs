@@ -17,7 +17,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::rootfs::{CACHE, pad_to_mib, rootfs_logged, run_logged, sha16};
+use super::rootfs::{CACHE, Suite, cached_of, pad_to_mib, rootfs_logged, run_logged, sha16};
 use super::state::env;
 
 /// The script that writes the server's configuration (also run by
@@ -27,23 +27,25 @@ const SERVER_ETC: &str = "tests/qemu/e2e/server-etc.sh";
 /// `scenario`'s initramfs tar, built unless cached; None when this process
 /// is not root (the provision VM then builds it). Command output goes to
 /// `log` when given (CI builds it in the background).
-pub fn initrd(scenario: &str, log: Option<&Path>) -> Result<Option<PathBuf>> {
+pub fn initrd(scenario: &str, suite: Suite, log: Option<&Path>) -> Result<Option<PathBuf>> {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("not root: the server's initramfs is built in the provision VM");
         return Ok(None);
     }
-    let tar = rootfs_logged(log)?;
+    let tar = rootfs_logged(suite, log)?;
     let script =
         std::fs::read_to_string(SERVER_ETC).with_context(|| format!("reading {SERVER_ETC}"))?;
     let env_text = env("provision", scenario);
     let key = sha16(&format!("{}\n{env_text}\n{script}", tar.display()))?;
-    let out = PathBuf::from(CACHE).join(format!("initrd-{scenario}-{key}.tar"));
+    // `initrd-raid1-lvm-KEY.tar`, `initrd-raid1-lvm-trixie-KEY.tar`.
+    let name = format!("{scenario}{}", suite.suffix());
+    let out = PathBuf::from(CACHE).join(format!("initrd-{name}-{key}.tar"));
     if out.exists() {
         eprintln!("server initramfs cached: {}", out.display());
         return Ok(Some(out));
     }
-    let root = PathBuf::from(CACHE).join(format!("initrd-root-{scenario}"));
+    let root = PathBuf::from(CACHE).join(format!("initrd-root-{name}"));
     remove_tree(&root)?;
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let r = build(&tar, &root, &env_text, &out, log);
@@ -54,7 +56,7 @@ pub fn initrd(scenario: &str, log: Option<&Path>) -> Result<Option<PathBuf>> {
     // Initramfs tars of older keys are never used again.
     for e in std::fs::read_dir(CACHE)?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(&format!("initrd-{scenario}-")) && e.path() != out {
+        if cached_of(&n, &format!("initrd-{scenario}"), suite) && e.path() != out {
             let _ = std::fs::remove_file(e.path());
         }
     }

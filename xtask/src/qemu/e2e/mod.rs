@@ -1,7 +1,8 @@
 //! `cargo xtask qemu e2e`: the whole disaster cycle in QEMU (issue 7).
 //!
-//! 1. rootfs: a Debian 12 system made by debootstrap, cached as a tarball
-//!    under target/e2e/ keyed by a hash of its package list.
+//! 1. rootfs: a Debian 12 system (or 13 with `--suite trixie`) made by
+//!    debootstrap, cached as a tarball under target/e2e/ keyed by a hash
+//!    of its suite and package list.
 //!    The server's initramfs is built from it natively, in a chroot here.
 //! 2. provision: mkrescue's own rescue initramfs of this host installs it on
 //!    two blank virtio disks (GPT bios_grub + ESP + md RAID1, LVM with an
@@ -55,6 +56,7 @@ use anyhow::{Context, Result, bail};
 use crate::util;
 use phases::{after, before, degraded, provision, recover};
 use state::{E2e, WORK, check_space};
+pub use rootfs::Suite;
 pub use variant::Variant;
 use variant::{PHASES, SCENARIOS};
 
@@ -69,7 +71,13 @@ pub type PhaseTimes = Vec<(&'static str, f64)>;
 
 /// Runs the cycle of `scenario` in `variant` from phase `from` (earlier
 /// phases' disks and results are reused): `cargo xtask qemu e2e`.
-pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> Result<()> {
+pub fn run(
+    bin: Option<&Path>,
+    scenario: &str,
+    suite: Suite,
+    from: &str,
+    variant: Variant,
+) -> Result<()> {
     let Some(start) = PHASES.iter().position(|p| *p == from) else {
         bail!("no e2e phase named {from}; one of {}", PHASES.join(", "));
     };
@@ -77,7 +85,7 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> 
         Some(b) => b.to_path_buf(),
         None => util::build_release()?,
     };
-    let mut e = state(&bin, scenario, variant)?;
+    let mut e = state(&bin, scenario, suite, variant)?;
     run_phases(&mut e, start..PHASES.len()).map(|_| ())
 }
 
@@ -85,7 +93,7 @@ pub fn run(bin: Option<&Path>, scenario: &str, from: &str, variant: Variant) -> 
 /// every variant of the scenario recovers from. The report and logs name
 /// the scenario only.
 pub fn server(bin: &Path, scenario: &str) -> Result<PhaseTimes> {
-    let mut e = state(bin, scenario, Variant::default())?;
+    let mut e = state(bin, scenario, Suite::default(), Variant::default())?;
     run_phases(&mut e, SERVER)
 }
 
@@ -94,7 +102,7 @@ pub fn server(bin: &Path, scenario: &str) -> Result<PhaseTimes> {
 /// end, passed or failed (its serial logs and results stay): the next
 /// variant needs the room.
 pub fn disaster(bin: &Path, scenario: &str, variant: Variant) -> Result<PhaseTimes> {
-    let mut e = state(bin, scenario, variant)?;
+    let mut e = state(bin, scenario, Suite::default(), variant)?;
     let r = run_phases(&mut e, DISASTER);
     if e.prune_old {
         for f in [e.v("NEW1.raw"), e.v("NEW2.raw")] {
@@ -117,15 +125,18 @@ pub fn prune_scenario(scenario: &str) -> Result<()> {
     Ok(())
 }
 
-fn state(bin: &Path, scenario: &str, variant: Variant) -> Result<E2e> {
+fn state(bin: &Path, scenario: &str, suite: Suite, variant: Variant) -> Result<E2e> {
     anyhow::ensure!(
         SCENARIOS.contains(&scenario),
         "no e2e scenario named {scenario}; one of {}",
         SCENARIOS.join(", ")
     );
-    let work = PathBuf::from(WORK).join(scenario);
+    let name = format!("{scenario}{}", suite.suffix());
+    let work = PathBuf::from(WORK).join(&name);
     let e = E2e {
         scenario: scenario.to_string(),
+        suite,
+        name,
         variant,
         bin: bin.to_path_buf(),
         vwork: work.join(variant.dir()),
@@ -142,9 +153,9 @@ fn state(bin: &Path, scenario: &str, variant: Variant) -> Result<E2e> {
 fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
     check_space(e, which.start)?;
     let what = if which.end > DISASTER.start {
-        format!("{} {}", e.scenario, e.variant.words())
+        format!("{} {}", e.name, e.variant.words())
     } else {
-        e.scenario.clone()
+        e.name.clone()
     };
     let server = which.end <= DISASTER.start;
     let mut times = PhaseTimes::new();

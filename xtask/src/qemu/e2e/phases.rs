@@ -34,10 +34,10 @@ pub(super) const PXE_ON_BACKUP: &str = "/rescue-pxe";
 /// server on DISK1 + DISK2.
 pub(super) fn provision(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
-    let tar = rootfs()?;
+    let tar = rootfs(e.suite)?;
     e.record("rootfs", t.elapsed().as_secs_f64(), json!({"tarball": tar}));
     let t = Instant::now();
-    let initrd = initrd(&e.scenario, None)?;
+    let initrd = initrd(&e.scenario, e.suite, None)?;
     e.record("initrd", t.elapsed().as_secs_f64(), json!({"tar": initrd}));
 
     let t = Instant::now();
@@ -95,7 +95,7 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
     }));
     disks.extend(e.io_disks("provision")?);
     let vm = Vm {
-        name: format!("{}-provision", e.scenario),
+        name: e.vm_name("provision"),
         kernel: Some((
             img.join("vmlinuz"),
             img.join("initrd.img"),

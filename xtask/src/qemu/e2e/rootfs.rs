@@ -69,38 +69,84 @@ pub(super) const PACKAGES: &[&str] = &[
     "man-db",
 ];
 
-pub(super) const SUITE: &str = "bookworm";
+/// The Debian release the server is installed as (`--suite`): Debian 12
+/// (the default, every cache and report name as before) or Debian 13
+/// (issue 19), whose servers build their rescue image on 13.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Suite {
+    #[default]
+    Bookworm,
+    Trixie,
+}
+
+impl Suite {
+    /// From `--suite bookworm|trixie`.
+    pub fn parse(s: &str) -> Result<Suite> {
+        match s {
+            "bookworm" => Ok(Suite::Bookworm),
+            "trixie" => Ok(Suite::Trixie),
+            o => bail!("--suite {o}: one of bookworm, trixie"),
+        }
+    }
+
+    /// debootstrap's name of the release.
+    pub fn codename(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+
+    /// Appended to the scenario in directory, log and report names:
+    /// nothing for bookworm (the names it always had), `-trixie`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "",
+            Suite::Trixie => "-trixie",
+        }
+    }
+
+    /// The server's packages on this release: [`PACKAGES`] on both; every
+    /// name there exists in trixie too (its debootstrap resolves them).
+    /// What trixie split out of them (systemd-cryptsetup from systemd,
+    /// sshd-session inside openssh-server) the server does not need
+    /// beyond what these pull in.
+    pub fn packages(self) -> Vec<&'static str> {
+        PACKAGES.to_vec()
+    }
+}
+
 pub(super) const MIRROR: &str = "http://deb.debian.org/debian";
 pub(super) const CACHE: &str = "target/e2e";
 
 /// The rootfs tarball, built by debootstrap unless cached. Returns its path.
-pub fn rootfs() -> Result<PathBuf> {
-    rootfs_logged(None)
+pub fn rootfs(suite: Suite) -> Result<PathBuf> {
+    rootfs_logged(suite, None)
 }
 
 /// [`rootfs`], with the output of debootstrap, chroot and tar appended to
 /// `log` instead of this terminal when given: `cargo xtask ci` builds it in
 /// a background thread while clippy and the tests run (debootstrap is
 /// mostly downloads and dpkg, a few minutes of mostly idle CPU).
-pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
+pub fn rootfs_logged(suite: Suite, log: Option<&Path>) -> Result<PathBuf> {
     let run = |program: &str, args: &[&str]| run_logged(log, program, args);
-    let key = cache_key()?;
-    let tar = PathBuf::from(CACHE).join(format!("rootfs-{key}.tar"));
+    let key = cache_key(suite)?;
+    let tar = PathBuf::from(CACHE).join(format!("rootfs{}-{key}.tar", suite.suffix()));
     if tar.exists() {
         eprintln!("rootfs cached: {}", tar.display());
         return Ok(tar);
     }
     std::fs::create_dir_all(CACHE).with_context(|| format!("creating {CACHE}"))?;
-    let dir = PathBuf::from(CACHE).join(format!("rootfs-{key}"));
+    let dir = PathBuf::from(CACHE).join(format!("rootfs{}-{key}", suite.suffix()));
     if dir.exists() {
         // A half-finished debootstrap: start again.
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let dirs = dir.to_str().context("non-UTF-8 cache path")?;
-    let include = format!("--include={}", PACKAGES.join(","));
+    let include = format!("--include={}", suite.packages().join(","));
     run(
         "debootstrap",
-        &["--variant=minbase", &include, SUITE, dirs, MIRROR],
+        &["--variant=minbase", &include, suite.codename(), dirs, MIRROR],
     )?;
     // The package cache is 100+ MB the server never needs.
     run("chroot", &[dirs, "apt-get", "clean"])?;
@@ -130,10 +176,11 @@ pub fn rootfs_logged(log: Option<&Path>) -> Result<PathBuf> {
     pad_to_mib(&part)?;
     std::fs::rename(&part, &tar).with_context(|| format!("renaming {}", part.display()))?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    // Tarballs of older package lists are never used again.
+    // Tarballs of older package lists of this suite are never used again
+    // (the other suite's stay).
     for e in std::fs::read_dir(CACHE)?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("rootfs-") && n.ends_with(".tar") && e.path() != tar {
+        if cached_of(&n, "rootfs", suite) && e.path() != tar {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -171,12 +218,26 @@ pub(super) fn run_logged(log: Option<&Path>, program: &str, args: &[&str]) -> Re
     Ok(())
 }
 
-/// sha256 of what makes the rootfs, first 16 hex digits.
-pub(super) fn cache_key() -> Result<String> {
+/// sha256 of what makes the rootfs, first 16 hex digits (for bookworm the
+/// same text, so the same key, as before there was a `--suite`).
+pub(super) fn cache_key(suite: Suite) -> Result<String> {
     sha16(&format!(
-        "{SUITE}\n{MIRROR}\nminbase\n{}\n",
-        PACKAGES.join("\n")
+        "{}\n{MIRROR}\nminbase\n{}\n",
+        suite.codename(),
+        suite.packages().join("\n")
     ))
+}
+
+/// Whether `file` under [`CACHE`] is a `PREFIX{suffix}-KEY.tar` of `suite`
+/// (KEY: 16 hex digits): `rootfs-KEY.tar` is bookworm's and
+/// `rootfs-trixie-KEY.tar` trixie's, so pruning one suite's old tarballs
+/// never removes the other's.
+pub(super) fn cached_of(file: &str, prefix: &str, suite: Suite) -> bool {
+    file.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix(suite.suffix()))
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(".tar"))
+        .is_some_and(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// sha256 of `text`, first 16 hex digits: the cache keys under target/e2e.
@@ -206,4 +267,41 @@ pub(super) fn pad_to_mib(p: &Path) -> Result<()> {
         .with_context(|| format!("reading {}", p.display()))?
         .len();
     set_len(p, len.div_ceil(1 << 20) * (1 << 20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bookworm's key is the one from before `--suite` (its tarball is
+    /// reused as it was); each suite prunes only its own tarballs.
+    #[test]
+    fn suites_keep_their_own_caches() {
+        let old = sha16(&format!(
+            "bookworm\n{MIRROR}\nminbase\n{}\n",
+            PACKAGES.join("\n")
+        ))
+        .unwrap();
+        assert_eq!(cache_key(Suite::Bookworm).unwrap(), old);
+        assert_ne!(cache_key(Suite::Trixie).unwrap(), old);
+        let (b, t) = (Suite::Bookworm, Suite::Trixie);
+        let bt = "rootfs-0123456789abcdef.tar";
+        let tt = "rootfs-trixie-0123456789abcdef.tar";
+        assert!(cached_of(bt, "rootfs", b) && !cached_of(bt, "rootfs", t));
+        assert!(cached_of(tt, "rootfs", t) && !cached_of(tt, "rootfs", b));
+        assert!(!cached_of("rootfs-0123456789abcdef.tar.part", "rootfs", b));
+        assert!(cached_of(
+            "initrd-raid1-lvm-trixie-0123456789abcdef.tar",
+            "initrd-raid1-lvm",
+            t
+        ));
+        assert!(!cached_of(
+            "initrd-raid1-lvm-trixie-0123456789abcdef.tar",
+            "initrd-raid1-lvm",
+            b
+        ));
+        assert_eq!(Suite::parse("trixie").unwrap(), t);
+        assert_eq!(Suite::default(), b);
+        assert!(Suite::parse("sid").is_err());
+    }
 }

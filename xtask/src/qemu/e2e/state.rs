@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::drive::{Disk, Vm, VmRun, log_path, run_vm};
-use super::rootfs::pad_to_mib;
+use super::rootfs::{Suite, pad_to_mib};
 use super::variant::{Firmware, Variant};
 
 use crate::util::{self, set_len, tail};
@@ -111,7 +111,14 @@ pub(super) fn read_out(img: &Path, dir: &Path) -> Result<()> {
 
 /// The run's state: paths, options and the report so far.
 pub(super) struct E2e {
+    /// The scenario's server (`raid1-lvm`): what its scripts read as
+    /// SCENARIO.
     pub(super) scenario: String,
+    /// The Debian release of the server (`--suite`).
+    pub(super) suite: Suite,
+    /// The scenario and its suite in directory, log and report names:
+    /// `raid1-lvm` (bookworm, as always), `raid1-lvm-trixie`.
+    pub(super) name: String,
     pub(super) variant: Variant,
     pub(super) bin: PathBuf,
     /// The scenario's directory: provision's and before's disks and results.
@@ -148,8 +155,8 @@ impl E2e {
     /// `raid1-lvm-uefi-recover`, `recover-uefi`.
     pub(super) fn vm_name(&self, phase: &str) -> String {
         match phase {
-            "provision" | "before" => format!("{}-{phase}", self.scenario),
-            _ => format!("{}{}-{phase}", self.scenario, self.variant.suffix()),
+            "provision" | "before" => format!("{}-{phase}", self.name),
+            _ => format!("{}{}-{phase}", self.name, self.variant.suffix()),
         }
     }
 
@@ -188,7 +195,7 @@ impl E2e {
             .filter_map(|p| p["seconds"].as_f64())
             .sum();
         let doc = json!({
-            "scenario": self.scenario,
+            "scenario": self.name,
             "variant": {
                 "boot": format!("{:?}", self.variant.boot).to_lowercase(),
                 "firmware": format!("{:?}", self.variant.firmware).to_lowercase(),
@@ -205,7 +212,7 @@ impl E2e {
         // another's times.
         let own = format!(
             "target/qemu/e2e-report-{}{}.json",
-            self.scenario,
+            self.name,
             if server {
                 "-server"
             } else {
@@ -470,6 +477,8 @@ mod tests {
         let dir = std::env::temp_dir();
         let e = E2e {
             scenario: "raid1-lvm".into(),
+            suite: Suite::Bookworm,
+            name: "raid1-lvm".into(),
             variant: Variant::default(),
             bin: PathBuf::from("m"),
             work: dir.clone(),
@@ -537,6 +546,8 @@ mod tests {
     fn uefi_variant_names_and_disks() {
         let e = E2e {
             scenario: "raid1-lvm".into(),
+            suite: Suite::Bookworm,
+            name: "raid1-lvm".into(),
             variant: Variant::parse("iso", "uefi").unwrap(),
             bin: PathBuf::from("m"),
             work: PathBuf::from("w"),
