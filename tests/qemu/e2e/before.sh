@@ -67,6 +67,22 @@ fi
 rm -rf /backup/rescue
 timed iso unit mkrescue-check.service
 [ -f /var/lib/mkrescue/layout.json ] || { echo "before: mkrescue-check.service saved no layout" >&2; exit 1; }
+if [ "${SUITE:-bookworm}" != bookworm ]; then
+    # Issue 19: the rescue system built on this release is byte-identical
+    # when built again: the same ISO from the command line, outside the
+    # service's sandbox, into another directory, compared file by file
+    # with what mkrescue-check.service wrote.
+    rm -rf /backup/rescue-again
+    timed iso-again mkrescue --output iso --out /backup/rescue-again
+    (cd /backup/rescue && sha256sum -- *) | tee "$out/rescue-sha256.txt"
+    (cd /backup/rescue-again && sha256sum -- *) > "$out/rescue-again-sha256.txt"
+    if ! cmp "$out/rescue-sha256.txt" "$out/rescue-again-sha256.txt"; then
+        diff "$out/rescue-sha256.txt" "$out/rescue-again-sha256.txt" || true
+        echo "before: a second build of the rescue ISO differs from the first" >&2
+        exit 1
+    fi
+    rm -rf /backup/rescue-again
+fi
 # The recovery time as the healthy server predicts it (the e2e report puts
 # it beside recover's actual time).
 timed estimate bash -c 'mkrescue estimate --json > "$1"' - "$out/estimate-host.json"

@@ -18,7 +18,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::rootfs::{CACHE, Suite, cached_of, pad_to_mib, rootfs_logged, run_logged, sha16};
-use super::state::env;
+use super::state::env_of;
 
 /// The script that writes the server's configuration (also run by
 /// provision.sh).
@@ -36,7 +36,7 @@ pub fn initrd(scenario: &str, suite: Suite, log: Option<&Path>) -> Result<Option
     let tar = rootfs_logged(suite, log)?;
     let script =
         std::fs::read_to_string(SERVER_ETC).with_context(|| format!("reading {SERVER_ETC}"))?;
-    let env_text = env("provision", scenario);
+    let env_text = env_of("provision", scenario, suite);
     let key = sha16(&format!("{}\n{env_text}\n{script}", tar.display()))?;
     // `initrd-raid1-lvm-KEY.tar`, `initrd-raid1-lvm-trixie-KEY.tar`.
     let name = format!("{scenario}{}", suite.suffix());

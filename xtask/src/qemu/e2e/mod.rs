@@ -35,10 +35,13 @@
 //! [`mkrescue::vm`]), [`state`] (disks, space, report), [`phases`]
 //! (provision to degraded), [`compare`] (the recovered server against the
 //! one backed up), [`table`] (the variants' phase table from the
-//! reports). This file only runs the phases in order.
+//! reports), [`image`] (a `--suite trixie` server's rescue image checked
+//! by its own loader and modprobe). This file only runs the phases in
+//! order.
 
 mod compare;
 mod drive;
+mod image;
 pub mod initrd;
 pub mod matrix;
 mod phases;

@@ -14,8 +14,9 @@ use super::compare::{
     only_under, renames,
 };
 use super::drive::{Disk, Vm, log_path, run_vm};
+use super::image;
 use super::initrd::initrd;
-use super::rootfs::rootfs;
+use super::rootfs::{Suite, rootfs};
 use super::state::{
     BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_READY, blank,
     read_out, round1,
@@ -175,6 +176,15 @@ pub(super) fn before(e: &mut E2e) -> Result<()> {
         );
     }
     d["iso_mib"] = json!(round1(len as f64 / 1048576.0));
+    if e.suite != Suite::Bookworm {
+        // Issue 19: the image built on another release than this host's,
+        // by its own loader and modprobe (before.sh built it twice and
+        // compared the bytes on the server).
+        let ti = Instant::now();
+        let mut c = image::check_iso(&iso, &image::work_dir(&iso))?;
+        c["seconds"] = json!(round1(ti.elapsed().as_secs_f64()));
+        d["image_check"] = c;
+    }
     e.record("before", t.elapsed().as_secs_f64(), d);
     if e.prune_old {
         // The disaster: from here on only the backup disk and the ISO are

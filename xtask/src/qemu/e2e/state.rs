@@ -175,7 +175,7 @@ impl E2e {
     }
 
     pub(super) fn env(&self, phase: &str) -> String {
-        env(phase, &self.scenario)
+        env_of(phase, &self.scenario, self.suite)
     }
 
     /// Records one phase in the report (and prints it).
@@ -390,6 +390,17 @@ pub(super) fn env(phase: &str, scenario: &str) -> String {
     let mut s = format!("PHASE={phase}\nSCENARIO={scenario}\nBACKUP_UUID={BACKUP_UUID}\n");
     for (k, v) in SERVER_UUIDS {
         s.push_str(&format!("{k}={v}\n"));
+    }
+    s
+}
+
+/// [`env`] of a server on `suite`: SUITE=trixie added for Debian 13
+/// (before.sh then builds the ISO twice); bookworm's is [`env`]'s text
+/// as it always was (its initramfs cache key hashes it).
+pub(super) fn env_of(phase: &str, scenario: &str, suite: Suite) -> String {
+    let mut s = env(phase, scenario);
+    if suite != Suite::Bookworm {
+        s.push_str(&format!("SUITE={}\n", suite.codename()));
     }
     s
 }
