@@ -362,7 +362,10 @@ mod tests {
         let names: Vec<&str> = helpers.iter().map(|t| t.name).collect();
         assert_eq!(
             names,
-            ["/usr/lib/openssh/sshd-session", "/usr/lib/openssh/sshd-auth"]
+            [
+                "/usr/lib/openssh/sshd-session",
+                "/usr/lib/openssh/sshd-auth"
+            ]
         );
         assert!(
             helpers

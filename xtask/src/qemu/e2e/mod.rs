@@ -58,8 +58,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::util;
 use phases::{after, before, degraded, provision, recover};
-use state::{E2e, WORK, check_space};
 pub use rootfs::Suite;
+use state::{E2e, WORK, check_space};
 pub use variant::Variant;
 use variant::{PHASES, SCENARIOS};
 

@@ -146,7 +146,13 @@ pub fn rootfs_logged(suite: Suite, log: Option<&Path>) -> Result<PathBuf> {
     let include = format!("--include={}", suite.packages().join(","));
     run(
         "debootstrap",
-        &["--variant=minbase", &include, suite.codename(), dirs, MIRROR],
+        &[
+            "--variant=minbase",
+            &include,
+            suite.codename(),
+            dirs,
+            MIRROR,
+        ],
     )?;
     // The package cache is 100+ MB the server never needs.
     run("chroot", &[dirs, "apt-get", "clean"])?;
