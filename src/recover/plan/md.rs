@@ -24,7 +24,7 @@ fn create(m: &MdArray, dev: &DeviceMap) -> Step {
         format!("--raid-devices={}", m.raid_devices),
     ];
     if let Some(n) = &m.name {
-        argv.push(format!("--name={n}"));
+        argv.extend(name_args(n));
     }
     if let Some(c) = m.chunk_kib {
         argv.push(format!("--chunk={c}K"));
@@ -100,4 +100,40 @@ fn component_kib(level: &str, devices: u32, array_bytes: u64) -> Option<u64> {
         return None;
     }
     Some(array_bytes / 1024 / data_disks)
+}
+
+/// `--homehost` and `--name` that make mdadm store the recorded name as it
+/// was. A v1 superblock's name is `HOMEHOST:NAME` as `mdadm --detail`
+/// shows it, but mdadm 4.3 and later (Debian 13 has 4.4) refuse a
+/// `--name` that is not a POSIX portable name ("Value ... cannot be set
+/// as name. Reason: Not POSIX compatible.", mdadm.c's set_name check), so
+/// the host part goes to `--homehost`: mdadm then writes
+/// `HOMEHOST:NAME` (super1.c, init_super1), on 4.2 as on 4.4. A recorded
+/// name without a colon was stored without a homehost; `--homehost=<none>`
+/// (mdadm(8)) keeps the rescue system's own host name from being put in
+/// front of it.
+fn name_args(recorded: &str) -> Vec<String> {
+    match recorded.split_once(':') {
+        Some((host, name)) if !host.is_empty() && !name.is_empty() => {
+            vec![format!("--homehost={host}"), format!("--name={name}")]
+        }
+        _ => vec![s("--homehost=<none>"), format!("--name={recorded}")],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The e2e server's array name as mdadm 4.4 of Debian 13 takes it.
+    #[test]
+    fn a_recorded_homehost_goes_to_homehost() {
+        assert_eq!(
+            name_args("e2e-server:0"),
+            ["--homehost=e2e-server", "--name=0"]
+        );
+        assert_eq!(name_args("data"), ["--homehost=<none>", "--name=data"]);
+        // Nothing before or after the colon: left to mdadm as recorded.
+        assert_eq!(name_args(":0"), ["--homehost=<none>", "--name=:0"]);
+    }
 }

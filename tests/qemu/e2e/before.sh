@@ -67,6 +67,8 @@ fi
 rm -rf /backup/rescue
 timed iso unit mkrescue-check.service
 [ -f /var/lib/mkrescue/layout.json ] || { echo "before: mkrescue-check.service saved no layout" >&2; exit 1; }
+# SUITE=trixie in the env file for a Debian 13 server (xtask's env_of).
+SUITE=$(sed -n 's/^SUITE=//p' /run/e2e/in/env)
 if [ "${SUITE:-bookworm}" != bookworm ]; then
     # Issue 19: the rescue system built on this release is byte-identical
     # when built again: the same ISO from the command line, outside the
