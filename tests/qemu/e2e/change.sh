@@ -10,6 +10,9 @@ S=/srv/chain
 H=/home/chain
 case ${1:-} in
 seed)
+    # Afresh, also when `--from before` runs on a server whose earlier
+    # before already seeded and changed them (ln would find its links).
+    rm -rf $S $H
     mkdir -p $S/many $S/dir-a/sub $S/gone-dir/deeper $H
     for i in $(seq 1 200); do echo "chain file $i" > $S/many/f$i; done
     for i in 1 2 3; do echo "in a directory that goes" > $S/gone-dir/deeper/g$i; done
