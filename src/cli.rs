@@ -383,6 +383,22 @@ pub struct DrillArgs {
     /// Seconds the recovered system may take to show its login prompt
     #[arg(long, value_name = "SECS", default_value_t = 900)]
     pub boot_timeout: u64,
+    /// The controller of the blank disks (auto: as the layout records them,
+    /// NVMe for /dev/nvme*, virtio otherwise); nvme or virtio proves the
+    /// rescue image recovers onto a machine with that controller
+    #[arg(long, value_enum, default_value = "auto")]
+    pub controller: DrillController,
+    /// For tests of the drill: a shell command run between recover and the
+    /// first boot, with the recovered disk images as arguments
+    #[arg(long, value_name = "CMD", hide = true)]
+    pub test_hook: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillController {
+    Auto,
+    Virtio,
+    Nvme,
 }
 
 #[derive(Debug, Subcommand, Clone)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{DrillAccel, DrillAction, DrillArgs, DrillFirmware, GlobalArgs};
+use crate::cli::{DrillAccel, DrillAction, DrillArgs, DrillController, DrillFirmware, GlobalArgs};
 use crate::config::DrillMail;
-use crate::drill::{self, AccelChoice, Boot, DrillOptions, HISTORY};
+use crate::drill::{self, AccelChoice, Boot, Controller, DrillOptions, HISTORY};
 use crate::error::{Code, fail};
 use crate::layout::model::Layout;
 use crate::vm::Accel;
@@ -64,6 +64,12 @@ pub fn run(global: &GlobalArgs, args: &DrillArgs) -> Result<()> {
         memory_mib: args.memory.unwrap_or(cfg.drill.memory_mib),
         recover_timeout: Duration::from_secs(args.recover_timeout),
         boot_timeout: Duration::from_secs(args.boot_timeout),
+        controller: match args.controller {
+            DrillController::Auto => Controller::AsRecorded,
+            DrillController::Virtio => Controller::Virtio,
+            DrillController::Nvme => Controller::Nvme,
+        },
+        test_hook: args.test_hook.clone(),
     };
     let quiet = global.quiet || global.json;
     let say = |line: &str| {

@@ -14,11 +14,14 @@
 //! 2. `disks`: blank sparse disks shaped from the layout, one per recorded
 //!    disk (the excluded ones, such as the backup disk, are left out) with
 //!    its size, serial and controller (NVMe for `/dev/nvme*`, virtio
-//!    otherwise);
+//!    otherwise, or the one `--controller` names);
 //! 3. `rescue boot` and `recover`: one VM, the rescue system up to its
 //!    ready marker, then its unattended recover up to `recover finished`
 //!    and power-off; recover's own phase table and the estimate it made
-//!    beforehand are read from the serial console ([`serial`]);
+//!    beforehand are read from the serial console ([`serial`]); when it
+//!    fails and its `disks here:` line lacks some of the drill's disks, the
+//!    cause is the rescue kernel not seeing their controller
+//!    ([`unseen_disks`]);
 //! 4. `first boot`: the recovered disks alone (copy-on-write: the disks
 //!    stay as recover left them) under the same firmware and, under UEFI,
 //!    the boot entries recover wrote, until a login prompt on ttyS0.
@@ -91,6 +94,33 @@ pub struct DrillOptions {
     pub memory_mib: u32,
     pub recover_timeout: Duration,
     pub boot_timeout: Duration,
+    /// The controller the blank disks sit on.
+    pub controller: Controller,
+    /// For tests of the drill itself: a shell command run between recover
+    /// and the first boot with the recovered disks' image paths as its
+    /// arguments (`sh -c CMD sh DISK...`), such as one that wipes the boot
+    /// loader to prove that a system that does not boot fails the drill.
+    pub test_hook: Option<String>,
+}
+
+/// The controller the drill's blank disks sit on: a replacement machine
+/// often has another one than the host (NVMe instead of virtio or SATA),
+/// and the rescue image must carry its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    /// As the layout records them: NVMe for `/dev/nvme*`, virtio otherwise.
+    AsRecorded,
+    Virtio,
+    Nvme,
+}
+
+impl Controller {
+    fn name(self, nvme: bool) -> &'static str {
+        match (self, nvme) {
+            (Controller::Nvme, _) | (Controller::AsRecorded, true) => "NVMe",
+            _ => "virtio",
+        }
+    }
 }
 
 /// One phase of the drill.
@@ -354,6 +384,17 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
             ),
         ));
     }
+    let disks: Vec<Disk> = disks
+        .into_iter()
+        .map(|d| Disk {
+            nvme: match opts.controller {
+                Controller::AsRecorded => d.nvme,
+                Controller::Virtio => false,
+                Controller::Nvme => true,
+            },
+            ..d
+        })
+        .collect();
     for (d, src) in disks.iter().zip(targets(layout)) {
         blank(&d.path, src.size)?;
     }
@@ -480,11 +521,39 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
     });
     if done.is_none() {
         let why = recover_failure(&text).unwrap_or(&w.why).to_string();
-        return Ok(failed(
-            r,
-            "recover",
-            format!("{why} (serial log {})", log.display()),
-        ));
+        let unseen = unseen_disks(&text, &disks);
+        let cause = if unseen.is_empty() {
+            format!("{why} (serial log {})", log.display())
+        } else {
+            format!(
+                "the rescue kernel does not see the disk controller: {} of the {} disks on {} ({}) are missing from recover's list, so the rescue image lacks that controller's driver; build it with the driver (`[modules] extra = [\"{}\"]`, or policy = \"storage-net\") and drill again (recover: {why}; serial log {})",
+                unseen.len(),
+                disks.len(),
+                opts.controller.name(unseen[0].nvme),
+                unseen
+                    .iter()
+                    .map(|d| d.serial.as_deref().unwrap_or("?"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if unseen[0].nvme { "nvme" } else { "virtio_blk" },
+                log.display()
+            )
+        };
+        return Ok(failed(r, "recover", cause));
+    }
+
+    if let Some(cmd) = &opts.test_hook {
+        say(&format!("test hook: {cmd}"));
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .arg("sh")
+            .args(disks.iter().map(|d| &d.path))
+            .status()
+            .with_context(|| format!("running the drill's test hook `{cmd}`"))?;
+        if !st.success() {
+            bail!("the drill's test hook `{cmd}` failed ({st})");
+        }
     }
 
     // 4. The recovered system's first boot, copy-on-write.
@@ -557,6 +626,21 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
 pub fn recover_failure(serial: &str) -> Option<&str> {
     let last = |want: &dyn Fn(&str) -> bool| serial.lines().rev().find(|l| want(l)).map(str::trim);
     last(&|l| l.contains("mkrescue: error:")).or_else(|| last(&|l| l.contains(RECOVER_FAILED)))
+}
+
+/// The drill's disks that recover's `disks here:` line (printed before it
+/// maps the layout onto this machine's disks) does not list by serial: the
+/// rescue kernel did not see them, as when the image lacks the driver of
+/// the controller they sit on. Empty when recover printed no such line
+/// (it failed before) or saw them all.
+pub fn unseen_disks<'a>(serial_log: &str, disks: &'a [Disk]) -> Vec<&'a Disk> {
+    let Some(seen) = crate::recover::mapping::serials_here(serial_log) else {
+        return Vec::new();
+    };
+    disks
+        .iter()
+        .filter(|d| d.serial.as_ref().is_some_and(|s| !seen.contains(s)))
+        .collect()
 }
 
 /// What the drill would call and this machine lacks, with the Debian
@@ -1057,6 +1141,8 @@ mod tests {
             memory_mib: 2048,
             recover_timeout: Duration::from_secs(1),
             boot_timeout: Duration::from_secs(1),
+            controller: Controller::AsRecorded,
+            test_hook: None,
         };
         let none = missing_tools(&opts, "/nonexistent-bin");
         assert_eq!(
@@ -1079,6 +1165,37 @@ mod tests {
             ..opts
         };
         assert_eq!(missing_tools(&raw, "/nonexistent-bin").len(), 2);
+    }
+
+    /// The disks recover's `disks here:` line leaves out are the ones the
+    /// rescue kernel did not see; no such line (recover failed before it
+    /// listed the disks) names none.
+    #[test]
+    fn disks_missing_from_recovers_list_are_the_unseen_ones() {
+        let disks: Vec<Disk> = ["DISK1", "DISK2"]
+            .iter()
+            .map(|s| Disk {
+                nvme: true,
+                ..Disk::raw(format!("/w/{s}.raw"), s)
+            })
+            .collect();
+        let none_seen = "mkrescue: disks here: /dev/vda (4.0 GiB, serial MKRBACKUP0)\n\
+mkrescue: error: no target disk left for /dev/vda (20.0 GiB): attach one or give --map /dev/vda=DISK; nothing was changed\n";
+        let unseen = unseen_disks(none_seen, &disks);
+        assert_eq!(
+            unseen
+                .iter()
+                .map(|d| d.serial.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("DISK1"), Some("DISK2")]
+        );
+        let one_seen = "mkrescue: disks here: /dev/nvme0n1 (20.0 GiB, serial DISK2), /dev/vda (4.0 GiB, serial MKRBACKUP0)\n";
+        assert_eq!(unseen_disks(one_seen, &disks).len(), 1);
+        let all = "mkrescue: disks here: /dev/nvme0n1 (20.0 GiB, serial DISK1), /dev/nvme1n1 (20.0 GiB, serial DISK2)\n";
+        assert!(unseen_disks(all, &disks).is_empty());
+        assert!(unseen_disks("mkrescue: error: no backup found\n", &disks).is_empty());
+        assert_eq!(Controller::AsRecorded.name(true), "NVMe");
+        assert_eq!(Controller::Virtio.name(true), "virtio");
     }
 
     #[test]

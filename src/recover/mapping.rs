@@ -49,6 +49,42 @@ impl TargetDisk {
     }
 }
 
+/// What [`disks_here`]'s line starts with.
+pub const DISKS_HERE: &str = "disks here: ";
+
+/// One line naming every disk of this machine with its size and serial:
+/// `disks here: /dev/vda (20.0 GiB, serial DISK1), /dev/vdb (...)`, or
+/// `disks here: none`.
+pub fn disks_here(targets: &[TargetDisk]) -> String {
+    if targets.is_empty() {
+        return format!("{DISKS_HERE}none");
+    }
+    let each: Vec<String> = targets
+        .iter()
+        .map(|t| match &t.serial {
+            Some(s) => format!("{} ({}, serial {s})", t.path, human(t.size)),
+            None => format!("{} ({})", t.path, human(t.size)),
+        })
+        .collect();
+    format!("{DISKS_HERE}{}", each.join(", "))
+}
+
+/// The serials [`disks_here`] printed, from the last such line in `text`
+/// (a console log); None when `text` has no such line.
+pub fn serials_here(text: &str) -> Option<Vec<String>> {
+    let line = text.lines().rev().find_map(|l| {
+        let i = l.find(DISKS_HERE)?;
+        Some(&l[i + DISKS_HERE.len()..])
+    })?;
+    Some(
+        line.split("serial ")
+            .skip(1)
+            .filter_map(|s| s.split(')').next())
+            .map(|s| s.trim().to_string())
+            .collect(),
+    )
+}
+
 /// Disks of this machine recover must never write, with the reason: any
 /// disk with a mounted file system (the backup source, a medium the rescue
 /// system runs from; recover unmounts its own target tree before it looks),

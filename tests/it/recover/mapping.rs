@@ -7,7 +7,9 @@ use std::path::Path;
 
 use mkrescue::error::{Code, code_of};
 use mkrescue::layout::Layout;
-use mkrescue::recover::mapping::{Ask, NoAsk, TargetDisk, Why, map_disks, parse_maps};
+use mkrescue::recover::mapping::{
+    Ask, NoAsk, TargetDisk, Why, disks_here, map_disks, parse_maps, serials_here,
+};
 
 const GIB: u64 = 1 << 30;
 
@@ -354,4 +356,29 @@ fn the_rescue_medium_is_never_a_target() {
     let used = mkrescue::recover::mapping::in_use_disks(text, "MKRESCUE_DB1").unwrap();
     assert_eq!(used.keys().collect::<Vec<_>>(), ["/dev/sda"]);
     assert!(used["/dev/sda"].contains("rescue medium"), "{used:?}");
+}
+
+/// The line recover prints before it maps, and what `mkrescue drill` reads
+/// back from a console log to see which disks the rescue kernel found.
+#[test]
+fn disks_here_line_names_each_disk_and_reads_back_its_serials() {
+    let line = disks_here(&[
+        t("/dev/vda", 20 * GIB, Some("DISK1")),
+        t("/dev/sdb", 2 * GIB, None),
+        t("/dev/nvme0n1", 20 * GIB, Some("S4EVNX0M")),
+    ]);
+    assert_eq!(
+        line,
+        "disks here: /dev/vda (20.0 GiB, serial DISK1), /dev/sdb (2.0 GiB), /dev/nvme0n1 (20.0 GiB, serial S4EVNX0M)"
+    );
+    let log = format!(
+        "[   12.1] mkrescue: earlier\nmkrescue: disks here: none\nmkrescue: {line}\r\nmkrescue: next\n"
+    );
+    assert_eq!(serials_here(&log).unwrap(), ["DISK1", "S4EVNX0M"]);
+    assert_eq!(
+        serials_here("mkrescue: disks here: none\n").unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(disks_here(&[]), "disks here: none");
+    assert!(serials_here("mkrescue: rescue system ready (3.1s)\n").is_none());
 }

@@ -90,6 +90,19 @@ if [ "${SUITE:-bookworm}" != bookworm ]; then
     fi
     rm -rf /backup/rescue-again1 /backup/rescue-again2
 fi
+# raid1-lvm: a second ISO with [modules] policy = "host", the modules this
+# server has loaded and its devices need: virtio, no NVMe driver. One of
+# the drills that must fail (issue 20) recovers with it onto NVMe disks
+# (`mkrescue drill --controller nvme`) and must name the missing driver.
+if grep -qx 'SCENARIO=raid1-lvm' /run/e2e/in/env; then
+    printf '[modules]\npolicy = "host"\n[build]\nout_dir = "/backup/rescue-host-policy"\n' > /run/e2e/host-policy.toml
+    rm -rf /backup/rescue-host-policy /backup/rescue-host-policy-build
+    mkdir -p /backup/rescue-host-policy-build
+    timed iso_host_policy env TMPDIR=/backup/rescue-host-policy-build \
+        mkrescue --config /run/e2e/host-policy.toml --output iso
+    rm -rf /backup/rescue-host-policy-build
+    ls -la /backup/rescue-host-policy
+fi
 # The recovery time as the healthy server predicts it (the e2e report puts
 # it beside recover's actual time).
 timed estimate bash -c 'mkrescue estimate --json > "$1"' - "$out/estimate-host.json"

@@ -119,7 +119,13 @@ pub fn disaster(bin: &Path, scenario: &str, variant: Variant) -> Result<PhaseTim
 /// (the backup disk, the ISO), its results and every serial log stay.
 pub fn prune_scenario(scenario: &str) -> Result<()> {
     let dir = PathBuf::from(WORK).join(scenario);
-    for name in ["BACKUP.raw", "DISK1.raw", "DISK2.raw", "rescue.iso"] {
+    for name in [
+        "BACKUP.raw",
+        "DISK1.raw",
+        "DISK2.raw",
+        "rescue.iso",
+        phases::HOST_POLICY_ISO,
+    ] {
         let p = dir.join(name);
         if p.exists() {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;

@@ -185,6 +185,33 @@ pub(super) fn before(e: &mut E2e) -> Result<()> {
         c["seconds"] = json!(round1(ti.elapsed().as_secs_f64()));
         d["image_check"] = c;
     }
+    // raid1-lvm's second ISO (before.sh: [modules] policy = "host", no
+    // NVMe driver), for the drill that must fail on NVMe disks.
+    let host_policy = e.p(HOST_POLICY_ISO);
+    let _ = std::fs::remove_file(&host_policy);
+    if e.scenario == "raid1-lvm" {
+        util::run(
+            "debugfs",
+            &[
+                "-R",
+                &format!(
+                    "dump /rescue-host-policy/mkrescue.iso {}",
+                    host_policy.display()
+                ),
+                e.p("BACKUP.raw").to_str().context("non-UTF-8 path")?,
+            ],
+        )?;
+        let len = std::fs::metadata(&host_policy)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if len == 0 {
+            bail!(
+                "no /rescue-host-policy/mkrescue.iso on the backup disk {}",
+                e.p("BACKUP.raw").display()
+            );
+        }
+        d["iso_host_policy_mib"] = json!(round1(len as f64 / 1048576.0));
+    }
     e.record("before", t.elapsed().as_secs_f64(), d);
     if e.prune_old {
         // The disaster: from here on only the backup disk and the ISO are
@@ -416,7 +443,230 @@ fn recover_by_drill(e: &mut E2e) -> Result<()> {
             "drill_accel": report.accel_note,
         }),
     );
+    failing_drills(e, &layout_path)
+}
+
+/// raid1-lvm's rescue ISO built with `[modules] policy = "host"` (before.sh),
+/// copied out of the backup disk beside rescue.iso.
+pub(super) const HOST_POLICY_ISO: &str = "rescue-host-policy.iso";
+
+/// One drill that must fail (issue 20), the failed phase it must report,
+/// and words its cause must hold.
+struct MustFail {
+    name: &'static str,
+    phase: &'static str,
+    cause: &'static [&'static str],
+}
+
+/// The drills that must fail, each from the host side like the passing
+/// one, onto its own blank disks, each checked for exit code 9 (the host
+/// was not recovered), its failed phase and a cause naming what broke:
+/// - `damaged`: the backup disk copied with one 4 KiB block in the middle
+///   of the full archive overwritten (debugfs bmap finds where): restore
+///   goes on past the damage, then recover fails naming the lost members;
+/// - `controller`: the server's host-policy ISO (no NVMe driver) onto NVMe
+///   disks (`--controller nvme`): recover sees none of them;
+/// - `no boot loader`: a test hook zeroes the first sector of each
+///   recovered disk (GRUB's boot sector and the protective MBR), so the
+///   BIOS finds nothing to boot.
+///
+/// The fourth drill that must fail, a layout missing a disk, is refused
+/// before any VM (tests/it/drill.rs).
+fn failing_drills(e: &mut E2e, layout: &Path) -> Result<()> {
+    let t = Instant::now();
+    let dir = e.v("drill-fail");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let damaged = dir.join("BACKUP-damaged.raw");
+    let where_ = damage_archive(&e.p("BACKUP.raw"), &damaged)?;
+    let path = |p: &Path| p.display().to_string();
+    let iso = path(&e.p("rescue.iso"));
+    let backup = path(&e.p("BACKUP.raw"));
+    let wipe = "for d; do dd if=/dev/zero of=\"$d\" bs=512 count=1 conv=notrunc status=none; done";
+    let cases: [(MustFail, Vec<String>); 3] = [
+        (
+            MustFail {
+                name: "damaged",
+                phase: "recover",
+                cause: &["damaged or lost in the archive"],
+            },
+            vec![
+                "--iso".into(),
+                iso.clone(),
+                "--backup-disk".into(),
+                path(&damaged),
+            ],
+        ),
+        (
+            MustFail {
+                name: "controller",
+                phase: "recover",
+                cause: &["does not see the disk controller", "NVMe", "DISK1", "nvme"],
+            },
+            vec![
+                "--iso".into(),
+                path(&e.p(HOST_POLICY_ISO)),
+                "--backup-disk".into(),
+                backup.clone(),
+                "--controller".into(),
+                "nvme".into(),
+            ],
+        ),
+        (
+            MustFail {
+                name: "no-boot-loader",
+                phase: "first boot",
+                cause: &["did not boot", "Boot failed"],
+            },
+            vec![
+                "--iso".into(),
+                iso,
+                "--backup-disk".into(),
+                backup,
+                "--test-hook".into(),
+                wipe.into(),
+            ],
+        ),
+    ];
+    let mut seconds = serde_json::Map::new();
+    let mut causes = serde_json::Map::new();
+    for (want, extra) in cases {
+        let t = Instant::now();
+        let work = dir.join(want.name);
+        let mut args = vec![
+            "--json".to_string(),
+            "--root".into(),
+            path(&e.v("drill-root")),
+            "drill".into(),
+            "--layout".into(),
+            path(layout),
+            "--firmware".into(),
+            "bios".into(),
+            "--accel".into(),
+            "tcg".into(),
+            "--work".into(),
+            path(&work),
+        ];
+        args.extend(extra);
+        eprintln!("$ {} {}", e.bin.display(), args.join(" "));
+        let out = std::process::Command::new(&e.bin)
+            .args(&args)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", e.bin.display()))?;
+        let report: mkrescue::drill::Report =
+            serde_json::from_slice(&out.stdout).with_context(|| {
+                format!(
+                    "the {} drill exited {} without a JSON report: {}",
+                    want.name,
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            })?;
+        let cause = report.cause.clone().unwrap_or_default();
+        let missing: Vec<&str> = want
+            .cause
+            .iter()
+            .copied()
+            .filter(|w| !cause.contains(w))
+            .collect();
+        if report.passed
+            || out.status.code() != Some(mkrescue::error::Code::Drill as i32)
+            || report.failed_phase.as_deref() != Some(want.phase)
+            || !missing.is_empty()
+        {
+            bail!(
+                "the {} drill must fail in {} naming {:?} with exit code {}; it {} (exit {}, failed phase {:?}, cause {cause:?})",
+                want.name,
+                want.phase,
+                want.cause,
+                mkrescue::error::Code::Drill as i32,
+                if report.passed {
+                    "passed"
+                } else {
+                    "failed otherwise"
+                },
+                out.status,
+                report.failed_phase
+            );
+        }
+        eprintln!(
+            "e2e: the {} drill failed as it must, in {}: {cause}",
+            want.name, want.phase
+        );
+        seconds.insert(want.name.into(), json!(round1(t.elapsed().as_secs_f64())));
+        causes.insert(want.name.into(), json!(cause));
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    let _ = std::fs::remove_file(&damaged);
+    e.record(
+        "failing drills",
+        t.elapsed().as_secs_f64(),
+        json!({"seconds": seconds, "causes": causes, "damaged": where_}),
+    );
     Ok(())
+}
+
+/// Copies the backup disk `from` to `to` (sparse) and overwrites one 4 KiB
+/// block of the copy in the middle of its biggest archive (the full
+/// backup), found with debugfs(8): `ls -p` for the files, `stats` for the
+/// block size, `bmap` for where the archive's middle block lies. Nothing
+/// is mounted; `from` is only read. Returns what was damaged, for the
+/// report.
+fn damage_archive(from: &Path, to: &Path) -> Result<String> {
+    util::run(
+        "cp",
+        &[
+            "--sparse=always",
+            from.to_str().context("non-UTF-8 path")?,
+            to.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    let img = to.to_str().context("non-UTF-8 path")?;
+    let debugfs = |req: &str| -> Result<String> {
+        let out = std::process::Command::new("debugfs")
+            .args(["-R", req, img])
+            .output()
+            .context("running debugfs")?;
+        if !out.status.success() {
+            bail!("debugfs -R '{req}' {img} failed ({})", out.status);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // `ls -p`: /inode/mode/uid/gid/name/size/ per entry.
+    let (name, size) = debugfs("ls -p /archive")?
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('/').collect();
+            (f.len() >= 7 && f[5].ends_with(".tar.zst"))
+                .then(|| (f[5].to_string(), f[6].parse::<u64>().unwrap_or(0)))
+        })
+        .max_by_key(|(_, size)| *size)
+        .with_context(|| format!("no archive (*.tar.zst) in /archive of {}", from.display()))?;
+    let block: u64 = debugfs("stats")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("debugfs stats shows no block size")?;
+    let logical = size / block / 2;
+    let physical: u64 = debugfs(&format!("bmap /archive/{name} {logical}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("debugfs bmap of /archive/{name} block {logical}"))?;
+    if physical == 0 {
+        bail!("/archive/{name} has no block {logical} (a hole?)");
+    }
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(to)
+        .with_context(|| format!("opening {}", to.display()))?;
+    f.seek(SeekFrom::Start(physical * block))?;
+    f.write_all(&vec![0x55u8; block as usize])?;
+    f.sync_all()?;
+    Ok(format!(
+        "/archive/{name} ({size} bytes): block {logical} of {block} bytes (disk block {physical})"
+    ))
 }
 
 /// The PXE tree before.sh wrote onto the backup disk, copied out of the
