@@ -1702,7 +1702,7 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
     }
     if !args.json && !args.quiet {
         eprintln!(
-            "mkrescue: restored {name}{} into {}: {} members, {} files, {:.1} MiB in {:.1}s",
+            "mkrescue: restored {name}{} into {}: {} members, {} files, {:.1} MiB in {:.1}s; {}",
             if chain.links.len() > 1 {
                 format!(
                     " (a chain of {} from {})",
@@ -1716,10 +1716,21 @@ fn restore_from(cfg: &Config, args: &RestoreOptions) -> Result<()> {
             r.entries,
             r.files,
             r.bytes as f64 / (1 << 20) as f64,
-            report.seconds
+            report.seconds,
+            checked_words(r.checked)
         );
     }
     Ok(())
+}
+
+/// What the restore line says of the digests: `mkrescue drill` reads the
+/// count back from recover's console ([`crate::drill::serial`]).
+pub fn checked_words(checked: u64) -> String {
+    if checked == 0 {
+        "no file checked (the backup has no manifest)".into()
+    } else {
+        format!("{checked} files checked against the manifest")
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,9 @@ pub struct Report {
     pub entries: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Files whose restored data was hashed as it was written and found
+    /// equal to the manifest's digest (0 without a manifest).
+    pub checked: u64,
     /// Members lost or damaged in the archive, in archive order.
     pub damaged: Vec<String>,
     /// Members that could not be put back (permissions, disk full, ...).
@@ -436,7 +439,9 @@ fn put<R: Read>(
                 }
             }
             if let (Some(want), Some(hasher)) = (want, hasher) {
-                if !hasher.finish_hex().eq_ignore_ascii_case(&want.hex) {
+                if hasher.finish_hex().eq_ignore_ascii_case(&want.hex) {
+                    cx.report.checked += 1;
+                } else {
                     drop(f);
                     let _ = std::fs::remove_file(&dest);
                     let name = manifest::escape(&h.path);

@@ -157,6 +157,10 @@ pub struct Report {
     pub estimate_total_s: Option<f64>,
     /// recover's finalize decisions (initramfs, boot menu, GRUB).
     pub finalize: Vec<String>,
+    /// Restored files whose data the restore hashed as it wrote them and
+    /// found equal to the backup's manifest (None: the log did not say).
+    #[serde(default)]
+    pub files_checked: Option<u64>,
     pub serial_logs: Vec<PathBuf>,
     pub kept: Option<PathBuf>,
 }
@@ -318,6 +322,7 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
         estimate_s: BTreeMap::new(),
         estimate_total_s: None,
         finalize: Vec::new(),
+        files_checked: None,
         serial_logs: Vec::new(),
         kept: None,
     };
@@ -504,6 +509,7 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
         .filter_map(|l| l.trim_end().strip_prefix("mkrescue:   - "))
         .map(str::to_string)
         .collect();
+    r.files_checked = serial::files_checked(&text);
     let done = w.seen.get(RECOVER_OK).copied();
     let recover_s = done
         .or(w.seen.get(RECOVER_FAILED).copied())
@@ -514,8 +520,10 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
         ok: done.is_some(),
         seconds: recover_s,
         detail: match (done, r.recover_total_s) {
-            (Some(_), Some(t)) => format!("recover reports {t:.1}s"),
-            (Some(_), None) => "recover finished".into(),
+            (Some(_), Some(t)) => {
+                format!("recover reports {t:.1}s{}", checked_note(r.files_checked))
+            }
+            (Some(_), None) => format!("recover finished{}", checked_note(r.files_checked)),
             (None, _) => "recover did not finish".into(),
         },
     });
@@ -626,6 +634,15 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
 pub fn recover_failure(serial: &str) -> Option<&str> {
     let last = |want: &dyn Fn(&str) -> bool| serial.lines().rev().find(|l| want(l)).map(str::trim);
     last(&|l| l.contains("mkrescue: error:")).or_else(|| last(&|l| l.contains(RECOVER_FAILED)))
+}
+
+/// `; N restored files equal to the manifest` for the recover phase.
+fn checked_note(checked: Option<u64>) -> String {
+    match checked {
+        Some(0) => "; the backup has no manifest: no file's data was checked".into(),
+        Some(n) => format!("; {n} restored files equal to the backup's manifest"),
+        None => String::new(),
+    }
 }
 
 /// The drill's disks that recover's `disks here:` line (printed before it
@@ -1250,6 +1267,7 @@ mkrescue: powering off\n";
                 estimate_s: BTreeMap::new(),
                 estimate_total_s: None,
                 finalize: vec![],
+                files_checked: None,
                 serial_logs: vec![],
                 kept: None,
             },

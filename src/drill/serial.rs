@@ -14,6 +14,23 @@ pub fn finalize_line(text: &str, what: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// How many restored files the restore checked against the backup's
+/// manifest as it wrote them (its `restored ...; N files checked against
+/// the manifest` line, [`crate::backup::checked_words`]); None when the
+/// log has no such line (an older rescue image, or no restore), Some(0)
+/// when the backup had no manifest.
+pub fn files_checked(text: &str) -> Option<u64> {
+    text.lines().rev().find_map(|l| {
+        if l.contains("no file checked (the backup has no manifest)") {
+            return Some(0);
+        }
+        let head = l
+            .trim_end()
+            .strip_suffix(" files checked against the manifest")?;
+        head.rsplit(' ').next()?.parse().ok()
+    })
+}
+
 /// The estimate beside each phase of recover's table (`NAME  12.3s (est.
 /// 11.0s)  DETAIL`) and the estimated total (`(estimated beforehand:
 /// 98.0s)`), from the serial log.
@@ -141,6 +158,21 @@ mkrescue:   - /boot/grub/grub.cfg kept: every UUID (3), volume and kernel file i
             format!("mkrescue: (estimated in 4.6s)\n{log}mkrescue: recover finished\n");
         assert_eq!(recover_totals(&with_estimate), (Some(61.2), Some(4.6)));
         assert_eq!(recover_totals("mkrescue: recover finished\n"), (None, None));
+    }
+
+    /// The count comes back from the line the restore prints, whatever the
+    /// restore's console prefix; no line (an older image) is None.
+    #[test]
+    fn files_checked_is_read_from_the_restore_line() {
+        let line = |n| {
+            format!(
+                "[   80.2] mkrescue: restored e2e-server-20261206T081500.000000Z (a chain of 2 from e2e-server-20261206T081000.000000Z) into /mnt/target: 24263 members, 20112 files, 1120.4 MiB in 23.1s; {}\r\n",
+                crate::backup::checked_words(n)
+            )
+        };
+        assert_eq!(files_checked(&line(20112)), Some(20112));
+        assert_eq!(files_checked(&line(0)), Some(0));
+        assert_eq!(files_checked("mkrescue: recover finished\n"), None);
     }
 
     #[test]
