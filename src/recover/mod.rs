@@ -246,7 +246,9 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     // operator expected and that is not here (its controller's driver
     // missing from the rescue image) shows at once, and `mkrescue drill`
     // reads this line to name that cause (drill::unseen_disks).
-    log::info!("{}", mapping::disks_here(&targets));
+    if !args.quiet {
+        eprintln!("mkrescue: {}", mapping::disks_here(&targets));
+    }
     let in_use = mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
     for (d, why) in &in_use {
         log::info!("{d} is never a target: {why}");
