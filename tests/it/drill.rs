@@ -104,9 +104,12 @@ fn help_states_the_isolation_and_exit_code_9() {
         "snapshot=on",
         "no network card",
         "never writes to the backup",
+        "--controller <CONTROLLER>",
     ] {
         assert!(help.contains(want), "{want}: {help}");
     }
+    // The test hook is for the e2e's drills that must fail, not for users.
+    assert!(!help.contains("--test-hook"), "{help}");
     let top = ok(&mkrescue(&[os("--help")]))
         .split_whitespace()
         .collect::<Vec<_>>()
