@@ -291,13 +291,17 @@ pub const RECOVER_APPEND: &str =
 /// What the serial console of a recovered system shows when it is up, and
 /// what it shows when it is not.
 const LOGIN: &str = " login:";
+/// Not SeaBIOS's "Boot failed: not a bootable disk": it goes on to the
+/// next disk in the boot order (the second RAID1 member), and only "No
+/// bootable device." means none of them boots. OVMF's equivalent is "No
+/// bootable option or device was found".
 const BOOT_FAILURES: [&str; 7] = [
     "You are in emergency mode",
     "Give root password for maintenance",
     "Kernel panic",
     "grub rescue>",
     "No bootable device",
-    "Boot failed",
+    "No bootable option or device was found",
     "ALERT!  ",
 ];
 
@@ -568,7 +572,13 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
     let log = opts.work.join("first-boot.log");
     r.serial_logs.push(log.clone());
     let boot_vars = opts.work.join("OVMF_VARS.first-boot.fd");
+    // SeaBIOS's own messages ("No bootable device.") on ttyS0 too: a disk
+    // without a boot loader must fail the drill at once, by name, and not
+    // at the boot timeout. OVMF prints on the serial port by itself.
+    let sercon = opts.work.join("sercon-port.bin");
+    vm::write_sercon_port(&sercon)?;
     let spec = VmSpec {
+        bios_serial_console: Some(sercon),
         accel,
         q35: true,
         memory_mib: opts.memory_mib,

@@ -204,6 +204,19 @@ pub struct VmSpec {
     pub cdrom: Option<Cdrom>,
     pub disks: Vec<Disk>,
     pub network: Network,
+    /// SeaBIOS prints on the serial port too (its `etc/sercon-port`
+    /// fw_cfg file, SeaBIOS docs "Runtime config"), so "No bootable
+    /// device." reaches the serial log: a file holding the port, 0x3f8 as
+    /// two little-endian bytes (SeaBIOS reads the file as an integer of
+    /// its own size), written by [`write_sercon_port`].
+    pub bios_serial_console: Option<PathBuf>,
+}
+
+/// Writes the two bytes of [`VmSpec::bios_serial_console`]: COM1's port
+/// 0x3f8, little-endian.
+pub fn write_sercon_port(path: &Path) -> Result<()> {
+    std::fs::write(path, 0x3f8u16.to_le_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 impl VmSpec {
@@ -220,6 +233,7 @@ impl VmSpec {
             cdrom: None,
             disks: Vec::new(),
             network: Network::None,
+            bios_serial_console: None,
         }
     }
 
@@ -246,6 +260,12 @@ impl VmSpec {
             &self.cpus.to_string(),
         ]);
         add(&["-display", "none", "-monitor", "none", "-no-reboot"]);
+        if let (Some(port), Firmware::SeaBios) = (&self.bios_serial_console, &self.firmware) {
+            add(&[
+                "-fw_cfg",
+                &format!("name=etc/sercon-port,file={}", port.display()),
+            ]);
+        }
         match &self.serial {
             Serial::File(log) => add(&["-serial", &format!("file:{}", log.display())]),
             Serial::Console(log) => add(&[
@@ -677,6 +697,35 @@ mod tests {
 
     fn line(spec: &VmSpec) -> String {
         spec.argv().join(" ")
+    }
+
+    /// SeaBIOS's serial console: COM1's port as two little-endian bytes,
+    /// passed only under SeaBIOS (OVMF has no such file).
+    #[test]
+    fn bios_serial_console_is_a_fw_cfg_file_under_seabios_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = dir.path().join("sercon");
+        write_sercon_port(&port).unwrap();
+        assert_eq!(std::fs::read(&port).unwrap(), [0xf8, 0x03]);
+        let s = VmSpec {
+            bios_serial_console: Some(port.clone()),
+            ..VmSpec::new(Serial::File("l".into()))
+        };
+        assert!(
+            line(&s).contains(&format!(
+                "-fw_cfg name=etc/sercon-port,file={}",
+                port.display()
+            )),
+            "{}",
+            line(&s)
+        );
+        let uefi = VmSpec {
+            firmware: Firmware::Ovmf {
+                vars: "/v.fd".into(),
+            },
+            ..s
+        };
+        assert!(!line(&uefi).contains("sercon"), "{}", line(&uefi));
     }
 
     #[test]

@@ -516,7 +516,7 @@ fn failing_drills(e: &mut E2e, layout: &Path) -> Result<()> {
             MustFail {
                 name: "no-boot-loader",
                 phase: "first boot",
-                cause: &["did not boot", "Boot failed"],
+                cause: &["did not boot", "No bootable device"],
             },
             vec![
                 "--iso".into(),
