@@ -19,7 +19,7 @@
 //!    ready marker, then its unattended recover up to `recover finished`
 //!    and power-off; recover's own phase table and the estimate it made
 //!    beforehand are read from the serial console ([`serial`]); when it
-//!    fails and its `disks here:` line lacks some of the drill's disks, the
+//!    fails and its error's `disks here:` list lacks some of the drill's disks, the
 //!    cause is the rescue kernel not seeing their controller
 //!    ([`unseen_disks`]);
 //! 4. `first boot`: the recovered disks alone (copy-on-write: the disks
@@ -538,7 +538,7 @@ pub fn drill(opts: &DrillOptions, layout: &Layout, say: &dyn Fn(&str)) -> Result
             format!("{why} (serial log {})", log.display())
         } else {
             format!(
-                "the rescue kernel does not see the disk controller: {} of the {} disks on {} ({}) are missing from recover's list, so the rescue image lacks that controller's driver; build it with the driver (`[modules] extra = [\"{}\"]`, or policy = \"storage-net\") and drill again (recover: {why}; serial log {})",
+                "the rescue kernel does not see the disk controller: {} of the {} disks on {} ({}) are missing from the disks recover found, so the rescue image lacks that controller's driver; build it with the driver (`[modules] extra = [\"{}\"]`, or policy = \"storage-net\") and drill again (recover: {why}; serial log {})",
                 unseen.len(),
                 disks.len(),
                 opts.controller.name(unseen[0].nvme),
@@ -655,11 +655,11 @@ fn checked_note(checked: Option<u64>) -> String {
     }
 }
 
-/// The drill's disks that recover's `disks here:` line (printed before it
-/// maps the layout onto this machine's disks) does not list by serial: the
-/// rescue kernel did not see them, as when the image lacks the driver of
-/// the controller they sit on. Empty when recover printed no such line
-/// (it failed before) or saw them all.
+/// The drill's disks that the `disks here:` list of recover's error (when
+/// a disk of the layout had no disk to go to) does not name by serial:
+/// the rescue kernel did not see them, as when the image lacks the driver
+/// of the controller they sit on. Empty when recover printed no such list
+/// (it failed otherwise) or saw them all.
 pub fn unseen_disks<'a>(serial_log: &str, disks: &'a [Disk]) -> Vec<&'a Disk> {
     let Some(seen) = crate::recover::mapping::serials_here(serial_log) else {
         return Vec::new();
@@ -1206,8 +1206,7 @@ mod tests {
                 ..Disk::raw(format!("/w/{s}.raw"), s)
             })
             .collect();
-        let none_seen = "mkrescue: disks here: /dev/vda (4.0 GiB, serial MKRBACKUP0)\n\
-mkrescue: error: no target disk left for /dev/vda (20.0 GiB): attach one or give --map /dev/vda=DISK; nothing was changed\n";
+        let none_seen = "mkrescue: error: no target disk left for /dev/vda (20.0 GiB): attach one or give --map /dev/vda=DISK; nothing was changed; disks here: /dev/vda (4.0 GiB, serial MKRBACKUP0)\n";
         let unseen = unseen_disks(none_seen, &disks);
         assert_eq!(
             unseen

@@ -52,9 +52,13 @@ impl TargetDisk {
 /// What [`disks_here`]'s line starts with.
 pub const DISKS_HERE: &str = "disks here: ";
 
-/// One line naming every disk of this machine with its size and serial:
-/// `disks here: /dev/vda (20.0 GiB, serial DISK1), /dev/vdb (...)`, or
-/// `disks here: none`.
+/// Every disk of this machine with its size and serial, the end of the
+/// error when a disk of the layout has no disk to go to: `disks here:
+/// /dev/vda (20.0 GiB, serial DISK1), /dev/vdb (...)`, or `disks here:
+/// none`. A disk the operator expected and that is not listed (its
+/// controller's driver missing from the rescue image) shows at once, and
+/// `mkrescue drill` reads the serials back to name that cause
+/// (drill::unseen_disks).
 pub fn disks_here(targets: &[TargetDisk]) -> String {
     if targets.is_empty() {
         return format!("{DISKS_HERE}none");
@@ -69,8 +73,8 @@ pub fn disks_here(targets: &[TargetDisk]) -> String {
     format!("{DISKS_HERE}{}", each.join(", "))
 }
 
-/// The serials [`disks_here`] printed, from the last such line in `text`
-/// (a console log); None when `text` has no such line.
+/// The serials [`disks_here`] listed, from the last line of `text` (a
+/// console log) that has such a list; None when none has.
 pub fn serials_here(text: &str) -> Option<Vec<String>> {
     let line = text.lines().rev().find_map(|l| {
         let i = l.find(DISKS_HERE)?;
@@ -372,18 +376,20 @@ pub fn map_disks(
                     Code::Host,
                     match biggest {
                         Some(t) => format!(
-                            "no disk large enough for {} (needs {}; the largest free one, {}, has {}); attach one or give --map {}=DISK; nothing was changed",
+                            "no disk large enough for {} (needs {}; the largest free one, {}, has {}); attach one or give --map {}=DISK; nothing was changed; {}",
                             s.path,
                             human(needed_bytes(s)),
                             t.path,
                             human(t.size),
-                            s.path
+                            s.path,
+                            disks_here(targets)
                         ),
                         None => format!(
-                            "no target disk left for {} ({}): attach one or give --map {}=DISK; nothing was changed",
+                            "no target disk left for {} ({}): attach one or give --map {}=DISK; nothing was changed; {}",
                             s.path,
                             human(s.size),
-                            s.path
+                            s.path,
+                            disks_here(targets)
                         ),
                     },
                 ));

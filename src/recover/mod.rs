@@ -242,13 +242,6 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     };
     let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
     let targets = mapping::TargetDisk::from_lsblk(&lsblk)?;
-    // Every disk this kernel sees, before any is chosen: a disk the
-    // operator expected and that is not here (its controller's driver
-    // missing from the rescue image) shows at once, and `mkrescue drill`
-    // reads this line to name that cause (drill::unseen_disks).
-    if !args.quiet {
-        eprintln!("mkrescue: {}", mapping::disks_here(&targets));
-    }
     let in_use = mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
     for (d, why) in &in_use {
         log::info!("{d} is never a target: {why}");

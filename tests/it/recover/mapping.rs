@@ -358,8 +358,9 @@ fn the_rescue_medium_is_never_a_target() {
     assert!(used["/dev/sda"].contains("rescue medium"), "{used:?}");
 }
 
-/// The line recover prints before it maps, and what `mkrescue drill` reads
-/// back from a console log to see which disks the rescue kernel found.
+/// The list recover's mapping errors end with, and what `mkrescue drill`
+/// reads back from a console log to see which disks the rescue kernel
+/// found.
 #[test]
 fn disks_here_line_names_each_disk_and_reads_back_its_serials() {
     let line = disks_here(&[
@@ -372,7 +373,7 @@ fn disks_here_line_names_each_disk_and_reads_back_its_serials() {
         "disks here: /dev/vda (20.0 GiB, serial DISK1), /dev/sdb (2.0 GiB), /dev/nvme0n1 (20.0 GiB, serial S4EVNX0M)"
     );
     let log = format!(
-        "[   12.1] mkrescue: earlier\nmkrescue: disks here: none\nmkrescue: {line}\r\nmkrescue: next\n"
+        "[   12.1] mkrescue: earlier\nmkrescue: disks here: none\nmkrescue: error: no target disk left for /dev/vdc (1.5 GiB): attach one or give --map /dev/vdc=DISK; nothing was changed; {line}\r\nmkrescue: next\n"
     );
     assert_eq!(serials_here(&log).unwrap(), ["DISK1", "S4EVNX0M"]);
     assert_eq!(
