@@ -369,25 +369,13 @@ fn recover_by_drill(e: &mut E2e) -> Result<()> {
         "--keep-format".into(),
         "raw".into(),
     ];
-    eprintln!("$ {} {}", e.bin.display(), args.join(" "));
-    let out = std::process::Command::new(&e.bin)
-        .args(&args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", e.bin.display()))?;
+    let (out, report) = run_drill(e, &args, "mkrescue drill");
     // The serial logs where the e2e keeps its own (after reads recover's
     // disk renames from it).
     for (from, to) in [("recover.log", "recover"), ("first-boot.log", "first-boot")] {
         let _ = std::fs::copy(work.join(from), log_path(&e.vm_name(to)));
     }
-    let report: mkrescue::drill::Report =
-        serde_json::from_slice(&out.stdout).with_context(|| {
-            format!(
-                "mkrescue drill exited {} without a JSON report: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })?;
+    let (out, report) = (out?, report?);
     if !report.passed || !out.status.success() {
         bail!(
             "mkrescue drill failed (exit {}) in {}: {}",
@@ -444,6 +432,37 @@ fn recover_by_drill(e: &mut E2e) -> Result<()> {
         }),
     );
     failing_drills(e, &layout_path)
+}
+
+/// Runs `mkrescue ARGS` (a `--json ... drill` command line) from the host
+/// and reads its JSON report; `what` names the drill in the error when
+/// there is none. The two results are apart so the caller can keep the
+/// serial logs before it fails.
+fn run_drill(
+    e: &E2e,
+    args: &[String],
+    what: &str,
+) -> (
+    Result<std::process::Output>,
+    Result<mkrescue::drill::Report>,
+) {
+    eprintln!("$ {} {}", e.bin.display(), args.join(" "));
+    let out = std::process::Command::new(&e.bin)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", e.bin.display()));
+    let report = match &out {
+        Ok(o) => serde_json::from_slice(&o.stdout).with_context(|| {
+            format!(
+                "{what} exited {} without a JSON report: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout)
+            )
+        }),
+        Err(_) => Err(anyhow::anyhow!("{what} did not run")),
+    };
+    (out, report)
 }
 
 /// raid1-lvm's rescue ISO built with `[modules] policy = "host"` (before.sh),
@@ -548,21 +567,8 @@ fn failing_drills(e: &mut E2e, layout: &Path) -> Result<()> {
             path(&work),
         ];
         args.extend(extra);
-        eprintln!("$ {} {}", e.bin.display(), args.join(" "));
-        let out = std::process::Command::new(&e.bin)
-            .args(&args)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", e.bin.display()))?;
-        let report: mkrescue::drill::Report =
-            serde_json::from_slice(&out.stdout).with_context(|| {
-                format!(
-                    "the {} drill exited {} without a JSON report: {}",
-                    want.name,
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout)
-                )
-            })?;
+        let (out, report) = run_drill(e, &args, &format!("the {} drill", want.name));
+        let (out, report) = (out?, report?);
         let cause = report.cause.clone().unwrap_or_default();
         let missing: Vec<&str> = want
             .cause
