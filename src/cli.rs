@@ -533,6 +533,23 @@ pub struct RecoverArgs {
     /// Map a disk of the layout to a disk of this machine (repeatable)
     #[arg(long, value_name = "SRC=DST")]
     pub map: Vec<String>,
+    /// Map a NIC the rescue image recorded (name or MAC) to a NIC of this
+    /// machine (name or MAC), overriding the mapping by MAC, PCI slot and
+    /// order (repeatable)
+    ///
+    /// Each recorded NIC goes to the NIC here with its MAC, else to the one
+    /// in its PCI slot, else by order when exactly as many NICs are left on
+    /// both sides. A NIC that cannot be mapped without a guess is a line in
+    /// the report, never a failure: its configuration is left as it was.
+    /// After the restore, the restored system's ifupdown, systemd-networkd,
+    /// NetworkManager, netplan and udev-rule files that name a moved NIC are
+    /// rewritten to its new name and MAC (originals in
+    /// /var/lib/mkrescue/recover-orig/); a name the system pins to the old
+    /// MAC (70-persistent-net.rules, a .link file, netplan set-name) is
+    /// kept. --dry-run prints the mapping; an unknown OLD or NEW stops
+    /// recover before anything is written (exit 2).
+    #[arg(long, value_name = "OLD=NEW")]
+    pub map_nic: Vec<String>,
     /// Never ask: refuse when a decision is ambiguous
     #[arg(long)]
     pub unattended: bool,

@@ -18,6 +18,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         layout: args.recovery.layout.clone(),
         dry_run: args.dry_run,
         map: args.map.clone(),
+        map_nic: args.map_nic.clone(),
         unattended: args.unattended,
         layout_only: args.layout_only,
         key_file: args.key_file.clone(),

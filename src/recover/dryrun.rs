@@ -52,6 +52,8 @@ pub struct DryRunReport<'a> {
     pub layout: &'a Path,
     /// Layout disk → disk here.
     pub disks: &'a BTreeMap<String, String>,
+    /// Recorded NIC → NIC here, and what could not be mapped.
+    pub nics: Vec<String>,
     pub restore_from: Option<String>,
     pub steps: Vec<serde_json::Value>,
     /// The same plan as the shell script the text dry run prints.

@@ -7,6 +7,9 @@
 //!    the mapping changed (`/dev/sda2` now `/dev/nvme0n1p2`) is rewritten, in
 //!    fstab, crypttab, mdadm.conf, /etc/default/grub and the resume config.
 //!    The original is kept next to it as `*.mkrescue-orig`.
+//!    The network configuration follows the NICs of this machine
+//!    ([`super::nic`]): names and MACs rewritten where the mapping changed
+//!    them.
 //! 3. The initramfs is regenerated in a chroot with the system's own tool
 //!    (update-initramfs, dracut or mkinitcpio) when it must be: with
 //!    `initramfs = "auto"` only when [`needs::initramfs`] names a reason (a
@@ -66,6 +69,8 @@ pub struct Ctx<'a> {
     pub needed: &'a Result<std::collections::BTreeSet<String>, String>,
     /// What the recovered machine has that grub.cfg may refer to.
     pub present: &'a needs::Present,
+    /// The recorded NICs mapped to this machine's.
+    pub nics: &'a super::nic::Mapping,
 }
 
 /// Runs the finalize steps; returns one line per thing done, for the report.
@@ -92,6 +97,10 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
             rewritten.push(f.to_string());
         }
     }
+    // Not an input of the initramfs decision: the network configuration
+    // is read by the booted system, not by its initramfs (a root on NFS or
+    // iSCSI is refused by layout save).
+    done.extend(super::nic::rewrite_tree(c.root, c.nics)?);
     let auto = match c.needed {
         Ok(m) => needs::initramfs(c.root, &rewritten, m),
         Err(e) => needs::Decision::yes(format!("the drivers of the new disks are not known ({e})")),

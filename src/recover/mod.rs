@@ -8,7 +8,10 @@
 //! 2. **mount**: the rebuilt file systems under the target directory
 //!    ([`mount`]);
 //! 3. **restore**: the files, by the backup method (`mkrescue restore`);
-//! 4. **finalize**: device names, initramfs, boot loader ([`finalize`]);
+//! 4. **finalize**: device names, the network configuration for other
+//!    NICs ([`nic`]; mapped before phase 1, so a wrong `--map-nic` stops
+//!    recover before it writes anything), initramfs, boot loader
+//!    ([`finalize`]);
 //! 5. **unmount**, so everything is on disk before a reboot.
 //!
 //! `--dry-run` prints the plan as a shell script and changes nothing;
@@ -21,6 +24,7 @@ pub mod finalize;
 pub mod mapping;
 pub mod mount;
 pub mod needs;
+pub mod nic;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +57,9 @@ pub struct Report {
     pub disks: BTreeMap<String, String>,
     pub phases: Vec<Phase>,
     pub finalize: Vec<String>,
+    /// The recorded NICs and where they went, and what could not be
+    /// mapped ([`nic::Mapping::lines`]).
+    pub nics: Vec<String>,
     pub error: Option<String>,
     pub seconds: f64,
     /// What `mkrescue estimate` predicted for the whole recover, when it
@@ -127,6 +134,9 @@ impl Report {
         for f in &self.finalize {
             eprintln!("mkrescue:   - {f}");
         }
+        for n in &self.nics {
+            eprintln!("mkrescue:   {n}");
+        }
     }
 }
 
@@ -144,6 +154,9 @@ pub struct RecoverOptions {
     pub dry_run: bool,
     /// `SRC=DST` disk mappings given by the operator.
     pub map: Vec<String>,
+    /// `OLD=NEW` NIC mappings given by the operator (recorded name or MAC
+    /// = name or MAC here).
+    pub map_nic: Vec<String>,
     /// Never ask: refuse when a decision is ambiguous.
     pub unattended: bool,
     /// Stop after partitions, RAID, LVM, LUKS, file systems and swap.
@@ -229,6 +242,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         mount::unmount_all(&root)?;
     }
     let explicit = mapping::parse_maps(&args.map)?;
+    let nics = nic::plan(&args.root, &args.map_nic)?;
     // The backup first: its disk is mounted (read-only) before the disks are
     // listed, so it is in use and never a target.
     let mut source = if args.layout_only || args.dry_run {
@@ -313,11 +327,17 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let p = plan::plan(&layout, &disks, &opt)?;
     let dev = plan::device_map(&layout, &disks);
     let mounts = mount::plan(&layout, &dev, &root);
-    let header = header(&layout, &map);
+    let mut header = header(&layout, &map);
+    for l in nics.lines() {
+        header.push_str(&l);
+        header.push('\n');
+    }
     if args.dry_run {
         let mut script = p.script(&header);
         if !args.layout_only {
-            script.push_str(&rest_script(&layout, &disks, &mounts, &root, cfg, args));
+            script.push_str(&rest_script(
+                &layout, &disks, &mounts, &root, cfg, args, &nics,
+            ));
         }
         let mut out = std::io::stdout().lock();
         if args.json {
@@ -325,6 +345,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
                 rescue_system: args.root.join(dryrun::RESCUE_MARKER).is_file(),
                 layout: &args.layout,
                 disks: &disks,
+                nics: nics.lines(),
                 restore_from: dryrun::source(cfg, args).filter(|_| !args.layout_only),
                 steps: dryrun::steps(&p),
                 script,
@@ -353,6 +374,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         disks: disks.clone(),
         phases: Vec::new(),
         finalize: Vec::new(),
+        nics: nics.lines(),
         error: None,
         seconds: 0.0,
         predicted_seconds: None,
@@ -368,6 +390,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         &dev,
         &mounts,
         &root,
+        &nics,
         &mut report,
     );
     if let Some(s) = source.as_mut()
@@ -408,6 +431,7 @@ fn phases(
     dev: &BTreeMap<String, String>,
     mounts: &[mount::TargetMount],
     root: &Path,
+    nics: &nic::Mapping,
     report: &mut Report,
 ) -> Result<()> {
     report.phase("layout", || {
@@ -463,6 +487,7 @@ fn phases(
         work_dir: Path::new(WORK_DIR),
         needed: &needed,
         present: &present,
+        nics,
     };
     let done = report.phase("finalize", || {
         let done = finalize::run(&ctx)?;
@@ -642,6 +667,7 @@ fn rest_script(
     root: &Path,
     cfg: &Config,
     args: &RecoverOptions,
+    nics: &nic::Mapping,
 ) -> String {
     let mut s = String::from("\n# Mount the target tree\n");
     for m in mounts {
@@ -682,6 +708,10 @@ fn rest_script(
         "mount -t proc proc {r}/proc\nmount --bind /run {r}/run\n"
     ));
     s.push_str("# /etc/fstab, crypttab, mdadm.conf, default/grub: renamed disks rewritten\n");
+    for l in nic::dry_run_lines(nics) {
+        s.push_str(&l);
+        s.push('\n');
+    }
     let initramfs = format!(
         "chroot {r} update-initramfs -u -k all   # or dracut --force --regenerate-all, mkinitcpio -P\n"
     );

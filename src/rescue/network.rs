@@ -77,6 +77,12 @@ pub struct Interface {
     pub dhcp: bool,
     /// Static addresses with prefix length (`192.0.2.2/24`, `fd00::2/64`).
     pub addresses: Vec<String>,
+    /// A NIC's place on the bus as udev's `ID_PATH` names it
+    /// (`pci-0000:00:03.0`): recover maps the NIC to the one in the same
+    /// slot when no MAC matches. Captured from sysfs; absent in images
+    /// built before it was recorded, and for NICs not on PCI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +270,7 @@ pub fn parse(ip: &IpOutputs, hints: &DhcpHints, resolv_conf: &str) -> Result<Net
             master: l.master.clone(),
             mtu: l.mtu,
             addresses,
+            path: None,
         });
     }
     let known: BTreeSet<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
@@ -425,7 +432,46 @@ pub fn capture(root: &Path, cfg: &crate::config::Network) -> Result<NetConfig> {
     if parse_resolv_conf(&resolv).0.is_empty() {
         resolv = read(&root.join("run/systemd/resolve/resolv.conf"));
     }
-    parse(&ip, &dhcp_hints(root), &resolv)
+    let mut net = parse(&ip, &dhcp_hints(root), &resolv)?;
+    // The captured `ip` outputs of a test rig name NICs of another machine:
+    // their slots are not this host's.
+    if cfg.ip_addr_json.is_none() {
+        let sys = root.join("sys/class/net");
+        for i in net.interfaces.iter_mut() {
+            if i.link == LinkKind::Physical {
+                i.path = bus_path(&sys, &i.name);
+            }
+        }
+    }
+    Ok(net)
+}
+
+/// The `ID_PATH` of udev's path_id builtin for a NIC on PCI: `pci-` and the
+/// address of the PCI function nearest the interface in its sysfs device
+/// path (`/sys/devices/pci0000:00/0000:00:03.0/virtio0` ->
+/// `pci-0000:00:03.0`; a NIC behind a bridge has the bridge's address in
+/// its path before its own). `None` off PCI (USB, platform devices) and
+/// for virtual interfaces. `sys_class_net` is `/sys/class/net`.
+pub fn bus_path(sys_class_net: &Path, name: &str) -> Option<String> {
+    let dev = std::fs::canonicalize(sys_class_net.join(name).join("device")).ok()?;
+    dev.components()
+        .filter_map(|c| c.as_os_str().to_str())
+        .filter(|c| is_pci_address(c))
+        .next_back()
+        .map(|a| format!("pci-{a}"))
+}
+
+/// `DDDD:BB:SS.F` (domain, bus, slot, function in hex), the name of a PCI
+/// function in sysfs.
+fn is_pci_address(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
 }
 
 fn read(p: &Path) -> String {
@@ -474,6 +520,26 @@ mod tests {
         );
         assert_eq!(ns, ["10.0.0.2"]);
         assert_eq!(s, ["example.com", "corp"]);
+    }
+
+    #[test]
+    fn bus_path_is_the_nearest_pci_function() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let dev = r.join("devices/pci0000:00/0000:00:1c.0/0000:02:00.0/virtio3");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::create_dir_all(r.join("class/net/ens4")).unwrap();
+        std::os::unix::fs::symlink(&dev, r.join("class/net/ens4/device")).unwrap();
+        std::fs::create_dir_all(r.join("class/net/bond0")).unwrap();
+        let usb = r.join("devices/platform/usb1/1-1/1-1:1.0");
+        std::fs::create_dir_all(&usb).unwrap();
+        std::fs::create_dir_all(r.join("class/net/usb0")).unwrap();
+        std::os::unix::fs::symlink(&usb, r.join("class/net/usb0/device")).unwrap();
+        let net = r.join("class/net");
+        assert_eq!(bus_path(&net, "ens4").as_deref(), Some("pci-0000:02:00.0"));
+        assert_eq!(bus_path(&net, "bond0"), None, "virtual: no device");
+        assert_eq!(bus_path(&net, "usb0"), None, "not on PCI");
+        assert!(!is_pci_address("pci0000:00"));
     }
 
     #[test]
