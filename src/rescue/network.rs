@@ -456,8 +456,7 @@ pub fn bus_path(sys_class_net: &Path, name: &str) -> Option<String> {
     let dev = std::fs::canonicalize(sys_class_net.join(name).join("device")).ok()?;
     dev.components()
         .filter_map(|c| c.as_os_str().to_str())
-        .filter(|c| is_pci_address(c))
-        .next_back()
+        .rfind(|c| is_pci_address(c))
         .map(|a| format!("pci-{a}"))
 }
 

@@ -1,6 +1,8 @@
-//! `mkrescue recover`: disk mapping, the plan and its executor.
+//! `mkrescue recover`: disk and NIC mapping, the plan and its executor,
+//! the network rewrite.
 
 mod estimate;
 mod executor;
 mod mapping;
+mod nic;
 mod plan;
