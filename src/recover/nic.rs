@@ -74,7 +74,15 @@ pub struct Recorded {
 /// A NIC of this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HereNic {
+    /// Its name in this rescue system: the kernel's (`eth0`), as the image
+    /// carries udev's rules but not systemd's `99-default.link` naming
+    /// policy.
     pub name: String,
+    /// The predictable name the restored system's udev gives it (Debian's
+    /// `NamePolicy=keep kernel database onboard slot path`,
+    /// systemd.link(5)): `ID_NET_NAME_FROM_DATABASE`, `_ONBOARD`, `_SLOT`
+    /// or `_PATH` of udev's net_id builtin, the first there is.
+    pub predictable: Option<String>,
     /// Lower case, the permanent MAC.
     pub mac: String,
     pub path: Option<String>,
@@ -107,7 +115,11 @@ impl Why {
 pub struct NicMap {
     pub old_name: String,
     pub old_mac: String,
+    /// The name the NIC gets in the restored system: its predictable
+    /// name, else its name here.
     pub new_name: String,
+    /// Its name in this rescue system.
+    pub here_name: String,
     pub new_mac: String,
     pub why: Why,
 }
@@ -137,8 +149,13 @@ impl Mapping {
                 if m.old_name == m.new_name && m.old_mac == m.new_mac {
                     format!("nic {} {}: here as it was", m.old_name, m.old_mac)
                 } else {
+                    let here = if m.here_name == m.new_name {
+                        String::new()
+                    } else {
+                        format!("; {} in this rescue system", m.here_name)
+                    };
                     format!(
-                        "nic {} {} -> {} {} ({})",
+                        "nic {} {} -> {} {} ({}{here})",
                         m.old_name,
                         m.old_mac,
                         m.new_name,
@@ -169,8 +186,15 @@ pub fn recorded(cfg: &NetConfig) -> Vec<Recorded> {
 /// The NICs below `sys_class_net` (`/sys/class/net`): interfaces with a
 /// `device` (virtual ones have none), in ifindex order. `permanent`
 /// (name → MAC, from `ip -json link`'s `permaddr`) replaces the current
-/// address of a bond slave, which carries its bond's.
-pub fn probe(sys_class_net: &Path, permanent: &BTreeMap<String, String>) -> Vec<HereNic> {
+/// address of a bond slave, which carries its bond's. Predictable names
+/// come from udev's database in `udev_data` (`/run/udev/data`, file
+/// `n<ifindex>`, lines `E:KEY=VALUE`: what `udevadm info` reads; the
+/// image's `75-net-description.rules` imports net_id into it).
+pub fn probe(
+    sys_class_net: &Path,
+    permanent: &BTreeMap<String, String>,
+    udev_data: &Path,
+) -> Vec<HereNic> {
     let Ok(rd) = std::fs::read_dir(sys_class_net) else {
         return Vec::new();
     };
@@ -185,20 +209,48 @@ pub fn probe(sys_class_net: &Path, permanent: &BTreeMap<String, String>) -> Vec<
                     .trim()
                     .to_string()
             };
+            let ifindex: u32 = read("ifindex").parse().unwrap_or(u32::MAX);
+            let db =
+                std::fs::read_to_string(udev_data.join(format!("n{ifindex}"))).unwrap_or_default();
             HereNic {
+                predictable: predictable_name(db.lines().filter_map(|l| l.strip_prefix("E:"))),
                 mac: permanent
                     .get(&name)
                     .cloned()
                     .unwrap_or_else(|| read("address"))
                     .to_ascii_lowercase(),
                 path: crate::rescue::network::bus_path(sys_class_net, &name),
-                ifindex: read("ifindex").parse().unwrap_or(u32::MAX),
+                ifindex,
                 name,
             }
         })
         .collect();
     v.sort_by(|a, b| (a.ifindex, &a.name).cmp(&(b.ifindex, &b.name)));
     v
+}
+
+/// The first of `ID_NET_NAME_FROM_DATABASE`, `_ONBOARD`, `_SLOT`,
+/// `_PATH` among `KEY=VALUE` lines: the name Debian's default
+/// `NamePolicy=keep kernel database onboard slot path` picks.
+pub fn predictable_name<'a>(props: impl Iterator<Item = &'a str>) -> Option<String> {
+    let props: BTreeMap<&str, &str> = props.filter_map(|l| l.split_once('=')).collect();
+    ["FROM_DATABASE", "ONBOARD", "SLOT", "PATH"]
+        .iter()
+        .find_map(|k| props.get(format!("ID_NET_NAME_{k}").as_str()))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The predictable name of NIC `name` by the rescue system's
+/// `udevadm test-builtin net_id` (no change to anything: it prints the
+/// properties), for when udev's database lacks them.
+fn net_id(name: &str) -> Option<String> {
+    let out = crate::exec::Cmd::new("udevadm")
+        .args(["test-builtin", "net_id"])
+        .arg(format!("/sys/class/net/{name}"))
+        .read()
+        .ok()?;
+    predictable_name(out.lines())
 }
 
 /// Name → permanent MAC of the interfaces whose current MAC is another
@@ -265,10 +317,11 @@ pub fn parse_map_nic(
                 ),
             ));
         };
-        let Some(n) = here
-            .iter()
-            .position(|h| h.name == new || h.mac.eq_ignore_ascii_case(new))
-        else {
+        let Some(n) = here.iter().position(|h| {
+            h.name == new
+                || h.predictable.as_deref() == Some(new)
+                || h.mac.eq_ignore_ascii_case(new)
+        }) else {
             let list: Vec<String> = here
                 .iter()
                 .map(|h| format!("{} {}", h.name, h.mac))
@@ -383,7 +436,8 @@ pub fn map_nics(rec: &[Recorded], here: &[HereNic], map_nic: &[String]) -> Resul
             Some(NicMap {
                 old_name: rec[o].name.clone(),
                 old_mac: rec[o].mac.clone(),
-                new_name: here[n].name.clone(),
+                new_name: here[n].predictable.clone().unwrap_or(here[n].name.clone()),
+                here_name: here[n].name.clone(),
                 new_mac: here[n].mac.clone(),
                 why,
             })
@@ -432,7 +486,16 @@ pub fn plan(root: &Path, map_nic: &[String]) -> Result<Mapping> {
     } else {
         BTreeMap::new()
     };
-    let here = probe(&root.join("sys/class/net"), &perm);
+    let mut here = probe(
+        &root.join("sys/class/net"),
+        &perm,
+        &root.join("run/udev/data"),
+    );
+    if root == Path::new("/") {
+        for h in here.iter_mut().filter(|h| h.predictable.is_none()) {
+            h.predictable = net_id(&h.name);
+        }
+    }
     map_nics(&rec, &here, map_nic)
 }
 
@@ -479,14 +542,23 @@ impl Renames {
 /// Two NICs that would end up with one name are left out, with a note.
 pub fn renames(root: &Path, m: &Mapping) -> (Renames, Vec<String>) {
     let pins = pinned_names(root);
+    let kernel = kernel_names(root);
     let mut r = Renames::default();
     let mut notes = Vec::new();
+    if let Some(why) = &kernel {
+        notes.push(format!(
+            "the restored system keeps the kernel's NIC names ({why}): the NICs are named as in this rescue system"
+        ));
+    }
     let mut target: BTreeMap<String, Vec<&NicMap>> = BTreeMap::new();
     for n in &m.maps {
-        let name = pins
-            .get(&n.old_mac)
-            .cloned()
-            .unwrap_or_else(|| n.new_name.clone());
+        let name = pins.get(&n.old_mac).cloned().unwrap_or_else(|| {
+            if kernel.is_some() {
+                n.here_name.clone()
+            } else {
+                n.new_name.clone()
+            }
+        });
         target.entry(name).or_default().push(n);
     }
     for (name, nics) in target {
@@ -498,9 +570,9 @@ pub fn renames(root: &Path, m: &Mapping) -> (Renames, Vec<String>) {
             continue;
         }
         let n = nics[0];
-        if name != n.new_name {
+        if pins.contains_key(&n.old_mac) && name != n.new_name {
             notes.push(format!(
-                "{} keeps the name {name} the restored system pins to its MAC (in this rescue system it is {})",
+                "{} keeps the name {name} the restored system pins to its MAC (not {})",
                 n.old_name, n.new_name
             ));
         }
@@ -512,6 +584,30 @@ pub fn renames(root: &Path, m: &Mapping) -> (Renames, Vec<String>) {
         }
     }
     (r, notes)
+}
+
+/// Why the restored system at `root` names NICs as the kernel does
+/// (`eth0`), if it does: `net.ifnames=0` on its kernel command line
+/// (systemd.net-naming-scheme(7)) in /etc/default/grub or
+/// /etc/kernel/cmdline, or the default policy masked by a
+/// `/etc/systemd/network/99-default.link` linked to /dev/null.
+pub fn kernel_names(root: &Path) -> Option<String> {
+    for f in ["etc/default/grub", "etc/kernel/cmdline"] {
+        let text = read(&root.join(f));
+        if text
+            .lines()
+            .filter(|l| !is_comment(l, '#'))
+            .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '"' || c == '\''))
+            .any(|w| w == "net.ifnames=0")
+        {
+            return Some(format!("net.ifnames=0 in /{f}"));
+        }
+    }
+    let link = root.join("etc/systemd/network/99-default.link");
+    if std::fs::read_link(&link).is_ok_and(|t| t == Path::new("/dev/null")) {
+        return Some("/etc/systemd/network/99-default.link masks the naming policy".into());
+    }
+    None
 }
 
 /// Old MAC (lower case) → the name the restored system gives that NIC:

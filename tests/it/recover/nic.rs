@@ -27,6 +27,7 @@ fn rec(name: &str, mac: &str, path: Option<&str>) -> Recorded {
 fn here(name: &str, mac: &str, path: Option<&str>, ifindex: u32) -> HereNic {
     HereNic {
         name: name.into(),
+        predictable: None,
         mac: mac.into(),
         path: path.map(str::to_string),
         ifindex,
@@ -286,14 +287,29 @@ fn probe_reads_sysfs_skips_virtual_links_and_uses_permanent_macs() {
             ("bond0", "02:fc:00:00:01:01", 4, None),
         ],
     );
+    // udev's database entry of ens5 (the format of /run/udev/data/n<ifindex>
+    // that `udevadm info` reads), written by its net_id builtin.
+    std::fs::create_dir_all(dir.path().join("run/udev/data")).unwrap();
+    std::fs::write(
+        dir.path().join("run/udev/data/n3"),
+        "I:4242\nE:ID_NET_NAMING_SCHEME=v252\nE:ID_NET_NAME_MAC=enx02fc00000102\nE:ID_NET_NAME_PATH=enp0s5\nE:ID_NET_NAME_SLOT=ens5\nE:ID_PATH=pci-0000:00:05.0\nG:systemd\nV:1\n",
+    )
+    .unwrap();
     let perm: BTreeMap<String, String> =
         [("ens5".to_string(), "02:fc:00:00:01:02".to_string())].into();
-    let got = probe(&dir.path().join("sys/class/net"), &perm);
+    let got = probe(
+        &dir.path().join("sys/class/net"),
+        &perm,
+        &dir.path().join("run/udev/data"),
+    );
     assert_eq!(
         got,
         [
             here("ens4", "02:fc:00:00:01:01", Some("pci-0000:00:04.0"), 2),
-            here("ens5", "02:fc:00:00:01:02", Some("pci-0000:00:05.0"), 3),
+            HereNic {
+                predictable: Some("ens5".into()),
+                ..here("ens5", "02:fc:00:00:01:02", Some("pci-0000:00:05.0"), 3)
+            },
         ]
     );
 }
@@ -316,14 +332,24 @@ fn plan_maps_the_recorded_network_json() {
         serde_json::to_string(&cfg).unwrap(),
     )
     .unwrap();
+    // The rescue system has the kernel's names; udev's database the
+    // predictable ones the restored system will use.
     fake_sys(
         root,
         &[
-            ("enp0s3", "52:54:00:99:99:99", 2, Some("0000:00:03.0")),
-            ("enp0s4", "02:fc:00:00:01:01", 3, Some("0000:00:04.0")),
-            ("enp0s5", "02:fc:00:00:01:02", 4, Some("0000:00:05.0")),
+            ("eth0", "52:54:00:99:99:99", 2, Some("0000:00:03.0")),
+            ("eth1", "02:fc:00:00:01:01", 3, Some("0000:00:04.0")),
+            ("eth2", "02:fc:00:00:01:02", 4, Some("0000:00:05.0")),
         ],
     );
+    std::fs::create_dir_all(root.join("run/udev/data")).unwrap();
+    for (i, slot) in [(2, 3), (3, 4), (4, 5)] {
+        std::fs::write(
+            root.join(format!("run/udev/data/n{i}")),
+            format!("E:ID_NET_NAME_MAC=enx0000\nE:ID_NET_NAME_PATH=enp0s{slot}\n"),
+        )
+        .unwrap();
+    }
     let m = plan(root, &[]).unwrap();
     assert_eq!(
         pairs(&m),
@@ -333,7 +359,21 @@ fn plan_maps_the_recorded_network_json() {
             ("eth2", "enp0s5", Why::Mac)
         ]
     );
+    assert_eq!(
+        m.lines()[0],
+        "nic eth0 52:54:00:6d:6b:01 -> enp0s3 52:54:00:99:99:99 (by order; eth0 in this rescue system)"
+    );
     assert!(m.notes.is_empty(), "{:?}", m.notes);
+    // --map-nic may name the NIC by its predictable name.
+    let m = plan(root, &strings(&["eth1=enp0s5", "eth2=enp0s4"])).unwrap();
+    assert_eq!(
+        pairs(&m),
+        [
+            ("eth0", "enp0s3", Why::Order),
+            ("eth1", "enp0s5", Why::Explicit),
+            ("eth2", "enp0s4", Why::Explicit)
+        ]
+    );
     let e = plan(root, &strings(&["eth7=enp0s3"])).unwrap_err();
     assert_eq!(code_of(&e), Code::Usage);
     // No network.json (an image built with network.mode = off, or older):
@@ -350,6 +390,7 @@ fn fixture_mapping() -> Mapping {
         old_name: o.into(),
         old_mac: om.into(),
         new_name: n.into(),
+        here_name: n.into(),
         new_mac: nm.into(),
         why: Why::Order,
     };
@@ -450,7 +491,9 @@ fn networkd_matches_follow_and_a_pinned_link_name_stays() {
         );
     }
     assert!(
-        lines.contains(&"lan0 keeps the name lan0 the restored system pins to its MAC (in this rescue system it is ens6)".to_string()),
+        lines.contains(
+            &"lan0 keeps the name lan0 the restored system pins to its MAC (not ens6)".to_string()
+        ),
         "{lines:#?}"
     );
     assert!(
@@ -534,7 +577,7 @@ fn persistent_net_rules_keep_their_names_with_the_new_macs() {
         line_of(&lines, "/etc/network/interfaces").contains(": 2 lines "),
         "only lan0, which no rule pins, is renamed: {lines:#?}"
     );
-    assert!(lines.iter().any(|l| l == "eth0 keeps the name eth0 the restored system pins to its MAC (in this rescue system it is ens4)"), "{lines:#?}");
+    assert!(lines.iter().any(|l| l == "eth0 keeps the name eth0 the restored system pins to its MAC (not ens4)"), "{lines:#?}");
 }
 
 /// Every NIC here with its MAC and name: not a byte changes, no original
@@ -548,6 +591,7 @@ fn same_nics_touch_nothing() {
         let mut same = fixture_mapping();
         for n in &mut same.maps {
             n.new_name = n.old_name.clone();
+            n.here_name = n.old_name.clone();
             n.new_mac = n.old_mac.clone();
             n.why = Why::Mac;
         }
@@ -572,6 +616,56 @@ fn same_nics_touch_nothing() {
             );
         }
     }
+}
+
+/// A restored system that names NICs as the kernel does (net.ifnames=0)
+/// gets the rescue system's names, otherwise the predictable ones.
+#[test]
+fn kernel_names_on_the_restored_system_take_the_rescue_names() {
+    let m = Mapping {
+        maps: vec![NicMap {
+            old_name: "enp1s0".into(),
+            old_mac: "52:54:00:12:34:0a".into(),
+            new_name: "ens4".into(),
+            here_name: "eth0".into(),
+            new_mac: "52:54:00:ab:cd:01".into(),
+            why: Why::Order,
+        }],
+        notes: vec![],
+    };
+    let run = |grub: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/network")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/network/interfaces"),
+            "auto enp1s0\niface enp1s0 inet dhcp\n",
+        )
+        .unwrap();
+        if let Some(g) = grub {
+            std::fs::create_dir_all(dir.path().join("etc/default")).unwrap();
+            std::fs::write(dir.path().join("etc/default/grub"), g).unwrap();
+        }
+        let lines = rewrite_tree(dir.path(), &m).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("etc/network/interfaces")).unwrap();
+        (text, lines)
+    };
+    let (text, _) = run(None);
+    assert_eq!(text, "auto ens4\niface ens4 inet dhcp\n");
+    let (text, _) = run(Some(
+        "# GRUB_CMDLINE_LINUX=\"net.ifnames=0\"\nGRUB_CMDLINE_LINUX=\"\"\n",
+    ));
+    assert_eq!(
+        text, "auto ens4\niface ens4 inet dhcp\n",
+        "a comment is no setting"
+    );
+    let (text, lines) = run(Some("GRUB_CMDLINE_LINUX=\"net.ifnames=0 biosdevname=0\"\n"));
+    assert_eq!(text, "auto eth0\niface eth0 inet dhcp\n");
+    assert!(
+        lines[0].starts_with(
+            "the restored system keeps the kernel's NIC names (net.ifnames=0 in /etc/default/grub)"
+        ),
+        "{lines:#?}"
+    );
 }
 
 /// A restored system without any network configuration file that names
