@@ -430,20 +430,42 @@ pub fn map_nics(rec: &[Recorded], here: &[HereNic], map_nic: &[String]) -> Resul
             describe(&free, &here_s)
         ));
     }
-    let maps = (0..rec.len())
-        .filter_map(|o| {
-            let (n, why) = to[o]?;
-            Some(NicMap {
-                old_name: rec[o].name.clone(),
-                old_mac: rec[o].mac.clone(),
-                new_name: here[n].predictable.clone().unwrap_or(here[n].name.clone()),
-                here_name: here[n].name.clone(),
-                new_mac: here[n].mac.clone(),
-                why,
-            })
-        })
-        .collect();
+    let mut maps = Vec::new();
+    for (o, t) in to.iter().enumerate() {
+        let Some((n, why)) = *t else {
+            continue;
+        };
+        let new_name = match (&here[n].predictable, why) {
+            (Some(p), _) => p.clone(),
+            // The same NIC, or one in its slot: its predictable name is
+            // the one it had (net_id derives it from the slot).
+            (None, Why::Mac | Why::Path) => rec[o].name.clone(),
+            (None, Why::Order | Why::Explicit) => {
+                if !is_kernel_name(&rec[o].name) {
+                    notes.push(format!(
+                        "the name the restored system gives {} ({}) is not known (no udev database in this rescue system): its configuration is rewritten for {}, its name here; if it comes up under another name, rename it in the files the report lists",
+                        here[n].name, here[n].mac, here[n].name
+                    ));
+                }
+                here[n].name.clone()
+            }
+        };
+        maps.push(NicMap {
+            old_name: rec[o].name.clone(),
+            old_mac: rec[o].mac.clone(),
+            new_name,
+            here_name: here[n].name.clone(),
+            new_mac: here[n].mac.clone(),
+            why,
+        });
+    }
     Ok(Mapping { maps, notes })
+}
+
+/// `eth0`, `eth12`: a name the kernel gives.
+fn is_kernel_name(n: &str) -> bool {
+    n.strip_prefix("eth")
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The mapping for `recover` in the rescue system whose `/` is `root`: the

@@ -138,10 +138,37 @@ fn order_maps_only_what_mac_and_slot_left() {
         pairs(&m),
         [
             ("eth0", "ens3", Why::Order),
-            ("eth1", "ens4", Why::Mac),
-            ("eth2", "ens5", Why::Path)
+            ("eth1", "eth1", Why::Mac),
+            ("eth2", "eth2", Why::Path)
         ]
     );
+    let here_names: Vec<&str> = m.maps.iter().map(|n| n.here_name.as_str()).collect();
+    assert_eq!(here_names, ["ens3", "ens4", "ens5"]);
+}
+
+/// Without udev's database the predictable name of a new NIC is not
+/// known: the name here is used, and the report says to check it.
+#[test]
+fn an_unknown_predictable_name_is_said() {
+    let r = [rec("enp1s0", "52:54:00:12:34:0a", None)];
+    let h = [here("eth0", "52:54:00:ab:cd:01", None, 2)];
+    let m = map_nics(&r, &h, &[]).unwrap();
+    assert_eq!(pairs(&m), [("enp1s0", "eth0", Why::Order)]);
+    assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
+    assert!(
+        m.notes[0].starts_with(
+            "the name the restored system gives eth0 (52:54:00:ab:cd:01) is not known"
+        ),
+        "{:?}",
+        m.notes
+    );
+    let h = [HereNic {
+        predictable: Some("enp7s0".into()),
+        ..here("eth0", "52:54:00:ab:cd:01", None, 2)
+    }];
+    let m = map_nics(&r, &h, &[]).unwrap();
+    assert_eq!(pairs(&m), [("enp1s0", "enp7s0", Why::Order)]);
+    assert!(m.notes.is_empty(), "{:?}", m.notes);
 }
 
 #[test]
@@ -223,7 +250,8 @@ fn an_ambiguous_rest_is_not_guessed() {
         here("ens6", "52:54:00:ab:cd:06", None, 5),
     ];
     let m = map_nics(&r, &h, &[]).unwrap();
-    assert_eq!(pairs(&m), [("eth0", "ens3", Why::Mac)]);
+    // Same MAC, no udev name known: the name it had.
+    assert_eq!(pairs(&m), [("eth0", "eth0", Why::Mac)]);
     assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
     let n = &m.notes[0];
     assert!(n.starts_with("not guessed: 2 recorded NIC(s)"), "{n}");
@@ -243,7 +271,7 @@ fn a_recorded_nic_with_nowhere_to_go_is_reported() {
     ];
     let h = [here("ens3", "52:54:00:12:34:0a", None, 2)];
     let m = map_nics(&r, &h, &[]).unwrap();
-    assert_eq!(pairs(&m), [("eth0", "ens3", Why::Mac)]);
+    assert_eq!(pairs(&m), [("eth0", "eth0", Why::Mac)]);
     assert_eq!(m.notes.len(), 1, "{:?}", m.notes);
     assert!(
         m.notes[0].starts_with("eth1 52:54:00:12:34:0b has no NIC here to go to"),
