@@ -534,8 +534,8 @@ pub struct RecoverArgs {
     #[arg(long, value_name = "SRC=DST")]
     pub map: Vec<String>,
     /// Map a NIC the rescue image recorded (name or MAC) to a NIC of this
-    /// machine (name or MAC), overriding the mapping by MAC, PCI slot and
-    /// order (repeatable)
+    /// machine (name, predictable name or MAC), overriding the mapping by
+    /// MAC, PCI slot and order (repeatable)
     ///
     /// Each recorded NIC goes to the NIC here with its MAC, else to the one
     /// in its PCI slot, else by order when exactly as many NICs are left on
@@ -543,11 +543,13 @@ pub struct RecoverArgs {
     /// the report, never a failure: its configuration is left as it was.
     /// After the restore, the restored system's ifupdown, systemd-networkd,
     /// NetworkManager, netplan and udev-rule files that name a moved NIC are
-    /// rewritten to its new name and MAC (originals in
-    /// /var/lib/mkrescue/recover-orig/); a name the system pins to the old
-    /// MAC (70-persistent-net.rules, a .link file, netplan set-name) is
-    /// kept. --dry-run prints the mapping; an unknown OLD or NEW stops
-    /// recover before anything is written (exit 2).
+    /// rewritten to its new MAC and to the name the restored system will
+    /// give it: a name it pins to the old MAC (70-persistent-net.rules, a
+    /// .link file, netplan set-name), else the kernel's with
+    /// net.ifnames=0, else udev's predictable name (enp1s0). Originals go
+    /// to /var/lib/mkrescue/recover-orig/ there. --dry-run prints the
+    /// mapping; an unknown OLD or NEW stops recover before anything is
+    /// written (exit 2).
     #[arg(long, value_name = "OLD=NEW")]
     pub map_nic: Vec<String>,
     /// Never ask: refuse when a decision is ambiguous
