@@ -100,7 +100,14 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
     // Not an input of the initramfs decision: the network configuration
     // is read by the booted system, not by its initramfs (a root on NFS or
     // iSCSI is refused by layout save).
-    done.extend(super::nic::rewrite_tree(c.root, c.nics)?);
+    // A file that cannot be rewritten costs that network, not the boot:
+    // said in the report, and recover goes on to the boot loader.
+    match super::nic::rewrite_tree(c.root, c.nics) {
+        Ok(lines) => done.extend(lines),
+        Err(e) => done.push(format!(
+            "network configuration not rewritten for the new NICs: {e:#}; fix it in the restored system after boot (the mapping is in this report)"
+        )),
+    }
     let auto = match c.needed {
         Ok(m) => needs::initramfs(c.root, &rewritten, m),
         Err(e) => needs::Decision::yes(format!("the drivers of the new disks are not known ({e})")),

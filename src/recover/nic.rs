@@ -1059,8 +1059,15 @@ pub fn rewrite_tree(root: &Path, m: &Mapping) -> Result<Vec<String>> {
                 continue;
             };
             let orig = root.join(ORIG_DIR).join(&rel);
-            keep_original(&f, &orig)?;
-            replace(&f, &new)?;
+            // One file that cannot be written does not stop the others.
+            if let Err(e) = keep_original(&f, &orig).and_then(|()| replace(&f, &new)) {
+                done.push(format!(
+                    "/{}: NOT rewritten for the new NICs ({e:#}): edit it after boot ({lines} line{} name an old NIC)",
+                    rel.display(),
+                    if lines == 1 { "" } else { "s" }
+                ));
+                continue;
+            }
             changed += 1;
             done.push(format!(
                 "/{}: {lines} line{} rewritten for the new NICs (original in /{})",
@@ -1070,7 +1077,7 @@ pub fn rewrite_tree(root: &Path, m: &Mapping) -> Result<Vec<String>> {
             ));
         }
     }
-    if changed == 0 {
+    if changed == 0 && !done.iter().any(|l| l.contains(": NOT rewritten")) {
         done.push(format!(
             "no network configuration file of the restored system names {}: nothing rewritten (a configuration by DHCP on any NIC needs none)",
             summary.join(", ")

@@ -759,3 +759,35 @@ fn recover_with_a_wrong_map_nic_stops_first() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// A file that cannot be replaced (its directory read-only: here a
+/// directory where the temporary file would go) is a report line; the
+/// other files are still rewritten.
+#[test]
+fn a_file_that_cannot_be_written_is_said_and_the_others_done() {
+    let fx = Path::new(FIXTURES).join("ifupdown/before");
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fx, dir.path());
+    // The temporary file's name taken by a directory: the write fails
+    // whatever the test's privileges.
+    std::fs::create_dir(
+        dir.path()
+            .join("etc/network/interfaces.d/.br0.mkrescue-tmp"),
+    )
+    .unwrap();
+    let lines = rewrite_tree(dir.path(), &fixture_mapping()).unwrap();
+    assert!(
+        line_of(&lines, "/etc/network/interfaces").contains(": 7 lines rewritten"),
+        "{lines:#?}"
+    );
+    let br0 = line_of(&lines, "/etc/network/interfaces.d/br0");
+    assert!(br0.contains(": NOT rewritten for the new NICs ("), "{br0}");
+    assert!(
+        br0.ends_with("edit it after boot (5 lines name an old NIC)"),
+        "{br0}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("etc/network/interfaces.d/br0")).unwrap(),
+        std::fs::read_to_string(fx.join("etc/network/interfaces.d/br0")).unwrap()
+    );
+}
