@@ -791,3 +791,30 @@ fn a_file_that_cannot_be_written_is_said_and_the_others_done() {
         std::fs::read_to_string(fx.join("etc/network/interfaces.d/br0")).unwrap()
     );
 }
+
+/// What `recover --dry-run` adds to its script: the mapping, and that the
+/// files are rewritten after the restore (they are not there before it).
+#[test]
+fn dry_run_names_the_mapping() {
+    let lines = mkrescue::recover::nic::dry_run_lines(&fixture_mapping());
+    assert!(
+        lines[0].starts_with("# network configuration of the restored system, after the restore: "),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[1],
+        "#   nic eth0 52:54:00:12:34:0a -> ens4 52:54:00:ab:cd:01 (by order)"
+    );
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let mut same = fixture_mapping();
+    for n in &mut same.maps {
+        n.new_name = n.old_name.clone();
+        n.new_mac = n.old_mac.clone();
+    }
+    assert_eq!(
+        mkrescue::recover::nic::dry_run_lines(&same),
+        [
+            "# network configuration: every recorded NIC is here with its name and MAC; nothing to rewrite"
+        ]
+    );
+}
