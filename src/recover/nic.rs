@@ -292,7 +292,7 @@ pub fn parse_map_nic(
             return Err(fail(
                 Code::Usage,
                 format!(
-                    "--map-nic {a}: want OLD=NEW (a recorded NIC name or MAC = a NIC here by name or MAC)"
+                    "--map-nic {a}: want OLD=NEW (a recorded NIC's name or MAC = a NIC here by name, predictable name or MAC)"
                 ),
             ));
         };
@@ -952,7 +952,8 @@ pub fn rewrite_netplan(text: &str, r: &Renames) -> Rewritten {
         } else if key.as_deref() == Some("set-name") {
             value.to_string()
         } else {
-            map_words(value, &['"', '\'', '[', ']', ',', '{', '}'], |w| {
+            // `:` too, for flow mappings (`{eth0: {dhcp4: true}}`).
+            map_words(value, &['"', '\'', '[', ']', ',', '{', '}', ':'], |w| {
                 r.name(w, false)
             })
         };
@@ -1256,6 +1257,21 @@ mod tests {
         let y = yaml_line("    eth0:\n").unwrap();
         assert_eq!(y.key, Some("eth0"));
         assert!(yaml_line("  # c\n").is_none());
+    }
+
+    #[test]
+    fn netplan_flow_style_names_follow() {
+        let r = rn(&[("eth1", "ens5")], &[]);
+        let (text, n) = rewrite_netplan(
+            "network:\n  ethernets: {eth1: {dhcp4: true}}\n  bonds:\n    bond0: {interfaces: [eth1]}\n",
+            &r,
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "network:\n  ethernets: {ens5: {dhcp4: true}}\n  bonds:\n    bond0: {interfaces: [ens5]}\n"
+        );
+        assert_eq!(n, 2);
     }
 
     #[test]
