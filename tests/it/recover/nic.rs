@@ -818,3 +818,31 @@ fn dry_run_names_the_mapping() {
         ]
     );
 }
+
+/// Two NICs that would get one name in the restored system (a rule pins
+/// an old MAC to the name another NIC gets) are not rewritten: said, not
+/// guessed.
+#[test]
+fn two_nics_for_one_name_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("etc/udev/rules.d")).unwrap();
+    std::fs::write(
+        root.join("etc/udev/rules.d/70-persistent-net.rules"),
+        "SUBSYSTEM==\"net\", ACTION==\"add\", ATTR{address}==\"52:54:00:12:34:0b\", NAME=\"ens4\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/network")).unwrap();
+    let interfaces = "auto eth0\niface eth0 inet dhcp\nauto eth1\niface eth1 inet dhcp\nauto lan0\niface lan0 inet dhcp\n";
+    std::fs::write(root.join("etc/network/interfaces"), interfaces).unwrap();
+    let lines = rewrite_tree(root, &fixture_mapping()).unwrap();
+    assert!(
+        lines.contains(&"eth0 and eth1 would all be named ens4 in the restored system (a name pinned to an old MAC there, and this machine's name for another NIC): not rewritten; fix the names by hand".to_string()),
+        "{lines:#?}"
+    );
+    // lan0 is still done; eth0 and eth1 keep their names.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/network/interfaces")).unwrap(),
+        interfaces.replace("lan0", "ens6")
+    );
+}
