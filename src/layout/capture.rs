@@ -39,6 +39,9 @@ pub struct Sources {
     /// md path → data offset of its members in sectors, from sysfs
     /// (`/sys/block/mdX/md/dev-*/offset`; md(4)).
     pub md_data_offset: BTreeMap<String, u64>,
+    /// device → bytes in use in the file system mounted from it
+    /// ([`crate::sys::used_bytes`] of its first mount point).
+    pub used: BTreeMap<String, u64>,
     /// device → why blkid could not probe it (its error line). What it
     /// holds is unknown: `layout save` refuses unless `--allow-partial`.
     pub unprobed: BTreeMap<String, String>,
@@ -178,6 +181,17 @@ pub fn gather() -> Result<Sources> {
                     d.path.clone(),
                     Cmd::new("cryptsetup").arg("luksDump").arg(&d.path).read()?,
                 );
+            }
+            if fstype != "swap"
+                && let Some(m) = d.mountpoints.iter().find(|m| !m.is_empty())
+            {
+                match crate::sys::used_bytes(Path::new(m)) {
+                    Ok(n) => {
+                        s.used.insert(d.path.clone(), n);
+                    }
+                    // Recover then keeps the recorded size: no harm.
+                    Err(e) => log::warn!("{}: statvfs {m}: {e}", d.path),
+                }
             }
             match fstype {
                 "ext2" | "ext3" | "ext4" => {
@@ -547,6 +561,7 @@ fn filesystem_of(d: &BlockDev, path: &str, s: &Sources) -> Result<Option<Filesys
         uuid: b.get("UUID").cloned().or_else(|| d.uuid.clone()),
         label: b.get("LABEL").cloned().or_else(|| d.label.clone()),
         fstype: fstype.clone(),
+        used_bytes: s.used.get(&d.path).copied().filter(|_| fstype != "swap"),
         ext: None,
         xfs: None,
         btrfs: None,

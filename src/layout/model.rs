@@ -269,6 +269,14 @@ pub struct Filesystem {
     pub uuid: Option<String>,
     #[serde(default)]
     pub label: Option<String>,
+    /// Bytes in use when the layout was saved (statvfs of its mount
+    /// point: `(f_blocks - f_bfree) * f_frsize`, reserved blocks not
+    /// counted as used); none for swap, a file system that was not mounted,
+    /// and files of mkrescue versions that did not record it. Recover may
+    /// make the file system smaller, never below this plus a margin
+    /// (recover::plan::fit). Volatile: not compared by `layout check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext: Option<ExtInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

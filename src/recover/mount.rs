@@ -149,6 +149,7 @@ mod tests {
 
     fn fs(device: &str, fstype: &str) -> Filesystem {
         Filesystem {
+            used_bytes: None,
             device: device.into(),
             fstype: fstype.into(),
             uuid: None,

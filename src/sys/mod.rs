@@ -57,6 +57,20 @@ pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Bytes in use in the file system of `dir`: all blocks less the free
+/// ones, root's reserve counted as free (statvfs(3): `(f_blocks - f_bfree)`
+/// blocks of `f_frsize` bytes), what `df` shows as "Used".
+pub fn used_bytes(dir: &Path) -> io::Result<u64> {
+    let c = cpath(dir)?;
+    // SAFETY: statvfs is plain data that the call fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is writable.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.f_blocks as u64).saturating_sub(st.f_bfree as u64) * st.f_frsize as u64)
+}
+
 /// glibc's fnmatch(3) without flags: the oracle `kmod::glob`'s own matcher
 /// is tested against (kmod calls glibc's).
 #[cfg(test)]

@@ -229,6 +229,40 @@ fn mount_tree_of_layout_devices_only() {
     assert!(data.options.contains("subvolid=5"));
 }
 
+/// The used bytes `gather` measured (statvfs of each mount point) go to
+/// their file system, never to swap; `layout check` does not count them as
+/// a change, and a layout file without them (older mkrescue) still loads.
+#[test]
+fn used_bytes_recorded_and_not_a_change() {
+    let mut s = sources();
+    s.used.insert("/dev/mapper/vg0-root".into(), 123 << 20);
+    s.used.insert("/dev/vdc2".into(), 1 << 20);
+    s.used.insert("/dev/mapper/vg0-swap".into(), 7);
+    let l = assemble("layout2", &s).unwrap();
+    let used = |d: &str| {
+        l.filesystems
+            .iter()
+            .find(|f| f.device == d)
+            .unwrap()
+            .used_bytes
+    };
+    assert_eq!(used("/dev/vg0/root"), Some(123 << 20));
+    assert_eq!(used("/dev/vdc2"), Some(1 << 20));
+    assert_eq!(used("/dev/vg0/swap"), None);
+    assert_eq!(used("/dev/vg0/home"), None);
+    let json = l.to_json();
+    assert!(json.contains("\"used_bytes\": 128974848"), "{json}");
+    let mut later = Layout::from_json(&json).unwrap();
+    for f in &mut later.filesystems {
+        f.used_bytes = f.used_bytes.map(|u| u * 2);
+    }
+    assert!(diff(&l, &later).is_empty(), "{:?}", diff(&l, &later));
+    // The old file: no used_bytes anywhere, and it loads.
+    let old = layout().to_json();
+    assert!(!old.contains("used_bytes"));
+    assert!(Layout::from_json(&old).is_ok());
+}
+
 #[test]
 fn json_round_trip_and_no_diff_with_itself() {
     let l = layout();
