@@ -561,6 +561,11 @@ pub struct RecoverArgs {
     /// Key file for LUKS containers (else the passphrase is asked)
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// With --dry-run: plan for the disks in FILE, the output of `lsblk
+    /// --json --bytes -O` taken on the machine to recover onto, instead of
+    /// this machine's disks (what sizes the plan would choose there)
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub lsblk: Option<PathBuf>,
     /// Where the checkpoints of finished steps are kept
     #[arg(
         long,

@@ -259,9 +259,17 @@ pub struct RecoverCfg {
     /// path is looked up on the backup's filesystem (e.g. a key kept on the
     /// backup disk); `--key-file` overrides it.
     pub key_file: Option<PathBuf>,
-    /// Grow the last partition of a disk onto a bigger replacement disk
-    /// (a PV on it grows with it); off: keep the recorded sizes.
-    pub grow_last_partition: bool,
+    /// What recover does with a target disk bigger than the layout's disk:
+    /// `last` grows the last partition to the end of the disk (what is
+    /// inside it keeps its size), `proportional` grows partitions, md
+    /// arrays and LVs that hold a file system in proportion to their
+    /// size, `none` keeps the recorded sizes. A smaller disk is fitted
+    /// whatever this says (recover::plan::fit).
+    pub resize: Resize,
+    /// Deprecated: `false` is `resize = "none"` (when `resize` is left at
+    /// its default), `true` the default `resize = "last"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grow_last_partition: Option<bool>,
     /// Where the rebuilt file systems are mounted for the restore.
     pub target_dir: PathBuf,
     /// Reinstall the boot loader (GRUB for BIOS and UEFI) after the restore.
@@ -273,6 +281,31 @@ pub struct RecoverCfg {
     /// Regenerate the boot menu (grub-mkconfig): `auto` only when something
     /// the restored grub.cfg refers to changed.
     pub boot_menu: Regen,
+}
+
+/// `[recover] resize`: how recover uses a target disk bigger than the
+/// layout's disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resize {
+    /// Grow the last partition to the end of the disk.
+    #[default]
+    Last,
+    /// Grow every growable partition, md array and LV in proportion.
+    Proportional,
+    /// Keep the recorded sizes.
+    None,
+}
+
+impl RecoverCfg {
+    /// `resize`, with the deprecated `grow_last_partition = false` read
+    /// as `"none"` when `resize` was not changed from its default.
+    pub fn resize(&self) -> Resize {
+        match (self.resize, self.grow_last_partition) {
+            (Resize::Last, Some(false)) => Resize::None,
+            (r, _) => r,
+        }
+    }
 }
 
 /// When recover regenerates a file of the restored system that it can
@@ -316,7 +349,8 @@ impl Default for RecoverCfg {
     fn default() -> Self {
         RecoverCfg {
             key_file: None,
-            grow_last_partition: true,
+            resize: Resize::Last,
+            grow_last_partition: None,
             target_dir: PathBuf::from("/mnt/target"),
             bootloader: true,
             initramfs: Regen::Auto,
@@ -735,6 +769,26 @@ mod tests {
         );
     }
 
+    /// `resize` words; the old `grow_last_partition` still reads.
+    #[test]
+    fn resize_words_and_the_old_grow_flag() {
+        let read = |t: &str| toml::from_str::<RecoverCfg>(t).map(|c| c.resize());
+        assert_eq!(read("").unwrap(), Resize::Last);
+        assert_eq!(read("resize = \"none\"").unwrap(), Resize::None);
+        assert_eq!(
+            read("resize = \"proportional\"").unwrap(),
+            Resize::Proportional
+        );
+        assert_eq!(read("grow_last_partition = false").unwrap(), Resize::None);
+        assert_eq!(read("grow_last_partition = true").unwrap(), Resize::Last);
+        assert_eq!(
+            read("grow_last_partition = false\nresize = \"proportional\"").unwrap(),
+            Resize::Proportional
+        );
+        let e = read("resize = \"all\"").unwrap_err().to_string();
+        assert!(e.contains("proportional"), "{e}");
+    }
+
     /// The rescue image carries `to_toml` of the host's config as its
     /// site.toml: it must read back as the same configuration.
     #[test]
@@ -742,7 +796,7 @@ mod tests {
         let mut c = Config::default();
         c.backup.target = Some("file:///backup/x".into());
         c.recover.key_file = Some(PathBuf::from("keys/luks.key"));
-        c.recover.grow_last_partition = false;
+        c.recover.resize = Resize::Proportional;
         let text = to_toml(&c).unwrap();
         let table = parse_str(&text, Path::new("site.toml")).unwrap();
         let back: Config = toml::Value::Table(table).try_into().unwrap();

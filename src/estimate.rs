@@ -852,7 +852,7 @@ fn plan_steps(layout: &Layout) -> Result<usize> {
             .iter()
             .map(|d| (d.path.clone(), d.size))
             .collect(),
-        grow: false,
+        resize: crate::config::Resize::None,
     };
     Ok(crate::recover::plan::plan(layout, &disks, &opt)?
         .steps

@@ -22,6 +22,7 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         unattended: args.unattended,
         layout_only: args.layout_only,
         key_file: args.key_file.clone(),
+        lsblk: args.lsblk.clone(),
         restore_from: args.recovery.restore_from.clone(),
         archive: args.recovery.archive.clone(),
         identity: args.recovery.identity.clone(),

@@ -54,6 +54,8 @@ pub struct DryRunReport<'a> {
     pub disks: &'a BTreeMap<String, String>,
     /// Recorded NIC → NIC here, and what could not be mapped.
     pub nics: Vec<String>,
+    /// Every size chosen that differs from the layout, old -> new.
+    pub sizes: &'a [super::plan::fit::Change],
     pub restore_from: Option<String>,
     pub steps: Vec<serde_json::Value>,
     /// The same plan as the shell script the text dry run prints.

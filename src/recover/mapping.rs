@@ -1,13 +1,17 @@
 //! Disk mapping: which disk of this machine receives each disk of the
 //! layout. Explicit `--map` first; then the same path and size; then the
 //! same WWN or serial; then the only unused disk that is large enough.
-//! Ambiguity is a question (interactive) or a refusal (unattended); a disk
-//! too small is refused before anything is touched.
+//! A disk that holds the layout's disk as recorded is preferred; a smaller
+//! one will do when the data fits on it (the plan then shrinks what is on
+//! it, `plan::fit`). Ambiguity is a question (interactive) or a refusal
+//! (unattended); a disk too small for the data is refused before anything
+//! is touched, naming both sizes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
+use super::plan::fit::{disk_min, too_small};
 use crate::error::{Code, fail};
 use crate::layout::show::human;
 use crate::layout::{Disk, Layout, Table};
@@ -244,18 +248,10 @@ pub fn map_disks(
     let sources: Vec<&Disk> = layout.disks.iter().filter(|d| is_used(layout, d)).collect();
     let mut out: BTreeMap<String, (String, Why)> = BTreeMap::new();
     let mut taken: BTreeSet<String> = BTreeSet::new();
-    let too_small = |s: &Disk, t: &TargetDisk| {
-        fail(
-            Code::Input,
-            format!(
-                "target {} ({}) is too small for {} (needs {}); nothing was changed",
-                t.path,
-                human(t.size),
-                s.path,
-                human(needed_bytes(s))
-            ),
-        )
-    };
+    // The least a target needs: the data of the source disk, every file
+    // system shrunk to what it holds plus its margin.
+    let least = |s: &Disk| disk_min(layout, s);
+    let too_small = |s: &Disk, t: &TargetDisk| too_small(layout, s, &t.path, t.size);
     for (src, dst) in explicit {
         let Some(s) = layout.disks.iter().find(|d| &d.path == src) else {
             return Err(fail(
@@ -292,7 +288,7 @@ pub fn map_disks(
                 format!("--map: {dst} is given as target twice"),
             ));
         }
-        if t.size < needed_bytes(s) {
+        if t.size < least(s) {
             return Err(too_small(s, t));
         }
         out.insert(src.clone(), (dst.clone(), Why::Explicit));
@@ -322,7 +318,7 @@ pub fn map_disks(
                     .map(|t| (*t, Why::Identity))
             });
         if let Some((t, why)) = hit {
-            if t.size < needed_bytes(s) {
+            if t.size < least(s) {
                 return Err(too_small(s, t));
             }
             taken.insert(t.path.clone());
@@ -343,31 +339,40 @@ pub fn map_disks(
     // untouched matters, and pass 3 asks or refuses.
     let f = free(&taken);
     if !rest.is_empty() && rest.len() == f.len() {
-        let mut left: Vec<&TargetDisk> = f.clone();
-        left.sort_by_key(|t| (t.size, t.path.clone()));
-        let mut fit = Vec::new();
-        for s in &rest {
-            match left.iter().position(|t| t.size >= needed_bytes(s)) {
-                Some(i) => fit.push((s.path.clone(), left.remove(i).path.clone())),
-                None => break,
+        // At the recorded size if every disk can have it, else each with
+        // its data fitted (the biggest disks to the biggest sources).
+        for need in [needed_bytes as fn(&Disk) -> u64, |_: &Disk| 0] {
+            let need = |s: &Disk| need(s).max(least(s));
+            let mut left: Vec<&TargetDisk> = f.clone();
+            left.sort_by_key(|t| (t.size, t.path.clone()));
+            let mut fit = Vec::new();
+            for s in &rest {
+                match left.iter().position(|t| t.size >= need(s)) {
+                    Some(i) => fit.push((s.path.clone(), left.remove(i).path.clone())),
+                    None => break,
+                }
             }
-        }
-        if fit.len() == rest.len() {
-            for (src, dst) in fit {
-                taken.insert(dst.clone());
-                out.insert(src, (dst, Why::AllUsed));
+            if fit.len() == rest.len() {
+                for (src, dst) in fit {
+                    taken.insert(dst.clone());
+                    out.insert(src, (dst, Why::AllUsed));
+                }
+                return Ok(out);
             }
-            return Ok(out);
         }
     }
     // Pass 3: one by one.
     for s in rest {
         let f = free(&taken);
-        let fits: Vec<&TargetDisk> = f
+        // Those that hold it as recorded; else those its data fits on.
+        let mut fits: Vec<&TargetDisk> = f
             .iter()
             .copied()
             .filter(|t| t.size >= needed_bytes(s))
             .collect();
+        if fits.is_empty() {
+            fits = f.iter().copied().filter(|t| t.size >= least(s)).collect();
+        }
         let chosen = match fits.len() {
             0 => {
                 let biggest = f.iter().max_by_key(|t| t.size);
@@ -376,9 +381,10 @@ pub fn map_disks(
                     Code::Host,
                     match biggest {
                         Some(t) => format!(
-                            "no disk large enough for {} (needs {}; the largest free one, {}, has {}); attach one or give --map {}=DISK; nothing was changed; {}",
+                            "no disk large enough for {} ({}, needs at least {} for its data; the largest free one, {}, has {}); attach one or give --map {}=DISK; nothing was changed; {}",
                             s.path,
-                            human(needed_bytes(s)),
+                            human(s.size),
+                            human(least(s)),
                             t.path,
                             human(t.size),
                             s.path,

@@ -55,6 +55,9 @@ pub struct Report {
     pub host: String,
     pub ok: bool,
     pub disks: BTreeMap<String, String>,
+    /// Sizes that differ from the layout's (`partition /dev/vda3: 5.8 GiB
+    /// -> 3.4 GiB (member of /dev/md0)`): what was fitted to the disks.
+    pub sizes: Vec<String>,
     pub phases: Vec<Phase>,
     pub finalize: Vec<String>,
     /// The recorded NICs and where they went, and what could not be
@@ -131,6 +134,9 @@ impl Report {
                 p.name, p.seconds, p.detail
             );
         }
+        for s in &self.sizes {
+            eprintln!("mkrescue:   size {s}");
+        }
         for f in &self.finalize {
             eprintln!("mkrescue:   - {f}");
         }
@@ -163,6 +169,9 @@ pub struct RecoverOptions {
     pub layout_only: bool,
     /// Key file for the LUKS containers.
     pub key_file: Option<PathBuf>,
+    /// `lsblk --json --bytes -O` of another machine to plan for (dry run
+    /// only): its disks are the targets, none of them in use.
+    pub lsblk: Option<PathBuf>,
     /// Where the backup is (default: the recorded location).
     pub restore_from: Option<String>,
     /// Which backup (default: the newest).
@@ -254,7 +263,23 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
             args.restore_from.as_deref(),
         )?)
     };
-    let lsblk = Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?;
+    let lsblk = match &args.lsblk {
+        // Checked here too: only a plan for reading may use another
+        // machine's disks (clap requires --dry-run as well).
+        Some(f) if args.dry_run => std::fs::read_to_string(f).map_err(|e| {
+            crate::error::fail(
+                crate::error::Code::Usage,
+                format!("--lsblk {}: {e}", f.display()),
+            )
+        })?,
+        Some(_) => {
+            return Err(crate::error::fail(
+                crate::error::Code::Usage,
+                "--lsblk plans for another machine's disks and needs --dry-run",
+            ));
+        }
+        None => Cmd::new("lsblk").args(["--json", "--bytes", "-O"]).read()?,
+    };
     let targets = mapping::TargetDisk::from_lsblk(&lsblk)?;
     let in_use = mapping::in_use_disks(&lsblk, &cfg.output.volume_id)?;
     for (d, why) in &in_use {
@@ -322,7 +347,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         key_file,
         work_dir: WORK_DIR.to_string(),
         target_sizes: targets.iter().map(|t| (t.path.clone(), t.size)).collect(),
-        grow: cfg.recover.grow_last_partition,
+        resize: cfg.recover.resize(),
     };
     let p = plan::plan(&layout, &disks, &opt)?;
     let dev = plan::device_map(&layout, &disks);
@@ -346,6 +371,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
                 layout: &args.layout,
                 disks: &disks,
                 nics: nics.lines(),
+                sizes: &p.sizes,
                 restore_from: dryrun::source(cfg, args).filter(|_| !args.layout_only),
                 steps: dryrun::steps(&p),
                 script,
@@ -361,6 +387,9 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     for l in header.lines() {
         eprintln!("mkrescue: {l}");
     }
+    for c in &p.sizes {
+        eprintln!("mkrescue: size {c}");
+    }
     executor::check_tools(&p)?;
     if !args.unattended {
         confirm_erase(&disks, &targets)?;
@@ -372,6 +401,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         host: layout.host.clone(),
         ok: false,
         disks: disks.clone(),
+        sizes: p.sizes.iter().map(|c| c.to_string()).collect(),
         phases: Vec::new(),
         finalize: Vec::new(),
         nics: nics.lines(),

@@ -3,6 +3,7 @@
 //! cannot take a UUID, so the VG's metadata is saved, given the recorded VG
 //! and LV UUIDs, and restored. VGs and LVs keep their layout names.
 
+use super::fit::Fit;
 use super::{DeviceMap, Options, Step, dm_env, s};
 use crate::layout::{Layout, Lv, LvKind, Pv, Vg};
 
@@ -11,7 +12,7 @@ use crate::layout::{Layout, Lv, LvKind, Pv, Vg};
 const NO_THIN_CHECK: &str = "--config=global{thin_check_executable=\"\"}";
 
 /// Every PV first, then each VG with its LVs and its UUID restore.
-pub(super) fn steps(layout: &Layout, dev: &DeviceMap, opt: &Options) -> Vec<Step> {
+pub(super) fn steps(layout: &Layout, dev: &DeviceMap, opt: &Options, fit: &Fit) -> Vec<Step> {
     let env = dm_env(opt);
     let mut steps: Vec<Step> = layout
         .lvm
@@ -22,7 +23,10 @@ pub(super) fn steps(layout: &Layout, dev: &DeviceMap, opt: &Options) -> Vec<Step
     for vg in &layout.lvm.vgs {
         steps.push(vg_create(vg, dev, &env));
         let made = creation_order(layout, vg);
-        steps.extend(made.iter().map(|lv| lv_create(vg, lv, &env)));
+        steps.extend(made.iter().map(|lv| {
+            let size = fit.lvs.get(&lv.path()).copied().unwrap_or(lv.size);
+            lv_create(vg, lv, size, &env)
+        }));
         steps.extend(uuid_restore(vg, &made, opt, &env));
     }
     steps
@@ -85,7 +89,8 @@ fn creation_order<'a>(layout: &'a Layout, vg: &Vg) -> Vec<&'a Lv> {
     ordered
 }
 
-fn lv_create(vg: &Vg, lv: &Lv, env: &[(String, String)]) -> Step {
+/// `lvcreate` of `lv` at `size` bytes (the recorded or the fitted size).
+fn lv_create(vg: &Vg, lv: &Lv, size: u64, env: &[(String, String)]) -> Step {
     let mut argv = vec![s("lvm"), s("lvcreate"), s("--yes")];
     if !matches!(lv.kind, LvKind::Thin { .. }) {
         // mkfs follows; lvcreate refuses --zero for thin volumes.
@@ -94,23 +99,23 @@ fn lv_create(vg: &Vg, lv: &Lv, env: &[(String, String)]) -> Step {
     let mut needs = vec![format!("vg:{}", vg.name)];
     match &lv.kind {
         LvKind::Linear => {
-            argv.push(format!("--size={}b", lv.size));
+            argv.push(format!("--size={}b", size));
         }
         LvKind::Striped {
             stripes,
             stripe_size,
         } => argv.extend([
-            format!("--size={}b", lv.size),
+            format!("--size={}b", size),
             format!("--stripes={stripes}"),
             format!("--stripesize={}k", stripe_size / 1024),
         ]),
         LvKind::Mirror { mirrors } => argv.extend([
-            format!("--size={}b", lv.size),
+            format!("--size={}b", size),
             s("--type=mirror"),
             format!("--mirrors={}", mirrors.saturating_sub(1)),
         ]),
         LvKind::Raid1 { mirrors } => argv.extend([
-            format!("--size={}b", lv.size),
+            format!("--size={}b", size),
             s("--type=raid1"),
             format!("--mirrors={}", mirrors.saturating_sub(1)),
         ]),
@@ -119,14 +124,14 @@ fn lv_create(vg: &Vg, lv: &Lv, env: &[(String, String)]) -> Step {
             metadata_size,
         } => argv.extend([
             s("--type=thin-pool"),
-            format!("--size={}b", lv.size),
+            format!("--size={}b", size),
             format!("--chunksize={}k", chunk_size / 1024),
             format!("--poolmetadatasize={}b", metadata_size),
             s(NO_THIN_CHECK),
         ]),
         LvKind::Thin { pool } => {
             argv.extend([
-                format!("--virtualsize={}b", lv.size),
+                format!("--virtualsize={}b", size),
                 format!("--thinpool={}/{pool}", vg.name),
                 s(NO_THIN_CHECK),
             ]);

@@ -2,15 +2,21 @@
 //! names, with the recorded UUID, name, level, chunk, layout and size, so
 //! that what was on it fits again. Arrays keep their layout names.
 
+use super::fit::Fit;
 use super::{DeviceMap, Step, s};
 use crate::layout::{Layout, MdArray};
 
-/// One `mdadm --create` per array, in layout order.
-pub(super) fn steps(layout: &Layout, dev: &DeviceMap) -> Vec<Step> {
-    layout.md.iter().map(|m| create(m, dev)).collect()
+/// One `mdadm --create` per array, in layout order, at the size `fit`
+/// chose (else the recorded one).
+pub(super) fn steps(layout: &Layout, dev: &DeviceMap, fit: &Fit) -> Vec<Step> {
+    layout
+        .md
+        .iter()
+        .map(|m| create(m, dev, fit.md.get(&m.path).copied().unwrap_or(m.size)))
+        .collect()
 }
 
-fn create(m: &MdArray, dev: &DeviceMap) -> Step {
+fn create(m: &MdArray, dev: &DeviceMap, size: u64) -> Step {
     let members: Vec<String> = m.devices.iter().map(|d| dev.target(d)).collect();
     let spares: Vec<String> = m.spares.iter().map(|d| dev.target(d)).collect();
     let mut argv = vec![
@@ -32,10 +38,11 @@ fn create(m: &MdArray, dev: &DeviceMap) -> Step {
     if let Some(l) = &m.layout {
         argv.push(format!("--layout={l}"));
     }
-    // The recorded size, so the array is exactly as big as on the host:
-    // mdadm picks a larger data offset on a bigger member, which would
-    // make the array (and the PV on it) smaller than the volumes it held.
-    if let Some(k) = component_kib(&m.level, m.raid_devices, m.size) {
+    // The recorded size (or the fitted one), so the array is exactly as big
+    // as on the host: mdadm picks a larger data offset on a bigger member,
+    // which would make the array (and the PV on it) smaller than the
+    // volumes it held.
+    if let Some(k) = component_kib(&m.level, m.raid_devices, size) {
         argv.push(format!("--size={k}K"));
     }
     // ...and where the data starts: mdadm's default offset depends on the

@@ -10,10 +10,13 @@
 //! `tables` (wipe and partition the mapped disks), `md` (RAID arrays),
 //! `luks` (containers and their mappings), `lvm` (PVs, VGs, LVs and
 //! their UUIDs), `fs` (file systems and swap) with `btrfs` subvolumes;
+//! the sizes of partitions, arrays and LVs on disks of another size come
+//! from `fit`, worked out before any step;
 //! then `order` sorts the steps and `script` prints them. The mounts
 //! of the rebuilt tree are planned apart, in `recover::mount`.
 
 mod btrfs;
+pub mod fit;
 mod fs;
 mod luks;
 mod lvm;
@@ -26,6 +29,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
+use crate::config::Resize;
 use crate::layout::{Disk, Layout, part_path};
 
 pub use script::quote;
@@ -73,15 +77,17 @@ pub struct Options {
     pub key_file: Option<String>,
     /// Scratch directory for LVM metadata and mount points.
     pub work_dir: String,
-    /// Size in bytes of each target disk; a target bigger than its source
-    /// disk gets its last partition grown to the end when `grow` is set.
+    /// Size in bytes of each target disk: a smaller one gets the layout
+    /// fitted onto it ([`fit`]), a bigger one is used as `resize` says.
     pub target_sizes: BTreeMap<String, u64>,
-    pub grow: bool,
+    pub resize: Resize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// Every size chosen that differs from the layout (old -> new).
+    pub sizes: Vec<fit::Change>,
 }
 
 /// Layout device path → device path on this machine, shared by the layer
@@ -123,14 +129,18 @@ pub fn device_map(layout: &Layout, map: &BTreeMap<String, String>) -> BTreeMap<S
 
 /// Builds the plan for `layout` onto the mapped disks (source → target):
 /// each layer's steps, bottom up, then ordered by what they need.
+/// A disk too small for the data is refused here, before any step.
 pub fn plan(layout: &Layout, map: &BTreeMap<String, String>, opt: &Options) -> Result<Plan> {
+    let fit = fit::fit(layout, map, &opt.target_sizes, opt.resize)?;
     let mut dev = DeviceMap::default();
-    let mut steps = tables::steps(layout, map, opt, &mut dev);
-    steps.extend(md::steps(layout, &dev));
+    let mut steps = tables::steps(layout, map, &fit, &mut dev);
+    steps.extend(md::steps(layout, &dev, &fit));
     steps.extend(luks::steps(layout, &dev, opt));
-    steps.extend(lvm::steps(layout, &dev, opt));
+    steps.extend(lvm::steps(layout, &dev, opt, &fit));
     steps.extend(fs::steps(layout, &dev, opt)?);
-    order::order(steps)
+    let mut p = order::order(steps)?;
+    p.sizes = fit.changes;
+    Ok(p)
 }
 
 /// The environment of device-mapper commands (cryptsetup, lvm).

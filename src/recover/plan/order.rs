@@ -40,5 +40,8 @@ pub(super) fn order(mut pending: Vec<Step>) -> Result<Plan> {
         }
         pending = rest;
     }
-    Ok(Plan { steps: out })
+    Ok(Plan {
+        steps: out,
+        sizes: Vec::new(),
+    })
 }

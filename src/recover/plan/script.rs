@@ -32,6 +32,9 @@ impl Plan {
         for l in header.lines() {
             let _ = writeln!(out, "# {l}");
         }
+        for c in &self.sizes {
+            let _ = writeln!(out, "# size {c}");
+        }
         out.push_str("set -e\n");
         for (i, st) in self.steps.iter().enumerate() {
             let _ = writeln!(out, "\n# {}. {}", i + 1, st.what);

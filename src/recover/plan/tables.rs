@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{DeviceMap, Options, Step, s};
+use super::fit::{Fit, PartFit};
+use super::{DeviceMap, Step, s};
 use crate::layout::{Disk, Flag, Layout, Partition, Table, part_path};
 
 /// The wipe and partition steps of every mapped disk, in layout order.
 pub(super) fn steps(
     layout: &Layout,
     map: &BTreeMap<String, String>,
-    opt: &Options,
+    fit: &Fit,
     dev: &mut DeviceMap,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -34,13 +35,14 @@ pub(super) fn steps(
             continue;
         }
         steps.push(wipe);
-        steps.push(partition(d, t, opt));
+        steps.push(partition(d, t, fit));
     }
     steps
 }
 
-/// `sfdisk` writing the table of `d` onto the target disk `t`.
-fn partition(d: &Disk, t: &str, opt: &Options) -> Step {
+/// `sfdisk` writing the table of `d` onto the target disk `t`, with the
+/// places and sizes `fit` chose where they differ from the recorded ones.
+fn partition(d: &Disk, t: &str, fit: &Fit) -> Step {
     // sfdisk(8) script: exact starts and sizes in sectors, the table's
     // and each partition's GUID, names and attributes.
     let mut script = String::new();
@@ -57,19 +59,30 @@ fn partition(d: &Disk, t: &str, opt: &Options) -> Step {
         let _ = writeln!(script, "sector-size: {}", d.logical_sector_size);
     }
     let mut makes = vec![t.to_string()];
-    let grown = grown_partition(d, opt.target_sizes.get(t).copied(), opt.grow);
+    let mut grown = None;
+    let mut fitted = false;
     for p in &d.partitions {
         let node = part_path(t, p.number);
-        let fields = sfdisk_fields(d.table, p, Some(p.number) == grown);
+        let place = fit.partitions.get(&p.path).copied();
+        match place {
+            Some(PartFit { size: None, .. }) => grown = Some(p.number),
+            Some(_) => fitted = true,
+            None => {}
+        }
+        let fields = sfdisk_fields(d.table, p, place);
         let _ = writeln!(script, "{node} : {}", fields.join(", "));
         makes.push(node);
     }
-    let what = match grown {
-        Some(n) => format!(
+    let what = match (grown, fitted) {
+        (Some(n), _) => format!(
             "partition table of {} on {t} (partition {n} grown to the end of the bigger disk)",
             d.path
         ),
-        None => format!("partition table of {} on {t}", d.path),
+        (None, true) => format!(
+            "partition table of {} on {t} (sizes fitted to the disk)",
+            d.path
+        ),
+        (None, false) => format!("partition table of {} on {t}", d.path),
     };
     let mut step = Step::new(
         format!("partition {t}"),
@@ -88,11 +101,16 @@ fn partition(d: &Disk, t: &str, opt: &Options) -> Step {
     step
 }
 
-/// The fields of one partition's line in the sfdisk script.
-fn sfdisk_fields(table: Table, p: &Partition, grown: bool) -> Vec<String> {
-    let mut fields = vec![format!("start={}", p.start)];
-    if !grown {
-        fields.push(format!("size={}", p.size));
+/// The fields of one partition's line in the sfdisk script: the recorded
+/// start and size, or those of `place`.
+fn sfdisk_fields(table: Table, p: &Partition, place: Option<PartFit>) -> Vec<String> {
+    let (start, size) = match place {
+        Some(f) => (f.start, f.size),
+        None => (p.start, Some(p.size)),
+    };
+    let mut fields = vec![format!("start={start}")];
+    if let Some(size) = size {
+        fields.push(format!("size={size}"));
     }
     // Without size= sfdisk(8) gives the partition all the space up to
     // the next one or the end of the disk (before the backup GPT).
@@ -110,21 +128,4 @@ fn sfdisk_fields(table: Table, p: &Partition, grown: bool) -> Vec<String> {
         fields.push(s("bootable"));
     }
     fields
-}
-
-/// The number of the partition to grow onto a bigger target: the one that
-/// ends last, when the target has room beyond the source disk's size. A
-/// logical partition of an MBR extended partition is never grown (its
-/// container would have to grow first).
-fn grown_partition(d: &Disk, target_size: Option<u64>, grow: bool) -> Option<u32> {
-    let target_size = target_size?;
-    if !grow || target_size <= d.size {
-        return None;
-    }
-    let last = d.partitions.iter().max_by_key(|p| p.start + p.size)?;
-    let extended = ["05", "0f", "85"];
-    if d.table == Table::Msdos && (last.number > 4 || extended.contains(&last.type_.as_str())) {
-        return None;
-    }
-    Some(last.number)
 }

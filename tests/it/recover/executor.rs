@@ -29,6 +29,7 @@ fn failure_stops_and_rerun_resumes() {
             step("needs the fix", &["test", "-e", &format!("{d}/fixed")]),
             step("third", &["touch", &format!("{d}/third")]),
         ],
+        sizes: Vec::new(),
     };
     let e = executor::run(&plan, &state).err().expect("step 2 fails");
     let msg = format!("{e:#}");
@@ -61,6 +62,7 @@ fn missing_tool_is_named_before_step_one() {
             step("ok", &["true"]),
             step("missing", &["mkfs.nonexistent-fs", "/dev/null"]),
         ],
+        sizes: Vec::new(),
     };
     let e = executor::check_tools(&plan).unwrap_err();
     let msg = format!("{e:#}");

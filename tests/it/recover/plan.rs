@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mkrescue::config::Resize;
 use mkrescue::layout::Layout;
 use mkrescue::recover::plan::{Options, plan};
 
@@ -19,7 +20,7 @@ fn opts() -> Options {
         key_file: None,
         work_dir: "/run/mkrescue/recover".into(),
         target_sizes: BTreeMap::new(),
-        grow: true,
+        resize: Resize::Last,
     }
 }
 
@@ -122,7 +123,7 @@ fn bigger_target_grows_only_its_last_partition() {
     let same = table("/dev/vda");
     assert_eq!(same.matches("size=").count(), d.partitions.len(), "{same}");
     // grow_last_partition = false: the big disk keeps the recorded sizes.
-    o.grow = false;
+    o.resize = Resize::None;
     let p = plan(&l, &map, &o).unwrap();
     let kept = p
         .steps
