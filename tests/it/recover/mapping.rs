@@ -194,17 +194,59 @@ fn too_small_disk_is_refused_before_anything() {
     let l = anonymous(layout());
     let e = map(
         &l,
-        &[t("/dev/sda", SIZE, None), t("/dev/sdb", GIB, None)],
+        &[t("/dev/sda", SIZE, None), t("/dev/sdb", GIB / 2, None)],
         &[],
         &mut NoAsk,
     )
     .unwrap_err();
     let msg = format!("{e:#}");
     assert!(msg.contains("no disk large enough"), "{msg}");
-    assert!(msg.contains("/dev/sdb, has 1.0 GiB"), "{msg}");
-    // Same serial, but too small: refused too.
+    assert!(msg.contains("(1.5 GiB, needs at least "), "{msg}");
+    assert!(msg.contains("/dev/sdb, has 512.0 MiB"), "{msg}");
+    // Same serial, but too small: refused too, with both sizes.
     let l = layout();
     let e = map(
+        &l,
+        &[
+            t("/dev/sda", SIZE, Some("DISK1")),
+            t("/dev/sdb", GIB / 2, Some("DISK2")),
+        ],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.starts_with("disk /dev/vdd (1.5 GiB, needs at least "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("for its data) does not fit on /dev/sdb (512.0 MiB)"),
+        "{msg}"
+    );
+    assert_eq!(code_of(&e), Code::Host);
+}
+
+/// A disk smaller than the recorded one takes it when the data fits: the
+/// VG of layout 2 holds 784 MiB of LVs in 1.5 GiB, so 1 GiB will do (the
+/// plan then fits the sizes, plan::fit).
+#[test]
+fn smaller_disk_taken_when_the_data_fits() {
+    let l = anonymous(layout());
+    let got = map(
+        &l,
+        &[t("/dev/sda", SIZE, None), t("/dev/sdb", GIB, None)],
+        &[],
+        &mut NoAsk,
+    )
+    .unwrap();
+    assert!(
+        got.contains(&("/dev/vdc".into(), "/dev/sdb".into(), Why::AllUsed))
+            || got.contains(&("/dev/vdd".into(), "/dev/sdb".into(), Why::AllUsed)),
+        "{got:?}"
+    );
+    let l = layout();
+    let got = map(
         &l,
         &[
             t("/dev/sda", SIZE, Some("DISK1")),
@@ -213,8 +255,8 @@ fn too_small_disk_is_refused_before_anything() {
         &[],
         &mut NoAsk,
     )
-    .unwrap_err();
-    assert!(format!("{e:#}").contains("target /dev/sdb (1.0 GiB) is too small for /dev/vdd"));
+    .unwrap();
+    assert!(got.contains(&("/dev/vdd".into(), "/dev/sdb".into(), Why::Identity)));
 }
 
 #[test]

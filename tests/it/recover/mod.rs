@@ -3,6 +3,7 @@
 
 mod estimate;
 mod executor;
+mod fit;
 mod mapping;
 mod nic;
 mod plan;

@@ -1,0 +1,404 @@
+//! Fitting the layout onto disks of another size (plan::fit), on the
+//! layout of the e2e's raid1-lvm server (tests/fixtures/layout/
+//! e2e-raid1-lvm.json: two 6 GiB disks, GPT bios_grub + ESP + md RAID1 ->
+//! LVM vg0 with root ext4 3 GiB, home xfs 1.5 GiB, swap 256 MiB). That
+//! file predates used bytes; the tests give its file systems some.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use mkrescue::config::Resize;
+use mkrescue::error::{Code, code_of};
+use mkrescue::layout::Layout;
+use mkrescue::recover::plan::fit::{self, MIB, SWAP_MIN, disk_min, fs_need};
+use mkrescue::recover::plan::{Options, Plan, plan};
+
+const GIB: u64 = 1 << 30;
+const E2E: &str = "tests/fixtures/layout/e2e-raid1-lvm.json";
+/// The e2e disks: 6 GiB.
+const DISK: u64 = 6 * GIB;
+/// 60% of them, on a MiB (what `--disks smaller` gives the VM).
+const SMALL: u64 = DISK * 6 / 10 / MIB * MIB;
+
+fn e2e() -> Layout {
+    Layout::load(Path::new(E2E)).unwrap()
+}
+
+/// The e2e layout with `root` and `home` bytes used on those file systems
+/// and 5 MiB on each ESP.
+fn with_used(root: u64, home: u64) -> Layout {
+    let mut l = e2e();
+    for f in &mut l.filesystems {
+        f.used_bytes = match f.device.as_str() {
+            "/dev/vg0/root" => Some(root),
+            "/dev/vg0/home" => Some(home),
+            "/dev/vda2" | "/dev/vdb2" => Some(5 * MIB),
+            _ => None,
+        };
+    }
+    l
+}
+
+fn nvme_map() -> BTreeMap<String, String> {
+    [
+        ("/dev/vda".to_string(), "/dev/nvme0n1".to_string()),
+        ("/dev/vdb".to_string(), "/dev/nvme1n1".to_string()),
+    ]
+    .into()
+}
+
+fn opts(size: u64, resize: Resize) -> Options {
+    Options {
+        udev: false,
+        key_file: None,
+        work_dir: "/run/mkrescue/recover".into(),
+        target_sizes: [
+            ("/dev/nvme0n1".to_string(), size),
+            ("/dev/nvme1n1".to_string(), size),
+        ]
+        .into(),
+        resize,
+    }
+}
+
+fn step<'a>(p: &'a Plan, id: &str) -> &'a mkrescue::recover::plan::Step {
+    p.steps
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+/// (start, size) in sectors of each partition line of the sfdisk script of
+/// target `t`; size None when the line has none (to the end of the disk).
+fn table(p: &Plan, t: &str) -> Vec<(u64, Option<u64>)> {
+    let field = |l: &str, k: &str| {
+        l.split(", ")
+            .find_map(|f| {
+                f.split_once(" : ")
+                    .map(|x| x.1)
+                    .unwrap_or(f)
+                    .strip_prefix(k)
+            })
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    step(p, &format!("partition {t}"))
+        .stdin
+        .as_ref()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with(t))
+        .map(|l| (field(l, "start=").unwrap(), field(l, "size=")))
+        .collect()
+}
+
+/// The `--size=` of an lvcreate, in bytes.
+fn lv_size(p: &Plan, lv: &str) -> u64 {
+    step(p, &format!("lv {lv}"))
+        .argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--size=")?.strip_suffix('b'))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The `--size=` of mdadm --create, in bytes per member.
+fn md_size(p: &Plan) -> u64 {
+    step(p, "md /dev/md0")
+        .argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--size=")?.strip_suffix('K'))
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// The margin arithmetic: max(10%, 256 MiB) over the data, then what the
+/// file system takes itself, and the floors.
+#[test]
+fn file_system_need_is_used_plus_margin_plus_overhead() {
+    let l = e2e();
+    let fs = |d: &str| l.filesystems.iter().find(|f| f.device == d).unwrap();
+    // ext4, 1 GiB used: (1024 + 256 + 128 MiB) / 92%.
+    let ext = fs_need(fs("/dev/vg0/root"), GIB);
+    assert_eq!(ext, (1408 * MIB * 100).div_ceil(92));
+    // 10 GiB used: the margin is 10%, 1 GiB.
+    assert_eq!(
+        fs_need(fs("/dev/vg0/root"), 10 * GIB),
+        ((10 * GIB + GIB + 128 * MIB) * 100).div_ceil(92)
+    );
+    // xfs with little data and a small log: mkfs.xfs's 300 MiB floor.
+    let mut small_log = fs("/dev/vg0/home").clone();
+    small_log.xfs.as_mut().unwrap().log_size_blocks = 256;
+    assert_eq!(fs_need(&small_log, 10 * MIB), 300 * MIB);
+    // More data: its 64 MiB log and 3%.
+    assert_eq!(
+        fs_need(fs("/dev/vg0/home"), GIB),
+        ((GIB + 256 * MIB + 64 * MIB) * 100).div_ceil(97)
+    );
+    let mut root = fs("/dev/vg0/root").clone();
+    root.used_bytes = Some(GIB);
+    assert_eq!(fit::fs_min(&root, 3 * GIB), ext);
+    // Never more than it had: the data was held there before.
+    assert_eq!(fit::fs_min(&root, GIB), GIB);
+    // No used bytes recorded (an older layout): not shrunk at all.
+    assert_eq!(fit::fs_min(fs("/dev/vg0/root"), 3 * GIB), 3 * GIB);
+    // Swap: down to 128 MiB; vfat keeps its size.
+    assert_eq!(fit::fs_min(fs("/dev/vg0/swap"), 256 * MIB), SWAP_MIN);
+    assert_eq!(fit::fs_min(fs("/dev/vda2"), 200 * MIB), 200 * MIB);
+}
+
+/// The case: the raid1-lvm server onto two disks 60% of the
+/// original size. Every piece shrinks, none below its data and margin;
+/// bios_grub and the ESPs keep their size; both RAID members shrink alike.
+#[test]
+fn sixty_percent_disks_take_the_raid1_lvm_server() {
+    let l = with_used(1200 * MIB, 100 * MIB);
+    let p = plan(&l, &nvme_map(), &opts(SMALL, Resize::Last)).unwrap();
+    let a = table(&p, "/dev/nvme0n1");
+    let b = table(&p, "/dev/nvme1n1");
+    assert_eq!(a, b, "md members shrink together");
+    // bios_grub and ESP as recorded.
+    assert_eq!(a[0], (2048, Some(2048)));
+    assert_eq!(a[1], (4096, Some(409600)));
+    let (start, size) = (a[2].0, a[2].1.unwrap());
+    assert_eq!(start % 2048, 0, "1 MiB aligned");
+    assert_eq!(size % 2048, 0, "1 MiB aligned");
+    assert!(size < 12167168, "the RAID partition shrank: {size}");
+    // It ends before the backup GPT.
+    assert!((start + size + 33) * 512 <= SMALL, "{start}+{size}");
+    // The array fits its members after their 5 MiB data offset.
+    let md = md_size(&p);
+    assert!(md + 10240 * 512 <= size * 512, "{md}");
+    assert!(md < 6224347136);
+    // The LVs fit the PV on it (1 MiB pe_start, 4 MiB extents) ...
+    let (root, home, swap) = (
+        lv_size(&p, "/dev/vg0/root"),
+        lv_size(&p, "/dev/vg0/home"),
+        lv_size(&p, "/dev/vg0/swap"),
+    );
+    for s in [root, home, swap] {
+        assert_eq!(s % (4 * MIB), 0, "extent aligned: {s}");
+    }
+    assert!(
+        root + home + swap <= md - MIB,
+        "{root} {home} {swap} in {md}"
+    );
+    // ... and each holds its data with the margin.
+    let fs = |d: &str| l.filesystems.iter().find(|f| f.device == d).unwrap();
+    assert!(root >= fs_need(fs("/dev/vg0/root"), 1200 * MIB));
+    assert!(home >= fs_need(fs("/dev/vg0/home"), 100 * MIB));
+    assert!(swap >= SWAP_MIN && swap < 256 * MIB, "{swap}");
+    assert!(root < 3 * GIB && home < 1536 * MIB);
+    // Every size chosen is said, old -> new.
+    let said: Vec<String> = p.sizes.iter().map(|c| c.to_string()).collect();
+    let has = |prefix: &str| said.iter().any(|s| s.starts_with(prefix));
+    assert!(has("partition /dev/vda3: 5.8 GiB -> "), "{said:#?}");
+    assert!(has("partition /dev/vdb3: 5.8 GiB -> "), "{said:#?}");
+    assert!(has("md array /dev/md0: 5.8 GiB -> "), "{said:#?}");
+    assert!(
+        said.iter().any(
+            |s| s.starts_with("logical volume /dev/vg0/root: 3.0 GiB -> ")
+                && s.ends_with("(ext4, 1.2 GiB used)")
+        ),
+        "{said:#?}"
+    );
+    assert!(
+        has("logical volume /dev/vg0/swap: 256.0 MiB -> "),
+        "{said:#?}"
+    );
+    assert_eq!(said.len(), 6, "{said:#?}");
+    let script = p.script("dry run");
+    assert!(
+        script.contains("\n# size logical volume /dev/vg0/home: 1.5 GiB -> "),
+        "{script}"
+    );
+    assert!(
+        step(&p, "partition /dev/nvme0n1")
+            .what
+            .contains("sizes fitted to the disk")
+    );
+}
+
+/// Too much data for the disk: refused before any step, naming the layout
+/// disk, the target, both sizes and the least that would do (exit 4).
+#[test]
+fn data_too_big_for_the_disk_is_refused_with_both_sizes() {
+    let l = with_used(2900 * MIB, 1200 * MIB);
+    let least = disk_min(&l, &l.disks[0]);
+    assert!(least > SMALL && least < DISK, "{least}");
+    let e = plan(&l, &nvme_map(), &opts(SMALL, Resize::Last)).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.starts_with(&format!(
+            "disk /dev/vda (6.0 GiB, needs at least {} for its data) does not fit on /dev/nvme0n1 (3.6 GiB)",
+            mkrescue::layout::show::human(least)
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert_eq!(code_of(&e), Code::Host);
+    // With a disk of exactly the least it needs, it fits.
+    assert!(plan(&l, &nvme_map(), &opts(least, Resize::Last)).is_ok());
+    assert!(plan(&l, &nvme_map(), &opts(least - MIB, Resize::Last)).is_err());
+}
+
+/// A layout without used bytes (saved by an older mkrescue): its file
+/// systems keep their recorded sizes; only the VG's free space and swap
+/// can go, which is not enough for 60%.
+#[test]
+fn old_layout_without_used_bytes_keeps_its_file_systems() {
+    let l = e2e();
+    let least = disk_min(&l, &l.disks[0]);
+    // bios_grub + ESP from sector 2048, the LVs (swap at 128 MiB), the PV's
+    // and the array's overhead.
+    assert!(least >= (2048 + 2048 + 409600) * 512 + (3072 + 1536 + 128) * MIB);
+    assert!(least < mkrescue::recover::mapping::needed_bytes(&l.disks[0]));
+    let e = plan(&l, &nvme_map(), &opts(SMALL, Resize::Last)).unwrap_err();
+    assert!(format!("{e:#}").contains("does not fit on /dev/nvme0n1"));
+    let p = plan(&l, &nvme_map(), &opts(least, Resize::Last)).unwrap();
+    assert_eq!(lv_size(&p, "/dev/vg0/root"), 3 * GIB);
+    assert_eq!(lv_size(&p, "/dev/vg0/home"), 1536 * MIB);
+}
+
+/// Twice the disk, `resize = "proportional"`: the RAID partition, the
+/// array and the file systems' LVs grow in proportion; bios_grub, the
+/// ESPs and swap keep their size.
+#[test]
+fn proportional_growth_grows_everything_that_holds_data() {
+    let l = with_used(1200 * MIB, 100 * MIB);
+    let p = plan(&l, &nvme_map(), &opts(2 * DISK, Resize::Proportional)).unwrap();
+    let a = table(&p, "/dev/nvme0n1");
+    assert_eq!(a[0], (2048, Some(2048)));
+    assert_eq!(a[1], (4096, Some(409600)));
+    let size = a[2].1.unwrap();
+    // About twice, on a MiB, within the disk.
+    assert!(
+        size > 2 * 12167168 - 4096 && size <= 2 * 12167168 + 413696,
+        "{size}"
+    );
+    assert!((a[2].0 + size + 33) * 512 <= 2 * DISK);
+    let md = md_size(&p);
+    assert!(md > 2 * 6224347136 - 16 * MIB, "{md}");
+    let root = lv_size(&p, "/dev/vg0/root");
+    let home = lv_size(&p, "/dev/vg0/home");
+    assert_eq!(lv_size(&p, "/dev/vg0/swap"), 256 * MIB);
+    // In proportion: root and home grow by the same factor (to an extent).
+    let (fr, fh) = (
+        root as f64 / (3 * GIB) as f64,
+        home as f64 / (1536 * MIB) as f64,
+    );
+    assert!((fr - fh).abs() < 0.01, "{fr} {fh}");
+    assert!(fr > 1.8, "{fr}");
+    assert!(root + home + 256 * MIB <= md - MIB);
+}
+
+/// Twice the disk, `last` (the default) and `none`: `last` gives the RAID
+/// partition the rest of the disk and keeps the array's recorded size;
+/// `none` keeps every recorded size.
+#[test]
+fn last_and_none_on_a_bigger_disk() {
+    let l = with_used(1200 * MIB, 100 * MIB);
+    let p = plan(&l, &nvme_map(), &opts(2 * DISK, Resize::Last)).unwrap();
+    assert_eq!(table(&p, "/dev/nvme0n1")[2], (413696, None));
+    assert_eq!(md_size(&p), 6224347136 / 1024 * 1024);
+    assert_eq!(lv_size(&p, "/dev/vg0/root"), 3 * GIB);
+    let said: Vec<String> = p.sizes.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        said,
+        [
+            "partition /dev/vda3: 5.8 GiB -> 11.8 GiB (grown to the end of /dev/nvme0n1; member of /dev/md0)",
+            "partition /dev/vdb3: 5.8 GiB -> 11.8 GiB (grown to the end of /dev/nvme1n1; member of /dev/md0)",
+        ]
+    );
+    let p = plan(&l, &nvme_map(), &opts(2 * DISK, Resize::None)).unwrap();
+    assert_eq!(table(&p, "/dev/nvme0n1")[2], (413696, Some(12167168)));
+    assert_eq!(lv_size(&p, "/dev/vg0/root"), 3 * GIB);
+    assert!(p.sizes.is_empty(), "{:?}", p.sizes);
+}
+
+/// `recover --dry-run --lsblk F` plans for the disks F lists: the e2e
+/// layout onto two NVMe disks of 60% shows every size it chose; too much
+/// data is one error line with both sizes, exit 4, and no plan.
+#[test]
+fn dry_run_onto_smaller_nvme_disks_says_every_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let lsblk = dir.path().join("lsblk.json");
+    // What `lsblk --json --bytes -O` prints for two blank NVMe disks
+    // (only the columns mkrescue reads).
+    let disk = |name: &str, serial: &str| {
+        serde_json::json!({
+            "name": name, "path": format!("/dev/{name}"), "type": "disk",
+            "size": SMALL, "log-sec": 512, "phy-sec": 512, "serial": serial,
+            "rm": false, "ro": false, "tran": "nvme", "mountpoints": [null]
+        })
+    };
+    std::fs::write(
+        &lsblk,
+        serde_json::json!({"blockdevices": [disk("nvme0n1", "NEW1"), disk("nvme1n1", "NEW2")]})
+            .to_string(),
+    )
+    .unwrap();
+    // As in a rescue system (no warning about that).
+    std::fs::create_dir_all(dir.path().join("etc/mkrescue")).unwrap();
+    std::fs::write(dir.path().join("etc/mkrescue/host.json"), "{}").unwrap();
+    let run = |l: &Layout| {
+        let f = dir.path().join("layout.json");
+        std::fs::write(&f, l.to_json()).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+            .args(["recover", "--dry-run", "--unattended", "--layout-only"])
+            .arg("--lsblk")
+            .arg(&lsblk)
+            .arg("--layout")
+            .arg(&f)
+            .arg("--root")
+            .arg(dir.path())
+            .args(["--config-dir", "/nonexistent-mkrescue-test"])
+            .env_remove("MKRESCUE_ROOT")
+            .output()
+            .unwrap()
+    };
+    let out = run(&with_used(1200 * MIB, 100 * MIB));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let script = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "# disk /dev/vda -> /dev/nvme0n1 (",
+        "# size partition /dev/vda3: 5.8 GiB -> ",
+        "# size partition /dev/vdb3: 5.8 GiB -> ",
+        "# size md array /dev/md0: 5.8 GiB -> ",
+        "# size logical volume /dev/vg0/root: 3.0 GiB -> ",
+        "# size logical volume /dev/vg0/home: 1.5 GiB -> ",
+        "# size logical volume /dev/vg0/swap: 256.0 MiB -> ",
+    ] {
+        assert!(
+            script.lines().any(|l| l.starts_with(line)),
+            "no line {line:?} in:\n{script}"
+        );
+    }
+    assert!(
+        script.contains("/dev/nvme0n1p3 : start=413696, size="),
+        "{script}"
+    );
+    // Too much data: refused at the mapping, before any plan.
+    let out = run(&with_used(2900 * MIB, 1200 * MIB));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("mkrescue: error: no disk large enough for /dev/vd"),
+        "{err}"
+    );
+    assert!(err.contains("(6.0 GiB, needs at least "), "{err}");
+    assert!(err.contains("has 3.6 GiB"), "{err}");
+    assert!(out.stdout.is_empty(), "a plan was printed");
+    // --lsblk is for planning only.
+    let out = Command::new(env!("CARGO_BIN_EXE_mkrescue"))
+        .args(["recover", "--unattended", "--lsblk"])
+        .arg(&lsblk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
