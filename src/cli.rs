@@ -251,6 +251,19 @@ pub enum Command {
     /// Record, print or compare the disk layout
     Layout(LayoutArgs),
     /// Rebuild the disks from a saved layout (run inside the rescue system)
+    ///
+    /// Disks may differ in size from the host's. A smaller disk is used when
+    /// the data fits: partitions, md arrays, LVs and the file systems made
+    /// on them shrink, never below the used bytes `layout save` recorded
+    /// plus a margin (max(10%, 256 MiB) and the file system's own needs);
+    /// swap shrinks to 128 MiB at least; what holds no recorded usage (an
+    /// ESP, bios_grub, a file system that was not mounted) keeps its size.
+    /// A bigger disk is used as `[recover] resize` says: "last" (default)
+    /// grows the last partition, "proportional" grows everything that holds
+    /// data in proportion, "none" keeps the recorded sizes. Every size that
+    /// differs is shown by --dry-run (`# size partition /dev/sda3: 5.8 GiB
+    /// -> 3.4 GiB`) and listed in the report. A disk too small for the data
+    /// is refused before anything is written, naming both sizes (exit 4).
     Recover(RecoverArgs),
     /// Predict how long recovering this host takes, per phase (on the host,
     /// or in the rescue system before recover)

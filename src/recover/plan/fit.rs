@@ -573,6 +573,10 @@ pub fn fit(
         let Some(alloc) = distribute(capacity, &pieces, grow_to) else {
             return Err(too_small(l, d, t, size));
         };
+        if alloc.iter().zip(&parts).all(|(a, p)| *a == p.size) {
+            // Nothing to grow: every partition where it was.
+            continue;
+        }
         let mut cursor = first;
         for (p, (a, piece)) in parts.iter().zip(alloc.iter().zip(&pieces)) {
             // The first keeps its place; the others follow on the next
@@ -628,7 +632,8 @@ pub fn fit(
             .collect();
         let shrank = sizes.iter().any(|(now, was)| now < was);
         let grew = sizes.iter().all(|(now, was)| now > was);
-        if !shrank && !(proportional && grew) {
+        let grows = proportional && grew;
+        if !shrank && !grows {
             continue;
         }
         let least_member = sizes.iter().map(|(now, _)| *now).min().unwrap_or(0);

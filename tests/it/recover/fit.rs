@@ -190,7 +190,7 @@ fn sixty_percent_disks_take_the_raid1_lvm_server() {
     let fs = |d: &str| l.filesystems.iter().find(|f| f.device == d).unwrap();
     assert!(root >= fs_need(fs("/dev/vg0/root"), 1200 * MIB));
     assert!(home >= fs_need(fs("/dev/vg0/home"), 100 * MIB));
-    assert!(swap >= SWAP_MIN && swap < 256 * MIB, "{swap}");
+    assert!((SWAP_MIN..256 * MIB).contains(&swap), "{swap}");
     assert!(root < 3 * GIB && home < 1536 * MIB);
     // Every size chosen is said, old -> new.
     let said: Vec<String> = p.sizes.iter().map(|c| c.to_string()).collect();
@@ -344,11 +344,12 @@ fn dry_run_onto_smaller_nvme_disks_says_every_size() {
     // As in a rescue system (no warning about that).
     std::fs::create_dir_all(dir.path().join("etc/mkrescue")).unwrap();
     std::fs::write(dir.path().join("etc/mkrescue/host.json"), "{}").unwrap();
-    let run = |l: &Layout| {
+    let run_with = |l: &Layout, extra: &[&str]| {
         let f = dir.path().join("layout.json");
         std::fs::write(&f, l.to_json()).unwrap();
         Command::new(env!("CARGO_BIN_EXE_mkrescue"))
             .args(["recover", "--dry-run", "--unattended", "--layout-only"])
+            .args(extra)
             .arg("--lsblk")
             .arg(&lsblk)
             .arg("--layout")
@@ -360,6 +361,7 @@ fn dry_run_onto_smaller_nvme_disks_says_every_size() {
             .output()
             .unwrap()
     };
+    let run = |l: &Layout| run_with(l, &[]);
     let out = run(&with_used(1200 * MIB, 100 * MIB));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -382,6 +384,19 @@ fn dry_run_onto_smaller_nvme_disks_says_every_size() {
         script.contains("/dev/nvme0n1p3 : start=413696, size="),
         "{script}"
     );
+    // --json: the same sizes as data.
+    let out = run_with(&with_used(1200 * MIB, 100 * MIB), &["--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sizes = j["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 6, "{sizes:?}");
+    let root = sizes
+        .iter()
+        .find(|c| c["device"] == "/dev/vg0/root")
+        .unwrap();
+    assert_eq!(root["kind"], "logical volume");
+    assert_eq!(root["old"], 3 * GIB);
+    assert!(root["new"].as_u64().unwrap() < 3 * GIB);
     // Too much data: refused at the mapping, before any plan.
     let out = run(&with_used(2900 * MIB, 1200 * MIB));
     let err = String::from_utf8_lossy(&out.stderr);

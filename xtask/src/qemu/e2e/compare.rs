@@ -340,7 +340,7 @@ pub(super) fn compare_layouts(
     }
     let disk_fields = ["size", "serial", "wwn", "model", "by_path", "disk_id"];
     // A disk that got bigger may have its last partition grown onto it
-    // (recover.grow_last_partition, the default).
+    // (recover.resize = "last", the default).
     let grown: Vec<String> = b
         .disks
         .iter()
