@@ -417,3 +417,42 @@ fn dry_run_onto_smaller_nvme_disks_says_every_size() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Layout 2 (two 1.5 GiB disks, 784 MiB of LVs in a 1.5 GiB VG, no used
+/// bytes recorded) onto 1 GiB disks: the VG's free space goes, every LV
+/// keeps its size.
+#[test]
+fn free_space_in_a_vg_is_not_data() {
+    let l = Layout::load(Path::new("tests/fixtures/layout/layout2.json")).unwrap();
+    let map: BTreeMap<String, String> = [
+        ("/dev/vdc".to_string(), "/dev/sda".to_string()),
+        ("/dev/vdd".to_string(), "/dev/sdb".to_string()),
+    ]
+    .into();
+    let mut o = opts(GIB, Resize::None);
+    o.target_sizes = [("/dev/sda".to_string(), GIB), ("/dev/sdb".to_string(), GIB)].into();
+    let p = plan(&l, &map, &o).unwrap();
+    for lv in &l.lvm.lvs {
+        assert_eq!(lv_size(&p, &lv.path()), lv.size, "{}", lv.path());
+    }
+    let kinds: Vec<&str> = p.sizes.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        ["partition", "partition", "md array"],
+        "{:?}",
+        p.sizes
+    );
+    assert!(md_size(&p) < l.md[0].size);
+}
+
+/// The plan for the 60% disks as the dry run prints it: a snapshot, so a
+/// change of any size or command shows as a diff.
+#[test]
+fn dry_run_script_for_sixty_percent_disks() {
+    let l = with_used(1200 * MIB, 100 * MIB);
+    // `resize` is about bigger disks: a smaller one is fitted whatever it says.
+    let none = plan(&l, &nvme_map(), &opts(SMALL, Resize::None)).unwrap();
+    let p = plan(&l, &nvme_map(), &opts(SMALL, Resize::Proportional)).unwrap();
+    assert_eq!(none, p);
+    insta::assert_snapshot!(p.script("mkrescue recover --dry-run: e2e raid1-lvm on 60% disks"));
+}
