@@ -253,6 +253,10 @@ fn device(l: &Layout, dev: &str, depth: usize, out: &mut String) {
         if let Some(lb) = &fs.label {
             extra.push(format!("label {lb:?}"));
         }
+        // What recover may shrink it to depends on it (recover::plan::fit).
+        if let Some(u) = fs.used_bytes {
+            extra.push(format!("used {}", human(u)));
+        }
         let _ = writeln!(out, "{pad}{} {}", fs.fstype, extra.join(" "));
         if let Some(b) = &fs.btrfs {
             for sv in &b.subvolumes {

@@ -60,6 +60,31 @@ fn show_renders_the_tree() {
     }
 }
 
+/// The used bytes `layout save` recorded show beside their file system
+/// (what recover may shrink it to depends on them).
+#[test]
+fn show_gives_used_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_variant(&dir, |v| {
+        for f in v["filesystems"].as_array_mut().unwrap() {
+            if f["device"] == "/dev/vg0/root" {
+                f["used_bytes"] = (300u64 << 20).into();
+            }
+        }
+    });
+    let out = mkrescue(&["layout", "show", "--file", &p]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let root = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("ext4 uuid"))
+        .unwrap();
+    assert!(root.ends_with("used 300.0 MiB"), "{text}");
+    // Nothing recorded, nothing said.
+    let home = text.lines().find(|l| l.contains("xfs uuid")).unwrap();
+    assert!(!home.contains("used"), "{text}");
+}
+
 #[test]
 fn unknown_schema_version_is_named() {
     let dir = tempfile::tempdir().unwrap();
