@@ -342,6 +342,12 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
             format!("LUKS key file {k} not found; give --key-file FILE (nothing was changed)"),
         ));
     }
+    if cfg.recover.grow_last_partition.is_some() {
+        log::warn!(
+            "recover.grow_last_partition is deprecated: it reads as resize = \"{}\"; set [recover] resize instead",
+            format!("{:?}", cfg.recover.resize()).to_lowercase()
+        );
+    }
     let opt = plan::Options {
         udev: std::path::Path::new("/run/udev/control").exists(),
         key_file,

@@ -228,6 +228,18 @@ fn lv_resizable(lv: &Lv) -> bool {
 
 struct Sizes<'a> {
     l: &'a Layout,
+    /// How deep [`Sizes::min`] has gone: a layout file whose devices stack
+    /// in a circle (a PV on an LV of its own VG) would never end.
+    depth: std::cell::Cell<u32>,
+}
+
+impl<'a> Sizes<'a> {
+    fn new(l: &'a Layout) -> Self {
+        Sizes {
+            l,
+            depth: std::cell::Cell::new(0),
+        }
+    }
 }
 
 impl Sizes<'_> {
@@ -248,8 +260,13 @@ impl Sizes<'_> {
         if let Some(lv) = l.lvm.lvs.iter().find(|v| v.path() == dev) {
             return lv.size;
         }
-        if let Some(x) = l.luks.iter().find(|x| x.mapper == dev) {
-            return self.recorded(&x.device).saturating_sub(LUKS_HEADER);
+        if let Some(x) = l.luks.iter().find(|x| x.mapper == dev)
+            && self.depth.get() <= 16
+        {
+            self.depth.set(self.depth.get() + 1);
+            let r = self.recorded(&x.device).saturating_sub(LUKS_HEADER);
+            self.depth.set(self.depth.get() - 1);
+            return r;
         }
         0
     }
@@ -259,6 +276,12 @@ impl Sizes<'_> {
     fn min(&self, dev: &str) -> u64 {
         let l = self.l;
         let rec = self.recorded(dev);
+        // Real stacks are a few levels deep (partition, md, LUKS, PV, LV,
+        // file system); deeper is a circle: keep the recorded size.
+        if self.depth.get() > 16 {
+            return rec;
+        }
+        self.depth.set(self.depth.get() + 1);
         let need = if let Some(x) = l.luks.iter().find(|x| x.device == dev) {
             self.min(&x.mapper) + LUKS_HEADER
         } else if let Some(m) = l.md.iter().find(|m| m.devices.contains(&dev.to_string())) {
@@ -270,12 +293,23 @@ impl Sizes<'_> {
         } else {
             rec
         };
+        self.depth.set(self.depth.get() - 1);
         need.min(rec)
     }
 
     /// Whether more room on `dev` would be used: a file system (not swap,
     /// not vfat), LVM, an md member, LUKS over one of those.
     fn grows(&self, dev: &str) -> bool {
+        if self.depth.get() > 16 {
+            return false;
+        }
+        self.depth.set(self.depth.get() + 1);
+        let g = self.grows_here(dev);
+        self.depth.set(self.depth.get() - 1);
+        g
+    }
+
+    fn grows_here(&self, dev: &str) -> bool {
         let l = self.l;
         if let Some(x) = l.luks.iter().find(|x| x.device == dev) {
             return self.grows(&x.mapper);
@@ -390,7 +424,7 @@ fn tail_sectors(d: &Disk) -> u64 {
 /// table needs (`mapping::needed_bytes`).
 pub fn disk_min(l: &Layout, d: &Disk) -> u64 {
     let full = super::super::mapping::needed_bytes(d);
-    let sz = Sizes { l };
+    let sz = Sizes::new(l);
     if d.table == Table::None {
         return sz.min(&d.path).min(full);
     }
@@ -497,7 +531,7 @@ pub fn fit(
     targets: &BTreeMap<String, u64>,
     resize: Resize,
 ) -> Result<Fit> {
-    let sz = Sizes { l };
+    let sz = Sizes::new(l);
     let mut fit = Fit::default();
     // Layout device → its new size in bytes, where it changed.
     let mut new: BTreeMap<String, u64> = BTreeMap::new();

@@ -456,3 +456,17 @@ fn dry_run_script_for_sixty_percent_disks() {
     assert_eq!(none, p);
     insta::assert_snapshot!(p.script("mkrescue recover --dry-run: e2e raid1-lvm on 60% disks"));
 }
+
+/// A layout file whose devices stack in a circle (a PV on an LV of its own
+/// VG: no real host has it) gets an answer, not a stack overflow.
+#[test]
+fn a_circle_in_the_layout_ends() {
+    let mut l = with_used(1200 * MIB, 100 * MIB);
+    let mut pv = l.lvm.pvs[0].clone();
+    pv.device = "/dev/vg0/root".into();
+    l.lvm.pvs.push(pv);
+    l.lvm.vgs[0].pvs.push("/dev/vg0/root".into());
+    let least = disk_min(&l, &l.disks[0]);
+    assert!(least > 0 && least <= DISK, "{least}");
+    let _ = plan(&l, &nvme_map(), &opts(SMALL, Resize::Proportional));
+}
