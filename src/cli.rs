@@ -256,7 +256,7 @@ pub enum Command {
     /// the data fits: partitions, md arrays, LVs and the file systems made
     /// on them shrink, never below the used bytes `layout save` recorded
     /// plus a margin (max(10%, 256 MiB) and the file system's own needs);
-    /// swap shrinks to 128 MiB at least; what holds no recorded usage (an
+    /// swap may shrink down to 128 MiB; what holds no recorded usage (an
     /// ESP, bios_grub, a file system that was not mounted) keeps its size.
     /// A bigger disk is used as `[recover] resize` says: "last" (default)
     /// grows the last partition, "proportional" grows everything that holds

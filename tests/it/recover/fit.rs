@@ -470,3 +470,58 @@ fn a_circle_in_the_layout_ends() {
     assert!(least > 0 && least <= DISK, "{least}");
     let _ = plan(&l, &nvme_map(), &opts(SMALL, Resize::Proportional));
 }
+
+/// The classic single disk: MBR, ext4 root (5 GiB used) and swap
+/// partitions on 20 GiB, onto 8 GiB: both shrink on 1 MiB boundaries;
+/// onto 4 GiB it is refused with the line.
+#[test]
+fn mbr_root_and_swap_partitions_onto_a_smaller_disk() {
+    let l = Layout::from_json(
+        &serde_json::json!({
+            "schema_version": 1, "host": "classic", "captured_at": 0,
+            "mkrescue_version": "0", "disks": [{
+                "path": "/dev/sda", "size": 20 * GIB, "logical_sector_size": 512,
+                "physical_sector_size": 512, "table": "msdos", "disk_id": "0x1234abcd",
+                "partitions": [
+                    {"number": 1, "path": "/dev/sda1", "start": 2048,
+                     "size": 18 * GIB / 512, "type": "83", "flags": ["boot"]},
+                    {"number": 2, "path": "/dev/sda2", "start": 2048 + 18 * GIB / 512,
+                     "size": 2 * GIB / 512 - 4096, "type": "82", "flags": ["swap"]}
+                ]}],
+            "filesystems": [
+                {"device": "/dev/sda1", "type": "ext4", "used_bytes": 5 * GIB},
+                {"device": "/dev/sda2", "type": "swap"}
+            ],
+            "mounts": [{"target": "/", "source": "/dev/sda1", "fstype": "ext4",
+                        "options": "rw"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let map: BTreeMap<String, String> = [("/dev/sda".to_string(), "/dev/sdb".to_string())].into();
+    let mut o = opts(0, Resize::Last);
+    o.target_sizes = [("/dev/sdb".to_string(), 8 * GIB)].into();
+    let p = plan(&l, &map, &o).unwrap();
+    let t = table(&p, "/dev/sdb");
+    let (root, swap) = (t[0].1.unwrap(), t[1].1.unwrap());
+    assert_eq!(t[0].0, 2048);
+    assert_eq!(t[1].0, 2048 + root, "swap follows root");
+    assert_eq!((root % 2048, swap % 2048), (0, 0));
+    assert!((t[1].0 + swap) * 512 <= 8 * GIB);
+    let fs = &l.filesystems[0];
+    assert!(root * 512 >= fs_need(fs, 5 * GIB), "{root}");
+    assert!(swap * 512 >= SWAP_MIN && swap * 512 < 2 * GIB, "{swap}");
+    // The boot flag and types stay.
+    let script = step(&p, "partition /dev/sdb").stdin.clone().unwrap();
+    assert!(script.contains("type=83, bootable"), "{script}");
+    // 4 GiB: less than 5 GiB of data.
+    o.target_sizes = [("/dev/sdb".to_string(), 4 * GIB)].into();
+    let e = plan(&l, &map, &o).unwrap_err();
+    let need = mkrescue::layout::show::human(disk_min(&l, &l.disks[0]));
+    assert_eq!(
+        format!("{e:#}"),
+        format!(
+            "disk /dev/sda (20.0 GiB, needs at least {need} for its data) does not fit on /dev/sdb (4.0 GiB); attach a disk of at least that size or give --map /dev/sda=DISK; nothing was changed"
+        )
+    );
+}
