@@ -4,7 +4,10 @@
 //!
 //! The walk stays on the filesystem of each path it starts from (like
 //! `tar --one-file-system`): a mount point below it is archived as an empty
-//! directory, so the restored system has it to mount on. `/proc`, `/sys`,
+//! directory, so the restored system has it to mount on. A btrfs
+//! subvolume nested in a walked one (no mount point, a device number of
+//! its own) is part of the same file system and walked; a read-only one,
+//! a snapshot, is kept empty like a mount point, with a warning. `/proc`, `/sys`,
 //! `/dev`, `/run`, `/tmp` and the directories in [`Source::prune`] (the
 //! backup target, mkrescue's output) are kept the same way: the directory
 //! with its owner and mode, none of its contents. Configured patterns drop
@@ -26,6 +29,7 @@ use super::frames::FrameWriter;
 use super::incremental::Stat;
 use super::manifest::{self, Item};
 use super::pax::{self, Header, Kind};
+use crate::sys::mount::Nested;
 
 /// Directories whose contents are never backed up (relative to the root).
 pub const ALWAYS_PRUNED: &[&str] = &["proc", "sys", "dev", "run", "tmp"];
@@ -150,6 +154,9 @@ fn walk(
     paths.sort();
     paths.dedup();
     let starts: HashSet<Vec<u8>> = paths.iter().map(|p| member_name(p)).collect();
+    // Where a directory on another device is another file system, and
+    // where it is a btrfs subvolume nested in this one.
+    let mounts = crate::sys::mount::mount_points();
     let mut pruned_ids = HashSet::new();
     for p in &src.prune {
         if let Ok(m) = std::fs::metadata(p) {
@@ -165,7 +172,6 @@ fn walk(
                 host.display()
             )
         })?;
-        let dev = meta.dev();
         let mut stack = vec![Found {
             path: host,
             name: member_name(start),
@@ -174,6 +180,9 @@ fn walk(
         }];
         while let Some(found) = stack.pop() {
             let descend = found.meta.is_dir() && !found.pruned;
+            // The device of this directory's file system (a nested btrfs
+            // subvolume's own, inside one).
+            let dev = found.meta.dev();
             let dir_path = found.path.clone();
             let dir_name = found.name.clone();
             f(found, stats)?;
@@ -219,9 +228,19 @@ fn walk(
                         continue;
                     }
                 };
-                let other_fs = meta.dev() != dev;
+                let mut other_fs = meta.dev() != dev;
                 if other_fs && !meta.is_dir() {
                     continue;
+                }
+                if other_fs && !mounts.contains(&path) {
+                    match crate::sys::mount::nested_subvolume(&path, meta.ino()) {
+                        Nested::Subvolume => other_fs = false,
+                        Nested::Snapshot => stats.warnings.push(format!(
+                            "{} is a read-only btrfs subvolume (a snapshot): kept empty, not backed up",
+                            path.display()
+                        )),
+                        Nested::No => {}
+                    }
                 }
                 let pruned = other_fs
                     || (meta.is_dir()

@@ -13,6 +13,80 @@ pub fn is_mounted(dir: &Path) -> bool {
         .any(|m| unescape(m) == want)
 }
 
+/// Every mount point in /proc/self/mountinfo (empty when it cannot be
+/// read): what a walk that stays on one file system must not enter.
+pub fn mount_points() -> std::collections::HashSet<std::path::PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| {
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .map(|m| std::path::PathBuf::from(unescape(m)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a directory on another device than its parent, and not a mount
+/// point, is: btrfs gives every subvolume a device number of its own, so
+/// a subvolume nested in the mounted one looks like another file system
+/// to st_dev although it is part of this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nested {
+    /// A writable btrfs subvolume: its files belong to the backup.
+    Subvolume,
+    /// A read-only btrfs subvolume: a snapshot (snapper, btrbk), a copy
+    /// of data that is backed up where it lives.
+    Snapshot,
+    /// Anything else (another file system).
+    No,
+}
+
+/// [`Nested`] of the directory `dir`: a btrfs subvolume's root directory
+/// is inode 256 (BTRFS_FIRST_FREE_OBJECTID) on a file system whose
+/// statfs(2) magic is BTRFS_SUPER_MAGIC; its read-only flag comes from the
+/// BTRFS_IOC_SUBVOL_GETFLAGS ioctl (linux/btrfs.h).
+pub fn nested_subvolume(dir: &Path, ino: u64) -> Nested {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsRawFd;
+    const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
+    const BTRFS_FIRST_FREE_OBJECTID: u64 = 256;
+    // _IOR(0x94, 25, __u64): read, 8 bytes, type 0x94, number 25.
+    const BTRFS_IOC_SUBVOL_GETFLAGS: u64 = (2 << 30) | (8 << 16) | (0x94 << 8) | 25;
+    const BTRFS_SUBVOL_RDONLY: u64 = 1 << 1;
+    if ino != BTRFS_FIRST_FREE_OBJECTID {
+        return Nested::No;
+    }
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return Nested::No;
+    };
+    // SAFETY: statfs(2) writes into the zeroed struct it is given; c is a
+    // valid NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 || st.f_type as i64 != BTRFS_SUPER_MAGIC {
+        return Nested::No;
+    }
+    let Ok(f) = std::fs::File::open(dir) else {
+        return Nested::No;
+    };
+    let mut flags: u64 = 0;
+    // SAFETY: the ioctl writes one u64 into `flags`; f stays open.
+    let r = unsafe {
+        libc::ioctl(
+            f.as_raw_fd(),
+            BTRFS_IOC_SUBVOL_GETFLAGS as _,
+            &mut flags as *mut u64,
+        )
+    };
+    if r != 0 {
+        return Nested::No;
+    }
+    if flags & BTRFS_SUBVOL_RDONLY != 0 {
+        Nested::Snapshot
+    } else {
+        Nested::Subvolume
+    }
+}
+
 /// The mount points below `dir` of file systems on block devices (from
 /// /proc/self/mountinfo): those a restore into `dir` wrote to, without
 /// proc, sysfs, bind-mounted /dev or a network share that could hang a

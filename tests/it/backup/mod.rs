@@ -13,3 +13,4 @@ mod serve;
 mod share;
 mod source;
 mod ssh;
+mod subvolumes;
