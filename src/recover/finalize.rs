@@ -283,6 +283,35 @@ fn initramfs(c: &Ctx, d: &needs::Decision) -> Result<Vec<String>> {
         None => {}
     }
     eprintln!("mkrescue: finalize: regenerating the initramfs ({tool}): {why}");
+    let bls = needs::bls_entries(c.root);
+    if tool == "dracut" && !bls.is_empty() {
+        // systemd-boot's entries boot the initrd beside their kernel
+        // (kernel-install put it there), which `--regenerate-all` (the
+        // /boot/initramfs-KVER.img names) does not write: dracut builds
+        // each kernel's once, into the first of its files, and the others
+        // get a copy.
+        done.push(timed(|| {
+            let mut built: Vec<(String, PathBuf)> = Vec::new();
+            for (kver, initrd) in needs::kernels(c.root) {
+                if let Some((_, first)) = built.iter().find(|(k, _)| *k == kver) {
+                    std::fs::copy(first, &initrd).with_context(|| {
+                        format!("copying {} to {}", first.display(), initrd.display())
+                    })?;
+                    continue;
+                }
+                let inside = Path::new("/").join(initrd.strip_prefix(c.root).unwrap_or(&initrd));
+                let image = inside.to_string_lossy().into_owned();
+                logged(c, tool, &["dracut", "--force", &image, &kver])?;
+                built.push((kver, initrd));
+            }
+            let files: Vec<String> = built.iter().map(|(_, p)| p.display().to_string()).collect();
+            Ok(format!(
+                "initramfs regenerated with {tool} ({}): {why}",
+                files.join(", ")
+            ))
+        })?);
+        return Ok(done);
+    }
     done.push(timed(|| {
         logged(c, tool, argv)?;
         Ok(format!("initramfs regenerated with {tool}: {why}"))

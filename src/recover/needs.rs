@@ -179,8 +179,13 @@ pub fn builtin_modules(root: &Path, kver: &str) -> BTreeSet<String> {
     out
 }
 
-/// The restored system's kernels (those with a `/boot/vmlinuz-KVER`) and
-/// where each one's initramfs is, whether or not it exists.
+/// The restored system's kernels and where each one's initramfs is,
+/// whether or not it exists: those with a `/boot/vmlinuz-KVER` (dracut
+/// names the initramfs initramfs-KVER.img, initramfs-tools
+/// initrd.img-KVER), and the Boot Loader Specification type 1 entries of
+/// systemd-boot ([`bls_entries`]), whose initrd is the one that boots. A
+/// kernel can come twice: Debian's kernel package puts vmlinuz-KVER in
+/// /boot and kernel-install copies it beside its entry's initrd.
 pub fn kernels(root: &Path) -> Vec<(String, PathBuf)> {
     let boot = root.join("boot");
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&boot)
@@ -190,8 +195,6 @@ pub fn kernels(root: &Path) -> Vec<(String, PathBuf)> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let kver = name.strip_prefix("vmlinuz-")?.to_string();
-            // dracut names it initramfs-KVER.img, initramfs-tools
-            // initrd.img-KVER.
             let dracut = boot.join(format!("initramfs-{kver}.img"));
             let initrd = if dracut.exists() {
                 dracut
@@ -201,7 +204,57 @@ pub fn kernels(root: &Path) -> Vec<(String, PathBuf)> {
             Some((kver, initrd))
         })
         .collect();
+    out.extend(bls_entries(root));
     out.sort();
+    out.dedup();
+    out
+}
+
+/// Where Boot Loader Specification entries live: the ESP or XBOOTLDR
+/// partition mounted on /boot, /efi or /boot/efi, each with
+/// `loader/entries/*.conf` whose paths count from that mount point.
+const BLS_ROOTS: &[&str] = &["boot", "efi", "boot/efi"];
+
+/// The kernel version and initrd (as a path under `root`) of every type 1
+/// entry: its `version` key, or else the directory of its `linux` path
+/// (kernel-install writes `/TOKEN/KVER/linux`). Entries without an initrd
+/// line (a unified kernel image, or a kernel booting without one) are
+/// not listed: there is no initramfs file to check. The BLS keys are
+/// `key value` lines (uapi-group.org, Boot Loader Specification).
+pub fn bls_entries(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for b in BLS_ROOTS {
+        let base = root.join(b);
+        let Ok(rd) = std::fs::read_dir(base.join("loader/entries")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "conf") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            let key = |k: &str| {
+                text.lines().find_map(|l| {
+                    let (kk, v) = l.trim().split_once(char::is_whitespace)?;
+                    (kk == k).then(|| v.trim().to_string())
+                })
+            };
+            let Some(initrd) = key("initrd") else {
+                continue;
+            };
+            let kver = key("version").or_else(|| {
+                let linux = key("linux")?;
+                let dir = Path::new(&linux).parent()?.file_name()?;
+                Some(dir.to_string_lossy().into_owned())
+            });
+            if let Some(kver) = kver {
+                out.push((kver, base.join(initrd.trim_start_matches('/'))));
+            }
+        }
+    }
     out
 }
 
@@ -214,7 +267,9 @@ pub fn initramfs(root: &Path, rewritten: &[String], needed: &BTreeSet<String>) -
     }
     let kernels = kernels(root);
     if kernels.is_empty() {
-        return Decision::no("the restored system has no /boot/vmlinuz-*: nothing to check");
+        return Decision::no(
+            "the restored system has no /boot/vmlinuz-* and no boot loader entry with an initrd: nothing to check",
+        );
     }
     let mut ok = Vec::new();
     for (kver, initrd) in &kernels {
@@ -246,6 +301,7 @@ pub fn initramfs(root: &Path, rewritten: &[String], needed: &BTreeSet<String>) -
         }
         ok.push(kver.as_str());
     }
+    ok.dedup();
     let need = if needed.is_empty() {
         "no modules".to_string()
     } else {
@@ -537,6 +593,84 @@ mod tests {
             m.into_iter().collect::<Vec<_>>(),
             ["dm_mod", "raid1", "virtio_blk"]
         );
+    }
+
+    /// A systemd-boot system (the ESP on /boot, kernel-install's type 1
+    /// entries): the initrd the entry boots is checked beside Debian's
+    /// /boot/initrd.img-KVER, and one missing driver in it is enough.
+    #[test]
+    fn boot_loader_entries_name_the_initrd_that_boots() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let k = "6.12.117+deb13-amd64";
+        let token = "649cdf4adfc44dd8b4be7ec5306a63d8";
+        std::fs::create_dir_all(r.join(format!("boot/{token}/{k}"))).unwrap();
+        std::fs::create_dir_all(r.join("boot/loader/entries")).unwrap();
+        std::fs::write(r.join(format!("boot/vmlinuz-{k}")), b"").unwrap();
+        std::fs::write(
+            r.join(format!("boot/loader/entries/{token}-{k}.conf")),
+            format!(
+                "# Boot Loader Specification type#1 entry\ntitle      Debian GNU/Linux 13 (trixie)\nversion    {k}\nmachine-id {token}\nsort-key   debian\noptions    root=UUID=x rootflags=subvol=@ rw\nlinux      /{token}/{k}/linux\ninitrd     /{token}/{k}/initrd\n"
+            ),
+        )
+        .unwrap();
+        // An entry without `version`: the kernel version from its path.
+        std::fs::write(
+            r.join("boot/loader/entries/old.conf"),
+            format!("title old\nlinux /{token}/6.1.0-9-amd64/linux\ninitrd /{token}/6.1.0-9-amd64/initrd\n"),
+        )
+        .unwrap();
+        // A UKI entry has no initrd file to check.
+        std::fs::write(
+            r.join("boot/loader/entries/uki.conf"),
+            "title u\nuki /EFI/Linux/x.efi\n",
+        )
+        .unwrap();
+        let ks = kernels(r);
+        assert_eq!(
+            ks,
+            vec![
+                (
+                    "6.1.0-9-amd64".to_string(),
+                    r.join(format!("boot/{token}/6.1.0-9-amd64/initrd"))
+                ),
+                (k.to_string(), r.join(format!("boot/{token}/{k}/initrd"))),
+                (k.to_string(), r.join(format!("boot/initrd.img-{k}"))),
+            ]
+        );
+        std::fs::remove_file(r.join("boot/loader/entries/old.conf")).unwrap();
+        let m = |names: &[&str]| -> Vec<u8> {
+            let full: Vec<String> = names
+                .iter()
+                .map(|n| format!("usr/lib/modules/{k}/kernel/drivers/{n}.ko.xz"))
+                .collect();
+            archive(&full.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        // Debian's copy has nvme, the initrd that boots has not.
+        std::fs::write(
+            r.join(format!("boot/initrd.img-{k}")),
+            m(&["nvme/host/nvme", "block/virtio_blk"]),
+        )
+        .unwrap();
+        std::fs::write(
+            r.join(format!("boot/{token}/{k}/initrd")),
+            m(&["block/virtio_blk"]),
+        )
+        .unwrap();
+        let needed: BTreeSet<String> = ["nvme".to_string()].into();
+        let d = initramfs(r, &[], &needed);
+        assert!(d.run, "{}", d.why);
+        assert_eq!(d.missing, ["nvme"]);
+        assert!(d.why.contains(k), "{}", d.why);
+        // Both have it: kept, the kernel named once.
+        std::fs::write(
+            r.join(format!("boot/{token}/{k}/initrd")),
+            m(&["nvme/host/nvme"]),
+        )
+        .unwrap();
+        let d = initramfs(r, &[], &needed);
+        assert!(!d.run, "{}", d.why);
+        assert_eq!(d.why.matches(k).count(), 1, "{}", d.why);
     }
 
     #[test]
