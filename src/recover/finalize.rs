@@ -425,6 +425,17 @@ pub fn esps(layout: &Layout) -> (Option<(String, String)>, Vec<String>) {
     (mounted, others)
 }
 
+/// Whether the restored system boots with systemd-boot: its ESP (mounted
+/// on `esp_dir`) has systemd-boot's binary, and there is no GRUB
+/// configuration to boot from.
+pub fn uses_systemd_boot(root: &Path, esp_dir: &str) -> bool {
+    let esp = root.join(esp_dir.trim_start_matches('/'));
+    esp.join("EFI/systemd/systemd-bootx64.efi").is_file()
+        && !["boot/grub/grub.cfg", "boot/grub2/grub.cfg"]
+            .iter()
+            .any(|g| root.join(g).is_file())
+}
+
 fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let bios = bios_disks(c.layout, c.disks);
@@ -433,7 +444,13 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
         done.push("boot loader: the layout has no bios_grub partition, MBR disk or ESP; nothing installed".into());
         return Ok(done);
     }
-    let install = has(c.root, &["grub-install", "grub2-install"]);
+    // The boot loader the system booted with, not merely one whose tools
+    // are installed: systemd-boot on its ESP and no grub.cfg means bootctl
+    // even where grub-install is on the disk too.
+    let sdboot = esp
+        .as_ref()
+        .is_some_and(|(dir, _)| uses_systemd_boot(c.root, dir));
+    let install = has(c.root, &["grub-install", "grub2-install"]).filter(|_| !sdboot);
     let mkconfig = has(c.root, &["grub-mkconfig", "grub2-mkconfig"]);
     let Some(install) = install else {
         if let (Some((dir, _)), Some(_)) = (&esp, has(c.root, &["bootctl"])) {
@@ -783,6 +800,22 @@ fn copy_esp(c: &Ctx, esp_dir: &str, other_src: &str) -> Result<String> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// systemd-boot on the ESP and no grub.cfg: bootctl, even with GRUB's
+    /// tools installed; a grub.cfg makes it GRUB's system again.
+    #[test]
+    fn systemd_boot_is_what_the_esp_boots_without_a_grub_cfg() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("boot/EFI/systemd")).unwrap();
+        assert!(!uses_systemd_boot(r, "/boot"));
+        std::fs::write(r.join("boot/EFI/systemd/systemd-bootx64.efi"), b"MZ").unwrap();
+        assert!(uses_systemd_boot(r, "/boot"));
+        assert!(!uses_systemd_boot(r, "/boot/efi"));
+        std::fs::create_dir_all(r.join("boot/grub")).unwrap();
+        std::fs::write(r.join("boot/grub/grub.cfg"), b"menuentry").unwrap();
+        assert!(!uses_systemd_boot(r, "/boot"));
+    }
 
     #[test]
     fn only_renamed_whole_tokens_change() {
