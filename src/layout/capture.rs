@@ -430,11 +430,47 @@ pub fn assemble(host: &str, s: &Sources) -> Result<Layout> {
         // btrfs sources carry the subvolume: `/dev/x[/@]`.
         let src = m.source.split('[').next().unwrap_or("").to_string();
         let src = canon(&src);
-        if fs_devs.contains(src.as_str()) {
-            l.mounts.push(Mount { source: src, ..m });
+        if !fs_devs.contains(src.as_str()) {
+            continue;
         }
+        let btrfs = l
+            .filesystems
+            .iter()
+            .find(|f| f.device == src)
+            .and_then(|f| f.btrfs.as_ref());
+        if is_bind_mount(&m, btrfs) {
+            // A directory of a file system mounted elsewhere: it comes back
+            // with that file system (and the restored fstab makes the bind
+            // again). systemd's sandboxes (ProtectSystem=, ReadWritePaths=)
+            // show /usr, /boot, /etc as such binds to a service saving the
+            // layout, which must not make its layout differ from one saved
+            // on the command line, nor give recover mounts to make.
+            log::debug!("{} on {}: a bind mount, not recorded", m.source, m.target);
+            continue;
+        }
+        l.mounts.push(Mount { source: src, ..m });
     }
     Ok(l)
+}
+
+/// Whether `m` (from findmnt, fsroot "/" already dropped) mounts a
+/// directory inside its file system rather than the file system: any
+/// fsroot, except on btrfs one that is a subvolume (recorded in `btrfs`,
+/// or the one its `subvol=` option names).
+pub fn is_bind_mount(m: &Mount, btrfs: Option<&crate::layout::BtrfsInfo>) -> bool {
+    let Some(root) = m.fsroot.as_deref().filter(|r| *r != "/") else {
+        return false;
+    };
+    if m.fstype != "btrfs" {
+        return true;
+    }
+    let rel = root.trim_start_matches('/');
+    let recorded = btrfs.is_some_and(|b| b.subvolumes.iter().any(|s| s == rel));
+    let named = m.options.split(',').any(|o| {
+        o.strip_prefix("subvol=")
+            .is_some_and(|v| v.trim_start_matches('/') == rel)
+    });
+    !(recorded || named)
 }
 
 fn disk_of(d: &BlockDev, s: &Sources, unsupported: &mut Vec<Unsupported>) -> Result<Disk> {

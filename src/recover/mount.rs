@@ -75,6 +75,12 @@ pub fn plan(layout: &Layout, dev: &BTreeMap<String, String>, root: &Path) -> Vec
                 // the restored system's first boot starts it.
                 ("ext4", "/") => "noinit_itable".to_string(),
                 (_, "/") => String::new(),
+                // A bind mount of a directory in a subvolume (a layout
+                // saved before capture dropped them, or edited): not a
+                // mount to make.
+                ("btrfs", _) if crate::layout::capture::is_bind_mount(m, fs.btrfs.as_ref()) => {
+                    return None;
+                }
                 ("btrfs", sub) => format!("subvol={sub}"),
                 // A bind mount of a directory: its files come with the
                 // file system it belongs to.
@@ -161,12 +167,21 @@ mod tests {
         }
     }
 
+    /// As findmnt shows it: a btrfs mount names its subvolume in the
+    /// options (`subvol=/@`, also for a bind of a directory in it).
     fn mnt(target: &str, source: &str, fstype: &str, fsroot: Option<&str>) -> Mount {
+        let options = match (fstype, fsroot) {
+            ("btrfs", Some(r)) => {
+                let sub = r.match_indices('/').nth(1).map_or(r, |(i, _)| &r[..i]);
+                format!("rw,relatime,subvolid=257,subvol={sub}")
+            }
+            _ => "rw,relatime".into(),
+        };
         Mount {
             target: target.into(),
             source: source.into(),
             fstype: fstype.into(),
-            options: "rw,relatime,subvolid=257".into(),
+            options,
             fsroot: fsroot.map(str::to_string),
         }
     }
@@ -190,6 +205,9 @@ mod tests {
             mnt("/tmp", "tmpfs", "tmpfs", Some("/")),
             mnt("/srv/www", "/dev/vg0/root", "ext4", Some("/var/www")),
             mnt("/data", "/dev/vg1/data", "btrfs", Some("/@")),
+            // A bind of a directory in subvolume @ (what systemd's
+            // ProtectSystem= shows a service): no mount to make.
+            mnt("/usr", "/dev/vg1/data", "btrfs", Some("/@/usr")),
         ];
         let dev: BTreeMap<String, String> = [("/dev/sda2".into(), "/dev/nvme0n1p2".into())].into();
         let p = plan(&l, &dev, Path::new("/mnt/target"));
@@ -227,6 +245,32 @@ mod tests {
                 "/mnt/target/data"
             ]
         );
+    }
+
+    #[test]
+    fn btrfs_subvolumes_are_mounts_and_directories_in_them_binds() {
+        let b = crate::layout::BtrfsInfo {
+            subvolumes: vec!["@".into(), "@/srv/e2e".into()],
+            default_subvolume: Some("@".into()),
+        };
+        let bind = |m: &Mount, b| crate::layout::capture::is_bind_mount(m, b);
+        let d = "/dev/vda3";
+        assert!(!bind(&mnt("/", d, "btrfs", Some("/@")), Some(&b)));
+        assert!(bind(&mnt("/usr", d, "btrfs", Some("/@/usr")), Some(&b)));
+        // Not recorded, but what its subvol= option names.
+        assert!(!bind(&mnt("/home", d, "btrfs", Some("/@home")), Some(&b)));
+        assert!(!bind(&mnt("/home", d, "btrfs", Some("/@home")), None));
+        // A nested subvolume mounted by itself: recorded.
+        let mut e2e = mnt("/e2e", d, "btrfs", Some("/@/srv/e2e"));
+        e2e.options = "rw,subvol=/@/srv/e2e".into();
+        assert!(!bind(&e2e, Some(&b)));
+        // Top level (no fsroot) and an ext4 file system's own root: mounts.
+        assert!(!bind(&mnt("/top", d, "btrfs", None), None));
+        assert!(!bind(&mnt("/", "/dev/sda1", "ext4", None), None));
+        assert!(bind(
+            &mnt("/srv/www", "/dev/sda1", "ext4", Some("/var/www")),
+            None
+        ));
     }
 
     #[test]
