@@ -377,7 +377,7 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
         let mut scenarios: Vec<&'static str> = sel.run.iter().map(|c| c.scenario).collect();
         scenarios.dedup();
         rootfs = Some(std::thread::spawn(move || {
-            let tar = e2e::rootfs::rootfs_logged(e2e::Suite::default(), Some(&log))?;
+            let tar = e2e::rootfs::rootfs_logged(e2e::Suite::default(), "raid1-lvm", Some(&log))?;
             // And each scenario's server initramfs, natively (initrd.rs).
             for sc in scenarios {
                 e2e::initrd::initrd(sc, e2e::Suite::default(), Some(&log))?;

@@ -156,7 +156,8 @@ enum QemuCmd {
         /// Use this mkrescue binary instead of building the release one
         #[arg(long)]
         bin: Option<PathBuf>,
-        /// raid1-lvm (default) or luks-lvm
+        /// raid1-lvm (default), luks-lvm, or dracut-sdboot (a Debian 13
+        /// server with systemd-boot, dracut and btrfs subvolumes; UEFI only)
         #[arg(long, default_value = "raid1-lvm")]
         scenario: String,
         /// The Debian release the server is installed as: bookworm

@@ -119,7 +119,7 @@ mod tests {
             key_file: None,
             work_dir: "/run/w".into(),
             target_sizes: Default::default(),
-            grow: false,
+            resize: crate::config::Resize::None,
         };
         let steps = subvolumes(&b, "/dev/vda3", &opt);
         let m = "/run/w/btrfs-vda3";

@@ -4,7 +4,9 @@ set -euo pipefail
 out=$1
 # nofail mounts are not waited for by multi-user.target, and udev's
 # coldplug is slow under TCG: mount them now if they are not yet.
-for m in /boot/efi /backup; do mountpoint -q $m || mount $m; done
+for m in $(awk '!/^#/ && $4 ~ /nofail/ {print $2}' /etc/fstab); do
+    mountpoint -q "$m" || mount "$m"
+done
 ms() { date +%s%3N; }
 timed() {
     local name=$1 t0
@@ -26,7 +28,7 @@ unit() {
     journalctl -b -u "$1" -o cat --no-pager | tail -n 40
     [ $rc = 0 ] || { echo "before: $1 failed (systemctl start: exit $rc)" >&2; exit 1; }
 }
-cat /proc/mdstat
+cat /proc/mdstat 2>/dev/null || true
 findmnt --real
 mkrescue layout save --out "$out/layout-before.json"
 # A run from before starts afresh: no saved layout (so the layout check
@@ -45,8 +47,7 @@ bash /run/e2e/in/e2e/change.sh seed
 timed backup-full unit mkrescue-backup.service
 bash /run/e2e/in/e2e/change.sh change
 # Every local file system but the backup disk (a separate /boot too).
-roots="/ /home /boot/efi"
-if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
+roots=$(bash /run/e2e/in/e2e/roots.sh)
 bash /run/e2e/in/e2e/list.sh "$out/list-before" $roots
 blkid -o export > "$out/blkid-before.txt"
 timed backup unit mkrescue-backup.service

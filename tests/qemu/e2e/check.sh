@@ -4,15 +4,17 @@ set -euo pipefail
 out=$1
 # nofail mounts are not waited for by multi-user.target, and udev's
 # coldplug is slow under TCG: mount them now if they are not yet.
-for m in /boot/efi /backup; do mountpoint -q $m || mount $m; done
-cat /proc/mdstat | tee "$out/mdstat.txt"
-mdadm --detail /dev/md0 | tee "$out/mdadm-detail.txt"
+for m in $(awk '!/^#/ && $4 ~ /nofail/ {print $2}' /etc/fstab); do
+    mountpoint -q "$m" || mount "$m"
+done
+# No /proc/mdstat without the md driver (the dracut-sdboot server).
+cat /proc/mdstat 2>/dev/null | tee "$out/mdstat.txt" || true
+if [ -e /dev/md0 ]; then mdadm --detail /dev/md0 | tee "$out/mdadm-detail.txt"; fi
 findmnt --real | tee "$out/findmnt.txt"
 blkid -o export > "$out/blkid-after.txt"
 mkrescue layout save --out "$out/layout-after.json"
 # Every local file system but the backup disk (a separate /boot too).
-roots="/ /home /boot/efi"
-if mountpoint -q /boot; then roots="/ /boot /home /boot/efi"; fi
+roots=$(bash /run/e2e/in/e2e/roots.sh)
 bash /run/e2e/in/e2e/list.sh "$out/list-after" $roots
 systemctl --failed --no-legend --plain | tee "$out/failed-units.txt"
 # Under UEFI: the firmware's boot entries and which one booted this system

@@ -17,8 +17,13 @@
 #               before the big one: GRUB cannot read /boot inside LUKS
 #               without GRUB_ENABLE_CRYPTODISK (and a second passphrase)
 . /tmp/in/e2e/common.sh
+. /tmp/in/e2e/server-common.sh
 set -x
 . /tmp/in/env
+if [ "$SCENARIO" = dracut-sdboot ]; then
+    . /tmp/in/e2e/provision-sdboot.sh
+    exit 0
+fi
 
 D1=$(disk DISK1); D2=$(disk DISK2)
 BOOTLINE=
@@ -100,10 +105,7 @@ sh /tmp/in/e2e/server-etc.sh $T /tmp/in/env
 # network); sshd takes keys only.
 chroot $T passwd -d root >/dev/null
 
-# mkrescue's configuration (the package, installed below, keeps it: it is
-# a conffile the admin changed).
-mkdir -p $T/etc/mkrescue
-cp /tmp/in/e2e/local.toml $T/etc/mkrescue/local.toml
+server_setup
 if [ "$SCENARIO" = luks-lvm ]; then
     # The LUKS key kept on the backup disk (before.sh puts it there);
     # recover reads a relative recover.key_file from the backup's file
@@ -115,35 +117,11 @@ if [ "$SCENARIO" = luks-lvm ]; then
     chmod 0600 $T/root/keys/luks.key
 fi
 
-# The package's timers stay enabled (before.sh checks that systemd lists
-# them), but never fire during the test: a daily backup or layout check
-# that starts in the middle of a phase would write to the backup disk
-# that every variant recovers from.
-for t in mkrescue-backup mkrescue-check; do
-    mkdir -p $T/etc/systemd/system/$t.timer.d
-    printf '# written by tests/qemu/e2e/provision.sh\n[Timer]\nOnCalendar=\nOnCalendar=2099-01-01\nPersistent=false\n' \
-        > $T/etc/systemd/system/$t.timer.d/e2e.conf
-done
-
-# The e2e phase runner: at every boot, runs the phase script from the IN
-# disk if one is attached (tests/qemu/e2e/phase.sh).
-cp /tmp/in/e2e/phase.sh $T/usr/local/sbin/e2e-phase && chmod 0755 $T/usr/local/sbin/e2e-phase
-cp /tmp/in/e2e/e2e-phase.service $T/etc/systemd/system/
-mkdir -p $T/etc/systemd/system/multi-user.target.wants
-ln -sf /etc/systemd/system/e2e-phase.service $T/etc/systemd/system/multi-user.target.wants/e2e-phase.service
-
 # Initramfs and GRUB from inside the new system.
 for m in dev proc sys; do mount --bind /$m $T/$m; done
 mount -t tmpfs tmpfs $T/run
 mkdir -p $T/run/lvm $T/run/udev
-# mkrescue from its Debian package, as an admin installs it. Its
-# dependencies are in the rootfs (rootfs.rs); postinst enables the two
-# timers (no systemd runs in the chroot, so nothing is started).
-t0=$(date +%s)
-cp /tmp/in/mkrescue.deb $T/tmp/mkrescue.deb
-chroot $T dpkg -i --force-confold /tmp/mkrescue.deb
-rm $T/tmp/mkrescue.deb
-echo "MKR-E2E-TIME package $(( $(date +%s) - t0 ))"
+server_package
 t0=$(date +%s)
 if INITRD=$(disk INITRD 2>/dev/null); then
     # Built on the host from the same files (server-etc.sh) and rootfs.
@@ -160,14 +138,7 @@ chroot $T grub-install --target=i386-pc "$D2"
 chroot $T grub-mkconfig -o /boot/grub/grub.cfg
 echo "MKR-E2E-TIME grub $(( $(date +%s) - t0 ))"
 
-# Test data, then the list of every test file.
-t0=$(date +%s)
-cp /tmp/in/e2e/testdata.sh /tmp/in/e2e/list.sh $T/tmp/
-chroot $T bash /tmp/testdata.sh
-chroot $T bash /tmp/list.sh /tmp/list-provision /srv/e2e /home
-mv $T/tmp/list-provision.* $OUT/
-rm $T/tmp/testdata.sh $T/tmp/list.sh
-echo "MKR-E2E-TIME testdata $(( $(date +%s) - t0 ))"
+server_testdata
 blkid -o export /dev/vg0/root /dev/vg0/home /dev/vg0/swap /dev/md0 > $OUT/blkid-provision.txt
 
 for m in run sys proc dev; do umount $T/$m; done

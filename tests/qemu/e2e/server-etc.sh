@@ -12,6 +12,34 @@ T=$1
 . "$2"
 # Never the host's own /etc.
 case "$T" in /|"") echo "server-etc.sh: ROOT must be the server's root, not '$T'" >&2; exit 2;; esac
+if [ "$SCENARIO" = dracut-sdboot ]; then
+    # The Debian 13 server with systemd-boot and dracut (provision-sdboot.sh):
+    # btrfs root in subvolume @, /home in @home, the ESP on /boot (the
+    # kernels and Boot Loader Specification entries live there).
+    [ -d "$T/usr/lib/dracut" ] || { echo "server-etc.sh: $T has no usr/lib/dracut" >&2; exit 2; }
+    cat > "$T/etc/fstab" <<FSTAB
+# written by tests/qemu/e2e/server-etc.sh
+UUID=$ROOT_UUID / btrfs subvol=@ 0 0
+UUID=$ROOT_UUID /home btrfs subvol=@home 0 0
+UUID=$ESP1_UUID /boot vfat umask=0077 0 2
+UUID=$SWAP_UUID none swap sw 0 0
+UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
+FSTAB
+    mkdir -p "$T/backup" "$T/etc/kernel" "$T/etc/systemd/system.conf.d"
+    # What kernel-install writes into the loader entry's options
+    # (kernel-install(8)): the root by UUID in its subvolume, the serial
+    # console the harness reads.
+    echo "root=UUID=$ROOT_UUID rootflags=subvol=@ rw console=ttyS0,115200 loglevel=4" \
+        > "$T/etc/kernel/cmdline"
+    # Type 1 entries on the ESP mounted on /boot (kernel-install(8), layout).
+    echo "layout=bls" > "$T/etc/kernel/install.conf"
+    # See below (the other scenarios): TCG can starve a vCPU for a minute.
+    printf '# written by tests/qemu/e2e/server-etc.sh\n[Manager]\nDefaultDeviceTimeoutSec=300s\n' \
+        > "$T/etc/systemd/system.conf.d/e2e-tcg.conf"
+    echo e2e-server > "$T/etc/hostname"
+    printf '127.0.0.1 localhost\n127.0.1.1 e2e-server\n' > "$T/etc/hosts"
+    exit 0
+fi
 [ -d "$T/etc/initramfs-tools" ] || { echo "server-etc.sh: $T has no etc/initramfs-tools" >&2; exit 2; }
 
 cat > "$T/etc/fstab" <<FSTAB

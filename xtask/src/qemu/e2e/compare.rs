@@ -26,6 +26,15 @@ pub(super) const ALLOWED_TO_CHANGE: &[&str] = &[
     "/root/.bash_history",
 ];
 
+/// What the dracut-sdboot server itself rewrites at every boot, on top of
+/// [`ALLOWED_TO_CHANGE`]: systemd-boot's random seed on the ESP (the boot
+/// loader refreshes it each boot, bootctl install too; systemd-boot(7),
+/// "random-seed"), and /etc/machine-id, written again from the
+/// `systemd.machine_id=` that kernel-install put on the entry's command
+/// line (same content, new mtime).
+pub(super) const SDBOOT_ALLOWED_TO_CHANGE: &[&str] =
+    &["/boot/loader/random-seed", "/etc/machine-id"];
+
 /// Paths recover may add but never remove or alter: the UEFI boot loader
 /// that finalize installs onto every ESP (grub-install x86_64-efi on the
 /// removable path \EFI\BOOT\BOOTX64.EFI and \EFI\debian), so the recovered

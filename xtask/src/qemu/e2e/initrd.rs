@@ -33,7 +33,13 @@ pub fn initrd(scenario: &str, suite: Suite, log: Option<&Path>) -> Result<Option
         eprintln!("not root: the server's initramfs is built in the provision VM");
         return Ok(None);
     }
-    let tar = rootfs_logged(suite, log)?;
+    if scenario == super::variant::SDBOOT {
+        // Its initrd is the one dracut made in the rootfs when the kernel
+        // was installed (generic: every storage driver; rootfs.rs), which
+        // provision-sdboot.sh hands to kernel-install.
+        return Ok(None);
+    }
+    let tar = rootfs_logged(suite, scenario, log)?;
     let script =
         std::fs::read_to_string(SERVER_ETC).with_context(|| format!("reading {SERVER_ETC}"))?;
     let env_text = env_of("provision", scenario, suite);
@@ -118,10 +124,10 @@ fn build(tar: &Path, root: &Path, env_text: &str, out: &Path, log: Option<&Path>
 }
 
 /// A file system of type `fstype` mounted on `at`, unmounted when dropped.
-struct Mount(PathBuf);
+pub(super) struct Mount(PathBuf);
 
 impl Mount {
-    fn new(fstype: &str, at: &Path) -> Result<Mount> {
+    pub(super) fn new(fstype: &str, at: &Path) -> Result<Mount> {
         let st = Command::new("mount")
             .args(["-t", fstype, fstype])
             .arg(at)

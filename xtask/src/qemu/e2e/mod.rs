@@ -84,6 +84,15 @@ pub fn run(
     let Some(start) = PHASES.iter().position(|p| *p == from) else {
         bail!("no e2e phase named {from}; one of {}", PHASES.join(", "));
     };
+    let suite = if scenario == variant::SDBOOT {
+        // A Debian 13 server, UEFI only (systemd-boot).
+        if variant.firmware != variant::Firmware::Uefi || variant.boot == variant::Boot::Pxe {
+            bail!("the {scenario} server boots by UEFI only: --firmware uefi, --boot iso or drill");
+        }
+        Suite::Trixie
+    } else {
+        suite
+    };
     let bin = match bin {
         Some(b) => b.to_path_buf(),
         None => util::build_release()?,
@@ -175,6 +184,10 @@ fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
             current = phase;
             if let Ok(free) = util::free_bytes(&e.work) {
                 eprintln!("e2e: {} free under {}", util::gib(free), e.work.display());
+            }
+            if PHASES[i] == "degraded" && !e.has_raid() {
+                eprintln!("e2e {what}: no degraded phase (the server has no RAID)");
+                continue;
             }
             let t = Instant::now();
             util::step(&format!("e2e {what}: {phase}"), || match i {

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::compare::{
-    ALLOWED_NEW, ALLOWED_TO_CHANGE, compare_blkid, compare_layouts, compare_lists, load_list,
-    only_under, renames,
+    ALLOWED_NEW, ALLOWED_TO_CHANGE, SDBOOT_ALLOWED_TO_CHANGE, compare_blkid, compare_layouts,
+    compare_lists, load_list, only_under, renames,
 };
 use super::drive::{Disk, Vm, log_path, run_vm};
 use super::image;
@@ -21,7 +21,7 @@ use super::state::{
     BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_READY, blank,
     read_out, round1,
 };
-use super::variant::{Boot, Firmware};
+use super::variant::{Boot, Firmware, SDBOOT};
 use mkrescue::drill::serial::mkrescue_lines;
 
 use crate::util::{self, tail};
@@ -35,7 +35,7 @@ pub(super) const PXE_ON_BACKUP: &str = "/rescue-pxe";
 /// server on DISK1 + DISK2.
 pub(super) fn provision(e: &mut E2e) -> Result<()> {
     let t = Instant::now();
-    let tar = rootfs(e.suite)?;
+    let tar = rootfs(e.suite, &e.scenario)?;
     e.record("rootfs", t.elapsed().as_secs_f64(), json!({"tarball": tar}));
     let t = Instant::now();
     let initrd = initrd(&e.scenario, e.suite, None)?;
@@ -237,7 +237,9 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     }
     let t = Instant::now();
     blank(&e.v("NEW1.raw"), DISK_MIB)?;
-    blank(&e.v("NEW2.raw"), 2 * DISK_MIB)?;
+    if e.disk_count() == 2 {
+        blank(&e.v("NEW2.raw"), 2 * DISK_MIB)?;
+    }
     let mut disks: Vec<Disk> = e
         .new_disks()
         .into_iter()
@@ -400,7 +402,10 @@ fn recover_by_drill(e: &mut E2e) -> Result<()> {
     check_initramfs(e, &initramfs, &work.join("recover.log"))?;
     // The kept disks become NEW1 and NEW2: the server's DISK1 and DISK2.
     let disks = mkrescue::drill::blank_disks(&layout, &kept);
-    for (serial, new) in [("DISK1", "NEW1.raw"), ("DISK2", "NEW2.raw")] {
+    for (serial, new) in [("DISK1", "NEW1.raw"), ("DISK2", "NEW2.raw")]
+        .into_iter()
+        .take(e.disk_count())
+    {
         let d = disks
             .iter()
             .find(|d| d.serial.as_deref() == Some(serial))
@@ -717,10 +722,14 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
     let before = e.p("out-before");
     let prov = e.p("out-provision");
     let mut problems = Vec::new();
+    let mut allowed = ALLOWED_TO_CHANGE.to_vec();
+    if e.scenario == SDBOOT {
+        allowed.extend_from_slice(SDBOOT_ALLOWED_TO_CHANGE);
+    }
     let full = compare_lists(
         &load_list(&before.join("list-before"))?,
         &load_list(&out.join("list-after"))?,
-        ALLOWED_TO_CHANGE,
+        &allowed,
         ALLOWED_NEW,
     );
     // The provisioned test data as it was made (change.sh changes only
@@ -739,7 +748,7 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
         &std::fs::read_to_string(out.join("blkid-after.txt"))?,
     ));
     let mdstat = std::fs::read_to_string(out.join("mdstat.txt"))?;
-    if !(mdstat.contains("md0 : active raid1") && mdstat.contains("[UU]")) {
+    if e.has_raid() && !(mdstat.contains("md0 : active raid1") && mdstat.contains("[UU]")) {
         problems.push(format!(
             "md0 is not an active RAID1 with both members:\n{mdstat}"
         ));
@@ -757,7 +766,12 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
     )?);
     let mut booted_via = None;
     if e.variant.firmware == Firmware::Uefi {
-        match uefi_boot(&read_efibootmgr(&out)?, false) {
+        let check = if e.scenario == SDBOOT {
+            sdboot_boot(&read_efibootmgr(&out)?)
+        } else {
+            uefi_boot(&read_efibootmgr(&out)?, false)
+        };
+        match check {
             Ok(via) => booted_via = Some(via),
             Err(p) => problems.push(format!("uefi: {p}")),
         }
@@ -814,6 +828,30 @@ pub(super) fn read_efibootmgr(out: &Path) -> Result<String> {
             p.display()
         )
     })
+}
+
+/// The entry `bootctl install` writes (systemd-boot's own label).
+pub(super) const SDBOOT_ENTRY: &str = "Linux Boot Manager";
+
+/// The dracut-sdboot server booted through the firmware entry recover's
+/// `bootctl install` wrote, which loads systemd-boot from the ESP (no
+/// GRUB). Ok: `LABEL: PATH` of it.
+pub(super) fn sdboot_boot(efibootmgr: &str) -> Result<String, String> {
+    let v = mkrescue::recover::efiboot::parse(efibootmgr);
+    let Some(cur) = v.current_entry() else {
+        return Err(format!(
+            "no BootCurrent, or no entry for it, in efibootmgr's output:\n{efibootmgr}"
+        ));
+    };
+    let via = format!("Boot{:04X} {}: {}", cur.num, cur.label, cur.path);
+    let loader = cur.path.to_ascii_lowercase();
+    if cur.label == SDBOOT_ENTRY && loader.contains("systemd-bootx64.efi") {
+        Ok(via)
+    } else {
+        Err(format!(
+            "booted through {via}, not the `{SDBOOT_ENTRY}` entry (systemd-bootx64.efi) recover wrote"
+        ))
+    }
 }
 
 /// grub-install's entry (Debian's bootloader id) and the one finalize adds

@@ -116,34 +116,95 @@ impl Suite {
     }
 }
 
+/// The dracut-sdboot server's packages that debootstrap installs, and why
+/// each differs from [`PACKAGES`]:
+/// - no initramfs-tools, mdadm, lvm2, cryptsetup, grub-pc-bin,
+///   grub2-common: the server has no RAID, LVM or LUKS, and GRUB is not in
+///   its boot path
+/// - btrfs-progs: its root is btrfs with subvolumes
+/// - grub-efi-amd64-bin: not to boot (nothing installs GRUB on the server)
+///   but what `mkrescue --output iso` on the server puts on the ISO's EFI
+///   boot image, as isolinux is its BIOS one (src/output/tools.rs)
+///
+/// dracut, systemd-boot and the kernel come after, from apt in the
+/// chroot ([`SDBOOT_APT`]).
+const SDBOOT_PACKAGES: &[&str] = &[
+    "udev",
+    "kmod",
+    "systemd-sysv",
+    "btrfs-progs",
+    "e2fsprogs",
+    "dosfstools",
+    "fdisk",
+    "iproute2",
+    "openssh-server",
+    "xorriso",
+    "isolinux",
+    "syslinux-common",
+    "pxelinux",
+    "mtools",
+    "grub-efi-amd64-bin",
+    "acl",
+    "attr",
+    "efibootmgr",
+    "rsync",
+    "zstd",
+    "xz-utils",
+    "man-db",
+];
+
+/// Installed by apt in the chroot after debootstrap: debootstrap resolves
+/// linux-image's `initramfs-tools | linux-initramfs-tool` to its first
+/// choice, which then conflicts with dracut; apt takes dracut as the
+/// provider. systemd-boot brings bootctl, kernel-install's loader-entry
+/// plugin and the EFI binary; systemd-ukify is not needed (type 1 BLS
+/// entries, no UKI).
+const SDBOOT_APT: &[&str] = &["dracut", "systemd-boot", "linux-image-amd64"];
+
+/// The scenario's rootfs when it is not the common one: the dracut-sdboot
+/// server has its own packages (and tarball, `rootfs-sdboot-trixie-KEY.tar`).
+fn own_rootfs(
+    scenario: &str,
+) -> Option<(
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+)> {
+    (scenario == super::variant::SDBOOT).then_some(("rootfs-sdboot", SDBOOT_PACKAGES, SDBOOT_APT))
+}
+
 pub(super) const MIRROR: &str = "http://deb.debian.org/debian";
 pub(super) const CACHE: &str = "target/e2e";
 
-/// The rootfs tarball, built by debootstrap unless cached. Returns its path.
-pub fn rootfs(suite: Suite) -> Result<PathBuf> {
-    rootfs_logged(suite, None)
+/// The rootfs tarball of `scenario` on `suite`, built by debootstrap
+/// unless cached. Returns its path.
+pub fn rootfs(suite: Suite, scenario: &str) -> Result<PathBuf> {
+    rootfs_logged(suite, scenario, None)
 }
 
 /// [`rootfs`], with the output of debootstrap, chroot and tar appended to
 /// `log` instead of this terminal when given: `cargo xtask ci` builds it in
 /// a background thread while clippy and the tests run (debootstrap is
 /// mostly downloads and dpkg, a few minutes of mostly idle CPU).
-pub fn rootfs_logged(suite: Suite, log: Option<&Path>) -> Result<PathBuf> {
+pub fn rootfs_logged(suite: Suite, scenario: &str, log: Option<&Path>) -> Result<PathBuf> {
     let run = |program: &str, args: &[&str]| run_logged(log, program, args);
-    let key = cache_key(suite)?;
-    let tar = PathBuf::from(CACHE).join(format!("rootfs{}-{key}.tar", suite.suffix()));
+    let own = own_rootfs(scenario);
+    let prefix = own.map_or("rootfs", |o| o.0);
+    let key = cache_key(suite, scenario)?;
+    let tar = PathBuf::from(CACHE).join(format!("{prefix}{}-{key}.tar", suite.suffix()));
     if tar.exists() {
         eprintln!("rootfs cached: {}", tar.display());
         return Ok(tar);
     }
     std::fs::create_dir_all(CACHE).with_context(|| format!("creating {CACHE}"))?;
-    let dir = PathBuf::from(CACHE).join(format!("rootfs{}-{key}", suite.suffix()));
+    let dir = PathBuf::from(CACHE).join(format!("{prefix}{}-{key}", suite.suffix()));
     if dir.exists() {
         // A half-finished debootstrap: start again.
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let dirs = dir.to_str().context("non-UTF-8 cache path")?;
-    let include = format!("--include={}", suite.packages().join(","));
+    let packages = own.map_or_else(|| suite.packages(), |o| o.1.to_vec());
+    let include = format!("--include={}", packages.join(","));
     run(
         "debootstrap",
         &[
@@ -154,6 +215,14 @@ pub fn rootfs_logged(suite: Suite, log: Option<&Path>) -> Result<PathBuf> {
             MIRROR,
         ],
     )?;
+    if let Some((_, _, apt)) = own {
+        // dracut's and the kernel's postinst build an initramfs: /proc
+        // for them (unmounted when the guard drops).
+        let _proc = super::initrd::Mount::new("proc", &dir.join("proc"))?;
+        let mut args = vec![dirs, "apt-get", "install", "-y", "--no-install-recommends"];
+        args.extend(apt.iter().copied());
+        run("chroot", &args)?;
+    }
     // The package cache is 100+ MB the server never needs.
     run("chroot", &[dirs, "apt-get", "clean"])?;
     // man-db's dpkg trigger re-indexes every man page after each package
@@ -186,7 +255,7 @@ pub fn rootfs_logged(suite: Suite, log: Option<&Path>) -> Result<PathBuf> {
     // (the other suite's stay).
     for e in std::fs::read_dir(CACHE)?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if cached_of(&n, "rootfs", suite) && e.path() != tar {
+        if cached_of(&n, prefix, suite) && e.path() != tar {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -226,12 +295,20 @@ pub(super) fn run_logged(log: Option<&Path>, program: &str, args: &[&str]) -> Re
 
 /// sha256 of what makes the rootfs, first 16 hex digits (for bookworm the
 /// same text, so the same key, as before there was a `--suite`).
-pub(super) fn cache_key(suite: Suite) -> Result<String> {
-    sha16(&format!(
-        "{}\n{MIRROR}\nminbase\n{}\n",
-        suite.codename(),
-        suite.packages().join("\n")
-    ))
+pub(super) fn cache_key(suite: Suite, scenario: &str) -> Result<String> {
+    match own_rootfs(scenario) {
+        None => sha16(&format!(
+            "{}\n{MIRROR}\nminbase\n{}\n",
+            suite.codename(),
+            suite.packages().join("\n")
+        )),
+        Some((prefix, packages, apt)) => sha16(&format!(
+            "{prefix}\n{}\n{MIRROR}\nminbase\n{}\napt\n{}\n",
+            suite.codename(),
+            packages.join("\n"),
+            apt.join("\n")
+        )),
+    }
 }
 
 /// Whether `file` under [`CACHE`] is a `PREFIX{suffix}-KEY.tar` of `suite`
@@ -288,8 +365,23 @@ mod tests {
             PACKAGES.join("\n")
         ))
         .unwrap();
-        assert_eq!(cache_key(Suite::Bookworm).unwrap(), old);
-        assert_ne!(cache_key(Suite::Trixie).unwrap(), old);
+        assert_eq!(cache_key(Suite::Bookworm, "raid1-lvm").unwrap(), old);
+        assert_eq!(cache_key(Suite::Bookworm, "luks-lvm").unwrap(), old);
+        assert_ne!(cache_key(Suite::Trixie, "raid1-lvm").unwrap(), old);
+        // dracut-sdboot's own packages, its own tarball: the trixie
+        // raid1-lvm one and it never prune each other.
+        assert_ne!(
+            cache_key(Suite::Trixie, "dracut-sdboot").unwrap(),
+            cache_key(Suite::Trixie, "raid1-lvm").unwrap()
+        );
+        let sd = "rootfs-sdboot-trixie-0123456789abcdef.tar";
+        assert!(cached_of(sd, "rootfs-sdboot", Suite::Trixie));
+        assert!(!cached_of(sd, "rootfs", Suite::Trixie));
+        assert!(!cached_of(
+            "rootfs-trixie-0123456789abcdef.tar",
+            "rootfs-sdboot",
+            Suite::Trixie
+        ));
         let (b, t) = (Suite::Bookworm, Suite::Trixie);
         let bt = "rootfs-0123456789abcdef.tar";
         let tt = "rootfs-trixie-0123456789abcdef.tar";

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::drive::{Disk, Vm, VmRun, log_path, run_vm};
 use super::rootfs::{Suite, pad_to_mib};
-use super::variant::{Firmware, Variant};
+use super::variant::{Firmware, SDBOOT, Variant, one_disk};
 
 use crate::util::{self, set_len, tail};
 
@@ -232,9 +232,10 @@ impl E2e {
         Ok(())
     }
 
-    /// The server's disks before the disaster, SeaBIOS boots DISK1 first.
+    /// The server's disks before the disaster, SeaBIOS boots DISK1 first
+    /// (a one-disk scenario's: DISK1 only).
     pub(super) fn old_disks(&self) -> Vec<Disk> {
-        vec![
+        let mut d = vec![
             Disk {
                 serial: "DISK1",
                 path: self.p("DISK1.raw"),
@@ -249,7 +250,20 @@ impl E2e {
                 readonly: false,
                 nvme: false,
             },
-        ]
+        ];
+        d.truncate(self.disk_count());
+        d
+    }
+
+    /// Whether the server's layout has an md RAID (checked after recover,
+    /// pulled in degraded).
+    pub(super) fn has_raid(&self) -> bool {
+        self.scenario != SDBOOT
+    }
+
+    /// 1 for a one-disk scenario ([`one_disk`]), else 2.
+    pub(super) fn disk_count(&self) -> usize {
+        if one_disk(&self.scenario) { 1 } else { 2 }
     }
 
     /// The blank replacements: NEW1 as big as DISK1, NEW2 twice DISK2.
@@ -261,7 +275,7 @@ impl E2e {
     /// BootOrder decides, as on a real machine.
     pub(super) fn new_disks(&self) -> Vec<Disk> {
         let uefi = self.variant.firmware == Firmware::Uefi;
-        vec![
+        let mut d = vec![
             Disk {
                 serial: "NEW1",
                 path: self.v("NEW1.raw"),
@@ -276,7 +290,9 @@ impl E2e {
                 readonly: false,
                 nvme: self.variant.nvme(),
             },
-        ]
+        ];
+        d.truncate(self.disk_count());
+        d
     }
 
     pub(super) fn backup_disk(&self) -> Disk {
@@ -341,6 +357,14 @@ impl E2e {
         all.push(self.backup_disk());
         all.extend(self.io_disks(phase)?);
         let uefi_vars = match phase {
+            // systemd-boot needs UEFI from the start: the server's own
+            // variable store, fresh for each before (OVMF boots the ESP's
+            // removable path, which bootctl installed).
+            "before" if self.scenario == SDBOOT => {
+                let v = self.p("OVMF_VARS-server.fd");
+                mkrescue::vm::copy_vars(mkrescue::vm::OVMF_VARS, &v)?;
+                Some(v)
+            }
             "before" => None,
             _ => self.uefi_vars(),
         };

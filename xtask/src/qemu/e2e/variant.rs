@@ -7,8 +7,21 @@ use anyhow::{Result, bail};
 /// The phases, in order; `--from` names one of them.
 pub const PHASES: &[&str] = &["provision", "before", "recover", "after", "degraded"];
 
-/// Scenarios: `raid1-lvm` (the default), `luks-lvm`.
-pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm"];
+/// Scenarios: `raid1-lvm` (the default), `luks-lvm`, `dracut-sdboot`.
+pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm", SDBOOT];
+
+/// The Debian 13 server that boots by UEFI with systemd-boot and a dracut
+/// initramfs, no GRUB in its boot path, on one disk: an ESP mounted on
+/// /boot (Boot Loader Specification entries) and a btrfs root with
+/// subvolumes (issue 19). It has no RAID, so no degraded phase, and only
+/// UEFI variants.
+pub const SDBOOT: &str = "dracut-sdboot";
+
+/// Whether `scenario`'s server lives on one disk (DISK1, recovered onto
+/// NEW1) instead of two.
+pub fn one_disk(scenario: &str) -> bool {
+    scenario == SDBOOT
+}
 
 /// How the recover VM starts the rescue system (`--boot`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
