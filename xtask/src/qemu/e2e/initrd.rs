@@ -13,11 +13,10 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::rootfs::{CACHE, Suite, cached_of, pad_to_mib, rootfs_logged, run_logged, sha16};
+use super::rootfs::{CACHE, Mount, Suite, cached_of, pad_to_mib, rootfs_logged, run_logged, sha16};
 use super::state::env_of;
 
 /// The script that writes the server's configuration (also run by
@@ -121,32 +120,6 @@ fn build(tar: &Path, root: &Path, env_text: &str, out: &Path, log: Option<&Path>
     std::fs::rename(&part, out).with_context(|| format!("renaming {}", part.display()))?;
     let _ = std::fs::remove_file(env_file);
     Ok(())
-}
-
-/// A file system of type `fstype` mounted on `at`, unmounted when dropped.
-pub(super) struct Mount(PathBuf);
-
-impl Mount {
-    pub(super) fn new(fstype: &str, at: &Path) -> Result<Mount> {
-        let st = Command::new("mount")
-            .args(["-t", fstype, fstype])
-            .arg(at)
-            .status()
-            .context("running mount")?;
-        if !st.success() {
-            bail!("mount -t {fstype} on {} failed ({st})", at.display());
-        }
-        Ok(Mount(at.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        match Command::new("umount").arg(&self.0).status() {
-            Ok(st) if st.success() => {}
-            other => eprintln!("warning: umount {}: {other:?}", self.0.display()),
-        }
-    }
 }
 
 /// Removes the unpacked tree `root`, but never while something is mounted

@@ -218,7 +218,7 @@ pub fn rootfs_logged(suite: Suite, scenario: &str, log: Option<&Path>) -> Result
     if let Some((_, _, apt)) = own {
         // dracut's and the kernel's postinst build an initramfs: /proc
         // for them (unmounted when the guard drops).
-        let _proc = super::initrd::Mount::new("proc", &dir.join("proc"))?;
+        let _proc = Mount::new("proc", &dir.join("proc"))?;
         let mut args = vec![dirs, "apt-get", "install", "-y", "--no-install-recommends"];
         args.extend(apt.iter().copied());
         run("chroot", &args)?;
@@ -350,6 +350,32 @@ pub(super) fn pad_to_mib(p: &Path) -> Result<()> {
         .with_context(|| format!("reading {}", p.display()))?
         .len();
     set_len(p, len.div_ceil(1 << 20) * (1 << 20))
+}
+
+/// A file system of type `fstype` mounted on `at`, unmounted when dropped.
+pub(super) struct Mount(PathBuf);
+
+impl Mount {
+    pub(super) fn new(fstype: &str, at: &Path) -> Result<Mount> {
+        let st = Command::new("mount")
+            .args(["-t", fstype, fstype])
+            .arg(at)
+            .status()
+            .context("running mount")?;
+        if !st.success() {
+            bail!("mount -t {fstype} on {} failed ({st})", at.display());
+        }
+        Ok(Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        match Command::new("umount").arg(&self.0).status() {
+            Ok(st) if st.success() => {}
+            other => eprintln!("warning: umount {}: {other:?}", self.0.display()),
+        }
+    }
 }
 
 #[cfg(test)]
