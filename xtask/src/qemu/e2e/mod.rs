@@ -84,15 +84,7 @@ pub fn run(
     let Some(start) = PHASES.iter().position(|p| *p == from) else {
         bail!("no e2e phase named {from}; one of {}", PHASES.join(", "));
     };
-    let suite = if scenario == variant::SDBOOT {
-        // A Debian 13 server, UEFI only (systemd-boot).
-        if variant.firmware != variant::Firmware::Uefi || variant.boot == variant::Boot::Pxe {
-            bail!("the {scenario} server boots by UEFI only: --firmware uefi, --boot iso or drill");
-        }
-        Suite::Trixie
-    } else {
-        suite
-    };
+    let suite = suite_of(scenario, suite, variant)?;
     let bin = match bin {
         Some(b) => b.to_path_buf(),
         None => util::build_release()?,
@@ -101,11 +93,40 @@ pub fn run(
     run_phases(&mut e, start..PHASES.len()).map(|_| ())
 }
 
+/// The Debian release `scenario`'s server is installed as: dracut-sdboot
+/// is always Debian 13 (and UEFI only: its variants must say `--firmware
+/// uefi` and boot the ISO or drill), the others `requested`.
+pub fn suite_of(scenario: &str, requested: Suite, variant: Variant) -> Result<Suite> {
+    if scenario != variant::SDBOOT {
+        return Ok(requested);
+    }
+    if variant.firmware != variant::Firmware::Uefi || variant.boot == variant::Boot::Pxe {
+        bail!("the {scenario} server boots by UEFI only: --firmware uefi, --boot iso or drill");
+    }
+    Ok(Suite::Trixie)
+}
+
+/// The variant a scenario's server is made with: the default one, but
+/// UEFI for dracut-sdboot (only the suite and the firmware of `before`
+/// follow from it).
+fn server_variant(scenario: &str) -> Variant {
+    if scenario == variant::SDBOOT {
+        Variant {
+            firmware: variant::Firmware::Uefi,
+            ..Variant::default()
+        }
+    } else {
+        Variant::default()
+    }
+}
+
 /// The scenario's server: provision and before, whose disks and results
 /// every variant of the scenario recovers from. The report and logs name
 /// the scenario only.
 pub fn server(bin: &Path, scenario: &str) -> Result<PhaseTimes> {
-    let mut e = state(bin, scenario, Suite::default(), Variant::default())?;
+    let v = server_variant(scenario);
+    let suite = suite_of(scenario, Suite::default(), v)?;
+    let mut e = state(bin, scenario, suite, v)?;
     run_phases(&mut e, SERVER)
 }
 
@@ -114,7 +135,8 @@ pub fn server(bin: &Path, scenario: &str) -> Result<PhaseTimes> {
 /// end, passed or failed (its serial logs and results stay): the next
 /// variant needs the room.
 pub fn disaster(bin: &Path, scenario: &str, variant: Variant) -> Result<PhaseTimes> {
-    let mut e = state(bin, scenario, Suite::default(), variant)?;
+    let suite = suite_of(scenario, Suite::default(), variant)?;
+    let mut e = state(bin, scenario, suite, variant)?;
     let r = run_phases(&mut e, DISASTER);
     if e.prune_old {
         for f in [e.v("NEW1.raw"), e.v("NEW2.raw")] {
@@ -127,7 +149,8 @@ pub fn disaster(bin: &Path, scenario: &str, variant: Variant) -> Result<PhaseTim
 /// Under CI, once every variant of `scenario` has run: its disk images go
 /// (the backup disk, the ISO), its results and every serial log stay.
 pub fn prune_scenario(scenario: &str) -> Result<()> {
-    let dir = PathBuf::from(WORK).join(scenario);
+    let suite = suite_of(scenario, Suite::default(), server_variant(scenario))?;
+    let dir = PathBuf::from(WORK).join(format!("{scenario}{}", suite.suffix()));
     for name in [
         "BACKUP.raw",
         "DISK1.raw",
@@ -223,5 +246,47 @@ fn run_phases(e: &mut E2e, which: Range<usize>) -> Result<PhaseTimes> {
                 log.display()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CI entry points (`server`, `disaster`, `prune_scenario`) and
+    /// the command line's `run` agree on each scenario's release: the
+    /// dracut-sdboot server is Debian 13 and UEFI only, the others take
+    /// what is asked for.
+    #[test]
+    fn each_scenario_gets_its_release() {
+        let uefi = Variant::parse("iso", "uefi").unwrap();
+        let bios = Variant::default();
+        assert_eq!(
+            suite_of("raid1-lvm", Suite::Bookworm, bios).unwrap(),
+            Suite::Bookworm
+        );
+        assert_eq!(
+            suite_of("raid1-lvm", Suite::Trixie, bios).unwrap(),
+            Suite::Trixie
+        );
+        assert_eq!(
+            suite_of(variant::SDBOOT, Suite::Bookworm, uefi).unwrap(),
+            Suite::Trixie
+        );
+        let drill = Variant::parse("drill", "uefi").unwrap();
+        assert_eq!(
+            suite_of(variant::SDBOOT, Suite::Bookworm, drill).unwrap(),
+            Suite::Trixie
+        );
+        for v in [bios, Variant::parse("pxe", "uefi").unwrap()] {
+            let e = suite_of(variant::SDBOOT, Suite::Trixie, v).unwrap_err();
+            assert!(e.to_string().contains("UEFI only"), "{e}");
+        }
+        // The server of a scenario is made as its variants need it.
+        assert_eq!(
+            server_variant(variant::SDBOOT).firmware,
+            variant::Firmware::Uefi
+        );
+        assert_eq!(server_variant("luks-lvm"), bios);
     }
 }
