@@ -254,12 +254,7 @@ fn run_vm_once(vm: &Vm) -> Result<Option<VmRun>> {
             let _ = child.kill();
             return Ok(None);
         }
-        for m in std::iter::once(vm.ready).chain(vm.timed.iter().copied()) {
-            if !seen.contains_key(m) && text.contains(m) {
-                eprintln!("[{}] {now:.0}s: {m}", vm.name);
-                seen.insert(m, now);
-            }
-        }
+        note_markers(vm, &text, now, &mut seen);
         if !typed && seen.contains_key(vm.ready) {
             // Give the shell a moment to print its prompt.
             std::thread::sleep(Duration::from_millis(1500));
@@ -320,6 +315,9 @@ fn run_vm_once(vm: &Vm) -> Result<Option<VmRun>> {
     };
     let text = read_log(&log);
     let total = child.elapsed().as_secs_f64();
+    // The guest may print a marker and power off between two polls (a
+    // quick recover: `recover finished`, then poweroff within 300 ms).
+    note_markers(vm, &text, total, &mut seen);
     // The guest may print its failure and power off between two polls.
     if failing.is_none() {
         failing = fatal(&text, &vm.fail_when).map(|why| (Instant::now(), why));
@@ -354,6 +352,17 @@ fn run_vm_once(vm: &Vm) -> Result<Option<VmRun>> {
     }))
 }
 
+/// Records in `seen`, at `now`, the ready marker and the timed ones that
+/// `text` shows for the first time.
+fn note_markers(vm: &Vm, text: &str, now: f64, seen: &mut BTreeMap<&'static str, f64>) {
+    for m in std::iter::once(vm.ready).chain(vm.timed.iter().copied()) {
+        if !seen.contains_key(m) && text.contains(m) {
+            eprintln!("[{}] {now:.0}s: {m}", vm.name);
+            seen.insert(m, now);
+        }
+    }
+}
+
 /// Whether the serial log ends where GRUB hands over to the kernel.
 fn stalled_in_kernel(text: &str) -> bool {
     text.trim_end().ends_with(GRUB_JUMPS)
@@ -366,6 +375,38 @@ pub(super) fn type_line(child: &mut vm::Vm, line: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A marker printed just before the guest powered off is still seen
+    /// when the log is read after QEMU exited; one seen earlier keeps its
+    /// time.
+    #[test]
+    fn markers_in_the_last_lines_are_seen() {
+        let vm = Vm {
+            name: "t".into(),
+            kernel: None,
+            cdrom: None,
+            uefi_vars: None,
+            tftp: None,
+            disks: vec![],
+            ready: "READY",
+            type_on_ready: None,
+            answers: vec![],
+            timed: vec!["recover finished", "recover failed"],
+            fail_when: vec![],
+            timeout: Duration::from_secs(1),
+        };
+        let mut seen = BTreeMap::new();
+        note_markers(&vm, "boot\nREADY\n", 8.0, &mut seen);
+        note_markers(
+            &vm,
+            "boot\nREADY\nmkrescue: recover finished\npower off\n",
+            30.5,
+            &mut seen,
+        );
+        assert_eq!(seen.get("READY"), Some(&8.0));
+        assert_eq!(seen.get("recover finished"), Some(&30.5));
+        assert!(!seen.contains_key("recover failed"));
+    }
 
     /// The end of the stalled log of 2026-12-05 (read_log's text), and a
     /// kernel that went on.
