@@ -833,10 +833,9 @@ pub(super) fn read_efibootmgr(out: &Path) -> Result<String> {
 /// The entry `bootctl install` writes (systemd-boot's own label).
 pub(super) const SDBOOT_ENTRY: &str = "Linux Boot Manager";
 
-/// The dracut-sdboot server booted through the firmware entry recover's
-/// `bootctl install` wrote, which loads systemd-boot from the ESP (no
-/// GRUB). Ok: `LABEL: PATH` of it.
-pub(super) fn sdboot_boot(efibootmgr: &str) -> Result<String, String> {
+/// The entry that booted (BootCurrent in `efibootmgr -v`): its label, its
+/// device path, and `BootNNNN LABEL: PATH` for messages.
+fn booted_entry(efibootmgr: &str) -> Result<(String, String, String), String> {
     let v = mkrescue::recover::efiboot::parse(efibootmgr);
     let Some(cur) = v.current_entry() else {
         return Err(format!(
@@ -844,8 +843,16 @@ pub(super) fn sdboot_boot(efibootmgr: &str) -> Result<String, String> {
         ));
     };
     let via = format!("Boot{:04X} {}: {}", cur.num, cur.label, cur.path);
-    let loader = cur.path.to_ascii_lowercase();
-    if cur.label == SDBOOT_ENTRY && loader.contains("systemd-bootx64.efi") {
+    Ok((cur.label.clone(), cur.path.clone(), via))
+}
+
+/// The dracut-sdboot server booted through the firmware entry recover's
+/// `bootctl install` wrote, which loads systemd-boot from the ESP (no
+/// GRUB). Ok: `LABEL: PATH` of it.
+pub(super) fn sdboot_boot(efibootmgr: &str) -> Result<String, String> {
+    let (label, path, via) = booted_entry(efibootmgr)?;
+    let loader = path.to_ascii_lowercase();
+    if label == SDBOOT_ENTRY && loader.contains("systemd-bootx64.efi") {
         Ok(via)
     } else {
         Err(format!(
@@ -866,14 +873,9 @@ pub(super) const EFI_ENTRY_2: &str = "debian ESP2";
 /// the removable path \EFI\BOOT\BOOTX64.EFI). Ok: `LABEL: PATH` of it.
 pub(super) fn uefi_boot(efibootmgr: &str, degraded: bool) -> Result<String, String> {
     let v = mkrescue::recover::efiboot::parse(efibootmgr);
-    let Some(cur) = v.current_entry() else {
-        return Err(format!(
-            "no BootCurrent, or no entry for it, in efibootmgr's output:\n{efibootmgr}"
-        ));
-    };
-    let via = format!("Boot{:04X} {}: {}", cur.num, cur.label, cur.path);
-    let loader = cur.path.to_ascii_lowercase();
-    let own = |label: &str| cur.label == label && loader.contains("grubx64.efi");
+    let (booted, path, via) = booted_entry(efibootmgr)?;
+    let loader = path.to_ascii_lowercase();
+    let own = |label: &str| booted == label && loader.contains("grubx64.efi");
     if !degraded {
         if !own(EFI_ENTRY) {
             return Err(format!(
@@ -889,7 +891,7 @@ pub(super) fn uefi_boot(efibootmgr: &str, degraded: bool) -> Result<String, Stri
     }
     // The firmware's own entries for a disk carry no file path: it loads
     // the removable-media path (UEFI spec 2.9, 3.5.1.1).
-    let removable = cur.path.starts_with("PciRoot(") && !loader.contains("file(");
+    let removable = path.starts_with("PciRoot(") && !loader.contains("file(");
     if own(EFI_ENTRY_2) || removable {
         Ok(via)
     } else {
@@ -905,6 +907,25 @@ mod tests {
     const EFI_AFTER: &str =
         include_str!("../../../../tests/fixtures/efiboot/ovmf-after-recover.txt");
     const EFI_DEGRADED: &str = include_str!("../../../../tests/fixtures/efiboot/ovmf-degraded.txt");
+
+    /// dracut-sdboot: booted through bootctl's entry, not GRUB's.
+    #[test]
+    fn sdboot_boots_through_bootctls_entry() {
+        let sd = EFI_AFTER.replace(
+            "Boot0003* debian\tHD(2,GPT,61effe1c-8fa3-494d-9693-bcad49c581b0,0x1000,0x64000)/File(\\EFI\\debian\\grubx64.efi)",
+            "Boot0003* Linux Boot Manager\tHD(1,GPT,f7c430c5-abb2-1643-b631-3d92b95ff382,0x800,0x100000)/File(\\EFI\\systemd\\systemd-bootx64.efi)",
+        );
+        assert_ne!(sd, EFI_AFTER);
+        let via = sdboot_boot(&sd).unwrap();
+        assert!(
+            via.starts_with("Boot0003 Linux Boot Manager: HD(1,GPT"),
+            "{via}"
+        );
+        let e = sdboot_boot(EFI_AFTER).unwrap_err();
+        assert!(e.contains("not the `Linux Boot Manager` entry"), "{e}");
+        // And GRUB's check does not take systemd-boot's entry.
+        assert!(uefi_boot(&sd, false).is_err());
+    }
 
     #[test]
     fn uefi_boots_through_recovers_entries() {
