@@ -363,12 +363,7 @@ impl Sizes<'_> {
         };
         let ext = vg.extent_size.max(1);
         let need = self.vg_need(&vg.name, ext);
-        let pvs: Vec<_> = l
-            .lvm
-            .pvs
-            .iter()
-            .filter(|p| vg.pvs.contains(&p.device))
-            .collect();
+        let pvs = pvs_of(l, vg);
         let Some(me) = pvs.iter().find(|p| p.device == dev) else {
             return self.recorded(dev);
         };
@@ -712,12 +707,7 @@ pub fn fit(
     // LVs: a VG whose PVs shrank hands out what it has now.
     for vg in &l.lvm.vgs {
         let ext = vg.extent_size.max(1);
-        let pvs: Vec<_> = l
-            .lvm
-            .pvs
-            .iter()
-            .filter(|p| vg.pvs.contains(&p.device))
-            .collect();
+        let pvs = pvs_of(l, vg);
         let now = |p: &crate::layout::Pv| new.get(&p.device).copied();
         if pvs.iter().all(|p| now(p).is_none()) {
             continue;
@@ -794,4 +784,12 @@ fn last_growable(d: &Disk) -> Option<&crate::layout::Partition> {
         return None;
     }
     Some(last)
+}
+/// The PVs of `vg`, as the layout lists them.
+fn pvs_of<'a>(l: &'a Layout, vg: &crate::layout::Vg) -> Vec<&'a crate::layout::Pv> {
+    l.lvm
+        .pvs
+        .iter()
+        .filter(|p| vg.pvs.contains(&p.device))
+        .collect()
 }
