@@ -344,13 +344,18 @@ pub fn rewrite_ifupdown(text: &str, r: &Renames) -> Rewritten {
 /// systemd-networkd `.network`, `.link`, `.netdev`: the `[Match]` keys
 /// `Name=`, `MACAddress=`, `PermanentMACAddress=`. `Name=` words are
 /// renamed when whole; the assigned names (`[Link] Name=`, `[NetDev]
+/// `NAME` of an INI section line `[NAME]` (networkd units, keyfiles).
+fn section_header(t: &str) -> Option<&str> {
+    t.strip_prefix('[')?.strip_suffix(']')
+}
+
 /// Name=`) are not matches and stay.
 pub fn rewrite_networkd(text: &str, r: &Renames) -> Rewritten {
     let mut section = String::new();
     per_line(text, |_, l| {
         let t = l.trim();
-        if t.starts_with('[') && t.ends_with(']') {
-            section = t[1..t.len() - 1].to_string();
+        if let Some(h) = section_header(t) {
+            section = h.to_string();
             return l.to_string();
         }
         if section != "Match" || is_comment(l, '#') || is_comment(l, ';') {
@@ -392,8 +397,8 @@ pub fn rewrite_nmconnection(text: &str, r: &Renames) -> Rewritten {
     let mut section = String::new();
     per_line(text, |_, l| {
         let t = l.trim();
-        if t.starts_with('[') && t.ends_with(']') {
-            section = t[1..t.len() - 1].to_string();
+        if let Some(h) = section_header(t) {
+            section = h.to_string();
             return l.to_string();
         }
         if is_comment(l, '#') {
