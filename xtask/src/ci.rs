@@ -126,19 +126,20 @@ impl Step {
     }
 
     /// Planning estimate in wall minutes on a quiet 2-core machine: the
-    /// whole CI with one variant took ~31 minutes on 2026-12-05, of which
-    /// the e2e was about 12 (issue 17).
+    /// larger of the two fresh-clone CI runs of 2026-12-06 (5173314 and
+    /// 08a4764, `../shared/tools/fresh-ci`), plus 15%. `qemu boot` builds
+    /// the release binary the later steps use.
     pub fn minutes(self) -> f64 {
         match self {
             Step::Fmt | Step::Dist | Step::FreeTestBuilds | Step::E2eRootfs => 0.1,
-            Step::Deb => 0.4,
-            Step::Clippy => 3.0,
-            Step::Test => 4.0,
-            Step::QemuBoot => 0.5,
-            Step::QemuRuntime => 3.0,
+            Step::Deb => 0.3,
+            Step::Clippy => 2.3,
+            Step::Test => 4.1,
+            Step::QemuBoot => 3.2,
+            Step::QemuRuntime => 2.5,
             Step::QemuMedia => 4.0,
-            Step::QemuLayout => 4.0,
-            Step::QemuFleet => 3.0,
+            Step::QemuLayout => 2.9,
+            Step::QemuFleet => 1.2,
         }
     }
 }
@@ -378,9 +379,14 @@ pub fn ci(print_plan: bool, set: E2eSet) -> Result<()> {
         scenarios.dedup();
         rootfs = Some(std::thread::spawn(move || {
             let tar = e2e::rootfs::rootfs_logged(e2e::Suite::default(), "raid1-lvm", Some(&log))?;
-            // And each scenario's server initramfs, natively (initrd.rs).
+            // And each scenario's own rootfs (dracut-sdboot's Debian 13
+            // with dracut and systemd-boot: 78 s of debootstrap and apt
+            // on 2026-12-06, off the server's clock) and its server
+            // initramfs, natively (initrd.rs).
             for sc in scenarios {
-                e2e::initrd::initrd(sc, e2e::Suite::default(), Some(&log))?;
+                let suite = e2e::server_suite(sc)?;
+                e2e::rootfs::rootfs_logged(suite, sc, Some(&log))?;
+                e2e::initrd::initrd(sc, suite, Some(&log))?;
             }
             Ok::<_, anyhow::Error>(tar)
         }));
@@ -764,6 +770,8 @@ mod tests {
                 "e2e raid1-lvm pxe uefi",
                 "e2e luks-lvm server",
                 "e2e luks-lvm iso bios",
+                "e2e dracut-sdboot server",
+                "e2e dracut-sdboot iso uefi",
             ]
         );
         assert!(text.contains("# estimate: "), "{text}");
@@ -989,7 +997,7 @@ mod tests {
             .find(|r| r.name == "e2e raid1-lvm pxe bios")
             .unwrap();
         assert_eq!(pxe.phases, vec![("recover", 1.0), ("after", 2.0)]);
-        assert_eq!(done, ["raid1-lvm", "luks-lvm"]);
+        assert_eq!(done, ["raid1-lvm", "luks-lvm", "dracut-sdboot"]);
         assert_eq!(rows.iter().filter(|r| r.fails()).count(), 4);
     }
 

@@ -2,7 +2,7 @@
 //! scenario's server is recovered in which variant, which of them are core
 //! (every change) and what each costs, for the plan's budget.
 
-use super::variant::{Boot, Firmware, Variant};
+use super::variant::{self, Boot, Firmware, Variant};
 
 /// One cell of the matrix: `scenario`'s server recovered in `variant`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,23 +21,31 @@ impl Case {
     }
 
     /// Planning estimate of the disaster half's wall minutes (recover,
-    /// after, degraded) on a quiet 2-core machine, from the runs of
-    /// 2026-12-05 (BENCHMARKS.md, issue 17): 6.4-6.7 min for the raid1-lvm
-    /// variants, a LUKS boot asks a passphrase and unlocks on top. The
-    /// plan scales it by how fast the run has been so far.
+    /// after, degraded) on a quiet 2-core machine: the larger of the two
+    /// fresh-clone CI runs of 2026-12-06 (5173314 and 08a4764), plus 15%.
+    /// The plan scales it by how fast the run has been so far.
     pub fn minutes(&self) -> f64 {
+        if self.scenario == variant::SDBOOT {
+            // One disk, no RAID: no degraded phase. recover 43.7 s and
+            // after 80.2 s from scratch in CI mode on 2026-12-06.
+            return 2.5;
+        }
         let base = match (self.variant.boot, self.variant.firmware) {
-            (Boot::Iso, Firmware::Bios) => 6.2,
-            (Boot::Iso, Firmware::Uefi) => 6.7,
-            (Boot::Pxe, Firmware::Bios) => 6.4,
-            (Boot::Pxe, Firmware::Uefi) => 6.9,
+            // 6.4 and 5.7 min for luks-lvm's iso bios (with its
+            // passphrase) ...
+            (Boot::Iso, Firmware::Bios) => 6.4,
+            (Boot::Iso, Firmware::Uefi) => 5.3,
+            // NVMe disks: recover regenerates the initramfs (81 s).
+            (Boot::Pxe, Firmware::Bios) => 6.8,
+            (Boot::Pxe, Firmware::Uefi) => 4.9,
             // The drill boots the recovered disks once more (copy-on-write)
             // before after boots them, then the three drills that must
-            // fail (159 s at load 4-5 on 2026-12-06, about 2 min quiet).
-            (Boot::Drill, Firmware::Bios) => 9.7,
-            (Boot::Drill, Firmware::Uefi) => 10.2,
+            // fail (6.9 and 6.4 min in all).
+            (Boot::Drill, Firmware::Bios) => 7.9,
+            (Boot::Drill, Firmware::Uefi) => 8.4,
         };
         if self.scenario == "luks-lvm" {
+            // ... which asks a passphrase and unlocks at every boot.
             base + 1.0
         } else {
             base
@@ -46,12 +54,14 @@ impl Case {
 }
 
 /// Planning estimate of a scenario's server (provision + before) in wall
-/// minutes, quiet: raid1-lvm 184 s + 164 s on 2026-12-05; luks-lvm's
-/// whole cycle took 15.8 min that day, its server the larger part.
+/// minutes, quiet, as [`Case::minutes`]: raid1-lvm 5.3 and 4.5 (its
+/// before builds a second, host-policy ISO), luks-lvm 6.5 and 5.4;
+/// dracut-sdboot's provision 155.6 s and before 170.4 s from scratch on
+/// 2026-12-06, its rootfs built ahead while the tests compile.
 pub fn server_minutes(scenario: &str) -> f64 {
     match scenario {
-        "luks-lvm" => 8.5,
-        // raid1-lvm's before builds a second, host-policy ISO (15 s).
+        "luks-lvm" => 7.5,
+        variant::SDBOOT => 6.2,
         _ => 6.1,
     }
 }
@@ -75,6 +85,9 @@ pub const MATRIX: &[Case] = &[
     case("raid1-lvm", Boot::Pxe, Firmware::Bios, true),
     case("raid1-lvm", Boot::Pxe, Firmware::Uefi, false),
     case("luks-lvm", Boot::Iso, Firmware::Bios, true),
+    // Debian 13, dracut, systemd-boot on the ESP, btrfs subvolumes (issue
+    // 19): the one server with no GRUB and no initramfs-tools.
+    case(variant::SDBOOT, Boot::Iso, Firmware::Uefi, true),
 ];
 
 #[cfg(test)]
@@ -83,9 +96,9 @@ mod tests {
     use super::*;
 
     /// Issue 17's matrix: raid1-lvm in all four variants (iso bios as the
-    /// drill of issue 20), luks-lvm from
-    /// the ISO under BIOS; core are raid1-lvm ISO BIOS, ISO UEFI, PXE (BIOS)
-    /// and luks-lvm; every case once, every scenario a known one, a
+    /// drill of issue 20), luks-lvm from the ISO under BIOS, dracut-sdboot
+    /// from the ISO under UEFI (issue 19); core are all but raid1-lvm's
+    /// PXE UEFI; every case once, every scenario a known one, a
     /// scenario's cases next to each other (they share its server).
     #[test]
     fn the_matrix_of_issue_17() {
@@ -98,6 +111,7 @@ mod tests {
                 "raid1-lvm pxe bios",
                 "raid1-lvm pxe uefi",
                 "luks-lvm iso bios",
+                "dracut-sdboot iso uefi",
             ]
         );
         let core: Vec<String> = MATRIX.iter().filter(|c| c.core).map(Case::name).collect();
@@ -108,6 +122,7 @@ mod tests {
                 "raid1-lvm iso uefi",
                 "raid1-lvm pxe bios",
                 "luks-lvm iso bios",
+                "dracut-sdboot iso uefi",
             ]
         );
         for (i, c) in MATRIX.iter().enumerate() {

@@ -120,13 +120,18 @@ fn server_variant(scenario: &str) -> Variant {
     }
 }
 
+/// The Debian release of `scenario`'s server as CI makes it (the default
+/// suite, Debian 13 for dracut-sdboot): which rootfs CI builds ahead.
+pub fn server_suite(scenario: &str) -> Result<Suite> {
+    suite_of(scenario, Suite::default(), server_variant(scenario))
+}
+
 /// The scenario's server: provision and before, whose disks and results
 /// every variant of the scenario recovers from. The report and logs name
 /// the scenario only.
 pub fn server(bin: &Path, scenario: &str) -> Result<PhaseTimes> {
     let v = server_variant(scenario);
-    let suite = suite_of(scenario, Suite::default(), v)?;
-    let mut e = state(bin, scenario, suite, v)?;
+    let mut e = state(bin, scenario, server_suite(scenario)?, v)?;
     run_phases(&mut e, SERVER)
 }
 
@@ -149,7 +154,7 @@ pub fn disaster(bin: &Path, scenario: &str, variant: Variant) -> Result<PhaseTim
 /// Under CI, once every variant of `scenario` has run: its disk images go
 /// (the backup disk, the ISO), its results and every serial log stay.
 pub fn prune_scenario(scenario: &str) -> Result<()> {
-    let suite = suite_of(scenario, Suite::default(), server_variant(scenario))?;
+    let suite = server_suite(scenario)?;
     let dir = PathBuf::from(WORK).join(format!("{scenario}{}", suite.suffix()));
     for name in [
         "BACKUP.raw",
@@ -288,5 +293,8 @@ mod tests {
             variant::Firmware::Uefi
         );
         assert_eq!(server_variant("luks-lvm"), bios);
+        // What CI builds ahead for each server.
+        assert_eq!(server_suite(variant::SDBOOT).unwrap(), Suite::Trixie);
+        assert_eq!(server_suite("raid1-lvm").unwrap(), Suite::default());
     }
 }
