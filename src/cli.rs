@@ -427,6 +427,15 @@ pub enum DrillFirmware {
     Uefi,
 }
 
+/// `recover --firmware`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecoverFirmware {
+    /// What the rescue system booted with
+    Auto,
+    Bios,
+    Uefi,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DrillAccel {
     Auto,
@@ -565,6 +574,22 @@ pub struct RecoverArgs {
     /// written (exit 2).
     #[arg(long, value_name = "OLD=NEW")]
     pub map_nic: Vec<String>,
+    /// The firmware this machine boots the recovered system with (default:
+    /// recover.firmware, else auto: what the rescue system booted with)
+    ///
+    /// When it is UEFI and the layout has no ESP, each disk GRUB booted
+    /// from by BIOS gets a 512 MiB EFI system partition (vfat, mounted at
+    /// /boot/efi, a line in the restored /etc/fstab): from free space at
+    /// the end of the disk, else by shrinking the partitions that can give
+    /// room; an MBR disk stays MBR with a type 0xef partition unless all
+    /// four primary slots are taken or the ESP would lie beyond 2 TiB, then
+    /// it becomes GPT with its partition numbers kept. When it is BIOS and
+    /// a GPT disk with an ESP has no bios_grub partition, it gets one. GRUB
+    /// for that firmware is then installed whatever the host had; without
+    /// its platform files in the restored system (or the rescue image)
+    /// recover stops with the package to add. --dry-run shows each step.
+    #[arg(long, value_enum, value_name = "auto|bios|uefi")]
+    pub firmware: Option<RecoverFirmware>,
     /// Never ask: refuse when a decision is ambiguous
     #[arg(long)]
     pub unattended: bool,

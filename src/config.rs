@@ -281,6 +281,24 @@ pub struct RecoverCfg {
     /// Regenerate the boot menu (grub-mkconfig): `auto` only when something
     /// the restored grub.cfg refers to changed.
     pub boot_menu: Regen,
+    /// The firmware the recovered machine boots with: `auto` (what the
+    /// rescue system booted with), `bios` or `uefi`; `--firmware`
+    /// overrides it. Recover adds what that firmware needs and the layout
+    /// lacks (an ESP, a bios_grub partition) and installs its GRUB
+    /// (recover::plan::firmware).
+    pub firmware: Firmware,
+}
+
+/// `[recover] firmware` and `recover --firmware`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// What the rescue system booted with (`/sys/firmware/efi` exists:
+    /// UEFI).
+    #[default]
+    Auto,
+    Bios,
+    Uefi,
 }
 
 /// `[recover] resize`: how recover uses a target disk bigger than the
@@ -355,6 +373,7 @@ impl Default for RecoverCfg {
             bootloader: true,
             initramfs: Regen::Auto,
             boot_menu: Regen::Auto,
+            firmware: Firmware::Auto,
         }
     }
 }
@@ -787,6 +806,17 @@ mod tests {
         );
         let e = read("resize = \"all\"").unwrap_err().to_string();
         assert!(e.contains("proportional"), "{e}");
+    }
+
+    /// `firmware` words; a wrong one names the right ones.
+    #[test]
+    fn firmware_words() {
+        let read = |t: &str| toml::from_str::<RecoverCfg>(t).map(|c| c.firmware);
+        assert_eq!(read("").unwrap(), Firmware::Auto);
+        assert_eq!(read("firmware = \"uefi\"").unwrap(), Firmware::Uefi);
+        assert_eq!(read("firmware = \"bios\"").unwrap(), Firmware::Bios);
+        let e = read("firmware = \"efi\"").unwrap_err().to_string();
+        assert!(e.contains("uefi"), "{e}");
     }
 
     /// The rescue image carries `to_toml` of the host's config as its

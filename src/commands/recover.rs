@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::cli::{GlobalArgs, RecoverArgs};
-use crate::config::Config;
+use crate::cli::{GlobalArgs, RecoverArgs, RecoverFirmware};
+use crate::config::{Config, Firmware};
 use crate::estimate::{EstimateOptions, SAVED, estimate, in_rescue, render};
 use crate::recover::RecoverOptions;
 
@@ -27,6 +27,13 @@ pub fn run(global: &GlobalArgs, args: &RecoverArgs) -> Result<()> {
         archive: args.recovery.archive.clone(),
         identity: args.recovery.identity.clone(),
         state: args.state.clone(),
+        firmware: match args.firmware {
+            None => cfg.recover.firmware,
+            Some(RecoverFirmware::Auto) => Firmware::Auto,
+            Some(RecoverFirmware::Bios) => Firmware::Bios,
+            Some(RecoverFirmware::Uefi) => Firmware::Uefi,
+        },
+        firmware_from_cli: args.firmware.is_some(),
     };
     if !opts.dry_run && !opts.layout_only && in_rescue(&opts.root) {
         announce_estimate(&cfg, &opts);

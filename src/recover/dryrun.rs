@@ -54,6 +54,9 @@ pub struct DryRunReport<'a> {
     pub disks: &'a BTreeMap<String, String>,
     /// Recorded NIC → NIC here, and what could not be mapped.
     pub nics: Vec<String>,
+    /// The firmware planned for, why, and each change that made the layout
+    /// fit it (`firmware: ...` lines).
+    pub firmware: Vec<String>,
     /// Every size chosen that differs from the layout, old -> new.
     pub sizes: &'a [super::plan::fit::Change],
     pub restore_from: Option<String>,

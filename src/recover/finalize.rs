@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::plan::firmware::Target;
 use super::{efiboot, needs};
 use crate::config::{RecoverCfg, Regen};
 use crate::exec::Cmd;
@@ -71,6 +72,12 @@ pub struct Ctx<'a> {
     pub present: &'a needs::Present,
     /// The recorded NICs mapped to this machine's.
     pub nics: &'a super::nic::Mapping,
+    /// The firmware the system is recovered for: its GRUB must install
+    /// ([`super::plan::firmware`]).
+    pub firmware: Target,
+    /// Lines for /etc/fstab of partitions the firmware conversion added
+    /// (a new ESP).
+    pub fstab: &'a [String],
 }
 
 /// Runs the finalize steps; returns one line per thing done, for the report.
@@ -96,6 +103,9 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
             ));
             rewritten.push(f.to_string());
         }
+    }
+    if let Some(line) = add_fstab(c.root, c.fstab)? {
+        done.push(line);
     }
     // Not an input of the initramfs decision: the network configuration
     // is read by the booted system, not by its initramfs (a root on NFS or
@@ -132,6 +142,57 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
         done.extend(bootloader(c, &rewritten)?);
     }
     Ok(done)
+}
+
+/// Appends `lines` (a new ESP's, from the firmware conversion) to the
+/// restored /etc/fstab, each unless a line already mounts something at its
+/// mount point; the restored file is kept as `fstab.mkrescue-orig` unless
+/// the rewrite of disk names kept it already (that copy is the restored
+/// one). None when nothing was added.
+pub fn add_fstab(root: &Path, lines: &[String]) -> Result<Option<String>> {
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let path = root.join("etc/fstab");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mounted: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let new: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|m| !mounted.contains(&m))
+        })
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    let orig = root.join("etc/fstab.mkrescue-orig");
+    if !orig.exists() {
+        std::fs::write(&orig, &text).with_context(|| format!("writing {}", orig.display()))?;
+    }
+    let mut out = text.clone();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("# added by mkrescue recover: the EFI system partition it made for UEFI\n");
+    for l in &new {
+        out.push_str(l);
+        out.push('\n');
+    }
+    std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(format!(
+        "/etc/fstab: {} added for the new ESP (original in {})",
+        new.iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        orig.display()
+    )))
 }
 
 /// Binds /dev, /proc, /sys and /run into the target (recursive: devpts,
@@ -475,8 +536,20 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
             .iter()
             .any(|d| c.root.join(d).join(platform).is_dir())
     };
+    let bios_dir = if bios.is_empty() {
+        Ok(None)
+    } else {
+        grub_platform(c, grub_lib("i386-pc"), "i386-pc")
+    };
+    if let (Target::Bios, Err(e)) = (c.firmware, &bios_dir) {
+        // The firmware recovered for would find no boot loader.
+        bail!(
+            "GRUB for BIOS cannot be installed on {}: {e}",
+            bios.join(", ")
+        );
+    }
     if !bios.is_empty() {
-        if grub_lib("i386-pc") {
+        if let Ok(from) = &bios_dir {
             let setup = bios_setup_tool(c.root, install);
             let shared_core = grub_dir_on_abstraction(c.layout, install);
             let platdir = format!("{}/i386-pc", grub_dir(install));
@@ -515,22 +588,45 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
                 }
                 eprintln!("mkrescue: finalize: installing GRUB for BIOS on {d}");
                 let name = format!("grub-install-bios-{}", log_name(d));
+                let mut argv = vec![install, "--target=i386-pc"];
+                if let Some(f) = from {
+                    argv.push(f.as_str());
+                }
+                argv.push(d);
                 done.push(timed(|| {
-                    logged(c, &name, &[install, "--target=i386-pc", d])?;
-                    Ok(format!("GRUB (BIOS) installed on {d}"))
+                    logged(c, &name, &argv)?;
+                    Ok(format!(
+                        "GRUB (BIOS) installed on {d}{}",
+                        if from.is_some() {
+                            " (with the rescue system's i386-pc files)"
+                        } else {
+                            ""
+                        }
+                    ))
                 })?);
             }
-        } else {
+        } else if let Err(e) = &bios_dir {
             done.push(format!(
-                "GRUB (BIOS) not installed on {}: the restored system lacks GRUB's i386-pc files (grub-pc-bin)",
+                "GRUB (BIOS) not installed on {}: {e}",
                 bios.join(", ")
             ));
         }
     }
     if let Some((dir, src)) = &esp {
-        if grub_lib("x86_64-efi") || grub_lib("x86_64-efi-signed") {
+        let efi_from = grub_platform(
+            c,
+            grub_lib("x86_64-efi") || grub_lib("x86_64-efi-signed"),
+            "x86_64-efi",
+        );
+        if let (Target::Uefi, Err(e)) = (c.firmware, &efi_from) {
+            bail!("GRUB for UEFI cannot be installed onto the ESP at {dir}: {e}");
+        }
+        if let Ok(from) = &efi_from {
             let efi_dir = format!("--efi-directory={dir}");
             let mut argv = vec![install, "--target=x86_64-efi", efi_dir.as_str()];
+            if let Some(f) = from {
+                argv.push(f.as_str());
+            }
             let help = chroot(c.root, &[install, "--help"])
                 .read()
                 .unwrap_or_default();
@@ -568,11 +664,14 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
                     )),
                 }
             }
-        } else {
-            done.push(format!(
-                "GRUB (UEFI) not installed onto {dir}: the restored system lacks GRUB's x86_64-efi files (grub-efi-amd64-bin)"
-            ));
+        } else if let Err(e) = &efi_from {
+            done.push(format!("GRUB (UEFI) not installed onto {dir}: {e}"));
         }
+    } else if c.firmware == Target::Uefi {
+        done.push(
+            "GRUB (UEFI) not installed: the layout has no ESP and none was added (see the firmware lines)"
+                .into(),
+        );
     }
     let Some(m) = mkconfig else {
         done.push(
@@ -616,6 +715,42 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
         Ok(format!("{out} written by {m}: {}", decision.why))
     })?);
     Ok(done)
+}
+
+/// The Debian package of GRUB's `platform` files.
+fn grub_package(platform: &str) -> &'static str {
+    if platform == "i386-pc" {
+        "grub-pc-bin"
+    } else {
+        "grub-efi-amd64-bin"
+    }
+}
+
+/// Where grub-install finds GRUB's `platform` files: the restored system's
+/// own (`have`: Ok(None)), else a copy of this rescue system's (the image
+/// carries them when the host has them) under the work directory, which
+/// the chroot sees through the bind of /run, as `--directory=DIR`. Without
+/// either: why, naming the package (the caller stops recover when that
+/// is the firmware recovered for, else says it in the report).
+fn grub_platform(c: &Ctx, have: bool, platform: &str) -> Result<Option<String>, String> {
+    if have {
+        return Ok(None);
+    }
+    let rescue = Path::new("/usr/lib/grub").join(platform);
+    let copy = c.work_dir.join(format!("grub-{platform}"));
+    if rescue.join("modinfo.sh").is_file() || rescue.join("kernel.img").is_file() {
+        let _ = std::fs::remove_dir_all(&copy);
+        match Cmd::new("cp").arg("-a").arg(&rescue).arg(&copy).output() {
+            Ok(_) => return Ok(Some(format!("--directory={}", copy.display()))),
+            Err(e) => log::warn!("copying {}: {e:#}", rescue.display()),
+        }
+    }
+    let package = grub_package(platform);
+    let why = format!(
+        "the restored system lacks GRUB's {platform} files and this rescue system has none to lend: install {package} in it (`chroot {} apt-get install {package}`, or on the host, then build a new rescue image) and run recover again",
+        c.root.display()
+    );
+    Err(why)
 }
 
 /// The target disk and partition number of the ESP `esp_src` of the

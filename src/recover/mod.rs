@@ -36,7 +36,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::backup::RestoreOptions;
-use crate::config::{Config, Regen};
+use crate::config::{Config, Firmware, Regen};
 use crate::exec::Cmd;
 use crate::layout::Layout;
 use mapping::{Ask, NoAsk, Terminal};
@@ -60,6 +60,9 @@ pub struct Report {
     pub sizes: Vec<String>,
     pub phases: Vec<Phase>,
     pub finalize: Vec<String>,
+    /// The firmware recovered for, why, and each change that made the
+    /// layout fit it ([`plan::firmware`]).
+    pub firmware: Vec<String>,
     /// The recorded NICs and where they went, and what could not be
     /// mapped ([`nic::Mapping::lines`]).
     pub nics: Vec<String>,
@@ -137,6 +140,9 @@ impl Report {
         for s in &self.sizes {
             eprintln!("mkrescue:   size {s}");
         }
+        for f in &self.firmware {
+            eprintln!("mkrescue:   {f}");
+        }
         for f in &self.finalize {
             eprintln!("mkrescue:   - {f}");
         }
@@ -180,6 +186,44 @@ pub struct RecoverOptions {
     pub identity: Option<String>,
     /// Where the checkpoints of finished steps are kept.
     pub state: PathBuf,
+    /// The firmware to recover for (`--firmware`, else recover.firmware).
+    pub firmware: Firmware,
+    /// `firmware` came from `--firmware` (for saying why).
+    pub firmware_from_cli: bool,
+}
+
+/// The firmware the recovered system is made for, and why that one:
+/// `auto` is what the rescue system booted with (`/sys/firmware/efi`, the
+/// efivars interface the kernel makes only when booted by UEFI).
+pub fn firmware_target(args: &RecoverOptions) -> (plan::firmware::Target, String) {
+    use plan::firmware::Target;
+    let name = |t: Target| match t {
+        Target::Bios => "BIOS",
+        Target::Uefi => "UEFI",
+    };
+    match args.firmware {
+        Firmware::Auto => {
+            let t = if args.root.join("sys/firmware/efi").is_dir() {
+                Target::Uefi
+            } else {
+                Target::Bios
+            };
+            (t, format!("the rescue system booted by {}", name(t)))
+        }
+        f => {
+            let t = if f == Firmware::Uefi {
+                Target::Uefi
+            } else {
+                Target::Bios
+            };
+            let from = if args.firmware_from_cli {
+                format!("--firmware {t}")
+            } else {
+                format!("recover.firmware = \"{t}\"")
+            };
+            (t, from)
+        }
+    }
 }
 
 /// The one-line refusal of a layout with [`crate::layout::Unsupported`]
@@ -355,10 +399,29 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         target_sizes: targets.iter().map(|t| (t.path.clone(), t.size)).collect(),
         resize: cfg.recover.resize(),
     };
+    // The layout as the firmware of this machine needs it: from here on
+    // everything (plan, mounts, finalize) works on that one.
+    let (target, why) = firmware_target(args);
+    let conv = plan::firmware::convert(&layout, &disks, &opt.target_sizes, target)?;
+    let mut firmware = vec![format!(
+        "firmware: {target} ({why}; the layout's system booted by {}: {})",
+        plan::firmware::recorded_firmware(&layout),
+        if conv.lines.is_empty() {
+            "nothing to add"
+        } else {
+            "converting"
+        }
+    )];
+    firmware.extend(conv.lines.iter().cloned());
+    let layout = conv.layout.clone();
     let p = plan::plan(&layout, &disks, &opt)?;
     let dev = plan::device_map(&layout, &disks);
     let mounts = mount::plan(&layout, &dev, &root);
     let mut header = header(&layout, &map);
+    for l in &firmware {
+        header.push_str(l);
+        header.push('\n');
+    }
     for l in nics.lines() {
         header.push_str(&l);
         header.push('\n');
@@ -367,7 +430,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         let mut script = p.script(&header);
         if !args.layout_only {
             script.push_str(&rest_script(
-                &layout, &disks, &mounts, &root, cfg, args, &nics,
+                &layout, &disks, &mounts, &root, cfg, args, &nics, &conv, target,
             ));
         }
         let mut out = std::io::stdout().lock();
@@ -377,6 +440,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
                 layout: &args.layout,
                 disks: &disks,
                 nics: nics.lines(),
+                firmware: firmware.clone(),
                 sizes: &p.sizes,
                 restore_from: dryrun::source(cfg, args).filter(|_| !args.layout_only),
                 steps: dryrun::steps(&p),
@@ -410,6 +474,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         sizes: p.sizes.iter().map(|c| c.to_string()).collect(),
         phases: Vec::new(),
         finalize: Vec::new(),
+        firmware: firmware.clone(),
         nics: nics.lines(),
         error: None,
         seconds: 0.0,
@@ -427,6 +492,10 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         &mounts,
         &root,
         &nics,
+        Converted {
+            target,
+            fstab: &conv.fstab,
+        },
         &mut report,
     );
     if let Some(s) = source.as_mut()
@@ -454,6 +523,13 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     r
 }
 
+/// What finalize needs of the firmware conversion.
+struct Converted<'a> {
+    target: plan::firmware::Target,
+    /// fstab lines of a new ESP.
+    fstab: &'a [String],
+}
+
 /// Runs the phases after planning; stops at the first failure (the report
 /// shows which).
 #[allow(clippy::too_many_arguments)]
@@ -468,6 +544,7 @@ fn phases(
     mounts: &[mount::TargetMount],
     root: &Path,
     nics: &nic::Mapping,
+    conv: Converted,
     report: &mut Report,
 ) -> Result<()> {
     report.phase("layout", || {
@@ -524,6 +601,8 @@ fn phases(
         needed: &needed,
         present: &present,
         nics,
+        firmware: conv.target,
+        fstab: conv.fstab,
     };
     let done = report.phase("finalize", || {
         let done = finalize::run(&ctx)?;
@@ -696,6 +775,7 @@ fn restore_options(args: &RecoverOptions, from: Option<String>, root: &Path) -> 
 
 /// The phases after the layout, for `--dry-run`: the mounts as commands,
 /// the restore and finalize as what they will do.
+#[allow(clippy::too_many_arguments)]
 fn rest_script(
     layout: &Layout,
     disks: &BTreeMap<String, String>,
@@ -704,6 +784,8 @@ fn rest_script(
     cfg: &Config,
     args: &RecoverOptions,
     nics: &nic::Mapping,
+    conv: &plan::firmware::Conversion,
+    target: plan::firmware::Target,
 ) -> String {
     let mut s = String::from("\n# Mount the target tree\n");
     for m in mounts {
@@ -744,6 +826,11 @@ fn rest_script(
         "mount -t proc proc {r}/proc\nmount --bind /run {r}/run\n"
     ));
     s.push_str("# /etc/fstab, crypttab, mdadm.conf, default/grub: renamed disks rewritten\n");
+    for l in &conv.fstab {
+        s.push_str(&format!(
+            "# /etc/fstab: the new ESP added, original kept as /etc/fstab.mkrescue-orig:\n#   {l}\n"
+        ));
+    }
     for l in nic::dry_run_lines(nics) {
         s.push_str(&l);
         s.push('\n');
@@ -760,6 +847,13 @@ fn rest_script(
         }
     }
     if cfg.recover.bootloader {
+        s.push_str(&format!(
+            "# firmware = {target}: GRUB for {} must install (recover stops naming the package when its files are missing); the other one only where the layout has its partition and the files are there\n",
+            match target {
+                plan::firmware::Target::Bios => "BIOS (i386-pc)",
+                plan::firmware::Target::Uefi => "UEFI (x86_64-efi)",
+            }
+        ));
         for d in finalize::bios_disks(layout, disks) {
             s.push_str(&format!("chroot {r} grub-install --target=i386-pc {d}\n"));
         }

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::config::Resize;
 use crate::error::{Code, fail};
 use crate::layout::show::human;
-use crate::layout::{Disk, Filesystem, Layout, Lv, LvKind, MdArray, Table};
+use crate::layout::{Disk, Filesystem, Flag, Layout, Lv, LvKind, MdArray, Table};
 
 pub const MIB: u64 = 1 << 20;
 
@@ -552,12 +552,24 @@ pub fn fit(
                 && size > d.size
                 && let Some(p) = last_growable(d)
             {
-                let end = size / ss - tail_sectors(d);
+                // Up to the partition after it (an ESP or bios_grub that
+                // firmware conversion put at the end of the disk), else to
+                // the end of the disk.
+                let next = d
+                    .partitions
+                    .iter()
+                    .map(|q| q.start)
+                    .filter(|s| *s > p.start)
+                    .min();
+                let end = next.unwrap_or(size / ss - tail_sectors(d));
+                if end <= p.start + p.size {
+                    continue;
+                }
                 fit.partitions.insert(
                     p.path.clone(),
                     PartFit {
                         start: p.start,
-                        size: None,
+                        size: next.map(|n| n - p.start),
                     },
                 );
                 let grown = (end - p.start) * ss;
@@ -566,9 +578,17 @@ pub fn fit(
                     kind: "partition",
                     old: p.size * ss,
                     new: grown,
-                    holds: format!("grown to the end of {t}; {}", sz.holds(&p.path))
-                        .trim_end_matches("; ")
-                        .to_string(),
+                    holds: format!(
+                        "grown to {} {t}; {}",
+                        if next.is_some() {
+                            "the partition after it on"
+                        } else {
+                            "the end of"
+                        },
+                        sz.holds(&p.path)
+                    )
+                    .trim_end_matches("; ")
+                    .to_string(),
                 });
                 new.insert(p.path.clone(), grown);
             }
@@ -777,8 +797,18 @@ pub fn fit(
 /// The partition to grow onto a bigger target under `resize = "last"`: the
 /// one that ends last. A logical partition of an MBR extended partition is
 /// never grown (its container would have to grow first).
+/// An ESP or bios_grub partition is never it: what is on them does not
+/// grow (firmware conversion puts a new one at the end of the disk).
 fn last_growable(d: &Disk) -> Option<&crate::layout::Partition> {
-    let last = d.partitions.iter().max_by_key(|p| p.start + p.size)?;
+    let last = d
+        .partitions
+        .iter()
+        .filter(|p| {
+            !p.flags
+                .iter()
+                .any(|f| matches!(f, Flag::Esp | Flag::BiosGrub))
+        })
+        .max_by_key(|p| p.start + p.size)?;
     let extended = ["05", "0f", "85"];
     if d.table == Table::Msdos && (last.number > 4 || extended.contains(&last.type_.as_str())) {
         return None;

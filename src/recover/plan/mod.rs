@@ -14,8 +14,14 @@
 //! from `fit`, worked out before any step;
 //! then `order` sorts the steps and `script` prints them. The mounts
 //! of the rebuilt tree are planned apart, in `recover::mount`.
+//!
+//! Before any of them, `firmware` adds to the layout what the firmware
+//! of this machine needs and the layout lacks (an ESP, a bios_grub
+//! partition, GPT for MBR); recover plans, mounts and finalizes that
+//! converted layout.
 
 mod btrfs;
+pub mod firmware;
 pub mod fit;
 mod fs;
 mod luks;

@@ -58,6 +58,21 @@ fn partition(d: &Disk, t: &str, fit: &Fit) -> Step {
     if d.logical_sector_size != 512 {
         let _ = writeln!(script, "sector-size: {}", d.logical_sector_size);
     }
+    if d.table == Table::Gpt
+        && let Some(first) = d.partitions.iter().map(|p| p.start).min()
+        && first < 2048
+    {
+        // sfdisk starts a new GPT's usable area at 1 MiB (sector 2048 of
+        // 512) and refuses a partition before it: a bios_grub partition in
+        // the gap before the first partition (recover::plan::firmware)
+        // needs the area from the first sector GPT leaves free, or the
+        // layout's own first-lba where the host had one that low.
+        let _ = writeln!(
+            script,
+            "first-lba: {}",
+            first.max(super::firmware::GPT_FIRST_LBA)
+        );
+    }
     let mut makes = vec![t.to_string()];
     let mut grown = None;
     let mut fitted = false;
