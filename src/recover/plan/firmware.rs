@@ -45,8 +45,9 @@ pub const ESP_GPT: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// MBR type of an EFI system partition (UEFI spec 2.10, 5.2.2 table 5-2).
 pub const ESP_MBR: &str = "ef";
 /// GPT type of GRUB's BIOS boot partition (GRUB manual, "BIOS
-/// installation": the "Hah!IdontNeedEFI" GUID).
-pub const BIOS_GRUB_GPT: &str = "21686148-6E6F-744E-6564-4E6565644946";
+/// installation"): the bytes "Hah!IdontNeedEFI" read as a mixed-endian
+/// GUID, as sfdisk and the e2e fixture's bios_grub partition show it.
+pub const BIOS_GRUB_GPT: &str = "21686148-6449-6E6F-744E-656564454649";
 
 /// The size of a new ESP: 512 MiB. FAT32, which the UEFI spec asks of an
 /// ESP on a fixed disk (13.3.1.1), needs at least 65525 clusters: 256 MiB

@@ -3,6 +3,7 @@
 
 mod estimate;
 mod executor;
+mod firmware;
 mod fit;
 mod mapping;
 mod nic;
