@@ -23,6 +23,8 @@ struct Dump<'a> {
     /// The kernel hook's mark, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel_hook_failed: Option<std::collections::BTreeMap<String, String>>,
+    /// Which GRUB platforms the rescue image carries ([`grub_platforms`]).
+    grub_platforms: Vec<String>,
 }
 
 /// The mark below `root`, as its key/value pairs; None when there is none.
@@ -46,6 +48,7 @@ pub fn run(global: &GlobalArgs) -> Result<()> {
             config_files: &loaded.sources,
             host: &host,
             kernel_hook_failed: mark,
+            grub_platforms: grub_platforms(&global.root),
         });
     }
     let mut out = std::io::stdout().lock();
@@ -72,12 +75,36 @@ pub fn run(global: &GlobalArgs) -> Result<()> {
         )?;
     }
     writeln!(out, "{}", with_unset(&loaded.config)?)?;
+    for l in grub_platforms(&global.root) {
+        writeln!(out, "# {l}")?;
+    }
     writeln!(out, "# host facts")?;
     let host_toml = toml::to_string_pretty(&host).context("rendering host facts")?;
     for l in host_toml.lines() {
         writeln!(out, "# {l}")?;
     }
     Ok(())
+}
+
+/// Which of GRUB's platforms the rescue image carries (it takes each the
+/// host has, rescue::GRUB_DIRS): what `recover --firmware` can install
+/// onto a restored system that lacks them, one line each.
+pub fn grub_platforms(root: &std::path::Path) -> Vec<String> {
+    [
+        ("i386-pc", "BIOS", "grub-pc-bin"),
+        ("x86_64-efi", "UEFI", "grub-efi-amd64-bin"),
+    ]
+    .iter()
+    .map(|(p, fw, pkg)| {
+        if root.join("usr/lib/grub").join(p).is_dir() {
+            format!("GRUB {p} files: carried by the rescue image (recover can install GRUB for {fw})")
+        } else {
+            format!(
+                "GRUB {p} files: not on this host, so not in the rescue image: recover onto a machine that boots by {fw} stops at the boot loader unless the restored system has them; install {pkg} here (it installs beside the other platform's)"
+            )
+        }
+    })
+    .collect()
 }
 
 /// The configuration as TOML with every unset key (TOML has no null) as a
@@ -123,4 +150,26 @@ fn with_unset(c: &config::Config) -> Result<String> {
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A BIOS host without grub-efi-amd64-bin: dump says the image cannot
+    /// make a UEFI boot loader and names the package.
+    #[test]
+    fn grub_platforms_name_the_missing_package() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/grub/i386-pc")).unwrap();
+        let l = super::grub_platforms(t.path());
+        assert_eq!(
+            l[0],
+            "GRUB i386-pc files: carried by the rescue image (recover can install GRUB for BIOS)"
+        );
+        assert!(
+            l[1].starts_with("GRUB x86_64-efi files: not on this host"),
+            "{}",
+            l[1]
+        );
+        assert!(l[1].contains("install grub-efi-amd64-bin here"), "{}", l[1]);
+    }
 }

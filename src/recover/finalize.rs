@@ -952,6 +952,39 @@ mod tests {
         assert!(!uses_systemd_boot(r, "/boot"));
     }
 
+    /// A new ESP's line goes at the end of the restored fstab, the
+    /// restored file kept; a second run (or an fstab that mounts
+    /// /boot/efi already) adds nothing; a copy the device rewrite kept
+    /// first is the restored one and stays.
+    #[test]
+    fn a_new_esp_is_added_to_fstab_once_and_the_original_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        let restored = "UUID=abc / ext4 errors=remount-ro 0 1\n# /boot/efi was never here\n";
+        std::fs::write(r.join("etc/fstab"), restored).unwrap();
+        let line = "UUID=65FA-B754 /boot/efi vfat umask=0077 0 1".to_string();
+        let said = add_fstab(r, std::slice::from_ref(&line)).unwrap().unwrap();
+        assert!(said.starts_with("/etc/fstab: UUID=65FA-B754 /boot/efi vfat umask=0077 0 1 added for the new ESP (original in "), "{said}");
+        let now = std::fs::read_to_string(r.join("etc/fstab")).unwrap();
+        assert_eq!(
+            now,
+            format!(
+                "{restored}# added by mkrescue recover: the EFI system partition it made for UEFI\n{line}\n"
+            )
+        );
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/fstab.mkrescue-orig")).unwrap(),
+            restored
+        );
+        assert_eq!(add_fstab(r, std::slice::from_ref(&line)).unwrap(), None);
+        assert_eq!(
+            std::fs::read_to_string(r.join("etc/fstab.mkrescue-orig")).unwrap(),
+            restored
+        );
+        assert_eq!(add_fstab(r, &[]).unwrap(), None);
+    }
+
     #[test]
     fn only_renamed_whole_tokens_change() {
         let dev: BTreeMap<String, String> = [

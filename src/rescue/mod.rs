@@ -260,9 +260,12 @@ pub fn plan(
         m.add_host_tree_except(udev, &["hwdb.d", "hwdb.bin"], "udev")?;
         elf_inputs.base.extend(new_executables(&m, &before));
     }
-    // GRUB's modules only for the platform this host boots with: recover
-    // reinstalls the boot loader the host had (each platform is 3-35 MB).
-    for dir in grub_dirs(host) {
+    // GRUB's modules for each platform the host has them for (each is
+    // 3-35 MB): the one it boots with for recover's reinstall, the other
+    // for `recover --firmware` onto a machine that boots the other way
+    // when the restored system lacks them (recover::finalize lends them
+    // with grub-install --directory). `mkrescue dump` says which it has.
+    for dir in GRUB_DIRS {
         if std::fs::symlink_metadata(m.host_path(Path::new(dir))).is_ok() {
             m.add_host_tree(dir, "boot loader")?;
         }
@@ -515,17 +518,14 @@ fn new_executables(m: &Manifest, before: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// GRUB's platform directories for the host's boot mode.
-fn grub_dirs(host: &HostFacts) -> &'static [&'static str] {
-    match host.boot_mode {
-        crate::host::BootMode::Bios => &["/usr/lib/grub/i386-pc"],
-        crate::host::BootMode::Uefi => &[
-            "/usr/lib/grub/x86_64-efi",
-            "/usr/lib/grub/x86_64-efi-signed",
-            "/usr/lib/shim",
-        ],
-    }
-}
+/// GRUB's platform directories (and shim's, for Secure Boot), each
+/// carried when the host has it.
+pub const GRUB_DIRS: &[&str] = &[
+    "/usr/lib/grub/i386-pc",
+    "/usr/lib/grub/x86_64-efi",
+    "/usr/lib/grub/x86_64-efi-signed",
+    "/usr/lib/shim",
+];
 
 /// What the rescue runtime (src/init) reads: the network configuration,
 /// sshd's, and what dhclient-script needs.
