@@ -78,6 +78,9 @@ pub struct Ctx<'a> {
     /// Lines for /etc/fstab of partitions the firmware conversion added
     /// (a new ESP).
     pub fstab: &'a [String],
+    /// The firmware conversion changed the layout (a partition added, a
+    /// table made GPT).
+    pub converted: bool,
 }
 
 /// Runs the finalize steps; returns one line per thing done, for the report.
@@ -688,6 +691,12 @@ fn bootloader(c: &Ctx, rewritten: &[String]) -> Result<Vec<String>> {
     let decision = match c.cfg.boot_menu {
         Regen::Always => needs::Decision::yes("recover.boot_menu = always"),
         Regen::Never => needs::Decision::no("kept: recover.boot_menu = never"),
+        // A boot loader for other firmware, or a partition table turned
+        // GPT: the restored grub.cfg was made for the other platform
+        // (its part_msdos, its video modules); made again.
+        Regen::Auto if c.converted => {
+            needs::Decision::yes("the layout was converted for this machine's firmware")
+        }
         Regen::Auto => {
             let renamed = c
                 .dev

@@ -495,6 +495,7 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
         Converted {
             target,
             fstab: &conv.fstab,
+            changed: !conv.lines.is_empty(),
         },
         &mut report,
     );
@@ -528,6 +529,8 @@ struct Converted<'a> {
     target: plan::firmware::Target,
     /// fstab lines of a new ESP.
     fstab: &'a [String],
+    /// The conversion changed the layout.
+    changed: bool,
 }
 
 /// Runs the phases after planning; stops at the first failure (the report
@@ -603,6 +606,7 @@ fn phases(
         nics,
         firmware: conv.target,
         fstab: conv.fstab,
+        converted: conv.changed,
     };
     let done = report.phase("finalize", || {
         let done = finalize::run(&ctx)?;
@@ -869,6 +873,12 @@ fn rest_script(
         match cfg.recover.boot_menu {
             Regen::Always => s.push_str(&mkconfig),
             Regen::Never => s.push_str("# grub.cfg kept as restored (recover.boot_menu = never)\n"),
+            Regen::Auto if !conv.lines.is_empty() => {
+                s.push_str(
+                    "# boot_menu = auto: the layout was converted for this machine's firmware\n",
+                );
+                s.push_str(&mkconfig);
+            }
             Regen::Auto => {
                 s.push_str("# boot_menu = auto: only when a UUID, volume or kernel grub.cfg names is gone, or default/grub was rewritten\n");
                 s.push_str(&format!("# {mkconfig}"));

@@ -452,6 +452,8 @@ fn dry_run_says_the_firmware_and_every_step() {
             "mount -t vfat -o umask=0077 /dev/sdb3 /mnt/target/boot/efi",
             "#   UUID=",
             "chroot /mnt/target grub-install --target=x86_64-efi --efi-directory=/boot/efi",
+            // Made again for the other platform (boot_menu = auto).
+            "chroot /mnt/target grub-mkconfig -o /boot/grub/grub.cfg",
         ] {
             assert!(
                 script.lines().any(|l| l.starts_with(line)),
@@ -472,6 +474,10 @@ fn dry_run_says_the_firmware_and_every_step() {
         "{bios}"
     );
     assert!(!bios.contains("vfat"), "{bios}");
+    assert!(
+        bios.contains("\n# chroot /mnt/target grub-mkconfig"),
+        "grub.cfg kept when nothing was converted: {bios}"
+    );
     // auto, booted by UEFI (the kernel's efivars directory).
     std::fs::create_dir_all(dir.path().join("sys/firmware/efi")).unwrap();
     uefi_lines(&run(&[]), "the rescue system booted by UEFI");
