@@ -72,6 +72,8 @@ pub struct Ctx<'a> {
     pub present: &'a needs::Present,
     /// The recorded NICs mapped to this machine's.
     pub nics: &'a super::nic::Mapping,
+    /// The rescue system's `/` (where GRUB's files to lend are).
+    pub rescue: &'a Path,
     /// The firmware the system is recovered for: its GRUB must install
     /// ([`super::plan::firmware`]).
     pub firmware: Target,
@@ -742,11 +744,23 @@ fn grub_package(platform: &str) -> &'static str {
 /// either: why, naming the package (the caller stops recover when that
 /// is the firmware recovered for, else says it in the report).
 fn grub_platform(c: &Ctx, have: bool, platform: &str) -> Result<Option<String>, String> {
+    lend_grub(c.rescue, c.work_dir, c.root, have, platform)
+}
+
+/// [`grub_platform`] with the rescue system's root, the work directory
+/// and the restored system's root given.
+fn lend_grub(
+    rescue_root: &Path,
+    work_dir: &Path,
+    root: &Path,
+    have: bool,
+    platform: &str,
+) -> Result<Option<String>, String> {
     if have {
         return Ok(None);
     }
-    let rescue = Path::new("/usr/lib/grub").join(platform);
-    let copy = c.work_dir.join(format!("grub-{platform}"));
+    let rescue = rescue_root.join("usr/lib/grub").join(platform);
+    let copy = work_dir.join(format!("grub-{platform}"));
     if rescue.join("modinfo.sh").is_file() || rescue.join("kernel.img").is_file() {
         let _ = std::fs::remove_dir_all(&copy);
         match Cmd::new("cp").arg("-a").arg(&rescue).arg(&copy).output() {
@@ -757,7 +771,7 @@ fn grub_platform(c: &Ctx, have: bool, platform: &str) -> Result<Option<String>, 
     let package = grub_package(platform);
     let why = format!(
         "the restored system lacks GRUB's {platform} files and this rescue system has none to lend: install {package} in it (`chroot {} apt-get install {package}`, or on the host, then build a new rescue image) and run recover again",
-        c.root.display()
+        root.display()
     );
     Err(why)
 }
@@ -992,6 +1006,39 @@ mod tests {
             restored
         );
         assert_eq!(add_fstab(r, &[]).unwrap(), None);
+    }
+
+    /// GRUB's files the restored system lacks come from the rescue
+    /// system (a copy under the work directory, which the chroot sees);
+    /// without them the error names the package.
+    #[test]
+    fn grub_files_are_lent_from_the_rescue_system_or_the_package_named() {
+        let t = tempfile::tempdir().unwrap();
+        let (rescue, work, root) = (t.path().join("r"), t.path().join("w"), t.path().join("t"));
+        std::fs::create_dir_all(&work).unwrap();
+        assert_eq!(
+            lend_grub(&rescue, &work, &root, true, "x86_64-efi"),
+            Ok(None)
+        );
+        let e = lend_grub(&rescue, &work, &root, false, "x86_64-efi").unwrap_err();
+        assert!(
+            e.contains("install grub-efi-amd64-bin in it (`chroot "),
+            "{e}"
+        );
+        let e = lend_grub(&rescue, &work, &root, false, "i386-pc").unwrap_err();
+        assert!(e.contains("install grub-pc-bin"), "{e}");
+        let lib = rescue.join("usr/lib/grub/x86_64-efi");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("kernel.img"), b"grub").unwrap();
+        let dir = lend_grub(&rescue, &work, &root, false, "x86_64-efi").unwrap();
+        assert_eq!(
+            dir,
+            Some(format!(
+                "--directory={}",
+                work.join("grub-x86_64-efi").display()
+            ))
+        );
+        assert!(work.join("grub-x86_64-efi/kernel.img").is_file());
     }
 
     #[test]

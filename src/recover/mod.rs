@@ -604,6 +604,7 @@ fn phases(
         needed: &needed,
         present: &present,
         nics,
+        rescue: &args.root,
         firmware: conv.target,
         fstab: conv.fstab,
         converted: conv.changed,

@@ -493,3 +493,71 @@ fn dry_run_says_the_firmware_and_every_step() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[1].starts_with("firmware: EFI system partition /dev/sda3"));
 }
+
+/// No usable gap before the first partition (here it starts at sector
+/// 64): the bios_grub partition takes 1 MiB at the end of a bigger disk;
+/// on a disk of the same size the free space of the VG gives it (the md
+/// members shrink); on a disk of just the data's least size it is refused
+/// with both sizes and the way out.
+#[test]
+fn without_a_gap_bios_grub_comes_from_the_end_or_shrinking_or_is_refused() {
+    let mut l = uefi_only();
+    for d in &mut l.disks {
+        d.partitions[0].start = 64;
+    }
+    let map: BTreeMap<String, String> = [
+        ("/dev/vda".to_string(), "/dev/sda".to_string()),
+        ("/dev/vdb".to_string(), "/dev/sdb".to_string()),
+    ]
+    .into();
+    let seven = 7 * GIB;
+    let o = opts(&[("/dev/sda", seven), ("/dev/sdb", seven)], Resize::None);
+    let (c, p) = converted(&l, &map, &o, Target::Bios);
+    assert!(
+        c.lines[0].starts_with("firmware: bios_grub partition /dev/vda4 (1.0 MiB) added on /dev/sda, from the free space at the end of the disk"),
+        "{}",
+        c.lines[0]
+    );
+    let got = parts(&written_table(&sfdisk_script(&p, "/dev/sda"), seven));
+    let bios_grub = got.iter().find(|p| p.0 == 4).unwrap();
+    assert_eq!(bios_grub.2, 2048);
+    assert!((bios_grub.1 + bios_grub.2) * 512 <= seven - 33 * 512);
+    // The same size: the md members give 1 MiB and more.
+    let six = 6 * GIB;
+    let o = opts(&[("/dev/sda", six), ("/dev/sdb", six)], Resize::None);
+    let (c, p) = converted(&l, &map, &o, Target::Bios);
+    assert!(
+        c.lines[0].contains("room made by shrinking"),
+        "{}",
+        c.lines[0]
+    );
+    let said: Vec<String> = p.sizes.iter().map(|c| c.to_string()).collect();
+    assert!(
+        said[0].starts_with("partition /dev/vda3: 5.8 GiB -> "),
+        "{said:?}"
+    );
+    let got = parts(&written_table(&sfdisk_script(&p, "/dev/sda"), six));
+    assert_eq!(got.len(), 3, "{got:?}");
+    // Just the data's least: no room for 1 MiB more.
+    let least = disk_min(&l, &l.disks[0]);
+    let e = firmware::convert(
+        &l,
+        &map,
+        &[
+            ("/dev/sda".to_string(), least),
+            ("/dev/sdb".to_string(), least),
+        ]
+        .into(),
+        Target::Bios,
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.starts_with("no room for a 1 MiB bios_grub partition on /dev/sda ("),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("recover with --firmware uefi; nothing was changed"),
+        "{msg}"
+    );
+}
