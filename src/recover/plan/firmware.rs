@@ -71,8 +71,9 @@ const BIOS_GRUB_GAP_MIN: u64 = 512 * 1024;
 /// GPT header and a 16 KiB entry array take sectors 0..33 (UEFI spec 5.3).
 pub const GPT_FIRST_LBA: u64 = 34;
 
-/// The last sector (exclusive) MBR can address with 512-byte sectors:
-/// 32-bit LBA fields (2 TiB).
+/// The end (exclusive) of what MBR can address: its start and length
+/// fields are 32-bit counts of logical sectors (2 TiB with 512-byte
+/// sectors).
 const MBR_LIMIT_SECTORS: u64 = 1 << 32;
 
 /// Where the new ESP is mounted in the restored system, as Debian's and
@@ -287,7 +288,7 @@ fn add_esp(c: &mut Conversion, i: usize, t: &str, size: u64, mounted: bool) -> R
         let (start, _) = place(&d, Table::Msdos, size, len);
         if free_number(&d, Table::Msdos).is_none() {
             why_gpt = Some("all four primary MBR slots are taken");
-        } else if (start + len) * ss / 512 > MBR_LIMIT_SECTORS {
+        } else if start + len > MBR_LIMIT_SECTORS {
             why_gpt = Some("the ESP would lie beyond the 2 TiB MBR can address");
         }
         if why_gpt.is_some() {
