@@ -354,7 +354,7 @@ fn add_esp(c: &mut Conversion, i: usize, t: &str, size: u64, mounted: bool) -> R
         "from the free space at the end of the disk"
     };
     let kind = if gpt {
-        "GPT type C12A7328-..."
+        "GPT type EFI System"
     } else {
         "MBR type 0xef, the disk stays MBR"
     };
