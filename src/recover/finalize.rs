@@ -14,6 +14,9 @@
 //!    (update-initramfs, dracut or mkinitcpio) when it must be: with
 //!    `initramfs = "auto"` only when [`needs::initramfs`] names a reason (a
 //!    file it embeds was rewritten, a driver of the new disks is missing).
+//!    When a missing driver is the only reason, the driver is appended to
+//!    the image instead ([`super::initrd_patch`]), and it is regenerated
+//!    only if that fails.
 //! 4. The boot loader: GRUB for BIOS on every disk whose source disk had it
 //!    (a GPT `bios_grub` partition, or an MBR disk), so either RAID1 member
 //!    boots alone (grub-install on the first; on the others, when GRUB's
@@ -138,7 +141,8 @@ pub fn run(c: &Ctx) -> Result<Vec<String>> {
         Regen::Auto => auto,
     };
     if initramfs_needed.run {
-        done.extend(initramfs(c, &initramfs_needed)?);
+        let quick = matches!(c.cfg.initramfs, Regen::Auto);
+        done.extend(initramfs(c, &initramfs_needed, quick)?);
     } else {
         eprintln!("mkrescue: finalize: initramfs {}", initramfs_needed.why);
         done.push(format!("initramfs {}", initramfs_needed.why));
@@ -324,7 +328,32 @@ fn logged(c: &Ctx, name: &str, argv: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn initramfs(c: &Ctx, d: &needs::Decision) -> Result<Vec<String>> {
+/// Appends the drivers `missing` to every initramfs of the restored system
+/// that lacks them ([`super::initrd_patch`]): seconds, where regenerating is
+/// minutes under emulation. An error leaves the images as they were.
+fn append_drivers(root: &Path, tool: &str, missing: &[String]) -> Result<String> {
+    let mut seen = Vec::new();
+    let mut lines = Vec::new();
+    for (kver, initrd) in needs::kernels(root) {
+        // /boot/initrd.img (a link) and /boot/initrd.img-KVER are one image.
+        let real = std::fs::canonicalize(&initrd).unwrap_or_else(|_| initrd.clone());
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real.clone());
+        if let Some(p) = super::initrd_patch::add_modules(root, &kver, &real, missing, tool)? {
+            lines.push(p.line(&kver));
+        }
+    }
+    if lines.is_empty() {
+        bail!("no initramfs of the restored system lacks them");
+    }
+    Ok(lines.join("; "))
+}
+
+/// Regenerates the initramfs, or with `quick` (`initramfs = "auto"`) and
+/// nothing but drivers missing, appends them to it.
+fn initramfs(c: &Ctx, d: &needs::Decision, quick: bool) -> Result<Vec<String>> {
     let why = &d.why;
     let (tool, argv): (&str, &[&str]) = match has(
         c.root,
@@ -347,6 +376,22 @@ fn initramfs(c: &Ctx, d: &needs::Decision) -> Result<Vec<String>> {
             d.missing.join(" ")
         )),
         None => {}
+    }
+    if quick && !d.missing.is_empty() && matches!(tool, "update-initramfs" | "dracut") {
+        match timed(|| append_drivers(c.root, tool, &d.missing)) {
+            Ok(line) => {
+                done.push(line);
+                return Ok(done);
+            }
+            Err(e) => {
+                let line = format!(
+                    "initramfs: {} not appended ({e:#}); regenerating it whole with {tool}",
+                    d.missing.join(", ")
+                );
+                eprintln!("mkrescue: finalize: {line}");
+                done.push(line);
+            }
+        }
     }
     eprintln!("mkrescue: finalize: regenerating the initramfs ({tool}): {why}");
     let bls = needs::bls_entries(c.root);

@@ -21,6 +21,7 @@ pub mod dryrun;
 pub mod efiboot;
 pub mod executor;
 pub mod finalize;
+pub mod initrd_patch;
 pub mod mapping;
 pub mod mount;
 pub mod needs;

@@ -72,63 +72,110 @@ impl Decision {
 pub fn initrd_modules(path: &Path) -> Result<BTreeSet<String>> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut names = BTreeSet::new();
-    let rest = plain_archives(&data, &mut names)?;
+    read_initrd(&data, &mut |m| add_module(m.name, &mut names))
+        .with_context(|| path.display().to_string())?;
+    Ok(names)
+}
+
+/// One member of an initramfs's cpio archives.
+pub struct Member<'a> {
+    /// As stored (`usr/lib/modules/...`, or `./usr/...` from some tools).
+    pub name: &'a str,
+    /// st_mode: file type and permission bits.
+    pub mode: u32,
+    /// The file's contents or the symlink's target.
+    pub data: &'a [u8],
+}
+
+/// How the last segment of an initramfs is stored: another segment
+/// appended to it is stored the same way (a compressed one as one more
+/// frame or member of that format, which the kernel and [`read_initrd`]
+/// read as a segment of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+/// Calls `f` with every member of every archive of the initramfs `data`
+/// (later members of a name win when the kernel unpacks it); returns how
+/// its last segment is stored.
+pub fn read_initrd(data: &[u8], f: &mut dyn FnMut(&Member)) -> Result<Compression> {
+    let rest = plain_archives(data, f)?;
     if rest.is_empty() {
-        return Ok(names);
+        return Ok(Compression::Plain);
     }
-    // A compressed segment runs to the end of the file.
-    let reader: Box<dyn Read> = if rest.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(rest))
+    // A compressed segment runs to the end of the file: one stream of one
+    // or more frames (gzip members, zstd frames, xz streams).
+    let (reader, how): (Box<dyn Read>, _) = if rest.starts_with(&[0x1f, 0x8b]) {
+        (
+            Box::new(flate2::read::MultiGzDecoder::new(rest)),
+            Compression::Gzip,
+        )
     } else if rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::new(rest)?)
+        (
+            Box::new(zstd::stream::read::Decoder::new(rest)?),
+            Compression::Zstd,
+        )
     } else if rest.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(liblzma::read::XzDecoder::new_multi_decoder(rest))
+        (
+            Box::new(liblzma::read::XzDecoder::new_multi_decoder(rest)),
+            Compression::Xz,
+        )
     } else {
         bail!(
-            "{}: a segment in a compression this reader does not know (magic {:02x?})",
-            path.display(),
+            "a segment in a compression this reader does not know (magic {:02x?})",
             &rest[..rest.len().min(4)]
         );
     };
     let mut all = Vec::new();
     BufReader::new(reader)
         .read_to_end(&mut all)
-        .with_context(|| format!("decompressing {}", path.display()))?;
+        .context("decompressing")?;
     // The decompressed stream may itself hold several archives.
-    let tail = plain_archives(&all, &mut names)?;
+    let tail = plain_archives(&all, f)?;
     if !tail.is_empty() {
-        bail!("{}: data after the compressed archive", path.display());
+        bail!("data after the compressed archive");
     }
-    Ok(names)
+    Ok(how)
 }
 
 /// Reads the uncompressed cpio archives at the start of `buf` (NUL padding
-/// between them) into `names`; returns what follows them: nothing, or a
-/// compressed segment.
-fn plain_archives<'a>(mut buf: &'a [u8], names: &mut BTreeSet<String>) -> Result<&'a [u8]> {
+/// between them), calling `f` with each member; returns what follows them:
+/// nothing, or a compressed segment.
+fn plain_archives<'a>(mut buf: &'a [u8], f: &mut dyn FnMut(&Member)) -> Result<&'a [u8]> {
     loop {
         let skip = buf.iter().take_while(|b| **b == 0).count();
         buf = &buf[skip..];
         if !(buf.starts_with(b"070701") || buf.starts_with(b"070702")) {
             return Ok(buf);
         }
-        let used = cpio_names(buf, &mut |n| add_module(n, names))?;
+        let used = cpio_members(buf, f)?;
         buf = &buf[used..];
     }
 }
 
 fn add_module(name: &str, out: &mut BTreeSet<String>) {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    for ext in [".ko", ".ko.zst", ".ko.xz", ".ko.gz"] {
-        if let Some(m) = base.strip_suffix(ext) {
-            out.insert(m.replace('-', "_"));
-        }
+    if let Some(m) = module_name(name) {
+        out.insert(m);
     }
 }
 
-/// Walks one cpio newc archive, calling `f` with each member's name;
-/// returns the bytes it spans up to and including the trailer.
-fn cpio_names(buf: &[u8], f: &mut dyn FnMut(&str)) -> Result<usize> {
+/// The kernel's name of the module file `path` (`dm_mod` for
+/// `.../dm-mod.ko.xz`), None for anything else.
+pub fn module_name(path: &str) -> Option<String> {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    [".ko", ".ko.zst", ".ko.xz", ".ko.gz"]
+        .iter()
+        .find_map(|ext| base.strip_suffix(ext))
+        .map(|m| m.replace('-', "_"))
+}
+
+/// Walks one cpio newc archive, calling `f` with each member; returns the
+/// bytes it spans up to and including the trailer.
+fn cpio_members(buf: &[u8], f: &mut dyn FnMut(&Member)) -> Result<usize> {
     let mut off = 0usize;
     let field = |h: &[u8], i: usize| -> Result<usize> {
         let s = std::str::from_utf8(&h[6 + i * 8..6 + (i + 1) * 8])?;
@@ -141,8 +188,9 @@ fn cpio_names(buf: &[u8], f: &mut dyn FnMut(&str)) -> Result<usize> {
         if !(h.starts_with(b"070701") || h.starts_with(b"070702")) {
             bail!("no cpio header at offset {off}");
         }
-        // newc: magic, then 13 8-hex-digit fields; filesize is the 7th
-        // (index 6), namesize the 12th (index 11).
+        // newc: magic, then 13 8-hex-digit fields; mode is the 2nd (index
+        // 1), filesize the 7th (index 6), namesize the 12th (index 11).
+        let mode = field(h, 1)? as u32;
         let size = field(h, 6)?;
         let namesize = field(h, 11)?;
         let name = buf
@@ -153,11 +201,15 @@ fn cpio_names(buf: &[u8], f: &mut dyn FnMut(&str)) -> Result<usize> {
         if name == "TRAILER!!!" {
             return Ok(off);
         }
-        f(&name);
+        let data = buf
+            .get(off..off + size)
+            .with_context(|| format!("the cpio archive ends inside {name}"))?;
+        f(&Member {
+            name: &name,
+            mode,
+            data,
+        });
         off = align4(off + size);
-        if off > buf.len() {
-            bail!("the cpio archive ends inside {name}");
-        }
     }
 }
 

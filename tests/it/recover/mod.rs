@@ -5,6 +5,7 @@ mod estimate;
 mod executor;
 mod firmware;
 mod fit;
+mod initrd_patch;
 mod mapping;
 mod nic;
 mod plan;

@@ -284,8 +284,8 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     let ready = run.seen[mkrescue::init::READY_MARKER];
     let name = e.phase_name("recover");
     // Issue 16: with `initramfs = auto` recover keeps the server's
-    // initramfs on disks like its own, and regenerates it (with the driver
-    // added) on NVMe, whose driver the server's MODULES=list lacks.
+    // initramfs on disks like its own, and appends the driver to it on
+    // NVMe, whose driver the server's MODULES=list lacks.
     let initramfs = finalize_line(&run.text, "initramfs").unwrap_or_default();
     check_initramfs(e, &initramfs, &run.log)?;
     let (predicted, predicted_total) = recover_predicted(&run.text);
@@ -310,11 +310,13 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
 }
 
 /// Issue 16: with `initramfs = auto` recover keeps the server's initramfs
-/// on disks like its own, and regenerates it (with the driver added) on
-/// NVMe, whose driver the server's MODULES=list lacks.
+/// on disks like its own, and on NVMe, whose driver the server's
+/// MODULES=list lacks, appends the driver to it (seconds; regenerating it
+/// took 81 s under TCG): the boot in after proves the kernel and the
+/// server's initramfs-tools take the appended archive.
 fn check_initramfs(e: &E2e, initramfs: &str, log: &Path) -> Result<()> {
     let want = if e.variant.nvme() {
-        "initramfs regenerated"
+        "initramfs appended"
     } else {
         "initramfs kept"
     };
