@@ -342,7 +342,9 @@ fn append_drivers(root: &Path, tool: &str, missing: &[String]) -> Result<String>
         }
         seen.push(real.clone());
         if let Some(p) = super::initrd_patch::add_modules(root, &kver, &real, missing, tool)? {
-            lines.push(p.line(&kver));
+            // Named as the booted system sees it.
+            let inside = Path::new("/").join(real.strip_prefix(root).unwrap_or(&real));
+            lines.push(p.line(&kver, &inside));
         }
     }
     if lines.is_empty() {

@@ -63,8 +63,9 @@ pub struct Patched {
 }
 
 impl Patched {
-    /// The report's line.
-    pub fn line(&self, kver: &str) -> String {
+    /// The report's line, naming the image `shown` (its path in the
+    /// restored system, where the admin would cut it back).
+    pub fn line(&self, kver: &str, shown: &Path) -> String {
         let fw = if self.firmware > 0 {
             format!(" and {} firmware files", self.firmware)
         } else {
@@ -73,7 +74,7 @@ impl Patched {
         format!(
             "initramfs appended for {kver}: {}{fw} into {} as one more {} archive ({} bytes; `truncate -s {} {}` gives back the original)",
             self.modules.join(", "),
-            self.initrd.display(),
+            shown.display(),
             match self.compression {
                 Compression::Plain => "uncompressed",
                 Compression::Gzip => "gzip",
@@ -82,7 +83,7 @@ impl Patched {
             },
             self.appended,
             self.orig_len,
-            self.initrd.display()
+            shown.display()
         )
     }
 }

@@ -200,9 +200,10 @@ fn nvme_is_appended_in_the_images_own_compression() {
             .unwrap(),
             None
         );
+        let line = p.line(&kver, Path::new("/boot/initrd.img"));
         assert!(
-            p.line(&kver)
-                .contains(&format!("truncate -s {}", orig.len()))
+            line.contains(&format!("truncate -s {} /boot/initrd.img`", orig.len())),
+            "{line}"
         );
     }
 }
