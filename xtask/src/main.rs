@@ -177,6 +177,15 @@ enum QemuCmd {
         /// (OVMF)
         #[arg(long, default_value = "bios")]
         firmware: String,
+        /// The replacement disks differ from the server's (issue 18): a
+        /// comma list of smaller (60% of the server's disk size) and nvme
+        /// (on NVMe); a variant of its own (names end in -smaller-nvme)
+        #[arg(long, default_value = "")]
+        disks: String,
+        /// The replacement machine's NIC: new-mac (another MAC than the
+        /// server's; names end in -newmac) or same
+        #[arg(long, default_value = "same")]
+        nic: String,
     },
     /// The e2e variants' phase table (recover's phases against its
     /// estimate, recover / restore, the boots after) as Markdown, from the
@@ -244,9 +253,11 @@ fn main() -> Result<()> {
                     from,
                     boot,
                     firmware,
+                    disks,
+                    nic,
                 },
         } => {
-            let variant = qemu::e2e::Variant::parse(&boot, &firmware)?;
+            let variant = qemu::e2e::Variant::parse(&boot, &firmware)?.moved(&disks, &nic)?;
             let suite = qemu::e2e::Suite::parse(&suite)?;
             deps::install()?;
             qemu::e2e::run(bin.as_deref(), &scenario, suite, &from, variant)

@@ -30,6 +30,9 @@ unit() {
 }
 cat /proc/mdstat 2>/dev/null || true
 findmnt --real
+# The NIC with its static address before the rescue image records it
+# (network.json: what recover maps onto the replacement machine's NIC).
+bash /run/e2e/in/e2e/net.sh "$out" before
 mkrescue layout save --out "$out/layout-before.json"
 # A run from before starts afresh: no saved layout (so the layout check
 # below sees a new host and builds the rescue system), no earlier backups

@@ -11,6 +11,8 @@ done
 cat /proc/mdstat 2>/dev/null | tee "$out/mdstat.txt" || true
 if [ -e /dev/md0 ]; then mdadm --detail /dev/md0 | tee "$out/mdadm-detail.txt"; fi
 findmnt --real | tee "$out/findmnt.txt"
+# The NIC (the replacement machine's MAC) with the server's static address.
+bash /run/e2e/in/e2e/net.sh "$out" after
 blkid -o export > "$out/blkid-after.txt"
 mkrescue layout save --out "$out/layout-after.json"
 # Every local file system but the backup disk (a separate /boot too).

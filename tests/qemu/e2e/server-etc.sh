@@ -85,6 +85,45 @@ mkdir -p "$T/etc/mdadm"
 } > "$T/etc/mdadm/mdadm.conf"
 echo e2e-server > "$T/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 e2e-server\n' > "$T/etc/hosts"
+# The server's one NIC (the harness gives it SERVER_MAC, on QEMU's user
+# network) is named lan0 by its MAC and gets a static address from
+# systemd-networkd (in Debian 12's systemd package; no ifupdown in the
+# rootfs): what recover's NIC mapping must carry over to a NIC of another
+# MAC (issue 18, `--nic new-mac`: it rewrites MACAddress= of the .link,
+# the name lan0 stays). systemd.link(5), systemd.network(5).
+mkdir -p "$T/etc/systemd/network"
+cat > "$T/etc/systemd/network/10-lan0.link" <<LINK
+# written by tests/qemu/e2e/server-etc.sh
+[Match]
+MACAddress=$SERVER_MAC
+
+[Link]
+Name=lan0
+LINK
+cat > "$T/etc/systemd/network/10-lan0.network" <<NETWORK
+# written by tests/qemu/e2e/server-etc.sh
+[Match]
+Name=lan0
+
+[Network]
+Address=$SERVER_ADDR
+Gateway=$SERVER_GW
+NETWORK
+# What `systemctl enable systemd-networkd` links (its [Install]: WantedBy
+# multi-user.target, Also= the socket and wait-online, Alias= the D-Bus
+# name); nothing waits for network-online.target at boot.
+u=lib/systemd/system
+if [ -e "$T/$u/systemd-networkd.service" ]; then
+    mkdir -p "$T/etc/systemd/system/multi-user.target.wants" "$T/etc/systemd/system/sockets.target.wants" \
+        "$T/etc/systemd/system/network-online.target.wants"
+    ln -sf "/$u/systemd-networkd.service" "$T/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+    ln -sf "/$u/systemd-networkd.service" "$T/etc/systemd/system/dbus-org.freedesktop.network1.service"
+    ln -sf "/$u/systemd-networkd.socket" "$T/etc/systemd/system/sockets.target.wants/systemd-networkd.socket"
+    ln -sf "/$u/systemd-networkd-wait-online.service" \
+        "$T/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service"
+else
+    echo "server-etc.sh: no systemd-networkd in $T: the server's NIC stays unconfigured" >&2
+fi
 # No resume from swap: a recovered swap with a new UUID must not stall boot.
 echo RESUME=none > "$T/etc/initramfs-tools/conf.d/resume"
 # The initramfs holds the listed modules (plus what the mdadm, lvm2 and

@@ -81,6 +81,9 @@ pub(super) struct Vm {
     /// Network boot: (TFTP root, boot file) served by QEMU's user-mode
     /// DHCP/TFTP to a virtio NIC that boots first.
     pub(super) tftp: Option<(PathBuf, String)>,
+    /// The MAC of the VM's one NIC (with `tftp`, of the boot NIC; without,
+    /// a NIC that boots nothing); None with no `tftp`: no NIC at all.
+    pub(super) mac: Option<String>,
     pub(super) disks: Vec<Disk>,
     /// Waited for; its wall time is "boot to ready".
     pub(super) ready: &'static str,
@@ -125,9 +128,11 @@ impl VmRun {
 
 /// The runner's description of `vm`: q35, its serial console logged to
 /// `log` (typed on through stdin), OVMF with the VM's own variables or
-/// SeaBIOS, at most one NIC (network boot from QEMU's TFTP, first in the
-/// boot order; otherwise none, QEMU's default one being unrestricted), the
-/// ISO as a CD-ROM that boots first, and the disks.
+/// SeaBIOS, at most one NIC on a restricted user network (network boot
+/// from QEMU's TFTP, first in the boot order; or one with the VM's MAC
+/// that boots nothing, the server's; otherwise none, QEMU's default one
+/// being unrestricted), the ISO as a CD-ROM that boots first, and the
+/// disks.
 pub(super) fn spec(vm: &Vm, log: &Path) -> VmSpec {
     VmSpec {
         q35: true,
@@ -135,17 +140,22 @@ pub(super) fn spec(vm: &Vm, log: &Path) -> VmSpec {
             Some(vars) => Firmware::Ovmf { vars: vars.clone() },
             None => Firmware::SeaBios,
         },
-        network: match &vm.tftp {
-            Some((dir, file)) => Network::Nics(vec![Nic {
+        network: match (&vm.tftp, &vm.mac) {
+            (Some((dir, file)), mac) => Network::Nics(vec![Nic {
                 net: UserNet {
                     tftp: Some(dir.clone()),
                     bootfile: Some(file.clone()),
                     ..UserNet::default()
                 },
-                mac: None,
+                mac: mac.clone(),
                 bootindex: Some(0),
             }]),
-            None => Network::None,
+            (None, Some(mac)) => Network::Nics(vec![Nic {
+                net: UserNet::default(),
+                mac: Some(mac.clone()),
+                bootindex: None,
+            }]),
+            (None, None) => Network::None,
         },
         kernel: vm.kernel.as_ref().map(|(k, i, append)| Kernel {
             kernel: k.clone(),
@@ -387,6 +397,7 @@ mod tests {
             cdrom: None,
             uefi_vars: None,
             tftp: None,
+            mac: None,
             disks: vec![],
             ready: "READY",
             type_on_ready: None,
@@ -429,6 +440,7 @@ mod tests {
             cdrom: (!pxe).then(|| PathBuf::from("r.iso")),
             uefi_vars: uefi.then(|| PathBuf::from("w/OVMF_VARS.fd")),
             tftp: pxe.then(|| (PathBuf::from("/t/rescue-pxe"), "pxelinux.0".to_string())),
+            mac: None,
             disks: vec![Disk {
                 serial: "NEW1",
                 path: PathBuf::from("w/NEW1.raw"),
@@ -482,6 +494,29 @@ mod tests {
         assert_eq!(after_flag(&b, "-nic"), ["none"]);
         assert!(after_flag(&b, "-netdev").is_empty());
         assert!(after_flag(&b, "-device").contains(&"ide-cd,drive=cd,bootindex=0"));
+    }
+
+    /// The server's NIC: its MAC, on a restricted user network, booting
+    /// nothing; a PXE NIC keeps its MAC too.
+    #[test]
+    fn a_nic_with_a_mac_is_restricted_and_boots_nothing() {
+        let mut v = vm(false, false);
+        v.mac = Some("52:54:00:12:34:01".into());
+        let a = spec(&v, Path::new("l.log")).argv();
+        assert_eq!(after_flag(&a, "-netdev"), ["user,id=n0,restrict=on"]);
+        assert!(
+            after_flag(&a, "-device").contains(&"virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01"),
+            "{a:?}"
+        );
+        assert!(after_flag(&a, "-nic").is_empty());
+        let mut p = vm(false, true);
+        p.mac = Some("52:54:00:12:34:02".into());
+        let a = spec(&p, Path::new("l.log")).argv();
+        assert!(
+            after_flag(&a, "-device")
+                .contains(&"virtio-net-pci,netdev=n0,mac=52:54:00:12:34:02,bootindex=0"),
+            "{a:?}"
+        );
     }
 
     /// bios/uefi × iso/pxe: q35, the console on stdio, the firmware, the

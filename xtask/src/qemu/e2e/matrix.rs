@@ -70,7 +70,7 @@ pub fn server_minutes(scenario: &str) -> f64 {
 const fn case(scenario: &'static str, boot: Boot, firmware: Firmware, core: bool) -> Case {
     Case {
         scenario,
-        variant: Variant { boot, firmware },
+        variant: Variant::new(boot, firmware),
         core,
     }
 }

@@ -97,6 +97,15 @@ pub fn run(
 /// is always Debian 13 (and UEFI only: its variants must say `--firmware
 /// uefi` and boot the ISO or drill), the others `requested`.
 pub fn suite_of(scenario: &str, requested: Suite, variant: Variant) -> Result<Suite> {
+    if variant.moved.new_mac && (scenario == variant::SDBOOT || variant.boot == variant::Boot::Drill)
+    {
+        // The drill's VMs have no NIC to map onto, and the dracut-sdboot
+        // server no network configuration pinned to its MAC.
+        bail!(
+            "--nic new-mac: only with --boot iso or pxe, and not for {}",
+            variant::SDBOOT
+        );
+    }
     if scenario != variant::SDBOOT {
         return Ok(requested);
     }
@@ -287,6 +296,17 @@ mod tests {
             let e = suite_of(variant::SDBOOT, Suite::Trixie, v).unwrap_err();
             assert!(e.to_string().contains("UEFI only"), "{e}");
         }
+        // `--nic new-mac` needs a rescue system that maps onto the NIC.
+        let drill_mac = Variant::parse("drill", "bios")
+            .unwrap()
+            .moved("", "new-mac")
+            .unwrap();
+        assert!(suite_of("raid1-lvm", Suite::Bookworm, drill_mac).is_err());
+        let iso_mac = bios.moved("smaller,nvme", "new-mac").unwrap();
+        assert_eq!(
+            suite_of("raid1-lvm", Suite::Bookworm, iso_mac).unwrap(),
+            Suite::Bookworm
+        );
         // The server of a scenario is made as its variants need it.
         assert_eq!(
             server_variant(variant::SDBOOT).firmware,

@@ -11,17 +11,18 @@ use serde_json::json;
 
 use super::compare::{
     ALLOWED_NEW, ALLOWED_TO_CHANGE, SDBOOT_ALLOWED_TO_CHANGE, compare_blkid, compare_layouts,
-    compare_lists, load_list, only_under, renames,
+    compare_lists, compare_network, configured, fitted_sizes, links, load_list, nic_lines,
+    nic_mapped, only_under, renames,
 };
 use super::drive::{Disk, Vm, log_path, run_vm};
 use super::image;
 use super::initrd::initrd;
 use super::rootfs::{Suite, rootfs};
 use super::state::{
-    BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_READY, blank,
-    read_out, round1,
+    BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_ADDR, SERVER_GW,
+    SERVER_NIC, SERVER_READY, blank, read_out, round1,
 };
-use super::variant::{Boot, Firmware, SDBOOT};
+use super::variant::{Boot, Firmware, NEW_MAC, SDBOOT, SERVER_MAC};
 use mkrescue::drill::serial::mkrescue_lines;
 
 use crate::util::{self, tail};
@@ -105,6 +106,7 @@ pub(super) fn provision(e: &mut E2e) -> Result<()> {
         cdrom: None,
         uefi_vars: None,
         tftp: None,
+        mac: None,
         disks,
         ready: mkrescue::init::READY_MARKER,
         type_on_ready: Some(
@@ -236,9 +238,10 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
         return recover_by_drill(e);
     }
     let t = Instant::now();
-    blank(&e.v("NEW1.raw"), DISK_MIB)?;
+    let [mib1, mib2] = e.new_disk_mib();
+    blank(&e.v("NEW1.raw"), mib1)?;
     if e.disk_count() == 2 {
-        blank(&e.v("NEW2.raw"), 2 * DISK_MIB)?;
+        blank(&e.v("NEW2.raw"), mib2)?;
     }
     let mut disks: Vec<Disk> = e
         .new_disks()
@@ -259,12 +262,17 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
             Some((pxe_tree(e)?, e.variant.pxe_bootfile().to_string())),
         ),
     };
+    // The replacement machine's NIC: PXE boots through it; with `--nic
+    // new-mac` the rescue system must map the server's NIC onto it. The
+    // other ISO variants have none (the restored configuration stays).
+    let mac = (tftp.is_some() || e.variant.moved.new_mac).then(|| e.variant.mac().to_string());
     let vm = Vm {
         name: e.vm_name("recover"),
         kernel: None,
         cdrom,
         uefi_vars,
         tftp,
+        mac,
         disks,
         ready: mkrescue::init::READY_MARKER,
         type_on_ready: None,
@@ -288,6 +296,21 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     // NVMe, whose driver the server's MODULES=list lacks.
     let initramfs = finalize_line(&run.text, "initramfs").unwrap_or_default();
     check_initramfs(e, &initramfs, &run.log)?;
+    // Issue 18: the server's NIC mapped onto the replacement machine's
+    // (`--nic new-mac`), and the sizes fitted onto smaller disks.
+    let nics = nic_lines(&run.text);
+    if e.variant.moved.new_mac {
+        nic_mapped(&nics, SERVER_NIC, SERVER_MAC, NEW_MAC).map_err(|p| {
+            anyhow::anyhow!("{p} (serial log {})", run.log.display())
+        })?;
+    }
+    let fitted = fitted_sizes(&run.text);
+    if e.variant.moved.smaller && fitted.is_empty() {
+        bail!(
+            "recover onto smaller disks printed no `size ...` line of the sizes it chose (serial log {})",
+            run.log.display()
+        );
+    }
     let (predicted, predicted_total) = recover_predicted(&run.text);
     let (recover_total, estimate_took) = recover_totals(&run.text);
     e.record(
@@ -304,6 +327,8 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
             "recover_predicted_total_s": predicted_total,
             "initramfs": initramfs,
             "boot_menu": finalize_line(&run.text, "/boot/grub/grub.cfg"),
+            "nics": nics,
+            "fitted_bytes": fitted,
         }),
     );
     Ok(())
@@ -761,11 +786,42 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
         &recover_log,
         &mkrescue::layout::Layout::load(&before.join("layout-before.json"))?,
     );
+    // `--disks smaller`: the sizes recover's plan chose, named as the
+    // recovered server names the devices.
+    let fitted = e.variant.moved.smaller.then(|| {
+        fitted_sizes(&recover_log)
+            .into_iter()
+            .map(|(d, b)| (renamed.get(&d).cloned().unwrap_or(d), b))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    });
     problems.extend(compare_layouts(
         &before.join("layout-before.json"),
         &out.join("layout-after.json"),
         &renamed,
+        fitted.as_ref(),
     )?);
+    // The server's NIC (lan0 by its MAC, a static address): on the
+    // replacement machine's NIC (another MAC under `--nic new-mac`), up,
+    // with that address, the gateway answering.
+    let had = links(&std::fs::read_to_string(before.join("ip-before.json")).unwrap_or_else(|_| "[]".into()))?;
+    let network = if configured(&had, SERVER_NIC, SERVER_ADDR).is_some() {
+        let now = links(
+            &std::fs::read_to_string(out.join("ip-after.json"))
+                .with_context(|| format!("reading {}", out.join("ip-after.json").display()))?,
+        )?;
+        let ping = std::fs::read_to_string(out.join("ping-after.txt")).unwrap_or_default();
+        let p = compare_network(&now, &ping, SERVER_NIC, SERVER_ADDR, SERVER_GW, e.variant.mac());
+        let ok = p.is_empty();
+        problems.extend(p);
+        ok.then(|| format!("{SERVER_NIC} {} {SERVER_ADDR}, {SERVER_GW} answered", e.variant.mac()))
+    } else {
+        if e.variant.moved.new_mac {
+            problems.push(format!(
+                "network: the server had no {SERVER_NIC} with {SERVER_ADDR} before (out-before/ip-before.json), so --nic new-mac proves nothing: run from provision"
+            ));
+        }
+        None
+    };
     let mut booted_via = None;
     if e.variant.firmware == Firmware::Uefi {
         let check = if e.scenario == SDBOOT {
@@ -786,7 +842,7 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
             problems.join("\n")
         );
     }
-    let mut d = json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n});
+    let mut d = json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n, "network": network});
     if let Some(via) = booted_via {
         d["booted_via"] = json!(via);
     }

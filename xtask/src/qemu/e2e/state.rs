@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::drive::{Disk, Vm, VmRun, log_path, run_vm};
 use super::rootfs::{Suite, pad_to_mib};
-use super::variant::{Firmware, SDBOOT, Variant, one_disk};
+use super::variant::{Firmware, SDBOOT, SERVER_MAC, Variant, one_disk};
 
 use crate::util::{self, set_len, tail};
 
@@ -44,6 +44,14 @@ pub(super) const SERVER_UUIDS: &[(&str, &str)] = &[
     ("ESP1_UUID", "E2E1-0E51"),
     ("ESP2_UUID", "E2E2-0E52"),
 ];
+/// The server's static address on its NIC (lan0, pinned to
+/// [`SERVER_MAC`] by server-etc.sh) and its gateway: QEMU's user network
+/// (10.0.2.0/24, QEMU itself at 10.0.2.2, which answers ICMP echo even
+/// with `restrict=on`).
+pub(super) const SERVER_ADDR: &str = "10.0.2.15/24";
+pub(super) const SERVER_GW: &str = "10.0.2.2";
+/// The name server-etc.sh gives the server's NIC by its MAC.
+pub(super) const SERVER_NIC: &str = "lan0";
 /// What the server's phase runner prints once multi-user is reached.
 pub(super) const SERVER_READY: &str = "MKR-E2E-READY";
 /// What init prints when `mkrescue recover --unattended` is done.
@@ -196,10 +204,7 @@ impl E2e {
             .sum();
         let doc = json!({
             "scenario": self.name,
-            "variant": {
-                "boot": format!("{:?}", self.variant.boot).to_lowercase(),
-                "firmware": format!("{:?}", self.variant.firmware).to_lowercase(),
-            },
+            "variant": variant_json(&self.variant),
             "ok": failed.is_none(),
             "failed_phase": failed.as_ref().map(|f| f.0),
             "error": failed.as_ref().map(|f| f.1.clone()),
@@ -214,7 +219,7 @@ impl E2e {
             "target/qemu/e2e-report-{}{}.json",
             self.name,
             if server {
-                "-server"
+                "-server".to_string()
             } else {
                 self.variant.suffix()
             }
@@ -264,6 +269,17 @@ impl E2e {
     /// 1 for a one-disk scenario ([`one_disk`]), else 2.
     pub(super) fn disk_count(&self) -> usize {
         if one_disk(&self.scenario) { 1 } else { 2 }
+    }
+
+    /// The blank replacements' sizes in MiB: NEW1 as big as DISK1, NEW2
+    /// twice DISK2; with `--disks smaller` both
+    /// [`super::variant::SMALLER_PERCENT`] of a server disk.
+    pub(super) fn new_disk_mib(&self) -> [u64; 2] {
+        if self.variant.moved.smaller {
+            [self.variant.new_disk_mib(DISK_MIB); 2]
+        } else {
+            [DISK_MIB, 2 * DISK_MIB]
+        }
     }
 
     /// The blank replacements: NEW1 as big as DISK1, NEW2 twice DISK2.
@@ -341,6 +357,17 @@ impl E2e {
         ])
     }
 
+    /// The MAC of the server's NIC in `phase`: the server's own in before
+    /// (its network configuration is pinned to it, and the rescue image
+    /// records it), the replacement machine's after the disaster
+    /// ([`Variant::mac`]: another one under `--nic new-mac`).
+    pub(super) fn server_mac(&self, phase: &str) -> &'static str {
+        match phase {
+            "provision" | "before" => SERVER_MAC,
+            _ => self.variant.mac(),
+        }
+    }
+
     /// Replies to the prompts of a server boot (the LUKS passphrase).
     pub(super) fn server_answers(&self) -> Vec<(&'static str, String)> {
         if self.scenario == "luks-lvm" {
@@ -381,6 +408,7 @@ impl E2e {
             cdrom: None,
             uefi_vars,
             tftp: None,
+            mac: Some(self.server_mac(phase).to_string()),
             disks: all,
             ready: SERVER_READY,
             type_on_ready: None,
@@ -411,7 +439,9 @@ impl E2e {
 
 /// The env file of a phase's IN disk (sourced by the scripts).
 pub(super) fn env(phase: &str, scenario: &str) -> String {
-    let mut s = format!("PHASE={phase}\nSCENARIO={scenario}\nBACKUP_UUID={BACKUP_UUID}\n");
+    let mut s = format!(
+        "PHASE={phase}\nSCENARIO={scenario}\nBACKUP_UUID={BACKUP_UUID}\nSERVER_MAC={SERVER_MAC}\nSERVER_ADDR={SERVER_ADDR}\nSERVER_GW={SERVER_GW}\n"
+    );
     for (k, v) in SERVER_UUIDS {
         s.push_str(&format!("{k}={v}\n"));
     }
@@ -427,6 +457,20 @@ pub(super) fn env_of(phase: &str, scenario: &str, suite: Suite) -> String {
         s.push_str(&format!("SUITE={}\n", suite.codename()));
     }
     s
+}
+
+/// The report's `variant`: boot and firmware, and for issue 18's other
+/// machine `moved` (`--disks smaller,nvme --nic new-mac`).
+pub(super) fn variant_json(v: &Variant) -> Value {
+    let mut j = json!({
+        "boot": format!("{:?}", v.boot).to_lowercase(),
+        "firmware": format!("{:?}", v.firmware).to_lowercase(),
+    });
+    let moved = v.moved_words();
+    if !moved.is_empty() {
+        j["moved"] = json!(moved);
+    }
+    j
 }
 
 pub(super) fn round1(x: f64) -> f64 {

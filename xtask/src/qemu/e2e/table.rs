@@ -83,12 +83,16 @@ pub fn column(report: &Value) -> Option<Column> {
     let rec = phase("recover")?;
     let d = &rec["details"];
     let f = |v: &Value| v.as_f64();
-    let name = format!(
+    let mut name = format!(
         "{} {} {}",
         report["scenario"].as_str().unwrap_or("?"),
         report["variant"]["boot"].as_str().unwrap_or("?"),
         report["variant"]["firmware"].as_str().unwrap_or("?")
     );
+    // Issue 18's other machine: `--disks smaller,nvme --nic new-mac`.
+    if let Some(m) = report["variant"]["moved"].as_str() {
+        name = format!("{name} {m}");
+    }
     Some(Column {
         name,
         ok: report["ok"].as_bool().unwrap_or(false),

@@ -53,18 +53,114 @@ pub enum Firmware {
 pub struct Variant {
     pub boot: Boot,
     pub firmware: Firmware,
+    /// What the replacement machine differs in (`--disks`, `--nic`, issue
+    /// 18); all false for the variants that recover onto a copy of the
+    /// server.
+    pub moved: Moved,
 }
+
+/// Issue 18's other machine: `--disks smaller,nvme` and `--nic new-mac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Moved {
+    /// `--disks smaller`: both replacement disks are [`SMALLER_PERCENT`]
+    /// of the server's disk size, so recover must shrink the partitions,
+    /// the array, the LVs and their file systems (recover::plan::fit).
+    pub smaller: bool,
+    /// `--disks nvme`: the replacement disks are on NVMe.
+    pub nvme: bool,
+    /// `--nic new-mac`: the recover VM and the recovered server's boots
+    /// have a NIC with [`NEW_MAC`] instead of the server's [`SERVER_MAC`].
+    pub new_mac: bool,
+}
+
+/// The replacement disks of `--disks smaller`, in percent of the server's.
+pub const SMALLER_PERCENT: u64 = 60;
+
+/// The MAC of the server's one NIC (provision, before, and the later boots
+/// of the variants whose NIC is the server's); its network configuration
+/// is pinned to it (server-etc.sh: lan0 by MAC, 10.0.2.15/24).
+pub const SERVER_MAC: &str = "52:54:00:12:34:01";
+/// The NIC of the replacement machine under `--nic new-mac`.
+pub const NEW_MAC: &str = "52:54:00:12:34:02";
 
 impl Default for Variant {
     fn default() -> Self {
-        Variant {
-            boot: Boot::Iso,
-            firmware: Firmware::Bios,
-        }
+        Variant::new(Boot::Iso, Firmware::Bios)
     }
 }
 
 impl Variant {
+    /// `boot` and `firmware` on a copy of the server's disks and NIC.
+    pub const fn new(boot: Boot, firmware: Firmware) -> Variant {
+        Variant {
+            boot,
+            firmware,
+            moved: Moved {
+                smaller: false,
+                nvme: false,
+                new_mac: false,
+            },
+        }
+    }
+
+    /// This variant on the other machine of `--disks` (a comma list of
+    /// `smaller`, `nvme`; empty: the server's) and `--nic` (`new-mac`;
+    /// empty or `same`: the server's).
+    pub fn moved(self, disks: &str, nic: &str) -> Result<Variant> {
+        let mut m = Moved::default();
+        for w in disks.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match w {
+                "smaller" if !m.smaller => m.smaller = true,
+                "nvme" if !m.nvme => m.nvme = true,
+                "smaller" | "nvme" => bail!("--disks {disks}: {w} given twice"),
+                o => bail!("--disks {disks}: {o} is not one of smaller, nvme"),
+            }
+        }
+        match nic.trim() {
+            "" | "same" => {}
+            "new-mac" => m.new_mac = true,
+            o => bail!("--nic {o}: one of new-mac, same"),
+        }
+        Ok(Variant { moved: m, ..self })
+    }
+
+    /// The replacement disks' size in MiB for a server disk of `mib`.
+    pub fn new_disk_mib(&self, mib: u64) -> u64 {
+        if self.moved.smaller {
+            mib * SMALLER_PERCENT / 100
+        } else {
+            mib
+        }
+    }
+
+    /// The MAC of the replacement machine's NIC: the recover VM's (when it
+    /// has one) and the after and degraded boots'.
+    pub fn mac(&self) -> &'static str {
+        if self.moved.new_mac {
+            NEW_MAC
+        } else {
+            SERVER_MAC
+        }
+    }
+
+    /// `--disks smaller,nvme --nic new-mac` as given (empty when the
+    /// machine is the server's copy): after the words in plans and tables.
+    pub fn moved_words(&self) -> String {
+        let m = self.moved;
+        let disks: Vec<&str> = [(m.smaller, "smaller"), (m.nvme, "nvme")]
+            .into_iter()
+            .filter_map(|(on, w)| on.then_some(w))
+            .collect();
+        let mut out = Vec::new();
+        if !disks.is_empty() {
+            out.push(format!("--disks {}", disks.join(",")));
+        }
+        if m.new_mac {
+            out.push("--nic new-mac".to_string());
+        }
+        out.join(" ")
+    }
+
     /// From `--boot iso|pxe` and `--firmware bios|uefi`.
     pub fn parse(boot: &str, firmware: &str) -> Result<Variant> {
         let boot = match boot {
@@ -78,12 +174,22 @@ impl Variant {
             "uefi" => Firmware::Uefi,
             o => bail!("--firmware {o}: one of bios, uefi"),
         };
-        Ok(Variant { boot, firmware })
+        Ok(Variant::new(boot, firmware))
     }
 
     /// `iso bios`, `pxe uefi`: the words of `--boot` and `--firmware`, as
-    /// `cargo xtask ci --plan` prints them after the scenario.
+    /// `cargo xtask ci --plan` prints them after the scenario; then
+    /// [`Self::moved_words`], if any.
     pub fn words(&self) -> String {
+        let moved = self.moved_words();
+        if moved.is_empty() {
+            self.base_words()
+        } else {
+            format!("{} {moved}", self.base_words())
+        }
+    }
+
+    fn base_words(&self) -> String {
         let boot = match self.boot {
             Boot::Iso => "iso",
             Boot::Pxe => "pxe",
@@ -108,18 +214,37 @@ impl Variant {
     }
 
     /// The replacement disks are NVMe instead of the server's virtio: the
-    /// PXE (BIOS) variant. The server's initramfs lists virtio and AHCI
+    /// PXE (BIOS) variant, and any with `--disks nvme`. The server's initramfs lists virtio and AHCI
     /// drivers but not nvme (server-etc.sh, MODULES=list), so recover's
     /// `initramfs = auto` must find the driver missing, add it and
     /// regenerate, and the recovered server must boot from NVMe (issue
     /// 16); the other variants keep virtio and must keep the initramfs.
     pub fn nvme(&self) -> bool {
-        self.boot == Boot::Pxe && self.firmware == Firmware::Bios
+        self.moved.nvme || (self.boot == Boot::Pxe && self.firmware == Firmware::Bios)
+    }
+
+    /// What `--disks` and `--nic` add to [`Self::suffix`] and
+    /// [`Self::dir`]: `-smaller-nvme-newmac`, nothing without them.
+    fn moved_suffix(&self) -> String {
+        let m = self.moved;
+        [
+            (m.smaller, "-smaller"),
+            (m.nvme, "-nvme"),
+            (m.new_mac, "-newmac"),
+        ]
+        .into_iter()
+        .filter_map(|(on, w)| on.then_some(w))
+        .collect()
     }
 
     /// Appended to the scenario in log and phase names: nothing for the
-    /// default (names stay as they were), `-uefi`, `-pxe`.
-    pub fn suffix(&self) -> &'static str {
+    /// default (names stay as they were), `-uefi`, `-pxe`; then what
+    /// `--disks` and `--nic` say (`-smaller-nvme-newmac`).
+    pub fn suffix(&self) -> String {
+        format!("{}{}", self.base_suffix(), self.moved_suffix())
+    }
+
+    fn base_suffix(&self) -> &'static str {
         match (self.boot, self.firmware) {
             (Boot::Iso, Firmware::Bios) => "",
             (Boot::Iso, Firmware::Uefi) => "-uefi",
@@ -131,8 +256,13 @@ impl Variant {
     }
 
     /// The variant's own directory under the scenario's: its new disks,
-    /// VARS file, PXE tree and check results.
-    pub fn dir(&self) -> &'static str {
+    /// VARS file, PXE tree and check results (`iso-bios`,
+    /// `iso-bios-smaller-nvme-newmac`).
+    pub fn dir(&self) -> String {
+        format!("{}{}", self.base_dir(), self.moved_suffix())
+    }
+
+    fn base_dir(&self) -> &'static str {
         match (self.boot, self.firmware) {
             (Boot::Iso, Firmware::Bios) => "iso-bios",
             (Boot::Iso, Firmware::Uefi) => "iso-uefi",
@@ -155,13 +285,16 @@ mod tests {
         // The default keeps the names it always had.
         assert_eq!(d.suffix(), "");
         let u = Variant::parse("iso", "uefi").unwrap();
-        assert_eq!((u.suffix(), u.dir()), ("-uefi", "iso-uefi"));
+        assert_eq!((u.suffix().as_str(), u.dir().as_str()), ("-uefi", "iso-uefi"));
         let p = Variant::parse("pxe", "bios").unwrap();
-        assert_eq!((p.suffix(), p.dir()), ("-pxe", "pxe-bios"));
+        assert_eq!((p.suffix().as_str(), p.dir().as_str()), ("-pxe", "pxe-bios"));
         assert!(Variant::parse("usb", "bios").is_err());
         assert!(Variant::parse("iso", "coreboot").is_err());
         let pu = Variant::parse("pxe", "uefi").unwrap();
-        assert_eq!((pu.suffix(), pu.dir()), ("-pxe-uefi", "pxe-uefi"));
+        assert_eq!(
+            (pu.suffix().as_str(), pu.dir().as_str()),
+            ("-pxe-uefi", "pxe-uefi")
+        );
         assert_eq!(
             (p.pxe_bootfile(), pu.pxe_bootfile()),
             ("pxelinux.0", "grubx64.efi")
@@ -171,6 +304,42 @@ mod tests {
             let w = v.words();
             let (b, f) = w.split_once(' ').unwrap();
             assert_eq!(Variant::parse(b, f).unwrap(), v, "{w}");
+        }
+    }
+
+    /// Issue 18's other machine: `--disks` and `--nic` make a variant of
+    /// their own names; without them the variant is the one it was.
+    #[test]
+    fn disks_and_nic_of_another_machine() {
+        let d = Variant::default();
+        assert_eq!(d.moved("", "same").unwrap(), d);
+        assert_eq!(d.moved(" ", "").unwrap(), d);
+        let m = d.moved("smaller,nvme", "new-mac").unwrap();
+        assert!(m.moved.smaller && m.moved.nvme && m.moved.new_mac);
+        assert_eq!(m.suffix(), "-smaller-nvme-newmac");
+        assert_eq!(m.dir(), "iso-bios-smaller-nvme-newmac");
+        assert_eq!(m.words(), "iso bios --disks smaller,nvme --nic new-mac");
+        assert!(m.nvme());
+        assert_eq!(m.mac(), NEW_MAC);
+        assert_ne!(NEW_MAC, SERVER_MAC);
+        assert_eq!(d.mac(), SERVER_MAC);
+        // 60 % of the server's 6 GiB disks.
+        assert_eq!(m.new_disk_mib(6144), 3686);
+        assert_eq!(d.new_disk_mib(6144), 6144);
+        // Either alone, in any order; the names follow one order.
+        let s = d.moved("smaller", "").unwrap();
+        assert_eq!((s.suffix().as_str(), s.nvme()), ("-smaller", false));
+        let n = d.moved("nvme,smaller", "same").unwrap();
+        assert_eq!(n.suffix(), "-smaller-nvme");
+        let n = d.moved("nvme", "").unwrap();
+        assert_eq!((n.dir().as_str(), n.nvme()), ("iso-bios-nvme", true));
+        let mac = Variant::parse("pxe", "uefi").unwrap().moved("", "new-mac").unwrap();
+        assert_eq!(mac.suffix(), "-pxe-uefi-newmac");
+        assert_eq!(mac.words(), "pxe uefi --nic new-mac");
+        // Mistakes are named.
+        for (disks, nic) in [("smaller,ssd", ""), ("nvme,nvme", ""), ("", "new-ip")] {
+            let e = d.moved(disks, nic).unwrap_err().to_string();
+            assert!(e.starts_with(if nic.is_empty() { "--disks" } else { "--nic" }), "{e}");
         }
     }
 }
