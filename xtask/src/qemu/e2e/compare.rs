@@ -459,11 +459,7 @@ pub(super) fn shrunk_by_design(
                 after
                     .disks
                     .iter()
-                    .flat_map(|d| {
-                        d.partitions
-                            .iter()
-                            .map(move |p| (p, d.logical_sector_size))
-                    })
+                    .flat_map(|d| d.partitions.iter().map(move |p| (p, d.logical_sector_size)))
                     .find(|(p, _)| p.path == dev)
                     .map(|(p, s)| p.size * s)
             });
@@ -635,7 +631,8 @@ pub(super) fn compare_network(
             }
         }
     }
-    if !ping.contains(&format!("echo reply from {gw}")) {
+    let reply = format!("echo reply from {gw}");
+    if !ping.lines().any(|l| l.trim() == reply) {
         out.push(format!(
             "network: the gateway {gw} did not answer: {}",
             ping.trim()
@@ -668,7 +665,12 @@ pub(super) fn nic_lines(recover_log: &str) -> Vec<String> {
 /// Whether recover's NIC lines ([`nic_lines`]) map `nic` with MAC
 /// `old_mac` onto `new_mac` and rewrite a file for it: what `--nic
 /// new-mac` must show.
-pub(super) fn nic_mapped(lines: &[String], nic: &str, old_mac: &str, new_mac: &str) -> Result<(), String> {
+pub(super) fn nic_mapped(
+    lines: &[String],
+    nic: &str,
+    old_mac: &str,
+    new_mac: &str,
+) -> Result<(), String> {
     let head = format!("nic {nic} {old_mac} -> ");
     if !lines
         .iter()
@@ -678,7 +680,10 @@ pub(super) fn nic_mapped(lines: &[String], nic: &str, old_mac: &str, new_mac: &s
             "recover's log has no `{head}... {new_mac}` line; its NIC lines: {lines:?}"
         ));
     }
-    if !lines.iter().any(|l| l.contains("rewritten for the new NICs")) {
+    if !lines
+        .iter()
+        .any(|l| l.contains("rewritten for the new NICs"))
+    {
         return Err(format!(
             "recover's log names no network file rewritten for the new NIC; its NIC lines: {lines:?}"
         ));
@@ -861,7 +866,10 @@ mkrescue: disk /dev/vda -> /dev/vda (same path)\n";
         let d = fitted_sizes("# size logical volume /dev/vg0/home: 1.5 GiB -> 900.0 MiB (xfs)\n");
         assert_eq!(d["/dev/vg0/home"], 900 << 20);
         assert!(fitted_sizes("mkrescue: disk /dev/vda -> /dev/nvme0n1 (size)\n").is_empty());
-        assert!(same_size((1.8 * GIB) as u64 + (40 << 20), (1.8 * GIB) as u64));
+        assert!(same_size(
+            (1.8 * GIB) as u64 + (40 << 20),
+            (1.8 * GIB) as u64
+        ));
         assert!(!same_size((2.0 * GIB) as u64, (1.8 * GIB) as u64));
     }
 
@@ -878,7 +886,10 @@ mkrescue: disk /dev/vda -> /dev/vda (same path)\n";
         assert!(p.is_empty(), "{p:?}");
         // Without `--disks smaller` every shrunk size is a difference.
         let p = compare_layouts(&pb, &pa, &none, None).unwrap();
-        assert!(p.len() >= 5 && p.iter().all(|l| l.contains(".size")), "{p:?}");
+        assert!(
+            p.len() >= 5 && p.iter().all(|l| l.contains(".size")),
+            "{p:?}"
+        );
         // A size the log does not say.
         let mut wrong = shrunk();
         wrong.lvm.lvs[1].size = (1.0 * GIB) as u64;
@@ -897,7 +908,12 @@ mkrescue: disk /dev/vda -> /dev/vda (same path)\n";
         let mut grew = fixture();
         grew.lvm.lvs[1].size += 1 << 30;
         let (pb, pa) = layouts(&before, &grew, "grew");
-        assert_eq!(compare_layouts(&pb, &pa, &none, Some(&fitted)).unwrap().len(), 1);
+        assert_eq!(
+            compare_layouts(&pb, &pa, &none, Some(&fitted))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     /// A size no line names passes when it still holds the data.
@@ -906,18 +922,24 @@ mkrescue: disk /dev/vda -> /dev/vda (same path)\n";
         let mut before = fixture();
         before.filesystems[1].used_bytes = Some(1 << 30);
         let a = fixture();
-        let key_line = |new: u64| {
-            format!(
-                "~ lvm.lvs[vg0/root].size: {} -> {new}",
-                a.lvm.lvs[1].size
-            )
-        };
+        let key_line =
+            |new: u64| format!("~ lvm.lvs[vg0/root].size: {} -> {new}", a.lvm.lvs[1].size);
         let none = BTreeMap::new();
         assert!(shrunk_by_design(&key_line(3 << 29), &none, &before, &a));
         assert!(!shrunk_by_design(&key_line(1 << 29), &none, &before, &a));
         // Not a size, or not numbers: never.
-        assert!(!shrunk_by_design("~ lvm.lvs[vg0/root].uuid: a -> b", &none, &before, &a));
-        assert!(!shrunk_by_design("- lvm.lvs[vg0/root].size: 5", &none, &before, &a));
+        assert!(!shrunk_by_design(
+            "~ lvm.lvs[vg0/root].uuid: a -> b",
+            &none,
+            &before,
+            &a
+        ));
+        assert!(!shrunk_by_design(
+            "- lvm.lvs[vg0/root].size: 5",
+            &none,
+            &before,
+            &a
+        ));
     }
 
     const IP_AFTER: &str = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"address":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},
@@ -930,13 +952,24 @@ mkrescue: disk /dev/vda -> /dev/vda (same path)\n";
         assert!(configured(&l, "lan0", "10.0.2.15/24").is_some());
         let ping = "echo reply from 10.0.2.2\n";
         let ok = |mac: &str, ping: &str, ip: &str| {
-            compare_network(&links(ip).unwrap(), ping, "lan0", "10.0.2.15/24", "10.0.2.2", mac)
+            compare_network(
+                &links(ip).unwrap(),
+                ping,
+                "lan0",
+                "10.0.2.15/24",
+                "10.0.2.2",
+                mac,
+            )
         };
         assert!(ok("52:54:00:12:34:02", ping, IP_AFTER).is_empty());
         // The server's MAC still on it: recover's rewrite did not reach it.
         let p = ok("52:54:00:12:34:01", ping, IP_AFTER);
         assert!(p.len() == 1 && p[0].contains("MAC"), "{p:?}");
-        let p = ok("52:54:00:12:34:02", "no echo reply from 10.0.2.2 within 5 s\n", IP_AFTER);
+        let p = ok(
+            "52:54:00:12:34:02",
+            "no echo reply from 10.0.2.2 within 5 s\n",
+            IP_AFTER,
+        );
         assert!(p.len() == 1 && p[0].contains("did not answer"), "{p:?}");
         // The NIC under another name (the .link no longer matched), no
         // address, down.
@@ -944,7 +977,10 @@ mkrescue: disk /dev/vda -> /dev/vda (same path)\n";
         let p = ok("52:54:00:12:34:02", ping, &renamed);
         assert!(p.len() == 1 && p[0].contains("no NIC named lan0"), "{p:?}");
         let bare = IP_AFTER
-            .replace(r#"{"family":"inet","local":"10.0.2.15","prefixlen":24},"#, "")
+            .replace(
+                r#"{"family":"inet","local":"10.0.2.15","prefixlen":24},"#,
+                "",
+            )
             .replace(r#""UP","LOWER_UP"],"operstate""#, r#""UP"],"operstate""#);
         let p = ok("52:54:00:12:34:02", ping, &bare);
         assert_eq!(p.len(), 2, "{p:?}");

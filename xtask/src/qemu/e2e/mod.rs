@@ -97,7 +97,8 @@ pub fn run(
 /// is always Debian 13 (and UEFI only: its variants must say `--firmware
 /// uefi` and boot the ISO or drill), the others `requested`.
 pub fn suite_of(scenario: &str, requested: Suite, variant: Variant) -> Result<Suite> {
-    if variant.moved.new_mac && (scenario == variant::SDBOOT || variant.boot == variant::Boot::Drill)
+    if variant.moved.new_mac
+        && (scenario == variant::SDBOOT || variant.boot == variant::Boot::Drill)
     {
         // The drill's VMs have no NIC to map onto, and the dracut-sdboot
         // server no network configuration pinned to its MAC.

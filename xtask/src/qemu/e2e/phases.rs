@@ -300,9 +300,8 @@ pub(super) fn recover(e: &mut E2e) -> Result<()> {
     // (`--nic new-mac`), and the sizes fitted onto smaller disks.
     let nics = nic_lines(&run.text);
     if e.variant.moved.new_mac {
-        nic_mapped(&nics, SERVER_NIC, SERVER_MAC, NEW_MAC).map_err(|p| {
-            anyhow::anyhow!("{p} (serial log {})", run.log.display())
-        })?;
+        nic_mapped(&nics, SERVER_NIC, SERVER_MAC, NEW_MAC)
+            .map_err(|p| anyhow::anyhow!("{p} (serial log {})", run.log.display()))?;
     }
     let fitted = fitted_sizes(&run.text);
     if e.variant.moved.smaller && fitted.is_empty() {
@@ -803,17 +802,31 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
     // The server's NIC (lan0 by its MAC, a static address): on the
     // replacement machine's NIC (another MAC under `--nic new-mac`), up,
     // with that address, the gateway answering.
-    let had = links(&std::fs::read_to_string(before.join("ip-before.json")).unwrap_or_else(|_| "[]".into()))?;
+    let had = links(
+        &std::fs::read_to_string(before.join("ip-before.json")).unwrap_or_else(|_| "[]".into()),
+    )?;
     let network = if configured(&had, SERVER_NIC, SERVER_ADDR).is_some() {
         let now = links(
             &std::fs::read_to_string(out.join("ip-after.json"))
                 .with_context(|| format!("reading {}", out.join("ip-after.json").display()))?,
         )?;
         let ping = std::fs::read_to_string(out.join("ping-after.txt")).unwrap_or_default();
-        let p = compare_network(&now, &ping, SERVER_NIC, SERVER_ADDR, SERVER_GW, e.variant.mac());
+        let p = compare_network(
+            &now,
+            &ping,
+            SERVER_NIC,
+            SERVER_ADDR,
+            SERVER_GW,
+            e.variant.mac(),
+        );
         let ok = p.is_empty();
         problems.extend(p);
-        ok.then(|| format!("{SERVER_NIC} {} {SERVER_ADDR}, {SERVER_GW} answered", e.variant.mac()))
+        ok.then(|| {
+            format!(
+                "{SERVER_NIC} {} {SERVER_ADDR}, {SERVER_GW} answered",
+                e.variant.mac()
+            )
+        })
     } else {
         if e.variant.moved.new_mac {
             problems.push(format!(

@@ -285,9 +285,15 @@ mod tests {
         // The default keeps the names it always had.
         assert_eq!(d.suffix(), "");
         let u = Variant::parse("iso", "uefi").unwrap();
-        assert_eq!((u.suffix().as_str(), u.dir().as_str()), ("-uefi", "iso-uefi"));
+        assert_eq!(
+            (u.suffix().as_str(), u.dir().as_str()),
+            ("-uefi", "iso-uefi")
+        );
         let p = Variant::parse("pxe", "bios").unwrap();
-        assert_eq!((p.suffix().as_str(), p.dir().as_str()), ("-pxe", "pxe-bios"));
+        assert_eq!(
+            (p.suffix().as_str(), p.dir().as_str()),
+            ("-pxe", "pxe-bios")
+        );
         assert!(Variant::parse("usb", "bios").is_err());
         assert!(Variant::parse("iso", "coreboot").is_err());
         let pu = Variant::parse("pxe", "uefi").unwrap();
@@ -333,13 +339,19 @@ mod tests {
         assert_eq!(n.suffix(), "-smaller-nvme");
         let n = d.moved("nvme", "").unwrap();
         assert_eq!((n.dir().as_str(), n.nvme()), ("iso-bios-nvme", true));
-        let mac = Variant::parse("pxe", "uefi").unwrap().moved("", "new-mac").unwrap();
+        let mac = Variant::parse("pxe", "uefi")
+            .unwrap()
+            .moved("", "new-mac")
+            .unwrap();
         assert_eq!(mac.suffix(), "-pxe-uefi-newmac");
         assert_eq!(mac.words(), "pxe uefi --nic new-mac");
         // Mistakes are named.
         for (disks, nic) in [("smaller,ssd", ""), ("nvme,nvme", ""), ("", "new-ip")] {
             let e = d.moved(disks, nic).unwrap_err().to_string();
-            assert!(e.starts_with(if nic.is_empty() { "--disks" } else { "--nic" }), "{e}");
+            assert!(
+                e.starts_with(if nic.is_empty() { "--disks" } else { "--nic" }),
+                "{e}"
+            );
         }
     }
 }
