@@ -43,6 +43,10 @@ pub(super) const SDBOOT_ALLOWED_TO_CHANGE: &[&str] =
 /// must still be there unchanged.
 pub(super) const ALLOWED_NEW: &[&str] = &["/boot/efi/EFI/"];
 
+/// Where recover keeps the original of a network file it rewrote for
+/// other NICs, in the restored system (mkrescue::recover::nic::ORIG_DIR).
+pub(super) const NIC_ORIG: &str = "/var/lib/mkrescue/recover-orig";
+
 /// One file of a list: what is compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry {
@@ -204,10 +208,20 @@ pub(super) fn compare_lists(
         o.extend_from_slice(b".mkrescue-orig");
         o
     };
+    // The network files recover rewrote for a NIC of another MAC or name
+    // keep their original under /var/lib/mkrescue/recover-orig/ (outside
+    // the directories the network stacks read; src/recover/nic).
+    let nic_orig = |p: &[u8]| {
+        let mut o = NIC_ORIG.as_bytes().to_vec();
+        o.extend_from_slice(p);
+        o
+    };
     let rewritten = |p: &[u8], b: &Entry| {
-        after
-            .get(&orig(p))
-            .is_some_and(|o| o.sha.is_some() && o.sha == b.sha)
+        [orig(p), nic_orig(p)].iter().any(|o| {
+            after
+                .get(o)
+                .is_some_and(|o| o.sha.is_some() && o.sha == b.sha)
+        })
     };
     let mut out = Vec::new();
     for (p, b) in before {
@@ -739,6 +753,26 @@ mod tests {
             &[],
             &[],
         );
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
+
+    /// A network file recover rewrote for the new NIC, its original kept
+    /// under /var/lib/mkrescue/recover-orig/ (issue 18).
+    #[test]
+    fn a_network_file_rewritten_for_the_new_nic_with_its_original_passes() {
+        assert_eq!(NIC_ORIG, format!("/{}", mkrescue::recover::nic::ORIG_DIR));
+        let f = "/etc/systemd/network/10-lan0.link";
+        let before = list(&[(f, "a")]);
+        let kept = format!("{NIC_ORIG}{f}");
+        let after = list(&[(f, "b"), (kept.as_str(), "a")]);
+        assert!(compare_lists(&before, &after, ALLOWED_TO_CHANGE, &[]).is_empty());
+        // Another original: the file counts as changed.
+        let after = list(&[(f, "b"), (kept.as_str(), "c")]);
+        let p = compare_lists(&before, &after, ALLOWED_TO_CHANGE, &[]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("changed"), "{p:?}");
+        // None kept.
+        let p = compare_lists(&before, &list(&[(f, "b")]), ALLOWED_TO_CHANGE, &[]);
         assert_eq!(p.len(), 1, "{p:?}");
     }
 
