@@ -735,7 +735,7 @@ mod tests {
         std::fs::write(&p, gz.finish().unwrap()).unwrap();
         assert!(initrd_modules(&p).unwrap().contains("nvme"));
         std::fs::write(&p, b"\x04\x22\x4d\x18lz4 data").unwrap();
-        let e = initrd_modules(&p).unwrap_err().to_string();
+        let e = format!("{:#}", initrd_modules(&p).unwrap_err());
         assert!(e.contains("does not know"), "{e}");
         // Truncated: an error, never a partial list taken as complete.
         let mut a = archive(&["lib/modules/k/nvme.ko"]);
