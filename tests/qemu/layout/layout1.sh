@@ -12,4 +12,9 @@ mkfs.vfat -F 32 -n EFI "$(part "$D1" 1)" >/dev/null
 mkfs.ext4 -q -L root "$(part "$D1" 2)"
 mkswap -L swap "$(part "$D1" 3)" >/dev/null
 DISKS="DISK1"
+# A UEFI system's layout (an ESP, no bios_grub), recovered for UEFI as it
+# was: under this SeaBIOS VM `--firmware auto` would add the bios_grub
+# partition a BIOS boot needs (firmware conversion, tested in
+# tests/it/recover/firmware.rs), and this test is the round trip.
+RECOVER_ARGS="--firmware uefi"
 . /tmp/layout/cycle.sh
