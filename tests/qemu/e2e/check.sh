@@ -24,3 +24,9 @@ systemctl --failed --no-legend --plain | tee "$out/failed-units.txt"
 if [ -d /sys/firmware/efi ]; then
     efibootmgr -v | tee "$out/efibootmgr.txt"
 fi
+# The firmware this boot came by, and the fstab as recover left it (the
+# firmware conversion scenarios: a new ESP's line appended, the restored
+# file kept as fstab.mkrescue-orig).
+if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi > "$out/firmware.txt"
+cp /etc/fstab "$out/fstab-after"
+if [ -f /etc/fstab.mkrescue-orig ]; then cp /etc/fstab.mkrescue-orig "$out/fstab-orig"; fi

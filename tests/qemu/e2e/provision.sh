@@ -24,6 +24,10 @@ if [ "$SCENARIO" = dracut-sdboot ]; then
     . /tmp/in/e2e/provision-sdboot.sh
     exit 0
 fi
+case "$SCENARIO" in bios-mbr|uefi-gpt)
+    . /tmp/in/e2e/provision-plain.sh
+    exit 0
+esac
 
 D1=$(disk DISK1); D2=$(disk DISK2)
 BOOTLINE=

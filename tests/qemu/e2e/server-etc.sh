@@ -51,6 +51,18 @@ UUID=$ESP1_UUID /boot/efi vfat umask=0077,nofail 0 1
 UUID=$SWAP_UUID none swap sw 0 0
 UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
 FSTAB
+case "$SCENARIO" in bios-mbr|uefi-gpt)
+    # Issue 18's pair (provision-plain.sh): plain partitions on one disk,
+    # ext4 / and /home; the ESP only on the UEFI-only server.
+    cat > "$T/etc/fstab" <<FSTAB
+# written by tests/qemu/e2e/server-etc.sh
+UUID=$ROOT_UUID / ext4 errors=remount-ro 0 1
+UUID=$HOME_UUID /home ext4 defaults 0 2
+$([ "$SCENARIO" = uefi-gpt ] && echo "UUID=$ESP1_UUID /boot/efi vfat umask=0077 0 1")
+UUID=$SWAP_UUID none swap sw 0 0
+UUID=$BACKUP_UUID /backup ext4 defaults,nofail 0 2
+FSTAB
+esac
 mkdir -p "$T/backup"
 if [ "$SCENARIO" = luks-lvm ]; then
     # The server asks for the passphrase at boot (the harness types it on
@@ -83,6 +95,10 @@ mkdir -p "$T/etc/mdadm"
         echo "ARRAY /dev/md1 metadata=1.2 name=e2e-server:1 UUID=$MD1_UUID"
     fi
 } > "$T/etc/mdadm/mdadm.conf"
+# No arrays on issue 18's one-disk servers.
+case "$SCENARIO" in bios-mbr|uefi-gpt)
+    printf 'HOMEHOST <system>\nMAILADDR root\n' > "$T/etc/mdadm/mdadm.conf"
+esac
 echo e2e-server > "$T/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 e2e-server\n' > "$T/etc/hosts"
 # The server's one NIC (the harness gives it SERVER_MAC, on QEMU's user

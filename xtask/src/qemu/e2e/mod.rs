@@ -41,6 +41,7 @@
 
 mod compare;
 mod drive;
+mod firmware;
 mod image;
 pub mod initrd;
 pub mod matrix;
@@ -117,10 +118,10 @@ pub fn suite_of(scenario: &str, requested: Suite, variant: Variant) -> Result<Su
 }
 
 /// The variant a scenario's server is made with: the default one, but
-/// UEFI for dracut-sdboot (only the suite and the firmware of `before`
-/// follow from it).
-fn server_variant(scenario: &str) -> Variant {
-    if scenario == variant::SDBOOT {
+/// UEFI for dracut-sdboot and uefi-gpt (only the suite and the firmware of
+/// `before` follow from it).
+pub(super) fn server_variant(scenario: &str) -> Variant {
+    if scenario == variant::SDBOOT || scenario == variant::UEFI_GPT {
         Variant {
             firmware: variant::Firmware::Uefi,
             ..Variant::default()
@@ -314,6 +315,17 @@ mod tests {
             variant::Firmware::Uefi
         );
         assert_eq!(server_variant("luks-lvm"), bios);
+        // Issue 18's pair: the BIOS server is made under SeaBIOS whatever
+        // it is recovered with, the UEFI-only one under OVMF.
+        assert_eq!(server_variant(variant::BIOS_MBR), bios);
+        assert_eq!(
+            server_variant(variant::UEFI_GPT).firmware,
+            variant::Firmware::Uefi
+        );
+        assert_eq!(
+            suite_of(variant::BIOS_MBR, Suite::Bookworm, uefi).unwrap(),
+            Suite::Bookworm
+        );
         // What CI builds ahead for each server.
         assert_eq!(server_suite(variant::SDBOOT).unwrap(), Suite::Trixie);
         assert_eq!(server_suite("raid1-lvm").unwrap(), Suite::default());

@@ -15,6 +15,7 @@ use super::compare::{
     nic_mapped, only_under, renames,
 };
 use super::drive::{Disk, Vm, log_path, run_vm};
+use super::firmware;
 use super::image;
 use super::initrd::initrd;
 use super::rootfs::{Suite, rootfs};
@@ -22,7 +23,7 @@ use super::state::{
     BACKUP_MIB, BACKUP_UUID, DISK_MIB, E2e, RECOVER_FAILED, RECOVER_OK, SERVER_ADDR, SERVER_GW,
     SERVER_NIC, SERVER_READY, blank, read_out, round1,
 };
-use super::variant::{Boot, Firmware, NEW_MAC, SDBOOT, SERVER_MAC};
+use super::variant::{Boot, Firmware, NEW_MAC, SDBOOT, SERVER_MAC, one_disk, plain};
 use mkrescue::drill::serial::mkrescue_lines;
 
 use crate::util::{self, tail};
@@ -752,11 +753,14 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
     if e.scenario == SDBOOT {
         allowed.extend_from_slice(SDBOOT_ALLOWED_TO_CHANGE);
     }
+    allowed.extend_from_slice(firmware::allowed_to_change(&e.scenario));
+    let mut allowed_new = ALLOWED_NEW.to_vec();
+    allowed_new.extend_from_slice(firmware::allowed_new(&e.scenario, e.variant.firmware));
     let full = compare_lists(
         &load_list(&before.join("list-before"))?,
         &load_list(&out.join("list-after"))?,
         &allowed,
-        ALLOWED_NEW,
+        &allowed_new,
     );
     // The provisioned test data as it was made (change.sh changes only
     // its own files, beside it).
@@ -793,12 +797,35 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
             .map(|(d, b)| (renamed.get(&d).cloned().unwrap_or(d), b))
             .collect::<std::collections::BTreeMap<_, _>>()
     });
-    problems.extend(compare_layouts(
+    let layout = compare_layouts(
         &before.join("layout-before.json"),
         &out.join("layout-after.json"),
         &renamed,
         fitted.as_ref(),
-    )?);
+    )?;
+    let mut conversion = None;
+    if plain(&e.scenario) {
+        // Issue 18's pair: what recover added and resized for the
+        // firmware explains those layout lines, and only those; the
+        // firmware booted with and the fstab are checked.
+        let c = firmware::converted(&recover_log);
+        problems.extend(layout.into_iter().filter(|l| !firmware::explained(l, &c)));
+        problems.extend(firmware::check(
+            &e.scenario,
+            e.variant.firmware,
+            &c,
+            &std::fs::read_to_string(out.join("firmware.txt"))?,
+            &std::fs::read_to_string(out.join("fstab-after"))?,
+            std::fs::read_to_string(out.join("fstab-orig"))
+                .ok()
+                .as_deref(),
+        ));
+        conversion = Some(
+            json!({"firmware": c.lines, "added": c.added, "resized": c.resized, "fstab_added": c.fstab}),
+        );
+    } else {
+        problems.extend(layout);
+    }
     // The server's NIC (lan0 by its MAC, a static address): on the
     // replacement machine's NIC (another MAC under `--nic new-mac`), up,
     // with that address, the gateway answering.
@@ -839,6 +866,8 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
     if e.variant.firmware == Firmware::Uefi {
         let check = if e.scenario == SDBOOT {
             sdboot_boot(&read_efibootmgr(&out)?)
+        } else if one_disk(&e.scenario) {
+            uefi_boot_one_disk(&read_efibootmgr(&out)?)
         } else {
             uefi_boot(&read_efibootmgr(&out)?, false)
         };
@@ -858,6 +887,9 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
     let mut d = json!({"boot_to_ready_s": round1(ready), "vm_total_s": round1(run.total), "files_compared": n, "network": network});
     if let Some(via) = booted_via {
         d["booted_via"] = json!(via);
+    }
+    if let Some(c) = conversion {
+        d["conversion"] = c;
     }
     let name = e.phase_name("after");
     e.record(&name, t.elapsed().as_secs_f64(), d);
@@ -937,6 +969,20 @@ pub(super) fn sdboot_boot(efibootmgr: &str) -> Result<String, String> {
 pub(super) const EFI_ENTRY: &str = "debian";
 pub(super) const EFI_ENTRY_2: &str = "debian ESP2";
 
+/// A one-disk server with GRUB (bios-mbr recovered under UEFI) booted
+/// through the entry recover's grub-install wrote (there is no second
+/// disk, so no `debian ESP2`). Ok: `LABEL: PATH` of it.
+pub(super) fn uefi_boot_one_disk(efibootmgr: &str) -> Result<String, String> {
+    let (label, path, via) = booted_entry(efibootmgr)?;
+    if label == EFI_ENTRY && path.to_ascii_lowercase().contains("grubx64.efi") {
+        Ok(via)
+    } else {
+        Err(format!(
+            "booted through {via}, not the `{EFI_ENTRY}` entry (grubx64.efi) recover wrote"
+        ))
+    }
+}
+
 /// Which firmware entry booted the server (`efibootmgr -v` of check.sh or
 /// degraded.sh): with both disks the one recover wrote for the first disk,
 /// and the second disk's must exist too; with NEW1 pulled the second
@@ -996,6 +1042,21 @@ mod tests {
         assert!(e.contains("not the `Linux Boot Manager` entry"), "{e}");
         // And GRUB's check does not take systemd-boot's entry.
         assert!(uefi_boot(&sd, false).is_err());
+    }
+
+    /// bios-mbr under UEFI: one disk, `debian` without `debian ESP2`.
+    #[test]
+    fn one_disk_boots_through_grub_installs_entry() {
+        let one: String = EFI_AFTER
+            .lines()
+            .filter(|l| !l.contains("debian ESP2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let via = uefi_boot_one_disk(&one).unwrap();
+        assert!(via.starts_with("Boot0003 debian: HD(2,GPT"), "{via}");
+        let shell = one.replace("BootCurrent: 0003", "BootCurrent: 0002");
+        assert!(uefi_boot_one_disk(&shell).is_err());
+        assert!(uefi_boot_one_disk("EFI variables are not supported on this system.\n").is_err());
     }
 
     #[test]

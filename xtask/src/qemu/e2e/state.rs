@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::drive::{Disk, Vm, VmRun, log_path, run_vm};
 use super::rootfs::{Suite, pad_to_mib};
-use super::variant::{Firmware, SDBOOT, SERVER_MAC, Variant, one_disk};
+use super::variant::{Firmware, SERVER_MAC, Variant, one_disk};
 
 use crate::util::{self, set_len, tail};
 
@@ -263,7 +263,7 @@ impl E2e {
     /// Whether the server's layout has an md RAID (checked after recover,
     /// pulled in degraded).
     pub(super) fn has_raid(&self) -> bool {
-        self.scenario != SDBOOT
+        !one_disk(&self.scenario)
     }
 
     /// 1 for a one-disk scenario ([`one_disk`]), else 2.
@@ -384,10 +384,11 @@ impl E2e {
         all.push(self.backup_disk());
         all.extend(self.io_disks(phase)?);
         let uefi_vars = match phase {
-            // systemd-boot needs UEFI from the start: the server's own
-            // variable store, fresh for each before (OVMF boots the ESP's
-            // removable path, which bootctl installed).
-            "before" if self.scenario == SDBOOT => {
+            // systemd-boot needs UEFI from the start, as does the UEFI-only
+            // GRUB of uefi-gpt: the server's own variable store, fresh for
+            // each before (OVMF boots the ESP's removable path, which
+            // bootctl or grub-install --removable installed).
+            "before" if super::server_variant(&self.scenario).firmware == Firmware::Uefi => {
                 let v = self.p("OVMF_VARS-server.fd");
                 mkrescue::vm::copy_vars(mkrescue::vm::OVMF_VARS, &v)?;
                 Some(v)

@@ -7,8 +7,9 @@ use anyhow::{Result, bail};
 /// The phases, in order; `--from` names one of them.
 pub const PHASES: &[&str] = &["provision", "before", "recover", "after", "degraded"];
 
-/// Scenarios: `raid1-lvm` (the default), `luks-lvm`, `dracut-sdboot`.
-pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm", SDBOOT];
+/// Scenarios: `raid1-lvm` (the default), `luks-lvm`, `dracut-sdboot`,
+/// `bios-mbr`, `uefi-gpt`.
+pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm", SDBOOT, BIOS_MBR, UEFI_GPT];
 
 /// The Debian 13 server that boots by UEFI with systemd-boot and a dracut
 /// initramfs, no GRUB in its boot path, on one disk: an ESP mounted on
@@ -17,10 +18,29 @@ pub const SCENARIOS: &[&str] = &["raid1-lvm", "luks-lvm", SDBOOT];
 /// UEFI variants.
 pub const SDBOOT: &str = "dracut-sdboot";
 
+/// Issue 18's BIOS server: one MBR disk (an active ext4 root, swap, an
+/// ext4 /home), GRUB i386-pc in the MBR, no ESP, installed and backed up
+/// under SeaBIOS; recovered with `--firmware uefi` it must get an ESP
+/// (type 0xef, the disk stays MBR) and GRUB x86_64-efi, and boot by UEFI.
+pub const BIOS_MBR: &str = "bios-mbr";
+
+/// Its mirror: a UEFI-only server, one GPT disk (ESP, swap, ext4 root,
+/// ext4 /home), GRUB x86_64-efi on the ESP's removable path, no bios_grub
+/// partition, installed and backed up under OVMF; recovered with
+/// `--firmware bios` it must get a bios_grub partition and GRUB i386-pc,
+/// and boot by BIOS.
+pub const UEFI_GPT: &str = "uefi-gpt";
+
 /// Whether `scenario`'s server lives on one disk (DISK1, recovered onto
-/// NEW1) instead of two.
+/// NEW1) instead of two, without RAID.
 pub fn one_disk(scenario: &str) -> bool {
-    scenario == SDBOOT
+    [SDBOOT, BIOS_MBR, UEFI_GPT].contains(&scenario)
+}
+
+/// Whether `scenario`'s server is one of issue 18's firmware conversion
+/// pair: plain partitions on one disk (tests/qemu/e2e/provision-plain.sh).
+pub fn plain(scenario: &str) -> bool {
+    [BIOS_MBR, UEFI_GPT].contains(&scenario)
 }
 
 /// How the recover VM starts the rescue system (`--boot`).
@@ -38,7 +58,7 @@ pub enum Boot {
 }
 
 /// The firmware of the recover, after and degraded VMs (`--firmware`);
-/// provision and before are always BIOS.
+/// before is BIOS but for the UEFI-only servers (dracut-sdboot, uefi-gpt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Firmware {
     Bios,
