@@ -156,8 +156,11 @@ enum QemuCmd {
         /// Use this mkrescue binary instead of building the release one
         #[arg(long)]
         bin: Option<PathBuf>,
-        /// raid1-lvm (default), luks-lvm, or dracut-sdboot (a Debian 13
-        /// server with systemd-boot, dracut and btrfs subvolumes; UEFI only)
+        /// raid1-lvm (default), luks-lvm, dracut-sdboot (a Debian 13
+        /// server with systemd-boot, dracut and btrfs subvolumes; UEFI
+        /// only), bios-mbr (one MBR disk, made under BIOS: recover it with
+        /// --firmware uefi) or uefi-gpt (one GPT disk, UEFI-only GRUB, made
+        /// under UEFI: recover it with --firmware bios)
         #[arg(long, default_value = "raid1-lvm")]
         scenario: String,
         /// The Debian release the server is installed as: bookworm

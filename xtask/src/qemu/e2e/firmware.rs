@@ -200,9 +200,22 @@ pub(super) fn explained(line: &str, c: &Converted) -> bool {
         if added.contains(p.as_str()) {
             return true;
         }
+        let field = key.rsplit('.').next().unwrap_or("");
+        // A partition after one that gave room moves: its start, on a
+        // disk that got a partition.
+        let disk = entry(key, "disks");
+        if field == "start"
+            && key.starts_with("disks[")
+            && disk.is_some_and(|d| {
+                c.added
+                    .iter()
+                    .any(|a| a.strip_prefix(d.as_str()).is_some_and(|n| !n.contains('/')))
+            })
+        {
+            return true;
+        }
         if c.resized.iter().any(|r| *r == p) {
             // Its size, and for a file system what follows from it.
-            let field = key.rsplit('.').next().unwrap_or("");
             return ["size", "end", "block_count", "blocks", "inode_count"].contains(&field);
         }
         return false;
@@ -353,6 +366,7 @@ mkrescue:   - /etc/fstab: UUID=65FA-B754 /boot/efi vfat umask=0077 0 1 added for
             "layout: + filesystems[/dev/vda4]: added",
             "layout: + mounts[/boot/efi]: added",
             "layout: ~ disks[/dev/vda].partitions[/dev/vda3].size: 5767168 -> 4718592",
+            "layout: ~ disks[/dev/vda].partitions[/dev/vda2].start: 6293504 -> 5871616",
         ] {
             assert!(explained(l, &c), "{l}");
         }
@@ -362,6 +376,7 @@ mkrescue:   - /etc/fstab: UUID=65FA-B754 /boot/efi vfat umask=0077 0 1 added for
             "layout: ~ filesystems[/dev/vda1].uuid: a -> b",
             "layout: - mounts[/home]: removed",
             "layout: ~ disks[/dev/vda].table: msdos -> gpt",
+            "layout: ~ disks[/dev/vdb].partitions[/dev/vdb2].start: 2048 -> 4096",
         ] {
             assert!(!explained(l, &c), "{l}");
         }

@@ -784,7 +784,12 @@ pub(super) fn after(e: &mut E2e) -> Result<()> {
         ));
     }
     // The disks' names on the recovered machine (NVMe in the pxe variant).
-    let recover_log = std::fs::read_to_string(e.log("recover")).unwrap_or_default();
+    // Lossy: OVMF's and GRUB's output in the serial log is not always
+    // UTF-8 (read_to_string then gave nothing, and no disk rename was
+    // seen under UEFI).
+    let recover_log = std::fs::read(e.log("recover"))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let renamed = renames(
         &recover_log,
         &mkrescue::layout::Layout::load(&before.join("layout-before.json"))?,
