@@ -48,6 +48,7 @@ use crate::backup::facts::{Facts, Rate, Rates};
 use crate::config::{Config, Regen};
 use crate::exec::Cmd;
 use crate::layout::Layout;
+use crate::recover::plan::firmware::Target;
 
 pub use crate::init::READY_AT;
 pub use crate::recover::ESTIMATE as SAVED;
@@ -811,13 +812,22 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
         None => {}
     }
     let target_modules = if rescue { free_disk_modules(cfg) } else { None };
-    let finalize = finalize_plan(
-        &layout,
+    // In the rescue system recover converts the layout for the firmware
+    // it runs under (an ESP, or a bios_grub partition): its finalize does
+    // what that layout needs. On the host: recovered onto its like.
+    let (fw_layout, converted) = if rescue {
+        for_firmware(&layout, rescue_firmware(cfg, &o.root))
+    } else {
+        (layout.clone(), false)
+    };
+    let finalize = finalize_for(
+        &fw_layout,
+        converted,
         cfg,
         &recorded.boot_modules,
         target_modules.as_ref(),
     );
-    let steps = plan_steps(&layout)?;
+    let steps = plan_steps(&fw_layout).or_else(|_| plan_steps(&layout))?;
     Ok(model(&Inputs {
         layout: &layout,
         cfg,
@@ -851,6 +861,59 @@ fn load_layout(path: &Path) -> Result<Layout> {
 
 /// The number of layout steps recover's plan has for this layout on disks
 /// like the host's.
+/// The firmware recover converts for in this rescue system:
+/// `[recover] firmware`, `auto` being what it booted with (as
+/// `recover::firmware_target` without `--firmware`).
+fn rescue_firmware(cfg: &Config, root: &Path) -> Target {
+    match cfg.recover.firmware {
+        crate::config::Firmware::Bios => Target::Bios,
+        crate::config::Firmware::Uefi => Target::Uefi,
+        crate::config::Firmware::Auto if root.join("sys/firmware/efi").is_dir() => Target::Uefi,
+        crate::config::Firmware::Auto => Target::Bios,
+    }
+}
+
+/// `layout` as recover makes it for `target` on disks of its recorded
+/// sizes (plan::firmware::convert), and whether recover converts (then
+/// finalize makes grub.cfg again); the layout as it is when the
+/// conversion is refused (recover says why, before any estimate counts).
+pub fn for_firmware(layout: &Layout, target: Target) -> (Layout, bool) {
+    let map = layout
+        .disks
+        .iter()
+        .map(|d| (d.path.clone(), d.path.clone()))
+        .collect();
+    let sizes = layout
+        .disks
+        .iter()
+        .map(|d| (d.path.clone(), d.size))
+        .collect();
+    match crate::recover::plan::firmware::convert(layout, &map, &sizes, target) {
+        Ok(c) => {
+            let converted = !c.lines.is_empty();
+            (c.layout, converted)
+        }
+        Err(_) => (layout.clone(), false),
+    }
+}
+
+/// [`finalize_plan`] of a layout recover `converted` for the machine's
+/// firmware: grub.cfg is made again then (finalize, `boot_menu = auto`:
+/// it was made for the other platform).
+pub fn finalize_for(
+    layout: &Layout,
+    converted: bool,
+    cfg: &Config,
+    host_modules: &[String],
+    target_modules: Option<&std::collections::BTreeSet<String>>,
+) -> FinalizePlan {
+    let mut f = finalize_plan(layout, cfg, host_modules, target_modules);
+    if converted && cfg.recover.bootloader && cfg.recover.boot_menu == Regen::Auto {
+        f.grub_mkconfig = true;
+    }
+    f
+}
+
 fn plan_steps(layout: &Layout) -> Result<usize> {
     let disks: BTreeMap<String, String> = layout
         .disks
@@ -1277,6 +1340,61 @@ mod tests {
             "{auto} {always}"
         );
         assert!(e.phase("finalize").unwrap().basis.contains("grub-mkconfig"));
+    }
+
+    /// Issue 18: the e2e bios-mbr server (one MBR disk, active root,
+    /// swap, /home; no ESP) estimated in a rescue system booted by UEFI:
+    /// recover adds an ESP, installs GRUB for UEFI too and makes grub.cfg
+    /// again. The estimate counted only GRUB (BIOS) on 1 disk (6.4 s
+    /// predicted, 52.4 s taken: grub-mkconfig 37.9 s, GRUB UEFI 6.9 s).
+    #[test]
+    fn finalize_counts_what_the_firmware_conversion_adds() {
+        let gib = 1u64 << 30;
+        let l = Layout::from_json(
+            &serde_json::json!({
+                "schema_version": 1, "host": "e2e-server", "captured_at": 0,
+                "mkrescue_version": "0", "disks": [{
+                    "path": "/dev/vda", "size": 6 * gib, "logical_sector_size": 512,
+                    "physical_sector_size": 512, "table": "msdos", "disk_id": "0x1234abcd",
+                    "partitions": [
+                        {"number": 1, "path": "/dev/vda1", "start": 2048,
+                         "size": 6291456, "type": "83", "flags": ["boot"]},
+                        {"number": 2, "path": "/dev/vda2", "start": 6293504,
+                         "size": 524288, "type": "82", "flags": ["swap"]},
+                        {"number": 3, "path": "/dev/vda3", "start": 6817792,
+                         "size": 5765120, "type": "83"}
+                    ]}],
+                "filesystems": [
+                    {"device": "/dev/vda1", "type": "ext4", "used_bytes": gib},
+                    {"device": "/dev/vda2", "type": "swap"},
+                    {"device": "/dev/vda3", "type": "ext4", "used_bytes": gib / 4}
+                ],
+                "mounts": [
+                    {"target": "/", "source": "/dev/vda1", "fstype": "ext4", "options": "rw"},
+                    {"target": "/home", "source": "/dev/vda3", "fstype": "ext4", "options": "rw"}
+                ]
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let cfg = Config::default();
+        let (uefi, converted) = for_firmware(&l, Target::Uefi);
+        assert!(converted);
+        let f = finalize_for(&uefi, converted, &cfg, &[], None);
+        assert!(
+            f.grub_efi && f.grub_mkconfig && f.grub_bios_disks == 1,
+            "{f:?}"
+        );
+        assert!(plan_steps(&uefi).unwrap() > plan_steps(&l).unwrap());
+        // Recovered for BIOS, as it was: nothing more.
+        let (bios, converted) = for_firmware(&l, Target::Bios);
+        assert!(!converted && bios == l);
+        let f = finalize_for(&bios, converted, &cfg, &[], None);
+        assert!(!f.grub_efi && !f.grub_mkconfig, "{f:?}");
+        // boot_menu = never keeps grub.cfg even then.
+        let mut never = Config::default();
+        never.recover.boot_menu = Regen::Never;
+        assert!(!finalize_for(&uefi, true, &never, &[], None).grub_mkconfig);
     }
 
     #[test]
