@@ -214,7 +214,7 @@ pub(super) fn explained(line: &str, c: &Converted) -> bool {
         {
             return true;
         }
-        if c.resized.iter().any(|r| *r == p) {
+        if c.resized.contains(&p) {
             // Its size, and for a file system what follows from it.
             return ["size", "end", "block_count", "blocks", "inode_count"].contains(&field);
         }
