@@ -317,7 +317,10 @@ fn spawn_recover(consoles: &[String]) -> Option<i32> {
             .filter(|c| *c != "console" && !is_primary_console(c, consoles))
             .cloned()
             .collect();
-        std::thread::spawn(move || tee_to_consoles(r, &others));
+        let relay = Relay::start(move || tee_to_consoles(r, &others));
+        if let Ok(mut g) = RELAY.lock() {
+            *g = Some(relay);
+        }
     }
     match spawned {
         Ok(c) => Some(c.id() as i32),
@@ -327,6 +330,40 @@ fn spawn_recover(consoles: &[String]) -> Option<i32> {
         }
     }
 }
+
+/// The thread that copies recover's output to the consoles
+/// ([`tee_to_consoles`]), and when it is done.
+struct Relay(std::sync::mpsc::Receiver<()>);
+
+impl Relay {
+    fn start(copy: impl FnOnce() + Send + 'static) -> Relay {
+        let (done, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            copy();
+            let _ = done.send(());
+        });
+        Relay(rx)
+    }
+
+    /// Waits until the relay has copied everything recover wrote (its
+    /// pipe's end), at most `limit`: a process recover left running may
+    /// hold the pipe open. Whether it is done.
+    fn wait(&self, limit: Duration) -> bool {
+        !matches!(
+            self.0.recv_timeout(limit),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+}
+
+/// The unattended recover's [`Relay`]: recover has exited when init reaps
+/// it, but the end of its report may still be in the pipe; init prints
+/// its own last line and powers off only once the relay has copied it
+/// (the e2e saw the report's finalize lines lost at power-off).
+static RELAY: std::sync::Mutex<Option<Relay>> = std::sync::Mutex::new(None);
+
+/// How long init waits for the relay after recover exited.
+const RELAY_WAIT: Duration = Duration::from_secs(10);
 
 /// Copies recover's output, line by line, to /dev/console (init's stderr),
 /// to each console in `others`, and to /run/mkrescue/recover.log.
@@ -517,6 +554,14 @@ fn supervise(consoles: &[String], mut tasks: HashMap<i32, Task>, after_action: O
                 }
             }
             Some(Task::Recover(console)) => {
+                if let Some(relay) = RELAY.lock().ok().and_then(|mut g| g.take())
+                    && !relay.wait(RELAY_WAIT)
+                {
+                    log_line(&format!(
+                        "mkrescue init: recover's output is still open after {}s (a process it left running?); going on",
+                        RELAY_WAIT.as_secs()
+                    ));
+                }
                 let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
                 let line = if ok {
                     RECOVER_OK.to_string()
@@ -638,6 +683,50 @@ pub(crate) fn log_line(s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The relay is waited for until it has copied the last line (what
+    /// init then prints comes after recover's report), or until the limit
+    /// when something holds recover's pipe open.
+    #[test]
+    fn init_waits_for_the_relay_of_recovers_last_lines() {
+        use std::sync::{Arc, Mutex};
+        let (w, r) = {
+            let (r, w) = std::io::pipe().unwrap();
+            (w, r)
+        };
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let relay = Relay::start(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(r).lines() {
+                // A slow console.
+                std::thread::sleep(Duration::from_millis(20));
+                sink.lock().unwrap().push(line.unwrap());
+            }
+        });
+        {
+            let mut w = w;
+            for i in 0..20 {
+                writeln!(w, "report line {i}").unwrap();
+            }
+        }
+        // The writer (recover) is gone; its lines are not all copied yet.
+        assert!(relay.wait(Duration::from_secs(10)));
+        assert_eq!(got.lock().unwrap().len(), 20);
+        assert_eq!(got.lock().unwrap()[19], "report line 19");
+        // A pipe held open: the wait ends at its limit.
+        let (_w2, r2) = {
+            let (r, w) = std::io::pipe().unwrap();
+            (w, r)
+        };
+        let held = Relay::start(move || {
+            let mut b = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut { r2 }, &mut b);
+        });
+        let t = std::time::Instant::now();
+        assert!(!held.wait(Duration::from_millis(200)));
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn consoles_and_after_from_cmdline() {
