@@ -720,12 +720,7 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
             identity: o.identity.clone(),
             probe_seconds: if o.no_probe { 0.0 } else { PROBE_SECONDS },
             probe_started: side_by_side.then_some(started),
-            mounts: layout
-                .mounts
-                .iter()
-                .filter(|m| m.fstype != "swap")
-                .map(|m| m.target.clone())
-                .collect(),
+            mounts: data_mounts(&layout),
         };
         let backup = crate::backup::facts::facts(cfg, &opts);
         // Unblocks the writer when the read probe never started.
@@ -844,6 +839,17 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
         finalize,
         hosts: o.hosts,
     }))
+}
+
+/// The mount points of `layout` that hold files (all but swap): what the
+/// backup's bytes are split by.
+pub fn data_mounts(layout: &Layout) -> Vec<String> {
+    layout
+        .mounts
+        .iter()
+        .filter(|m| m.fstype != "swap")
+        .map(|m| m.target.clone())
+        .collect()
 }
 
 fn load_layout(path: &Path) -> Result<Layout> {
@@ -1178,6 +1184,7 @@ mod tests {
                 bytes: 1 << 30,
                 archive_bytes: None,
                 bytes_by_mount: BTreeMap::new(),
+                alloc_by_mount: BTreeMap::new(),
                 read_probe: None,
             }),
             rates: Rates::new(),

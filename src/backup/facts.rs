@@ -189,6 +189,11 @@ pub struct Facts {
     /// Data bytes per mount point of [`FactsOptions::mounts`] (those
     /// holding none are left out).
     pub bytes_by_mount: BTreeMap<String, u64>,
+    /// What the same members take on a file system of 4 KiB blocks (each
+    /// file's data rounded up to a block, a block per directory), per
+    /// mount point: the least a file system must hold for recover's fit
+    /// ([`crate::recover::plan::fit::with_backup`]).
+    pub alloc_by_mount: BTreeMap<String, u64>,
     /// The read probe: file data decompressed, parsed and hashed.
     pub read_probe: Option<Rate>,
 }
@@ -263,9 +268,11 @@ fn facts_at(
         .count() as u64;
     let bytes = restored.iter().map(|i| i.data_bytes()).sum();
     let mut bytes_by_mount = BTreeMap::new();
+    let mut alloc_by_mount = BTreeMap::new();
     for i in &restored {
         if let Some(m) = mount_of(&o.mounts, &i.path) {
             *bytes_by_mount.entry(m.to_string()).or_insert(0) += i.data_bytes();
+            *alloc_by_mount.entry(m.to_string()).or_insert(0) += alloc_bytes(i);
         }
     }
     let sizes: Option<Vec<u64>> = chain
@@ -300,8 +307,26 @@ fn facts_at(
         bytes,
         archive_bytes,
         bytes_by_mount,
+        alloc_by_mount,
         read_probe,
     })
+}
+
+/// The block size [`alloc_bytes`] counts in: ext4's, xfs's and btrfs's
+/// default (and the page size they cannot exceed on x86-64).
+const BLOCK: u64 = 4096;
+
+/// What member `i` takes on a file system of [`BLOCK`]-sized blocks:
+/// its data rounded up to a block for a file, a block for a directory,
+/// nothing for the rest (a hard link shares its file's blocks, a short
+/// symlink and a device node live in the inode). Small files inlined by
+/// btrfs or ext4's inline_data take less, never more.
+fn alloc_bytes(i: &super::manifest::Item) -> u64 {
+    match i.kind {
+        super::pax::Kind::File => i.data_bytes().div_ceil(BLOCK) * BLOCK,
+        super::pax::Kind::Dir => BLOCK,
+        _ => 0,
+    }
 }
 
 /// The longest of `mounts` holding the member `path` (relative to /, as

@@ -69,6 +69,18 @@ const VGS_FIELDS: &str = "vg_name,vg_uuid,vg_extent_size,vg_size,pv_count,lv_cou
 const LVS_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,segtype,stripes,stripe_size,pool_lv,data_lv,metadata_lv,lv_metadata_size,lv_attr,chunk_size,devices,lv_role";
 
 /// Device kinds that are never part of the layout.
+/// What a file system's used bytes are recorded in: rounded up to 64 MiB.
+/// Every log line a host writes moves statvfs's count, and the rescue
+/// image carries a layout captured as it is built: to the byte, two builds
+/// a minute apart on an idle host differed (the e2e's reproducibility
+/// check on the dracut-sdboot server, btrfs, 2026-12-06). Rounded, they
+/// differ only when the host wrote across a 64 MiB step in between. Fit
+/// never shrinks below used plus a margin of max(10%, 256 MiB)
+/// (`recover::plan::fit::fs_need`), which the rounding only adds to
+/// (at most 64 MiB), and recover takes the backup's own bytes where they
+/// are more (`recover::plan::fit::with_backup`).
+pub const USED_UNIT: u64 = 64 << 20;
+
 const IGNORED_KINDS: &[&str] = &["loop", "rom", "ram", "zram"];
 
 /// Loop, optical, RAM and compressed-RAM (zram, which lsblk calls a
@@ -597,7 +609,11 @@ fn filesystem_of(d: &BlockDev, path: &str, s: &Sources) -> Result<Option<Filesys
         uuid: b.get("UUID").cloned().or_else(|| d.uuid.clone()),
         label: b.get("LABEL").cloned().or_else(|| d.label.clone()),
         fstype: fstype.clone(),
-        used_bytes: s.used.get(&d.path).copied().filter(|_| fstype != "swap"),
+        used_bytes: s
+            .used
+            .get(&d.path)
+            .map(|&u| u.div_ceil(USED_UNIT) * USED_UNIT)
+            .filter(|_| fstype != "swap"),
         ext: None,
         xfs: None,
         btrfs: None,

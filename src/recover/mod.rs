@@ -308,6 +308,12 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
             args.restore_from.as_deref(),
         )?)
     };
+    // The used bytes that sizes are fitted to: the layout's, raised to the
+    // backup's where it holds more (the layout may be months older).
+    let (layout, used_lines) = match &source {
+        Some(s) => backup_used(cfg, args, layout, s),
+        None => (layout, Vec::new()),
+    };
     let lsblk = match &args.lsblk {
         // Checked here too: only a plan for reading may use another
         // machine's disks (clap requires --dry-run as well).
@@ -426,6 +432,13 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     for l in nics.lines() {
         header.push_str(&l);
         header.push('\n');
+    }
+    for l in &used_lines {
+        header.push_str(l);
+        header.push('\n');
+    }
+    if args.dry_run && !args.layout_only && !p.sizes.is_empty() {
+        header.push_str("used: the sizes follow the used bytes recorded with the layout; recover raises them to the backup's where it holds more\n");
     }
     if args.dry_run {
         let mut script = p.script(&header);
@@ -761,6 +774,45 @@ fn confirm_erase(disks: &BTreeMap<String, String>, targets: &[mapping::TargetDis
         ));
     }
     Ok(())
+}
+
+/// The layout with its used bytes raised to what the backup at `source`
+/// holds ([`plan::fit::with_backup`]), and the lines saying so. A backup
+/// whose size cannot be read here (borg, rsync, an encrypted one without
+/// `--identity`) leaves the recorded used bytes, with a warning: the
+/// restore finds out for itself.
+fn backup_used(
+    cfg: &Config,
+    args: &RecoverOptions,
+    layout: Layout,
+    source: &crate::backup::source::Source,
+) -> (Layout, Vec<String>) {
+    let opts = crate::backup::facts::FactsOptions {
+        root: args.root.clone(),
+        from: Some(source.url.clone()),
+        archive: args.archive.clone(),
+        identity: args.identity.clone(),
+        mounts: crate::estimate::data_mounts(&layout),
+        ..Default::default()
+    };
+    match crate::backup::facts::facts(cfg, &opts) {
+        Ok(f) => {
+            let (l, mut lines) = plan::fit::with_backup(&layout, &f.alloc_by_mount, &f.name);
+            if lines.is_empty() {
+                lines.push(format!(
+                    "used: backup {} holds no more on any file system than the layout recorded",
+                    f.name
+                ));
+            }
+            (l, lines)
+        }
+        Err(e) => {
+            log::warn!(
+                "the backup's size per file system could not be read ({e:#}): sizes follow the used bytes recorded with the layout"
+            );
+            (layout, Vec::new())
+        }
+    }
 }
 
 /// The restore phase is `mkrescue restore --to ROOT` with recover's own

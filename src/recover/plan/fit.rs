@@ -157,6 +157,50 @@ pub fn fs_need(fs: &Filesystem, used: u64) -> u64 {
     ((net as u128 * 100).div_ceil(100 - pct as u128) as u64).max(floor)
 }
 
+/// The layout with each file system's used bytes raised to what the
+/// backup about to be restored puts on it, where that is more, and a line
+/// for each raised one. The used bytes were recorded when the rescue image
+/// was built, which may be long before the backup: a file system fitted to
+/// them would fill up half way through the restore. `alloc_by_mount` is
+/// [`crate::backup::facts::Facts::alloc_by_mount`] (mount point → bytes in
+/// 4 KiB blocks); a file system's is the sum over its mount points (btrfs
+/// subvolumes), each file counted under one. A file system without recorded
+/// used bytes keeps its recorded size whatever the backup holds, so it is
+/// left as it is.
+pub fn with_backup(
+    l: &Layout,
+    alloc_by_mount: &BTreeMap<String, u64>,
+    backup: &str,
+) -> (Layout, Vec<String>) {
+    let mut out = l.clone();
+    let mut lines = Vec::new();
+    for f in &mut out.filesystems {
+        let Some(used) = f.used_bytes else { continue };
+        let mounts: Vec<&str> = l
+            .mounts
+            .iter()
+            .filter(|m| m.source == f.device && m.fstype == f.fstype)
+            .map(|m| m.target.as_str())
+            .collect();
+        let held: u64 = mounts.iter().filter_map(|m| alloc_by_mount.get(*m)).sum();
+        if held <= used {
+            continue;
+        }
+        let raised =
+            held.div_ceil(crate::layout::capture::USED_UNIT) * crate::layout::capture::USED_UNIT;
+        lines.push(format!(
+            "used: {} ({}) holds {} in backup {backup}, more than the {} recorded with the layout: its size is fitted to {}",
+            f.device,
+            mounts.join(", "),
+            human(held),
+            human(used),
+            human(raised)
+        ));
+        f.used_bytes = Some(raised);
+    }
+    (out, lines)
+}
+
 /// The least size of the device of file system `fs` recorded at
 /// `recorded` bytes: vfat keeps its size (its FAT type was chosen for it,
 /// and ESPs are small), swap shrinks to [`SWAP_MIN`], a file system with

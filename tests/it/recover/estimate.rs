@@ -130,6 +130,57 @@ fn estimate_of_a_saved_layout_and_backup() {
     assert!(text.contains("20 hosts one after another"), "{text}");
 }
 
+/// The backup's bytes per mount point of the layout, and what they take
+/// in 4 KiB blocks (recover fits file systems to the larger of that and
+/// the recorded used bytes): the e2e server's layout (`/`, `/boot/efi`,
+/// `/home`), a backup of /tree and /home.
+#[test]
+fn backup_bytes_split_by_mount_point() {
+    let d = tempfile::tempdir().unwrap();
+    let url = backup(d.path());
+    std::fs::create_dir_all(d.path().join("home/u")).unwrap();
+    std::fs::write(d.path().join("home/u/a"), vec![1u8; 4096]).unwrap();
+    std::fs::write(d.path().join("home/u/b"), vec![2u8; 4097]).unwrap();
+    std::fs::write(d.path().join("home/u/empty"), b"").unwrap();
+    let b = url.trim_start_matches("file://");
+    std::fs::remove_dir_all(b).unwrap();
+    std::fs::create_dir_all(b).unwrap();
+    ok(&mkrescue(&[
+        os("backup"),
+        os("--target"),
+        os(&url),
+        os("--root"),
+        d.path().as_os_str(),
+        os("/tree"),
+        os("/home"),
+    ]));
+    let layout = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/layout/e2e-raid1-lvm.json"
+    );
+    let out = ok(&mkrescue(&[
+        os("estimate"),
+        os("--layout"),
+        os(layout),
+        os("--from"),
+        os(&url),
+        os("--root"),
+        d.path().as_os_str(),
+        os("--json"),
+    ]));
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        e["backup"]["bytes_by_mount"],
+        serde_json::json!({"/": 50 * 40_000, "/home": 8193})
+    );
+    // Each 40,000-byte file is 10 blocks, and the directories tree and
+    // tree/etc a block each; under /home: home, home/u, 1 + 2 + 0 blocks.
+    assert_eq!(
+        e["backup"]["alloc_by_mount"],
+        serde_json::json!({"/": 50 * 40_960 + 2 * 4096, "/home": 5 * 4096})
+    );
+}
+
 #[test]
 fn missing_layout_or_backup_names_the_file_and_the_command() {
     let d = tempfile::tempdir().unwrap();

@@ -525,3 +525,59 @@ fn mbr_root_and_swap_partitions_onto_a_smaller_disk() {
         )
     );
 }
+
+/// The used bytes are those of the rescue image's build, which may be
+/// months before the backup: where the backup puts more on a file system
+/// (its bytes in 4 KiB blocks per mount point), the fit takes that, says
+/// so, and refuses a disk too small for it; where it puts less, the
+/// recorded bytes stay.
+#[test]
+fn a_backup_bigger_than_the_recorded_used_bytes_sets_the_size() {
+    let l = with_used(1200 * MIB, 100 * MIB);
+    let by_mount: BTreeMap<String, u64> = [
+        ("/".to_string(), 2 * GIB + 5 * MIB),
+        ("/home".to_string(), 50 * MIB),
+    ]
+    .into();
+    let (raised, lines) = fit::with_backup(&l, &by_mount, "web1-20261206T0100Z");
+    let used = |l: &Layout, d: &str| {
+        l.filesystems
+            .iter()
+            .find(|f| f.device == d)
+            .unwrap()
+            .used_bytes
+    };
+    // Raised to the backup's, rounded up to the layout's 64 MiB unit.
+    assert_eq!(used(&raised, "/dev/vg0/root"), Some(2 * GIB + 64 * MIB));
+    assert_eq!(used(&raised, "/dev/vg0/home"), Some(100 * MIB));
+    assert_eq!(used(&raised, "/dev/vda2"), Some(5 * MIB));
+    assert_eq!(
+        lines,
+        [
+            "used: /dev/vg0/root (/) holds 2.0 GiB in backup web1-20261206T0100Z, more than the 1.2 GiB recorded with the layout: its size is fitted to 2.1 GiB"
+        ]
+    );
+    // The root LV the 60% disks get holds the backup's data and margin.
+    let before = plan(&l, &nvme_map(), &opts(SMALL, Resize::Last)).unwrap();
+    let after = plan(&raised, &nvme_map(), &opts(SMALL, Resize::Last)).unwrap();
+    let root_fs = raised
+        .filesystems
+        .iter()
+        .find(|f| f.device == "/dev/vg0/root")
+        .unwrap();
+    assert!(lv_size(&after, "/dev/vg0/root") >= fs_need(root_fs, 2 * GIB + 64 * MIB));
+    assert!(lv_size(&after, "/dev/vg0/root") > lv_size(&before, "/dev/vg0/root"));
+    // More than the small disks hold: refused before anything, as for
+    // recorded bytes.
+    let huge: BTreeMap<String, u64> = [("/".to_string(), 3 * GIB)].into();
+    let (too_big, _) = fit::with_backup(&l, &huge, "b");
+    let e = plan(&too_big, &nvme_map(), &opts(SMALL, Resize::Last)).unwrap_err();
+    assert_eq!(code_of(&e), Code::Host, "{e:#}");
+    // A backup with less than recorded, or a file system without used
+    // bytes (an older layout): unchanged, nothing said.
+    let (same, lines) = fit::with_backup(&l, &[("/".to_string(), GIB)].into(), "b");
+    assert_eq!((same, lines.len()), (l.clone(), 0));
+    let old = e2e();
+    let (same, lines) = fit::with_backup(&old, &by_mount, "b");
+    assert_eq!((same, lines.len()), (old, 0));
+}
