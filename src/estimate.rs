@@ -720,7 +720,7 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
             identity: o.identity.clone(),
             probe_seconds: if o.no_probe { 0.0 } else { PROBE_SECONDS },
             probe_started: side_by_side.then_some(started),
-            mounts: data_mounts(&layout),
+            mounts: layout.data_mounts(),
         };
         let backup = crate::backup::facts::facts(cfg, &opts);
         // Unblocks the writer when the read probe never started.
@@ -839,17 +839,6 @@ pub fn estimate(cfg: &Config, o: &EstimateOptions) -> Result<Estimate> {
         finalize,
         hosts: o.hosts,
     }))
-}
-
-/// The mount points of `layout` that hold files (all but swap): what the
-/// backup's bytes are split by.
-pub fn data_mounts(layout: &Layout) -> Vec<String> {
-    layout
-        .mounts
-        .iter()
-        .filter(|m| m.fstype != "swap")
-        .map(|m| m.target.clone())
-        .collect()
 }
 
 fn load_layout(path: &Path) -> Result<Layout> {

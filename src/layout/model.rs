@@ -443,6 +443,16 @@ impl Layout {
             .any(|m| m.target == "/" && self.filesystems.iter().any(|f| f.device == m.source))
     }
 
+    /// The mount points that hold files (all but swap): what a backup's
+    /// bytes are split by (the estimate, recover's fit).
+    pub fn data_mounts(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter(|m| m.fstype != "swap")
+            .map(|m| m.target.clone())
+            .collect()
+    }
+
     pub fn new(host: String) -> Self {
         Layout {
             schema_version: SCHEMA_VERSION,

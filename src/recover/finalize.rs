@@ -495,16 +495,23 @@ pub fn bios_disks(layout: &Layout, disks: &BTreeMap<String, String>) -> Vec<Stri
     layout
         .disks
         .iter()
-        .filter(|d| match d.table {
-            Table::Gpt => d
-                .partitions
-                .iter()
-                .any(|p| p.flags.contains(&Flag::BiosGrub)),
-            Table::Msdos => !d.partitions.is_empty(),
-            Table::None => false,
-        })
+        .filter(|d| boots_by_bios(d))
         .filter_map(|d| disks.get(&d.path).cloned())
         .collect()
+}
+
+/// Whether GRUB can go on disk `d` for BIOS: a GPT disk with a bios_grub
+/// partition (its core image's room), an MBR disk with partitions (the
+/// gap before the first one).
+pub fn boots_by_bios(d: &crate::layout::Disk) -> bool {
+    match d.table {
+        Table::Gpt => d
+            .partitions
+            .iter()
+            .any(|p| p.flags.contains(&Flag::BiosGrub)),
+        Table::Msdos => !d.partitions.is_empty(),
+        Table::None => false,
+    }
 }
 
 /// The mounted ESP: (its mount point in the host's tree, its source

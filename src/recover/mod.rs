@@ -413,7 +413,8 @@ pub fn run(cfg: &Config, args: &RecoverOptions) -> Result<()> {
     let mut firmware = vec![format!(
         "firmware: {target} ({why}; the layout's system booted by {}: {})",
         plan::firmware::recorded_firmware(&layout),
-        if conv.lines.is_empty() {
+        // A line alone (no boot loader to replace) changes nothing.
+        if conv.layout == layout {
             "nothing to add"
         } else {
             "converting"
@@ -792,7 +793,7 @@ fn backup_used(
         from: Some(source.url.clone()),
         archive: args.archive.clone(),
         identity: args.identity.clone(),
-        mounts: crate::estimate::data_mounts(&layout),
+        mounts: layout.data_mounts(),
         ..Default::default()
     };
     match crate::backup::facts::facts(cfg, &opts) {

@@ -12,7 +12,7 @@ use mkrescue::config::ModulePolicy;
 use mkrescue::error::{Code, code_of};
 use mkrescue::kmod::{HostModules, ModuleIndex, Selection, firmware_of};
 
-fn modules_dir() -> PathBuf {
+pub(crate) fn modules_dir() -> PathBuf {
     let base = Path::new("/lib/modules");
     if let Ok(kver) = std::env::var("MKRESCUE_TEST_KVER") {
         return base.join(kver);

@@ -97,14 +97,7 @@ pub struct Conversion {
 /// (UEFI), a bios_grub partition or an MBR disk (BIOS), both or neither.
 pub fn recorded_firmware(l: &Layout) -> &'static str {
     let uefi = super::super::finalize::esps(l).0.is_some();
-    let bios = l.disks.iter().any(|d| match d.table {
-        Table::Gpt => d
-            .partitions
-            .iter()
-            .any(|p| p.flags.contains(&Flag::BiosGrub)),
-        Table::Msdos => !d.partitions.is_empty(),
-        Table::None => false,
-    });
+    let bios = l.disks.iter().any(super::super::finalize::boots_by_bios);
     match (bios, uefi) {
         (true, true) => "BIOS and UEFI",
         (true, false) => "BIOS",

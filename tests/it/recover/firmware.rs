@@ -492,6 +492,32 @@ fn dry_run_says_the_firmware_and_every_step() {
         .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[1].starts_with("firmware: EFI system partition /dev/sda3"));
+    // A layout with no boot loader at all (GPT, no bios_grub, no ESP):
+    // nothing to replace, so nothing is added, and the header says so.
+    let mut none = bios_mbr(5 * GIB);
+    none.disks[0].table = mkrescue::layout::Table::Gpt;
+    none.disks[0].disk_id = Some("6d6b7265-7363-7565-0000-000000000001".into());
+    for (p, t) in none.disks[0].partitions.iter_mut().zip([
+        "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
+    ]) {
+        p.type_ = t.into();
+        p.flags.clear();
+    }
+    std::fs::write(&layout, none.to_json()).unwrap();
+    let script = run(&["--firmware", "uefi"]);
+    assert!(
+        script.lines().any(|l| l
+            == "# firmware: uefi (--firmware uefi; the layout's system booted by neither BIOS nor UEFI (no boot loader recorded): nothing to add)"),
+        "{script}"
+    );
+    assert!(
+        script.lines().any(
+            |l| l.starts_with("# firmware: no disk of the layout has a boot loader to replace")
+        ),
+        "{script}"
+    );
+    assert!(!script.contains("vfat"), "{script}");
 }
 
 /// No usable gap before the first partition (here it starts at sector

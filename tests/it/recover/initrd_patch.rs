@@ -10,19 +10,10 @@ use mkrescue::image::cpio::{Header, Writer};
 use mkrescue::recover::initrd_patch::add_modules;
 use mkrescue::recover::needs::{Compression, initrd_modules, read_initrd};
 
-/// The newest kernel under /lib/modules with modules (what kmod.rs uses).
+/// The kernel kmod.rs tests against (the newest under /lib/modules with
+/// modules, or MKRESCUE_TEST_KVER): its version and directory.
 fn kernel() -> (String, PathBuf) {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/lib/modules")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("modules.dep").is_file() && p.join("kernel").is_dir())
-        .collect();
-    found.sort();
-    let dir = found
-        .pop()
-        .expect("no kernel modules under /lib/modules: apt-get install linux-image-amd64");
+    let dir = crate::kmod::modules_dir();
     let kver = dir.file_name().unwrap().to_string_lossy().into_owned();
     (kver, dir)
 }
