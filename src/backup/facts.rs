@@ -272,7 +272,13 @@ fn facts_at(
     for i in &restored {
         if let Some(m) = mount_of(&o.mounts, &i.path) {
             *bytes_by_mount.entry(m.to_string()).or_insert(0) += i.data_bytes();
-            *alloc_by_mount.entry(m.to_string()).or_insert(0) += alloc_bytes(i);
+            // The mount point's own directory is the file system's root,
+            // which mkfs makes.
+            let own_root = i.path.trim_start_matches("./").trim_start_matches('/')
+                == m.trim_start_matches('/');
+            if !own_root {
+                *alloc_by_mount.entry(m.to_string()).or_insert(0) += alloc_bytes(i);
+            }
         }
     }
     let sizes: Option<Vec<u64>> = chain

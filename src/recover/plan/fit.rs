@@ -165,8 +165,8 @@ pub fn fs_need(fs: &Filesystem, used: u64) -> u64 {
 /// [`crate::backup::facts::Facts::alloc_by_mount`] (mount point → bytes in
 /// 4 KiB blocks); a file system's is the sum over its mount points (btrfs
 /// subvolumes), each file counted under one. A file system without recorded
-/// used bytes keeps its recorded size whatever the backup holds, so it is
-/// left as it is.
+/// used bytes, an ESP (vfat) and swap keep their recorded sizes whatever
+/// the backup holds, so they are left as they are.
 pub fn with_backup(
     l: &Layout,
     alloc_by_mount: &BTreeMap<String, u64>,
@@ -175,12 +175,20 @@ pub fn with_backup(
     let mut out = l.clone();
     let mut lines = Vec::new();
     for f in &mut out.filesystems {
+        // vfat and swap keep their sizes whatever they hold (fs_min).
+        if matches!(f.fstype.as_str(), "vfat" | "swap") {
+            continue;
+        }
         let Some(used) = f.used_bytes else { continue };
+        // Each target once: a layout may list a mount point twice (the
+        // e2e server's ESP, mounted at /boot/efi over its automount).
         let mounts: Vec<&str> = l
             .mounts
             .iter()
             .filter(|m| m.source == f.device && m.fstype == f.fstype)
             .map(|m| m.target.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .collect();
         let held: u64 = mounts.iter().filter_map(|m| alloc_by_mount.get(*m)).sum();
         if held <= used {

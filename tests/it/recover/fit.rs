@@ -580,4 +580,21 @@ fn a_backup_bigger_than_the_recorded_used_bytes_sets_the_size() {
     let old = e2e();
     let (same, lines) = fit::with_backup(&old, &by_mount, "b");
     assert_eq!((same, lines.len()), (old, 0));
+    // A mount point listed twice counts once.
+    let mut twice = l.clone();
+    let root_mount = twice
+        .mounts
+        .iter()
+        .find(|m| m.target == "/")
+        .unwrap()
+        .clone();
+    twice.mounts.push(root_mount);
+    let (raised2, lines2) = fit::with_backup(&twice, &by_mount, "web1-20261206T0100Z");
+    assert_eq!(used(&raised2, "/dev/vg0/root"), Some(2 * GIB + 64 * MIB));
+    assert_eq!(lines2.len(), 1, "{lines2:?}");
+    // An ESP keeps its size whatever it holds: not raised, nothing said
+    // (the e2e's ESP, empty at save time, recorded 0 B).
+    let esp: BTreeMap<String, u64> = [("/boot/efi".to_string(), 100 * MIB)].into();
+    let (same, lines) = fit::with_backup(&l, &esp, "b");
+    assert_eq!((same, lines.len()), (l.clone(), 0));
 }
