@@ -274,8 +274,7 @@ fn facts_at(
             *bytes_by_mount.entry(m.to_string()).or_insert(0) += i.data_bytes();
             // The mount point's own directory is the file system's root,
             // which mkfs makes.
-            let own_root = i.path.trim_start_matches("./").trim_start_matches('/')
-                == m.trim_start_matches('/');
+            let own_root = member_rel(&i.path) == m.trim_start_matches('/');
             if !own_root {
                 *alloc_by_mount.entry(m.to_string()).or_insert(0) += alloc_bytes(i);
             }
@@ -335,10 +334,15 @@ fn alloc_bytes(i: &super::manifest::Item) -> u64 {
     }
 }
 
+/// Member name `path` relative to /, without a leading `./` or `/`.
+fn member_rel(path: &str) -> &str {
+    path.trim_start_matches("./").trim_start_matches('/')
+}
+
 /// The longest of `mounts` holding the member `path` (relative to /, as
 /// archive members are named).
 fn mount_of<'m>(mounts: &'m [String], path: &str) -> Option<&'m str> {
-    let path = path.trim_start_matches("./").trim_start_matches('/');
+    let path = member_rel(path);
     mounts
         .iter()
         .map(|m| m.as_str())

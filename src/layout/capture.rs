@@ -81,6 +81,11 @@ const LVS_FIELDS: &str = "lv_name,vg_name,lv_uuid,lv_size,segtype,stripes,stripe
 /// are more (`recover::plan::fit::with_backup`).
 pub const USED_UNIT: u64 = 64 << 20;
 
+/// `bytes` as a layout records used bytes: rounded up to [`USED_UNIT`].
+pub fn round_used(bytes: u64) -> u64 {
+    bytes.div_ceil(USED_UNIT) * USED_UNIT
+}
+
 const IGNORED_KINDS: &[&str] = &["loop", "rom", "ram", "zram"];
 
 /// Loop, optical, RAM and compressed-RAM (zram, which lsblk calls a
@@ -612,7 +617,7 @@ fn filesystem_of(d: &BlockDev, path: &str, s: &Sources) -> Result<Option<Filesys
         used_bytes: s
             .used
             .get(&d.path)
-            .map(|&u| u.div_ceil(USED_UNIT) * USED_UNIT)
+            .map(|&u| round_used(u))
             .filter(|_| fstype != "swap"),
         ext: None,
         xfs: None,

@@ -194,8 +194,7 @@ pub fn with_backup(
         if held <= used {
             continue;
         }
-        let raised =
-            held.div_ceil(crate::layout::capture::USED_UNIT) * crate::layout::capture::USED_UNIT;
+        let raised = crate::layout::capture::round_used(held);
         lines.push(format!(
             "used: {} ({}) holds {} in backup {backup}, more than the {} recorded with the layout: its size is fitted to {}",
             f.device,

@@ -229,6 +229,15 @@ fn mount_tree_of_layout_devices_only() {
     assert!(data.options.contains("subvolid=5"));
 }
 
+/// The used bytes layout `l` records for file system `dev`.
+fn used_of(l: &Layout, dev: &str) -> Option<u64> {
+    l.filesystems
+        .iter()
+        .find(|f| f.device == dev)
+        .unwrap()
+        .used_bytes
+}
+
 /// The used bytes `gather` measured (statvfs of each mount point) go to
 /// their file system, never to swap; `layout check` does not count them as
 /// a change, and a layout file without them (older mkrescue) still loads.
@@ -241,13 +250,7 @@ fn used_bytes_recorded_and_not_a_change() {
     s.used.insert("/dev/vdc2".into(), 1 << 20);
     s.used.insert("/dev/mapper/vg0-swap".into(), 7);
     let l = assemble("layout2", &s).unwrap();
-    let used = |d: &str| {
-        l.filesystems
-            .iter()
-            .find(|f| f.device == d)
-            .unwrap()
-            .used_bytes
-    };
+    let used = |d: &str| used_of(&l, d);
     assert_eq!(used("/dev/vg0/root"), Some(128 << 20));
     assert_eq!(used("/dev/vdc2"), Some(64 << 20));
     assert_eq!(used("/dev/vg0/swap"), None);
@@ -260,15 +263,8 @@ fn used_bytes_recorded_and_not_a_change() {
         .insert("/dev/mapper/vg0-root".into(), (123 << 20) + 12_288);
     s2.used.insert("/dev/vdc2".into(), 64 << 20);
     let l2 = assemble("layout2", &s2).unwrap();
-    let used2 = |d: &str| {
-        l2.filesystems
-            .iter()
-            .find(|f| f.device == d)
-            .unwrap()
-            .used_bytes
-    };
-    assert_eq!(used2("/dev/vg0/root"), used("/dev/vg0/root"));
-    assert_eq!(used2("/dev/vdc2"), Some(64 << 20));
+    assert_eq!(used_of(&l2, "/dev/vg0/root"), used("/dev/vg0/root"));
+    assert_eq!(used_of(&l2, "/dev/vdc2"), Some(64 << 20));
     let mut later = Layout::from_json(&json).unwrap();
     for f in &mut later.filesystems {
         f.used_bytes = f.used_bytes.map(|u| u * 2);
